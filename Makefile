@@ -1,0 +1,57 @@
+# vse: every target installs what it needs into .venv (ignored by git) on first use.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+# The torch/torchvision pair that imports together on this workplace's machines (see README).
+TORCH   := torch==2.14.1 torchvision==0.29.1
+PORT    ?= 8765
+
+.PHONY: help venv test reproduce record smoke llm-server bench fixtures clean
+
+help:
+	@echo "make test        run the offline test suite (installs .venv first)"
+	@echo "make reproduce   replay the recorded cassettes offline and rebuild every table"
+	@echo "make record      re-record the experiments against the local LLM server (resumable)"
+	@echo "make llm-server  assemble the local Qwen2.5-Coder-1.5B GGUF and serve it on 127.0.0.1:$(PORT)"
+	@echo "make smoke       live smoke test against the real local LLM server"
+	@echo "make bench       benchmarks (simulator modes, activation extraction)"
+	@echo "make fixtures    regenerate fixtures/ from the real images and models"
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[vision,report,dev]'
+	touch $@
+
+# llama-cpp-python compiles llama.cpp from source (about 5 minutes on 2 cores); pip caches the wheel.
+$(VENV)/.server-stamp: $(VENV)/.stamp
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest -q -m "not live"
+
+reproduce: venv
+	$(BIN)/vse reproduce
+
+record: $(VENV)/.server-stamp
+	$(BIN)/vse reproduce --record --port $(PORT)
+
+llm-server: $(VENV)/.server-stamp
+	$(BIN)/vse llm serve --port $(PORT)
+
+smoke: $(VENV)/.server-stamp
+	$(BIN)/python -m pytest -q -m live -p no:cacheprovider --force-enable-socket
+
+bench: $(VENV)/.server-stamp
+	$(BIN)/python bench/simulators.py --port $(PORT)
+	$(BIN)/python bench/extraction.py
+
+fixtures: venv
+	$(BIN)/vse fixtures
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

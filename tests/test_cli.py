@@ -1,0 +1,21 @@
+from click.testing import CliRunner
+
+from vse import __version__
+from vse.cli import main
+
+
+def test_help_lists_the_tool():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "Explain single neurons" in result.output
+
+
+def test_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"vse, version {__version__}"
+
+
+def test_unknown_command_fails():
+    result = CliRunner().invoke(main, ["no-such-command"])
+    assert result.exit_code != 0
