@@ -1,0 +1,239 @@
+"""Recorded LLM traffic (vcrpy cassettes): replay by default, record on request, no secrets kept.
+
+Policy
+------
+- **Replay-only by default** (vcrpy record mode ``none``): a request the cassette does not hold
+  raises `CassetteMiss`, naming the cassette file and the request. No server and no key needed.
+- **Recording is resumable** (``record=True`` -> record mode ``new_episodes``): requests already
+  in the cassette replay, new ones go to the server and are appended when the block exits
+  (also when it exits with an exception, so an interrupted recording keeps what it got).
+- **Matching** is on method, path, query and the exact body bytes, not on scheme/host/port:
+  the local server's port may differ between recording and replay, and a replay must not
+  need a server at all. The client writes bodies deterministically (sorted keys, fixed
+  separators), so the same call gives the same bytes.
+- **Identical requests** are not collapsed (``allow_playback_repeats`` is off): each recorded
+  interaction plays back at most once, and identical requests play back in the order they were
+  recorded. So a run that sends the same body N times needs N recorded interactions; make
+  repeated samples distinct (e.g. pass a different ``seed``) so order does not matter. A retried
+  request (429 then 200) is recorded as two interactions and replays the same way. One vcrpy
+  subtlety when resuming a recording: an interaction appended earlier in the same session can
+  be played back to a later identical request instead of calling the server again.
+- **Scrubbing** on the way in: request headers are cut down to ``Content-Type`` (so
+  ``Authorization``, ``api-key``, ``OpenAI-Organization``, ``Cookie`` and version-bearing
+  ``User-Agent`` never reach the file), and response headers to ``Content-Type`` (no
+  ``Set-Cookie``, org or request ids, dates). A loopback URL is stored without its port.
+  Compressed responses are stored decoded.
+- **Format**: vcrpy's JSON cassette layout (``{"version": 1, "interactions": [...]}``), written
+  with sorted keys, then gzip-compressed with a zero mtime and no file name in the header;
+  suffix ``.json.gz``. Re-recording identical traffic gives identical bytes. Replies with
+  logprobs are large, but few-shot prompts repeat across requests, so gzip removes most of it.
+  Read one with ``zcat FILE.json.gz | less``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gzip
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import vcr
+from vcr.errors import CannotOverwriteExistingCassetteException
+from vcr.persisters.filesystem import CassetteNotFoundError
+from vcr.serialize import deserialize, serialize
+
+from vse.llm.errors import CassetteMiss
+
+__all__ = [
+    "CASSETTE_SUFFIX",
+    "CassetteMiss",
+    "GzipJsonPersister",
+    "cassette_sizes",
+    "scrub_request",
+    "scrub_response",
+    "translate_vcr_error",
+    "use_cassette",
+]
+
+CASSETTE_SUFFIX = ".json.gz"
+#: Headers kept in a cassette (lower case); everything else is dropped before it is stored.
+KEEP_REQUEST_HEADERS = frozenset({"content-type"})
+KEEP_RESPONSE_HEADERS = frozenset({"content-type"})
+#: Headers that carry secrets; never stored whatever the allow-lists above say.
+SECRET_HEADERS = frozenset({"authorization", "api-key", "openai-organization", "openai-project", "cookie", "set-cookie"})
+MATCH_ON = ("method", "path", "query", "raw_body")
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+
+
+# -- scrubbing ------------------------------------------------------------------------------------
+
+
+def scrub_request(request: Any) -> Any:
+    """vcrpy ``before_record_request``: a copy with only the kept headers and a port-free loopback URI.
+
+    It copies because vcrpy also calls it on the live request (to match it): the real
+    request must still carry its Authorization header to the server.
+    """
+    request = copy.deepcopy(request)
+    for name in list(request.headers):
+        if name.lower() not in KEEP_REQUEST_HEADERS or name.lower() in SECRET_HEADERS:
+            del request.headers[name]
+    parts = urlsplit(request.uri)
+    if (parts.hostname or "") in _LOOPBACK:
+        request.uri = urlunsplit((parts.scheme, "localhost", parts.path, parts.query, parts.fragment))
+    return request
+
+
+def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+    """vcrpy ``before_record_response``: a copy with only the kept headers (no cookies, ids, dates)."""
+    response = copy.deepcopy(response)
+    headers = response.get("headers") or {}
+    response["headers"] = {
+        name: value
+        for name, value in headers.items()
+        if name.lower() in KEEP_RESPONSE_HEADERS and name.lower() not in SECRET_HEADERS
+    }
+    return response
+
+
+# -- gzip JSON persistence ------------------------------------------------------------------------
+
+
+class _JsonSerializer:
+    """vcrpy serializer: JSON with sorted keys, one-space indent (readable after ``zcat``)."""
+
+    @staticmethod
+    def serialize(data: dict[str, Any]) -> str:
+        try:
+            return json.dumps(data, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+        except TypeError as exc:  # bytes that are not UTF-8 (never produced by our client)
+            raise TypeError(f"cassette holds non-text data: {exc}") from exc
+
+    @staticmethod
+    def deserialize(text: str) -> dict[str, Any]:
+        return json.loads(text)
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """Deterministic gzip: no mtime, no file name, fixed level."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=9) as gz:
+        gz.write(data)
+    return buf.getvalue()
+
+
+class GzipJsonPersister:
+    """vcrpy persister: cassettes as gzip-compressed JSON, written atomically."""
+
+    @classmethod
+    def load_cassette(cls, cassette_path: str | os.PathLike, serializer: Any) -> Any:
+        path = Path(cassette_path)
+        if not path.is_file():
+            raise CassetteNotFoundError()
+        with gzip.open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+        if not text.strip():
+            raise CassetteNotFoundError()
+        return deserialize(text, serializer)
+
+    @staticmethod
+    def save_cassette(cassette_path: str | os.PathLike, cassette_dict: dict[str, Any], serializer: Any) -> None:
+        path = Path(cassette_path)
+        data = gzip_bytes(serialize(cassette_dict, serializer).encode("utf-8"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+# -- replay misses --------------------------------------------------------------------------------
+
+_REASONS = {
+    "cassette_not_found": "The cassette file does not exist (or is empty).",
+    "already_played": "An identical request was recorded, but fewer times than it is sent now.",
+    "no_match": "No recorded request has this body (or path).",
+    "nothing_similar": "The cassette has nothing similar.",
+}
+
+
+def _text(body: Any) -> str:
+    if body is None:
+        return ""
+    if hasattr(body, "read"):
+        body = body.read()
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body).decode("utf-8", errors="replace")
+    return str(body)
+
+
+def translate_vcr_error(exc: BaseException) -> CassetteMiss | None:
+    """vcrpy's `CannotOverwriteExistingCassetteException` as a `CassetteMiss`; None for anything else."""
+    if isinstance(exc, CassetteMiss):
+        return exc
+    if not isinstance(exc, CannotOverwriteExistingCassetteException):
+        return None
+    cassette = getattr(getattr(exc, "cassette", None), "_path", "?")
+    request = getattr(exc, "failed_request", None)
+    if request is None:
+        return CassetteMiss(str(cassette), "?", "?", "", detail=str(exc).splitlines()[0])
+    return CassetteMiss(
+        str(cassette),
+        request.method,
+        request.path,
+        _text(request.body),
+        detail=_REASONS.get(getattr(exc, "reason", ""), ""),
+    )
+
+
+# -- the context manager --------------------------------------------------------------------------
+
+
+def _vcr() -> vcr.VCR:
+    config = vcr.VCR(
+        serializer="vse-json",
+        match_on=MATCH_ON,
+        before_record_request=scrub_request,
+        before_record_response=scrub_response,
+        decode_compressed_response=True,
+        record_on_exception=True,
+    )
+    config.register_serializer("vse-json", _JsonSerializer)
+    config.register_persister(GzipJsonPersister)
+    return config
+
+
+@contextlib.contextmanager
+def use_cassette(path: Path | str, *, record: bool = False) -> Iterator[Any]:
+    """Route every `requests` call in the block through the cassette at ``path`` (``*.json.gz``).
+
+    Replay-only unless ``record=True`` (then resumable: new requests are appended). Yields the
+    vcrpy cassette (``len(c)``, ``c.play_count``, ``c.all_played``). A request missing from
+    the cassette raises `CassetteMiss`, whether the client or other code made it.
+    """
+    path = Path(path)
+    if not path.name.endswith(CASSETTE_SUFFIX):
+        raise ValueError(f"cassette file names end in {CASSETTE_SUFFIX!r}: {path}")
+    mode = "new_episodes" if record else "none"
+    with _vcr().use_cassette(str(path), record_mode=mode, allow_playback_repeats=False) as cassette:
+        try:
+            yield cassette
+        except CannotOverwriteExistingCassetteException as exc:
+            raise translate_vcr_error(exc) from exc
+
+
+def cassette_sizes(root: Path | str) -> dict[Path, int]:
+    """Bytes on disk of every cassette under ``root``, by path (sorted), for a size budget."""
+    return {p: p.stat().st_size for p in sorted(Path(root).rglob("*" + CASSETTE_SUFFIX)) if p.is_file()}

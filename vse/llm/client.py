@@ -1,0 +1,430 @@
+"""A thin client for OpenAI-compatible completion endpoints, over plain `requests`.
+
+Why not a vendor SDK: the request bytes must be exactly reproducible (cassettes match on the
+body), retries must be bounded and testable without waiting, and the local llama.cpp server
+is the main target. The client never sees NumPy; it hands back plain dataclasses.
+
+- `LLMClient.chat`     POST {base_url}/chat/completions
+- `LLMClient.complete` POST {base_url}/completions   (legacy completions, with `echo`)
+
+Request bodies are JSON with sorted keys and fixed separators, and omit every option left
+at None, so the same call always sends the same bytes. Every call has a timeout; 408, 409,
+429, 5xx and connection errors/timeouts are retried with exponential backoff and full
+jitter (or the server's `Retry-After`, capped); any other 4xx fails at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+
+from vse.llm.errors import LLMError, LLMHTTPError, LLMResponseError, LLMRetriesExhausted
+
+log = logging.getLogger(__name__)
+
+#: The local server `vse llm serve` starts, used when neither an option nor the environment names one.
+DEFAULT_BASE_URL = "http://127.0.0.1:8765/v1"
+#: Statuses worth retrying: request timeout, conflict, rate limit, and every 5xx.
+RETRY_STATUSES = frozenset({408, 409, 429})
+OPENAI_HOST = "api.openai.com"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens billed for one or more calls (the cost)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token position: the token, its logprob, and the top alternatives the server sent.
+
+    `logprob` is NaN (and `top` empty) where the server sends null: the first prompt token of
+    an `echo` reply. `top` keys are the token strings exactly as sent (digits usually carry a
+    leading space: strip them when reading numbers). llama.cpp adds the chosen token to `top`,
+    so it may hold one entry more than asked for.
+    """
+
+    token: str
+    logprob: float
+    top: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The first choice of a reply.
+
+    `text` is the generated text only (with `echo`, the prompt is split off into
+    `prompt_tokens`). `tokens` are the generated tokens' logprobs (empty without logprobs).
+    """
+
+    text: str
+    tokens: list[TokenLogprob]
+    usage: Usage
+    finish_reason: str | None
+    prompt_tokens: list[TokenLogprob] | None = None
+
+
+def _host(url: str) -> str:
+    return (urlparse(url).hostname or "").lower()
+
+
+@dataclass(frozen=True, repr=False)
+class ClientConfig:
+    """Where and how to call the LLM.
+
+    base_url: up to and including the version, e.g. ``http://127.0.0.1:8765/v1``.
+    model: sent as ``model`` (the local server ignores it).
+    api_key: sent as ``Authorization: Bearer`` when set; never shown by ``repr``.
+    timeout_s: per-attempt timeout (connect and read).
+    max_retries: retries after the first attempt (so ``max_retries + 1`` attempts at most).
+    backoff_base_s, backoff_max_s: attempt ``n`` (0-based) waits ``uniform(0, min(max, base * 2**n))``;
+        a ``Retry-After`` in seconds replaces that, capped at ``backoff_max_s``.
+    """
+
+    base_url: str
+    model: str = "local"
+    api_key: str | None = field(default=None, compare=False)
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+    def __repr__(self) -> str:
+        key = "'***'" if self.api_key else "None"
+        return (
+            f"ClientConfig(base_url={self.base_url!r}, model={self.model!r}, api_key={key}, "
+            f"timeout_s={self.timeout_s!r}, max_retries={self.max_retries!r}, "
+            f"backoff_base_s={self.backoff_base_s!r}, backoff_max_s={self.backoff_max_s!r})"
+        )
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_env(
+        cls,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        allow_openai_key_elsewhere: bool = False,
+        **overrides: Any,
+    ) -> ClientConfig:
+        """Resolve options against the environment; an explicit argument always wins.
+
+        base_url: argument, else ``VSE_BASE_URL``, else ``OPENAI_BASE_URL``, else the local server.
+        model: argument, else ``VSE_MODEL``, else ``"local"``.
+        api_key: argument, else ``VSE_API_KEY``, else ``OPENAI_API_KEY`` but only when the base URL's
+            host is api.openai.com (or ``allow_openai_key_elsewhere``), so an OpenAI key is never
+            sent to some other server by accident.
+        overrides: other fields (timeout_s, max_retries, ...).
+        """
+        env = os.environ
+        url = base_url or env.get("VSE_BASE_URL") or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        key = api_key or env.get("VSE_API_KEY") or None
+        if key is None and (allow_openai_key_elsewhere or _host(url) == OPENAI_HOST):
+            key = env.get("OPENAI_API_KEY") or None
+        return cls(base_url=url.rstrip("/"), model=model or env.get("VSE_MODEL") or "local", api_key=key, **overrides)
+
+
+def encode_body(payload: Mapping[str, Any]) -> bytes:
+    """Deterministic JSON bytes: None values dropped, keys sorted, no spaces."""
+    clean = {k: v for k, v in payload.items() if v is not None}
+    return json.dumps(clean, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _snippet(text: str, n: int = 300) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _error_message(resp: requests.Response) -> str:
+    """The server's own words from a JSON error body (OpenAI, llama.cpp, FastAPI shapes)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return _snippet(resp.text.strip()) or (resp.reason or "")
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str) and err:
+            return err
+        if "detail" in body:
+            detail = body["detail"]
+            return detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+        if body.get("message"):
+            return str(body["message"])
+    return _snippet(json.dumps(body, sort_keys=True))
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP-date: rare for these APIs, fall back to our own backoff
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _cassette_miss(exc: BaseException) -> LLMError | None:
+    """vcrpy's replay miss (raised from inside requests), as our `CassetteMiss`; else None."""
+    try:
+        from vse.llm.cassettes import translate_vcr_error
+    except ImportError:  # pragma: no cover - vcrpy is a core dependency
+        return None
+    return translate_vcr_error(exc)
+
+
+def _top_from_list(entries: Sequence[Mapping[str, Any]] | None) -> dict[str, float]:
+    top: dict[str, float] = {}
+    for entry in entries or ():
+        top.setdefault(str(entry["token"]), float(entry["logprob"]))
+    return top
+
+
+def _float(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def parse_chat_logprobs(logprobs: Mapping[str, Any] | None) -> list[TokenLogprob]:
+    """`choices[0].logprobs` of a chat reply: ``{"content": [{token, logprob, bytes, top_logprobs: [...]}]}``."""
+    if not logprobs:
+        return []
+    return [
+        TokenLogprob(str(item["token"]), _float(item.get("logprob")), _top_from_list(item.get("top_logprobs")))
+        for item in logprobs.get("content") or ()
+    ]
+
+
+def parse_legacy_logprobs(logprobs: Mapping[str, Any] | None) -> tuple[list[TokenLogprob], list[int | None]]:
+    """`choices[0].logprobs` of a legacy completion: parallel lists ``tokens``, ``token_logprobs``,
+    ``top_logprobs`` (dicts, null for an echoed first token) and ``text_offset``.
+
+    Returns the tokens and their text offsets (None where the server sent none).
+    """
+    if not logprobs:
+        return [], []
+    tokens = logprobs.get("tokens") or []
+    lps = logprobs.get("token_logprobs") or [None] * len(tokens)
+    tops = logprobs.get("top_logprobs") or [None] * len(tokens)
+    offsets = logprobs.get("text_offset") or [None] * len(tokens)
+    if not (len(lps) == len(tops) == len(tokens)):
+        raise ValueError(f"logprobs lists differ in length: {len(tokens)} tokens, {len(lps)} logprobs, {len(tops)} tops")
+    out = [
+        TokenLogprob(str(tok), _float(lp), {str(k): float(v) for k, v in (top or {}).items()})
+        for tok, lp, top in zip(tokens, lps, tops, strict=True)
+    ]
+    return out, list(offsets) + [None] * (len(out) - len(offsets))
+
+
+class LLMClient:
+    """Calls one OpenAI-compatible server. Keeps a running `usage` total and a `calls` count.
+
+    `session`, `sleep` and `rng` are injectable so tests need neither a server nor real waits.
+    Not thread-safe (the running totals): use one client per thread.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.session = session if session is not None else requests.Session()
+        self.sleep = sleep
+        self.rng = rng if rng is not None else random.Random()
+        self.usage = Usage()
+        self.calls = 0
+        #: replies that carried no `usage` field (counted as 0 tokens)
+        self.usage_missing = 0
+
+    def __repr__(self) -> str:
+        return f"LLMClient({self.config!r}, calls={self.calls}, usage={self.usage})"
+
+    # -- public calls -------------------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: list[dict],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
+    ) -> Completion:
+        """One chat completion; with ``logprobs=True`` each generated token comes with its
+        ``top_logprobs`` alternatives (up to 20)."""
+        payload = {
+            "model": self.config.model,
+            "messages": list(messages),
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "stop": stop,
+            "logprobs": True if logprobs else None,
+            "top_logprobs": top_logprobs,
+        }
+        url, body = self._post("chat/completions", payload)
+        choice = body["choices"][0]
+        message = choice.get("message") or {}
+        try:
+            tokens = parse_chat_logprobs(choice.get("logprobs"))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise LLMResponseError(url, f"unreadable logprobs ({exc!r})", _snippet(json.dumps(choice))) from exc
+        return Completion(
+            text=message.get("content") or "",
+            tokens=tokens,
+            usage=self._usage_of(body),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        logprobs: int | None = None,
+        echo: bool = False,
+    ) -> Completion:
+        """One legacy completion. ``logprobs=N`` asks for the top N alternatives per token.
+
+        With ``echo=True`` the server returns the prompt's tokens too; they are split off into
+        ``Completion.prompt_tokens`` (by ``text_offset``: a token starting before the prompt's
+        end is a prompt token), and the prompt is removed from ``text``. llama.cpp needs
+        ``--logits_all true`` for prompt logprobs.
+        """
+        payload = {
+            "model": self.config.model,
+            "prompt": prompt,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "stop": stop,
+            "logprobs": logprobs,
+            "echo": True if echo else None,
+        }
+        url, body = self._post("completions", payload)
+        choice = body["choices"][0]
+        text = choice.get("text") or ""
+        usage = self._usage_of(body)
+        try:
+            tokens, offsets = parse_legacy_logprobs(choice.get("logprobs"))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise LLMResponseError(url, f"unreadable logprobs ({exc!r})", _snippet(json.dumps(choice))) from exc
+        prompt_tokens = None
+        if echo:
+            if text.startswith(prompt):
+                text = text[len(prompt) :]
+            if all(o is not None for o in offsets):
+                n_prompt = sum(1 for o in offsets if o < len(prompt))
+            else:
+                n_prompt = min(usage.prompt_tokens, len(tokens))
+            prompt_tokens, tokens = tokens[:n_prompt], tokens[n_prompt:]
+        return Completion(
+            text=text, tokens=tokens, usage=usage, finish_reason=choice.get("finish_reason"), prompt_tokens=prompt_tokens
+        )
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _usage_of(self, body: Mapping[str, Any]) -> Usage:
+        raw = body.get("usage")
+        if not isinstance(raw, Mapping):
+            self.usage_missing += 1
+            log.warning("reply without a usage field: counted as 0 tokens (%d so far)", self.usage_missing)
+            return Usage()
+        usage = Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+        self.usage = self.usage + usage
+        return usage
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        return headers
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        cap = self.config.backoff_max_s
+        if retry_after is not None:
+            return min(retry_after, cap)
+        return self.rng.uniform(0.0, min(cap, self.config.backoff_base_s * (2**attempt)))
+
+    def _post(self, endpoint: str, payload: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """POST with retries; returns (url, reply JSON with a non-empty ``choices`` list)."""
+        url = f"{self.config.base_url.rstrip('/')}/{endpoint}"
+        data = encode_body(payload)
+        attempts = self.config.max_retries + 1
+        last_status: int | None = None
+        last_error = ""
+        for attempt in range(attempts):
+            retry_after = None
+            try:
+                resp = self.session.post(url, data=data, headers=self._headers(), timeout=self.config.timeout_s)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last_status, last_error = None, f"{type(exc).__name__}: {exc}"
+            except LLMError:
+                raise
+            except Exception as exc:
+                miss = _cassette_miss(exc)
+                if miss is not None:
+                    raise miss from exc
+                raise
+            else:
+                if resp.status_code < 400:
+                    self.calls += 1
+                    return url, self._parse(url, resp)
+                message = _error_message(resp)
+                if resp.status_code not in RETRY_STATUSES and resp.status_code < 500:
+                    self.calls += 1
+                    raise LLMHTTPError(resp.status_code, message, url)
+                last_status, last_error = resp.status_code, message
+                retry_after = _retry_after(resp)
+            if attempt + 1 < attempts:
+                wait = self._backoff(attempt, retry_after)
+                what = f"HTTP {last_status}" if last_status is not None else last_error
+                log.warning("%s failed (%s); retry %d/%d in %.1f s", url, what, attempt + 1, attempts - 1, wait)
+                self.sleep(wait)
+        self.calls += 1
+        raise LLMRetriesExhausted(url, attempts, last_status, last_error)
+
+    @staticmethod
+    def _parse(url: str, resp: requests.Response) -> dict[str, Any]:
+        try:
+            body = resp.json()
+        except ValueError as exc:
+            raise LLMResponseError(url, "not JSON", _snippet(resp.text)) from exc
+        if not isinstance(body, dict):
+            raise LLMResponseError(url, "not a JSON object", _snippet(resp.text))
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise LLMResponseError(url, "no choices", _snippet(resp.text))
+        return body

@@ -1,0 +1,74 @@
+"""Errors raised by the LLM client and the cassette layer; all share the base `LLMError`.
+
+Each error names what failed and where (the URL, the cassette file), never the API key.
+"""
+
+from __future__ import annotations
+
+
+class LLMError(Exception):
+    """Base class of every error raised by `vse.llm`."""
+
+
+class LLMHTTPError(LLMError):
+    """The server answered with a status that retrying cannot fix (a 4xx other than 408/409/429)."""
+
+    def __init__(self, status: int, message: str, url: str) -> None:
+        self.status = status
+        self.message = message
+        self.url = url
+        super().__init__(f"HTTP {status} from {url}: {message}")
+
+
+class LLMRetriesExhausted(LLMError):
+    """Every attempt failed with a retryable status or a connection error/timeout."""
+
+    def __init__(self, url: str, attempts: int, last_status: int | None, last_error: str) -> None:
+        self.url = url
+        self.attempts = attempts
+        self.last_status = last_status
+        self.last_error = last_error
+        what = f"HTTP {last_status}: {last_error}" if last_status is not None else last_error
+        super().__init__(f"gave up on {url} after {attempts} attempts; last error: {what}")
+
+
+class LLMResponseError(LLMError):
+    """The server answered 200 but the body is not a completion (not JSON, no choices, ...)."""
+
+    def __init__(self, url: str, problem: str, snippet: str) -> None:
+        self.url = url
+        self.problem = problem
+        self.snippet = snippet
+        super().__init__(f"malformed reply from {url}: {problem}; body starts: {snippet!r}")
+
+
+class CassetteMiss(LLMError):
+    """A request that the cassette (replay-only) has not recorded.
+
+    Deliberately an `LLMError`, but code that records failed LLM calls as failures in the
+    results must re-raise this one: a cassette miss means the code or the prompts changed
+    since recording, not that the LLM failed.
+    """
+
+    def __init__(self, cassette: str, method: str, path: str, body: str, detail: str = "") -> None:
+        self.cassette = cassette
+        self.method = method
+        self.path = path
+        self.body = body
+        self.detail = detail
+        preview = body if len(body) <= 200 else body[:200] + f"... ({len(body)} characters)"
+        message = (
+            f"request not recorded in cassette {cassette}: {method} {path} body: {preview}\n"
+            "Re-record it (record=True, e.g. `make record`) if the prompts changed on purpose."
+        )
+        if detail:
+            message += "\n" + detail
+        super().__init__(message)
+
+
+class ModelAssemblyError(LLMError):
+    """The local model file could not be assembled from its PyPI part wheels."""
+
+
+class ServerStartError(LLMError):
+    """The local llama.cpp server did not come up."""
