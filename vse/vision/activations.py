@@ -1,0 +1,216 @@
+"""Activations of units on images: forward hooks, pooling, batched extraction to a compact .npz.
+
+What "the activation of a unit on an image" means here:
+
+* conv feature map ``[N, C, H, W]``: the **spatial mean** over H x W of channel C (``pooling="mean"``,
+  the default, as CLIP-Dissect's ``avg`` mode and as the classifier's own global average pooling);
+  ``pooling="max"`` takes the spatial maximum instead.
+* ViT block output ``[N, T, D]`` (torchvision's ``encoder.layers.encoder_layer_K``, batch first):
+  the **class token**, ``x[:, 0, :]``, whatever ``pooling`` says (the token the ViT head reads).
+* a vector ``[N, D]``: itself.
+
+The tensor a layer name refers to is documented by :meth:`vse.vision.models.LoadedModel.hook_point`
+(usually the module's output; for EfficientNet-Lite's ``_conv_head`` the post-ReLU6 head map, read
+as the input of ``_avg_pooling``). Pooling happens inside the hook so only ``[N, C]`` is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+POOLINGS = ("mean", "max")
+FLOAT16_MAX = 65504.0
+
+
+def pool(t, pooling: str = "mean"):
+    """Reduce one layer's output to ``[N, units]`` (see the module docstring)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    if t.dim() == 4:
+        return t.mean(dim=(2, 3)) if pooling == "mean" else t.amax(dim=(2, 3))
+    if t.dim() == 3:
+        return t[:, 0, :]
+    if t.dim() == 2:
+        return t
+    raise ValueError(f"cannot pool a tensor of shape {tuple(t.shape)}: expected [N,C,H,W], [N,T,D] or [N,D]")
+
+
+class LayerHooks:
+    """Context manager: hooks on the given layers; each forward appends the pooled ``[N, units]`` tensor
+    (or the raw tensor when ``pooling=None``) to ``self.outputs[layer]``."""
+
+    def __init__(self, loaded, layers: Sequence[str], pooling: str | None = "mean"):
+        self.loaded = loaded
+        self.layers = list(layers)
+        self.pooling = pooling
+        self.points = {layer: loaded.hook_point(layer) for layer in self.layers}  # validates names
+        self.outputs: dict[str, list] = {layer: [] for layer in self.layers}
+        self._handles: list = []
+
+    def _store(self, layer: str, t) -> None:
+        t = t.detach()
+        self.outputs[layer].append(t if self.pooling is None else pool(t, self.pooling).float().cpu())
+
+    def __enter__(self) -> "LayerHooks":
+        modules = dict(self.loaded.module.named_modules())
+        for layer, point in self.points.items():
+            m = modules[point.module]
+            if point.kind == "input":
+                h = m.register_forward_pre_hook(lambda _m, args, layer=layer: self._store(layer, args[0]))
+            else:
+                h = m.register_forward_hook(lambda _m, _a, out, layer=layer: self._store(layer, out))
+            self._handles.append(h)
+        return self
+
+    def check_calls(self, n_forwards: int) -> None:
+        """Raise if a hooked module ran more or less than once per forward pass (e.g. a shared
+        activation module reused at many places): its 'output' would then be ambiguous."""
+        for layer, outs in self.outputs.items():
+            if len(outs) != n_forwards:
+                raise ValueError(
+                    f"layer {layer!r} ran {len(outs)} times in {n_forwards} forward pass(es) of {self.loaded.name}: "
+                    "it is a shared module, so its output is ambiguous; pick a module that runs once"
+                )
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+def record_raw(loaded, layers: Sequence[str], x) -> dict[str, Any]:
+    """One forward pass on the batch ``x``; the raw (unpooled) tensor of each layer."""
+    import torch
+
+    with torch.inference_mode(), LayerHooks(loaded, layers, pooling=None) as hooks:
+        loaded.module(x)
+        hooks.check_calls(1)
+    return {layer: outs[0] for layer, outs in hooks.outputs.items()}
+
+
+def activations_on_batch(loaded, layers: Sequence[str], x, pooling: str = "mean") -> dict[str, np.ndarray]:
+    """Pooled activations ``{layer: float32 [N, units]}`` of one batch tensor."""
+    import torch
+
+    with torch.inference_mode(), LayerHooks(loaded, layers, pooling) as hooks:
+        loaded.module(x)
+        hooks.check_calls(1)
+    return {layer: torch.cat(outs).numpy() for layer, outs in hooks.outputs.items()}
+
+
+@dataclass
+class ActivationResult:
+    """Output of :func:`extract_activations`.
+
+    ``activations``: layer -> float32 ``[n_images, n_units]`` in ``image_ids`` order;
+    ``skipped``: ``{"id", "reason"}`` for every image that could not be read (never silently dropped).
+    """
+
+    model: str
+    pooling: str
+    image_ids: list[str]
+    activations: dict[str, np.ndarray]
+    hook_points: dict[str, str]
+    skipped: list[dict] = field(default_factory=list)
+
+
+class _ProbeTensors:
+    """torch-style dataset over a probe set: (index, tensor or None, error or None)."""
+
+    def __init__(self, probe, transform):
+        self.probe, self.transform = probe, transform
+
+    def __len__(self) -> int:
+        return len(self.probe.items)
+
+    def __getitem__(self, i):
+        item = self.probe.items[i]
+        try:
+            return i, self.transform(self.probe.open(item)), None
+        except Exception as exc:  # noqa: BLE001 - any decode failure is recorded, never fatal
+            return i, None, f"{type(exc).__name__}: {exc}"
+
+
+def _collate(batch):
+    return batch
+
+
+def extract_activations(
+    loaded,
+    probe,
+    layers: Sequence[str],
+    *,
+    batch_size: int = 32,
+    pooling: str = "mean",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> ActivationResult:
+    """Pooled activations of ``layers`` on every readable image of ``probe`` (a
+    :class:`vse.vision.datasets.ProbeSet`), in batches, with a tqdm bar on stderr."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    loader = DataLoader(_ProbeTensors(probe, loaded.transform), batch_size=batch_size, shuffle=False,
+                        num_workers=num_workers, collate_fn=_collate)
+    ids: list[str] = []
+    skipped: list[dict] = []
+    n_forwards = 0
+    with torch.inference_mode(), LayerHooks(loaded, layers, pooling) as hooks:
+        for batch in tqdm(loader, desc=f"activations {loaded.name}", unit="batch", disable=not progress):
+            good = []
+            for i, tensor, err in batch:
+                if tensor is None:
+                    skipped.append({"id": probe.items[i].id, "reason": err})
+                else:
+                    good.append((i, tensor))
+            if not good:
+                continue
+            loaded.module(torch.stack([t for _, t in good]))
+            n_forwards += 1
+            hooks.check_calls(n_forwards)
+            ids.extend(probe.items[i].id for i, _ in good)
+    acts = {
+        layer: (torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32))
+        for layer, outs in hooks.outputs.items()
+    }
+    return ActivationResult(loaded.name, pooling, ids, acts,
+                            {layer: p.doc for layer, p in hooks.points.items()}, skipped)
+
+
+def save_activations(path: str | Path, result: ActivationResult, layer: str) -> Path:
+    """Write one layer to a compressed .npz: ``activations`` float16 [n_images, n_units], ``image_ids``,
+    ``pooling``, ``layer``, ``model``, ``hook`` (all plain numpy arrays: loads without pickle)."""
+    a = result.activations[layer]
+    if a.size and float(np.abs(a).max()) > FLOAT16_MAX:
+        raise ValueError(f"activations of {layer} exceed the float16 range (max |a| = {np.abs(a).max():.4g})")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        path,
+        activations=a.astype(np.float16),
+        image_ids=np.array(result.image_ids, dtype=str),
+        pooling=np.array(result.pooling),
+        layer=np.array(layer),
+        model=np.array(result.model),
+        hook=np.array(result.hook_points.get(layer, "")),
+    )
+    return path
+
+
+def load_activations_npz(path: str | Path) -> dict[str, Any]:
+    """Read a file written by :func:`save_activations` (numpy only, ``allow_pickle=False``)."""
+    with np.load(path, allow_pickle=False) as z:
+        return {
+            "activations": z["activations"],
+            "image_ids": [str(s) for s in z["image_ids"]],
+            "pooling": str(z["pooling"]),
+            "layer": str(z["layer"]),
+            "model": str(z["model"]),
+        }
