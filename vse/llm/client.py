@@ -61,9 +61,11 @@ class TokenLogprob:
     """One token position: the token, its logprob, and the top alternatives the server sent.
 
     `logprob` is NaN (and `top` empty) where the server sends null: the first prompt token of
-    an `echo` reply. `top` keys are the token strings exactly as sent (digits usually carry a
-    leading space: strip them when reading numbers). llama.cpp adds the chosen token to `top`,
-    so it may hold one entry more than asked for.
+    an `echo` reply, and where an echoed token's logprob is unknown (see `LLMClient.complete`).
+    `top` keys are the token strings exactly as sent: a digit may carry a leading space, or the
+    space may come as a token of its own (Qwen: " 4" -> " ", "4"; "10" -> "1", "0"); strip
+    when reading numbers. llama.cpp adds the chosen token to `top`, so it may hold one entry
+    more than asked for; its end-of-text token shows as "".
     """
 
     token: str
@@ -177,6 +179,11 @@ def _error_message(resp: requests.Response) -> str:
     return _snippet(json.dumps(body, sort_keys=True))
 
 
+def _is_validation_error(status: int, message: str) -> bool:
+    """llama-cpp-python answers a request that fails validation with 500, not 422: don't retry it."""
+    return status == 500 and " validation error" in message and "'loc': ('body'" in message
+
+
 def _retry_after(resp: requests.Response) -> float | None:
     value = resp.headers.get("Retry-After")
     if value is None:
@@ -237,6 +244,43 @@ def parse_legacy_logprobs(logprobs: Mapping[str, Any] | None) -> tuple[list[Toke
         for tok, lp, top in zip(tokens, lps, tops, strict=True)
     ]
     return out, list(offsets) + [None] * (len(out) - len(offsets))
+
+
+def _echo_is_shifted(tokens: list[TokenLogprob], usage: Usage) -> bool:
+    """Whether an echo reply has llama-cpp-python's off-by-one layout.
+
+    For a model without a BOS token (Qwen), llama-cpp-python 0.3.x pairs token i with the
+    distribution computed *after* token i (the one predicting token i+1), and so drops the
+    last generated token: the reply lists one token fewer than ``usage`` counts. (When the
+    model stops at once, ``completion_tokens`` is 0 and the layout cannot be told apart; it is
+    then left as sent.)
+    """
+    return usage.completion_tokens >= 1 and len(tokens) == usage.prompt_tokens + usage.completion_tokens - 1
+
+
+def _unshift_echo(
+    tokens: list[TokenLogprob], offsets: list[int | None], full_text: str, k: int
+) -> tuple[list[TokenLogprob], list[int | None]]:
+    """Rebuild the OpenAI layout from the shifted one: position i gets the alternatives sent at
+    position i-1, and the missing last token is recovered from the text.
+
+    The server's own logprob for each token is from the wrong position; the right one is
+    known only when the token is among the alternatives, else it is NaN. llama.cpp adds the
+    (mis-scored) token itself to each position's alternatives; that entry is dropped.
+    """
+    joined = "".join(t.token for t in tokens)
+    if not full_text.startswith(joined):
+        log.warning("echo reply looks shifted but its tokens do not spell the text; left as sent")
+        return tokens, offsets
+    strings = [t.token for t in tokens] + [full_text[len(joined) :]]
+    fixed = [TokenLogprob(strings[0], float("nan"), {})]
+    for i in range(1, len(strings)):
+        prev = tokens[i - 1]
+        top = dict(prev.top)
+        if len(top) > k:
+            top.pop(prev.token, None)
+        fixed.append(TokenLogprob(strings[i], top.get(strings[i], float("nan")), top))
+    return fixed, list(offsets) + [len(joined)]
 
 
 class LLMClient:
@@ -321,7 +365,13 @@ class LLMClient:
         With ``echo=True`` the server returns the prompt's tokens too; they are split off into
         ``Completion.prompt_tokens`` (by ``text_offset``: a token starting before the prompt's
         end is a prompt token), and the prompt is removed from ``text``. llama.cpp needs
-        ``--logits_all true`` for prompt logprobs.
+        ``--logits_all true`` (the server's default) for any logprobs. llama-cpp-python 0.3.x
+        shifts echo logprobs by one position for models without a BOS token (Qwen) and drops
+        the last generated token; such a reply is detected (one token fewer than ``usage``
+        counts) and put back into the OpenAI layout (``top`` at position i = alternatives for
+        token i given the tokens before it). There, an echoed token's own logprob is known only
+        when it is among the ``top`` alternatives (else NaN), and position 1 has none. Echo is
+        slow on that server: about 0.2-0.35 s per prompt token on 2 cores.
         """
         payload = {
             "model": self.config.model,
@@ -345,6 +395,8 @@ class LLMClient:
         if echo:
             if text.startswith(prompt):
                 text = text[len(prompt) :]
+            if tokens and logprobs is not None and _echo_is_shifted(tokens, usage):
+                tokens, offsets = _unshift_echo(tokens, offsets, prompt + text, logprobs)
             if all(o is not None for o in offsets):
                 n_prompt = sum(1 for o in offsets if o < len(prompt))
             else:
@@ -403,7 +455,9 @@ class LLMClient:
                     self.calls += 1
                     return url, self._parse(url, resp)
                 message = _error_message(resp)
-                if resp.status_code not in RETRY_STATUSES and resp.status_code < 500:
+                if (resp.status_code not in RETRY_STATUSES and resp.status_code < 500) or _is_validation_error(
+                    resp.status_code, message
+                ):
                     self.calls += 1
                     raise LLMHTTPError(resp.status_code, message, url)
                 last_status, last_error = resp.status_code, message
