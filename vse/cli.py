@@ -20,3 +20,4 @@ def main() -> None:
 # Sub-command groups live next to the code they drive; each module only imports heavy
 # libraries (torch, transformers) inside its commands, so `vse --help` stays fast.
 # --- registered command groups (one line each) ---
+from vse.llm.cli import llm as _llm; main.add_command(_llm)  # noqa: E402

@@ -58,7 +58,9 @@ class CassetteMiss(LLMError):
         self.detail = detail
         preview = body if len(body) <= 200 else body[:200] + f"... ({len(body)} characters)"
         message = (
-            f"request not recorded in cassette {cassette}: {method} {path} body: {preview}\n"
+            f"request not recorded in cassette {cassette}: {method} {path}"
+            + (f" body: {preview}" if body else "")
+            + "\n"
             "Re-record it (record=True, e.g. `make record`) if the prompts changed on purpose."
         )
         if detail:
