@@ -138,3 +138,102 @@ def build_probe_fixtures(loaded, out: Path, *, include_svg: bool = True, batch_s
     record.pop("uncaptioned", None)
     _write_json(d / "run_record.json", record)
     return record
+
+
+FIXTURE_TOP_K = 10  # soft-WPMI top_k for the 700-image probe set (the official 100 is for 50k images)
+
+
+def build_dissect_fixtures(out: Path, *, top_k: int = FIXTURE_TOP_K, sweep=(5, 10, 20, 50, 100),
+                           progress: bool = True) -> dict:
+    """dissect__conv_head.json (text backend, wordfreq 20k concepts) and the output-layer validation
+    (dissect__fc_validation.json), from the activation fixtures: no model forward pass needed."""
+    from vse.vision import dissect as D
+
+    probe = load_probe(root=out)
+    captions = [p["caption"] for p in probe]
+    classes = load_class_names(root=out)
+    words = D.wordfreq_concepts(20000)
+    encoder = D.load_text_encoder()
+    cap = D.embed_texts(encoder, captions, progress=progress)
+    cls = D.embed_texts(encoder, classes, progress=progress)
+    wrd = D.embed_texts(encoder, words, progress=progress)
+    d = out / DEFAULT_PROBE
+    params = D.SoftWPMIParams(top_k=top_k)
+
+    # hidden layer: the 20k most frequent English words, as CLIP-Dissect
+    acts, ids = load_activations("_conv_head", root=out)
+    labels, _ = D.dissect(cap @ wrd.T, acts, words, params)
+    _write_json(d / "dissect__conv_head.json", {
+        "model": DEFAULT_MODEL, "layer": "_conv_head", "probe": DEFAULT_PROBE, "n_images": len(ids),
+        "backend": D.TEXT_BACKEND,
+        "concept_set": {"name": "wordfreq: 20000 most frequent alphabetic English words", "size": len(words)},
+        "params": params.__dict__,
+        "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in labels],
+    })
+
+    # validation on the output layer, whose units are the classes
+    fc, _ = load_activations("_fc", root=out)
+    plausible = sorted(set((cap @ cls.T).argmax(axis=1).tolist()))
+    lowered = [c.lower() for c in captions]
+    literal = [i for i, c in enumerate(classes) if any(c.lower() in cap_ for cap_ in lowered)]
+    merged = D.merge_concepts(classes, words)
+    word_index = {w: i for i, w in enumerate(words)}
+    merged_emb = np.concatenate([cls, wrd[[word_index[w] for w in merged[len(classes):]]]])
+    results = {}
+    for name, concepts, emb in (("class_names", classes, cls), ("class_names+wordfreq20k", merged, merged_emb)):
+        sim = cap @ emb.T
+        for k in sweep:
+            scores = D.soft_wpmi(sim, fc, D.SoftWPMIParams(top_k=k))
+            results.setdefault(name, {})[str(k)] = {
+                subset: {f"top{n}": round(v, 4) for n, v in D.topk_agreement(scores, concepts, classes, units=units).items()}
+                for subset, units in (("all_1000", None), ("plausible", plausible), ("literal", literal))
+            }
+    record = {
+        "layer": "_fc (logits; unit i is class i)", "backend": D.TEXT_BACKEND, "n_images": len(ids),
+        "subsets": {
+            "all_1000": "every class unit",
+            "plausible": f"{len(plausible)} classes that are the nearest class name (MiniLM) of at least one caption",
+            "literal": f"{len(literal)} classes whose name occurs literally (case-insensitive) in at least one caption",
+        },
+        "agreement": "fraction of class units whose own class name is the top-1 / among the top-5 concepts",
+        "fixture_top_k": top_k,
+        "results_by_concept_set_and_top_k": results,
+    }
+    _write_json(d / "dissect__fc_validation.json", record)
+    return record
+
+
+def build_weight_clip_fixtures(loaded, out: Path) -> list[Path]:
+    """weight_clip_<layer>.npz: weights from each unit of the layer to each unit of the next layer
+    (:data:`WEIGHT_CLIP`), with the next layer's CLIP-Dissect labels."""
+    from vse.vision.weights import weights_to
+
+    paths = []
+    for layer, target in WEIGHT_CLIP.items():
+        m = weights_to(loaded, layer, target)
+        labels = [u["label"] for u in load_dissect(target, root=out)]
+        if len(labels) != m.weights.shape[1]:
+            raise ValueError(f"{len(labels)} dissect labels for {m.weights.shape[1]} units of {target}")
+        p = out / loaded.name / f"weight_clip_{_layer_file(layer)}.npz"
+        np.savez_compressed(p, weights=m.weights.astype(np.float32), labels=np.array(labels, dtype=str),
+                            layer=np.array(layer), target=np.array(target), model=np.array(loaded.name),
+                            chain=np.array(m.describe()), label_source=np.array(f"dissect_{target}.json"))
+        paths.append(p)
+    return paths
+
+
+def build_fixtures(out: str | Path | None = None, *, include_svg: bool = True, batch_size: int = 32,
+                   steps=("weights", "probe", "dissect", "weight_clip"), progress: bool = True) -> None:
+    """Regenerate fixtures/ from the real Tux Paint stamps and EfficientNet-Lite0 (see fixtures/README.md)."""
+    from vse.vision.models import load_model
+
+    out = fixtures_root(out)
+    loaded = load_model(DEFAULT_MODEL) if {"weights", "probe", "weight_clip"} & set(steps) else None
+    if "weights" in steps:
+        build_weight_fixtures(loaded, out)
+    if "probe" in steps:
+        build_probe_fixtures(loaded, out, include_svg=include_svg, batch_size=batch_size, progress=progress)
+    if "dissect" in steps:
+        build_dissect_fixtures(out, progress=progress)
+    if "weight_clip" in steps:
+        build_weight_clip_fixtures(loaded, out)
