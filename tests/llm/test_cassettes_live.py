@@ -51,6 +51,12 @@ def test_recording_over_loopback_keeps_no_secrets_and_replays_without_the_server
         with use_cassette(cassette, record=True):
             assert client.complete("abc", max_tokens=1).text == "cba"
             assert client.complete("xyz", max_tokens=1).text == "zyx"
+        # The same client (and its pooled connections) records the next cassette into that one.
+        first = cassette.read_bytes()
+        with use_cassette(tmp_path / "next.json.gz", record=True):
+            assert client.complete("next", max_tokens=1).text == "txen"
+        assert cassette.read_bytes() == first
+        assert len(json.loads(gzip.decompress((tmp_path / "next.json.gz").read_bytes()))["interactions"]) == 1
     finally:
         httpd.shutdown()
         httpd.server_close()
