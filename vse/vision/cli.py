@@ -1,0 +1,254 @@
+"""Vision commands of the ``vse`` CLI (thin: parse options, call one library function, save/print).
+
+* ``vse layers``        list a model's layer names (and a layer's width)
+* ``vse activations``   pooled activations of layers on a probe set -> ``activations_<layer>.npz`` + probe.json + run_record.json
+* ``vse weight-pairs``  Weight-Label (or Weight-CLIP) pairs of one neuron ``MODEL/LAYER/INDEX``
+* ``vse weight-matrix`` the whole weight matrix of a layer to the classes (eq. 1) or to a later layer -> .npz
+* ``vse captions``      captions of a probe set: its sidecar captions, or BLIP (``--blip PATH``)
+* ``vse dissect``       CLIP-Dissect labels of a layer from an activations file (text or CLIP backend)
+* ``vse fixtures``      regenerate ``fixtures/`` from the real stamps and model (``make fixtures``)
+
+Heavy libraries are imported inside the commands so ``vse --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+def _probe(spec: str, include_svg: bool):
+    from vse.vision import datasets
+
+    if spec == "tuxpaint":
+        return datasets.tuxpaint(include_svg=include_svg)
+    return datasets.load_folder(spec)
+
+
+def _fail(exc: Exception):
+    raise click.ClickException(str(exc)) from exc
+
+
+@click.command("layers")
+@click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
+@click.option("--layer", default=None, help="Print this layer's width and what tensor it is.")
+@click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
+def layers_cmd(model_name, layer, download):
+    """List MODEL's layer names (module names plus documented aliases)."""
+    from vse.vision.models import VisionModelError, WeightsMissingError, load_model
+
+    try:
+        loaded = load_model(model_name, download=download)
+        if layer:
+            point = loaded.hook_point(layer)
+            click.echo(f"{model_name}/{layer}: {loaded.layer_width(layer)} units; {point.doc}")
+            return
+    except (VisionModelError, WeightsMissingError) as exc:
+        _fail(exc)
+    for name in loaded.layer_names():
+        click.echo(name)
+
+
+@click.command("activations")
+@click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
+@click.option("--probe", "probe_spec", default="tuxpaint", show_default=True,
+              help="'tuxpaint' or a folder of images (captions from captions.tsv/.json or <stem>.txt).")
+@click.option("--layer", "layers", multiple=True, default=("_conv_head",), show_default=True)
+@click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
+              help="Conv maps: spatial mean (default) or max. ViT blocks always give the class token.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes for decoding.")
+@click.option("--svg/--no-svg", default=True, show_default=True, help="Tux Paint: render SVG-only stamps (cairosvg).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
+def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers, svg, out_dir, download):
+    """Extract pooled activations of LAYERs on a probe set to OUT/activations_<layer>.npz (float16)."""
+    from vse.vision.activations import extract_activations, save_activations
+    from vse.vision.models import VisionModelError, WeightsMissingError, load_model
+
+    try:
+        loaded = load_model(model_name, download=download)
+        for layer in layers:
+            loaded.hook_point(layer)
+        probe = _probe(probe_spec, svg)
+    except (VisionModelError, WeightsMissingError, FileNotFoundError) as exc:
+        _fail(exc)
+    result = extract_activations(loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers)
+    out = Path(out_dir)
+    for layer in layers:
+        save_activations(out / f"activations_{layer}.npz", result, layer)
+    caps = {it.id: it.caption for it in probe.items}
+    (out / "probe.json").write_text(json.dumps([{"id": i, "caption": caps[i]} for i in result.image_ids],
+                                               indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    record = probe.record() | {"model": model_name, "pooling": pooling, "n_images": len(result.image_ids),
+                               "layers": result.hook_points}
+    record["skipped"] = record["skipped"] + result.skipped
+    (out / "run_record.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    click.echo(f"{len(result.image_ids)} images, {len(record['skipped'])} skipped -> {out}")
+
+
+def _matrix(model_name, layer, target, download):
+    from vse.vision.models import VisionModelError, WeightsMissingError, load_model
+    from vse.vision.weights import ProductUndefined, weights_to
+
+    try:
+        loaded = load_model(model_name, download=download)
+        return loaded, weights_to(loaded, layer, target)
+    except (VisionModelError, WeightsMissingError, ProductUndefined) as exc:
+        _fail(exc)
+
+
+@click.command("weight-pairs")
+@click.argument("neuron")
+@click.option("--sign", type=click.Choice(["positive", "negative", "both"]), default="positive", show_default=True,
+              help="positive: zero the negatives (paper default); negative: flipped (App. C.3.1); both: signed.")
+@click.option("--target", default=None, help="A later layer (Weight-CLIP); default: the classes (Weight-Label).")
+@click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --target: a dissect JSON naming the target's units.")
+@click.option("--top", default=25, show_default=True, help="How many pairs to print (largest first).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all pairs here.")
+@click.option("--download", is_flag=True)
+def weight_pairs_cmd(neuron, sign, target, labels_file, top, json_out, download):
+    """Weight-Label pairs of NEURON (MODEL/LAYER/INDEX), e.g. efficientnet_lite0/_conv_head/489."""
+    from vse.vision.models import VisionModelError, parse_neuron_id
+    from vse.vision.weights import weight_label_pairs
+
+    try:
+        model_name, layer, index = parse_neuron_id(neuron)
+    except VisionModelError as exc:
+        _fail(exc)
+    loaded, m = _matrix(model_name, layer, target, download)
+    try:
+        loaded.check_neuron(layer, index)
+    except VisionModelError as exc:
+        _fail(exc)
+    if target is None:
+        labels = loaded.class_names
+    elif labels_file:
+        labels = [u["label"] for u in json.loads(Path(labels_file).read_text(encoding="utf-8"))["units"]]
+    else:
+        labels = [f"{model_name}/{target}/{i}" for i in range(m.weights.shape[1])]
+    pairs = weight_label_pairs(m, index, labels, sign)
+    for lab, w in sorted(pairs, key=lambda p: -abs(p[1]))[:top]:
+        click.echo(f"{w:+.5f}\t{lab}")
+    if json_out:
+        Path(json_out).write_text(json.dumps({"neuron": neuron, "sign": sign, "target": m.target,
+                                              "chain": m.describe(), "pairs": pairs}, indent=1) + "\n")
+
+
+@click.command("weight-matrix")
+@click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
+@click.option("--layer", required=True)
+@click.option("--target", default=None, help="A later layer; default: the classes.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.option("--download", is_flag=True)
+def weight_matrix_cmd(model_name, layer, target, out, download):
+    """Save the raw signed weights [units, outputs] from LAYER to the classes (eq. 1) or to TARGET."""
+    from vse.vision.weights import save_weight_matrix
+
+    _, m = _matrix(model_name, layer, target, download)
+    save_weight_matrix(out, m)
+    click.echo(f"{m.weights.shape[0]}x{m.weights.shape[1]}: {m.describe()} -> {out}")
+
+
+@click.command("captions")
+@click.option("--probe", "probe_spec", default="tuxpaint", show_default=True)
+@click.option("--blip", default=None, help="A BLIP captioning checkpoint (folder or hub name) to caption with.")
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--svg/--no-svg", default=True, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="JSON list of {id, caption}.")
+def captions_cmd(probe_spec, blip, batch_size, svg, out):
+    """Captions of a probe set: its sidecar captions, or generated by BLIP (--blip)."""
+    from vse.vision.captions import BlipCaptioner, caption_probe, sidecar_captions, write_captions
+
+    try:
+        probe = _probe(probe_spec, svg)
+        if blip:
+            caps = caption_probe(probe, BlipCaptioner.from_pretrained(blip, batch_size=batch_size))
+        else:
+            caps = sidecar_captions(probe)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    write_captions(out, caps)
+    n = sum(1 for c in caps if c["caption"])
+    click.echo(f"{n} captions ({len(caps) - n} missing, {len(probe.skipped)} unreadable) -> {out}", err=True)
+
+
+@click.command("dissect")
+@click.option("--activations", "acts_file", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="An activations_<layer>.npz from `vse activations`.")
+@click.option("--captions", "captions_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Text backend: captions (probe.json / captions.json / .tsv) for the file's image ids.")
+@click.option("--backend", type=click.Choice(["text", "clip"]), default="text", show_default=True,
+              help="text: caption-concept MiniLM similarity, a stand-in for CLIP; clip: CLIP via transformers.")
+@click.option("--clip", "clip_path", default=None, help="CLIP checkpoint (folder or hub name) for --backend clip.")
+@click.option("--probe", "probe_spec", default="tuxpaint", show_default=True, help="Images for --backend clip.")
+@click.option("--concepts", default="wordfreq20k", show_default=True, help="'wordfreq20k' or a word-list file.")
+@click.option("--top-k", default=100, show_default=True, help="soft-WPMI top-k images (capped at the image count).")
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concepts, top_k, out):
+    """CLIP-Dissect label for every unit in an activations file."""
+    import numpy as np
+
+    from vse.vision import dissect as D
+    from vse.vision.activations import load_activations_npz
+    from vse.vision.datasets import read_captions_file
+
+    data = load_activations_npz(acts_file)
+    ids = data["image_ids"]
+    words = D.wordfreq_concepts(20000) if concepts == "wordfreq20k" else D.read_concepts(concepts)
+    if backend == "text":
+        if not captions_file:
+            raise click.UsageError("--backend text needs --captions")
+        table = read_captions_file(Path(captions_file))
+        missing = [i for i in ids if not table.get(i)]
+        if missing:
+            raise click.ClickException(f"{len(missing)} image ids have no caption in {captions_file}, e.g. {missing[:3]}")
+        sim = D.caption_similarity([table[i] for i in ids], words, progress=True)
+        backend_doc = D.TEXT_BACKEND
+    else:
+        if not clip_path:
+            raise click.UsageError("--backend clip needs --clip PATH")
+        probe = _probe(probe_spec, True)
+        by_id = {it.id: it for it in probe.items}
+        model, processor = D.load_clip(clip_path)
+        sim = D.clip_similarity([probe.open(by_id[i]) for i in ids], words, model, processor, progress=True)
+        backend_doc = f"clip: {clip_path}"
+    params = D.SoftWPMIParams(top_k=top_k)
+    labels, _ = D.dissect(sim, np.asarray(data["activations"], dtype=np.float32), words, params)
+    Path(out).write_text(json.dumps({
+        "model": data["model"], "layer": data["layer"], "n_images": len(ids), "backend": backend_doc,
+        "concept_set": {"name": concepts, "size": len(words)}, "params": params.__dict__,
+        "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in labels],
+    }, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    click.echo(f"{len(labels)} units labelled -> {out}", err=True)
+
+
+@click.command("fixtures")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Default: the repository's fixtures/.")
+@click.option("--svg/--no-svg", default=True, show_default=True)
+@click.option("--step", "steps", multiple=True, type=click.Choice(["weights", "probe", "dissect", "weight_clip"]),
+              help="Only these steps (default: all, in order).")
+def fixtures_cmd(out, svg, steps):
+    """Regenerate fixtures/ from the real Tux Paint stamps and EfficientNet-Lite0 (see fixtures/README.md)."""
+    from vse.vision.fixtures import build_fixtures, fixtures_root
+
+    kw = {"steps": steps} if steps else {}
+    build_fixtures(out, include_svg=svg, **kw)
+    click.echo(f"fixtures written to {fixtures_root(out)}", err=True)
+
+
+COMMANDS = (layers_cmd, activations_cmd, weight_pairs_cmd, weight_matrix_cmd, captions_cmd, dissect_cmd, fixtures_cmd)
+
+
+def register(group: click.Group) -> None:
+    """Add the vision commands to the top-level ``vse`` group."""
+    for cmd in COMMANDS:
+        group.add_command(cmd)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(click.Group(commands={c.name: c for c in COMMANDS})())
