@@ -21,3 +21,4 @@ def main() -> None:
 # libraries (torch, transformers) inside its commands, so `vse --help` stays fast.
 # --- registered command groups (one line each) ---
 from vse.llm.cli import llm as _llm; main.add_command(_llm)  # noqa: E402
+from vse.vision.cli import register as _reg_vision; _reg_vision(main)  # noqa: E402
