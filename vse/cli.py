@@ -17,6 +17,31 @@ def main() -> None:
     """
 
 
+@main.command()
+@click.option("--record", is_flag=True, help="Call the LLM server for requests the cassettes lack, and append them (resumable).")
+@click.option("--experiment", "names", multiple=True, help="Run only this experiment (repeatable); default: all.")
+@click.option("--port", type=int, default=None, help="Port of the local server when recording (default: VSE_BASE_URL or 8765).")
+@click.option("--base-url", default=None, help="OpenAI-compatible base URL for recording (default: VSE_BASE_URL / OPENAI_BASE_URL).")
+@click.option("--model", default=None, help="Model name sent to the server when recording (default: VSE_MODEL or 'local').")
+def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: str | None, model: str | None) -> None:
+    """Replay the recorded cassettes offline and rebuild every results table (results/).
+
+    With --record, requests missing from the cassettes go to the LLM server and are appended.
+    """
+    from vse.experiments import EXPERIMENTS, get_experiment
+    from vse.llm.client import ClientConfig
+    from vse.run import run_experiment
+
+    config = None
+    if record:
+        if port is not None and base_url is None:
+            base_url = f"http://127.0.0.1:{port}/v1"
+        config = ClientConfig.from_env(base_url=base_url, model=model or "local")
+    for name in names or tuple(EXPERIMENTS):
+        _records, table = run_experiment(get_experiment(name), record=record, client_config=config)
+        click.echo(f"## {name}\n\n{table}")
+
+
 # Sub-command groups live next to the code they drive; each module only imports heavy
 # libraries (torch, transformers) inside its commands, so `vse --help` stays fast.
 # --- registered command groups (one line each) ---

@@ -1,0 +1,161 @@
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vse.llm.client import Completion, TokenLogprob, Usage
+from vse.simulate import (
+    SimulationError,
+    expected_value,
+    number_distribution,
+    parse_value_list,
+    simulate_list,
+    simulate_one,
+    value_slots,
+    values_from_generated,
+)
+
+TEXTS = ["kite", "jellyfish", "crash helmet"]
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "kite\t1\njellyfish\t0\ncrash helmet\t10\n<end>",
+        "Here you go:\n<start>\nkite\t1\njellyfish\t0\ncrash helmet\t10\n<end>\nThanks",
+        "KITE  1\n\n jellyfish   0\ncrash  helmet\t10",
+        "kite: 1\njellyfish: 0\ncrash helmet: 10",
+    ],
+)
+def test_parser_tolerates_unambiguous_noise(reply):
+    assert parse_value_list(reply, TEXTS) == [1, 0, 10]
+
+
+@pytest.mark.parametrize(
+    "reply, message",
+    [
+        ("kite\t1\njellyfish\t0\n", "expected 3 value lines, found 2"),
+        ("kite\t1\njellyfish\t0\ncrash helmet\t10\nkite\t2", "found 4"),
+        ("kite\t1\ncrash helmet\t10\njellyfish\t0", "line 2: expected 'jellyfish'"),
+        ("kite\t1\njellyfish\tunk\ncrash helmet\t10", "found 2"),
+        ("kite\t1\njellyfish\t11\ncrash helmet\t10", "value 11 outside"),
+        ("kite\t-1\njellyfish\t1\ncrash helmet\t10", "value -1 outside"),
+        ("kite\t1.5\njellyfish\t1\ncrash helmet\t10", "found 2"),
+    ],
+)
+def test_parser_rejects_ambiguous_replies(reply, message):
+    with pytest.raises(SimulationError, match=message):
+        parse_value_list(reply, TEXTS)
+
+
+def test_parser_signed_range():
+    assert parse_value_list("kite\t-3\njellyfish\t0\ncrash helmet\t10", TEXTS, low=-10) == [-3, 0, 10]
+
+
+@settings(max_examples=300)
+@given(reply=st.text(), texts=st.lists(st.text(min_size=1), max_size=5))
+def test_parser_fuzz_only_raises_its_own_error(reply, texts):
+    try:
+        values = parse_value_list(reply, texts)
+    except SimulationError:
+        return
+    assert len(values) == len(texts)
+    assert all(0 <= v <= 10 for v in values)
+
+
+@settings(max_examples=200)
+@given(values=st.lists(st.integers(0, 10), min_size=1, max_size=20), data=st.data())
+def test_parser_roundtrips_well_formed_lists(values, data):
+    texts = [f"item {i}" for i in range(len(values))]
+    sep = data.draw(st.sampled_from(["\t", "  ", ": ", " \t "]))
+    reply = "<start>\n" + "".join(f"{t}{sep}{v}\n" for t, v in zip(texts, values)) + "<end>"
+    assert parse_value_list(reply, texts) == values
+
+
+# ----------------------------------------------------------------------------- logprobs
+
+
+def test_number_distribution_strips_and_merges_keys():
+    top = {" 3": math.log(0.2), "3": math.log(0.1), "unk": math.log(0.5), "12": math.log(0.1), " 0": math.log(0.1)}
+    dist = number_distribution(top)
+    assert dist.keys() == {0, 3}
+    assert dist[3] == pytest.approx(0.3)
+
+
+def test_expected_value_renormalises_and_splits_one():
+    dist = {0: 0.25, 1: 0.25}
+    assert expected_value(dist) == pytest.approx(0.5)
+    assert expected_value(dist, p_ten_given_one=1.0) == pytest.approx(5.0)
+    with pytest.raises(SimulationError):
+        expected_value({})
+
+
+@given(st.dictionaries(st.integers(0, 10), st.floats(0.001, 1.0), min_size=1), st.floats(0, 1))
+def test_expected_value_in_range(dist, q):
+    assert 0.0 <= expected_value(dist, p_ten_given_one=q) <= 10.0 + 1e-9
+
+
+def tok(t, top=None):
+    return TokenLogprob(t, 0.0, top or {t: 0.0})
+
+
+def test_value_slots_find_numbers_after_tabs():
+    tokens = [tok("kite"), tok("\t"), tok("1", {"1": math.log(0.5), "2": math.log(0.5)}), tok("0", {"0": math.log(0.8), "\n": math.log(0.2)}), tok("\n"), tok("crash"), tok(" helmet"), tok("\t"), tok("3"), tok("\n")]
+    assert value_slots(tokens) == [2, 8]
+    values = values_from_generated(tokens)
+    # slot 1: P(1)=.5 split with P(0|1)=.8 -> .5*(.2*1 + .8*10) + .5*2
+    assert values[0] == pytest.approx(0.5 * (0.2 + 8.0) + 1.0)
+    assert values[1] == pytest.approx(3.0)
+
+
+class FakeClient:
+    """Answers completions from a function of the prompt; counts calls like the real client."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.prompts = []
+
+    def complete(self, prompt, **kw):
+        self.prompts.append((prompt, kw))
+        return self.answer(prompt, kw)
+
+
+def test_simulate_one_uses_shared_prefix_and_follows_up_on_one():
+    def answer(prompt, kw):
+        if prompt.endswith("kite\t"):
+            top = {"1": math.log(0.6), "0": math.log(0.4)}
+        elif prompt.endswith("kite\t1"):
+            top = {"0": math.log(0.5), "\n": math.log(0.5)}
+        else:
+            top = {"7": 0.0}
+        return Completion("x", [TokenLogprob("x", 0.0, top)], Usage(10, 1), "length")
+
+    client = FakeClient(answer)
+    sim = simulate_one(client, "PREFIX\n", ["kite", "jellyfish"])
+    assert [p for p, _ in client.prompts] == ["PREFIX\nkite\t", "PREFIX\nkite\t1", "PREFIX\njellyfish\t"]
+    assert all(kw["max_tokens"] == 1 and kw["logprobs"] == 20 for _, kw in client.prompts)
+    assert sim.values[0] == pytest.approx(0.6 * (0.5 * 1 + 0.5 * 10))
+    assert sim.values[1] == pytest.approx(7.0)
+    assert sim.calls == 3 and sim.usage == Usage(30, 3)
+
+
+def test_simulate_one_without_numbers_raises():
+    client = FakeClient(lambda p, kw: Completion("u", [TokenLogprob("unk", 0.0, {"unk": 0.0})], Usage(), "length"))
+    with pytest.raises(SimulationError, match="no number"):
+        simulate_one(client, "P", ["kite"])
+
+
+def test_simulate_list_retries_then_succeeds_then_gives_up():
+    replies = iter(["kite\t1\n", "kite\t1\njellyfish\t2\ncrash helmet\t3\n"])
+    client = FakeClient(lambda p, kw: Completion(next(replies), [], Usage(5, 5), "stop"))
+    sim = simulate_list(client, "P", TEXTS, logprobs=False)
+    assert sim.values == [1.0, 2.0, 3.0] and sim.retries == 1 and sim.calls == 2
+    assert client.prompts[0][1]["temperature"] == 0.0 and client.prompts[1][1]["temperature"] > 0
+
+    bad = FakeClient(lambda p, kw: Completion("nothing useful", [], Usage(), "stop"))
+    with pytest.raises(SimulationError, match="attempt 3"):
+        simulate_list(bad, "P", TEXTS, logprobs=False, max_retries=2)

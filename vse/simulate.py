@@ -1,0 +1,248 @@
+"""Simulation: an LLM predicts a neuron's values from its explanation alone.
+
+Four ways to turn the model's output into predicted values (`MODES`):
+
+- ``list``: the paper's way. The model writes the whole filled list in one reply; we parse the
+  sampled integers. Small models drift (renamed, missing or extra lines), so a reply that does not
+  give exactly one integer per expected line, in order, is retried (with a fresh seed at a
+  non-zero temperature) and after ``max_retries`` recorded as a failure.
+- ``list-logprobs``: the same call with ``logprobs``; the prediction at each value slot is the
+  *expected value* under the model's distribution over number tokens (as OpenAI's
+  neuron-explainer does), which is smoother than the sampled integer.
+- ``one``: one item per call, ``max_tokens=1``; the few-shot prefix is byte-identical for every
+  item so the server reuses its cache and each call reads only the item. Small local models
+  follow this format far better than a whole list.
+- ``echo``: the list layout with placeholder values, sent once with ``echo`` so the server
+  returns prompt logprobs: every value slot is scored in one forward pass. Needs a server that
+  offers prompt logprobs (llama.cpp: started with ``--logits_all true``); slow on a CPU.
+
+Tokenizers that split "10" into "1","0" (Qwen, Llama) make the first token ambiguous between 1
+and 10. Where we can see the next token we use it: P(10) = P("1") * P("0" | "1"). In ``one`` mode
+a follow-up call asks for that next token when P("1") is large enough to matter; in
+``list-logprobs`` the next position's distribution is read when the model wrote "1"; in
+``echo`` no continuation is available and the mass on "1" counts as 1 (documented bias).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from vse.llm.client import LLMClient, TokenLogprob, Usage
+
+MODES = ("one", "list", "list-logprobs", "echo")
+
+
+class SimulationError(ValueError):
+    """A simulation reply could not be turned into values (after retries, where they apply)."""
+
+
+# ----------------------------------------------------------------------------- sampled lists
+
+_PAIR_LINE = re.compile(r"^(?P<text>.*?)(?:\t+|\s{2,}|\s*:\s*|\s+)(?P<value>[-+]?\d+)\s*$")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def parse_value_list(reply: str, texts: Sequence[str], *, low: int = 0, high: int = 10) -> list[int]:
+    """Integers, one per expected text, from a reply that lists ``text<TAB>value`` lines.
+
+    Tolerant where the meaning is unambiguous: surrounding chatter, blank lines, a leading
+    ``<start>``, spaces instead of the tab, different case or spacing in the texts.
+    Strict where it is not: the lines that look like pairs must name exactly the expected texts,
+    in order, each with a whole number in [low, high]. Anything else raises SimulationError
+    (and only that), saying what was wrong and on which line.
+    """
+    if not isinstance(reply, str):
+        raise SimulationError(f"reply is {type(reply).__name__}, not text")
+    body = reply.split("<end>", 1)[0]
+    found: list[tuple[int, str, str]] = []  # (line number, text, value string)
+    for number, line in enumerate(body.splitlines(), start=1):
+        line = line.strip()
+        if not line or line == "<start>":
+            continue
+        m = _PAIR_LINE.match(line)
+        if m and m.group("text").strip():
+            found.append((number, m.group("text").strip(), m.group("value")))
+    expected = [_norm(t) for t in texts]
+    if len(found) != len(expected):
+        raise SimulationError(f"expected {len(expected)} value lines, found {len(found)}")
+    values: list[int] = []
+    for (number, text, value), want, original in zip(found, expected, texts):
+        if _norm(text) != want:
+            raise SimulationError(f"line {number}: expected {original!r}, got {text!r}")
+        v = int(value)
+        if not low <= v <= high:
+            raise SimulationError(f"line {number}: value {v} outside [{low}, {high}]")
+        values.append(v)
+    return values
+
+
+# ----------------------------------------------------------------------------- logprobs
+
+
+def number_distribution(top: Mapping[str, float], *, high: int = 10) -> dict[int, float]:
+    """Probabilities of the number tokens 0..high among a position's top logprobs.
+
+    Keys are stripped of whitespace (servers send " 5" and "5"); several keys for one number
+    add up. Non-number tokens are dropped, so the result sums to the mass the model put on
+    numbers (<= 1). A key "10" (tokenizers with one token for it) counts as 10.
+    """
+    dist: dict[int, float] = {}
+    for key, logprob in top.items():
+        k = key.strip()
+        if k.isdigit() and int(k) <= high and (len(k) == 1 or k == str(int(k))):
+            if logprob is None or not math.isfinite(logprob):
+                continue
+            dist[int(k)] = dist.get(int(k), 0.0) + math.exp(logprob)
+    return dist
+
+
+def expected_value(dist: Mapping[int, float], *, p_ten_given_one: float = 0.0) -> float:
+    """Expected value of a number distribution, renormalised over the number tokens.
+
+    ``p_ten_given_one`` splits the mass on "1" between 1 and 10 for tokenizers that write 10
+    as "1","0". Raises SimulationError when no number token is present.
+    """
+    total = sum(dist.values())
+    if total <= 0:
+        raise SimulationError("no number among the top tokens")
+    q = min(max(p_ten_given_one, 0.0), 1.0)
+    ev = 0.0
+    for value, p in dist.items():
+        if value == 1:
+            ev += p * (1.0 * (1 - q) + 10.0 * q)
+        else:
+            ev += p * value
+    return ev / total
+
+
+def _prob_of(top: Mapping[str, float], token: str) -> float:
+    return sum(math.exp(lp) for k, lp in top.items() if k.strip() == token and lp is not None and math.isfinite(lp))
+
+
+@dataclass
+class Simulation:
+    """What one simulation pass produced.
+
+    values: one predicted value per requested text (expected values or sampled integers).
+    calls: LLM calls made (retries and follow-ups included).
+    usage: tokens those calls used.
+    retries: replies rejected and asked again (list modes).
+    """
+
+    values: list[float]
+    calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    retries: int = 0
+
+
+def simulate_one(client: LLMClient, prefix: str, texts: Sequence[str], *, top_logprobs: int = 20, followup_threshold: float = 0.05) -> Simulation:
+    """One call per item on a shared prefix; expected value from the first generated token.
+
+    When the model puts at least ``followup_threshold`` of its number mass on "1", one more call
+    (prompt + "1", one token) reads P("0" | "1") to tell 1 from 10.
+    """
+    from vse.prompts import simulate_one_prompt
+
+    out = Simulation(values=[])
+    for text in texts:
+        prompt = simulate_one_prompt(prefix, text)
+        first = client.complete(prompt, max_tokens=1, temperature=0.0, logprobs=top_logprobs)
+        out.calls += 1
+        out.usage = out.usage + first.usage
+        if not first.tokens:
+            raise SimulationError(f"no logprobs returned for item {text!r}")
+        dist = number_distribution(first.tokens[0].top)
+        if not dist:
+            raise SimulationError(f"no number among the top {top_logprobs} tokens for item {text!r}: {sorted(first.tokens[0].top)[:8]}")
+        q = 0.0
+        if dist.get(1, 0.0) / sum(dist.values()) >= followup_threshold:
+            second = client.complete(prompt + "1", max_tokens=1, temperature=0.0, logprobs=top_logprobs)
+            out.calls += 1
+            out.usage = out.usage + second.usage
+            if second.tokens:
+                q = _prob_of(second.tokens[0].top, "0")
+        out.values.append(expected_value(dist, p_ten_given_one=q))
+    return out
+
+
+def value_slots(tokens: Sequence[TokenLogprob], start_offset: int = 0) -> list[int]:
+    """Indices of the tokens that begin a value: the first number token after a tab.
+
+    ``start_offset`` skips tokens whose text starts before that character offset (used for
+    echo, where only the target's filled list counts).
+    """
+    slots: list[int] = []
+    offset = 0
+    after_tab = False
+    for i, tok in enumerate(tokens):
+        text = tok.token
+        if offset >= start_offset:
+            stripped = text.lstrip("\t ")
+            if (after_tab or text.startswith("\t")) and stripped[:1].isdigit():
+                slots.append(i)
+        after_tab = text.endswith("\t") or (after_tab and text.strip(" ") == "")
+        offset += len(text)
+    return slots
+
+
+def values_from_generated(tokens: Sequence[TokenLogprob]) -> list[float]:
+    """Expected values at every value slot of a generated list (``list-logprobs`` mode)."""
+    values = []
+    for i in value_slots(tokens):
+        dist = number_distribution(tokens[i].top)
+        q = 0.0
+        if tokens[i].token.strip() == "1" and i + 1 < len(tokens):
+            q = _prob_of(tokens[i + 1].top, "0")
+        values.append(expected_value(dist, p_ten_given_one=q))
+    return values
+
+
+def simulate_list(client: LLMClient, prompt: str, texts: Sequence[str], *, logprobs: bool, max_retries: int = 2, retry_temperature: float = 0.7, seed: int = 0, top_logprobs: int = 20, low: int = 0) -> Simulation:
+    """The whole list in one reply; parse it, retry a malformed one, then give up loudly."""
+    out = Simulation(values=[])
+    max_tokens = 12 * len(texts) + 16  # a line is a few tokens of text, a tab, a number and \n
+    errors: list[str] = []
+    for attempt in range(max_retries + 1):
+        completion = client.complete(
+            prompt,
+            max_tokens=max_tokens,
+            temperature=0.0 if attempt == 0 else retry_temperature,
+            seed=seed + attempt,
+            stop=["<end>"],
+            logprobs=top_logprobs if logprobs else None,
+        )
+        out.calls += 1
+        out.usage = out.usage + completion.usage
+        try:
+            sampled = parse_value_list(completion.text, texts, low=low)
+            if logprobs:
+                values = values_from_generated(completion.tokens)
+                if len(values) != len(texts):
+                    raise SimulationError(f"found {len(values)} value slots in the logprobs, expected {len(texts)}")
+                out.values = values
+            else:
+                out.values = [float(v) for v in sampled]
+            return out
+        except SimulationError as err:
+            errors.append(f"attempt {attempt + 1}: {err}")
+            out.retries += 1
+    raise SimulationError("; ".join(errors))
+
+
+def simulate_echo(client: LLMClient, prompt: str, texts: Sequence[str], *, top_logprobs: int = 20) -> Simulation:
+    """Every value slot scored from prompt logprobs in a single call (``echo`` mode)."""
+    completion = client.complete(prompt, max_tokens=1, temperature=0.0, logprobs=top_logprobs, echo=True)
+    out = Simulation(values=[], calls=1, usage=completion.usage)
+    tokens = completion.prompt_tokens or []
+    start = prompt.rfind("<start>\n")
+    slots = value_slots(tokens, start_offset=start)
+    if len(slots) != len(texts):
+        raise SimulationError(f"echo: found {len(slots)} value slots in the prompt logprobs, expected {len(texts)}")
+    out.values = [expected_value(number_distribution(tokens[i].top)) for i in slots]
+    return out

@@ -1,0 +1,75 @@
+"""A neuron's full list of (text, value) pairs for one feature kind: what is explained and scored.
+
+A `Target` holds the raw values (activations or weights) and the texts they belong to; the
+scaled integers that prompts show and that scores are computed against are derived from them,
+scaled over the *whole* list so that a subset's numbers mean the same as the full neuron's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+from vse.prompts import Pair, get_kind
+from vse.scaling import flip_negative, scale_signed, scale_to_int
+
+POLARITIES = ("positive", "negative", "both")
+
+
+def parse_neuron_id(neuron: str) -> tuple[str, str, int]:
+    """``MODEL/LAYER/INDEX`` -> (model, layer, index), with a clear error for anything else."""
+    parts = neuron.split("/")
+    if len(parts) != 3 or not parts[2].isdigit():
+        raise ValueError(f"neuron id {neuron!r} is not MODEL/LAYER/INDEX (e.g. efficientnet_lite0/_conv_head/489)")
+    return parts[0], parts[1], int(parts[2])
+
+
+@dataclass(frozen=True)
+class Target:
+    """One neuron seen through one feature kind.
+
+    neuron: the stable id ``MODEL/LAYER/INDEX``.
+    kind: "weight-label", "weight-clip" or "caption-activation".
+    texts: one text per value (class names, next-layer labels or image captions).
+    raw: the raw values, same length as texts.
+    polarity: "positive" (negatives become 0, the paper's default), "negative" (flipped, App.
+        C.3.1) or "both" (signed -10..10, App. C.3.2).
+    """
+
+    neuron: str
+    kind: str
+    texts: tuple[str, ...]
+    raw: np.ndarray = field(repr=False)
+    polarity: str = "positive"
+
+    def __post_init__(self) -> None:
+        get_kind(self.kind)
+        parse_neuron_id(self.neuron)
+        if self.polarity not in POLARITIES:
+            raise ValueError(f"polarity {self.polarity!r} is not one of {POLARITIES}")
+        if len(self.texts) != len(self.raw):
+            raise ValueError(f"{self.neuron}: {len(self.texts)} texts but {len(self.raw)} values")
+
+    @property
+    def name(self) -> str:
+        """How prompts call the neuron: its unit index, as the paper does."""
+        return self.neuron.rsplit("/", 1)[1]
+
+    @property
+    def signed(self) -> bool:
+        return self.polarity == "both"
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        """The scaled integers (0..10, or -10..10 when signed)."""
+        if self.polarity == "both":
+            return scale_signed(self.raw)
+        if self.polarity == "negative":
+            return scale_to_int(flip_negative(self.raw))
+        return scale_to_int(self.raw)
+
+    def pairs(self, indices: Sequence[int]) -> tuple[Pair, ...]:
+        return tuple(Pair(self.texts[i], int(self.values[i])) for i in indices)
