@@ -60,7 +60,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             name="weight-label-one-neuron",
             n_neurons=1,
             n_explanations=3,
-            simulate=SimulateConfig(mode="one", n_items=50, n_fewshot_pairs=50, fewshot_strategy="random-75/25", stop=StopRule(max_runs=15)),
+            simulate=SimulateConfig(mode="one", n_items=50, n_fewshot_pairs=50, fewshot_strategy="random-75/25", stop=StopRule(max_runs=8)),
         ),
     ]
 }

@@ -11,6 +11,8 @@ Nothing printed or written depends on time or machine, so a replay gives the sam
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,7 +39,7 @@ def cassette_path(paths: Paths, exp: Experiment, unit: int) -> Path:
     return paths.cassettes / exp.name / f"{exp.model}__{exp.layer}__{unit}{CASSETTE_SUFFIX}"
 
 
-def run_neuron(client: LLMClient, exp: Experiment, unit: int, *, progress: bool = True) -> list[dict]:
+def run_neuron(client: LLMClient, exp: Experiment, unit: int, *, progress: bool = True, checkpoint: Callable[[], None] | None = None) -> list[dict]:
     """Explain one unit best-of-N, score every explanation and baseline on every target."""
     target = load_target(exp.model, exp.layer, unit, exp.explain_kind)
     fewshot = fewshot_neurons(exp, exp.explain_kind)
@@ -52,7 +54,7 @@ def run_neuron(client: LLMClient, exp: Experiment, unit: int, *, progress: bool 
         scored = load_target(exp.model, exp.layer, unit, kind)
         kind_fewshot = fewshot_neurons(exp, kind)
         for method, text, seed in candidates:
-            result = score_explanation(client, text, scored, kind_fewshot, exp.simulate, seed=exp.seed, progress=progress)
+            result = score_explanation(client, text, scored, kind_fewshot, exp.simulate, seed=exp.seed, progress=progress, checkpoint=checkpoint)
             records.append(
                 {
                     "neuron": target.neuron,
@@ -107,14 +109,19 @@ def run_experiment(exp: Experiment, *, record: bool = False, client_config: Clie
     records: list[dict] = []
     totals = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
     units = evaluation_units(exp)
+    if record:
+        # `kill` / a CI timeout sends SIGTERM: turn it into SystemExit so the cassette is saved on the way out.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     for unit in tqdm(units, desc=exp.name, unit="neuron", disable=not progress):
         path = cassette_path(paths, exp, unit)
         if not record and not path.exists():
             raise FileNotFoundError(f"cassette {path} is missing: record it with `make record` (vse reproduce --record)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with use_cassette(path, record=record):
+        with use_cassette(path, record=record) as cassette:
             client = LLMClient(config)
-            records += run_neuron(client, exp, unit, progress=progress)
+            # While recording, write the cassette after every pass: an interrupted recording
+            # then resumes from the last finished pass instead of losing the neuron.
+            records += run_neuron(client, exp, unit, progress=progress, checkpoint=cassette._save if record else None)
         totals["calls"] += client.calls
         totals["prompt_tokens"] += client.usage.prompt_tokens
         totals["completion_tokens"] += client.usage.completion_tokens
@@ -124,6 +131,10 @@ def run_experiment(exp: Experiment, *, record: bool = False, client_config: Clie
     usage = f"LLM usage: {totals['calls']} calls, {totals['prompt_tokens']} prompt tokens, {totals['completion_tokens']} completion tokens\n"
     _write(out / "table.md", f"# {exp.name}\n\n{table}\n{usage}")
     return records, table + "\n" + usage
+
+
+def _exit_on_sigterm(signum, frame):  # pragma: no cover - exercised by hand
+    sys.exit(128 + signum)
 
 
 def _write(path: Path, text: str) -> None:

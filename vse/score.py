@@ -22,7 +22,7 @@ Choices the paper leaves open, and ours:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -136,8 +136,8 @@ def simulate_pass(client: LLMClient, explanation: str, target: Target, examples:
     return simulate_list(client, prompt, texts, logprobs=config.mode == "list-logprobs", seed=seed, top_logprobs=config.top_logprobs, low=low)
 
 
-def score_explanation(client: LLMClient, explanation: str, target: Target, fewshot: Sequence[FewShotNeuron], config: SimulateConfig, *, seed: int, progress: bool = True) -> ScoreResult:
-    """Algorithm 1 for one explanation on one target."""
+def score_explanation(client: LLMClient, explanation: str, target: Target, fewshot: Sequence[FewShotNeuron], config: SimulateConfig, *, seed: int, progress: bool = True, checkpoint: Callable[[], None] | None = None) -> ScoreResult:
+    """Algorithm 1 for one explanation on one target; `checkpoint()` runs after every pass (recording saves there)."""
     passes: list[PassRecord] = []
     scores: list[float] = []
     usage = Usage()
@@ -166,6 +166,8 @@ def score_explanation(client: LLMClient, explanation: str, target: Target, fewsh
             bar.update(1)
             bar.set_postfix(mean=f"{np.mean(scores):.1f}")
         index += 1
+        if checkpoint is not None:
+            checkpoint()
     bar.close()
     ok = [p for p in passes if p.score is not None]
     if not scores:

@@ -241,7 +241,7 @@ class LocalServer:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "vse.llm.fastlogprobs",  # llama_cpp.server, with faster logprobs
             "--model", str(self.model_path),
             "--host", self.host,
             "--port", str(self.port),

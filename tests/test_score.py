@@ -1,0 +1,105 @@
+"""The scoring loop with a scripted client: Algorithm 1's plumbing, not an LLM's quality."""
+
+import math
+
+import numpy as np
+import pytest
+
+from vse.explain import ExplainConfig, FewShotNeuron, explain
+from vse.llm.client import Completion, TokenLogprob, Usage
+from vse.score import SimulateConfig, draw_items, score_explanation
+from vse.stats import StopRule
+from vse.targets import Target
+
+N = 200
+RAW = np.where(np.arange(N) % 3 == 0, np.linspace(0.0, 1.0, N), -0.1)
+TARGET = Target("m/l/5", "weight-label", tuple(f"class {i}" for i in range(N)), RAW)
+FEW = [FewShotNeuron(Target("m/l/1", "weight-label", tuple(f"class {i}" for i in range(N)), RAW[::-1].copy()), "reversed things")]
+TRUE = {f"class {i}": int(v) for i, v in enumerate(TARGET.values)}
+
+
+class Oracle:
+    """Answers a one-item prompt with a number derived from the item's true value."""
+
+    def __init__(self, f):
+        self.f = f
+        self.calls = 0
+
+    def complete(self, prompt, **kw):
+        self.calls += 1
+        if prompt.endswith("\t1"):  # follow-up: is it 10?
+            top = {"0": 0.0} if self.last == 10 else {"\n": 0.0}
+        else:
+            item = prompt.rsplit("\n", 1)[1].rstrip("\t")
+            self.last = self.f(TRUE[item])
+            top = {str(self.last)[0]: 0.0}
+        return Completion("x", [TokenLogprob("x", 0.0, top)], Usage(3, 1), "length")
+
+
+def test_perfect_simulator_scores_100_and_stops_at_the_minimum():
+    client = Oracle(lambda v: v)
+    r = score_explanation(client, "x", TARGET, FEW, SimulateConfig(n_items=30, n_fewshot_pairs=10), seed=0, progress=False)
+    assert r.runs == 3 and not r.hit_cap
+    assert r.scores == [100.0, 100.0, 100.0] and r.mean == 100.0
+    assert r.accuracy == 1.0 and r.mse == pytest.approx(0.0) and r.mae == pytest.approx(0.0)
+    assert r.calls == client.calls
+
+
+def test_inverted_simulator_scores_minus_100():
+    r = score_explanation(Oracle(lambda v: 10 - v), "x", TARGET, FEW, SimulateConfig(n_items=30, n_fewshot_pairs=10), seed=0, progress=False)
+    assert r.mean == pytest.approx(-100.0)
+
+
+def test_noisy_simulator_hits_the_cap_and_says_so():
+    rng = np.random.default_rng(1)
+    r = score_explanation(Oracle(lambda v: int(rng.integers(0, 10))), "x", TARGET, FEW, SimulateConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=4)), seed=0, progress=False)
+    assert r.runs == 4 and r.hit_cap
+
+
+def test_failed_passes_are_recorded_not_dropped():
+    class NoNumbers(Oracle):
+        def complete(self, prompt, **kw):
+            return Completion("u", [TokenLogprob("unk", 0.0, {"unk": 0.0})], Usage(), "length")
+
+    with pytest.raises(Exception, match="every simulation pass failed"):
+        score_explanation(NoNumbers(None), "x", TARGET, FEW, SimulateConfig(n_items=10, n_fewshot_pairs=5, max_failed_passes=1), seed=0, progress=False)
+
+
+def test_passes_are_reproducible_from_the_seed():
+    a = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, SimulateConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False)
+    b = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, SimulateConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False)
+    assert [p.items for p in a.passes] == [p.items for p in b.passes]
+    c = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, SimulateConfig(n_items=20, n_fewshot_pairs=10), seed=8, progress=False)
+    assert [p.items for p in a.passes] != [p.items for p in c.passes]
+
+
+def test_constant_subsets_are_redrawn():
+    raw = np.zeros(100)
+    raw[0] = 1.0
+    t = Target("m/l/2", "weight-label", tuple(map(str, range(100))), raw)
+    items, redraws = draw_items(t, 10, np.random.default_rng(0))
+    assert 0 in items and redraws > 0
+    with pytest.raises(ValueError, match="constant values"):
+        draw_items(Target("m/l/3", "weight-label", ("a", "b"), np.zeros(2)), 2, np.random.default_rng(0))
+
+
+def test_explain_retries_empty_replies_with_new_seeds():
+    replies = iter(["", " insects in grass.\n"])
+    seen = []
+
+    class C:
+        def complete(self, prompt, **kw):
+            seen.append(kw["seed"])
+            return Completion(next(replies), [], Usage(1, 1), "stop")
+
+    e = explain(C(), TARGET, FEW, ExplainConfig(), seed=3)
+    assert e.text == "insects in grass" and e.calls == 2 and seen == [3, 1003]
+    assert e.usage == Usage(2, 2)
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="mode"):
+        SimulateConfig(mode="telepathy")
+    with pytest.raises(ValueError):
+        SimulateConfig(fewshot_strategy="best")
+    assert math.isfinite(StopRule().half_width)
