@@ -47,7 +47,8 @@ smoke: $(VENV)/.server-stamp
 	$(BIN)/python -m pytest -q -m live -p no:cacheprovider --force-enable-socket
 
 bench: $(VENV)/.server-stamp
-	$(BIN)/python bench/simulators.py --port $(PORT)
+	$(BIN)/python bench/logprobs_patch.py
+	$(BIN)/python bench/simulators.py
 	$(BIN)/python bench/extraction.py
 
 fixtures: venv

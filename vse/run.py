@@ -24,6 +24,7 @@ from vse.experiments import Experiment, baseline_explanation, evaluation_units, 
 from vse.explain import explain
 from vse.llm.cassettes import CASSETTE_SUFFIX, use_cassette
 from vse.llm.client import ClientConfig, LLMClient
+from vse.report import plot_scores
 from vse.score import score_explanation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +130,8 @@ def run_experiment(exp: Experiment, *, record: bool = False, client_config: Clie
     _write(out / "results.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     table = markdown_table(records)
     usage = f"LLM usage: {totals['calls']} calls, {totals['prompt_tokens']} prompt tokens, {totals['completion_tokens']} completion tokens\n"
-    _write(out / "table.md", f"# {exp.name}\n\n{table}\n{usage}")
+    _write(out / "table.md", f"# {exp.name}\n\n{table}\n{usage}\n![pass scores](scores.png)\n")
+    plot_scores(records, out / "scores.png", f"{exp.name}: every explanation's simulation passes")
     return records, table + "\n" + usage
 
 
