@@ -102,6 +102,17 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def all_explanations_table(records: list[dict]) -> str:
+    """Every scored explanation, not only the best: best-of-N picks the luckiest of overlapping intervals."""
+    lines = ["| neuron | method | seed | target | explanation | score ± 90% CI | passes | scores per pass |", "|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        seed = "" if r["explanation_seed"] is None else r["explanation_seed"]
+        passes = f"{r['runs']}{' (cap)' if r['hit_cap'] else ''}"
+        scores = ", ".join(f"{s:.1f}" for s in r["scores"])
+        lines.append(f"| {r['neuron']} | {r['method']} | {seed} | {r['target']} | {r['explanation']} | {r['mean']:.2f} ± {r['half_width']:.2f} | {passes} | {scores} |")
+    return "\n".join(lines) + "\n"
+
+
 def run_experiment(exp: Experiment, *, record: bool = False, client_config: ClientConfig | None = None, paths: Paths = Paths(), progress: bool = True) -> tuple[list[dict], str]:
     """Run (replay or record) every neuron of `exp`; write results/<name>/; return records and table."""
     config = client_config or ClientConfig(base_url="http://replay.invalid/v1", model="local", max_retries=0 if not record else 5)
@@ -128,7 +139,7 @@ def run_experiment(exp: Experiment, *, record: bool = False, client_config: Clie
         totals["completion_tokens"] += client.usage.completion_tokens
     _write(out / "config.json", json.dumps({"experiment": exp.to_json(), "units": units, "usage": totals}, indent=2, sort_keys=True) + "\n")
     _write(out / "results.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-    table = markdown_table(records)
+    table = "Best of N per method:\n\n" + markdown_table(records) + "\nEvery explanation:\n\n" + all_explanations_table(records)
     usage = f"LLM usage: {totals['calls']} calls, {totals['prompt_tokens']} prompt tokens, {totals['completion_tokens']} completion tokens\n"
     _write(out / "table.md", f"# {exp.name}\n\n{table}\n{usage}\n![pass scores](scores.png)\n")
     plot_scores(records, out / "scores.png", f"{exp.name}: every explanation's simulation passes")
