@@ -38,7 +38,7 @@ reproduce: venv
 	$(BIN)/vse reproduce
 
 record: $(VENV)/.server-stamp
-	$(BIN)/vse reproduce --record --port $(PORT)
+	$(BIN)/vse reproduce --record
 
 llm-server: $(VENV)/.server-stamp
 	$(BIN)/vse llm serve --port $(PORT)

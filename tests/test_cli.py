@@ -19,3 +19,10 @@ def test_version():
 def test_unknown_command_fails():
     result = CliRunner().invoke(main, ["no-such-command"])
     assert result.exit_code != 0
+
+
+def test_reproduce_unknown_experiment_names_the_known_ones():
+    result = CliRunner().invoke(main, ["reproduce", "--experiment", "nope"])
+    assert result.exit_code != 0
+    assert "unknown experiment 'nope'" in str(result.exception)
+    assert "weight-label-one-neuron" in str(result.exception)

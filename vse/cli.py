@@ -20,7 +20,7 @@ def main() -> None:
 @main.command()
 @click.option("--record", is_flag=True, help="Call the LLM server for requests the cassettes lack, and append them (resumable).")
 @click.option("--experiment", "names", multiple=True, help="Run only this experiment (repeatable); default: all.")
-@click.option("--port", type=int, default=None, help="Port of the local server when recording (default: VSE_BASE_URL or 8765).")
+@click.option("--port", type=int, default=None, help="Port for the local server that --record starts when no --base-url / VSE_BASE_URL is given (default: any free port).")
 @click.option("--base-url", default=None, help="OpenAI-compatible base URL for recording (default: VSE_BASE_URL / OPENAI_BASE_URL).")
 @click.option("--model", default=None, help="Model name sent to the server when recording (default: VSE_MODEL or 'local').")
 def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: str | None, model: str | None) -> None:
@@ -32,14 +32,21 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
     from vse.llm.client import ClientConfig
     from vse.run import run_experiment
 
-    config = None
-    if record:
-        if port is not None and base_url is None:
-            base_url = f"http://127.0.0.1:{port}/v1"
-        config = ClientConfig.from_env(base_url=base_url, model=model or "local")
-    for name in names or tuple(EXPERIMENTS):
-        _records, table = run_experiment(get_experiment(name), record=record, client_config=config)
-        click.echo(f"## {name}\n\n{table}")
+    import contextlib
+    import os
+
+    with contextlib.ExitStack() as stack:
+        config = None
+        if record:
+            if base_url is None and not (os.environ.get("VSE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")):
+                # No endpoint named: start the local llama.cpp server for the recording.
+                from vse.llm.server import LocalServer, assemble_model
+
+                base_url = stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
+            config = ClientConfig.from_env(base_url=base_url, model=model or "local")
+        for name in names or tuple(EXPERIMENTS):
+            _records, table = run_experiment(get_experiment(name), record=record, client_config=config)
+            click.echo(f"## {name}\n\n{table}")
 
 
 # Sub-command groups live next to the code they drive; each module only imports heavy
