@@ -58,7 +58,8 @@ def main() -> int:
         rows = []
         for mode in args.modes.split(","):
             cap = args.echo_max_passes if mode == "echo" else args.max_passes
-            config = replace(exp.simulate, mode=mode, stop=StopRule(max_runs=cap))
+            # A cap below Algorithm 1's minimum of 3 lowers the minimum too (said in the row: it hits the cap).
+            config = replace(exp.simulate, mode=mode, stop=StopRule(min_runs=max(2, min(3, cap)), max_runs=cap))
             client = LLMClient(ClientConfig(base_url=base_url, timeout_s=1800))
             start = time.perf_counter()
             try:
