@@ -43,8 +43,10 @@ record: $(VENV)/.server-stamp
 llm-server: $(VENV)/.server-stamp
 	$(BIN)/vse llm serve --port $(PORT)
 
+# The live tests, and the server-patch tests that `make test` skips without llama-cpp-python.
 smoke: $(VENV)/.server-stamp
 	$(BIN)/python -m pytest -q -m live -p no:cacheprovider --force-enable-socket
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/llm/test_fastlogprobs.py
 
 bench: $(VENV)/.server-stamp
 	$(BIN)/python bench/logprobs_patch.py
