@@ -23,6 +23,7 @@ from dataclasses import replace
 from vse.experiments import evaluation_units, fewshot_neurons, get_experiment, load_target
 from vse.explain import explain
 from vse.llm.client import ClientConfig, LLMClient
+from vse.prompts import EXPLANATION_PREFIX
 from vse.score import SimulateConfig, score_explanation
 from vse.simulate import MODES, SimulationError
 from vse.stats import StopRule
@@ -53,7 +54,7 @@ def main() -> int:
         text = args.explanation
         if text is None:
             text = explain(LLMClient(ClientConfig(base_url=base_url)), target, fewshot, exp.explain, seed=0).text
-        print(f"neuron {target.neuron}; explanation: the main thing this neuron does is find {text}", flush=True)
+        print(f"neuron {target.neuron}; explanation: {EXPLANATION_PREFIX} {text}", flush=True)
         print(f"pairs: {exp.simulate.n_items} target items a pass, {exp.simulate.n_fewshot_pairs} pairs for each of {len(fewshot)} few-shot neurons ({exp.simulate.fewshot_strategy})\n", flush=True)
         rows = []
         for mode in args.modes.split(","):

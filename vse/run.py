@@ -24,6 +24,7 @@ from vse.experiments import Experiment, baseline_explanation, evaluation_units, 
 from vse.explain import explain
 from vse.llm.cassettes import CASSETTE_SUFFIX, use_cassette
 from vse.llm.client import ClientConfig, LLMClient
+from vse.prompts import EXPLANATION_PREFIX
 from vse.report import plot_scores
 from vse.score import score_explanation
 
@@ -95,7 +96,7 @@ def markdown_table(records: list[dict]) -> str:
             r = by_target.get(t)
             cells.append("" if r is None else f"{r['mean']:.2f} ± {r['half_width']:.2f} ({r['runs']}{', cap' if r['hit_cap'] else ''})")
         lines.append(
-            f"| {neuron} | {method} | the main thing this neuron does is find {first['explanation']} | "
+            f"| {neuron} | {method} | {EXPLANATION_PREFIX} {first['explanation']} | "
             + " | ".join(cells)
             + f" | {100 * first['accuracy']:.1f}% | {first['mse']:.2f} | {first['mae']:.2f} |"
         )
