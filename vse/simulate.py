@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from vse.llm.client import LLMClient, TokenLogprob, Usage
+from vse.prompts import simulate_one_prompt
 
 MODES = ("one", "list", "list-logprobs", "echo")
 
@@ -147,8 +148,6 @@ def simulate_one(client: LLMClient, prefix: str, texts: Sequence[str], *, top_lo
     When the model puts at least ``followup_threshold`` of its number mass on "1", one more call
     (prompt + "1", one token) reads P("0" | "1") to tell 1 from 10.
     """
-    from vse.prompts import simulate_one_prompt
-
     out = Simulation(values=[])
     for text in texts:
         prompt = simulate_one_prompt(prefix, text)
