@@ -91,8 +91,35 @@ def scrub_request(request: Any) -> Any:
     return request
 
 
-def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    """vcrpy ``before_record_response``: a copy with only the kept headers (no cookies, ids, dates)."""
+def is_good_reply(response: dict[str, Any]) -> bool:
+    """Whether a reply may be stored: a 2xx whose body is JSON, and for a completion a non-empty ``choices``.
+
+    A failed reply (a 500, a 200 with HTML or with an empty ``choices``) must never reach a
+    cassette: it would replay forever, and the retry that follows must reach the server.
+    """
+    status = (response.get("status") or {}).get("code", 0)
+    if not 200 <= int(status) < 300:
+        return False
+    raw = (response.get("body") or {}).get("string", b"")
+    try:
+        body = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(body, dict):
+        return False
+    if "choices" in body or "object" in body and str(body.get("object", "")).endswith("completion"):
+        choices = body.get("choices")
+        return isinstance(choices, list) and bool(choices) and isinstance(choices[0], dict)
+    return True
+
+
+def scrub_response(response: dict[str, Any]) -> dict[str, Any] | None:
+    """vcrpy ``before_record_response``: a copy with only the kept headers (no cookies, ids, dates).
+
+    Returns None (vcrpy then stores nothing) for a reply that `is_good_reply` rejects.
+    """
+    if not is_good_reply(response):
+        return None
     response = copy.deepcopy(response)
     headers = response.get("headers") or {}
     response["headers"] = {
