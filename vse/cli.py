@@ -45,7 +45,7 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
                 base_url = stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
             config = ClientConfig.from_env(base_url=base_url, model=model or "local")
         for name in names or tuple(EXPERIMENTS):
-            _records, table = run_experiment(get_experiment(name), record=record, client_config=config)
+            table = run_experiment(get_experiment(name), record=record, client_config=config)
             click.echo(f"## {name}\n\n{table}")
 
 
@@ -54,3 +54,4 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
 # --- registered command groups (one line each) ---
 from vse.llm.cli import llm as _llm; main.add_command(_llm)  # noqa: E402
 from vse.vision.cli import register as _reg_vision; _reg_vision(main)  # noqa: E402
+from vse.commands import register as _reg_commands; _reg_commands(main)  # noqa: E402

@@ -2,9 +2,12 @@
 
 Following the paper (App. B.1.2 / B.2.2, "Top" strategy): the target's and the few-shot
 neurons' highest pairs are shown in ascending order, so the strongest come last, right before
-the sentence the model completes. Best-of-N: N explanations are drawn at a non-zero
-temperature with seeds 0..N-1 (fixed seeds keep the requests, and so the cassettes, identical
-from run to run); the scoring loop then keeps the best.
+the sentence the model completes. Best of N: N explanations are drawn at a non-zero temperature,
+candidate k with the seed `vse.seeds.llm_seed(seed, "explain", k)` (fixed seeds keep the requests,
+and so the cassettes, identical from run to run); the scoring loop then keeps the best.
+
+``shown="heldout"`` shows only the even ranks of the top 2n pairs (`vse.protocols.heldout_shown`),
+so that the held-out protocol can score the odd ranks as items the explainer never saw.
 """
 
 from __future__ import annotations
@@ -12,10 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
 from vse.llm.client import LLMClient, Usage
-from vse.prompts import Example, explain_prompt, parse_explanation
+from vse.prompts import Example, explain_messages, explain_prompt, parse_chat_explanation, parse_explanation
+from vse.protocols import heldout_shown
 from vse.sampling import top
 from vse.targets import Target
+
+APIS = ("completions", "chat")
 
 
 @dataclass(frozen=True)
@@ -26,12 +34,22 @@ class ExplainConfig:
     temperature: sampling temperature; > 0 so that best-of-N has N different candidates.
     max_tokens: the longest explanation the model may write.
     max_retries: further attempts (new seed) when a reply holds no usable explanation.
+    shown: "top" (the paper) or "heldout" (every other rank, see the module doc).
+    api: "completions" (plain few-shot text) or "chat" (messages).
     """
 
     n_pairs: int = 25
     temperature: float = 0.7
     max_tokens: int = 60
     max_retries: int = 2
+    shown: str = "top"
+    api: str = "completions"
+
+    def __post_init__(self) -> None:
+        if self.shown not in ("top", "heldout"):
+            raise ValueError(f"shown must be 'top' or 'heldout', got {self.shown!r}")
+        if self.api not in APIS:
+            raise ValueError(f"api {self.api!r} is not one of {APIS}")
 
 
 @dataclass(frozen=True)
@@ -52,30 +70,41 @@ class Explanation:
     calls: int
 
 
+def shown_indices(values: np.ndarray, config: ExplainConfig) -> np.ndarray:
+    """The target's pairs the explainer sees, ascending (strongest last)."""
+    if config.shown == "heldout":
+        return heldout_shown(values, config.n_pairs)
+    return top(values, config.n_pairs)
+
+
 def top_examples(fewshot: Sequence[FewShotNeuron], n_pairs: int) -> list[Example]:
     return [Example(f.target.name, f.target.pairs(top(f.target.values, n_pairs)), f.explanation) for f in fewshot]
 
 
-def build_prompt(target: Target, fewshot: Sequence[FewShotNeuron], config: ExplainConfig) -> str:
-    return explain_prompt(
-        target.kind,
-        top_examples(fewshot, config.n_pairs),
-        target.name,
-        target.pairs(top(target.values, config.n_pairs)),
-        signed=target.signed,
-    )
+def build_prompt(target: Target, fewshot: Sequence[FewShotNeuron], config: ExplainConfig) -> str | list[dict]:
+    """The request content: a prompt string (completions) or a message list (chat)."""
+    examples = top_examples(fewshot, config.n_pairs)
+    pairs = target.pairs(shown_indices(target.values, config))
+    if config.api == "chat":
+        return explain_messages(target.kind, examples, target.name, pairs, signed=target.signed)
+    return explain_prompt(target.kind, examples, target.name, pairs, signed=target.signed)
 
 
 def explain(client: LLMClient, target: Target, fewshot: Sequence[FewShotNeuron], config: ExplainConfig, *, seed: int) -> Explanation:
-    """One explanation of `target`; an empty reply is retried with the next seeds, then raises."""
+    """One explanation of `target`; an empty reply is retried with new seeds, then raises."""
     prompt = build_prompt(target, fewshot, config)
     usage, calls, errors = Usage(), 0, []
     for attempt in range(config.max_retries + 1):
         s = seed + 1000 * attempt  # retries get seeds that no first attempt uses
-        reply = client.complete(prompt, max_tokens=config.max_tokens, temperature=config.temperature, seed=s, stop=["\n", "<end>"])
+        if config.api == "chat":
+            reply = client.chat(prompt, max_tokens=config.max_tokens, temperature=config.temperature, seed=s, stop=["\n"])
+            parse = parse_chat_explanation
+        else:
+            reply = client.complete(prompt, max_tokens=config.max_tokens, temperature=config.temperature, seed=s, stop=["\n", "<end>"])
+            parse = parse_explanation
         usage, calls = usage + reply.usage, calls + 1
         try:
-            return Explanation(parse_explanation(reply.text), seed=s, usage=usage, calls=calls)
+            return Explanation(parse(reply.text), seed=s, usage=usage, calls=calls)
         except ValueError as err:
             errors.append(str(err))
     raise ValueError(f"{target.neuron}: no usable explanation after {calls} calls: {'; '.join(errors)}")

@@ -1,4 +1,4 @@
-"""Prompt builders for the six prompt families (explain / simulate x three feature kinds).
+"""Prompt builders: explain / simulate x four pair kinds, as plain text and as chat messages.
 
 The prompts follow the paper's structure (App. D), which itself follows Bills et al. (2023): a short
 instruction, then a few hand-labelled neurons as worked examples, then the target neuron. Every
@@ -107,6 +107,23 @@ KINDS: dict[str, Kind] = {
             f"{_WEIGHT_CONTEXT} Here the answers are the units of the next layer, each named by a "
             "one-word concept. From a short explanation of a unit, guess how strongly it feeds "
             "each concept. {scale} Many weights are 0."
+        ),
+    ),
+    "weight-explanation": Kind(
+        key="weight-explanation",
+        item="description",
+        value="weight",
+        header="Weights:",
+        explain_task=(
+            f"{_WEIGHT_CONTEXT} Here the answers are the units of the next layer, each described by "
+            "a short sentence. For each unit you see the descriptions of the next-layer units it "
+            "feeds most, one per line as description<tab>weight. {scale} Say in one sentence what "
+            f"the unit is looking for: the thing most of the descriptions share, not a list of them."
+        ),
+        simulate_task=(
+            f"{_WEIGHT_CONTEXT} Here the answers are the units of the next layer, each described by "
+            "a short sentence. From a short explanation of a unit, guess how strongly it feeds each "
+            "described unit. {scale} Many weights are 0."
         ),
     ),
     "caption-activation": Kind(
@@ -247,3 +264,87 @@ def simulate_echo_prompt(kind_key: str, examples: Sequence[Example], name: str, 
     """
     prompt = simulate_list_prompt(kind_key, examples, name, explanation, texts, signed=signed)
     return prompt + "".join(f"{_clean(t)}{TAB}{placeholder}\n" for t in texts) + "<end>\n"
+
+
+# ----------------------------------------------------------------------------- chat forms
+#
+# The same families as chat messages for endpoints that only speak /chat/completions: the
+# instruction is the system message, each few-shot neuron is one user/assistant exchange (the
+# user shows what the model is given, the assistant answers as it should), and the target comes
+# last as a user message. The blocks inside the messages are the plain-text blocks above, so the
+# two forms show the model the same facts.
+
+#: Name the simulate prompts give the target neuron. It is the same for every neuron, so a
+#: prediction depends on the explanation and the item alone and can be shared between neurons
+#: (the prediction store reads one explanation's predictions for every neuron's items).
+TARGET_NAME = "X"
+
+Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+def _msg(role: str, content: str) -> Message:
+    return {"role": role, "content": content}
+
+
+def explain_messages(kind_key: str, examples: Sequence[Example], name: str, pairs: Sequence[Pair], *, signed: bool = False) -> list[Message]:
+    """Chat form of `explain_prompt`: the assistant answers with the whole explanation sentence."""
+    kind = get_kind(kind_key)
+    system = kind.explain_task.format(scale=_scale_sentence(kind, signed)) + f' Answer with one sentence that starts "{EXPLANATION_PREFIX}".'
+    messages = [_msg("system", system)]
+    for ex in examples:
+        messages += [
+            _msg("user", f"Neuron {ex.name}\n{kind.header}\n" + _pairs_block(ex.pairs)),
+            _msg("assistant", f"{EXPLANATION_PREFIX} {ex.explanation.strip().rstrip('.')}."),
+        ]
+    messages.append(_msg("user", f"Neuron {name}\n{kind.header}\n" + _pairs_block(pairs)))
+    return messages
+
+
+def parse_chat_explanation(reply: str) -> str:
+    """The explanation from a chat reply: the sentence without the shared prefix (if repeated)."""
+    text = reply.strip()
+    low = text.casefold()
+    for lead in (EXPLANATION_PREFIX, "explanation:", f"explanation of neuron {TARGET_NAME.casefold()} behavior:"):
+        at = low.find(lead)
+        if at != -1 and at < 40:
+            text, low = text[at + len(lead) :].strip(), low[at + len(lead) :].strip()
+    return parse_explanation(text.lstrip(":").strip())
+
+
+def _chat_simulate_system(kind: Kind, signed: bool, *, one: bool) -> str:
+    task = kind.simulate_task.format(scale=_scale_sentence(kind, signed))
+    if one:
+        return task + f" You are shown one {kind.item} at a time: answer with its {kind.value} alone, a whole number."
+    return task + " Answer by copying the list with every unk replaced by a whole number."
+
+
+def simulate_one_messages(kind_key: str, examples: Sequence[Example], explanation: str, text: str, *, signed: bool = False) -> list[Message]:
+    """Chat form of the one-item simulation: few-shot neurons as item-by-item exchanges.
+
+    Each few-shot neuron's first user message carries its explanation and its first item; every
+    further item is one user/assistant exchange answered by the value alone. The target's
+    explanation and item come last, so the first token of the reply is the value. Everything
+    before the target's item is the same for every item (the server's prefix cache keeps it).
+    """
+    kind = get_kind(kind_key)
+    messages = [_msg("system", _chat_simulate_system(kind, signed, one=True))]
+    for ex in examples:
+        for i, pair in enumerate(ex.pairs):
+            head = _explanation_line(ex.name, ex.explanation) if i == 0 else ""
+            messages += [_msg("user", head + _clean(pair.text)), _msg("assistant", str(pair.value))]
+    messages.append(_msg("user", _explanation_line(TARGET_NAME, explanation) + _clean(text)))
+    return messages
+
+
+def simulate_list_messages(kind_key: str, examples: Sequence[Example], explanation: str, texts: Sequence[str], *, signed: bool = False) -> list[Message]:
+    """Chat form of `simulate_list_prompt`: the assistant answers with the filled list."""
+    kind = get_kind(kind_key)
+    messages = [_msg("system", _chat_simulate_system(kind, signed, one=False))]
+    for ex in examples:
+        messages += [
+            _msg("user", _neuron_head(kind, ex.name, ex.explanation) + _pairs_block(ex.pairs, hide_values=True)),
+            _msg("assistant", _pairs_block(ex.pairs)),
+        ]
+    target = [Pair(t, 0) for t in texts]
+    messages.append(_msg("user", _neuron_head(kind, TARGET_NAME, explanation) + _pairs_block(target, hide_values=True)))
+    return messages

@@ -1,92 +1,108 @@
-"""The scoring loop (Algorithm 1): simulate on fresh random subsets until the score is certain.
+"""Scoring an explanation on a target: simulation passes until the score is certain (Algorithm 1).
 
-One *pass* draws ``n_items`` of the target's pairs uniformly at random (the paper predicts 50
-classes a pass), draws each few-shot neuron's pairs with the few-shot strategy (Random 75/25 for
-weights, Highest 50/50 for captions), asks the simulator for the target's values and scores
-them with 100 x Pearson against the true scaled values. Passes repeat until the 90%
-t-interval half-width of the pass scores is below the threshold (at least 3 passes, at most
-the cap; hitting the cap is reported).
+One *pass* picks items with the run's protocol (`vse.protocols`; the paper's is ``uniform``: 50
+random items), asks the simulator for their values and scores them with 100 x Pearson against
+the true scaled values. `vse.stats.run_until_confident` (Algorithm 1, written once) repeats
+passes until the 90% t-interval half-width is below the threshold (at least 3 passes, at most the
+cap; hitting the cap is reported). Protocol ``all`` predicts every item once: one exact pass,
+half-width 0.
 
 Choices the paper leaves open, and ours:
-- Each pass has its own generator, ``SeedSequence([seed, pass_index])``, so pass k draws the same
-  subsets whether it runs first or after a resume: the same requests, replayed from the cassette.
-- A drawn subset whose true values are all equal has no correlation to measure; it is redrawn
-  (from the same pass generator) before any LLM call and the redraw is counted. Scoring such a
-  pass as 0 would drag every explanation towards 0 for a reason that has nothing to do with it.
-- A pass whose reply cannot be turned into values (after the simulator's own retries) is
-  recorded as a failed pass and does not count; more than ``max_failed_passes`` ends the loop.
+- The few-shot neurons' pairs are drawn once per scoring run (stream "fewshot"), not per pass as
+  in the paper (``fewshot_draw="per-pass"`` restores that). With a fixed few-shot context a
+  one-item prediction depends only on (explanation, item), so each item is predicted at most once
+  and the `PredictionStore` serves every later pass, protocol and mismatched comparison.
+- Pass i draws its items from its own generator (stream "pass", i), so a resumed recording sends
+  the same requests. A drawn set whose true values are all equal says nothing about the
+  explanation; it is redrawn before any LLM call and the redraw counted.
+- A pass whose reply cannot be turned into values (after the simulator's own retries) is recorded
+  as failed and does not count; more than ``max_failed_passes`` ends the loop with an error.
+- Prior correction: the predictions for `NEUTRAL_EXPLANATION` on the same items are subtracted
+  before the correlation, so the score credits what the explanation adds over the item names.
 - Accuracy compares the rounded predictions with the true integers; MSE and MAE use the
   predictions as they are (expected values in the logprob modes).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from vse import seeds
 from vse.explain import FewShotNeuron
 from vse.llm.client import LLMClient, Usage
-from vse.prompts import Example, simulate_echo_prompt, simulate_list_prompt, simulate_one_prefix
+from vse.prompts import Example
+from vse.protocols import PROTOCOLS, select
+from vse.records import PassRecord
 from vse.sampling import get_strategy
-from vse.sampling import random as uniform
-from vse.simulate import MODES, Simulation, SimulationError, simulate_echo, simulate_list, simulate_one
-from vse.stats import StopRule, accuracy, correlation_score, mae, mse, should_stop, summarize
+from vse.simulate import SimulationError
+from vse.simulators import MODES, SimContext, make_simulator
+from vse.stats import StopRule, accuracy, correlation_score, mae, mse, run_until_confident
+from vse.store import PredictionStore
 from vse.targets import Target
 
 MAX_REDRAWS = 100
+#: The explanation whose predictions a prior-corrected score subtracts: it names no feature, so
+#: what the simulator predicts for it is its prior over the item texts alone.
+NEUTRAL_EXPLANATION = "nothing in particular"
 
 
 @dataclass(frozen=True)
-class SimulateConfig:
+class ScoreConfig:
     """Knobs of explanation scoring (defaults: the paper's App. B.2.1 choices for weights).
 
-    mode: how predictions are read (see vse.simulate.MODES).
-    n_items: target pairs predicted per pass.
-    n_fewshot_pairs: pairs shown for each few-shot neuron.
-    fewshot_strategy: how those pairs are drawn (vse.sampling.STRATEGIES).
-    stop: Algorithm 1's stopping rule.
-    max_failed_passes: failed passes tolerated before the loop gives up.
+    mode: how predictions are read (vse.simulators.MODES). api: "completions" or "chat".
+    protocol: which items a pass predicts (vse.protocols.PROTOCOLS).
+    prior_corrected: subtract the neutral explanation's predictions before the correlation.
+    n_items: items per pass. n_shown: pairs the explainer saw (held-out protocol only).
+    n_fewshot_pairs, fewshot_strategy: the pairs shown for each few-shot neuron.
+    fewshot_draw: "per-run" (once per scoring run, store-friendly) or "per-pass" (the paper).
+    stop: Algorithm 1's stopping rule. max_failed_passes: failures tolerated.
     top_logprobs: alternatives asked for at each token (logprob modes).
+    split_ten: one-item mode: a follow-up call splits the mass on "1" into 1 and 10 (Qwen writes
+        10 as "1","0"); off by default, it doubles the calls (see vse.simulators).
     """
 
     mode: str = "one"
+    api: str = "completions"
+    protocol: str = "uniform"
+    prior_corrected: bool = False
     n_items: int = 50
+    n_shown: int = 25
     n_fewshot_pairs: int = 50
     fewshot_strategy: str = "random-75/25"
+    fewshot_draw: str = "per-run"
     stop: StopRule = field(default_factory=lambda: StopRule(max_runs=15))
     max_failed_passes: int = 3
     top_logprobs: int = 20
+    split_ten: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"simulation mode {self.mode!r} is not one of {MODES}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"scoring protocol {self.protocol!r} is not one of {PROTOCOLS}")
+        if self.fewshot_draw not in ("per-run", "per-pass"):
+            raise ValueError(f"fewshot_draw must be 'per-run' or 'per-pass', got {self.fewshot_draw!r}")
         get_strategy(self.fewshot_strategy)
+        make_simulator(self.mode, self.api)  # refuses impossible pairs (echo over chat) early
 
-
-@dataclass
-class PassRecord:
-    """One simulation pass: which target items, what was predicted, the score (None if failed)."""
-
-    index: int
-    items: list[int]
-    true: list[int]
-    predicted: list[float]
-    score: float | None
-    calls: int
-    redraws: int
-    error: str | None = None
+    @property
+    def label(self) -> str:
+        """The protocol as tables name it."""
+        return self.protocol + (" (prior-corrected)" if self.prior_corrected else "")
 
 
 @dataclass
 class ScoreResult:
-    """Algorithm 1's outcome for one explanation on one target."""
+    """Algorithm 1's outcome for one explanation on one target (see vse.records.ScoreRecord)."""
 
     mean: float
     half_width: float
-    runs: int
+    passes: int
     hit_cap: bool
     scores: list[float]
     accuracy: float
@@ -96,90 +112,99 @@ class ScoreResult:
     calls: int
     prompt_tokens: int
     completion_tokens: int
-    passes: list[PassRecord] = field(repr=False)
-
-    def summary(self) -> dict:
-        d = asdict(self)
-        d.pop("passes")
-        return d
+    details: list[PassRecord] = field(repr=False)
 
 
-def _pass_rng(seed: int, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, index]))
+def fewshot_examples(fewshot: Sequence[FewShotNeuron], config: ScoreConfig, rng: np.random.Generator) -> tuple[Example, ...]:
+    strategy = get_strategy(config.fewshot_strategy)
+    return tuple(Example(f.target.name, f.target.pairs(strategy(f.target.values, config.n_fewshot_pairs, rng)), f.explanation) for f in fewshot)
 
 
-def draw_items(target: Target, n: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """Uniform subset of the target; redrawn while its true values are all equal."""
+def draw_items(target: Target, config: ScoreConfig, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """The items of one pass; redrawn while their true values are all equal."""
     for redraws in range(MAX_REDRAWS):
-        idx = uniform(target.values, n, rng)
+        idx = select(config.protocol, target.values, config.n_items, rng, n_shown=config.n_shown)
         if len(np.unique(target.values[idx])) > 1:
             return idx, redraws
-    raise ValueError(f"{target.neuron}: every drawn subset of {n} has constant values; the neuron has {np.count_nonzero(target.values)} non-zero values")
+        if config.protocol == "all":
+            break
+    raise ValueError(f"{target.neuron}: every drawn set of {config.n_items} items has constant values; the neuron has {np.count_nonzero(target.values)} non-zero values")
 
 
-def fewshot_examples(fewshot: Sequence[FewShotNeuron], config: SimulateConfig, rng: np.random.Generator) -> list[Example]:
-    strategy = get_strategy(config.fewshot_strategy)
-    return [Example(f.target.name, f.target.pairs(strategy(f.target.values, config.n_fewshot_pairs, rng)), f.explanation) for f in fewshot]
+def score_explanation(
+    client: LLMClient,
+    explanation: str,
+    target: Target,
+    fewshot: Sequence[FewShotNeuron],
+    config: ScoreConfig,
+    *,
+    seed: int,
+    store: PredictionStore | None = None,
+    progress: bool = True,
+    checkpoint: Callable[[], None] | None = None,
+) -> ScoreResult:
+    """Algorithm 1 for one explanation on one target; `checkpoint()` runs after every pass."""
+    simulator = make_simulator(config.mode, config.api, top_logprobs=config.top_logprobs, split_ten=config.split_ten)
+    store = store if store is not None else PredictionStore()
+    fixed = fewshot_examples(fewshot, config, seeds.rng(seed, "fewshot")) if config.fewshot_draw == "per-run" else None
+    details: list[PassRecord] = []
+    usage, calls, failed = Usage(), 0, 0
+    rule = config.stop
+    bar = tqdm(total=rule.max_runs, desc=f"score {target.neuron} on {target.kind}", unit="pass", leave=False, disable=not progress)
 
+    def context(text: str, examples: tuple[Example, ...]) -> SimContext:
+        return SimContext(target.kind, examples, text, target.signed)
 
-def simulate_pass(client: LLMClient, explanation: str, target: Target, examples: Sequence[Example], texts: Sequence[str], config: SimulateConfig, *, seed: int) -> Simulation:
-    """Predicted values for `texts` by the configured mode."""
-    args = (target.kind, examples, target.name, explanation)
-    if config.mode == "one":
-        if target.signed:
-            raise ValueError("signed targets need a list mode: one-item logprobs read a single token, and '-' would be it")
-        return simulate_one(client, simulate_one_prefix(*args), texts, top_logprobs=config.top_logprobs)
-    if config.mode == "echo":
-        return simulate_echo(client, simulate_echo_prompt(*args, texts), texts, top_logprobs=config.top_logprobs)
-    prompt = simulate_list_prompt(*args, texts, signed=target.signed)
-    low = -10 if target.signed else 0
-    return simulate_list(client, prompt, texts, logprobs=config.mode == "list-logprobs", seed=seed, top_logprobs=config.top_logprobs, low=low)
-
-
-def score_explanation(client: LLMClient, explanation: str, target: Target, fewshot: Sequence[FewShotNeuron], config: SimulateConfig, *, seed: int, progress: bool = True, checkpoint: Callable[[], None] | None = None) -> ScoreResult:
-    """Algorithm 1 for one explanation on one target; `checkpoint()` runs after every pass (recording saves there)."""
-    passes: list[PassRecord] = []
-    scores: list[float] = []
-    usage = Usage()
-    calls = failed = 0
-    bar = tqdm(total=config.stop.max_runs, desc=f"score {target.neuron}", unit="pass", leave=False, disable=not progress)
-    index = 0
-    while not should_stop(scores, config.stop) and len(scores) < config.stop.max_runs:
-        rng = _pass_rng(seed, index)
-        items, redraws = draw_items(target, config.n_items, rng)
-        examples = fewshot_examples(fewshot, config, rng)
-        texts = [target.texts[i] for i in items]
-        true = [int(target.values[i]) for i in items]
-        try:
-            sim = simulate_pass(client, explanation, target, examples, texts, config, seed=seed * 1000 + index)
-        except SimulationError as err:
-            failed += 1
-            passes.append(PassRecord(index, items.tolist(), true, [], None, 0, redraws, error=str(err)))
-            if failed > config.max_failed_passes:
-                break
-        else:
-            score = correlation_score(sim.values, true)
-            scores.append(score)
+    def one_pass(_i: int) -> float:
+        nonlocal usage, calls, failed
+        while True:
+            index = len(details)
+            rng = seeds.rng(seed, "pass", index)
+            items, redraws = draw_items(target, config, rng)
+            examples = fixed if fixed is not None else fewshot_examples(fewshot, config, rng)
+            texts = [target.texts[i] for i in items]
+            true = [int(target.values[i]) for i in items]
+            try:
+                sim = simulator.predict(client, context(explanation, examples), texts, seed=seeds.llm_seed(seed, "pass", index), store=store)
+                predicted = np.asarray(sim.values)
+                if config.prior_corrected:
+                    prior = simulator.predict(client, context(NEUTRAL_EXPLANATION, examples), texts, seed=seeds.llm_seed(seed, "pass", index), store=store)
+                    sim.calls += prior.calls
+                    sim.usage = sim.usage + prior.usage
+                    predicted = predicted - np.asarray(prior.values)
+            except SimulationError as err:
+                failed += 1
+                details.append(PassRecord(index, items.tolist(), true, [], None, 0, redraws, error=str(err)))
+                if checkpoint is not None:
+                    checkpoint()
+                if failed > config.max_failed_passes:
+                    raise SimulationError(f"{target.neuron}: {failed} simulation passes failed, the last: {err}") from None
+                continue
+            score = correlation_score(predicted, true)
             calls += sim.calls
             usage = usage + sim.usage
-            passes.append(PassRecord(index, items.tolist(), true, [round(v, 4) for v in sim.values], round(score, 4), sim.calls, redraws))
+            details.append(PassRecord(index, items.tolist(), true, [round(v, 4) for v in sim.values], round(score, 4), sim.calls, redraws))
             bar.update(1)
-            bar.set_postfix(mean=f"{np.mean(scores):.1f}")
-        index += 1
-        if checkpoint is not None:
-            checkpoint()
+            if checkpoint is not None:
+                checkpoint()
+            return score
+
+    if config.protocol == "all":
+        # One exact pass over every item: nothing is sampled, so there is no interval to narrow.
+        scores, half_width, hit_cap = [one_pass(0)], 0.0, False
+        mean = scores[0]
+    else:
+        outcome = run_until_confident(one_pass, rule)
+        scores, mean, half_width, hit_cap = outcome.scores, outcome.mean, outcome.half_width, outcome.hit_cap
     bar.close()
-    ok = [p for p in passes if p.score is not None]
-    if not scores:
-        raise SimulationError(f"{target.neuron}: every simulation pass failed: {passes[-1].error if passes else 'none ran'}")
-    result = summarize(scores, config.stop)
+    ok = [p for p in details if p.score is not None]
     pred = np.concatenate([p.predicted for p in ok])
     true = np.concatenate([p.true for p in ok])
     return ScoreResult(
-        mean=result.mean,
-        half_width=result.half_width,
-        runs=result.runs,
-        hit_cap=result.hit_cap,
+        mean=mean,
+        half_width=half_width,
+        passes=len(scores),
+        hit_cap=hit_cap,
         scores=[round(s, 4) for s in scores],
         accuracy=accuracy(np.rint(pred), true),
         mse=mse(pred, true),
@@ -188,5 +213,5 @@ def score_explanation(client: LLMClient, explanation: str, target: Target, fewsh
         calls=calls,
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
-        passes=passes,
+        details=details,
     )

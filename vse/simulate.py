@@ -134,12 +134,15 @@ class Simulation:
     calls: LLM calls made (retries and follow-ups included).
     usage: tokens those calls used.
     retries: replies rejected and asked again (list modes).
+    unresolved: one-item branches ("1" vs "10", a minus sign) above the follow-up threshold that
+        could not be read and were approximated (chat; see vse.simulators.read_value).
     """
 
     values: list[float]
     calls: int = 0
     usage: Usage = field(default_factory=Usage)
     retries: int = 0
+    unresolved: int = 0
 
 
 def simulate_one(client: LLMClient, prefix: str, texts: Sequence[str], *, top_logprobs: int = 20, followup_threshold: float = 0.05) -> Simulation:

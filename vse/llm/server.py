@@ -243,6 +243,7 @@ class LocalServer:
         return [
             sys.executable, "-m", "vse.llm.fastlogprobs",  # llama_cpp.server, with faster logprobs
             "--model", str(self.model_path),
+            "--model_alias", self.model_path.name,  # what GET /v1/models reports: a name, never a local path
             "--host", self.host,
             "--port", str(self.port),
             "--n_ctx", str(self.n_ctx),

@@ -1,0 +1,236 @@
+"""The Python API: the same verbs as the command line.
+
+>>> from vse.api import LLM, explain_neuron, score_explanation      # doctest: +SKIP
+>>> with LLM.open("http://127.0.0.1:8765/v1", cassette="my-run.json.gz", record=True) as llm:
+...     [rec] = explain_neuron("efficientnet_lite0/_conv_head/17", "weight-label", llm=llm)
+...     print(score_explanation("efficientnet_lite0/_conv_head/17", rec.explanation, "weight-label", llm=llm).line())
+
+`LLM` bundles a client with what the server says it is (for provenance) and, optionally, a
+cassette: live calls are recorded there, and ``record=False`` replays it offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence
+
+from vse import seeds
+from vse.explain import ExplainConfig, FewShotNeuron, explain
+from vse.llm.client import ClientConfig, LLMClient
+from vse.neurons import KINDS, TARGET_KINDS, clip_dissect_label, fewshot_explanations, load_target
+from vse.records import ExplanationRecord, Provenance, ScoreRecord, prompts_hash
+from vse.score import ScoreConfig
+from vse.score import score_explanation as _score
+from vse.store import PredictionStore
+from vse.targets import POLARITIES, parse_neuron_id
+
+#: The explanation methods (rows of the paper's Table 1, plus Weight-Explanation).
+METHODS = ("caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect")
+METHOD_HELP = {
+    "caption-activation": "the LLM reads the captions of the images the neuron responds to most",
+    "weight-label": "the LLM reads the classes the neuron's weights support most (deeper layers: the eq. 1 product)",
+    "weight-clip": "the LLM reads the next layer's units it feeds most, named by their CLIP-Dissect labels",
+    "weight-explanation": "as weight-clip, the next layer's units named by vse's own explanations of them",
+    "clip-dissect": "CLIP-Dissect's one-concept label, used as the explanation (the baseline)",
+}
+TARGET_HELP = {
+    "caption-activation": "activations on the probe images, predicted from their captions",
+    "weight-label": "weights to the classes, predicted from the class names",
+    "weight-clip": "weights to the next layer's units, predicted from their CLIP-Dissect labels",
+}
+#: The next layer of each layer that has weight-clip fixtures (whose units the weights reach).
+NEXT_LAYER = {"_blocks.15": "_conv_head"}
+#: What the local llama.cpp server reports as its model id (`vse llm serve` sets this alias).
+LOCAL_ALIAS_SUFFIX = ".gguf"
+
+
+@dataclass
+class LLM:
+    """A client plus the server's identity, for provenance.
+
+    client: the thin HTTP client (cassette-aware through `requests`).
+    api: "completions" or "chat" (the endpoint explanations and simulations use).
+    reported_model: the model id the server reports (or the configured name).
+    llm_file_sha256, server: set when the server is vse's local llama.cpp server.
+    store: the run's prediction store (shared by every score made with this LLM).
+    checkpoint: saves the cassette; the scoring loop calls it after every pass while recording.
+    """
+
+    client: LLMClient
+    api: str = "completions"
+    reported_model: str = ""
+    llm_file_sha256: str | None = None
+    server: str | None = None
+    store: PredictionStore = field(default_factory=PredictionStore)
+    checkpoint: Callable[[], None] | None = None  # called after every pass (recording saves there)
+
+    @classmethod
+    def from_client(cls, client: LLMClient, api: str = "completions") -> "LLM":
+        llm = cls(client, api)
+        llm.identify()
+        return llm
+
+    def identify(self) -> None:
+        """Ask the server what it serves (GET /models); recorded in the cassette like any call."""
+        from vse.llm.server import MODEL_FILE, MODEL_SHA256
+
+        self.reported_model = self.client.config.model
+        url = self.client.config.base_url.rstrip("/") + "/models"
+        try:
+            resp = self.client.session.get(url, timeout=self.client.config.timeout_s)
+            data = resp.json().get("data") if resp.status_code == 200 else None
+        except Exception:  # noqa: BLE001 - identity is best effort; a server without /models is fine
+            data = None
+        if data and isinstance(data, list) and isinstance(data[0], dict) and data[0].get("id"):
+            # llama-cpp-python reports the model file's path: keep its name, never a local path.
+            self.reported_model = Path(str(data[0]["id"])).name
+        if self.reported_model == MODEL_FILE:
+            self.llm_file_sha256 = MODEL_SHA256
+            self.server = "llama-cpp-python 0.3.36 (vse.llm.fastlogprobs)"
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, base_url: str | None = None, *, model: str | None = None, api: str = "completions", cassette: Path | str | None = None, record: bool = True, max_retries: int = 5) -> Iterator["LLM"]:
+        """An LLM for a block: with a cassette, live calls are recorded (``record``) or replayed."""
+        from vse.llm.cassettes import use_cassette
+
+        config = ClientConfig.from_env(base_url=base_url, model=model, max_retries=max_retries if record else 0)
+        with contextlib.ExitStack() as stack:
+            if cassette is not None:
+                Path(cassette).parent.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(use_cassette(cassette, record=record))
+            yield cls.from_client(LLMClient(config), api)
+
+    def provenance(self, fewshot: Sequence[str], seed: int, *, simulator: str = "", protocol: str = "") -> Provenance:
+        return Provenance(
+            llm=self.reported_model,
+            api=self.api,
+            llm_file_sha256=self.llm_file_sha256,
+            server=self.server,
+            prompts_sha256=prompts_hash(),
+            fewshot=tuple(fewshot),
+            seed=seed,
+            simulator=simulator,
+            protocol=protocol,
+        )
+
+
+def fewshot_neurons(neuron: str, kind: str, polarity: str = "positive", *, next_explanations: Mapping[int, str] | None = None) -> list[FewShotNeuron]:
+    """The layer's hand-labelled few-shot neurons for `kind`, seen with the same polarity handling.
+
+    Their explanations describe what drives them up, so negative targets still see them positive;
+    signed targets see them signed (their explanations then say nothing of the negatives).
+    """
+    model, layer, _ = parse_neuron_id(neuron)
+    shown = "both" if polarity == "both" else "positive"
+    return [
+        FewShotNeuron(load_target(f"{model}/{layer}/{unit}", kind, shown, next_explanations=next_explanations), text)
+        for unit, text in fewshot_explanations(model, layer, kind)
+    ]
+
+
+def _check(neuron: str, method: str, polarity: str) -> None:
+    parse_neuron_id(neuron)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    if polarity not in POLARITIES:
+        raise ValueError(f"polarity {polarity!r} is not one of {POLARITIES}")
+
+
+def next_layer_explanations(neuron: str, *, llm: LLM, units: Sequence[int], config: ExplainConfig | None = None, seed: int = 0, progress: bool = True) -> dict[int, str]:
+    """vse's own Weight-Label explanations of next-layer units (the labels Weight-Explanation reads)."""
+    from tqdm import tqdm
+
+    model, layer, _ = parse_neuron_id(neuron)
+    if layer not in NEXT_LAYER:
+        raise ValueError(f"weight-explanation needs the next layer's weights: known for {', '.join(NEXT_LAYER)}, not {layer}")
+    nxt = NEXT_LAYER[layer]
+    config = config or ExplainConfig()
+    out: dict[int, str] = {}
+    for unit in tqdm(sorted(set(units)), desc="explain next layer", unit="unit", leave=False, disable=not progress):
+        [rec] = explain_neuron(f"{model}/{nxt}/{unit}", "weight-label", llm=llm, n=1, config=config, seed=seed)
+        out[unit] = rec.explanation
+    return out
+
+
+def _weight_explanation_units(neuron: str, polarity: str, n_pairs: int) -> list[int]:
+    """Next-layer units whose explanations a Weight-Explanation prompt for `neuron` shows."""
+    import numpy as np
+
+    from vse.sampling import top
+
+    model, layer, _ = parse_neuron_id(neuron)
+    units: set[int] = set()
+    for nid in [neuron] + [f"{model}/{layer}/{u}" for u, _ in fewshot_explanations(model, layer, "weight-explanation")]:
+        t = load_target(nid, "weight-clip", polarity if nid == neuron else "positive")
+        units |= {int(i) for i in np.asarray(top(t.values, n_pairs))}
+    return sorted(units)
+
+
+def explain_neuron(
+    neuron: str,
+    method: str,
+    *,
+    llm: LLM,
+    n: int = 1,
+    polarity: str = "positive",
+    config: ExplainConfig | None = None,
+    seed: int = 0,
+    next_explanations: Mapping[int, str] | None = None,
+    progress: bool = True,
+) -> list[ExplanationRecord]:
+    """N explanations of a neuron by one method (clip-dissect: its single label)."""
+    _check(neuron, method, polarity)
+    config = config or ExplainConfig(api=llm.api)
+    if config.api != llm.api:
+        config = ExplainConfig(**{**config.__dict__, "api": llm.api})
+    if method == "clip-dissect":
+        prov = llm.provenance((), seed)
+        return [ExplanationRecord(neuron, method, "positive", clip_dissect_label(neuron), None, 0, 0, 0, prov)]
+    if method == "weight-explanation" and next_explanations is None:
+        units = _weight_explanation_units(neuron, polarity, config.n_pairs)
+        next_explanations = next_layer_explanations(neuron, llm=llm, units=units, seed=seed, progress=progress)
+    target = load_target(neuron, method, polarity, next_explanations=next_explanations)
+    fewshot = fewshot_neurons(neuron, method, polarity, next_explanations=next_explanations)
+    prov = llm.provenance([f.target.neuron for f in fewshot], seed)
+    records = []
+    for k in range(n):
+        e = explain(llm.client, target, fewshot, config, seed=seeds.llm_seed(seed, "explain", k))
+        records.append(ExplanationRecord(neuron, method, polarity, e.text, e.seed, e.calls, e.usage.prompt_tokens, e.usage.completion_tokens, prov))
+    return records
+
+
+def score_explanation(
+    neuron: str,
+    explanation: str,
+    target: str,
+    *,
+    llm: LLM,
+    config: ScoreConfig | None = None,
+    polarity: str = "positive",
+    method: str = "user",
+    explanation_seed: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    checkpoint=None,
+) -> ScoreRecord:
+    """Score any explanation on a target kind of a neuron with Algorithm 1 (see vse.score)."""
+    parse_neuron_id(neuron)
+    if target not in TARGET_KINDS:
+        raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGET_KINDS)}")
+    if polarity not in POLARITIES:
+        raise ValueError(f"polarity {polarity!r} is not one of {POLARITIES}")
+    config = config or ScoreConfig(api=llm.api)
+    if config.api != llm.api:
+        config = ScoreConfig(**{**config.__dict__, "api": llm.api})
+    scored = load_target(neuron, target, polarity)
+    fewshot = fewshot_neurons(neuron, target, polarity)
+    result = _score(llm.client, explanation, scored, fewshot, config, seed=seed, store=llm.store, progress=progress, checkpoint=checkpoint)
+    prov = llm.provenance([f.target.neuron for f in fewshot], seed, simulator=config.mode, protocol=config.label)
+    fields = {k: v for k, v in result.__dict__.items()}
+    return ScoreRecord(neuron=neuron, method=method, explanation=explanation, explanation_seed=explanation_seed, target=target, polarity=polarity, provenance=prov, **fields)
+
+
+__all__ = ["KINDS", "LLM", "METHODS", "TARGET_KINDS", "explain_neuron", "fewshot_neurons", "next_layer_explanations", "score_explanation"]

@@ -1,0 +1,167 @@
+"""`vse explain` and `vse score`: the LLM verbs on a neuron of the user's choosing.
+
+Thin: parse options, open an `LLM` (live and recorded to a cassette, or replayed from it), call
+`vse.api`, print and write JSONL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import click
+
+from vse.api import METHOD_HELP, METHODS, TARGET_HELP
+from vse.neurons import TARGET_KINDS
+from vse.protocols import PROTOCOLS
+from vse.simulators import APIS, MODES
+from vse.targets import POLARITIES
+
+DEFAULT_CASSETTES = Path("cassettes") / "user"
+
+
+def _slug(neuron: str) -> str:
+    return neuron.replace("/", "__")
+
+
+@contextlib.contextmanager
+def _llm(base_url: str | None, model: str | None, api: str, cassette: Path, replay: bool, port: int | None) -> Iterator:
+    from vse.api import LLM
+
+    with contextlib.ExitStack() as stack:
+        if replay:
+            if not cassette.exists():
+                raise click.ClickException(f"cassette {cassette} does not exist: run the same command without --replay first")
+            base_url = base_url or "http://replay.invalid/v1"
+        elif base_url is None and not (os.environ.get("VSE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")):
+            # No endpoint named: start the local llama.cpp server for this run.
+            from vse.llm.server import LocalServer, assemble_model
+
+            base_url = stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
+        yield stack.enter_context(LLM.open(base_url, model=model, api=api, cassette=cassette, record=not replay))
+
+
+def _write_jsonl(path: Path | None, records: list) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r.to_json(), sort_keys=True) + "\n")
+    click.echo(f"wrote {len(records)} record(s) to {path}", err=True)
+
+
+def _llm_options(f):
+    f = click.option("--port", type=int, default=None, help="Port for the local server started when no endpoint is named (default: any free port).")(f)
+    f = click.option("--replay", is_flag=True, help="Replay the cassette offline instead of calling the LLM (no network, no key).")(f)
+    f = click.option("--cassette", type=click.Path(dir_okay=False, path_type=Path), default=None, help=f"Where live calls are recorded (default: {DEFAULT_CASSETTES}/NEURON__VERB.json.gz).")(f)
+    f = click.option("--api", type=click.Choice(APIS), default="completions", show_default=True, help="completions: plain few-shot text (best for small local models); chat: messages, for chat-only endpoints.")(f)
+    f = click.option("--model", default=None, help="Model name sent to the server (default: VSE_MODEL or 'local').")(f)
+    f = click.option("--base-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8765/v1 (default: VSE_BASE_URL / OPENAI_BASE_URL; neither: start the local server).")(f)
+    f = click.option("--seed", type=int, default=0, show_default=True, help="Root seed of every random draw and LLM sampling seed.")(f)
+    return f
+
+
+def _bullets(helps: dict[str, str]) -> str:
+    return "\n".join(f"  {k}: {v}" for k, v in helps.items())
+
+
+@click.command(help=f"""Explain a neuron (MODEL/LAYER/INDEX) in one sentence.
+
+\b
+Methods:
+{_bullets(METHOD_HELP)}
+
+Without --probe the pairs come from the committed fixtures (EfficientNet-Lite0 on the Tux Paint
+stamps). One JSONL record per explanation goes to --out, with how it was made (provenance).""")
+@click.argument("neuron")
+@click.option("--method", type=click.Choice(METHODS), required=True, help="Which pairs the LLM reads (see above).")
+@click.option("--polarity", type=click.Choice(POLARITIES), default="positive", show_default=True, help="positive: the pairs as they are; negative: flipped (what the neuron works against); both: signed -10..10.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Explanations to draw (best of N is picked by `vse score`).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append one JSONL record per explanation here.")
+@_llm_options
+def explain(neuron, method, polarity, n, out, seed, base_url, model, api, cassette, replay, port):
+    from vse.api import explain_neuron
+
+    cassette = cassette or DEFAULT_CASSETTES / f"{_slug(neuron)}__explain-{method}-{polarity}-{api}.json.gz"
+    with _llm(base_url, model, api, cassette, replay, port) as llm:
+        records = explain_neuron(neuron, method, llm=llm, n=n, polarity=polarity, seed=seed, progress=sys.stderr.isatty())
+    for r in records:
+        seed_txt = "" if r.seed is None else f" (seed {r.seed})"
+        click.echo(f"{r.neuron} [{r.method}, {r.polarity}]{seed_txt}: the main thing this neuron does is find {r.explanation}")
+    if not replay:
+        click.echo(f"recorded to {cassette} (replay: the same command with --replay)", err=True)
+    _write_jsonl(out, records)
+
+
+@click.command(help=f"""Score explanations of a neuron (MODEL/LAYER/INDEX) on a target with Algorithm 1.
+
+\b
+Targets:
+{_bullets(TARGET_HELP)}
+
+\b
+Protocols (which items a pass predicts):
+  uniform: random items (the paper's); top-and-random: the top half plus random (Bills et al.);
+  top-and-random-heldout: only top items the explainer never saw, plus random;
+  all: every item once (exact, no interval).
+
+Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""")
+@click.argument("neuron")
+@click.option("--target", type=click.Choice(TARGET_KINDS), required=True, help="Which values to predict (see above).")
+@click.option("--explanation", default=None, help="An explanation to score (completes 'the main thing this neuron does is find').")
+@click.option("--from", "from_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Score every record of a JSONL file that `vse explain` wrote.")
+@click.option("--polarity", type=click.Choice(POLARITIES), default="positive", show_default=True, help="Score on the positive, flipped or signed values.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="uniform", show_default=True)
+@click.option("--prior-corrected", is_flag=True, help="Subtract a neutral explanation's predictions before the correlation.")
+@click.option("--mode", type=click.Choice(MODES), default="one", show_default=True, help="Simulation mode (one: one item per call, expected values).")
+@click.option("--n-items", type=click.IntRange(min=2), default=50, show_default=True, help="Items per pass.")
+@click.option("--max-passes", type=click.IntRange(min=3), default=15, show_default=True, help="Algorithm 1's cap on passes.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append one JSONL record per scored explanation here.")
+@_llm_options
+def score(neuron, target, explanation, from_file, polarity, protocol, prior_corrected, mode, n_items, max_passes, out, seed, base_url, model, api, cassette, replay, port):
+    from vse.api import score_explanation
+    from vse.records import ExplanationRecord
+    from vse.score import ScoreConfig
+    from vse.stats import StopRule
+
+    if (explanation is None) == (from_file is None):
+        raise click.UsageError("give exactly one of --explanation TEXT or --from FILE")
+    if explanation is not None:
+        todo = [(explanation, "user", None, polarity)]
+    else:
+        todo = []
+        for number, line in enumerate(from_file.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = ExplanationRecord.from_json(json.loads(line))
+            except (ValueError, KeyError, TypeError) as err:
+                raise click.ClickException(f"{from_file}:{number}: not a `vse explain` record ({err})") from None
+            if rec.neuron != neuron:
+                raise click.ClickException(f"{from_file}:{number}: explains {rec.neuron}, not {neuron}")
+            todo.append((rec.explanation, rec.method, rec.seed, rec.polarity))
+    config = ScoreConfig(mode=mode, api=api, protocol=protocol, prior_corrected=prior_corrected, n_items=n_items, stop=StopRule(max_runs=max_passes))
+    cassette = cassette or DEFAULT_CASSETTES / f"{_slug(neuron)}__score-{target}-{polarity}-{protocol}-{api}.json.gz"
+    records = []
+    with _llm(base_url, model, api, cassette, replay, port) as llm:
+        for text, method, e_seed, pol in todo:
+            rec = score_explanation(neuron, text, target, llm=llm, config=config, polarity=polarity, method=method, explanation_seed=e_seed, seed=seed, progress=sys.stderr.isatty())
+            records.append(rec)
+            click.echo(f"{rec.line()}  [{method}] {text}")
+    if len(records) > 1:
+        best = max(records, key=lambda r: r.mean)
+        spread = ", ".join(f"{r.mean:.1f}" for r in records)
+        click.echo(f"best of {len(records)}: {best.mean:.2f} ± {best.half_width:.2f} ({best.explanation}); all: {spread}")
+    if not replay:
+        click.echo(f"recorded to {cassette} (replay: the same command with --replay)", err=True)
+    _write_jsonl(out, records)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(explain)
+    group.add_command(score)

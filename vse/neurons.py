@@ -1,0 +1,116 @@
+"""One loader for a neuron's pairs: (neuron id, pair kind, polarity) -> `Target`.
+
+Kinds:
+- ``weight-label``: weights to the classes (last hidden layer directly, deeper layers by the eq. 1
+  product), class names as texts.
+- ``weight-clip``: weights to the next layer's units, named by their CLIP-Dissect labels.
+- ``weight-explanation``: the same weights, the next layer's units named by vse's own
+  explanations (only the units that have one).
+- ``caption-activation``: activations on the probe images, their captions as texts.
+
+Data come from the committed fixtures (numpy only, no model). Each matrix is read once per
+process (`functools.lru_cache`), however many neurons or targets a run loads.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Mapping
+
+import numpy as np
+
+from vse.targets import Target, parse_neuron_id
+from vse.vision import fixtures
+
+KINDS = ("caption-activation", "weight-label", "weight-clip", "weight-explanation")
+#: The kinds a neuron can be scored on (a weight-explanation target would need every next unit explained).
+TARGET_KINDS = ("caption-activation", "weight-label", "weight-clip")
+
+
+@lru_cache(maxsize=None)
+def _matrix(model: str, layer: str, kind: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """(texts, raw values [units, items]) of one kind for a whole layer, from the fixtures."""
+    try:
+        if kind == "weight-label":
+            weights, names = fixtures.load_weight_label(layer, model)
+            return tuple(names), np.asarray(weights, dtype=np.float64)
+        if kind in ("weight-clip", "weight-explanation"):
+            weights, labels = fixtures.load_weight_clip(layer, model)
+            return tuple(str(x) for x in labels), np.asarray(weights, dtype=np.float64)
+        if kind == "caption-activation":
+            acts, _ids = fixtures.load_activations(layer)
+            return tuple(p["caption"] for p in fixtures.load_probe()), np.asarray(acts, dtype=np.float64).T
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no {kind} fixtures for {model}/{layer} (committed: weight-label for _conv_head and _blocks.15, weight-clip for _blocks.15, caption-activation for _conv_head and _blocks.15)") from None
+    raise ValueError(f"unknown pair kind {kind!r}; known: {', '.join(KINDS)}")
+
+
+def layer_width(model: str, layer: str, kind: str = "weight-label") -> int:
+    return _matrix(model, layer, kind)[1].shape[0]
+
+
+def load_target(neuron: str, kind: str, polarity: str = "positive", *, next_explanations: Mapping[int, str] | None = None) -> Target:
+    """A neuron's full list of pairs of one kind.
+
+    ``next_explanations`` (kind ``weight-explanation`` only): explanations of next-layer units by
+    unit index; the target keeps the units that have one.
+    """
+    model, layer, unit = parse_neuron_id(neuron)
+    texts, raw = _matrix(model, layer, kind)
+    if not 0 <= unit < raw.shape[0]:
+        raise ValueError(f"{neuron}: unit {unit} out of range; {layer} has {raw.shape[0]} units")
+    values = raw[unit]
+    if kind == "weight-explanation":
+        if not next_explanations:
+            raise ValueError(f"{neuron}: a weight-explanation target needs explanations of the next layer's units")
+        keep = sorted(next_explanations)
+        texts, values = tuple(next_explanations[j] for j in keep), values[keep]
+    return Target(neuron, kind, tuple(texts), np.asarray(values, dtype=np.float64), polarity)
+
+
+# ----------------------------------------------------------------------------- few-shot neurons
+
+
+def fewshot_file(model: str, layer: str) -> dict:
+    name = f"{model}__{layer}.json"
+    try:
+        text = resources.files("vse.fewshot").joinpath(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no hand-labelled few-shot neurons for {model}/{layer}: vse/fewshot/{name} is missing") from None
+    return json.loads(text)
+
+
+def fewshot_explanations(model: str, layer: str, kind: str) -> list[tuple[int, str]]:
+    """(unit, hand-written explanation) of the few-shot neurons for one kind of pairs."""
+    data = fewshot_file(model, layer)
+    entry = data["kinds"].get(kind)
+    if entry is None:
+        raise ValueError(f"no hand-labelled few-shot neurons for {kind} pairs of {model}/{layer} (vse/fewshot/{model}__{layer}.json has {', '.join(data['kinds'])})")
+    return [(n["unit"], n["explanation"]) for n in entry["neurons"]]
+
+
+def excluded_units(model: str, layer: str) -> set[int]:
+    """Few-shot and prompt-development units of a layer: never evaluation neurons."""
+    data = fewshot_file(model, layer)
+    units = {n["unit"] for k in data["kinds"].values() for n in k["neurons"]}
+    return units | set(data.get("dev_neurons", []))
+
+
+def draw_neurons(model: str, layer: str, n: int, seed: int) -> list[int]:
+    """Evaluation units drawn at random with `seed` (stream "neurons"), never few-shot or dev units."""
+    from vse.seeds import rng
+
+    excluded = excluded_units(model, layer)
+    candidates = np.array([u for u in range(layer_width(model, layer)) if u not in excluded])
+    return [int(u) for u in rng(seed, "neurons").choice(candidates, size=n, replace=False)]
+
+
+def clip_dissect_label(neuron: str) -> str:
+    model, layer, unit = parse_neuron_id(neuron)
+    try:
+        labels = {d["unit"]: d["label"] for d in fixtures.load_dissect(layer)}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no CLIP-Dissect labels for {model}/{layer} in the fixtures") from None
+    return labels[unit]

@@ -1,0 +1,67 @@
+"""Scoring protocols: which of a neuron's items a simulation pass predicts.
+
+Pure functions of (values, n, rng), like the subset strategies, so they are property-tested.
+
+- ``uniform``: n items at random (the paper's Algorithm 1). Near-zero values dominate.
+- ``top-and-random``: the n//2 highest-valued items plus random others (Bills et al. 2023). The
+  top items are the very pairs the explainer was shown, so part of the score is recall.
+- ``top-and-random-heldout``: the explainer is shown only the even ranks of the top items
+  (`heldout_shown`); a pass takes the odd ranks (never shown) plus random items that were not
+  shown either, so recalling the input earns nothing.
+- ``all``: every item once: the exact score over the whole list, no sampling error.
+
+Prior correction (`prior_corrected`) is not a selection: it subtracts a neutral explanation's
+predictions for the same items before the correlation, so credit goes to what the explanation
+adds over the item names alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vse.scaling import as_finite_1d
+
+PROTOCOLS = ("uniform", "top-and-random", "top-and-random-heldout", "all")
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Indices from the highest value down (ties: lower index first)."""
+    x = as_finite_1d(values, "values")
+    return np.argsort(-x, kind="stable")
+
+
+def heldout_shown(values: np.ndarray, n_pairs: int) -> np.ndarray:
+    """What the explainer sees under the held-out protocol: ranks 0, 2, 4, ... of the top 2n, ascending."""
+    order = ranks(values)[: 2 * n_pairs : 2]
+    return order[::-1].copy()
+
+
+def heldout_top(values: np.ndarray, n_top: int) -> np.ndarray:
+    """The held-out top items: ranks 1, 3, 5, ... (never shown), the n_top highest of them."""
+    return ranks(values)[1 : 2 * n_top : 2].copy()
+
+
+def select(protocol: str, values: np.ndarray, n: int, rng: np.random.Generator, *, n_shown: int = 25) -> np.ndarray:
+    """Indices of the items one pass predicts (order shuffled, so position never leaks the value)."""
+    x = as_finite_1d(values, "values")
+    size = len(x)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"scoring protocol {protocol!r} is not one of {PROTOCOLS}")
+    if n < 1:
+        raise ValueError(f"a pass needs at least 1 item, got {n}")
+    if protocol == "all":
+        return np.arange(size)
+    n = min(n, size)
+    if protocol == "uniform":
+        return rng.choice(size, size=n, replace=False)
+    order = ranks(x)
+    if protocol == "top-and-random":
+        top = order[: n // 2]
+        excluded = set(top.tolist())
+    else:  # held out: the odd ranks of the top; nothing the explainer saw may come in at random
+        top = order[1 : 2 * (n // 2) : 2][: n // 2]
+        excluded = set(order[: 2 * max(n_shown, n // 2)].tolist())
+    rest = np.array([i for i in range(size) if i not in excluded], dtype=int)
+    k = min(n - len(top), len(rest))
+    picked = np.concatenate([top, rng.choice(rest, size=k, replace=False) if k else np.array([], dtype=int)])
+    return rng.permutation(picked.astype(int))

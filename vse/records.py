@@ -1,0 +1,141 @@
+"""The records every result is made of: one typed record per explanation, one per score.
+
+`vse explain` writes `ExplanationRecord`s, `vse score` and the experiments write `ScoreRecord`s;
+tables, plots and tests read these fields, never loose dict keys. Both carry a `Provenance`, so
+one JSONL line says how it was made.
+
+Words used throughout: a *method* produces an explanation (caption-activation, weight-label,
+weight-clip, weight-explanation, clip-dissect); a *target* is the kind of pairs an explanation is
+scored on; a *pass* is one simulation of a set of items; a *protocol* chooses a pass's items;
+*polarity* is positive, negative (flipped) or both (signed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from vse import __version__
+
+
+def prompts_hash() -> str:
+    """sha256 (first 16 hex digits) of the prompt templates' source: changes when any wording does."""
+    from vse import prompts
+
+    return hashlib.sha256(inspect.getsource(prompts).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a result was made.
+
+    llm: the model id the server reports (GET /models), or the configured name if it reports none.
+    api: "completions" or "chat".
+    llm_file_sha256: sha256 of the local model file (the local llama.cpp server only).
+    server: the local server software and version (the local server only).
+    prompts_sha256: `prompts_hash()` when the result was made.
+    simulator: simulation mode ("one", "list", ...), empty for explanations.
+    protocol: scoring protocol, empty for explanations.
+    fewshot: the few-shot neurons' ids.
+    seed: the run's root seed (vse.seeds derives every stream from it).
+    vse_version: the package version.
+    """
+
+    llm: str
+    api: str
+    llm_file_sha256: str | None
+    server: str | None
+    prompts_sha256: str
+    fewshot: tuple[str, ...]
+    seed: int
+    simulator: str = ""
+    protocol: str = ""
+    vse_version: str = __version__
+
+
+@dataclass
+class ExplanationRecord:
+    """One explanation of one neuron.
+
+    neuron: ``MODEL/LAYER/INDEX``. method: how it was made. polarity: of the pairs shown.
+    explanation: completes "the main thing this neuron does is find". seed: the LLM sampling seed
+    (None for clip-dissect). calls/prompt_tokens/completion_tokens: what it cost.
+    """
+
+    neuron: str
+    method: str
+    polarity: str
+    explanation: str
+    seed: int | None
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    provenance: Provenance
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ExplanationRecord":
+        data = dict(data)
+        prov = dict(data.pop("provenance"))
+        prov["fewshot"] = tuple(prov.get("fewshot", ()))
+        names = {f.name for f in fields(cls)}
+        return cls(provenance=Provenance(**prov), **{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class PassRecord:
+    """One simulation pass: which items, the truth, the predictions, the score (None if failed)."""
+
+    index: int
+    items: list[int]
+    true: list[int]
+    predicted: list[float]
+    score: float | None
+    calls: int
+    redraws: int
+    error: str | None = None
+
+
+@dataclass
+class ScoreRecord:
+    """One explanation scored on one target of one neuron (Algorithm 1's outcome).
+
+    mean, half_width: the score (100 x Pearson) and its 90% t-interval half-width over passes.
+    passes: the number of successful passes; hit_cap: the pass cap ended the loop first.
+    scores: each pass's score. accuracy/mse/mae: predictions vs truth over every pass.
+    calls/prompt_tokens/completion_tokens: LLM cost of this scoring (store hits cost nothing).
+    details: every pass (items, truth, predictions).
+    """
+
+    neuron: str
+    method: str
+    explanation: str
+    explanation_seed: int | None
+    target: str
+    polarity: str
+    mean: float
+    half_width: float
+    passes: int
+    hit_cap: bool
+    scores: list[float]
+    accuracy: float
+    mse: float
+    mae: float
+    failed_passes: int
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    provenance: Provenance
+    details: list[PassRecord] = field(default_factory=list, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        """How the CLI prints it: score ± half-width (passes) beside Acc/MSE/MAE."""
+        cap = ", cap" if self.hit_cap else ""
+        return f"{self.mean:.2f} ± {self.half_width:.2f} ({self.passes}{cap})  Acc {100 * self.accuracy:.1f}%  MSE {self.mse:.2f}  MAE {self.mae:.2f}"

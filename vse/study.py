@@ -1,0 +1,138 @@
+"""The power study: matched vs mismatched explanations under every protocol (see vse.validate).
+
+Recording is resumable per neuron: each neuron's explanations and their predictions on the
+shared pools live in one cassette (``cassettes/<study>/<model>__<layer>__<unit>.json.gz``), the
+neutral explanation's in ``neutral.json.gz``. The pools and the few-shot context are computed from
+the fixtures and the study's seed, so a replay sends exactly the recorded requests.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from vse import seeds
+from vse.explain import ExplainConfig
+from vse.neurons import draw_neurons, load_target
+from vse.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples
+from vse.simulators import OneItemSimulator, SimContext
+from vse.validate import Comparison, build_pool, compare, item_sets, markdown, score_matrix
+
+
+@dataclass(frozen=True)
+class Study:
+    """A matched-vs-mismatched study.
+
+    name: folder under cassettes/ and results/.
+    model, layer: where the neurons are drawn. n_neurons, neuron_seed: how many, with which seed.
+    methods: explanation methods compared ("weight-label" explanations are drawn with the
+        held-out display, so the held-out protocol is fair; "clip-dissect" is the label).
+    targets: the pair kinds scored. n_top, n_random: the pool (see vse.validate).
+    explain: explanation knobs. score: simulation knobs (mode must be "one"; few-shot drawn once).
+    seed: root of the pool, few-shot and explanation seeds.
+    """
+
+    name: str
+    model: str = "efficientnet_lite0"
+    layer: str = "_conv_head"
+    n_neurons: int = 16
+    neuron_seed: int = 2026
+    methods: tuple[str, ...] = ("weight-label", "clip-dissect")
+    targets: tuple[str, ...] = ("weight-label", "caption-activation")
+    n_top: int = 6
+    n_random: int = 50
+    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout"))
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Pool:
+    """One target kind's shared items and each neuron's protocol item sets."""
+
+    target: str
+    items: np.ndarray
+    texts: list[str]
+    truths: list[np.ndarray]
+    sets: list
+
+
+def pools(study: Study, units: list[int]) -> list[Pool]:
+    out = []
+    for t, kind in enumerate(study.targets):
+        targets = [load_target(f"{study.model}/{study.layer}/{u}", kind) for u in units]
+        values = [x.values for x in targets]
+        items, rand = build_pool(values, study.n_top, study.n_random, seeds.rng(study.seed, "pool", t))
+        sets = [item_sets(v, items, rand, study.n_top, study.explain.n_pairs) for v in values]
+        out.append(Pool(kind, items, [targets[0].texts[i] for i in items], [v[items].astype(float) for v in values], sets))
+    return out
+
+
+def explain_one(llm, study: Study, unit: int, method: str) -> dict:
+    from vse.api import explain_neuron
+
+    [rec] = explain_neuron(f"{study.model}/{study.layer}/{unit}", method, llm=llm, n=1, config=study.explain, seed=study.seed, progress=False)
+    return rec.to_json()
+
+
+def predict_pool(llm, study: Study, pool: Pool, explanation: str) -> list[float]:
+    """One explanation's predictions for every pool item (one-item mode, fixed few-shot draw)."""
+    from vse.api import fewshot_neurons
+
+    neuron = f"{study.model}/{study.layer}/0"
+    examples = fewshot_examples(fewshot_neurons(neuron, pool.target), study.score, seeds.rng(study.seed, "fewshot"))
+    sim = OneItemSimulator(llm.api, top_logprobs=study.score.top_logprobs, split_ten=study.score.split_ten)
+    ctx = SimContext(pool.target, examples, explanation, False)
+    return [round(v, 4) for v in sim.predict(llm.client, ctx, pool.texts, seed=0, store=llm.store).values]
+
+
+def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool = True) -> dict:
+    """Record or replay the study; `open_llm(cassette_stem)` is a context manager giving an LLM."""
+    units = draw_neurons(study.model, study.layer, study.n_neurons, study.neuron_seed)
+    ps = pools(study, units)
+    explanations: list[dict] = []
+    preds: dict[tuple[str, int, str], list[float]] = {}  # (method, unit, target) -> pool predictions
+    neutral: dict[str, list[float]] = {}
+    with open_llm("neutral") as llm:
+        for pool in ps:
+            neutral[pool.target] = predict_pool(llm, study, pool, NEUTRAL_EXPLANATION)
+    for unit in tqdm(units, desc=study.name, unit="neuron", disable=not progress):
+        with open_llm(f"{study.model}__{study.layer}__{unit}") as llm:
+            for method in study.methods:
+                rec = explain_one(llm, study, unit, method)
+                explanations.append(rec)
+                for pool in ps:
+                    preds[(method, unit, pool.target)] = predict_pool(llm, study, pool, rec["explanation"])
+    rows: list[Comparison] = []
+    for pool in ps:
+        for method in study.methods:
+            p = np.array([preds[(method, u, pool.target)] for u in units])
+            prior = np.array(neutral[pool.target])
+            for name, attr in (("uniform", "uniform"), ("top-and-random", "top_and_random"), ("top-and-random-heldout", "heldout")):
+                sets = [getattr(s, attr) for s in pool.sets]
+                for corrected in (False, True):
+                    s = score_matrix(p, pool.truths, sets, prior if corrected else None)
+                    label = name + (" (prior-corrected)" if corrected else "")
+                    rows.append(compare(s, protocol=label, target=pool.target, method=method))
+    return {
+        "units": units,
+        "explanations": explanations,
+        "pools": {p.target: {"items": p.items.tolist(), "size": len(p.items)} for p in ps},
+        "rows": rows,
+        "table": markdown(rows),
+        "summary": [r.to_json() for r in rows],
+    }
+
+
+def write_summary(path: Path, rows: list[Comparison]) -> None:
+    keys = ("protocol", "target", "method", "n_neurons", "matched_mean", "mismatched_mean", "wins", "mean_rank", "p_value", "neurons_needed_for_p01")
+    data = [{k: r.to_json()[k] for k in keys} for r in rows]
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

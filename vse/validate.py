@@ -1,0 +1,135 @@
+"""Does the score tell a neuron's own explanation from other neurons'? Matched vs mismatched.
+
+For a set of neurons, each method's explanation of every neuron is scored on every neuron's
+target. A neuron's own explanation on its own values is *matched*; the other neurons'
+explanations (same method) on its values are *mismatched*. A score that means something puts the
+matched one on top: we report the matched and mismatched means, the wins (own beats the mean of
+the others), the mean rank of the own explanation among the K (chance: (K+1)/2), and one-sided
+paired p-values (t-test and Wilcoxon) of matched minus mismatched mean over neurons, plus how
+many neurons the measured effect would need for p < 0.01.
+
+All of it reads one prediction matrix: every explanation (and the neutral one) predicted once on
+a shared item pool (each neuron's top items plus shared random items) through the one-item
+simulator. The protocols are item sets within that pool (`item_sets`):
+- uniform: the pool's random items (a uniform sample of the whole list, scored in one pass);
+- top-and-random: the neuron's top ``n_top`` items plus the random items;
+- top-and-random-heldout: only the neuron's odd top ranks (never shown to the explainer, who saw
+  the even ranks of the top 2 x n_pairs) plus the random items outside everything it was shown;
+and each of them prior-corrected (the neutral explanation's predictions subtracted).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as st
+
+from vse.protocols import ranks
+from vse.stats import correlation_score
+
+
+@dataclass(frozen=True)
+class ItemSets:
+    """Pool indices each protocol scores for one neuron."""
+
+    uniform: np.ndarray
+    top_and_random: np.ndarray
+    heldout: np.ndarray
+
+
+def build_pool(values: list[np.ndarray], n_top: int, n_random: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(pool item indices into the full list, the shared random ones): every neuron's top 2 x n_top ranks... see below.
+
+    The pool holds each neuron's ranks 0..n_top-1 (top-and-random, and its odd ranks for held-out)
+    and ``n_random`` items drawn uniformly from the whole list once, shared by all neurons.
+    """
+    size = len(values[0])
+    rand = np.sort(rng.choice(size, size=min(n_random, size), replace=False))
+    tops = [ranks(v)[:n_top] for v in values]
+    pool = np.unique(np.concatenate([rand, *tops]))
+    return pool, rand
+
+
+def item_sets(values: np.ndarray, pool: np.ndarray, rand: np.ndarray, n_top: int, n_shown: int) -> ItemSets:
+    """One neuron's protocol item sets, as indices into `pool`."""
+    where = {int(item): i for i, item in enumerate(pool)}
+    order = ranks(values)
+    shown = set(order[: 2 * n_shown : 2].tolist())  # what the held-out explainer saw
+    top = order[:n_top]
+    held = order[1:n_top:2]
+    uniform = [where[int(i)] for i in rand]
+    tr = sorted({where[int(i)] for i in top} | set(uniform))
+    ho_random = [where[int(i)] for i in rand if int(i) not in shown and int(i) not in set(top.tolist())]
+    ho = sorted({where[int(i)] for i in held} | set(ho_random))
+    return ItemSets(np.array(uniform), np.array(tr), np.array(ho))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Matched vs mismatched for one (protocol, target, method) over neurons."""
+
+    protocol: str
+    target: str
+    method: str
+    n_neurons: int
+    matched_mean: float
+    mismatched_mean: float
+    wins: int
+    mean_rank: float
+    p_value: float
+    p_wilcoxon: float
+    neurons_needed_for_p01: int | None
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def neurons_needed(diffs: np.ndarray, alpha: float = 0.01, limit: int = 10_000) -> int | None:
+    """Smallest n at which the measured effect (mean/sd of the paired differences) gives a
+    one-sided t-test p < alpha; None when the effect is not positive."""
+    d = np.asarray(diffs, dtype=float)
+    if d.size < 2 or d.std(ddof=1) == 0 or d.mean() <= 0:
+        return None
+    effect = d.mean() / d.std(ddof=1)
+    for n in range(2, limit + 1):
+        if effect * math.sqrt(n) > st.t.ppf(1 - alpha, n - 1):
+            return n
+    return None
+
+
+def compare(scores: np.ndarray, *, protocol: str, target: str, method: str) -> Comparison:
+    """From S[i, j] = score of neuron i's explanation on neuron j's values (same method)."""
+    s = np.asarray(scores, dtype=float)
+    k = s.shape[0]
+    matched = np.diag(s)
+    mismatched = np.array([(s[:, j].sum() - s[j, j]) / (k - 1) for j in range(k)])
+    diffs = matched - mismatched
+    rank = np.array([1 + int(np.sum(np.delete(s[:, j], j) > s[j, j])) for j in range(k)])
+    p_t = float(st.ttest_1samp(diffs, 0.0, alternative="greater").pvalue) if np.ptp(diffs) > 0 else (0.0 if diffs.mean() > 0 else 1.0)
+    try:
+        p_w = float(st.wilcoxon(diffs, alternative="greater").pvalue)
+    except ValueError:  # every difference 0
+        p_w = 1.0
+    return Comparison(protocol, target, method, k, float(matched.mean()), float(mismatched.mean()), int(np.sum(diffs > 0)), float(rank.mean()), p_t, p_w, neurons_needed(diffs))
+
+
+def score_matrix(pred: np.ndarray, truths: list[np.ndarray], sets: list[np.ndarray], prior: np.ndarray | None = None) -> np.ndarray:
+    """S[i, j]: correlation of explanation i's pool predictions with neuron j's values on its item set.
+
+    pred: [explanations, pool]; truths[j]: neuron j's scaled values on the pool; sets[j]: pool
+    indices of neuron j's protocol; prior: the neutral explanation's pool predictions, subtracted.
+    """
+    p = pred - prior if prior is not None else pred
+    k = len(truths)
+    return np.array([[correlation_score(p[i, sets[j]], truths[j][sets[j]]) for j in range(k)] for i in range(p.shape[0])])
+
+
+def markdown(rows: list[Comparison]) -> str:
+    head = "| protocol | target | method | neurons | matched | mismatched | own > others | mean rank of own | p (t, one-sided) | p (Wilcoxon) | neurons for p < 0.01 |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+    body = "".join(
+        f"| {r.protocol} | {r.target} | {r.method} | {r.n_neurons} | {r.matched_mean:.1f} | {r.mismatched_mean:.1f} | {r.wins}/{r.n_neurons} | {r.mean_rank:.2f} | {r.p_value:.4f} | {r.p_wilcoxon:.4f} | {'-' if r.neurons_needed_for_p01 is None else r.neurons_needed_for_p01} |\n"
+        for r in rows
+    )
+    return head + body
