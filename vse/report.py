@@ -7,8 +7,11 @@ glance. PNG bytes are deterministic for a given matplotlib (no timestamp, no sof
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
+
+from vse.atomic import write_atomic
 
 
 def plot_scores(records: list[dict], path: Path, title: str) -> None:
@@ -29,5 +32,8 @@ def plot_scores(records: list[dict], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    # Rendered in memory, then renamed into place: a kill mid-write must not leave a 0-byte PNG.
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
+    write_atomic(path, buf.getvalue())

@@ -152,4 +152,7 @@ def _exit_on_sigterm(signum, frame):  # pragma: no cover - exercised by hand
 
 
 def _write(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
+    # Temporary file + rename: a SIGTERM mid-write leaves the previous file, never a cut one.
+    from vse.atomic import write_atomic
+
+    write_atomic(path, text)
