@@ -36,6 +36,7 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
 
     import contextlib
     import os
+    import sys
 
     if not record:
         warn_no_effect({"--base-url": base_url, "--model": model, "--port": port}, "without --record (a replay calls no server)")
@@ -49,7 +50,8 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
                 base_url = stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
             config = ClientConfig.from_env(base_url=base_url, model=model or "local")
         for name in names or tuple(EXPERIMENTS):
-            _records, table = run_experiment(get_experiment(name), record=record, client_config=config)
+            # Progress bars only on a terminal: piped, tqdm's nested bars garble the log.
+            _records, table = run_experiment(get_experiment(name), record=record, client_config=config, progress=sys.stderr.isatty())
             click.echo(f"## {name}\n\n{table}")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -24,17 +24,19 @@ from vse.experiments import Experiment, baseline_explanation, evaluation_units, 
 from vse.explain import explain
 from vse.llm.cassettes import CASSETTE_SUFFIX, use_cassette
 from vse.llm.client import ClientConfig, LLMClient
+from vse.paths import data_root, results_root
 from vse.prompts import EXPLANATION_PREFIX
 from vse.report import plot_scores
 from vse.score import score_explanation
 
-REPO = Path(__file__).resolve().parents[1]
+# The data's root, not the package's parent: after `pip install .` that is site-packages (vse.paths).
+REPO = data_root()
 
 
 @dataclass(frozen=True)
 class Paths:
     cassettes: Path = REPO / "cassettes"
-    results: Path = REPO / "results"
+    results: Path = field(default_factory=results_root)  # ./results, never inside site-packages
 
 
 def cassette_path(paths: Paths, exp: Experiment, unit: int) -> Path:
