@@ -18,10 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import subprocess, sys
 from vse.llm.server import stop_on_signals
-child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+child = subprocess.Popen(["sleep", "60"], start_new_session=True, stdout=subprocess.DEVNULL)
 with stop_on_signals():
-    print(child.pid, flush=True)  # the handlers are in place
     try:
+        print(child.pid, flush=True)  # the handlers are in place, and the finally will run
         child.wait()
     except KeyboardInterrupt:
         pass
