@@ -19,9 +19,16 @@ help:
 
 venv: $(VENV)/.stamp
 
-$(VENV)/.stamp: pyproject.toml
+# Two layers in one .venv. The light one is all the offline replay needs (numpy, scipy, requests,
+# vcrpy, click, tqdm, matplotlib): no torch, no CUDA wheels, so `make reproduce` on a fresh clone
+# installs in well under a minute. The full one adds the vision extras and the test tools.
+$(VENV)/.stamp-light: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[report]'
+	touch $@
+
+$(VENV)/.stamp: $(VENV)/.stamp-light
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[vision,report,dev]'
 	touch $@
@@ -34,7 +41,7 @@ $(VENV)/.server-stamp: $(VENV)/.stamp
 test: venv
 	$(BIN)/python -m pytest -q -m "not live"
 
-reproduce: venv
+reproduce: $(VENV)/.stamp-light
 	$(BIN)/vse reproduce
 
 record: $(VENV)/.server-stamp

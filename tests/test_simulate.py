@@ -76,6 +76,77 @@ def test_parser_roundtrips_well_formed_lists(values, data):
     assert parse_value_list(reply, texts) == values
 
 
+import re
+import time
+
+# The old forward regex: quadratic, but its meaning is the reference for the linear one.
+_OLD_PAIR_LINE = re.compile(r"^(?P<text>.*?)(?:\t+|\s{2,}|\s*:\s*|\s+)(?P<value>[-+]?\d+)\s*$")
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from(list("ab :\t-+1٣x²\u00a0")), max_size=12).map(str.strip))
+def test_linear_pair_line_means_what_the_old_regex_meant(line):
+    from vse.simulate import _PAIR_LINE
+
+    old, new = _OLD_PAIR_LINE.match(line), _PAIR_LINE.match(line[::-1])
+    assert (old is None) == (new is None), line
+    if old:
+        assert old.group("text").strip() == new.group("text")[::-1].strip()
+        assert old.group("value") == new.group("value")[::-1]
+
+
+@pytest.mark.parametrize("n", [8_000, 32_000, 200_000])
+@pytest.mark.parametrize("shape", ["x{s}y", "{s}", "x{s}:{s}y", "a{s}1{s}b", "a:{s}", "1{s}1x"])
+def test_parser_is_linear_on_long_whitespace_lines(n, shape):
+    line = shape.format(s=" " * n)
+    start = time.perf_counter()
+    with pytest.raises(SimulationError):
+        parse_value_list(f"{line}\n{line}\n", TEXTS)
+    # The quadratic regex took 5 s at 8,000 spaces; linear work is milliseconds. Generous for a loaded machine.
+    assert time.perf_counter() - start < 0.5
+
+
+def test_parser_long_digit_runs_are_linear_too():
+    start = time.perf_counter()
+    with pytest.raises(SimulationError):
+        parse_value_list("kite " + "1" * 100_000 + "x\n" + "1" * 100_000, TEXTS)
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("digits", [13, 4_301, 50_000])
+def test_huge_values_are_a_simulation_error_not_a_value_error(digits):
+    reply = f"kite\t{'9' * digits}\njellyfish\t0\ncrash helmet\t1"
+    with pytest.raises(SimulationError, match="line 1"):
+        parse_value_list(reply, TEXTS)
+
+
+def test_unicode_digits_still_parse():
+    assert parse_value_list("kite\t٣\njellyfish\t0\ncrash helmet\t1", TEXTS) == [3, 0, 1]
+
+
+@settings(max_examples=300)
+@given(reply=st.lists(st.sampled_from(["kite", "jellyfish", "crash helmet", " ", "\t", ":", "9" * 5000, "-", "٣",
+                                       "²", "\n", "<start>", "<end>", "1", "10", "+"]), max_size=30).map("".join))
+def test_parser_fuzz_near_valid_replies_only_raises_its_own_error(reply):
+    try:
+        values = parse_value_list(reply, TEXTS)
+    except SimulationError:
+        return
+    assert len(values) == len(TEXTS) and all(0 <= v <= 10 for v in values)
+
+
+def test_number_distribution_ignores_superscripts_and_huge_keys():
+    assert number_distribution({"²": -0.1}) == {}
+    assert number_distribution({"①": -0.1, "٣": -0.1, "9" * 5000: -0.1, "05": -0.1, "3": 0.0}) == {3: 1.0}
+
+
+@given(st.dictionaries(st.text(max_size=6) | st.sampled_from(["²", " 5", "10", "9" * 5000]),
+                       st.floats(allow_nan=True, allow_infinity=True) | st.none(), max_size=8))
+def test_number_distribution_never_raises(top):
+    dist = number_distribution(top)
+    assert all(0 <= k <= 10 for k in dist) and all(0.0 <= p for p in dist.values())
+
+
 # ----------------------------------------------------------------------------- logprobs
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import click
 
 from vse import __version__
+from vse.cli_errors import VseGroup, debug_option, warn_no_effect
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=VseGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vse")
+@debug_option
 def main() -> None:
     """Explain single neurons of vision models in plain sentences, and score the explanations.
 
@@ -34,7 +36,10 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
 
     import contextlib
     import os
+    import sys
 
+    if not record:
+        warn_no_effect({"--base-url": base_url, "--model": model, "--port": port}, "without --record (a replay calls no server)")
     with contextlib.ExitStack() as stack:
         config = None
         if record:
@@ -45,7 +50,8 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
                 base_url = stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
             config = ClientConfig.from_env(base_url=base_url, model=model or "local")
         for name in names or tuple(EXPERIMENTS):
-            table = run_experiment(get_experiment(name), record=record, client_config=config)
+            # Progress bars only on a terminal: piped, tqdm's nested bars garble the log.
+            table = run_experiment(get_experiment(name), record=record, client_config=config, progress=sys.stderr.isatty())
             click.echo(f"## {name}\n\n{table}")
 
 

@@ -7,12 +7,15 @@ deterministic for a given matplotlib (no timestamp, no software tag).
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 from typing import Sequence
 
 from vse.prompts import EXPLANATION_PREFIX
 from vse.records import ScoreRecord
+
+from vse.atomic import write_atomic
 
 
 def best_of(records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
@@ -54,7 +57,8 @@ def all_explanations_table(records: Sequence[ScoreRecord]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_scores(records: Sequence[ScoreRecord], path: Path, title: str) -> None:
+def render_scores(records: Sequence[ScoreRecord], title: str) -> bytes:
+    """The pass-score plot as PNG bytes (written by the caller, with the rest of a result set)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,5 +76,12 @@ def plot_scores(records: Sequence[ScoreRecord], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_scores(records: Sequence[ScoreRecord], path: Path, title: str) -> None:
+    # Rendered in memory, then renamed into place: a kill mid-write must not leave a 0-byte PNG.
+    write_atomic(path, render_scores(records, title))

@@ -16,7 +16,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from tqdm import tqdm
 
@@ -26,17 +26,20 @@ from vse.llm.cassettes import CASSETTE_SUFFIX, use_cassette
 from vse.llm.client import ClientConfig, LLMClient, Usage
 from vse.neurons import draw_neurons
 from vse.records import ScoreRecord
-from vse.report import all_explanations_table, best_of_table, plot_scores
-from vse.study import Study, run_study, write_summary
+from vse.atomic import write_set
+from vse.paths import data_root, results_root
+from vse.report import all_explanations_table, best_of_table, render_scores
+from vse.study import Study, run_study, summary_json
 
-REPO = Path(__file__).resolve().parents[1]
+# The data's root, not the package's parent: after `pip install .` that is site-packages (vse.paths).
+REPO = data_root()
 REPLAY_URL = "http://replay.invalid/v1"
 
 
 @dataclass(frozen=True)
 class Paths:
     cassettes: Path = REPO / "cassettes"
-    results: Path = REPO / "results"
+    results: Path = field(default_factory=results_root)  # ./results, never inside site-packages
 
 
 @dataclass
@@ -97,7 +100,7 @@ def run_experiment(exp: TableExperiment | Study, *, record: bool = False, client
     api = exp.score.api
     opener = Opener(exp.name, api, record, config, paths)
     out = paths.results / exp.name
-    files: dict[str, str] = {}
+    files: dict[str, str | bytes] = {}
     previous = signal.getsignal(signal.SIGTERM)
     if record:
         # `kill` / a CI timeout sends SIGTERM: turn it into SystemExit so the cassette is saved on the way out.
@@ -106,28 +109,23 @@ def run_experiment(exp: TableExperiment | Study, *, record: bool = False, client
         if isinstance(exp, Study):
             result = run_study(exp, opener, progress=progress)
             table = result["table"]
-            files["explanations.jsonl"] = "".join(json.dumps(r, sort_keys=True) + "\n" for r in result["explanations"])
-            files["summary.json"] = ""
             units = result["units"]
+            files["explanations.jsonl"] = "".join(json.dumps(r, sort_keys=True) + "\n" for r in result["explanations"])
+            files["summary.json"] = summary_json(result["rows"])
         else:
             units, records = run_table(exp, opener, progress=progress)
             table = "Best of N per method:\n\n" + best_of_table(records) + "\nEvery explanation:\n\n" + all_explanations_table(records)
             files["results.jsonl"] = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in records)
+            files["scores.png"] = render_scores(records, f"{exp.name}: every explanation's simulation passes")
     finally:
         signal.signal(signal.SIGTERM, previous)
     usage = f"LLM usage: {opener.calls} calls, {opener.usage.prompt_tokens} prompt tokens, {opener.usage.completion_tokens} completion tokens\n"
-    files["config.json"] = json.dumps({"experiment": exp.to_json(), "units": units, "usage": {"calls": opener.calls, "prompt_tokens": opener.usage.prompt_tokens, "completion_tokens": opener.usage.completion_tokens}}, indent=2, sort_keys=True) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        if name == "summary.json":
-            write_summary(out / name, result["rows"])
-        else:
-            _write(out / name, text)
-    if isinstance(exp, TableExperiment):
-        plot_scores(records, out / "scores.png", f"{exp.name}: every explanation's simulation passes")
-        _write(out / "table.md", f"# {exp.name}\n\n{table}\n{usage}\n![pass scores](scores.png)\n")
-    else:
-        _write(out / "table.md", f"# {exp.name}\n\n{table}\n{usage}")
+    totals = {"calls": opener.calls, "prompt_tokens": opener.usage.prompt_tokens, "completion_tokens": opener.usage.completion_tokens}
+    files["config.json"] = json.dumps({"experiment": exp.to_json(), "units": units, "usage": totals}, indent=2, sort_keys=True) + "\n"
+    plot = "\n![pass scores](scores.png)\n" if "scores.png" in files else ""
+    files["table.md"] = f"# {exp.name}\n\n{table}\n{usage}{plot}"
+    # One set: a reader never sees config.json from one run beside table.md from another.
+    write_set(out, files)
     return table + "\n" + usage
 
 
@@ -135,9 +133,4 @@ def _exit_on_sigterm(signum, frame):  # pragma: no cover - exercised by hand
     sys.exit(128 + signum)
 
 
-def _write(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
-
-
 __all__ = ["Paths", "run_experiment", "run_table"]
-_ = Callable

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -132,7 +131,8 @@ def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool
     }
 
 
-def write_summary(path: Path, rows: list[Comparison]) -> None:
+def summary_json(rows: list[Comparison]) -> str:
+    """results/<study>/summary.json: the keys issue 8 names, one object per table row."""
     keys = ("protocol", "target", "method", "n_neurons", "matched_mean", "mismatched_mean", "wins", "mean_rank", "p_value", "neurons_needed_for_p01")
     data = [{k: r.to_json()[k] for k in keys} for r in rows]
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"

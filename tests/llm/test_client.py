@@ -183,7 +183,7 @@ def test_unexpected_exceptions_are_not_retried():
     ],
 )
 def test_malformed_reply(resp, problem):
-    c, _, sleeps = client(resp)
+    c, _, sleeps = client(resp, max_retries=0)
     with pytest.raises(LLMResponseError) as info:
         c.complete("Hi")
     assert info.value.url == f"{URL}/completions"
@@ -192,7 +192,7 @@ def test_malformed_reply(resp, problem):
 
 
 def test_malformed_reply_snippet_is_short():
-    c, _, _ = client(make_response(200, text="x" * 10_000))
+    c, _, _ = client(make_response(200, text="x" * 10_000), max_retries=0)
     with pytest.raises(LLMResponseError) as info:
         c.complete("Hi")
     assert len(info.value.snippet) < 400
@@ -354,3 +354,77 @@ def test_unreadable_logprobs_are_a_response_error():
     c, _, _ = client(make_response(200, reply))
     with pytest.raises(LLMResponseError, match="logprobs"):
         c.complete("x", logprobs=5)
+
+
+@pytest.mark.parametrize("bad", [make_response(200, text="<html>Bad gateway</html>"), make_response(200, {"choices": []}),
+                                 make_response(200, {"object": "text_completion"})])
+def test_malformed_200_is_retried_with_the_same_backoff(bad):
+    c, s, sleeps = client(bad, make_response(200, OK))
+    assert c.complete("Hi").text == "ok"
+    assert len(s.requests) == 2 and len(sleeps) == 1 and 0 <= sleeps[0] <= 1.0
+    assert c.calls == 1
+
+
+def test_malformed_200_every_time_ends_in_a_response_error_after_the_retries():
+    c, s, sleeps = client(*[make_response(200, {"choices": []}) for _ in range(3)], max_retries=2)
+    with pytest.raises(LLMResponseError, match="no choices"):
+        c.complete("Hi")
+    assert len(s.requests) == 3 and len(sleeps) == 2
+
+
+# -- base URL and endpoint differences --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("http://127.0.0.1:8765", "http://127.0.0.1:8765/v1"),
+    ("http://127.0.0.1:8765/", "http://127.0.0.1:8765/v1"),
+    ("http://127.0.0.1:8765/v1/", "http://127.0.0.1:8765/v1"),
+    ("https://api.example.com/openai/v1", "https://api.example.com/openai/v1"),
+])
+def test_base_url_is_normalised_in_one_place(given, expected):
+    from vse.llm.client import normalize_base_url
+
+    assert normalize_base_url(given) == expected
+    assert ClientConfig(base_url=given).base_url == expected
+    assert ClientConfig.from_env(base_url=given).base_url == expected
+
+
+@pytest.mark.parametrize("bad", ["127.0.0.1:8765", "ftp://host/v1", "http:///v1", ""])
+def test_base_url_without_scheme_or_host_is_refused(bad):
+    with pytest.raises(ValueError, match="base URL"):
+        ClientConfig(base_url=bad)
+
+
+def test_base_url_without_v1_posts_to_the_v1_path():
+    c, s, _ = client(make_response(200, OK), base_url="http://127.0.0.1:8765")
+    c.complete("Hi")
+    assert s.requests[0]["url"] == "http://127.0.0.1:8765/v1/completions"
+
+
+# Shapes of the real 400 bodies: OpenAI names the field in `param`; vLLM (FastAPI) only in the message.
+OPENAI_400 = {"error": {"message": "Invalid value for 'logprobs': must be a boolean.", "type": "invalid_request_error",
+                        "param": "logprobs", "code": None}}
+VLLM_400 = {"object": "error", "type": "BadRequestError", "param": None, "code": 400,
+            "message": "[{'type': 'extra_forbidden', 'loc': ('body', 'echo'), 'msg': 'Extra inputs are not permitted', 'input': True}]"}
+VLLM_TOP = {"object": "error", "type": "BadRequestError", "param": None, "code": 400,
+            "message": "top_logprobs must be between 0 and 5, got 20"}
+FASTAPI_422 = {"detail": [{"loc": ["body", "seed"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}]}
+
+
+@pytest.mark.parametrize("status, body, field", [(400, OPENAI_400, "logprobs"), (400, VLLM_400, "echo"),
+                                                 (400, VLLM_TOP, "top_logprobs"), (422, FASTAPI_422, "seed")])
+def test_rejected_field_is_named_with_the_endpoint(status, body, field):
+    c, s, sleeps = client(make_response(status, body))
+    with pytest.raises(LLMHTTPError) as info:
+        c.complete("Hi", logprobs=5, echo=True, seed=1)
+    text = str(info.value)
+    assert f"request field {field!r}" in text
+    assert f"{URL}/completions" in info.value.message  # the endpoint, in the message itself
+    assert sleeps == [] and len(s.requests) == 1
+
+
+def test_a_400_naming_no_optional_field_is_left_as_the_server_said():
+    c, _, _ = client(make_response(400, load_reply("error_context_400.json")))
+    with pytest.raises(LLMHTTPError) as info:
+        c.complete("Hi")
+    assert "request field" not in str(info.value)

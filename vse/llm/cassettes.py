@@ -38,7 +38,8 @@ import gzip
 import io
 import json
 import os
-import tempfile
+import types
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,12 @@ from vcr.errors import CannotOverwriteExistingCassetteException
 from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.serialize import deserialize, serialize
 
-from vse.llm.errors import CassetteMiss
+from vse.atomic import write_atomic
+from vse.llm.errors import CassetteError, CassetteMiss
 
 __all__ = [
     "CASSETTE_SUFFIX",
+    "CassetteError",
     "CassetteMiss",
     "GzipJsonPersister",
     "cassette_sizes",
@@ -164,26 +167,39 @@ class GzipJsonPersister:
         path = Path(cassette_path)
         if not path.is_file():
             raise CassetteNotFoundError()
-        with gzip.open(path, "rb") as f:
-            text = f.read().decode("utf-8")
+        # Every way a file can be damaged ends in one error that names it: a cut gzip is an
+        # EOFError (which click would turn into a bare "Aborted!"), a flipped byte a zlib error
+        # or a CRC mismatch, none of which say which file.
+        try:
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        except EOFError:
+            raise CassetteError(str(path), "the gzip stream is cut short") from None
+        except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise CassetteError(str(path), f"damaged gzip: {exc}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CassetteError(str(path), f"not UTF-8 text at byte {exc.start}") from None
         if not text.strip():
             raise CassetteNotFoundError()
-        return deserialize(text, serializer)
+        try:
+            data = serializer.deserialize(text)
+        except ValueError as exc:  # json.JSONDecodeError
+            raise CassetteError(str(path), f"not JSON: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("interactions"), list):
+            raise CassetteError(str(path), "not a cassette: no 'interactions' list")
+        parsed = types.SimpleNamespace(deserialize=lambda _text: data)  # parse the JSON once, not twice
+        try:
+            return deserialize(text, parsed)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise CassetteError(str(path), f"malformed interaction: {type(exc).__name__}: {exc}") from None
 
     @staticmethod
     def save_cassette(cassette_path: str | os.PathLike, cassette_dict: dict[str, Any], serializer: Any) -> None:
-        path = Path(cassette_path)
-        data = gzip_bytes(serialize(cassette_dict, serializer).encode("utf-8"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        # Atomic (temporary file, fsync, rename) and mode 0644 like a committed file: mkstemp's
+        # 0600 would otherwise show up as a mode change in git after every recording.
+        write_atomic(cassette_path, gzip_bytes(serialize(cassette_dict, serializer).encode("utf-8")))
 
 
 # -- replay misses --------------------------------------------------------------------------------

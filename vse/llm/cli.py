@@ -47,24 +47,29 @@ def assemble(cache_dir: Path | None) -> None:
 @_cache_dir
 def serve(port: int, host: str, n_ctx: int, n_threads: int, logits_all: bool, cache_dir: Path | None) -> None:
     """Assemble the model if needed and serve it until Ctrl-C (base URL http://HOST:PORT/v1)."""
-    from vse.llm.server import LocalServer, assemble_model
+    from vse.llm.server import LocalServer, assemble_model, stop_on_signals
 
     try:
         path = assemble_model(cache_dir)
-        server = LocalServer(path, port=port, host=host, n_ctx=n_ctx, n_threads=n_threads, logits_all=logits_all)
-        server.start()
     except LLMError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(
-        f"serving {path.name} at {server.base_url} (started in {server.start_seconds:.1f} s; "
-        f"log: {server.log_path}); Ctrl-C stops it",
-        err=True,
-    )
-    try:
-        code = server.wait()
-    except KeyboardInterrupt:
-        code = 0
-    finally:
-        server.stop()
+    server = LocalServer(path, port=port, host=host, n_ctx=n_ctx, n_threads=n_threads, logits_all=logits_all)
+    # SIGINT or SIGTERM, also during start-up, stops both this process and the server it started.
+    with stop_on_signals():
+        try:
+            try:
+                server.start()
+            except LLMError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(
+                f"serving {path.name} at {server.base_url} (started in {server.start_seconds:.1f} s; "
+                f"log: {server.log_path}); Ctrl-C or SIGTERM stops it",
+                err=True,
+            )
+            code = server.wait()
+        except KeyboardInterrupt:
+            code = 0
+        finally:
+            server.stop()
     if code:
         raise click.ClickException(f"the server exited with code {code}; log {server.log_path}:\n{server.log_tail()}")

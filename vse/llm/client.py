@@ -20,11 +20,12 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import requests
 
@@ -92,6 +93,21 @@ def _host(url: str) -> str:
     return (urlparse(url).hostname or "").lower()
 
 
+def normalize_base_url(url: str) -> str:
+    """The one place a base URL is checked and normalised: ``http://host:port`` -> ``http://host:port/v1``.
+
+    Without the ``/v1`` every request path would differ from the recorded ones (cassettes match
+    on the path), so a recording would silently redo every call. A URL with a path is kept as
+    given (a proxy may mount the API elsewhere), minus trailing slashes. Anything that is not
+    an http(s) URL with a host is refused with a `ValueError` naming it.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base URL must look like http://HOST:PORT/v1, got {url!r}")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
 @dataclass(frozen=True, repr=False)
 class ClientConfig:
     """Where and how to call the LLM.
@@ -112,6 +128,9 @@ class ClientConfig:
     max_retries: int = 5
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
 
     def __repr__(self) -> str:
         key = "'***'" if self.api_key else "None"
@@ -146,7 +165,7 @@ class ClientConfig:
         key = api_key or env.get("VSE_API_KEY") or None
         if key is None and (allow_openai_key_elsewhere or _host(url) == OPENAI_HOST):
             key = env.get("OPENAI_API_KEY") or None
-        return cls(base_url=url.rstrip("/"), model=model or env.get("VSE_MODEL") or "local", api_key=key, **overrides)
+        return cls(base_url=normalize_base_url(url), model=model or env.get("VSE_MODEL") or "local", api_key=key, **overrides)
 
 
 def encode_body(payload: Mapping[str, Any]) -> bytes:
@@ -177,6 +196,51 @@ def _error_message(resp: requests.Response) -> str:
         if body.get("message"):
             return str(body["message"])
     return _snippet(json.dumps(body, sort_keys=True))
+
+
+#: Optional request fields that not every OpenAI-compatible server accepts (OpenAI's chat endpoint
+#: has no ``echo``, some vLLM versions refuse prompt logprobs, older models refuse ``seed``).
+#: Longest first, so ``top_logprobs`` is not reported as ``logprobs``.
+OPTIONAL_FIELDS = ("top_logprobs", "logprobs", "echo", "seed")
+_FIELD_RE = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(OPTIONAL_FIELDS) + r")(?![A-Za-z0-9_])")
+
+
+def rejected_field(body: Any, message: str) -> str | None:
+    """The optional request field a 400/422 reply complains about, or None.
+
+    OpenAI names it in ``error.param``; vLLM, FastAPI and llama.cpp only in the message text
+    (``'loc': ('body', 'echo')``, ``"logprobs is not supported"``).
+    """
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        param = body["error"].get("param")
+        if isinstance(param, str) and param in OPTIONAL_FIELDS:
+            return param
+    match = _FIELD_RE.search(message)
+    return match.group(1) if match else None
+
+
+def rejection_error(status: int, message: str, url: str, body: Any = None) -> LLMHTTPError:
+    """The error for a reply that retrying cannot fix; where the server rejects one of the
+    optional fields, the message says which field and that this endpoint lacks it.
+
+    This is the one place where differences between endpoints surface to the user.
+    """
+    if status in (400, 422) or _is_validation_error(status, message):
+        field = rejected_field(body, message)
+        if field is not None:
+            message = (
+                f"the endpoint {url} does not accept the request field {field!r} "
+                f"(use an endpoint that supports it, or a simulation mode that does not send it); "
+                f"server said: {message}"
+            )
+    return LLMHTTPError(status, message, url)
+
+
+def _json_or_none(resp: requests.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return None
 
 
 def _is_validation_error(status: int, message: str) -> bool:
@@ -452,16 +516,28 @@ class LLMClient:
                 raise
             else:
                 if resp.status_code < 400:
-                    self.calls += 1
-                    return url, self._parse(url, resp)
-                message = _error_message(resp)
-                if (resp.status_code not in RETRY_STATUSES and resp.status_code < 500) or _is_validation_error(
-                    resp.status_code, message
-                ):
-                    self.calls += 1
-                    raise LLMHTTPError(resp.status_code, message, url)
-                last_status, last_error = resp.status_code, message
-                retry_after = _retry_after(resp)
+                    try:
+                        body = self._parse(url, resp)
+                    except LLMResponseError as exc:
+                        # A 200 that is not a completion (a proxy's HTML page, an empty `choices`)
+                        # is a server fault like a 503: retry it. The cassette layer never stores
+                        # such a reply, so while recording the retry reaches the server.
+                        if attempt + 1 >= attempts:
+                            self.calls += 1
+                            raise
+                        last_status, last_error = resp.status_code, str(exc)
+                    else:
+                        self.calls += 1
+                        return url, body
+                else:
+                    message = _error_message(resp)
+                    if (resp.status_code not in RETRY_STATUSES and resp.status_code < 500) or _is_validation_error(
+                        resp.status_code, message
+                    ):
+                        self.calls += 1
+                        raise rejection_error(resp.status_code, message, url, _json_or_none(resp))
+                    last_status, last_error = resp.status_code, message
+                    retry_after = _retry_after(resp)
             if attempt + 1 < attempts:
                 wait = self._backoff(attempt, retry_after)
                 what = f"HTTP {last_status}" if last_status is not None else last_error

@@ -68,6 +68,20 @@ class CassetteMiss(LLMError):
         super().__init__(message)
 
 
+class CassetteError(LLMError):
+    """A cassette file that cannot be read: cut short, a damaged gzip, not JSON, or not a cassette.
+
+    Raised instead of the zlib/gzip/JSON error underneath, which would not name the file.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(
+            f"cassette {path} is unreadable ({problem}); restore it (git checkout -- {path}) or re-record it"
+        )
+
+
 class ModelAssemblyError(LLMError):
     """The local model file could not be assembled from its PyPI part wheels."""
 

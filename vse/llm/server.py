@@ -23,12 +23,13 @@ import json
 import logging
 import os
 import socket
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import requests
@@ -322,3 +323,24 @@ class LocalServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def stop_on_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Inside the block, SIGINT and SIGTERM raise KeyboardInterrupt, so `finally: server.stop()` runs.
+
+    Why both, and why explicitly: SIGTERM's default action ends Python without running any
+    `finally`, and the llama server runs in its own session (so a Ctrl-C in the terminal does not
+    garble it), so it would outlive us. A job started in the background by a non-interactive shell
+    (`make llm-server &`) inherits SIGINT as ignored, and Python then leaves it ignored. Main thread only.
+    """
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = {s: signal.signal(s, interrupt) for s in signums}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import click
 
+from vse.errors import UserError
+
 
 def _probe(spec: str, include_svg: bool):
     from vse.vision import datasets
@@ -32,14 +34,48 @@ def _fail(exc: Exception):
     raise click.ClickException(str(exc)) from exc
 
 
+def _portable(path: Path) -> str:
+    """A folder as a run record keeps it: relative to the current directory when inside it, else its
+    name; never an absolute path (a user's home folder must not end up in a committed file)."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return path.name
+
+
+def _say_skipped(skipped: list[dict]) -> None:
+    """How many images were skipped and why, on stderr (the full list is in the run record)."""
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        # An unreadable image's reason reads "PATH: ErrorType: message": group by the error type.
+        parts = str(s.get("reason", "?")).split(": ")
+        key = parts[1] if len(parts) >= 3 else parts[-1][:60]
+        reasons[key] = reasons.get(key, 0) + 1
+    detail = "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    click.echo(f"{len(skipped)} image(s) skipped ({detail}); see run_record.json", err=True)
+
+
+def _write_text(path: str | Path, text: str) -> None:
+    from vse.atomic import write_atomic  # creates missing parent folders
+
+    write_atomic(path, text)
+
+
 @click.command("layers")
-@click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
+@click.argument("model_arg", metavar="[MODEL]", required=False)
+@click.option("--model", "model_opt", default=None, help="Same as MODEL (default: efficientnet_lite0).")
 @click.option("--layer", default=None, help="Print this layer's width and what tensor it is.")
 @click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
-def layers_cmd(model_name, layer, download):
-    """List MODEL's layer names (module names plus documented aliases)."""
+def layers_cmd(model_arg, model_opt, layer, download):
+    """List MODEL's layer names (aliases first, then every module) with their widths (units)."""
     from vse.vision.models import VisionModelError, WeightsMissingError, load_model
 
+    if model_arg and model_opt and model_arg != model_opt:
+        raise click.UsageError(f"MODEL {model_arg!r} and --model {model_opt!r} disagree; give one")
+    model_name = model_arg or model_opt or "efficientnet_lite0"
     try:
         loaded = load_model(model_name, download=download)
         if layer:
@@ -48,8 +84,42 @@ def layers_cmd(model_name, layer, download):
             return
     except (VisionModelError, WeightsMissingError) as exc:
         _fail(exc)
-    for name in loaded.layer_names():
-        click.echo(name)
+    for name, width in _widths(loaded).items():
+        click.echo(f"{name}\t{width}")
+
+
+def _widths(loaded) -> dict[str, str]:
+    """Every layer's width from one forward pass on the dummy input ("-" where the output is not a tensor)."""
+    import torch
+
+    names = loaded.layer_names()
+    outputs: dict[str, object] = {}
+    modules = dict(loaded.module.named_modules())
+    def keep(name):
+        def hook(_module, _args, out):  # returns None: a hook that returns a value replaces the output
+            outputs.setdefault(name, out)
+        return hook
+
+    handles = [modules[n].register_forward_hook(keep(n)) for n in names if n in modules]
+    try:
+        with torch.inference_mode():
+            loaded.module(loaded.dummy_input())
+    finally:
+        for h in handles:
+            h.remove()
+    widths = {}
+    for n in names:
+        out = outputs.get(n)
+        if n not in modules:  # an alias (e.g. an input hook): ask the model, it knows how
+            try:
+                widths[n] = str(loaded.layer_width(n))
+            except Exception:  # noqa: BLE001 - a listing must not fail on one odd layer
+                widths[n] = "-"
+        elif isinstance(out, torch.Tensor) and out.dim() >= 2:
+            widths[n] = str(out.shape[1] if out.dim() == 4 else out.shape[-1])
+        else:
+            widths[n] = "-"
+    return widths
 
 
 @click.command("activations")
@@ -59,8 +129,9 @@ def layers_cmd(model_name, layer, download):
 @click.option("--layer", "layers", multiple=True, default=("_conv_head",), show_default=True)
 @click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
               help="Conv maps: spatial mean (default) or max. ViT blocks always give the class token.")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes for decoding.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
+              help="DataLoader worker processes for decoding.")
 @click.option("--svg/--no-svg", default=True, show_default=True, help="Tux Paint: render SVG-only stamps (cairosvg).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
@@ -77,17 +148,27 @@ def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers
     except (VisionModelError, WeightsMissingError, FileNotFoundError) as exc:
         _fail(exc)
     result = extract_activations(loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers)
+    skipped = list(probe.skipped) + list(result.skipped)
+    _say_skipped(skipped)
+    if not result.image_ids:
+        # A (0, units) array would only make `dissect` fail later, far from the cause.
+        raise UserError(f"no readable image in {probe_spec}: {len(skipped)} skipped, nothing written")
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     for layer in layers:
         save_activations(out / f"activations_{layer}.npz", result, layer)
     caps = {it.id: it.caption for it in probe.items}
-    (out / "probe.json").write_text(json.dumps([{"id": i, "caption": caps[i]} for i in result.image_ids],
-                                               indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    _write_text(out / "probe.json", json.dumps([{"id": i, "caption": caps[i]} for i in result.image_ids],
+                                               indent=1, ensure_ascii=False) + "\n")
     record = probe.record() | {"model": model_name, "pooling": pooling, "n_images": len(result.image_ids),
                                "layers": result.hook_points}
-    record["skipped"] = record["skipped"] + result.skipped
-    (out / "run_record.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    click.echo(f"{len(result.image_ids)} images, {len(record['skipped'])} skipped -> {out}")
+    record["root"] = _portable(probe.root)
+    # The reasons quote the image paths (from PIL too): write them under the portable root.
+    for absolute in {str(probe.root), str(Path(probe.root).resolve())}:
+        skipped = [s | {"reason": str(s.get("reason", "")).replace(absolute, record["root"])} for s in skipped]
+    record["skipped"] = skipped
+    _write_text(out / "run_record.json", json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    click.echo(f"{len(result.image_ids)} images, {len(skipped)} skipped -> {out}")
 
 
 def _matrix(model_name, layer, target, download):
@@ -108,7 +189,8 @@ def _matrix(model_name, layer, target, download):
 @click.option("--target", default=None, help="A later layer (Weight-CLIP); default: the classes (Weight-Label).")
 @click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="With --target: a dissect JSON naming the target's units.")
-@click.option("--top", default=25, show_default=True, help="How many pairs to print (largest first).")
+@click.option("--top", default=25, show_default=True, type=click.IntRange(min=1),
+              help="How many pairs to print (largest first).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all pairs here.")
 @click.option("--download", is_flag=True)
 def weight_pairs_cmd(neuron, sign, target, labels_file, top, json_out, download):
@@ -128,15 +210,31 @@ def weight_pairs_cmd(neuron, sign, target, labels_file, top, json_out, download)
     if target is None:
         labels = loaded.class_names
     elif labels_file:
-        labels = [u["label"] for u in json.loads(Path(labels_file).read_text(encoding="utf-8"))["units"]]
+        labels = _dissect_labels(labels_file, m.weights.shape[1], f"{model_name}/{target}")
     else:
         labels = [f"{model_name}/{target}/{i}" for i in range(m.weights.shape[1])]
     pairs = weight_label_pairs(m, index, labels, sign)
     for lab, w in sorted(pairs, key=lambda p: -abs(p[1]))[:top]:
         click.echo(f"{w:+.5f}\t{lab}")
     if json_out:
-        Path(json_out).write_text(json.dumps({"neuron": neuron, "sign": sign, "target": m.target,
+        _write_text(json_out, json.dumps({"neuron": neuron, "sign": sign, "target": m.target,
                                               "chain": m.describe(), "pairs": pairs}, indent=1) + "\n")
+
+
+def _dissect_labels(path: str, n_units: int, target: str) -> list[str]:
+    """The unit labels of a `vse dissect` JSON; anything else is an error naming the file."""
+    from vse.vision.datasets import read_utf8
+
+    try:
+        units = json.loads(read_utf8(Path(path)))["units"]
+        labels = [str(u["label"]) for u in units]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise click.BadParameter(f"{path} is not a `vse dissect` JSON with units[].label ({type(exc).__name__}: {exc})",
+                                 param_hint="--labels") from None
+    if len(labels) != n_units:
+        raise click.BadParameter(f"{path} labels {len(labels)} units, but {target} has {n_units}",
+                                 param_hint="--labels")
+    return labels
 
 
 @click.command("weight-matrix")
@@ -157,7 +255,7 @@ def weight_matrix_cmd(model_name, layer, target, out, download):
 @click.command("captions")
 @click.option("--probe", "probe_spec", default="tuxpaint", show_default=True)
 @click.option("--blip", default=None, help="A BLIP captioning checkpoint (folder or hub name) to caption with.")
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--svg/--no-svg", default=True, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="JSON list of {id, caption}.")
 def captions_cmd(probe_spec, blip, batch_size, svg, out):
@@ -172,7 +270,9 @@ def captions_cmd(probe_spec, blip, batch_size, svg, out):
             caps = sidecar_captions(probe.verify())  # unreadable images are counted, not listed as captioned
     except FileNotFoundError as exc:
         _fail(exc)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_captions(out, caps)
+    _say_skipped(probe.skipped)
     if probe.skipped:
         Path(out).with_suffix(".skipped.json").write_text(json.dumps(probe.skipped, indent=1) + "\n", encoding="utf-8")
     n = sum(1 for c in caps if c["caption"])
@@ -189,7 +289,8 @@ def captions_cmd(probe_spec, blip, batch_size, svg, out):
 @click.option("--clip", "clip_path", default=None, help="CLIP checkpoint (folder or hub name) for --backend clip.")
 @click.option("--probe", "probe_spec", default="tuxpaint", show_default=True, help="Images for --backend clip.")
 @click.option("--concepts", default="wordfreq20k", show_default=True, help="'wordfreq20k' or a word-list file.")
-@click.option("--top-k", default=100, show_default=True, help="soft-WPMI top-k images (capped at the image count).")
+@click.option("--top-k", default=100, show_default=True, type=click.IntRange(min=1),
+              help="soft-WPMI top-k images (capped at the image count).")
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concepts, top_k, out):
     """CLIP-Dissect label for every unit in an activations file."""
@@ -199,8 +300,13 @@ def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concep
     from vse.vision.activations import load_activations_npz
     from vse.vision.datasets import read_captions_file
 
+    if concepts != "wordfreq20k" and not Path(concepts).is_file():
+        raise click.BadParameter(f"concept file {concepts} does not exist (give a word list, one per line, "
+                                 "or 'wordfreq20k')", param_hint="--concepts")
     data = load_activations_npz(acts_file)
     ids = data["image_ids"]
+    if len(ids) == 0:
+        raise UserError(f"{acts_file} holds no images: rerun `vse activations` on a folder with readable images")
     words = D.wordfreq_concepts(20000) if concepts == "wordfreq20k" else D.read_concepts(concepts)
     if backend == "text":
         if not captions_file:
@@ -221,11 +327,11 @@ def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concep
         backend_doc = f"clip: {clip_path}"
     params = D.SoftWPMIParams(top_k=top_k)
     labels, _ = D.dissect(sim, np.asarray(data["activations"], dtype=np.float32), words, params)
-    Path(out).write_text(json.dumps({
+    _write_text(out, json.dumps({
         "model": data["model"], "layer": data["layer"], "n_images": len(ids), "backend": backend_doc,
         "concept_set": {"name": concepts, "size": len(words)}, "params": params.__dict__,
         "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in labels],
-    }, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    }, indent=1, ensure_ascii=False) + "\n")
     click.echo(f"{len(labels)} units labelled -> {out}", err=True)
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from vse.errors import UserError
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TUXPAINT_ROOT = Path("/usr/share/tuxpaint/stamps")
 WHITE = (255, 255, 255)
@@ -132,34 +134,53 @@ def open_image(path: Path, background=WHITE, pad_square: bool = False, svg_size:
     return img
 
 
-def first_line(path: Path) -> str | None:
-    """First line of a text file, stripped; None when empty or unreadable."""
+def read_utf8(path: Path) -> str:
+    """A text file's content; invalid UTF-8 is an error naming the file and line, never replaced
+    silently (a caption altered by U+FFFD would be fed to the LLM as if it were the caption)."""
+    path = Path(path)
+    raw = path.read_bytes()
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            line = f.readline().strip()
-    except OSError:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte {column} of the line: {raw[exc.start:exc.start + 1]!r})") from None
+
+
+def first_line(path: Path) -> str | None:
+    """First line of a text file, stripped; None when the file is missing or empty.
+    Invalid UTF-8 raises `UserError` naming the file (see `read_utf8`)."""
+    try:
+        text = read_utf8(path)
+    except FileNotFoundError:
         return None
+    lines = text.splitlines()
+    line = lines[0].strip() if lines else ""
     return line or None
 
 
 def read_captions_file(path: Path) -> dict[str, str]:
     """A sidecar captions file: ``.json`` ({id: caption} or [{"id","caption"}]) or ``.tsv`` (id TAB caption)."""
     path = Path(path)
+    text = read_utf8(path)
     if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UserError(f"{path}: not JSON ({exc})") from None
         if isinstance(data, dict):
             return {str(k): str(v) for k, v in data.items()}
         if isinstance(data, list):
-            return {str(d["id"]): str(d["caption"]) for d in data}
-        raise ValueError(f"{path}: expected a JSON object {{id: caption}} or a list of {{id, caption}}")
+            if all(isinstance(d, dict) and "id" in d and "caption" in d for d in data):
+                return {str(d["id"]): str(d["caption"]) for d in data}
+        raise UserError(f"{path}: expected a JSON object {{id: caption}} or a list of {{id, caption}}")
     out = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for lineno, row in enumerate(csv.reader(f, delimiter="\t"), 1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 2:
-                raise ValueError(f"{path}:{lineno}: expected 'id<TAB>caption'")
-            out[row[0]] = row[1].strip()
+    for lineno, row in enumerate(csv.reader(io.StringIO(text, newline=""), delimiter="\t"), 1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 2:
+            raise UserError(f"{path}:{lineno}: expected 'id<TAB>caption'")
+        out[row[0]] = row[1].strip()
     return out
 
 
@@ -182,7 +203,10 @@ def load_folder(root: str | Path, captions: str | Path | None = None, *, name: s
                 break
     table = read_captions_file(Path(captions)) if captions is not None else None
     items = []
-    for p in _walk(root, IMAGE_EXTS):
+    files = _walk(root, IMAGE_EXTS)
+    if not files:
+        raise UserError(f"probe folder {root} has no images (looked for {', '.join(IMAGE_EXTS)}, also in subfolders)")
+    for p in files:
         rel = p.relative_to(root).as_posix()
         cap = table.get(rel) if table is not None else first_line(p.with_suffix(".txt"))
         items.append(ProbeItem(rel, p, cap))

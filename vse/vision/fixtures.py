@@ -35,7 +35,9 @@ def fixtures_root(root: str | Path | None = None) -> Path:
         return Path(root)
     if os.environ.get("VSE_FIXTURES"):
         return Path(os.environ["VSE_FIXTURES"])
-    return Path(__file__).resolve().parents[2] / "fixtures"
+    from vse.paths import data_root  # the checkout's fixtures/, also after a non-editable install
+
+    return data_root() / "fixtures"
 
 
 def _file(root, *parts: str) -> Path:

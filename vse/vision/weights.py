@@ -125,6 +125,11 @@ def path_modules(loaded, layer: str, target: str | None = None) -> list[str]:
     start = _position(loaded, events, layer)
     end = _position(loaded, events, target) if target is not None else len(events) - 1
     if end <= start:
+        if target is None:
+            # e.g. efficientnet_lite0/_fc/3: the classifier's own units are the classes.
+            raise ProductUndefined(
+                f"layer {layer!r} is {loaded.name}'s output layer (its units are the classes): Weight-Label "
+                f"pairs are for a hidden layer before it, e.g. the one the classifier reads")
         raise ProductUndefined(f"target {target!r} does not come after layer {layer!r} in {loaded.name}")
     units = _units(loaded.module)
     return [n for k, n, _ in events[start + 1 : end + 1] if k == "post" and n in units]

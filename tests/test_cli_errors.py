@@ -1,0 +1,134 @@
+"""Every user error and environment fault in the CLI: one line on stderr, exit 1 or 2, no traceback.
+
+The reproduce cases run the real command with its cassettes and results redirected to tmp_path
+(the committed results/ are never written here).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from vse import run as run_module
+from vse.cli import main
+from vse.llm import client as client_module
+
+EXP = "weight-label-one-neuron"
+
+
+def invoke(*args: str, env: dict | None = None):
+    # click >= 8.2 keeps stderr apart (result.stderr) without being asked.
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def assert_one_clear_line(result, code: int, *fragments: str) -> str:
+    err = result.stderr
+    assert result.exit_code == code, (result.exit_code, err, result.exception)
+    assert "Traceback" not in err and "Traceback" not in result.output
+    lines = [line for line in err.splitlines() if line.startswith("vse: error: ")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """Cassettes and results under tmp_path; the real cassette copied in."""
+    paths = run_module.Paths(cassettes=tmp_path / "cassettes", results=tmp_path / "results")
+    monkeypatch.setitem(run_module.run_experiment.__kwdefaults__, "paths", paths)
+    real = sorted(run_module.Paths().cassettes.joinpath(EXP).glob("*.json.gz"))[0]
+    target = paths.cassettes / EXP / real.name
+    target.parent.mkdir(parents=True)
+    return real, target
+
+
+def test_unknown_experiment_is_an_input_error():
+    result = invoke("reproduce", "--experiment", "nope")
+    assert_one_clear_line(result, 2, "unknown experiment 'nope'", EXP)
+
+
+def test_missing_cassette_names_it(sandbox):
+    _real, target = sandbox
+    result = invoke("reproduce", "--experiment", EXP)
+    assert_one_clear_line(result, 1, str(target), "missing")
+
+
+def test_truncated_cassette_names_the_file(sandbox):
+    real, target = sandbox
+    target.write_bytes(real.read_bytes()[:5000])
+    result = invoke("reproduce", "--experiment", EXP)
+    line = assert_one_clear_line(result, 1, str(target), "cut short")
+    assert "Aborted" not in result.stderr and line
+
+
+def test_a_flipped_byte_in_the_gzip_names_the_file(sandbox):
+    real, target = sandbox
+    data = bytearray(real.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    target.write_bytes(bytes(data))
+    result = invoke("reproduce", "--experiment", EXP)
+    assert_one_clear_line(result, 1, str(target), "unreadable")
+
+
+def test_bad_json_in_the_cassette_names_the_file(sandbox):
+    _real, target = sandbox
+    target.write_bytes(gzip.compress(b'{"interactions": [}'))
+    result = invoke("reproduce", "--experiment", EXP)
+    assert_one_clear_line(result, 1, str(target), "not JSON")
+
+
+@pytest.mark.enable_socket
+def test_connection_refused_is_an_environment_error(sandbox, monkeypatch):
+    monkeypatch.setattr(client_module.LLMClient, "_backoff", lambda self, attempt, retry_after: 0.0)
+    result = invoke("reproduce", "--record", "--experiment", EXP, "--base-url", "http://127.0.0.1:1")
+    assert_one_clear_line(result, 1, "http://127.0.0.1:1/v1/completions", "attempts")
+
+
+def test_bad_base_url_is_an_input_error(sandbox):
+    result = invoke("reproduce", "--record", "--experiment", EXP, "--base-url", "127.0.0.1:8765")
+    assert_one_clear_line(result, 2, "base URL", "127.0.0.1:8765")
+
+
+def test_debug_shows_the_traceback():
+    result = invoke("--debug", "reproduce", "--experiment", "nope")
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ValueError)  # re-raised, not turned into a line
+
+
+def test_vse_debug_env_shows_the_traceback():
+    result = invoke("reproduce", "--experiment", "nope", env={"VSE_DEBUG": "1"})
+    assert isinstance(result.exception, ValueError)
+
+
+def test_options_without_effect_are_named(sandbox):
+    result = invoke("reproduce", "--experiment", EXP, "--model", "x", "--base-url", "http://h:1")
+    assert "vse: warning: --base-url, --model have no effect without --record" in result.stderr
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    from vse import experiments
+
+    def bug(name):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(experiments, "get_experiment", bug)
+    result = invoke("reproduce", "--experiment", EXP)
+    assert isinstance(result.exception, RuntimeError)
+
+
+def test_classify():
+    from vse.cli_errors import classify
+    from vse.errors import UserError
+    from vse.llm.errors import CassetteError
+
+    assert classify(UserError("x")) == (2, "x")
+    assert classify(CassetteError("c.json.gz", "cut"))[0] == 1
+    assert classify(FileNotFoundError(2, "No such file or directory", "a/b"))[1] == "No such file or directory: a/b"
+    assert classify(ModuleNotFoundError("No module named 'torch'"))[0] == 1
+    assert classify(RuntimeError("bug")) is None
+    assert classify(KeyError("k")) is None
+    assert json.dumps(classify(ValueError("bad")))  # plain data

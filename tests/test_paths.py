@@ -1,0 +1,60 @@
+"""Where data are found and results go: a non-editable install must not write into site-packages,
+and the replay must not need torch (the light install of `make reproduce` has none)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from vse.paths import data_root
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_root(folder: Path) -> Path:
+    (folder / "cassettes").mkdir(parents=True)
+    (folder / "fixtures").mkdir()
+    return folder
+
+
+def test_a_checkout_uses_the_package_parent(tmp_path):
+    assert data_root(REPO, cwd=tmp_path) == REPO
+
+
+def test_an_installed_package_finds_the_clone_from_the_current_directory(tmp_path):
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    clone = make_root(tmp_path / "clone")
+    (clone / "sub").mkdir()
+    assert data_root(site, cwd=clone) == clone
+    assert data_root(site, cwd=clone / "sub") == clone
+    # Nowhere to be found: the current directory; a missing cassette then names the path.
+    assert data_root(site, cwd=site) == site.resolve()
+
+
+def test_replay_writes_results_in_the_current_directory_without_importing_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from vse.cli import main\n"
+        "main(['reproduce'], standalone_mode=False)\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "results").rglob("*") if p.is_file())
+    assert written and all(p.startswith("results/") for p in written)
+    for rel in written:
+        assert (tmp_path / rel).read_bytes() == (REPO / rel).read_bytes(), rel
+
+
+def test_piped_stderr_gets_no_progress_bars(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", "from vse.cli import main; main(['reproduce'])"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "\x1b[" not in proc.stderr and "\r" not in proc.stderr  # no cursor moves, no redrawn bars
+    assert "## weight-label-one-neuron" in proc.stdout
