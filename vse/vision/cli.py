@@ -52,6 +52,17 @@ def layers_cmd(model_name, layer, download):
         click.echo(name)
 
 
+def _device(value: str) -> str:
+    """--device checked before any model loads, so a missing GPU is a one-line error."""
+    from vse.vision.activations import resolve_device
+
+    try:
+        resolve_device(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
+
+
 @click.command("activations")
 @click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
 @click.option("--probe", "probe_spec", default="tuxpaint", show_default=True,
@@ -61,10 +72,12 @@ def layers_cmd(model_name, layer, download):
               help="Conv maps: spatial mean (default) or max. ViT blocks always give the class token.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--workers", default=0, show_default=True, help="DataLoader worker processes for decoding.")
+@click.option("--device", default="cpu", show_default=True, callback=lambda _ctx, _param, value: _device(value),
+              help="Where the forward pass runs: cpu or cuda[:N].")
 @click.option("--svg/--no-svg", default=True, show_default=True, help="Tux Paint: render SVG-only stamps (cairosvg).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
-def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers, svg, out_dir, download):
+def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers, device, svg, out_dir, download):
     """Extract pooled activations of LAYERs on a probe set to OUT/activations_<layer>.npz (float16)."""
     from vse.vision.activations import extract_activations, save_activations
     from vse.vision.models import VisionModelError, WeightsMissingError, load_model
@@ -76,7 +89,8 @@ def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers
         probe = _probe(probe_spec, svg)
     except (VisionModelError, WeightsMissingError, FileNotFoundError) as exc:
         _fail(exc)
-    result = extract_activations(loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers)
+    result = extract_activations(loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers,
+                                 device=device)
     out = Path(out_dir)
     for layer in layers:
         save_activations(out / f"activations_{layer}.npz", result, layer)
