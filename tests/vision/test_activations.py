@@ -86,3 +86,50 @@ def test_hooks_are_removed(tiny):
     with LayerHooks(tiny, ["proj"]) as h:
         pass
     assert not h._handles and not tiny.module.proj._forward_hooks
+
+
+def _random_images(folder, n, size=(40, 56)):
+    g = np.random.default_rng(1)
+    for k in range(n):
+        Image.fromarray(g.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"img{k}.png")
+    return load_folder(folder)
+
+
+def test_worker_processes_and_cpu_device_give_the_old_numbers(lite0, tmp_path):
+    """--workers/--device cpu must not change a single bit of what the single-process path gives."""
+    probe = _random_images(tmp_path, 5)
+    layers = ["_conv_head", "_blocks.15"]
+    old = extract_activations(lite0, probe, layers, batch_size=2, progress=False)
+    new = extract_activations(lite0, probe, layers, batch_size=2, num_workers=2, device="cpu", progress=False)
+    assert new.image_ids == old.image_ids == [f"img{k}.png" for k in range(5)]
+    for layer in layers:
+        np.testing.assert_array_equal(new.activations[layer], old.activations[layer])
+    # and the same as one batch of the same images through the hooks (the old per-batch path)
+    x = torch.stack([lite0.transform(probe.open(it)) for it in probe.items])
+    one = activations_on_batch(lite0, layers, x)
+    for layer in layers:
+        np.testing.assert_allclose(new.activations[layer], one[layer], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(tiny, tmp_path):
+    from click.testing import CliRunner
+
+    from vse.vision.activations import resolve_device
+    from vse.vision.cli import activations_cmd
+
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="not supported|unknown device"):
+        resolve_device("tpu")
+    r = CliRunner().invoke(activations_cmd, ["--device", "cuda", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no CUDA GPU" in r.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu(lite0, tmp_path):
+    probe = _random_images(tmp_path, 4)
+    cpu = extract_activations(lite0, probe, ["_conv_head"], batch_size=2, progress=False)
+    gpu = extract_activations(lite0, probe, ["_conv_head"], batch_size=2, num_workers=2, device="cuda", progress=False)
+    lite0.module.to("cpu")
+    np.testing.assert_allclose(gpu.activations["_conv_head"], cpu.activations["_conv_head"], rtol=1e-3, atol=1e-3)

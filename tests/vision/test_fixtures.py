@@ -55,6 +55,20 @@ def test_dissect_and_weight_clip_fixtures():
     assert val["results_by_concept_set_and_top_k"]["class_names"]["10"]["all_1000"]["top1"] > 0.05
 
 
+def test_dissect_second_last_layer_matches_the_head_fixture():
+    units = F.load_dissect("_blocks.15")
+    assert [u["unit"] for u in units] == list(range(320)) and all(u["label"] for u in units)
+    head = json.loads((ROOT / "tuxpaint" / "dissect__conv_head.json").read_text())
+    data = json.loads((ROOT / "tuxpaint" / "dissect__blocks.15.json").read_text())
+    assert data["layer"] == "_blocks.15" and data["n_images"] == head["n_images"]
+    # same backend, concept set and soft-WPMI parameters: the two layers' labels are comparable
+    for key in ("backend", "concept_set", "params", "probe", "model"):
+        assert data[key] == head[key], key
+    # a real labelling, not a copy of the head's: labels vary and are not the head's first 320
+    assert len({u["label"] for u in units}) > 100
+    assert [u["label"] for u in units] != [u["label"] for u in head["units"][:320]]
+
+
 def test_fixtures_are_small_and_documented():
     total = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file())
     assert total < 25e6

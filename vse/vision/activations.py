@@ -139,6 +139,21 @@ def _collate(batch):
     return batch
 
 
+def resolve_device(device: str = "cpu"):
+    """``torch.device`` for "cpu" / "cuda[:N]", with a clear error when CUDA is asked for but absent."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}: use cpu or cuda (cuda:N for a given GPU)") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported: use cpu or cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA GPU on this machine")
+    return dev
+
+
 def extract_activations(
     loaded,
     probe,
@@ -147,18 +162,28 @@ def extract_activations(
     batch_size: int = 32,
     pooling: str = "mean",
     num_workers: int = 0,
+    device: str = "cpu",
     progress: bool = True,
 ) -> ActivationResult:
     """Pooled activations of ``layers`` on every readable image of ``probe`` (a
-    :class:`vse.vision.datasets.ProbeSet`), in batches, with a tqdm bar on stderr."""
+    :class:`vse.vision.datasets.ProbeSet`), in batches, with a tqdm bar on stderr.
+
+    ``num_workers`` DataLoader processes decode and transform images while the model runs, so a
+    GPU is not left waiting on PIL. ``device`` ("cpu", "cuda", "cuda:1", ...) is where the forward
+    pass runs; the model is moved there (and stays), and the pooled ``[N, units]`` rows come back
+    to the CPU inside the hook, so only those small tensors cross the bus.
+    """
     import torch
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    dev = resolve_device(device)
+    loaded.module.to(dev)
+    # Pinned host memory lets the copy to the GPU overlap with the next batch's loading.
     loader = DataLoader(_ProbeTensors(probe, loaded.transform), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=_collate)
+                        num_workers=num_workers, collate_fn=_collate, pin_memory=dev.type == "cuda")
     ids: list[str] = []
     skipped: list[dict] = []
     n_forwards = 0
@@ -172,7 +197,7 @@ def extract_activations(
                     good.append((i, tensor))
             if not good:
                 continue
-            loaded.module(torch.stack([t for _, t in good]))
+            loaded.module(torch.stack([t for _, t in good]).to(dev, non_blocking=True))
             n_forwards += 1
             hooks.check_calls(n_forwards)
             ids.extend(probe.items[i].id for i, _ in good)

@@ -122,6 +122,17 @@ def _widths(loaded) -> dict[str, str]:
     return widths
 
 
+def _device(value: str) -> str:
+    """--device checked before any model loads, so a missing GPU is a one-line error."""
+    from vse.vision.activations import resolve_device
+
+    try:
+        resolve_device(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
+
+
 @click.command("activations")
 @click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
 @click.option("--probe", "probe_spec", default="tuxpaint", show_default=True,
@@ -132,10 +143,14 @@ def _widths(loaded) -> dict[str, str]:
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
               help="DataLoader worker processes for decoding.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes for decoding.")
+@click.option("--device", default="cpu", show_default=True, callback=lambda _ctx, _param, value: _device(value),
+              help="Where the forward pass runs: cpu or cuda[:N].")
 @click.option("--svg/--no-svg", default=True, show_default=True, help="Tux Paint: render SVG-only stamps (cairosvg).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
-def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers, svg, out_dir, download):
+def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers, device, svg, out_dir, download):
     """Extract pooled activations of LAYERs on a probe set to OUT/activations_<layer>.npz (float16)."""
     from vse.vision.activations import extract_activations, save_activations
     from vse.vision.models import VisionModelError, WeightsMissingError, load_model
@@ -153,6 +168,8 @@ def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers
     if not result.image_ids:
         # A (0, units) array would only make `dissect` fail later, far from the cause.
         raise UserError(f"no readable image in {probe_spec}: {len(skipped)} skipped, nothing written")
+    result = extract_activations(loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers,
+                                 device=device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for layer in layers:

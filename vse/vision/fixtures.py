@@ -145,10 +145,32 @@ def build_probe_fixtures(loaded, out: Path, *, include_svg: bool = True, batch_s
 FIXTURE_TOP_K = 10  # soft-WPMI top_k for the 700-image probe set (the official 100 is for 50k images)
 
 
+# Hidden layers given CLIP-Dissect labels: `_conv_head` names the weight_clip targets; `_blocks.15`
+# (the second-last layer) is labelled too, so methods can be compared with CLIP-Dissect there as well.
+DISSECT_LAYERS = ("_conv_head", "_blocks.15")
+
+
+def _write_dissect_layer(d: Path, layer: str, similarity: np.ndarray, words, params, out: Path) -> Path:
+    from vse.vision import dissect as D
+
+    acts, ids = load_activations(layer, root=out)
+    labels, _ = D.dissect(similarity, acts, words, params)
+    path = d / f"dissect_{_layer_file(layer)}.json"
+    _write_json(path, {
+        "model": DEFAULT_MODEL, "layer": layer, "probe": DEFAULT_PROBE, "n_images": len(ids),
+        "backend": D.TEXT_BACKEND,
+        "concept_set": {"name": "wordfreq: 20000 most frequent alphabetic English words", "size": len(words)},
+        "params": params.__dict__,
+        "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in labels],
+    })
+    return path
+
+
 def build_dissect_fixtures(out: Path, *, top_k: int = FIXTURE_TOP_K, sweep=(5, 10, 20, 50, 100),
-                           progress: bool = True) -> dict:
-    """dissect__conv_head.json (text backend, wordfreq 20k concepts) and the output-layer validation
-    (dissect__fc_validation.json), from the activation fixtures: no model forward pass needed."""
+                           layers=DISSECT_LAYERS, validate: bool = True, progress: bool = True) -> dict:
+    """dissect_<layer>.json for each of ``layers`` (text backend, wordfreq 20k concepts) and the
+    output-layer validation (dissect__fc_validation.json), from the activation fixtures: no model
+    forward pass needed."""
     from vse.vision import dissect as D
 
     probe = load_probe(root=out)
@@ -162,19 +184,14 @@ def build_dissect_fixtures(out: Path, *, top_k: int = FIXTURE_TOP_K, sweep=(5, 1
     d = out / DEFAULT_PROBE
     params = D.SoftWPMIParams(top_k=top_k)
 
-    # hidden layer: the 20k most frequent English words, as CLIP-Dissect
-    acts, ids = load_activations("_conv_head", root=out)
-    labels, _ = D.dissect(cap @ wrd.T, acts, words, params)
-    _write_json(d / "dissect__conv_head.json", {
-        "model": DEFAULT_MODEL, "layer": "_conv_head", "probe": DEFAULT_PROBE, "n_images": len(ids),
-        "backend": D.TEXT_BACKEND,
-        "concept_set": {"name": "wordfreq: 20000 most frequent alphabetic English words", "size": len(words)},
-        "params": params.__dict__,
-        "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in labels],
-    })
+    # hidden layers: the 20k most frequent English words, as CLIP-Dissect
+    for layer in layers:
+        _write_dissect_layer(d, layer, cap @ wrd.T, words, params, out)
+    if not validate:
+        return {}
 
     # validation on the output layer, whose units are the classes
-    fc, _ = load_activations("_fc", root=out)
+    fc, ids = load_activations("_fc", root=out)
     plausible = sorted(set((cap @ cls.T).argmax(axis=1).tolist()))
     lowered = [c.lower() for c in captions]
     literal = [i for i, c in enumerate(classes) if any(c.lower() in cap_ for cap_ in lowered)]

@@ -1,0 +1,130 @@
+"""`vse label` with stand-ins for vse.api (the LLM core is being rewritten elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import types
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+
+import vse
+from vse.label_cli import label_cmd, layer_width, parse_units
+from vse.llm.client import Usage
+
+
+class _Rec:
+    def __init__(self, **data):
+        self.data = data
+
+    def to_json(self):
+        return dict(self.data)
+
+
+@pytest.fixture
+def api(monkeypatch):
+    fake = types.SimpleNamespace(calls=Counter(), urls=Counter(), fail=set(), lock=threading.Lock())
+
+    def explain_neuron(neuron_id, method, *, client, n=1, polarity="positive"):
+        unit = int(neuron_id.rsplit("/", 1)[1])
+        with fake.lock:
+            fake.calls[unit] += 1
+            fake.urls[client.config.base_url] += 1
+        if unit in fake.fail:
+            raise RuntimeError(f"explain failed for {neuron_id}")
+        # what a real call does to the thread's client: the label command reads the difference
+        client.usage = client.usage + Usage(100 * n, 10 * n)
+        client.calls += n
+        return [_Rec(neuron=neuron_id, method=method, explanation=f"{method} explanation {k} of {unit}") for k in range(n)]
+
+    def score_explanation(neuron_id, explanation, target, *, client):
+        client.usage = client.usage + Usage(50, 1)
+        client.calls += 1
+        return _Rec(neuron=neuron_id, explanation=explanation, target=target, score=42.0)
+
+    def plan_requests(neuron_id, method, *, n, score, target):
+        for k in range(n + (3 if score else 0)):
+            yield "completions", {"prompt": "x" * 288, "max_tokens": 10, "model": "local"}
+
+    fake.explain_neuron, fake.score_explanation, fake.plan_requests = explain_neuron, score_explanation, plan_requests
+    monkeypatch.setitem(__import__("sys").modules, "vse.api", fake)
+    monkeypatch.setattr(vse, "api", fake, raising=False)
+    return fake
+
+
+def _records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_label_explains_scores_and_resumes(api, tmp_path):
+    out = tmp_path / "l.jsonl"
+    args = ["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:6", "--workers", "3",
+            "--score", "--n", "2", "--base-url", "http://a.test/v1", "--base-url", "http://b.test/v1",
+            "--out", str(out), "--no-progress"]
+    r = CliRunner().invoke(label_cmd, args)
+    assert r.exit_code == 0, r.output
+    recs = _records(out)
+    assert sorted(x["unit"] for x in recs) == list(range(6))
+    rec = next(x for x in recs if x["unit"] == 4)
+    assert rec["neuron"] == "efficientnet_lite0/_conv_head/4" and len(rec["explanations"]) == 2
+    assert [s["explanation"] for s in rec["scores"]] == ["weight-label explanation 0 of 4", "weight-label explanation 1 of 4"]
+    assert rec["target"] == "weight-label" and rec["scores"][0]["score"] == 42.0
+    # per-unit usage from the thread's own client: 2 explanations + 2 scores
+    assert rec["usage"] == {"prompt_tokens": 300, "completion_tokens": 22, "calls": 4}
+    assert set(api.urls) == {"http://a.test/v1", "http://b.test/v1"}
+    assert "labelled 6 units" in r.output and "1800 prompt + 132 completion" in r.output
+    r = CliRunner().invoke(label_cmd, args)
+    assert r.exit_code == 0 and "skipped 6" in r.output
+    assert max(api.calls.values()) == 1  # nothing explained twice
+
+
+def test_failed_units_are_recorded_exit_1_and_retried(api, tmp_path):
+    out = tmp_path / "l.jsonl"
+    args = ["m/_l", "--method", "x", "--units", "0:3", "--out", str(out), "--no-progress", "--base-url", "http://a/v1"]
+    api.fail = {1}
+    r = CliRunner().invoke(label_cmd, args)
+    assert r.exit_code == 1 and "failed 1" in r.output
+    assert [x for x in _records(out) if x.get("status") == "failed"][0]["unit"] == 1
+    api.fail = set()
+    r = CliRunner().invoke(label_cmd, args)
+    assert r.exit_code == 0 and "labelled 1 units" in r.output and api.calls[1] == 2
+
+
+def test_shard_and_default_out_name(api, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(label_cmd, ["m/_l", "--method", "x", "--units", "0:6", "--shard", "1/2", "--no-progress",
+                                       "--base-url", "http://a/v1"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "labels" / "m__l__x.shard1of2.jsonl"
+    assert sorted(x["unit"] for x in _records(out)) == [1, 3, 5]
+
+
+def test_dry_run_prices_without_calling(api):
+    r = CliRunner().invoke(label_cmd, ["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--dry-run",
+                                       "--score", "--price-per-1k-tokens", "0.5"])
+    assert r.exit_code == 0, r.output
+    est = json.loads(r.output.strip().splitlines()[-1])
+    # the whole layer (320 units, width from the fixtures) x (1 explanation + 3 scoring calls)
+    assert est["calls"] == 320 * 4 and est["prompt_tokens"] == 320 * 4 * 100
+    assert est["price"] == pytest.approx((est["prompt_tokens"] + est["max_completion_tokens"]) / 1000 * 0.5)
+    assert "paper's formula" in r.output and not api.calls
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nolayer", "--method", "x", "--units", "0:2"], "MODEL/LAYER"),
+    (["m/_l", "--method", "x", "--units", "5:3"], "0 <= A < B"),
+    (["m/_l", "--method", "x", "--units", "0:2", "--shard", "2/2"], "0 <= I < N"),
+    (["efficientnet_lite0/_conv_head", "--method", "x", "--units", "0:2000"], "1280 units"),
+])
+def test_bad_arguments(args, message):
+    r = CliRunner().invoke(label_cmd, args)
+    assert r.exit_code == 2 and message in r.output
+
+
+def test_layer_width_and_units():
+    assert layer_width("efficientnet_lite0", "_conv_head") == 1280
+    assert parse_units(None, 3) == [0, 1, 2] and parse_units("2:4", 10) == [2, 3]
+    with pytest.raises(ValueError, match="--units"):
+        parse_units(None, None)

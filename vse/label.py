@@ -1,0 +1,267 @@
+"""Label many units of a layer: concurrent, resumable, shardable, one JSONL record per unit.
+
+`label_units` runs ``work(unit, base_url) -> record`` for every unit not yet done, on a thread
+pool, and appends each finished record to ``out`` as it completes. It knows nothing about
+LLMs or prompts: the caller's ``work`` does the calls (one `LLMClient` per thread, see
+`per_thread`), so the same loop serves explain-only, explain+score, or anything else per unit.
+
+Crash safety. Each record is one line written by a single ``os.write`` on a file opened with
+``O_APPEND``, then ``fsync``-ed: the kernel appends the whole buffer at once, so ``kill -9``
+loses at most the units in flight and never leaves half a record behind another. Should a
+partial last line ever exist (a full disk, a power cut mid-write), resuming ignores it and
+truncates it away before appending, so it can never glue onto the next record. One process
+writes an ``out`` file at a time (an ``flock`` enforces it; give each shard its own file).
+
+Resuming. A unit whose latest record has no ``"status": "failed"`` is done and skipped. A
+failed unit (``work`` raised) is recorded as ``{"unit", "status": "failed", "error"}`` so the
+failure is visible, and retried by the next run; `read_records` gives each unit's latest record.
+
+Sharding. ``shard=(I, N)`` keeps the units at positions ``p`` with ``p % N == I`` of ``units``,
+so N machines running the same command with I = 0..N-1 cover every unit exactly once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """What one `label_units` call did.
+
+    done: units finished in this run; skipped: units already done in ``out`` before it;
+    failed: units whose ``work`` raised in this run (recorded, retried next time);
+    prompt_tokens, completion_tokens: summed from this run's records (``usage`` or top level), 0 if absent;
+    wall_s: seconds from start to end; out: the JSONL file.
+    """
+
+    done: int
+    skipped: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    wall_s: float
+    out: str
+
+    def __str__(self) -> str:
+        rate = self.done / self.wall_s if self.wall_s > 0 else 0.0
+        return (
+            f"labelled {self.done} units ({rate:.2f}/s), skipped {self.skipped} already done, "
+            f"failed {self.failed}; tokens: {self.prompt_tokens} prompt + {self.completion_tokens} completion; "
+            f"{self.wall_s:.1f} s -> {self.out}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must be I/N with integers, e.g. 0/4: {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"shard I/N needs 0 <= I < N: {text!r}")
+    return i, n
+
+
+def shard_units(units: Sequence[int], shard: tuple[int, int] | None) -> list[int]:
+    if shard is None:
+        return list(units)
+    i, n = shard
+    if not 0 <= i < n:
+        raise ValueError(f"shard (I, N) needs 0 <= I < N: {shard}")
+    return [u for p, u in enumerate(units) if p % n == i]
+
+
+def _read_lines(path: Path) -> tuple[list[dict], int]:
+    """The complete records in ``path`` and the byte length of its complete-line prefix.
+
+    A line without its newline (only possible at the end) is not a complete record and is left out.
+    """
+    if not path.exists():
+        return [], 0
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # never written by label_units; kept in the file, ignored here
+        if isinstance(rec, dict) and "unit" in rec:
+            records.append(rec)
+    return records, end
+
+
+def read_records(path: str | Path) -> dict[int, dict]:
+    """Each unit's latest record in a labelling JSONL (a success after a failure replaces it)."""
+    latest: dict[int, dict] = {}
+    for rec in _read_lines(Path(path))[0]:
+        unit = int(rec["unit"])
+        if rec.get("status") == FAILED and unit in latest and latest[unit].get("status") != FAILED:
+            continue  # a stale failure never hides a success
+        latest[unit] = rec
+    return latest
+
+
+def done_units(path: str | Path) -> set[int]:
+    return {u for u, rec in read_records(path).items() if rec.get("status") != FAILED}
+
+
+def _tokens(rec: dict) -> tuple[int, int]:
+    usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else rec
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+class _Appender:
+    """An exclusive, append-only JSONL writer: one ``os.write`` + ``fsync`` per record."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise RuntimeError(f"{path} is being written by another labelling process; give each shard its own --out")
+        # Under the lock: drop a partial last line (never produced by a whole os.write) so the next
+        # record starts on a line of its own.
+        _, complete = _read_lines(path)
+        if os.fstat(self.fd).st_size != complete:
+            os.ftruncate(self.fd, complete)
+        self.lock = threading.Lock()  # fsync ordering only; O_APPEND already makes writes whole
+
+    def append(self, record: dict) -> None:
+        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        n = os.write(self.fd, line)
+        if n != len(line):  # a regular file only writes short when the disk is full
+            raise OSError(f"short write ({n} of {len(line)} bytes): disk full?")
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)  # releases the flock
+
+
+def per_thread(factory: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``get(base_url)`` returning this thread's own object for that URL, made once by ``factory``.
+
+    For `LLMClient`: its running usage counters are not thread-safe, and a `requests.Session`
+    should not be shared across threads, so each worker thread gets its own client.
+    """
+    local = threading.local()
+
+    def get(base_url: str) -> Any:
+        cache = local.__dict__.setdefault("cache", {})
+        if base_url not in cache:
+            cache[base_url] = factory(base_url)
+        return cache[base_url]
+
+    return get
+
+
+def label_units(
+    units: Sequence[int],
+    work: Callable[[int, str], dict],
+    *,
+    out: str | Path,
+    workers: int = 1,
+    base_urls: Sequence[str],
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> LabelSummary:
+    """Run ``work(unit, base_url)`` for every unit of this shard not done in ``out``; see the module doc.
+
+    Base URLs are handed out through a queue of ``workers`` slots filled round-robin
+    (slot k -> ``base_urls[k % len(base_urls)]``): a worker takes a free slot, so each server
+    gets a fixed share of the concurrency and a slow server holds only its own slots.
+    """
+    from tqdm import tqdm
+
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1: {workers}")
+    if not base_urls:
+        raise ValueError("at least one base URL is needed")
+    out = Path(out)
+    start = time.perf_counter()
+    mine = shard_units(units, shard)
+    if len(set(mine)) != len(mine):
+        raise ValueError("units contain duplicates")
+    writer = _Appender(out)
+    try:
+        done = done_units(out)
+        todo = [u for u in mine if u not in done]
+        skipped = len(mine) - len(todo)
+        slots: queue.Queue[str] = queue.Queue()
+        for k in range(workers):
+            slots.put(base_urls[k % len(base_urls)])
+
+        def run_one(unit: int) -> dict:
+            url = slots.get()
+            try:
+                try:
+                    rec = work(unit, url)
+                    if not isinstance(rec, dict) or rec.get("unit") != unit:
+                        raise ValueError(f"work({unit}) must return a dict with 'unit': {unit}")
+                    if rec.get("status") == FAILED:
+                        raise ValueError(f"work({unit}) returned a record with status 'failed'")
+                # Any error in one unit's work (a failed call after the client's retries, an
+                # unparseable reply, a bug) is recorded against that unit, not fatal to the layer.
+                except Exception as exc:  # noqa: BLE001
+                    rec = {"unit": unit, "status": FAILED, "error": f"{type(exc).__name__}: {exc}"}
+                writer.append(rec)
+                return rec
+            finally:
+                slots.put(url)
+
+        n_done = n_failed = prompt = completion = 0
+        bar = tqdm(total=len(todo), desc=f"label {out.name}", unit="unit", file=sys.stderr, disable=not progress)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vse-label")
+        try:
+            # Submit at most 2 x workers ahead, so an interrupt leaves little queued and memory stays flat.
+            it = iter(todo)
+            pending: set[Future] = set()
+            while True:
+                while len(pending) < 2 * workers:
+                    unit = next(it, None)
+                    if unit is None:
+                        break
+                    pending.add(pool.submit(run_one, unit))
+                if not pending:
+                    break
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    rec = fut.result()
+                    if rec.get("status") == FAILED:
+                        n_failed += 1
+                    else:
+                        n_done += 1
+                        p, c = _tokens(rec)
+                        prompt, completion = prompt + p, completion + c
+                    bar.update(1)
+                    bar.set_postfix(failed=n_failed, refresh=False)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+    finally:
+        writer.close()
+    summary = LabelSummary(n_done, skipped, n_failed, prompt, completion, time.perf_counter() - start, str(out))
+    if progress:
+        print(summary, file=sys.stderr)
+    return summary

@@ -1,0 +1,147 @@
+"""``vse label MODEL/LAYER``: explain (and optionally score) every unit of a layer; see docs/labelling.md.
+
+Thin: parses options, builds the per-unit work from `vse.api` (imported lazily, inside the work,
+so this module loads without the LLM core), and hands it to `vse.label.label_units`, which does
+the concurrency, resume, sharding, progress bar and summary. ``--dry-run`` prices the run from
+the requests `vse.api.plan_requests` says it would send (`vse.pricing`), calling nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from vse.label import label_units, parse_shard, per_thread, shard_units
+
+
+def parse_units(text: str | None, width: int | None) -> list[int]:
+    """``"A:B"`` -> ``[A, B)``; ``None`` -> every unit of a layer ``width`` wide."""
+    if text is None:
+        if width is None:
+            raise ValueError("the layer's width is unknown: give --units A:B")
+        return list(range(width))
+    try:
+        a, b = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--units must be A:B with integers (units A to B-1): {text!r}") from None
+    if not 0 <= a < b:
+        raise ValueError(f"--units A:B needs 0 <= A < B: {text!r}")
+    if width is not None and b > width:
+        raise ValueError(f"--units {text}: the layer has {width} units (0..{width - 1})")
+    return list(range(a, b))
+
+
+def layer_width(model: str, layer: str) -> int | None:
+    """Units in the layer: from the fixtures when they hold it (numpy only), else from the model (torch)."""
+    from vse.vision import fixtures
+
+    try:
+        return int(fixtures.load_weight_label(layer, model=model)[0].shape[0])
+    except (FileNotFoundError, KeyError, ValueError):
+        pass
+    try:
+        from vse.vision.models import load_model
+
+        return int(load_model(model).layer_width(layer))
+    except Exception:  # noqa: BLE001 - no torch, unknown model or layer: the user gives --units instead
+        return None
+
+
+def make_work(model: str, layer: str, method: str, *, score: bool, target: str, n: int, client_for):
+    """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``."""
+
+    def work(unit: int, base_url: str) -> dict:
+        from vse import api  # the LLM core; lazily, so `vse label --help` and --dry-run need nothing more
+
+        client = client_for(base_url)
+        before, calls_before = client.usage, client.calls
+        neuron = f"{model}/{layer}/{unit}"
+        explanations = api.explain_neuron(neuron, method, client=client, n=n)
+        record = {"unit": unit, "neuron": neuron, "method": method,
+                  "explanations": [e.to_json() for e in explanations]}
+        if score:
+            texts = [e.to_json()["explanation"] for e in explanations]
+            record["target"] = target
+            record["scores"] = [api.score_explanation(neuron, t, target, client=client).to_json() for t in texts]
+        # The client is this thread's own (per_thread), so the difference is this unit's cost.
+        used = client.usage
+        record["usage"] = {"prompt_tokens": used.prompt_tokens - before.prompt_tokens,
+                           "completion_tokens": used.completion_tokens - before.completion_tokens,
+                           "calls": client.calls - calls_before}
+        return record
+
+    return work
+
+
+@click.command("label")
+@click.argument("model_layer", metavar="MODEL/LAYER")
+@click.option("--method", required=True, help="Explanation method (e.g. weight-label, activation-caption).")
+@click.option("--units", "units_spec", default=None, metavar="A:B", help="Units A..B-1 (default: the whole layer).")
+@click.option("--workers", default=1, show_default=True, help="Concurrent units (threads; one LLM client each).")
+@click.option("--score/--no-score", default=False, show_default=True, help="Also score each explanation.")
+@click.option("--target", default=None, help="What --score simulates (default: the method's own data).")
+@click.option("--n", "n_explanations", default=1, show_default=True, help="Explanations per unit.")
+@click.option("--shard", default=None, metavar="I/N", help="Only units at positions p with p % N == I.")
+@click.option("--base-url", "base_urls", multiple=True,
+              help="OpenAI-compatible endpoint(s), repeatable; workers share them. Default: $VSE_BASE_URL or the local server.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="JSONL of results (default labels/MODEL__LAYER__METHOD[.shardIofN].jsonl). Rerun to resume.")
+@click.option("--dry-run", is_flag=True, help="Print calls, tokens and price without calling anything.")
+@click.option("--price-per-1k-tokens", "price", type=float, default=None, help="Price for --dry-run.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm bar on stderr.")
+def label_cmd(model_layer, method, units_spec, workers, score, target, n_explanations, shard, base_urls, out,
+              dry_run, price, progress):
+    """Label every unit of MODEL/LAYER (or --units A:B): one JSONL record per unit, written as it finishes."""
+    model, sep, layer = model_layer.partition("/")
+    if not sep or not model or not layer or "/" in layer:
+        raise click.BadParameter(f"expected MODEL/LAYER, e.g. efficientnet_lite0/_conv_head: {model_layer!r}",
+                                 param_hint="MODEL/LAYER")
+    try:
+        shard_t = parse_shard(shard) if shard else None
+        units = parse_units(units_spec, layer_width(model, layer))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    target = target or method
+    if dry_run:
+        _dry_run(model, layer, method, shard_units(units, shard_t), n=n_explanations, score=score, target=target,
+                 price=price)
+        return
+    from vse.llm.client import ClientConfig, LLMClient
+
+    urls = list(base_urls) or [ClientConfig.from_env().base_url]
+    client_for = per_thread(lambda url: LLMClient(ClientConfig.from_env(base_url=url)))
+    if out is None:
+        suffix = f".shard{shard_t[0]}of{shard_t[1]}" if shard_t else ""
+        out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{suffix}.jsonl"
+    work = make_work(model, layer, method, score=score, target=target, n=n_explanations, client_for=client_for)
+    summary = label_units(units, work, out=Path(out), workers=workers, base_urls=urls, shard=shard_t,
+                          progress=progress)
+    if not progress:
+        click.echo(str(summary), err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+def _dry_run(model, layer, method, units, *, n, score, target, price) -> None:
+    """Price the run from `vse.api.plan_requests`, the requests the prompt builders would make."""
+    from vse.pricing import dry_run, paper_cost
+
+    try:
+        from vse.api import plan_requests
+    except ImportError as exc:
+        raise click.ClickException(f"--dry-run needs vse.api.plan_requests (the LLM core): {exc}") from exc
+
+    def requests():
+        for unit in units:
+            yield from plan_requests(f"{model}/{layer}/{unit}", method, n=n, score=score, target=target)
+
+    est = dry_run(requests(), price_per_1k=price)
+    click.echo(f"dry run, {len(units)} units of {model}/{layer}, method {method}"
+               f"{', scored against ' + target if score else ''}: {est}")
+    if price is not None:
+        click.echo(f"paper's formula (Sec. 3.2.3: units x 25 calls x 2.5k tokens x price): "
+                   f"{paper_cost(len(units), price_per_1k=price):.2f}")
+    click.echo(json.dumps(est.to_json()))
