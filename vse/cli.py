@@ -61,3 +61,4 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
 from vse.llm.cli import llm as _llm; main.add_command(_llm)  # noqa: E402
 from vse.vision.cli import register as _reg_vision; _reg_vision(main)  # noqa: E402
 from vse.commands import register as _reg_commands; _reg_commands(main)  # noqa: E402
+from vse.label_cli import label_cmd as _label; main.add_command(_label)  # noqa: E402

@@ -59,13 +59,14 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
         client = client_for(base_url)
         before, calls_before = client.usage, client.calls
         neuron = f"{model}/{layer}/{unit}"
-        explanations = api.explain_neuron(neuron, method, client=client, n=n)
+        llm = api.LLM.from_client(client)
+        explanations = api.explain_neuron(neuron, method, llm=llm, n=n, progress=False)
         record = {"unit": unit, "neuron": neuron, "method": method,
                   "explanations": [e.to_json() for e in explanations]}
         if score:
             texts = [e.to_json()["explanation"] for e in explanations]
             record["target"] = target
-            record["scores"] = [api.score_explanation(neuron, t, target, client=client).to_json() for t in texts]
+            record["scores"] = [api.score_explanation(neuron, t, target, llm=llm, progress=False).to_json() for t in texts]
         # The client is this thread's own (per_thread), so the difference is this unit's cost.
         used = client.usage
         record["usage"] = {"prompt_tokens": used.prompt_tokens - before.prompt_tokens,
