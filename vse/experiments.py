@@ -49,7 +49,7 @@ class TableExperiment:
 
 
 #: Three passes of 50 uniformly drawn items (the paper's minimum), one item per call.
-_THREE_PASSES = ScoreConfig(mode="one", protocol="uniform", n_items=50, stop=StopRule(min_runs=3, max_runs=3))
+_THREE_PASSES = ScoreConfig(mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3))
 
 EXPERIMENTS: dict[str, TableExperiment | Study] = {
     e.name: e
@@ -72,7 +72,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study] = {
             methods=("weight-label",),
             targets=("weight-label",),
             explain=ExplainConfig(api="chat"),
-            score=ScoreConfig(mode="one", api="chat", protocol="uniform", n_items=50, stop=StopRule(min_runs=3, max_runs=3)),
+            score=ScoreConfig(mode="one", api="chat", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)),
         ),
         TableExperiment(
             name="chat-vs-completions-baseline",

@@ -48,6 +48,8 @@ MAX_REDRAWS = 100
 #: The explanation whose predictions a prior-corrected score subtracts: it names no feature, so
 #: what the simulator predicts for it is its prior over the item texts alone.
 NEUTRAL_EXPLANATION = "nothing in particular"
+#: The paper's few-shot strategies (App. B): weights Random 75/25, captions Highest 50/50.
+FEWSHOT_STRATEGY = {"caption-activation": "highest-50/50", "weight-label": "random-75/25", "weight-clip": "random-75/25", "weight-explanation": "random-75/25"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class ScoreConfig:
     protocol: which items a pass predicts (vse.protocols.PROTOCOLS).
     prior_corrected: subtract the neutral explanation's predictions before the correlation.
     n_items: items per pass. n_shown: pairs the explainer saw (held-out protocol only).
-    n_fewshot_pairs, fewshot_strategy: the pairs shown for each few-shot neuron.
+    n_fewshot_pairs, fewshot_strategy: the pairs shown for each few-shot neuron (strategy None:
+        the paper's choice for the target kind, `FEWSHOT_STRATEGY`).
     fewshot_draw: "per-run" (once per scoring run, store-friendly) or "per-pass" (the paper).
     stop: Algorithm 1's stopping rule. max_failed_passes: failures tolerated.
     top_logprobs: alternatives asked for at each token (logprob modes).
@@ -73,7 +76,7 @@ class ScoreConfig:
     n_items: int = 50
     n_shown: int = 25
     n_fewshot_pairs: int = 50
-    fewshot_strategy: str = "random-75/25"
+    fewshot_strategy: str | None = None
     fewshot_draw: str = "per-run"
     stop: StopRule = field(default_factory=lambda: StopRule(max_runs=15))
     max_failed_passes: int = 3
@@ -87,7 +90,8 @@ class ScoreConfig:
             raise ValueError(f"scoring protocol {self.protocol!r} is not one of {PROTOCOLS}")
         if self.fewshot_draw not in ("per-run", "per-pass"):
             raise ValueError(f"fewshot_draw must be 'per-run' or 'per-pass', got {self.fewshot_draw!r}")
-        get_strategy(self.fewshot_strategy)
+        if self.fewshot_strategy is not None:
+            get_strategy(self.fewshot_strategy)
         make_simulator(self.mode, self.api)  # refuses impossible pairs (echo over chat) early
 
     @property
@@ -116,7 +120,9 @@ class ScoreResult:
 
 
 def fewshot_examples(fewshot: Sequence[FewShotNeuron], config: ScoreConfig, rng: np.random.Generator) -> tuple[Example, ...]:
-    strategy = get_strategy(config.fewshot_strategy)
+    kinds = {f.target.kind for f in fewshot}
+    name = config.fewshot_strategy or (FEWSHOT_STRATEGY[kinds.pop()] if len(kinds) == 1 else "random-75/25")
+    strategy = get_strategy(name)
     return tuple(Example(f.target.name, f.target.pairs(strategy(f.target.values, config.n_fewshot_pairs, rng)), f.explanation) for f in fewshot)
 
 

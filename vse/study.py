@@ -44,9 +44,9 @@ class Study:
     methods: tuple[str, ...] = ("weight-label", "clip-dissect")
     targets: tuple[str, ...] = ("weight-label", "caption-activation")
     n_top: int = 6
-    n_random: int = 50
+    n_random: int = 40
     explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout"))
-    score: ScoreConfig = field(default_factory=ScoreConfig)
+    score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
     seed: int = 0
 
     def to_json(self) -> dict:
