@@ -1,23 +1,30 @@
-from vse.report import plot_scores
-from vse.run import best_of, markdown_table
+from vse.records import Provenance, ScoreRecord
+from vse.report import best_of, best_of_table as markdown_table, plot_scores
+
+PROV = Provenance("m", "completions", None, None, "abc", (), 0)
+
+
+def _rec(method, seed, expl, scores, mean, hw, passes, cap, acc, mse, mae):
+    return ScoreRecord("m/l/1", method, expl, seed, "weight-label", "positive", mean, hw, passes, cap, scores, acc, mse, mae, 0, 0, 0, 0, PROV)
+
 
 RECORDS = [
-    {"neuron": "m/l/1", "method": "llm-weight-label", "explanation_seed": 0, "explanation": "dogs", "target": "weight-label", "scores": [10.0, 20.0, 30.0], "mean": 20.0, "half_width": 16.9, "runs": 3, "hit_cap": False, "accuracy": 0.5, "mse": 4.0, "mae": 1.5},
-    {"neuron": "m/l/1", "method": "llm-weight-label", "explanation_seed": 1, "explanation": "cats", "target": "weight-label", "scores": [30.0, 40.0, 50.0], "mean": 40.0, "half_width": 16.9, "runs": 8, "hit_cap": True, "accuracy": 0.25, "mse": 5.0, "mae": 2.0},
-    {"neuron": "m/l/1", "method": "clip-dissect", "explanation_seed": None, "explanation": "raspberry", "target": "weight-label", "scores": [0.0, 1.0, -1.0], "mean": 0.0, "half_width": 1.7, "runs": 3, "hit_cap": False, "accuracy": 0.1, "mse": 9.0, "mae": 3.0},
+    _rec("weight-label", 0, "dogs", [10.0, 20.0, 30.0], 20.0, 16.9, 3, False, 0.5, 4.0, 1.5),
+    _rec("weight-label", 1, "cats", [30.0, 40.0, 50.0], 40.0, 16.9, 8, True, 0.25, 5.0, 2.0),
+    _rec("clip-dissect", None, "raspberry", [0.0, 1.0, -1.0], 0.0, 1.7, 3, False, 0.1, 9.0, 3.0),
 ]
 
 
 def test_best_of_keeps_the_highest_mean_per_method():
     best = best_of(RECORDS)
-    assert {(r["method"], r["explanation"]) for r in best} == {("llm-weight-label", "cats"), ("clip-dissect", "raspberry")}
+    assert {(r.method, r.explanation) for r in best} == {("weight-label", "cats"), ("clip-dissect", "raspberry")}
 
 
 def test_markdown_table_rows_and_cap_flag():
     table = markdown_table(RECORDS)
     lines = table.strip().splitlines()
     assert len(lines) == 4
-    assert "| m/l/1 | llm-weight-label | the main thing this neuron does is find cats | 40.00 ± 16.90 (8, cap) | 25.0% | 5.00 | 2.00 |" in lines
+    assert "| m/l/1 | weight-label | the main thing this neuron does is find cats | 40.00 ± 16.90 (8, cap) | 25.0% | 5.00 | 2.00 |" in lines
     assert "| m/l/1 | clip-dissect | the main thing this neuron does is find raspberry | 0.00 ± 1.70 (3) | 10.0% | 9.00 | 3.00 |" in lines
 
 

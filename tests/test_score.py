@@ -7,7 +7,7 @@ import pytest
 
 from vse.explain import ExplainConfig, FewShotNeuron, explain
 from vse.llm.client import Completion, TokenLogprob, Usage
-from vse.score import SimulateConfig, draw_items, score_explanation
+from vse.score import ScoreConfig, draw_items, score_explanation
 from vse.stats import StopRule
 from vse.targets import Target
 
@@ -38,22 +38,22 @@ class Oracle:
 
 def test_perfect_simulator_scores_100_and_stops_at_the_minimum():
     client = Oracle(lambda v: v)
-    r = score_explanation(client, "x", TARGET, FEW, SimulateConfig(n_items=30, n_fewshot_pairs=10), seed=0, progress=False)
-    assert r.runs == 3 and not r.hit_cap
+    r = score_explanation(client, "x", TARGET, FEW, ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True), seed=0, progress=False)
+    assert r.passes == 3 and not r.hit_cap
     assert r.scores == [100.0, 100.0, 100.0] and r.mean == 100.0
     assert r.accuracy == 1.0 and r.mse == pytest.approx(0.0) and r.mae == pytest.approx(0.0)
     assert r.calls == client.calls
 
 
 def test_inverted_simulator_scores_minus_100():
-    r = score_explanation(Oracle(lambda v: 10 - v), "x", TARGET, FEW, SimulateConfig(n_items=30, n_fewshot_pairs=10), seed=0, progress=False)
+    r = score_explanation(Oracle(lambda v: 10 - v), "x", TARGET, FEW, ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True), seed=0, progress=False)
     assert r.mean == pytest.approx(-100.0)
 
 
 def test_noisy_simulator_hits_the_cap_and_says_so():
     rng = np.random.default_rng(1)
-    r = score_explanation(Oracle(lambda v: int(rng.integers(0, 10))), "x", TARGET, FEW, SimulateConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=4)), seed=0, progress=False)
-    assert r.runs == 4 and r.hit_cap
+    r = score_explanation(Oracle(lambda v: int(rng.integers(0, 10))), "x", TARGET, FEW, ScoreConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=4)), seed=0, progress=False)
+    assert r.passes == 4 and r.hit_cap
 
 
 def test_failed_passes_are_recorded_not_dropped():
@@ -61,26 +61,26 @@ def test_failed_passes_are_recorded_not_dropped():
         def complete(self, prompt, **kw):
             return Completion("u", [TokenLogprob("unk", 0.0, {"unk": 0.0})], Usage(), "length")
 
-    with pytest.raises(Exception, match="every simulation pass failed"):
-        score_explanation(NoNumbers(None), "x", TARGET, FEW, SimulateConfig(n_items=10, n_fewshot_pairs=5, max_failed_passes=1), seed=0, progress=False)
+    with pytest.raises(Exception, match="simulation passes failed"):
+        score_explanation(NoNumbers(None), "x", TARGET, FEW, ScoreConfig(n_items=10, n_fewshot_pairs=5, max_failed_passes=1), seed=0, progress=False)
 
 
 def test_passes_are_reproducible_from_the_seed():
-    a = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, SimulateConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False)
-    b = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, SimulateConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False)
-    assert [p.items for p in a.passes] == [p.items for p in b.passes]
-    c = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, SimulateConfig(n_items=20, n_fewshot_pairs=10), seed=8, progress=False)
-    assert [p.items for p in a.passes] != [p.items for p in c.passes]
+    a = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False)
+    b = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False)
+    assert [p.items for p in a.details] == [p.items for p in b.details]
+    c = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=8, progress=False)
+    assert [p.items for p in a.details] != [p.items for p in c.details]
 
 
 def test_constant_subsets_are_redrawn():
     raw = np.zeros(100)
     raw[0] = 1.0
     t = Target("m/l/2", "weight-label", tuple(map(str, range(100))), raw)
-    items, redraws = draw_items(t, 10, np.random.default_rng(0))
+    items, redraws = draw_items(t, ScoreConfig(n_items=10), np.random.default_rng(0))
     assert 0 in items and redraws > 0
     with pytest.raises(ValueError, match="constant values"):
-        draw_items(Target("m/l/3", "weight-label", ("a", "b"), np.zeros(2)), 2, np.random.default_rng(0))
+        draw_items(Target("m/l/3", "weight-label", ("a", "b"), np.zeros(2)), ScoreConfig(n_items=2), np.random.default_rng(0))
 
 
 def test_explain_retries_empty_replies_with_new_seeds():
@@ -99,7 +99,51 @@ def test_explain_retries_empty_replies_with_new_seeds():
 
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="mode"):
-        SimulateConfig(mode="telepathy")
+        ScoreConfig(mode="telepathy")
     with pytest.raises(ValueError):
-        SimulateConfig(fewshot_strategy="best")
+        ScoreConfig(fewshot_strategy="best")
     assert math.isfinite(StopRule().half_width)
+
+
+def test_the_store_predicts_each_item_once_per_explanation():
+    # Fixed few-shot context: a second scoring of the same explanation reads the store, no call.
+    from vse.store import PredictionStore
+
+    store = PredictionStore()
+    client = Oracle(lambda v: v)
+    config = ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True)
+    first = score_explanation(client, "x", TARGET, FEW, config, seed=0, store=store, progress=False)
+    calls = client.calls
+    again = score_explanation(client, "x", TARGET, FEW, config, seed=0, store=store, progress=False)
+    assert calls == first.calls > 0 and client.calls == calls and again.calls == 0
+    assert again.scores == first.scores
+
+
+def test_per_pass_fewshot_draws_change_the_prompt_prefix():
+    prompts = []
+
+    class Spy(Oracle):
+        def complete(self, prompt, **kw):
+            prompts.append(prompt.rsplit("Neuron X", 1)[0])
+            return super().complete(prompt, **kw)
+
+    score_explanation(Spy(lambda v: v), "x", TARGET, FEW, ScoreConfig(n_items=10, n_fewshot_pairs=5, fewshot_draw="per-pass", stop=StopRule(max_runs=3)), seed=0, progress=False)
+    assert len(set(prompts)) == 3
+    prompts.clear()
+    score_explanation(Spy(lambda v: v), "x", TARGET, FEW, ScoreConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=3)), seed=0, progress=False)
+    assert len(set(prompts)) == 1
+
+
+def test_prior_correction_subtracts_the_neutral_prediction():
+    # A simulator that predicts the truth plus a large item-name bias: the bias cancels.
+    class Biased(Oracle):
+        def complete(self, prompt, **kw):
+            self.calls += 1
+            item = prompt.rsplit("\n", 1)[1].rstrip("\t")
+            bias = int(item.split()[1]) % 5
+            value = bias if "nothing in particular" in prompt else min(TRUE[item] // 2 + bias, 9)
+            return Completion("x", [TokenLogprob("x", 0.0, {str(value): 0.0})], Usage(3, 1), "length")
+
+    plain = score_explanation(Biased(None), "x", TARGET, FEW, ScoreConfig(n_items=40, n_fewshot_pairs=5), seed=0, progress=False)
+    corrected = score_explanation(Biased(None), "x", TARGET, FEW, ScoreConfig(n_items=40, n_fewshot_pairs=5, prior_corrected=True), seed=0, progress=False)
+    assert corrected.mean > plain.mean and corrected.mean > 90

@@ -233,4 +233,60 @@ def score_explanation(
     return ScoreRecord(neuron=neuron, method=method, explanation=explanation, explanation_seed=explanation_seed, target=target, polarity=polarity, provenance=prov, **fields)
 
 
-__all__ = ["KINDS", "LLM", "METHODS", "TARGET_KINDS", "explain_neuron", "fewshot_neurons", "next_layer_explanations", "score_explanation"]
+
+
+# ----------------------------------------------------------------------------- planning (dry runs)
+
+
+def plan_requests(neuron: str, method: str, *, n: int = 1, score: bool = False, target: str = "weight-label", api: str = "completions", model: str = "local", polarity: str = "positive", config: ExplainConfig | None = None, score_config: ScoreConfig | None = None, seed: int = 0) -> Iterator[tuple[str, dict]]:
+    """The (endpoint, payload) pairs a run would send, built by the same prompt builders, calling nothing.
+
+    Explanations are exact. Scoring is planned at Algorithm 1's minimum (``stop.min_runs`` passes,
+    one call per item, the items the run would draw) with the few-shot neurons' explanations
+    standing in for the explanation not yet written: a lower bound, since a noisy explanation
+    needs more passes. Weight-Explanation first explains the next layer's units it shows.
+    """
+    from vse.explain import build_prompt
+    from vse.prompts import TARGET_NAME, simulate_one_messages, simulate_one_prefix, simulate_one_prompt
+    from vse.score import draw_items, fewshot_examples
+
+    _check(neuron, method, polarity)
+    config = config or ExplainConfig(api=api)
+    if method == "clip-dissect":
+        pass
+    else:
+        nexts: dict[int, str] | None = None
+        if method == "weight-explanation":
+            model_name, layer, _ = parse_neuron_id(neuron)
+            units = _weight_explanation_units(neuron, polarity, config.n_pairs)
+            for u in units:
+                yield from plan_requests(f"{model_name}/{NEXT_LAYER[layer]}/{u}", "weight-label", n=1, api=api, model=model, config=config, seed=seed)
+            nexts = {u: "x" * 80 for u in units}  # stand-ins of a typical explanation's length
+        t = load_target(neuron, method, polarity, next_explanations=nexts)
+        prompt = build_prompt(t, fewshot_neurons(neuron, method, polarity, next_explanations=nexts), config)
+        for k in range(n):
+            s = seeds.llm_seed(seed, "explain", k)
+            if config.api == "chat":
+                yield "chat/completions", {"model": model, "messages": prompt, "temperature": config.temperature, "max_tokens": config.max_tokens, "seed": s, "stop": ["\n"]}
+            else:
+                yield "completions", {"model": model, "prompt": prompt, "temperature": config.temperature, "max_tokens": config.max_tokens, "seed": s, "stop": ["\n", "<end>"]}
+    if not score:
+        return
+    sc = score_config or ScoreConfig(api=api)
+    scored = load_target(neuron, target, polarity)
+    fewshot = fewshot_neurons(neuron, target, polarity)
+    stand_in = fewshot[0].explanation if fewshot else "x" * 80
+    examples = fewshot_examples(fewshot, sc, seeds.rng(seed, "fewshot"))
+    for _ in range(n):
+        for p in range(sc.stop.min_runs):
+            items, _r = draw_items(scored, sc, seeds.rng(seed, "pass", p))
+            for i in items:
+                text = scored.texts[i]
+                if sc.api == "chat":
+                    yield "chat/completions", {"model": model, "messages": simulate_one_messages(target, examples, stand_in, text), "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": sc.top_logprobs}
+                else:
+                    prompt = simulate_one_prompt(simulate_one_prefix(target, examples, TARGET_NAME, stand_in), text)
+                    yield "completions", {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": sc.top_logprobs}
+
+
+__all__ = ["KINDS", "LLM", "METHODS", "TARGET_KINDS", "explain_neuron", "fewshot_neurons", "next_layer_explanations", "plan_requests", "score_explanation"]

@@ -90,7 +90,10 @@ def predict_pool(llm, study: Study, pool: Pool, explanation: str) -> list[float]
     examples = fewshot_examples(fewshot_neurons(neuron, pool.target), study.score, seeds.rng(study.seed, "fewshot"))
     sim = OneItemSimulator(llm.api, top_logprobs=study.score.top_logprobs, split_ten=study.score.split_ten)
     ctx = SimContext(pool.target, examples, explanation, False)
-    return [round(v, 4) for v in sim.predict(llm.client, ctx, pool.texts, seed=0, store=llm.store).values]
+    values = [round(v, 4) for v in sim.predict(llm.client, ctx, pool.texts, seed=0, store=llm.store).values]
+    if llm.checkpoint is not None:
+        llm.checkpoint()  # recording: an interruption loses at most this explanation's pool
+    return values
 
 
 def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool = True) -> dict:

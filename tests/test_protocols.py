@@ -1,0 +1,167 @@
+"""Property tests of the scoring protocols' selection rules (vse.protocols).
+
+The protocols are pure functions of (values, n, rng), so every rule in the module docstring is
+checked over generated value lists (with many ties, since scaled values are small integers)
+and generated pass sizes. Settings come from the repo's profile in tests/conftest.py.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vse.protocols import PROTOCOLS, heldout_shown, heldout_top, ranks, select
+
+# Small integers make ties common (the scaled values are 0..10); floats cover the general case.
+values_st = st.lists(
+    st.one_of(st.integers(-3, 10).map(float), st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)),
+    min_size=1,
+    max_size=120,
+).map(np.array)
+n_st = st.integers(1, 150)
+seed_st = st.integers(0, 2**32 - 1)
+shown_st = st.integers(1, 40)
+
+
+def rank_of(values):
+    """Position of each index in `ranks(values)` (0 = highest)."""
+    r = np.empty(len(values), dtype=int)
+    r[ranks(values)] = np.arange(len(values))
+    return r
+
+
+# ----------------------------------------------------------------------------- ranks
+
+
+@given(values_st)
+def test_ranks_are_descending_with_ties_by_lower_index(values):
+    order = ranks(values)
+    # A permutation: every index exactly once.
+    assert sorted(order.tolist()) == list(range(len(values)))
+    for a, b in zip(order[:-1], order[1:]):
+        # Highest first; equal values keep index order (the tie rule everything else relies on).
+        assert values[a] > values[b] or (values[a] == values[b] and a < b)
+
+
+# ----------------------------------------------------------------------------- uniform
+
+
+@given(values_st, n_st, seed_st)
+def test_uniform_is_n_distinct_indices_in_range(values, n, seed):
+    sel = select("uniform", values, n, np.random.default_rng(seed))
+    assert len(sel) == min(n, len(values))
+    assert len(set(sel.tolist())) == len(sel)  # no item predicted twice in one pass
+    assert all(0 <= i < len(values) for i in sel.tolist())
+
+
+# ----------------------------------------------------------------------------- top-and-random
+
+
+@given(values_st, n_st, seed_st)
+def test_top_and_random_holds_the_top_half_and_no_duplicates(values, n, seed):
+    sel = select("top-and-random", values, n, np.random.default_rng(seed))
+    k = min(n, len(values))
+    assert len(sel) == k
+    assert len(set(sel.tolist())) == len(sel)
+    assert all(0 <= i < len(values) for i in sel.tolist())
+    # Exactly the n//2 highest ranks (ties by lower index) are always in the pass.
+    top = set(ranks(values)[: k // 2].tolist())
+    assert top <= set(sel.tolist())
+
+
+def test_top_and_random_top_uses_the_tie_rule():
+    # Five tied maxima: the two "highest" are indices 0 and 1 (lower index first), on every seed.
+    values = np.array([5.0, 5.0, 5.0, 5.0, 5.0] + [0.0] * 20)
+    for seed in range(20):
+        sel = set(select("top-and-random", values, 4, np.random.default_rng(seed)).tolist())
+        assert {0, 1} <= sel
+
+
+# ----------------------------------------------------------------------------- held out
+
+
+@given(values_st, n_st, seed_st, shown_st)
+def test_heldout_never_selects_a_shown_item(values, n, seed, n_shown):
+    sel = select("top-and-random-heldout", values, n, np.random.default_rng(seed), n_shown=n_shown)
+    shown = set(heldout_shown(values, n_shown).tolist())
+    # The whole point of the protocol: recalling what the explainer saw earns nothing.
+    assert not (set(sel.tolist()) & shown)
+    assert len(set(sel.tolist())) == len(sel)
+    assert len(sel) <= min(n, len(values))
+
+
+@given(values_st, n_st, seed_st, shown_st)
+def test_heldout_takes_only_odd_ranks_from_the_top(values, n, seed, n_shown):
+    sel = select("top-and-random-heldout", values, n, np.random.default_rng(seed), n_shown=n_shown)
+    k = min(n, len(values))
+    r = rank_of(values)
+    top_region = 2 * max(n_shown, k // 2)
+    for i in sel.tolist():
+        # Within the top block, only never-shown odd ranks; below it, anything.
+        if r[i] < top_region:
+            assert r[i] % 2 == 1, (i, r[i])
+    # The held-out top (odd ranks 1, 3, ... of the top) is always in the pass.
+    assert set(ranks(values)[1 : 2 * (k // 2) : 2].tolist()) <= set(sel.tolist())
+
+
+@given(values_st, st.integers(1, 60))
+def test_heldout_top_is_odd_ranks(values, n_top):
+    r = rank_of(values)
+    got = heldout_top(values, n_top)
+    assert all(r[i] % 2 == 1 for i in got.tolist())
+    assert len(got) == min(n_top, len(values) // 2)
+    # Disjoint from what the explainer was shown, for the same number of pairs.
+    assert not (set(got.tolist()) & set(heldout_shown(values, n_top).tolist()))
+
+
+# ----------------------------------------------------------------------------- shown pairs
+
+
+@given(values_st, shown_st)
+def test_heldout_shown_is_even_ranks_ascending(values, n_shown):
+    shown = heldout_shown(values, n_shown)
+    r = rank_of(values)
+    assert all(r[i] % 2 == 0 for i in shown.tolist())
+    # Exactly ranks 0, 2, ..., up to the top 2 x n_shown (or as many as exist).
+    assert sorted(r[shown].tolist()) == list(range(0, min(2 * n_shown, len(values)), 2))
+    # Ascending by value: the explainer prompt lists pairs low to high.
+    assert np.all(np.diff(values[shown]) >= 0)
+
+
+def test_heldout_shown_exact_small_case():
+    values = np.array([0.1, 0.9, 0.5, 0.7, 0.3])  # ranks: 1, 3, 2, 4, 0
+    assert heldout_shown(values, 2).tolist() == [2, 1]  # ranks 0 and 2, ascending by value
+    assert heldout_top(values, 2).tolist() == [3, 4]  # ranks 1 and 3
+
+
+# ----------------------------------------------------------------------------- all, seeds, errors
+
+
+@given(values_st, n_st, seed_st)
+def test_all_is_every_index_once(values, n, seed):
+    sel = select("all", values, n, np.random.default_rng(seed))
+    assert sorted(sel.tolist()) == list(range(len(values)))
+
+
+@given(values_st, n_st, seed_st, st.sampled_from(PROTOCOLS))
+def test_same_seed_same_selection(values, n, seed, protocol):
+    a = select(protocol, values, n, np.random.default_rng(seed), n_shown=5)
+    b = select(protocol, values, n, np.random.default_rng(seed), n_shown=5)
+    assert a.tolist() == b.tolist()
+
+
+def test_different_seeds_differ_somewhere():
+    # Guards against a selection that ignores the rng (then every seed would agree).
+    values = np.arange(200, dtype=float)
+    for protocol in ("uniform", "top-and-random", "top-and-random-heldout"):
+        picks = {tuple(sorted(select(protocol, values, 20, np.random.default_rng(s), n_shown=5).tolist())) for s in range(5)}
+        assert len(picks) > 1, protocol
+
+
+def test_bad_protocol_and_n_are_refused():
+    with pytest.raises(ValueError, match="not one of"):
+        select("top", np.arange(5.0), 3, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="at least 1"):
+        select("uniform", np.arange(5.0), 0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="nan"):
+        select("uniform", np.array([1.0, np.nan]), 1, np.random.default_rng(0))
