@@ -174,6 +174,19 @@ def test_split_ten_in_the_negative_branch():
     assert r.value == pytest.approx(-10.0)
 
 
+def test_split_ten_negative_branch_threshold_is_of_the_whole_number_mass():
+    # "-1" carries 0.1 x 0.3 = 3% of the number mass: below the 5% threshold, so no call, even
+    # though "1" is 30% of the "-" branch on its own.
+    tree = Tree({"": {"-": L(0.1), "5": L(0.9)}, "-": {"1": L(0.3), "5": L(0.7)}, "-1": {"0": 0.0}})
+    r = read_value(tree, signed=True, split_ten=True, threshold=0.05)
+    assert tree.asked == ["", "-"]
+    assert r.value == pytest.approx(0.9 * 5 + 0.1 * -(0.3 * 1 + 0.7 * 5))
+    # With more mass on "-" the same branch is worth reading.
+    tree = Tree({"": {"-": L(0.5), "5": L(0.5)}, "-": {"1": L(0.3), "5": L(0.7)}, "-1": {"0": 0.0}})
+    read_value(tree, signed=True, split_ten=True, threshold=0.05)
+    assert tree.asked == ["", "-", "-1"]
+
+
 # ----------------------------------------------------------------------------- choosing a simulator
 
 

@@ -117,11 +117,13 @@ def read_value(after: Callable[[str], Mapping[str, float] | None], *, signed: bo
     """
     unresolved = 0
 
-    def magnitude(prefix: str, dist: dict[int, float], total: float) -> float:
+    def magnitude(prefix: str, dist: dict[int, float], total: float, share: float = 1.0) -> float:
+        # share: the branch's part of the whole number mass ("-" branch: P("-")), so "-1" is
+        # followed only when it carries `threshold` of the number mass, as documented above.
         nonlocal unresolved
         q = 0.0
         p1 = dist.get(1, 0.0)
-        if split_ten and p1 / total >= threshold:
+        if split_ten and share * p1 / total >= threshold:
             top = after(prefix + "1")
             if top is None:
                 unresolved += 1
@@ -147,10 +149,10 @@ def read_value(after: Callable[[str], Mapping[str, float] | None], *, signed: bo
             top = after("-")
             ndist = _digit_dist(top) if top else {}
             if top is None or not ndist:
-                unresolved += top is None
+                unresolved += 1  # no magnitude read (no reply, or no digit in it): UNREAD_NEGATIVE stands
             else:
                 ntotal = sum(ndist.values())
-                neg = -magnitude("-", ndist, ntotal) / ntotal
+                neg = -magnitude("-", ndist, ntotal, p_minus / total) / ntotal
         ev += p_minus * neg
     return ValueReading(ev / total, unresolved)
 
