@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 from vse import seeds
 from vse.explain import ExplainConfig, FewShotNeuron, explain
 from vse.llm.client import ClientConfig, LLMClient
-from vse.neurons import KINDS, TARGET_KINDS, clip_dissect_label, fewshot_explanations, load_target
+from vse.neurons import FIXTURES, KINDS, TARGET_KINDS, Source, clip_dissect_label, fewshot_explanations, load_target
 from vse.records import ExplanationRecord, Provenance, ScoreRecord, prompts_hash
 from vse.score import ScoreConfig
 from vse.score import score_explanation as _score
@@ -42,6 +42,9 @@ TARGET_HELP = {
 }
 #: The next layer of each layer that has weight-clip fixtures (whose units the weights reach).
 NEXT_LAYER = {"_blocks.15": "_conv_head"}
+#: Layers with hand-labelled few-shot neurons (vse/fewshot/), and the one used for any other layer.
+FEWSHOT_LAYERS = {("efficientnet_lite0", "_conv_head"), ("efficientnet_lite0", "_blocks.15")}
+FEWSHOT_FALLBACK = ("efficientnet_lite0", "_conv_head")
 #: What the local llama.cpp server reports as its model id (`vse llm serve` sets this alias).
 LOCAL_ALIAS_SUFFIX = ".gguf"
 
@@ -125,6 +128,11 @@ def fewshot_neurons(neuron: str, kind: str, polarity: str = "positive", *, next_
     """
     model, layer, _ = parse_neuron_id(neuron)
     shown = "both" if polarity == "both" else "positive"
+    if (model, layer) not in FEWSHOT_LAYERS:
+        # No hand-labelled neurons for this layer: EfficientNet-Lite0's last hidden layer's serve
+        # as worked examples (from the fixtures). They show the format and the kind of answer;
+        # they need not come from the same network.
+        model, layer = FEWSHOT_FALLBACK
     return [
         FewShotNeuron(load_target(f"{model}/{layer}/{unit}", kind, shown, next_explanations=next_explanations), text)
         for unit, text in fewshot_explanations(model, layer, kind)
@@ -180,6 +188,7 @@ def explain_neuron(
     seed: int = 0,
     next_explanations: Mapping[int, str] | None = None,
     progress: bool = True,
+    source: Source = FIXTURES,
 ) -> list[ExplanationRecord]:
     """N explanations of a neuron by one method (clip-dissect: its single label)."""
     _check(neuron, method, polarity)
@@ -192,7 +201,7 @@ def explain_neuron(
     if method == "weight-explanation" and next_explanations is None:
         units = _weight_explanation_units(neuron, polarity, config.n_pairs)
         next_explanations = next_layer_explanations(neuron, llm=llm, units=units, seed=seed, progress=progress)
-    target = load_target(neuron, method, polarity, next_explanations=next_explanations)
+    target = load_target(neuron, method, polarity, next_explanations=next_explanations, source=source)
     fewshot = fewshot_neurons(neuron, method, polarity, next_explanations=next_explanations)
     prov = llm.provenance([f.target.neuron for f in fewshot], seed)
     records = []
@@ -215,6 +224,7 @@ def score_explanation(
     seed: int = 0,
     progress: bool = True,
     checkpoint=None,
+    source: Source = FIXTURES,
 ) -> ScoreRecord:
     """Score any explanation on a target kind of a neuron with Algorithm 1 (see vse.score)."""
     parse_neuron_id(neuron)
@@ -225,7 +235,7 @@ def score_explanation(
     config = config or ScoreConfig(api=llm.api)
     if config.api != llm.api:
         config = ScoreConfig(**{**config.__dict__, "api": llm.api})
-    scored = load_target(neuron, target, polarity)
+    scored = load_target(neuron, target, polarity, source=source)
     fewshot = fewshot_neurons(neuron, target, polarity)
     result = _score(llm.client, explanation, scored, fewshot, config, seed=seed, store=llm.store, progress=progress, checkpoint=checkpoint)
     prov = llm.provenance([f.target.neuron for f in fewshot], seed, simulator=config.mode, protocol=config.label)

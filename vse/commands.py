@@ -56,6 +56,7 @@ def _write_jsonl(path: Path | None, records: list) -> None:
 
 
 def _llm_options(f):
+    f = click.option("--probe", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="A folder of captioned images: compute the pairs with the model itself (any registered model; cached under .vse-cache/) instead of reading the fixtures.")(f)
     f = click.option("--port", type=int, default=None, help="Port for the local server started when no endpoint is named (default: any free port).")(f)
     f = click.option("--replay", is_flag=True, help="Replay the cassette offline instead of calling the LLM (no network, no key).")(f)
     f = click.option("--cassette", type=click.Path(dir_okay=False, path_type=Path), default=None, help=f"Where live calls are recorded (default: {DEFAULT_CASSETTES}/NEURON__VERB.json.gz).")(f)
@@ -84,12 +85,13 @@ stamps). One JSONL record per explanation goes to --out, with how it was made (p
 @click.option("--n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="Explanations to draw (best of N is picked by `vse score`).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append one JSONL record per explanation here.")
 @_llm_options
-def explain(neuron, method, polarity, n, out, seed, base_url, model, api, cassette, replay, port):
+def explain(neuron, method, polarity, n, out, seed, base_url, model, api, cassette, replay, port, probe):
     from vse.api import explain_neuron
+    from vse.neurons import Source
 
     cassette = cassette or DEFAULT_CASSETTES / f"{_slug(neuron)}__explain-{method}-{polarity}-{api}.json.gz"
     with _llm(base_url, model, api, cassette, replay, port) as llm:
-        records = explain_neuron(neuron, method, llm=llm, n=n, polarity=polarity, seed=seed, progress=sys.stderr.isatty())
+        records = explain_neuron(neuron, method, llm=llm, n=n, polarity=polarity, seed=seed, progress=sys.stderr.isatty(), source=Source(probe) if probe else Source())
     for r in records:
         seed_txt = "" if r.seed is None else f" (seed {r.seed})"
         click.echo(f"{r.neuron} [{r.method}, {r.polarity}]{seed_txt}: the main thing this neuron does is find {r.explanation}")
@@ -123,8 +125,9 @@ Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""
 @click.option("--max-passes", type=click.IntRange(min=3), default=15, show_default=True, help="Algorithm 1's cap on passes.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append one JSONL record per scored explanation here.")
 @_llm_options
-def score(neuron, target, explanation, from_file, polarity, protocol, prior_corrected, mode, n_items, max_passes, out, seed, base_url, model, api, cassette, replay, port):
+def score(neuron, target, explanation, from_file, polarity, protocol, prior_corrected, mode, n_items, max_passes, out, seed, base_url, model, api, cassette, replay, port, probe):
     from vse.api import score_explanation
+    from vse.neurons import Source
     from vse.records import ExplanationRecord
     from vse.score import ScoreConfig
     from vse.stats import StopRule
@@ -150,7 +153,7 @@ def score(neuron, target, explanation, from_file, polarity, protocol, prior_corr
     records = []
     with _llm(base_url, model, api, cassette, replay, port) as llm:
         for text, method, e_seed, pol in todo:
-            rec = score_explanation(neuron, text, target, llm=llm, config=config, polarity=polarity, method=method, explanation_seed=e_seed, seed=seed, progress=sys.stderr.isatty())
+            rec = score_explanation(neuron, text, target, llm=llm, config=config, polarity=polarity, method=method, explanation_seed=e_seed, seed=seed, progress=sys.stderr.isatty(), source=Source(probe) if probe else Source())
             records.append(rec)
             click.echo(f"{rec.line()}  [{method}] {text}")
     if len(records) > 1:

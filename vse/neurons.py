@@ -8,15 +8,20 @@ Kinds:
   explanations (only the units that have one).
 - ``caption-activation``: activations on the probe images, their captions as texts.
 
-Data come from the committed fixtures (numpy only, no model). Each matrix is read once per
+Data come from the committed fixtures (numpy only, no model), or, with a `Source` naming a probe
+folder, from any registered model computed through `vse.vision` and cached on disk under a key
+of (model, layer, kind, probe set), so a second run starts at once. Each matrix is read once per
 process (`functools.lru_cache`), however many neurons or targets a run loads.
 """
 
 from __future__ import annotations
 
 import json
+import hashlib
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -27,6 +32,71 @@ from vse.vision import fixtures
 KINDS = ("caption-activation", "weight-label", "weight-clip", "weight-explanation")
 #: The kinds a neuron can be scored on (a weight-explanation target would need every next unit explained).
 TARGET_KINDS = ("caption-activation", "weight-label", "weight-clip")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a neuron's pairs come from.
+
+    probe: a folder of images with captions (sidecar ``<stem>.txt``, ``captions.tsv`` or
+        ``captions.json``); None = the committed fixtures.
+    cache_dir: where computed matrices are kept (key: model, layer, kind, probe set).
+    """
+
+    probe: Path | None = None
+    cache_dir: Path = Path(".vse-cache")
+
+
+FIXTURES = Source()
+
+
+def _probe_key(probe: Path) -> str:
+    """The probe set's identity: its files' relative paths, sizes and mtimes (not its location)."""
+    files = sorted(p for p in probe.rglob("*") if p.is_file())
+    blob = "\n".join(f"{p.relative_to(probe).as_posix()}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}" for p in files)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
+def _live_matrix(model: str, layer: str, kind: str, probe: Path, cache_dir: Path) -> tuple[tuple[str, ...], np.ndarray]:
+    """(texts, raw [units, items]) computed from a live model, cached on disk."""
+    import json as _json
+
+    if kind not in ("weight-label", "caption-activation"):
+        raise ValueError(f"{kind} pairs need the next layer's labels (CLIP-Dissect or explanations): with --probe only weight-label and caption-activation are computed")
+    key = f"{model}__{layer}__{kind}" + (f"__{probe.name}-{_probe_key(probe)}" if kind == "caption-activation" else "")
+    path = cache_dir / f"{key}.npz"
+    if path.exists():
+        data = np.load(path, allow_pickle=False)
+        return tuple(_json.loads(str(data["texts"]))), np.asarray(data["raw"], dtype=np.float64)
+    from vse.vision.models import load_model
+
+    loaded = load_model(model)
+    if kind == "weight-label":
+        from vse.vision.weights import weights_to
+
+        raw = np.asarray(weights_to(loaded, layer).weights, dtype=np.float64)
+        texts = tuple(loaded.class_names)
+    else:
+        from vse.vision.activations import extract_activations
+        from vse.vision.datasets import load_folder
+
+        probe_set = load_folder(probe)
+        missing = [it.id for it in probe_set.items if not it.caption]
+        if missing:
+            raise ValueError(f"{len(missing)} images of {probe} have no caption (first: {missing[0]}): add <stem>.txt sidecars or a captions.tsv")
+        result = extract_activations(loaded, probe_set, [layer])
+        captions = {it.id: it.caption for it in probe_set.items}
+        texts = tuple(captions[i] for i in result.image_ids)
+        raw = np.asarray(result.activations[layer], dtype=np.float64).T
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    from vse.atomic import write_atomic
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, texts=np.array(_json.dumps(list(texts))), raw=raw.astype(np.float32))
+    write_atomic(path, buf.getvalue())
+    return texts, raw
 
 
 @lru_cache(maxsize=None)
@@ -43,7 +113,7 @@ def _matrix(model: str, layer: str, kind: str) -> tuple[tuple[str, ...], np.ndar
             acts, _ids = fixtures.load_activations(layer)
             return tuple(p["caption"] for p in fixtures.load_probe()), np.asarray(acts, dtype=np.float64).T
     except FileNotFoundError:
-        raise FileNotFoundError(f"no {kind} fixtures for {model}/{layer} (committed: weight-label for _conv_head and _blocks.15, weight-clip for _blocks.15, caption-activation for _conv_head and _blocks.15)") from None
+        raise FileNotFoundError(f"no {kind} fixtures for {model}/{layer} (committed: efficientnet_lite0 weight-label for _conv_head and _blocks.15, weight-clip for _blocks.15, caption-activation for _conv_head and _blocks.15); for another model or layer pass --probe DIR") from None
     raise ValueError(f"unknown pair kind {kind!r}; known: {', '.join(KINDS)}")
 
 
@@ -51,14 +121,17 @@ def layer_width(model: str, layer: str, kind: str = "weight-label") -> int:
     return _matrix(model, layer, kind)[1].shape[0]
 
 
-def load_target(neuron: str, kind: str, polarity: str = "positive", *, next_explanations: Mapping[int, str] | None = None) -> Target:
-    """A neuron's full list of pairs of one kind.
+def load_target(neuron: str, kind: str, polarity: str = "positive", *, next_explanations: Mapping[int, str] | None = None, source: Source = FIXTURES) -> Target:
+    """A neuron's full list of pairs of one kind (from `source`: the fixtures by default).
 
     ``next_explanations`` (kind ``weight-explanation`` only): explanations of next-layer units by
     unit index; the target keeps the units that have one.
     """
     model, layer, unit = parse_neuron_id(neuron)
-    texts, raw = _matrix(model, layer, kind)
+    if source.probe is not None:
+        texts, raw = _live_matrix(model, layer, kind, Path(source.probe).resolve(), Path(source.cache_dir))
+    else:
+        texts, raw = _matrix(model, layer, kind)
     if not 0 <= unit < raw.shape[0]:
         raise ValueError(f"{neuron}: unit {unit} out of range; {layer} has {raw.shape[0]} units")
     values = raw[unit]
