@@ -13,7 +13,7 @@ scored on; a *pass* is one simulation of a set of items; a *protocol* chooses a 
 from __future__ import annotations
 
 import hashlib
-import inspect
+import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -21,10 +21,28 @@ from vse import __version__
 
 
 def prompts_hash() -> str:
-    """sha256 (first 16 hex digits) of the prompt templates' source: changes when any wording does."""
-    from vse import prompts
+    """sha256 (first 16 hex digits) of every prompt builder's output on a fixed example.
 
-    return hashlib.sha256(inspect.getsource(prompts).encode("utf-8")).hexdigest()[:16]
+    It changes exactly when the text a model is sent changes (any kind, either API), and not when
+    a comment in the code does.
+    """
+    from vse import prompts as P
+
+    ex = [P.Example("1", (P.Pair("a", 0), P.Pair("b", 10)), "things")]
+    pairs = [P.Pair("c", 3)]
+    rendered = []
+    for kind in sorted(P.KINDS):
+        for signed in (False, True):
+            rendered += [
+                P.explain_prompt(kind, ex, "2", pairs, signed=signed),
+                P.explain_messages(kind, ex, "2", pairs, signed=signed),
+                P.simulate_list_prompt(kind, ex, P.TARGET_NAME, "e", ["c"], signed=signed),
+                P.simulate_one_prompt(P.simulate_one_prefix(kind, ex, P.TARGET_NAME, "e", signed=signed), "c"),
+                P.simulate_echo_prompt(kind, ex, P.TARGET_NAME, "e", ["c"], signed=signed),
+                P.simulate_one_messages(kind, ex, "e", "c", signed=signed),
+                P.simulate_list_messages(kind, ex, "e", ["c"], signed=signed),
+            ]
+    return hashlib.sha256(json.dumps(rendered, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
