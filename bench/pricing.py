@@ -1,7 +1,7 @@
 """Benchmark: dry-run estimate vs the real usage of the recorded experiment, and the paper's formula.
 
-The requests are the recorded run's own (``cassettes/weight-label-one-neuron``), i.e. exactly what
-the prompt builders produced; the real usage is ``results/weight-label-one-neuron/config.json``.
+The requests are the recorded run's own (the issue-3 recording, ``bench/data/issue3-unit1089.json.gz``), i.e. exactly what
+the prompt builders produced; the real usage is ``bench/data/issue3-unit1089-config.json``.
 CHARS_PER_TOKEN was fitted on this very cassette, so the total agrees by construction; the
 held-out check (fit on even requests, predict odd) and the per-request errors say how far it carries.
 
@@ -20,8 +20,8 @@ from vse.llm.cassettes import GzipJsonPersister, _JsonSerializer
 from vse.pricing import CHARS_PER_TOKEN, dry_run, estimate_tokens, paper_cost
 
 REPO = Path(__file__).resolve().parents[1]
-CASSETTE = REPO / "cassettes/weight-label-one-neuron/efficientnet_lite0___conv_head__1089.json.gz"
-CONFIG = REPO / "results/weight-label-one-neuron/config.json"
+CASSETTE = REPO / "bench/data/issue3-unit1089.json.gz"
+CONFIG = REPO / "bench/data/issue3-unit1089-config.json"
 
 
 def main(argv=None) -> int:

@@ -20,12 +20,14 @@ import sys
 import time
 from dataclasses import replace
 
-from vse.experiments import evaluation_units, fewshot_neurons, get_experiment, load_target
-from vse.explain import explain
+from vse.api import LLM, explain_neuron, fewshot_neurons
+from vse.explain import ExplainConfig
 from vse.llm.client import ClientConfig, LLMClient
+from vse.neurons import load_target
 from vse.prompts import EXPLANATION_PREFIX
-from vse.score import SimulateConfig, score_explanation
-from vse.simulate import MODES, SimulationError
+from vse.score import ScoreConfig, score_explanation
+from vse.simulate import SimulationError
+from vse.simulators import MODES
 from vse.stats import StopRule
 
 
@@ -33,17 +35,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base-url", help="use this server instead of starting the local one")
     ap.add_argument("--port", type=int, default=0, help="port for the local server (0: any free port)")
-    ap.add_argument("--experiment", default="weight-label-one-neuron")
+    ap.add_argument("--neuron", default="efficientnet_lite0/_conv_head/903", help="a dev neuron by default (never evaluated)")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--max-passes", type=int, default=10, help="Algorithm 1's cap for every mode")
     ap.add_argument("--echo-max-passes", type=int, default=3, help="cap for echo (about 0.3 s per prompt token on 2 CPU cores)")
     ap.add_argument("--explanation", help="explanation to score (default: generate one with seed 0)")
     args = ap.parse_args()
 
-    exp = get_experiment(args.experiment)
-    unit = evaluation_units(exp)[0]
-    target = load_target(exp.model, exp.layer, unit, exp.explain_kind)
-    fewshot = fewshot_neurons(exp, exp.explain_kind)
+    target = load_target(args.neuron, "weight-label")
+    fewshot = fewshot_neurons(args.neuron, "weight-label")
+    base = ScoreConfig(n_fewshot_pairs=25)
 
     with contextlib.ExitStack() as stack:
         base_url = args.base_url
@@ -53,19 +54,20 @@ def main() -> int:
             base_url = stack.enter_context(LocalServer(assemble_model(), port=args.port, logits_all=True)).base_url
         text = args.explanation
         if text is None:
-            text = explain(LLMClient(ClientConfig(base_url=base_url)), target, fewshot, exp.explain, seed=0).text
+            llm = LLM.from_client(LLMClient(ClientConfig(base_url=base_url)))
+            text = explain_neuron(args.neuron, "weight-label", llm=llm, config=ExplainConfig())[0].explanation
         print(f"neuron {target.neuron}; explanation: {EXPLANATION_PREFIX} {text}", flush=True)
-        print(f"pairs: {exp.simulate.n_items} target items a pass, {exp.simulate.n_fewshot_pairs} pairs for each of {len(fewshot)} few-shot neurons ({exp.simulate.fewshot_strategy})\n", flush=True)
+        print(f"pairs: {base.n_items} target items a pass, {base.n_fewshot_pairs} pairs for each of {len(fewshot)} few-shot neurons\n", flush=True)
         rows = []
         for mode in args.modes.split(","):
             cap = args.echo_max_passes if mode == "echo" else args.max_passes
             # A cap below Algorithm 1's minimum of 3 lowers the minimum too (said in the row: it hits the cap).
-            config = replace(exp.simulate, mode=mode, stop=StopRule(min_runs=max(2, min(3, cap)), max_runs=cap))
+            config = replace(base, mode=mode, stop=StopRule(min_runs=max(2, min(3, cap)), max_runs=cap))
             client = LLMClient(ClientConfig(base_url=base_url, timeout_s=1800))
             start = time.perf_counter()
             try:
-                r = score_explanation(client, text, target, fewshot, config, seed=exp.seed)
-                outcome = f"{r.runs}{' (hit cap)' if r.hit_cap else ''}"
+                r = score_explanation(client, text, target, fewshot, config, seed=0)
+                outcome = f"{r.passes}{' (hit cap)' if r.hit_cap else ''}"
                 score = f"{r.mean:.1f} ± {r.half_width:.1f}"
                 failed = r.failed_passes
             except SimulationError as err:

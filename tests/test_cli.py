@@ -25,4 +25,4 @@ def test_reproduce_unknown_experiment_names_the_known_ones():
     result = CliRunner().invoke(main, ["reproduce", "--experiment", "nope"])
     assert result.exit_code == 2  # a usage error: one line on stderr, no traceback (see test_cli_errors.py)
     assert "unknown experiment 'nope'" in result.output
-    assert "weight-label-one-neuron" in result.output
+    assert "power-study" in result.output

@@ -16,7 +16,7 @@ from vse import run as run_module
 from vse.cli import main
 from vse.llm import client as client_module
 
-EXP = "weight-label-one-neuron"
+EXP = "chat-vs-completions-baseline"  # the smallest recorded experiment
 
 
 def invoke(*args: str, env: dict | None = None):

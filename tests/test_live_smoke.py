@@ -1,41 +1,37 @@
 """Live smoke test (`make smoke`, run by CI after the offline suite): the real local LLM server.
 
 Keeps the recorded path honest: the same prompt builders, client and parsers that made the
-cassettes must still work against a freshly started llama.cpp server. One explanation call
-and one one-item simulation pass over a few classes; every reply has to parse.
+cassettes must still work against a freshly started llama.cpp server, through both APIs. One
+explanation and one short scoring run per API, on a dev neuron (never evaluated); every reply
+has to parse.
 """
 
-import numpy as np
 import pytest
 
-from vse.experiments import evaluation_units, fewshot_neurons, get_experiment, load_target
-from vse.explain import ExplainConfig, explain
+from vse.api import LLM, explain_neuron, score_explanation
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.server import LocalServer, assemble_model
-from vse.score import SimulateConfig, draw_items, fewshot_examples, simulate_pass
+from vse.score import ScoreConfig
+from vse.stats import StopRule
 
 pytestmark = pytest.mark.live
+NEURON = "efficientnet_lite0/_conv_head/903"  # a prompt-development unit
 
 
 @pytest.fixture(scope="module")
-def client():
+def base_url():
     with LocalServer(assemble_model(), port=0) as server:
-        yield LLMClient(ClientConfig(base_url=server.base_url))
+        yield server.base_url
 
 
-def test_explain_and_simulate_against_the_real_server(client):
-    exp = get_experiment("weight-label-one-neuron")
-    unit = evaluation_units(exp)[0]
-    target = load_target(exp.model, exp.layer, unit, "weight-label")
-    fewshot = fewshot_neurons(exp, "weight-label")
-
-    explanation = explain(client, target, fewshot, ExplainConfig(), seed=0)
-    assert explanation.text and "\n" not in explanation.text
-
-    config = SimulateConfig(mode="one", n_items=5, n_fewshot_pairs=10)
-    rng = np.random.default_rng(0)
-    items, _ = draw_items(target, config.n_items, rng)
-    sim = simulate_pass(client, explanation.text, target, fewshot_examples(fewshot, config, rng), [target.texts[i] for i in items], config, seed=0)
-    assert len(sim.values) == 5
-    assert all(0.0 <= v <= 10.0 for v in sim.values)
-    assert client.usage.prompt_tokens > 0 and client.usage.completion_tokens > 0
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_explain_and_score_against_the_real_server(base_url, api):
+    llm = LLM.from_client(LLMClient(ClientConfig(base_url=base_url)), api)
+    assert llm.reported_model.endswith(".gguf") and llm.llm_file_sha256
+    [rec] = explain_neuron(NEURON, "weight-label", llm=llm)
+    assert rec.explanation and "\n" not in rec.explanation
+    config = ScoreConfig(n_items=5, n_fewshot_pairs=5, stop=StopRule(min_runs=2, max_runs=2))
+    scored = score_explanation(NEURON, rec.explanation, "weight-label", llm=llm, config=config, progress=False)
+    assert scored.passes == 2
+    assert all(0.0 <= v <= 10.0 for p in scored.details for v in p.predicted)
+    assert llm.client.usage.prompt_tokens > 0

@@ -53,8 +53,8 @@ def test_replay_writes_results_in_the_current_directory_without_importing_torch(
 
 def test_piped_stderr_gets_no_progress_bars(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", "from vse.cli import main; main(['reproduce'])"], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, "-c", "from vse.cli import main; main(['reproduce', '--experiment', 'chat-vs-completions-baseline'])"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "\x1b[" not in proc.stderr and "\r" not in proc.stderr  # no cursor moves, no redrawn bars
-    assert "## weight-label-one-neuron" in proc.stdout
+    assert "## chat-vs-completions-baseline" in proc.stdout

@@ -12,8 +12,9 @@ from vse.llm.cassettes import GzipJsonPersister, _JsonSerializer
 from vse.pricing import CHARS_PER_TOKEN, CHAT_TOKENS_PER_MESSAGE, dry_run, paper_cost
 
 REPO = Path(__file__).resolve().parents[1]
-CASSETTE = REPO / "cassettes/weight-label-one-neuron/efficientnet_lite0___conv_head__1089.json.gz"
-CONFIG = REPO / "results/weight-label-one-neuron/config.json"
+# The issue-3 recording (unit 1089, 3,190 calls), kept in bench/data/ as real traffic to measure on.
+CASSETTE = REPO / "bench/data/issue3-unit1089.json.gz"
+CONFIG = REPO / "bench/data/issue3-unit1089-config.json"
 
 
 @pytest.fixture(scope="module")

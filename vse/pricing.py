@@ -4,7 +4,7 @@ The caller feeds ``(endpoint, payload)`` pairs exactly as the prompt builders pr
 payloads `LLMClient` would POST); nothing is sent. Token counts are estimated from characters:
 no tokenizer for the recording model (Qwen2.5) is available offline, and one per target model
 would be needed anyway. The ratio `CHARS_PER_TOKEN` was measured on real traffic: over the 3,190
-requests of ``cassettes/weight-label-one-neuron`` the prompts hold 7,723,477 characters and the
+requests of the issue-3 recording (``bench/data/issue3-unit1089.json.gz``) the prompts hold 7,723,477 characters and the
 server billed 2,681,743 prompt tokens, 2.880 characters a token (per request 2.78 to 3.09,
 median 2.88; fitted on the even-numbered requests it predicts the odd ones' total within 0.01 %).
 It is lower than English prose's ~4 because these prompts are lists of short class names,
@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-#: Characters per prompt token, measured on the recorded weight-label-one-neuron cassette (see module doc).
+#: Characters per prompt token, measured on the issue-3 recording (bench/data/) (see module doc).
 CHARS_PER_TOKEN = 2.880
 #: Tokens a chat template adds per message (role markers, separators); Qwen's
 #: ``<|im_start|>role\n ... <|im_end|>\n`` is 5, OpenAI documents about 4.

@@ -14,7 +14,7 @@ from vse.llm.client import ClientConfig, LLMClient, encode_body
 from vse.llm.errors import CassetteMiss
 
 REPO = Path(__file__).resolve().parents[2]
-RECORDED = REPO / "cassettes" / "weight-label-one-neuron" / "efficientnet_lite0___conv_head__1089.json.gz"
+RECORDED = REPO / "bench" / "data" / "issue3-unit1089.json.gz"  # real recorded traffic
 FAILED_AT = {1, 2}  # output lines made to fail: a 500 and a line with an error
 
 
