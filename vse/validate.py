@@ -63,7 +63,7 @@ def item_sets(values: np.ndarray, pool: np.ndarray, rand: np.ndarray, n_top: int
     tr = sorted({where[int(i)] for i in top} | set(uniform))
     ho_random = [where[int(i)] for i in rand if int(i) not in shown and int(i) not in set(top.tolist())]
     ho = sorted({where[int(i)] for i in held} | set(ho_random))
-    return ItemSets(np.array(uniform), np.array(tr), np.array(ho))
+    return ItemSets(np.array(uniform, dtype=int), np.array(tr, dtype=int), np.array(ho, dtype=int))  # int even when empty: they index arrays
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,10 @@ def neurons_needed(diffs: np.ndarray, alpha: float = 0.01, limit: int = 10_000) 
     """Smallest n at which the measured effect (mean/sd of the paired differences) gives a
     one-sided t-test p < alpha; None when the effect is not positive."""
     d = np.asarray(diffs, dtype=float)
-    if d.size < 2 or d.std(ddof=1) == 0 or d.mean() <= 0:
+    if d.size < 2 or d.mean() <= 0:
         return None
+    if d.std(ddof=1) == 0:  # the same positive difference every time: significant from n = 2 (p = 0, as in `compare`)
+        return 2
     effect = d.mean() / d.std(ddof=1)
     for n in range(2, limit + 1):
         if effect * math.sqrt(n) > st.t.ppf(1 - alpha, n - 1):
