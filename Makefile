@@ -41,8 +41,11 @@ $(VENV)/.server-stamp: $(VENV)/.stamp
 test: venv
 	$(BIN)/python -m pytest -q -m "not live"
 
+# A replay that changes a committed result fails here with the diff (when run inside a git clone).
 reproduce: $(VENV)/.stamp-light
 	$(BIN)/vse reproduce
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git diff --exit-code --stat -- results || { echo "results/ differ from the committed ones (git diff results)"; exit 1; }; fi
 
 record: $(VENV)/.server-stamp
 	$(BIN)/vse reproduce --record
