@@ -1,4 +1,4 @@
-"""`vse label` with stand-ins for vse.api (the LLM core is being rewritten elsewhere)."""
+"""`vse label` with stand-ins for vse.api: the command's own plumbing, with no LLM."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ class _Rec:
 def api(monkeypatch):
     fake = types.SimpleNamespace(calls=Counter(), urls=Counter(), fail=set(), lock=threading.Lock())
 
-    def explain_neuron(neuron_id, method, *, client, n=1, polarity="positive"):
+    def explain_neuron(neuron_id, method, *, llm, n=1, polarity="positive", progress=True):
+        client = llm.client
         unit = int(neuron_id.rsplit("/", 1)[1])
         with fake.lock:
             fake.calls[unit] += 1
@@ -39,16 +40,18 @@ def api(monkeypatch):
         client.calls += n
         return [_Rec(neuron=neuron_id, method=method, explanation=f"{method} explanation {k} of {unit}") for k in range(n)]
 
-    def score_explanation(neuron_id, explanation, target, *, client):
+    def score_explanation(neuron_id, explanation, target, *, llm, progress=True):
+        client = llm.client
         client.usage = client.usage + Usage(50, 1)
         client.calls += 1
         return _Rec(neuron=neuron_id, explanation=explanation, target=target, score=42.0)
 
-    def plan_requests(neuron_id, method, *, n, score, target):
+    def plan_requests(neuron_id, method, *, n, score, target, api="completions"):
         for k in range(n + (3 if score else 0)):
             yield "completions", {"prompt": "x" * 288, "max_tokens": 10, "model": "local"}
 
     fake.explain_neuron, fake.score_explanation, fake.plan_requests = explain_neuron, score_explanation, plan_requests
+    fake.LLM = types.SimpleNamespace(from_client=lambda client, api="completions": types.SimpleNamespace(client=client, api=api))
     monkeypatch.setitem(__import__("sys").modules, "vse.api", fake)
     monkeypatch.setattr(vse, "api", fake, raising=False)
     return fake
@@ -82,7 +85,7 @@ def test_label_explains_scores_and_resumes(api, tmp_path):
 
 def test_failed_units_are_recorded_exit_1_and_retried(api, tmp_path):
     out = tmp_path / "l.jsonl"
-    args = ["m/_l", "--method", "x", "--units", "0:3", "--out", str(out), "--no-progress", "--base-url", "http://a/v1"]
+    args = ["m/_l", "--method", "weight-label", "--units", "0:3", "--out", str(out), "--no-progress", "--base-url", "http://a/v1"]
     api.fail = {1}
     r = CliRunner().invoke(label_cmd, args)
     assert r.exit_code == 1 and "failed 1" in r.output
@@ -94,7 +97,7 @@ def test_failed_units_are_recorded_exit_1_and_retried(api, tmp_path):
 
 def test_shard_and_default_out_name(api, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(label_cmd, ["m/_l", "--method", "x", "--units", "0:6", "--shard", "1/2", "--no-progress",
+    r = CliRunner().invoke(label_cmd, ["m/_l", "--method", "weight-label", "--units", "0:6", "--shard", "1/2", "--no-progress",
                                        "--base-url", "http://a/v1"])
     assert r.exit_code == 0, r.output
     out = tmp_path / "labels" / "m__l__x.shard1of2.jsonl"
@@ -113,10 +116,10 @@ def test_dry_run_prices_without_calling(api):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["nolayer", "--method", "x", "--units", "0:2"], "MODEL/LAYER"),
-    (["m/_l", "--method", "x", "--units", "5:3"], "0 <= A < B"),
-    (["m/_l", "--method", "x", "--units", "0:2", "--shard", "2/2"], "0 <= I < N"),
-    (["efficientnet_lite0/_conv_head", "--method", "x", "--units", "0:2000"], "1280 units"),
+    (["nolayer", "--method", "weight-label", "--units", "0:2"], "MODEL/LAYER"),
+    (["m/_l", "--method", "weight-label", "--units", "5:3"], "0 <= A < B"),
+    (["m/_l", "--method", "weight-label", "--units", "0:2", "--shard", "2/2"], "0 <= I < N"),
+    (["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:2000"], "1280 units"),
 ])
 def test_bad_arguments(args, message):
     r = CliRunner().invoke(label_cmd, args)

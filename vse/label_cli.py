@@ -50,23 +50,23 @@ def layer_width(model: str, layer: str) -> int | None:
         return None
 
 
-def make_work(model: str, layer: str, method: str, *, score: bool, target: str, n: int, client_for):
+def make_work(model: str, layer: str, method: str, *, score: bool, target: str, n: int, client_for, api: str = "completions"):
     """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``."""
 
     def work(unit: int, base_url: str) -> dict:
-        from vse import api  # the LLM core; lazily, so `vse label --help` and --dry-run need nothing more
+        from vse import api as vse_api  # the LLM core; lazily, so `vse label --help` and --dry-run need nothing more
 
         client = client_for(base_url)
         before, calls_before = client.usage, client.calls
         neuron = f"{model}/{layer}/{unit}"
-        llm = api.LLM.from_client(client)
-        explanations = api.explain_neuron(neuron, method, llm=llm, n=n, progress=False)
+        llm = vse_api.LLM.from_client(client, api)
+        explanations = vse_api.explain_neuron(neuron, method, llm=llm, n=n, progress=False)
         record = {"unit": unit, "neuron": neuron, "method": method,
                   "explanations": [e.to_json() for e in explanations]}
         if score:
             texts = [e.to_json()["explanation"] for e in explanations]
             record["target"] = target
-            record["scores"] = [api.score_explanation(neuron, t, target, llm=llm, progress=False).to_json() for t in texts]
+            record["scores"] = [vse_api.score_explanation(neuron, t, target, llm=llm, progress=False).to_json() for t in texts]
         # The client is this thread's own (per_thread), so the difference is this unit's cost.
         used = client.usage
         record["usage"] = {"prompt_tokens": used.prompt_tokens - before.prompt_tokens,
@@ -79,11 +79,12 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
 
 @click.command("label")
 @click.argument("model_layer", metavar="MODEL/LAYER")
-@click.option("--method", required=True, help="Explanation method (e.g. weight-label, activation-caption).")
+@click.option("--method", required=True, type=click.Choice(["caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect"]), help="Explanation method (see `vse explain --help`).")
+@click.option("--api", type=click.Choice(["completions", "chat"]), default="completions", show_default=True, help="The endpoint every call uses.")
 @click.option("--units", "units_spec", default=None, metavar="A:B", help="Units A..B-1 (default: the whole layer).")
 @click.option("--workers", default=1, show_default=True, help="Concurrent units (threads; one LLM client each).")
 @click.option("--score/--no-score", default=False, show_default=True, help="Also score each explanation.")
-@click.option("--target", default=None, help="What --score simulates (default: the method's own data).")
+@click.option("--target", default=None, type=click.Choice(["caption-activation", "weight-label", "weight-clip"]), help="What --score simulates (default: the method's own pairs; weight-label for clip-dissect and weight-explanation).")
 @click.option("--n", "n_explanations", default=1, show_default=True, help="Explanations per unit.")
 @click.option("--shard", default=None, metavar="I/N", help="Only units at positions p with p % N == I.")
 @click.option("--base-url", "base_urls", multiple=True,
@@ -93,7 +94,7 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and price without calling anything.")
 @click.option("--price-per-1k-tokens", "price", type=float, default=None, help="Price for --dry-run.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm bar on stderr.")
-def label_cmd(model_layer, method, units_spec, workers, score, target, n_explanations, shard, base_urls, out,
+def label_cmd(model_layer, method, api, units_spec, workers, score, target, n_explanations, shard, base_urls, out,
               dry_run, price, progress):
     """Label every unit of MODEL/LAYER (or --units A:B): one JSONL record per unit, written as it finishes."""
     model, sep, layer = model_layer.partition("/")
@@ -105,10 +106,10 @@ def label_cmd(model_layer, method, units_spec, workers, score, target, n_explana
         units = parse_units(units_spec, layer_width(model, layer))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    target = target or method
+    target = target or (method if method in ("caption-activation", "weight-label", "weight-clip") else "weight-label")
     if dry_run:
         _dry_run(model, layer, method, shard_units(units, shard_t), n=n_explanations, score=score, target=target,
-                 price=price)
+                 price=price, api=api)
         return
     from vse.llm.client import ClientConfig, LLMClient
 
@@ -117,7 +118,7 @@ def label_cmd(model_layer, method, units_spec, workers, score, target, n_explana
     if out is None:
         suffix = f".shard{shard_t[0]}of{shard_t[1]}" if shard_t else ""
         out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{suffix}.jsonl"
-    work = make_work(model, layer, method, score=score, target=target, n=n_explanations, client_for=client_for)
+    work = make_work(model, layer, method, score=score, target=target, n=n_explanations, client_for=client_for, api=api)
     summary = label_units(units, work, out=Path(out), workers=workers, base_urls=urls, shard=shard_t,
                           progress=progress)
     if not progress:
@@ -126,7 +127,7 @@ def label_cmd(model_layer, method, units_spec, workers, score, target, n_explana
         sys.exit(1)
 
 
-def _dry_run(model, layer, method, units, *, n, score, target, price) -> None:
+def _dry_run(model, layer, method, units, *, n, score, target, price, api="completions") -> None:
     """Price the run from `vse.api.plan_requests`, the requests the prompt builders would make."""
     from vse.pricing import dry_run, paper_cost
 
@@ -137,7 +138,7 @@ def _dry_run(model, layer, method, units, *, n, score, target, price) -> None:
 
     def requests():
         for unit in units:
-            yield from plan_requests(f"{model}/{layer}/{unit}", method, n=n, score=score, target=target)
+            yield from plan_requests(f"{model}/{layer}/{unit}", method, n=n, score=score, target=target, api=api)
 
     est = dry_run(requests(), price_per_1k=price)
     click.echo(f"dry run, {len(units)} units of {model}/{layer}, method {method}"
