@@ -100,7 +100,7 @@ def test_shard_and_default_out_name(api, tmp_path, monkeypatch):
     r = CliRunner().invoke(label_cmd, ["m/_l", "--method", "weight-label", "--units", "0:6", "--shard", "1/2", "--no-progress",
                                        "--base-url", "http://a/v1"])
     assert r.exit_code == 0, r.output
-    out = tmp_path / "labels" / "m__l__x.shard1of2.jsonl"
+    out = tmp_path / "labels" / "m__l__weight-label.shard1of2.jsonl"
     assert sorted(x["unit"] for x in _records(out)) == [1, 3, 5]
 
 
