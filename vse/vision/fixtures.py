@@ -10,14 +10,19 @@ Loaders (no torch, no pickle; ``root`` defaults to the repository's ``fixtures/`
 * :func:`load_activations` ``(layer, probe="tuxpaint", root=None) -> (activations [n_images, units] float32, image_ids)``
 * :func:`load_dissect` ``(layer="_conv_head", probe="tuxpaint", root=None) -> list[{"unit", "label", "score"}]``
 * :func:`load_run_record` ``(probe="tuxpaint", root=None) -> dict``
+* :func:`load_thumbnail` ``(i, probe="tuxpaint", root=None) -> PIL.Image`` (RGB, THUMB_SIZE square) and
+  :func:`load_thumbnails` ``(probe="tuxpaint", root=None) -> list[PIL.Image]``: probe image ``i`` (probe.json
+  / activation row order) as the model saw it, shrunk; read from the atlas ``thumbnails.png`` (PIL only)
 
 :func:`build_fixtures` regenerates everything from the real stamps and model (``vse fixtures``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +99,56 @@ def load_run_record(probe: str = DEFAULT_PROBE, root=None) -> dict:
     return json.loads(_file(root, probe, "run_record.json").read_text(encoding="utf-8"))
 
 
+# The thumbnails atlas: every probe image, in probe.json order, as a THUMB_SIZE square tile, row-major,
+# THUMB_COLUMNS tiles a row (700 images -> 28 x 25 tiles, 1344 x 1200 px). Tiles after the last image are white.
+THUMB_SIZE = 48
+THUMB_COLUMNS = 28
+THUMBNAILS_FILE = "thumbnails.png"
+# What the model saw (vse.vision.models: resize the padded square to 256, centre-crop 224), then shrunk.
+_MODEL_RESIZE, _MODEL_CROP = 256, 224
+
+
+@lru_cache(maxsize=4)
+def _atlas(path: str, mtime_ns: int):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        return img.convert("RGB")
+
+
+def _thumbnail_atlas(probe: str, root):
+    path = _file(root, probe, THUMBNAILS_FILE)
+    atlas = _atlas(str(path), path.stat().st_mtime_ns)
+    n = len(load_probe(probe, root))
+    rows = -(-n // THUMB_COLUMNS)
+    want = (THUMB_COLUMNS * THUMB_SIZE, rows * THUMB_SIZE)
+    if atlas.size != want:
+        raise ValueError(f"{path}: {atlas.size[0]}x{atlas.size[1]} px, expected {want[0]}x{want[1]} for {n} probe images "
+                         f"as {THUMB_SIZE} px tiles, {THUMB_COLUMNS} a row; regenerate with `vse fixtures`")
+    return atlas, n
+
+
+def _tile(atlas, i: int):
+    x, y = (i % THUMB_COLUMNS) * THUMB_SIZE, (i // THUMB_COLUMNS) * THUMB_SIZE
+    return atlas.crop((x, y, x + THUMB_SIZE, y + THUMB_SIZE))
+
+
+def load_thumbnail(i: int, probe: str = DEFAULT_PROBE, root=None):
+    """Probe image ``i`` (row ``i`` of the activations) as an RGB PIL image, ``THUMB_SIZE`` px square."""
+    atlas, n = _thumbnail_atlas(probe, root)
+    i = int(i)
+    if not 0 <= i < n:
+        raise IndexError(f"thumbnail {i} out of range: the {probe} probe set has {n} images")
+    return _tile(atlas, i)
+
+
+def load_thumbnails(probe: str = DEFAULT_PROBE, root=None) -> list:
+    """Every probe image's thumbnail, in probe.json (activation row) order."""
+    atlas, n = _thumbnail_atlas(probe, root)
+    return [_tile(atlas, i) for i in range(n)]
+
+
 # -- builder ------------------------------------------------------------------------------------
 def _write_json(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +195,44 @@ def build_probe_fixtures(loaded, out: Path, *, include_svg: bool = True, batch_s
     record.pop("uncaptioned", None)
     _write_json(d / "run_record.json", record)
     return record
+
+
+def thumbnail(img):
+    """A decoded probe image (RGB, padded square) as the model saw it, shrunk to ``THUMB_SIZE``: resized
+    to 256 and centre-cropped to 224 as in `vse.vision.models`, then shrunk with Lanczos (PIL only)."""
+    from PIL import Image
+
+    w, h = img.size
+    scale = _MODEL_RESIZE / min(w, h)
+    img = img.resize((max(_MODEL_RESIZE, round(w * scale)), max(_MODEL_RESIZE, round(h * scale))), Image.Resampling.BILINEAR)
+    left, top = (img.width - _MODEL_CROP) // 2, (img.height - _MODEL_CROP) // 2
+    img = img.crop((left, top, left + _MODEL_CROP, top + _MODEL_CROP))
+    return img.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
+
+
+def build_thumbnails(out: Path, *, stamps: Path | None = None, progress: bool = True) -> Path:
+    """``<probe>/thumbnails.png``: every image of probe.json (already built in ``out``), decoded exactly as
+    for the activations (`vse.vision.datasets.tuxpaint` settings: white background, padded square,
+    SVG at 512 px), shrunk by :func:`thumbnail`, tiled row-major. Deterministic bytes for a given
+    Pillow and cairosvg: no metadata, fixed zlib settings."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    from vse.vision.datasets import TUXPAINT_ROOT, open_image, tuxpaint
+
+    out = fixtures_root(out)
+    probe = load_probe(root=out)
+    settings = tuxpaint(stamps or TUXPAINT_ROOT, include_svg=True)  # the same decoding settings and root
+    rows = -(-len(probe) // THUMB_COLUMNS)
+    atlas = Image.new("RGB", (THUMB_COLUMNS * THUMB_SIZE, rows * THUMB_SIZE), (255, 255, 255))
+    for i, item in enumerate(tqdm(probe, desc="thumbnails", unit="img", disable=not progress)):
+        img = open_image(settings.root / item["id"], settings.background, settings.pad_square, settings.svg_size)
+        atlas.paste(thumbnail(img), ((i % THUMB_COLUMNS) * THUMB_SIZE, (i // THUMB_COLUMNS) * THUMB_SIZE))
+    path = out / DEFAULT_PROBE / THUMBNAILS_FILE
+    buf = io.BytesIO()
+    atlas.save(buf, format="PNG", optimize=True)  # PIL writes no text chunks, no time unless asked
+    path.write_bytes(buf.getvalue())
+    return path
 
 
 FIXTURE_TOP_K = 10  # soft-WPMI top_k for the 700-image probe set (the official 100 is for 50k images)
@@ -242,7 +335,7 @@ def build_weight_clip_fixtures(loaded, out: Path) -> list[Path]:
 
 
 def build_fixtures(out: str | Path | None = None, *, include_svg: bool = True, batch_size: int = 32,
-                   steps=("weights", "probe", "dissect", "weight_clip"), progress: bool = True) -> None:
+                   steps=("weights", "probe", "dissect", "weight_clip", "thumbnails"), progress: bool = True) -> None:
     """Regenerate fixtures/ from the real Tux Paint stamps and EfficientNet-Lite0 (see fixtures/README.md)."""
     from vse.vision.models import load_model
 
@@ -256,3 +349,5 @@ def build_fixtures(out: str | Path | None = None, *, include_svg: bool = True, b
         build_dissect_fixtures(out, progress=progress)
     if "weight_clip" in steps:
         build_weight_clip_fixtures(loaded, out)
+    if "thumbnails" in steps:
+        build_thumbnails(out, progress=progress)
