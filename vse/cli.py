@@ -53,6 +53,15 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
             # Progress bars only on a terminal: piped, tqdm's nested bars garble the log.
             table = run_experiment(get_experiment(name), record=record, client_config=config, progress=sys.stderr.isatty())
             click.echo(f"## {name}\n\n{table}")
+        # The HTML report and the top-image grids, derived from every results folder.
+        from vse.atomic import write_atomic
+        from vse.html import report_files
+        from vse.run import Paths
+
+        results = Paths().results
+        for rel, data in report_files(results).items():
+            write_atomic(results / rel, data)
+        click.echo(f"report: {results / 'report.html'}", err=True)
 
 
 # Sub-command groups live next to the code they drive; each module only imports heavy

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from vse.api import LLM, explain_neuron, score_explanation
 from vse.experiments import TableExperiment
-from vse.llm.cassettes import CASSETTE_SUFFIX, use_cassette
+from vse.llm.cassettes import CASSETTE_SUFFIX, save_now, use_cassette
 from vse.llm.client import ClientConfig, LLMClient, Usage
 from vse.neurons import draw_neurons
 from vse.records import ScoreRecord
@@ -68,7 +68,7 @@ class Opener:
             llm = LLM.from_client(client, self.api)
             # While recording, write the cassette after every pass: an interrupted recording
             # then resumes from the last finished pass instead of losing the neuron.
-            llm.checkpoint = cassette._save if self.record else None
+            llm.checkpoint = (lambda: save_now(cassette)) if self.record else None
             try:
                 yield llm
             finally:

@@ -315,3 +315,12 @@ def use_cassette(path: Path | str, *, record: bool = False) -> Iterator[Any]:
 def cassette_sizes(root: Path | str) -> dict[Path, int]:
     """Bytes on disk of every cassette under ``root``, by path (sorted), for a size budget."""
     return {p: p.stat().st_size for p in sorted(Path(root).rglob("*" + CASSETTE_SUFFIX)) if p.is_file()}
+
+
+def save_now(cassette: Any) -> None:
+    """Write a recording cassette to disk now (vcrpy saves only when the block exits).
+
+    The one place outside `_index_matching` that touches vcrpy internals (`Cassette._save`);
+    vcrpy is pinned in pyproject.toml for that reason.
+    """
+    cassette._save()
