@@ -5,18 +5,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vse.llm.client import Completion, TokenLogprob, Usage
+from vse.simulators import OneItemSimulator, SimContext
 from vse.simulate import (
     SimulationError,
     expected_value,
     number_distribution,
     parse_value_list,
     simulate_list,
-    simulate_one,
     value_slots,
     values_from_generated,
 )
 
 TEXTS = ["kite", "jellyfish", "crash helmet"]
+CTX = SimContext("weight-label", (), "kites")
 
 
 # ----------------------------------------------------------------------------- parser
@@ -206,8 +207,9 @@ def test_simulate_one_uses_shared_prefix_and_follows_up_on_one():
         return Completion("x", [TokenLogprob("x", 0.0, top)], Usage(10, 1), "length")
 
     client = FakeClient(answer)
-    sim = simulate_one(client, "PREFIX\n", ["kite", "jellyfish"])
-    assert [p for p, _ in client.prompts] == ["PREFIX\nkite\t", "PREFIX\nkite\t1", "PREFIX\njellyfish\t"]
+    sim = OneItemSimulator(split_ten=True).predict(client, CTX, ["kite", "jellyfish"], seed=0)
+    prefix = client.prompts[0][0].removesuffix("kite\t")
+    assert [p for p, _ in client.prompts] == [prefix + "kite\t", prefix + "kite\t1", prefix + "jellyfish\t"]
     assert all(kw["max_tokens"] == 1 and kw["logprobs"] == 20 for _, kw in client.prompts)
     assert sim.values[0] == pytest.approx(0.6 * (0.5 * 1 + 0.5 * 10))
     assert sim.values[1] == pytest.approx(7.0)
@@ -217,7 +219,7 @@ def test_simulate_one_uses_shared_prefix_and_follows_up_on_one():
 def test_simulate_one_without_numbers_raises():
     client = FakeClient(lambda p, kw: Completion("u", [TokenLogprob("unk", 0.0, {"unk": 0.0})], Usage(), "length"))
     with pytest.raises(SimulationError, match="no number"):
-        simulate_one(client, "P", ["kite"])
+        OneItemSimulator().predict(client, CTX, ["kite"], seed=0)
 
 
 def test_simulate_list_retries_then_succeeds_then_gives_up():

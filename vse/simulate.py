@@ -1,26 +1,19 @@
-"""Simulation: an LLM predicts a neuron's values from its explanation alone.
+"""Simulation's reply readers: parse sampled lists, read expected values from logprobs.
 
-Four ways to turn the model's output into predicted values (`MODES`):
+The simulators themselves (one item per call, whole lists, echo) live behind one interface in
+`vse.simulators`; this module holds what they share: `Simulation` (what a pass produced),
+`SimulationError`, the tolerant-but-strict list parser, the number-token distributions, and the
+list and echo calls.
 
-- ``list``: the paper's way. The model writes the whole filled list in one reply; we parse the
-  sampled integers. Small models drift (renamed, missing or extra lines), so a reply that does not
-  give exactly one integer per expected line, in order, is retried (with a fresh seed at a
-  non-zero temperature) and after ``max_retries`` recorded as a failure.
+- ``list``: the model writes the whole filled list in one reply; a reply that does not give
+  exactly one integer per expected line, in order, is retried (fresh seed, non-zero temperature)
+  and after ``max_retries`` recorded as a failure.
 - ``list-logprobs``: the same call with ``logprobs``; the prediction at each value slot is the
-  *expected value* under the model's distribution over number tokens (as OpenAI's
-  neuron-explainer does), which is smoother than the sampled integer.
-- ``one``: one item per call, ``max_tokens=1``; the few-shot prefix is byte-identical for every
-  item so the server reuses its cache and each call reads only the item. Small local models
-  follow this format far better than a whole list.
+  *expected value* over the number tokens (as OpenAI's neuron-explainer does). Where the model
+  wrote "1" the next position's distribution splits it between 1 and 10.
 - ``echo``: the list layout with placeholder values, sent once with ``echo`` so the server
-  returns prompt logprobs: every value slot is scored in one forward pass. Needs a server that
-  offers prompt logprobs (llama.cpp: started with ``--logits_all true``); slow on a CPU.
-
-Tokenizers that split "10" into "1","0" (Qwen, Llama) make the first token ambiguous between 1
-and 10. Where we can see the next token we use it: P(10) = P("1") * P("0" | "1"). In ``one`` mode
-a follow-up call asks for that next token when P("1") is large enough to matter; in
-``list-logprobs`` the next position's distribution is read when the model wrote "1"; in
-``echo`` no continuation is available and the mass on "1" counts as 1 (documented bias).
+  returns prompt logprobs: every value slot in one forward pass (llama.cpp: ``--logits_all
+  true``; slow on a CPU). No continuation is visible, so the mass on "1" counts as 1.
 """
 
 from __future__ import annotations
@@ -31,10 +24,6 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from vse.llm.client import LLMClient, TokenLogprob, Usage
-from vse.prompts import simulate_one_prompt
-
-MODES = ("one", "list", "list-logprobs", "echo")
-
 
 class SimulationError(ValueError):
     """A simulation reply could not be turned into values (after retries, where they apply)."""
@@ -160,34 +149,6 @@ class Simulation:
     usage: Usage = field(default_factory=Usage)
     retries: int = 0
     unresolved: int = 0
-
-
-def simulate_one(client: LLMClient, prefix: str, texts: Sequence[str], *, top_logprobs: int = 20, followup_threshold: float = 0.05) -> Simulation:
-    """One call per item on a shared prefix; expected value from the first generated token.
-
-    When the model puts at least ``followup_threshold`` of its number mass on "1", one more call
-    (prompt + "1", one token) reads P("0" | "1") to tell 1 from 10.
-    """
-    out = Simulation(values=[])
-    for text in texts:
-        prompt = simulate_one_prompt(prefix, text)
-        first = client.complete(prompt, max_tokens=1, temperature=0.0, logprobs=top_logprobs)
-        out.calls += 1
-        out.usage = out.usage + first.usage
-        if not first.tokens:
-            raise SimulationError(f"no logprobs returned for item {text!r}")
-        dist = number_distribution(first.tokens[0].top)
-        if not dist:
-            raise SimulationError(f"no number among the top {top_logprobs} tokens for item {text!r}: {sorted(first.tokens[0].top)[:8]}")
-        q = 0.0
-        if dist.get(1, 0.0) / sum(dist.values()) >= followup_threshold:
-            second = client.complete(prompt + "1", max_tokens=1, temperature=0.0, logprobs=top_logprobs)
-            out.calls += 1
-            out.usage = out.usage + second.usage
-            if second.tokens:
-                q = _prob_of(second.tokens[0].top, "0")
-        out.values.append(expected_value(dist, p_ten_given_one=q))
-    return out
 
 
 def value_slots(tokens: Sequence[TokenLogprob], start_offset: int = 0) -> list[int]:
