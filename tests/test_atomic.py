@@ -79,8 +79,10 @@ def test_plot_is_written_atomically(tmp_path, monkeypatch):
 
     seen = []
     monkeypatch.setattr(report, "write_atomic", lambda path, data: seen.append((path, data)))
-    record = {"neuron": "m/l/1", "target": "t", "method": "m", "explanation_seed": 0, "explanation": "x",
-              "scores": [1.0, 2.0], "mean": 1.5, "half_width": 0.5}
+    from vse.records import Provenance, ScoreRecord
+
+    record = ScoreRecord("m/l/1", "m", "x", 0, "t", "positive", 1.5, 0.5, 2, False, [1.0, 2.0], 0.5, 1.0, 1.0, 0, 0, 0, 0,
+                         Provenance("m", "completions", None, None, "h", (), 0))
     report.plot_scores([record], tmp_path / "scores.png", "title")
     assert seen and seen[0][0] == tmp_path / "scores.png" and seen[0][1].startswith(b"\x89PNG")
     assert not (tmp_path / "scores.png").exists()  # nothing written in place

@@ -150,7 +150,7 @@ def fake_server(monkeypatch, tmp_path, code: str, **kwargs) -> srv.LocalServer:
 def test_command_line():
     server = srv.LocalServer("/m.gguf", port=8123, n_ctx=2048, n_threads=4, logits_all=False, extra_args=("--verbose", "false"))
     assert server.base_url == "http://127.0.0.1:8123/v1"
-    assert server.command() == [sys.executable, "-m", "vse.llm.fastlogprobs", "--model", "/m.gguf", "--host", "127.0.0.1",
+    assert server.command() == [sys.executable, "-m", "vse.llm.fastlogprobs", "--model", "/m.gguf", "--model_alias", "m.gguf", "--host", "127.0.0.1",
                                 "--port", "8123", "--n_ctx", "2048", "--n_threads", "4", "--logits_all", "false",
                                 "--verbose", "false"]
 
