@@ -84,6 +84,15 @@ EXPERIMENTS: dict[str, TableExperiment | Study] = {
             targets=("weight-label",),
             score=_THREE_PASSES,
         ),
+        # Issue 8: the paper's per-pass few-shot draws on the same neuron and item draws as the baseline.
+        TableExperiment(
+            name="fewshot-per-pass",
+            n_neurons=1,
+            neuron_seed=11,
+            methods=("weight-label",),
+            targets=("weight-label",),
+            score=ScoreConfig(mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, fewshot_draw="per-pass", stop=StopRule(min_runs=3, max_runs=3)),
+        ),
         # App. C.3: what the neuron works against (flipped weights), and both signs at once.
         TableExperiment(
             name="negative-one-neuron",
