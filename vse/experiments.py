@@ -93,16 +93,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study] = {
             targets=("weight-label",),
             score=ScoreConfig(mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, fewshot_draw="per-pass", stop=StopRule(min_runs=3, max_runs=3)),
         ),
-        # App. C.3: what the neuron works against (flipped weights), and both signs at once.
-        TableExperiment(
-            name="negative-one-neuron",
-            n_neurons=1,
-            neuron_seed=3,
-            methods=("weight-label",),
-            targets=("weight-label",),
-            polarity="negative",
-            score=ScoreConfig(mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)),
-        ),
+        # App. C.3.2: both signs at once, scored on the signed scale by the default one-item simulator.
         TableExperiment(
             name="signed-one-neuron",
             n_neurons=1,
