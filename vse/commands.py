@@ -88,6 +88,9 @@ stamps). One JSONL record per explanation goes to --out, with how it was made (p
 def explain(neuron, method, polarity, n, out, seed, base_url, model, api, cassette, replay, port, probe):
     from vse.api import explain_neuron
     from vse.neurons import Source
+    from vse.targets import parse_neuron_id
+
+    parse_neuron_id(neuron)  # a malformed id is the first thing to say
 
     cassette = cassette or DEFAULT_CASSETTES / f"{_slug(neuron)}__explain-{method}-{polarity}-{api}.json.gz"
     with _llm(base_url, model, api, cassette, replay, port) as llm:
@@ -128,6 +131,9 @@ Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""
 def score(neuron, target, explanation, from_file, polarity, protocol, prior_corrected, mode, n_items, max_passes, out, seed, base_url, model, api, cassette, replay, port, probe):
     from vse.api import score_explanation
     from vse.neurons import Source
+    from vse.targets import parse_neuron_id
+
+    parse_neuron_id(neuron)
     from vse.records import ExplanationRecord
     from vse.score import ScoreConfig
     from vse.stats import StopRule

@@ -186,4 +186,6 @@ def clip_dissect_label(neuron: str) -> str:
         labels = {d["unit"]: d["label"] for d in fixtures.load_dissect(layer)}
     except FileNotFoundError:
         raise FileNotFoundError(f"no CLIP-Dissect labels for {model}/{layer} in the fixtures") from None
+    if unit not in labels:
+        raise ValueError(f"{neuron}: unit {unit} out of range; {layer} has {len(labels)} units")
     return labels[unit]

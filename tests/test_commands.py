@@ -1,0 +1,48 @@
+"""`vse explain` / `vse score` as a new user meets them: one clear line for each mistake, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from vse.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["explain", "bad/neuron", "--method", "weight-label", "--replay"], "not MODEL/LAYER/INDEX"),
+        (["explain", "efficientnet_lite0/_conv_head/99999", "--method", "clip-dissect", "--base-url", "http://127.0.0.1:9/v1"], "out of range"),
+        (["explain", "efficientnet_lite0/_conv_head/5", "--method", "weight-label", "--replay", "--cassette", "nowhere/x.json.gz"], "does not exist"),
+        (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-clip", "--explanation", "x", "--replay", "--cassette", "nowhere/x.json.gz"], "does not exist"),
+        (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label"], "exactly one of --explanation TEXT or --from FILE"),
+    ],
+)
+def test_user_mistakes_get_one_clear_line(args, fragment, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(*args)
+    assert result.exit_code != 0
+    text = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert fragment in text and "Traceback" not in text
+
+
+def test_clip_dissect_needs_no_llm_call(tmp_path, monkeypatch):
+    # The baseline's label comes from the fixtures; with an unreachable server the command still works.
+    monkeypatch.chdir(tmp_path)
+    result = run("explain", "efficientnet_lite0/_conv_head/5", "--method", "clip-dissect", "--base-url", "http://127.0.0.1:9/v1", "--out", "o.jsonl")
+    assert result.exit_code == 0, result.output
+    assert "the main thing this neuron does is find truck" in result.output
+    assert '"method": "clip-dissect"' in (tmp_path / "o.jsonl").read_text()
+
+
+def test_help_names_every_method_and_target():
+    explain_help = run("explain", "--help").output
+    score_help = run("score", "--help").output
+    for method in ("caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect"):
+        assert method in explain_help
+    for target in ("caption-activation", "weight-label", "weight-clip"):
+        assert target in score_help
