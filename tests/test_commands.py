@@ -46,3 +46,25 @@ def test_help_names_every_method_and_target():
         assert method in explain_help
     for target in ("caption-activation", "weight-label", "weight-clip"):
         assert target in score_help
+
+
+def test_validate_replays_the_power_study_from_its_cassettes(tmp_path, monkeypatch):
+    # `vse validate` on the power study's units and cassettes gives the committed summary.
+    import json
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    study = json.loads((repo / "results/power-study/config.json").read_text())
+    cassettes = tmp_path / "cassettes" / "validate"
+    shutil.copytree(repo / "cassettes/power-study", cassettes)
+    monkeypatch.chdir(tmp_path)
+    units = ",".join(str(u) for u in study["units"])
+    result = run("validate", "efficientnet_lite0/_conv_head", "--units", units, "--cassettes", str(cassettes), "--replay", "--out", "s.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s.json").read_text()) == json.loads((repo / "results/power-study/summary.json").read_text())
+
+
+def test_validate_needs_three_units():
+    result = run("validate", "efficientnet_lite0/_conv_head", "--units", "1,2", "--replay")
+    assert result.exit_code == 2 and "at least 3" in result.output

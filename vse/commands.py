@@ -171,6 +171,57 @@ def score(neuron, target, explanation, from_file, polarity, protocol, prior_corr
     _write_jsonl(out, records)
 
 
+@click.command(help="""Matched vs mismatched: does the score tell each neuron's own explanation from the others'?
+
+For the given units of MODEL/LAYER, each method explains every unit (LLM methods see the even
+ranks of the top pairs, so the held-out protocol is fair), every explanation is predicted once on
+a shared item pool per target, and every protocol is read from those predictions: matched and
+mismatched means, wins, mean rank of the own explanation, paired t and Wilcoxon p-values, and the
+number of units the effect needs for p < 0.01. One cassette per unit under --cassettes.""")
+@click.argument("model_layer", metavar="MODEL/LAYER")
+@click.option("--units", required=True, help="Comma-separated unit indices (at least 3).")
+@click.option("--methods", default="weight-label,clip-dissect", show_default=True, help="Comma-separated explanation methods.")
+@click.option("--targets", default="weight-label,caption-activation", show_default=True, help="Comma-separated target kinds.")
+@click.option("--n-top", type=click.IntRange(min=2), default=6, show_default=True, help="Top items of each unit in the pool.")
+@click.option("--n-random", type=click.IntRange(min=2), default=40, show_default=True, help="Shared random items in the pool.")
+@click.option("--cassettes", "cassette_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CASSETTES / "validate", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the summary (JSON) here.")
+@_llm_options
+def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir, out, seed, base_url, model, api, cassette, replay, port, probe):
+    from vse.llm.client import ClientConfig
+    from vse.run import Opener, Paths
+    from vse.study import Study, run_study, summary_json
+
+    name, sep, layer = model_layer.partition("/")
+    if not sep or "/" in layer:
+        raise click.UsageError(f"expected MODEL/LAYER, got {model_layer!r}")
+    try:
+        unit_list = tuple(int(u) for u in units.split(","))
+    except ValueError:
+        raise click.UsageError(f"--units must be comma-separated integers, got {units!r}") from None
+    if len(set(unit_list)) < 3:
+        raise click.UsageError("--units needs at least 3 different units (a paired test over units)")
+    if probe is not None or cassette is not None:
+        raise click.UsageError("validate works from the fixtures and writes one cassette per unit under --cassettes")
+    study = Study(name=cassette_dir.name, model=name, layer=layer, units=unit_list, n_neurons=len(unit_list), methods=tuple(methods.split(",")), targets=tuple(targets.split(",")), n_top=n_top, n_random=n_random, seed=seed)
+    with contextlib.ExitStack() as stack:
+        if replay:
+            config = ClientConfig(base_url="http://replay.invalid/v1", max_retries=0)
+        else:
+            if base_url is None and not (os.environ.get("VSE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")):
+                from vse.llm.server import LocalServer, assemble_model
+
+                base_url = stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
+            config = ClientConfig.from_env(base_url=base_url, model=model)
+        opener = Opener(study.name, api, not replay, config, Paths(cassette_dir.parent, Path("results")))
+        result = run_study(study, opener, progress=sys.stderr.isatty())
+    click.echo(result["table"])
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(summary_json(result["rows"]), encoding="utf-8")
+
+
 def register(group: click.Group) -> None:
     group.add_command(explain)
     group.add_command(score)
+    group.add_command(validate)

@@ -34,6 +34,7 @@ class Study:
     targets: the pair kinds scored. n_top, n_random: the pool (see vse.validate).
     explain: explanation knobs. score: simulation knobs (mode must be "one"; few-shot drawn once).
     seed: root of the pool, few-shot and explanation seeds.
+    units: explicit units (`vse validate --units`); empty = draw `n_neurons` with `neuron_seed`.
     """
 
     name: str
@@ -48,6 +49,7 @@ class Study:
     explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout"))
     score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
     seed: int = 0
+    units: tuple[int, ...] = ()
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -98,7 +100,7 @@ def predict_pool(llm, study: Study, pool: Pool, explanation: str) -> list[float]
 
 def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool = True) -> dict:
     """Record or replay the study; `open_llm(cassette_stem)` is a context manager giving an LLM."""
-    units = draw_neurons(study.model, study.layer, study.n_neurons, study.neuron_seed)
+    units = list(study.units) or draw_neurons(study.model, study.layer, study.n_neurons, study.neuron_seed)
     ps = pools(study, units)
     explanations: list[dict] = []
     preds: dict[tuple[str, int, str], list[float]] = {}  # (method, unit, target) -> pool predictions
