@@ -35,7 +35,6 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
     from vse.run import run_experiment
 
     import contextlib
-    import os
     import sys
 
     if not record:
@@ -43,11 +42,9 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
     with contextlib.ExitStack() as stack:
         config = None
         if record:
-            if base_url is None and not (os.environ.get("VSE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")):
-                # No endpoint named: start the local llama.cpp server for the recording.
-                from vse.llm.server import LocalServer, assemble_model
+            from vse.llm.server import endpoint_or_local
 
-                base_url = stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
+            base_url = endpoint_or_local(stack, base_url, port)
             config = ClientConfig.from_env(base_url=base_url, model=model or "local")
         for name in names or tuple(EXPERIMENTS):
             # Progress bars only on a terminal: piped, tqdm's nested bars garble the log.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -37,11 +36,10 @@ def _llm(base_url: str | None, model: str | None, api: str, cassette: Path, repl
             if not cassette.exists():
                 raise click.ClickException(f"cassette {cassette} does not exist: run the same command without --replay first")
             base_url = base_url or "http://replay.invalid/v1"
-        elif base_url is None and not (os.environ.get("VSE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")):
-            # No endpoint named: start the local llama.cpp server for this run.
-            from vse.llm.server import LocalServer, assemble_model
+        else:
+            from vse.llm.server import endpoint_or_local
 
-            base_url = stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
+            base_url = endpoint_or_local(stack, base_url, port)
         yield stack.enter_context(LLM.open(base_url, model=model, api=api, cassette=cassette, record=not replay))
 
 
@@ -208,10 +206,9 @@ def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir
         if replay:
             config = ClientConfig(base_url="http://replay.invalid/v1", max_retries=0)
         else:
-            if base_url is None and not (os.environ.get("VSE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")):
-                from vse.llm.server import LocalServer, assemble_model
+            from vse.llm.server import endpoint_or_local
 
-                base_url = stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
+            base_url = endpoint_or_local(stack, base_url, port)
             config = ClientConfig.from_env(base_url=base_url, model=model)
         opener = Opener(study.name, api, not replay, config, Paths(cassette_dir.parent, Path("results")))
         result = run_study(study, opener, progress=sys.stderr.isatty())

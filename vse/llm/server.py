@@ -344,3 +344,14 @@ def stop_on_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def endpoint_or_local(stack, base_url: str | None, port: int | None = None) -> str | None:
+    """The base URL to call: the one named (option or VSE_BASE_URL / OPENAI_BASE_URL), else a local
+    llama.cpp server started inside ``stack`` (a contextlib.ExitStack) for the run.
+
+    Returns None when the environment names the endpoint (ClientConfig.from_env then reads it).
+    """
+    if base_url is not None or os.environ.get("VSE_BASE_URL") or os.environ.get("OPENAI_BASE_URL"):
+        return base_url
+    return stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
