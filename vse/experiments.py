@@ -103,6 +103,16 @@ EXPERIMENTS: dict[str, TableExperiment | Study] = {
             polarity="both",
             score=ScoreConfig(mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)),
         ),
+        # App. C.3.1: the same neuron's negative weights alone (flipped to magnitudes), explained and scored.
+        TableExperiment(
+            name="negative-one-neuron",
+            n_neurons=1,
+            neuron_seed=3,
+            methods=("weight-label",),
+            targets=("weight-label",),
+            polarity="negative",
+            score=ScoreConfig(mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)),
+        ),
         # Issue 8: does the score tell a neuron's own explanation from others'? 16 neurons.
         Study(name="power-study"),
     ]
