@@ -163,17 +163,19 @@ def next_layer_explanations(neuron: str, *, llm: LLM, units: Sequence[int], conf
     return out
 
 
-def _weight_explanation_units(neuron: str, polarity: str, n_pairs: int) -> list[int]:
-    """Next-layer units whose explanations a Weight-Explanation prompt for `neuron` shows."""
+def weight_explanation_units(neuron: str, polarity: str, config: ExplainConfig) -> list[int]:
+    """Next-layer units whose explanations a Weight-Explanation prompt for `neuron` shows: the
+    target's shown pairs (top or held-out display) and each few-shot neuron's top pairs."""
     import numpy as np
 
+    from vse.explain import shown_indices
     from vse.sampling import top
 
     model, layer, _ = parse_neuron_id(neuron)
-    units: set[int] = set()
-    for nid in [neuron] + [f"{model}/{layer}/{u}" for u, _ in fewshot_explanations(model, layer, "weight-explanation")]:
-        t = load_target(nid, "weight-clip", polarity if nid == neuron else "positive")
-        units |= {int(i) for i in np.asarray(top(t.values, n_pairs))}
+    units = {int(i) for i in np.asarray(shown_indices(load_target(neuron, "weight-clip", polarity).values, config))}
+    for u, _ in fewshot_explanations(model, layer, "weight-explanation"):
+        t = load_target(f"{model}/{layer}/{u}", "weight-clip", "positive")
+        units |= {int(i) for i in np.asarray(top(t.values, config.n_pairs))}
     return sorted(units)
 
 
@@ -199,7 +201,7 @@ def explain_neuron(
         prov = llm.provenance((), seed)
         return [ExplanationRecord(neuron, method, "positive", clip_dissect_label(neuron), None, 0, 0, 0, prov)]
     if method == "weight-explanation" and next_explanations is None:
-        units = _weight_explanation_units(neuron, polarity, config.n_pairs)
+        units = weight_explanation_units(neuron, polarity, config)
         next_explanations = next_layer_explanations(neuron, llm=llm, units=units, seed=seed, progress=progress)
     target = load_target(neuron, method, polarity, next_explanations=next_explanations, source=source)
     fewshot = fewshot_neurons(neuron, method, polarity, next_explanations=next_explanations)
@@ -268,7 +270,7 @@ def plan_requests(neuron: str, method: str, *, n: int = 1, score: bool = False, 
         nexts: dict[int, str] | None = None
         if method == "weight-explanation":
             model_name, layer, _ = parse_neuron_id(neuron)
-            units = _weight_explanation_units(neuron, polarity, config.n_pairs)
+            units = weight_explanation_units(neuron, polarity, config)
             for u in units:
                 yield from plan_requests(f"{model_name}/{NEXT_LAYER[layer]}/{u}", "weight-label", n=1, api=api, model=model, config=config, seed=seed)
             nexts = {u: "x" * 80 for u in units}  # stand-ins of a typical explanation's length

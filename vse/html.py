@@ -25,6 +25,9 @@ REPORT = "report.html"
 # Files the report links to, in this order, when the experiment folder has them; any other file in the
 # folder is linked after them (sorted), except the PNGs the page shows and the grids this module writes.
 LINKED_FIRST = ("table.md", "config.json", "results.jsonl", "summary.json", "explanations.jsonl")
+# Per-neuron records: a table experiment's results.jsonl, or a study's neurons.jsonl (one record per
+# explanation, target and protocol, "mean" = its score on its own neuron).
+RECORD_FILES = ("results.jsonl", "neurons.jsonl")
 GRID_PREFIX = "top-images-"
 PLOT = "scores.png"
 
@@ -193,24 +196,29 @@ def _score(rec: dict) -> str:
     return text
 
 
+def _target(rec: dict) -> str:
+    """The target column: a study's records also name the protocol their items follow."""
+    return str(rec.get("target", "")) + (f" ({rec['protocol']})" if rec.get("protocol") else "")
+
+
 def _scores_table(records: list[dict]) -> str:
     """One row per record of the neuron, sorted by (target, method, score high first); the best
     explanation per (method, target), the paper's best of N, in bold."""
     best: dict[tuple, int] = {}
     for k, r in enumerate(records):
-        key, m = (r.get("method"), r.get("target")), _num(r.get("mean"))
+        key, m = (r.get("method"), _target(r)), _num(r.get("mean"))
         if m is not None and (key not in best or m > _num(records[best[key]].get("mean"))):
             best[key] = k
     def key(k):
         m = _num(records[k].get("mean"))
-        return (str(records[k].get("target")), str(records[k].get("method")), -m if m is not None else math.inf, k)
+        return (_target(records[k]), str(records[k].get("method")), -m if m is not None else math.inf, k)
 
     order = sorted(range(len(records)), key=key)
     rows = []
     for k in order:
         r = records[k]
-        cls = ' class="best"' if best.get((r.get("method"), r.get("target"))) == k else ""
-        rows.append(f"<tr{cls}><td>{_esc(r.get('target', ''))}</td><td>{_esc(r.get('method', ''))}</td>"
+        cls = ' class="best"' if best.get((r.get("method"), _target(r))) == k else ""
+        rows.append(f"<tr{cls}><td>{_esc(_target(r))}</td><td>{_esc(r.get('method', ''))}</td>"
                     f"<td>{_esc(r.get('explanation', ''))}</td><td class=\"num\">{_esc(_score(r))}</td></tr>")
     return ("<table>\n<thead><tr><th>target</th><th>method</th><th>explanation</th>"
             "<th>score ± 90% CI (passes)</th></tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>")
@@ -221,11 +229,15 @@ def _experiments(results: Path) -> list[Path]:
     return sorted((d for d in Path(results).iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
 
 
+def _records(folder: Path) -> list[dict]:
+    for name in RECORD_FILES:
+        if (folder / name).is_file():
+            return read_records(folder / name)
+    return []
+
+
 def _neurons(folder: Path) -> list[str]:
-    path = folder / "results.jsonl"
-    if not path.is_file():
-        return []
-    return list(dict.fromkeys(r["neuron"] for r in read_records(path)))
+    return list(dict.fromkeys(r["neuron"] for r in _records(folder)))
 
 
 def _section(folder: Path) -> str:
@@ -242,7 +254,7 @@ def _section(folder: Path) -> str:
         parts.append(markdown_to_html(table.read_text(encoding="utf-8"), folder, name, embedded))
     if (folder / PLOT).is_file() and PLOT not in embedded:
         parts.append(f'<img class="plot" src="{_esc(_href(name, PLOT))}" alt="pass scores of {_esc(name)}">')
-    records = read_records(folder / "results.jsonl") if (folder / "results.jsonl").is_file() else []
+    records = _records(folder)
     neurons = list(dict.fromkeys(r["neuron"] for r in records))
     if neurons:
         parts.append("<h3>Neurons: top-activating probe images and explanations</h3>")

@@ -28,7 +28,11 @@ from vse.neurons import draw_neurons
 from vse.records import ScoreRecord
 from vse.atomic import write_set
 from vse.paths import data_root, results_root
+from vse.paper_tables import cells_csv, method_table, neuron_table, rows_csv, to_csv
 from vse.report import all_explanations_table, best_of_table, render_scores
+from vse.strategy_study import StrategyStudy, render_runs, run_strategy_study, runs_csv
+from vse.strategy_study import markdown as strategy_markdown
+from vse.strategy_study import summary_rows as strategy_summary
 from vse.study import Study, run_study, summary_json
 
 # The data's root, not the package's parent: after `pip install .` that is site-packages (vse.paths).
@@ -94,7 +98,23 @@ def run_table(exp: TableExperiment, open_llm: Opener, *, progress: bool = True) 
     return units, records
 
 
-def run_experiment(exp: TableExperiment | Study, *, record: bool = False, client_config: ClientConfig | None = None, paths: Paths = Paths(), progress: bool = True) -> str:
+def study_tables(exp: Study, result: dict) -> str:
+    """table.md of a study: the method tables (both protocols), the neuron table, the comparison."""
+    rows = result["scores"]
+    n = exp.n_explanations
+    parts = []
+    for protocol, what in (("uniform", "the paper's protocol: the pool's random items"), ("top-and-random-heldout", "the neuron's held-out top items plus the random items it was not shown")):
+        cell = f"the mean over {len(result['units'])} neurons of the best of {n} explanations' score (the mean of all {n})" if n > 1 else f"the mean over {len(result['units'])} neurons (the same again: one explanation each)"
+        parts.append(f"Method table, {protocol} ({what}); each cell: {cell}:\n\n" + method_table(rows, protocol))
+    for method, target in (("weight-label", "weight-label"),):
+        t = neuron_table(rows, method, target)
+        if t:
+            parts.append(f"Neuron table ({method} explanations on the {target} target, uniform; Acc: rounded prediction equals the true 0..10 value):\n\n" + t)
+    parts.append("Matched vs mismatched (each neuron's first explanation of each method):\n\n" + result["table"])
+    return "\n".join(parts)
+
+
+def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool = False, client_config: ClientConfig | None = None, paths: Paths = Paths(), progress: bool = True) -> str:
     """Run (replay or record) `exp`; write results/<name>/; return its table."""
     config = client_config or ClientConfig(base_url=REPLAY_URL, model="local", max_retries=0 if not record else 5)
     api = exp.score.api
@@ -108,10 +128,30 @@ def run_experiment(exp: TableExperiment | Study, *, record: bool = False, client
     try:
         if isinstance(exp, Study):
             result = run_study(exp, opener, progress=progress)
-            table = result["table"]
             units = result["units"]
+            table = study_tables(exp, result)
             files["explanations.jsonl"] = "".join(json.dumps(r, sort_keys=True) + "\n" for r in result["explanations"])
             files["summary.json"] = summary_json(result["rows"])
+            files["comparison.csv"] = to_csv([r.to_json() for r in result["rows"]])
+            files["scores.csv"] = rows_csv(result["scores"])
+            files["methods.csv"] = cells_csv(result["scores"])
+            if exp.figures:
+                # What the HTML report lists beside each neuron's top-image grid (vse.html).
+                files["neurons.jsonl"] = "".join(json.dumps(dict(r.to_json(), neuron=f"{exp.model}/{exp.layer}/{r.unit}", mean=r.to_json()["corr"]), sort_keys=True) + "\n" for r in result["scores"])
+        elif isinstance(exp, StrategyStudy):
+            result = run_strategy_study(exp, opener, progress=progress)
+            units = [result["unit"]]
+            rows = strategy_summary(exp, result["runs"])
+            rec = result["explanation"]
+            table = (
+                f"Neuron {rec['neuron']}, its {rec['method']} explanation: \"{rec['explanation']}\"; target {exp.target}; "
+                f"{exp.n_runs} runs per variant, each of {exp.n_held} held-out top items + {exp.n_random} random items (uniform: the random ones only); "
+                "every variant sees the same items and few-shot draws in a run.\n\n" + strategy_markdown(rows)
+            )
+            files["explanation.json"] = json.dumps(rec, indent=2, sort_keys=True) + "\n"
+            files["runs.csv"] = runs_csv(result["runs"])
+            files["summary.csv"] = to_csv(rows)
+            files["runs.png"] = render_runs(exp, result["runs"])
         else:
             units, records = run_table(exp, opener, progress=progress)
             table = "Best of N per method:\n\n" + best_of_table(records) + "\nEvery explanation:\n\n" + all_explanations_table(records)
@@ -122,7 +162,7 @@ def run_experiment(exp: TableExperiment | Study, *, record: bool = False, client
     usage = f"LLM usage: {opener.calls} calls, {opener.usage.prompt_tokens} prompt tokens, {opener.usage.completion_tokens} completion tokens\n"
     totals = {"calls": opener.calls, "prompt_tokens": opener.usage.prompt_tokens, "completion_tokens": opener.usage.completion_tokens}
     files["config.json"] = json.dumps({"experiment": exp.to_json(), "units": units, "usage": totals}, indent=2, sort_keys=True) + "\n"
-    plot = "\n![pass scores](scores.png)\n" if "scores.png" in files else ""
+    plot = "\n![pass scores](scores.png)\n" if "scores.png" in files else ("\n![runs](runs.png)\n" if "runs.png" in files else "")
     files["table.md"] = f"# {exp.name}\n\n{table}\n{usage}{plot}"
     # One set: a reader never sees config.json from one run beside table.md from another.
     write_set(out, files)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from vse import seeds
 from vse.explain import ExplainConfig
 from vse.neurons import draw_neurons, load_target
+from vse.paper_tables import ExplanationScore, score_rows
 from vse.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples
 from vse.simulators import OneItemSimulator, SimContext
 from vse.validate import Comparison, build_pool, compare, item_sets, markdown, score_matrix
@@ -29,12 +30,16 @@ class Study:
 
     name: folder under cassettes/ and results/.
     model, layer: where the neurons are drawn. n_neurons, neuron_seed: how many, with which seed.
-    methods: explanation methods compared ("weight-label" explanations are drawn with the
-        held-out display, so the held-out protocol is fair; "clip-dissect" is the label).
+    methods: explanation methods compared (explanations are drawn with the held-out display, so
+        the held-out protocol is fair; "clip-dissect" is the label).
+    n_explanations: explanations per method and neuron (best of N in the method tables; the
+        matched-vs-mismatched comparison uses each neuron's first one). clip-dissect has one.
     targets: the pair kinds scored. n_top, n_random: the pool (see vse.validate).
     explain: explanation knobs. score: simulation knobs (mode must be "one"; few-shot drawn once).
     seed: root of the pool, few-shot and explanation seeds.
     units: explicit units (`vse validate --units`); empty = draw `n_neurons` with `neuron_seed`.
+    figures: write neurons.jsonl, so the HTML report shows each neuron's top-image grid beside its
+        explanations and scores (the paper's Figures 1, 4, 11); off for the 16-neuron power study.
     """
 
     name: str
@@ -43,6 +48,7 @@ class Study:
     n_neurons: int = 16
     neuron_seed: int = 2026
     methods: tuple[str, ...] = ("weight-label", "clip-dissect")
+    n_explanations: int = 1
     targets: tuple[str, ...] = ("weight-label", "caption-activation")
     n_top: int = 6
     n_random: int = 40
@@ -50,6 +56,7 @@ class Study:
     score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
     seed: int = 0
     units: tuple[int, ...] = ()
+    figures: bool = False
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -77,11 +84,31 @@ def pools(study: Study, units: list[int]) -> list[Pool]:
     return out
 
 
-def explain_one(llm, study: Study, unit: int, method: str) -> dict:
+def explain_one(llm, study: Study, unit: int, method: str, next_explanations: dict[int, str] | None = None) -> list[dict]:
+    """The neuron's explanations by `method`: `n_explanations` of them (clip-dissect: its label)."""
     from vse.api import explain_neuron
 
-    [rec] = explain_neuron(f"{study.model}/{study.layer}/{unit}", method, llm=llm, n=1, config=study.explain, seed=study.seed, progress=False)
-    return rec.to_json()
+    n = 1 if method == "clip-dissect" else study.n_explanations
+    nxt = next_explanations if method == "weight-explanation" else None
+    recs = explain_neuron(f"{study.model}/{study.layer}/{unit}", method, llm=llm, n=n, config=study.explain, seed=study.seed, next_explanations=nxt, progress=False)
+    return [dict(r.to_json(), index=k) for k, r in enumerate(recs)]
+
+
+def next_layer(llm, study: Study, units: list[int]) -> dict[int, str]:
+    """vse's Weight-Label explanations of every next-layer unit the Weight-Explanation prompts
+    of `units` (and of the few-shot neurons) show, one checkpoint per unit: recorded once for the
+    whole study, in their own cassette, instead of once per neuron."""
+    from vse.api import NEXT_LAYER, explain_neuron, weight_explanation_units
+
+    needed = sorted({u for unit in units for u in weight_explanation_units(f"{study.model}/{study.layer}/{unit}", "positive", study.explain)})
+    nxt = NEXT_LAYER[study.layer]
+    out = {}
+    for u in tqdm(needed, desc="explain next layer", unit="unit", leave=False):
+        [rec] = explain_neuron(f"{study.model}/{nxt}/{u}", "weight-label", llm=llm, n=1, seed=study.seed, progress=False)
+        out[u] = rec.explanation
+        if llm.checkpoint is not None:
+            llm.checkpoint()
+    return out
 
 
 def predict_pool(llm, study: Study, pool: Pool, explanation: str) -> list[float]:
@@ -103,22 +130,29 @@ def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool
     units = list(study.units) or draw_neurons(study.model, study.layer, study.n_neurons, study.neuron_seed)
     ps = pools(study, units)
     explanations: list[dict] = []
-    preds: dict[tuple[str, int, str], list[float]] = {}  # (method, unit, target) -> pool predictions
+    # (method, index, unit, target) -> pool predictions; the comparison reads index 0.
+    preds: dict[tuple[str, int, int, str], list[float]] = {}
     neutral: dict[str, list[float]] = {}
     with open_llm("neutral") as llm:
         for pool in ps:
             neutral[pool.target] = predict_pool(llm, study, pool, NEUTRAL_EXPLANATION)
+    nxt = None
+    if "weight-explanation" in study.methods:
+        with open_llm("next-layer") as llm:
+            nxt = next_layer(llm, study, units)
     for unit in tqdm(units, desc=study.name, unit="neuron", disable=not progress):
         with open_llm(f"{study.model}__{study.layer}__{unit}") as llm:
-            for method in study.methods:
-                rec = explain_one(llm, study, unit, method)
-                explanations.append(rec)
-                for pool in ps:
-                    preds[(method, unit, pool.target)] = predict_pool(llm, study, pool, rec["explanation"])
+            recs = [r for method in study.methods for r in explain_one(llm, study, unit, method, nxt)]
+            explanations += recs
+            # Target by target: consecutive requests share the few-shot context, which the
+            # server's prompt cache then computes once per target instead of once per explanation.
+            for pool in ps:
+                for rec in recs:
+                    preds[(rec["method"], rec["index"], unit, pool.target)] = predict_pool(llm, study, pool, rec["explanation"])
     rows: list[Comparison] = []
     for pool in ps:
         for method in study.methods:
-            p = np.array([preds[(method, u, pool.target)] for u in units])
+            p = np.array([preds[(method, 0, u, pool.target)] for u in units])
             prior = np.array(neutral[pool.target])
             for name, attr in (("uniform", "uniform"), ("top-and-random", "top_and_random"), ("top-and-random-heldout", "heldout")):
                 sets = [getattr(s, attr) for s in pool.sets]
@@ -133,7 +167,19 @@ def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool
         "rows": rows,
         "table": markdown(rows),
         "summary": [r.to_json() for r in rows],
+        "scores": explanation_scores(study, units, ps, explanations, preds),
     }
+
+
+def explanation_scores(study: Study, units: list[int], ps: list[Pool], explanations: list[dict], preds: dict) -> list[ExplanationScore]:
+    """Every explanation on its own neuron, per target and protocol (vse.paper_tables)."""
+    rows: list[ExplanationScore] = []
+    for pool in ps:
+        for rec in explanations:
+            j = units.index(int(rec["neuron"].rsplit("/", 1)[1]))
+            p = preds[(rec["method"], rec["index"], units[j], pool.target)]
+            rows += score_rows(units[j], rec["method"], rec["index"], rec["explanation"], pool.target, p, pool.truths[j], pool.sets[j])
+    return rows
 
 
 def summary_json(rows: list[Comparison]) -> str:
