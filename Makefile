@@ -45,7 +45,8 @@ test: venv
 reproduce: $(VENV)/.stamp-light
 	$(BIN)/vse reproduce
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	  git diff --exit-code --stat -- results || { echo "results/ differ from the committed ones (git diff results)"; exit 1; }; fi
+	  git diff --exit-code --stat -- results || { echo "results/ differ from the committed ones (git diff results)"; exit 1; }; \
+	  test -z "$$(git status --porcelain --untracked-files=all -- results)" || { git status --short -- results; echo "results/ holds files the commit lacks"; exit 1; }; fi
 
 record: $(VENV)/.server-stamp
 	$(BIN)/vse reproduce --record
