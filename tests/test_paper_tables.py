@@ -55,3 +55,9 @@ def test_csv_round_trips():
     cells = list(csv.DictReader(io.StringIO(pt.cells_csv(rows))))
     assert cells == [{"method": "wl", "target": "weight-label", "protocol": "uniform", "best": "12.3457", "mean": "4.6728", "n_neurons": "1", "n_explanations": "2"}]
     assert pt.to_csv([]) == ""
+
+
+def test_the_scores_figure_renders_and_is_deterministic():
+    rows = [row(u, m, k, float(u + k), protocol=p) for u in (1, 2) for m in ("wl", "clip") for k in range(2) for p in ("uniform", "top-and-random-heldout")]
+    a = pt.render_explanation_scores(rows, "t")
+    assert a.startswith(b"\x89PNG") and a == pt.render_explanation_scores(rows, "t")

@@ -162,3 +162,36 @@ def cells_csv(rows: list[ExplanationScore]) -> str:
 
 def rows_csv(rows: list[ExplanationScore]) -> str:
     return to_csv([r.to_json() for r in rows])
+
+
+def render_explanation_scores(rows: list[ExplanationScore], title: str) -> bytes:
+    """Every explanation's score per (method, target) as dots, one panel per protocol; the best of
+    N per neuron ringed. PNG bytes (the caller writes them with the rest of the result set)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    protocols = list(dict.fromkeys(r.protocol for r in rows))
+    keys = list(dict.fromkeys((r.method, r.target) for r in rows))
+    units = sorted({r.unit for r in rows})
+    best = set(id(r) for r in best_of_n(rows).values())
+    fig, axes = plt.subplots(1, len(protocols), figsize=(5.5 * len(protocols), 0.32 * len(keys) + 1.6), sharey=True, squeeze=False)
+    for ax, protocol in zip(axes[0], protocols):
+        for y, (method, target) in enumerate(keys):
+            for c, unit in enumerate(units):
+                mine = [r for r in rows if (r.protocol, r.method, r.target, r.unit) == (protocol, method, target, unit)]
+                ax.scatter([r.corr for r in mine], [y + 0.12 * (c - (len(units) - 1) / 2)] * len(mine), s=14, color=f"C{c}", label=f"unit {unit}" if y == 0 else None, zorder=2)
+                ax.scatter([r.corr for r in mine if id(r) in best], [y + 0.12 * (c - (len(units) - 1) / 2)] * sum(id(r) in best for r in mine), s=60, facecolors="none", edgecolors=f"C{c}", zorder=3)
+        ax.axvline(0, color="0.8", lw=1, zorder=1)
+        ax.set_title(protocol, fontsize=9)
+        ax.set_xlabel("correlation score of each explanation on its own neuron")
+    axes[0][0].set_yticks(range(len(keys)), [f"{m} -> {t}" for m, t in keys], fontsize=7)
+    axes[0][0].invert_yaxis()
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title + " (ringed: best of N per neuron)", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()

@@ -28,7 +28,7 @@ from vse.neurons import draw_neurons
 from vse.records import ScoreRecord
 from vse.atomic import write_set
 from vse.paths import data_root, results_root
-from vse.paper_tables import cells_csv, method_table, neuron_table, rows_csv, to_csv
+from vse.paper_tables import cells_csv, render_explanation_scores, method_table, neuron_table, rows_csv, to_csv
 from vse.report import all_explanations_table, best_of_table, render_scores
 from vse.strategy_study import StrategyStudy, render_runs, run_strategy_study, runs_csv
 from vse.strategy_study import markdown as strategy_markdown
@@ -136,6 +136,7 @@ def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool
             files["scores.csv"] = rows_csv(result["scores"])
             files["methods.csv"] = cells_csv(result["scores"])
             if exp.figures:
+                files["scores.png"] = render_explanation_scores(result["scores"], f"{exp.name}: every explanation's score")
                 # What the HTML report lists beside each neuron's top-image grid (vse.html).
                 files["neurons.jsonl"] = "".join(json.dumps(dict(r.to_json(), neuron=f"{exp.model}/{exp.layer}/{r.unit}", mean=r.to_json()["corr"]), sort_keys=True) + "\n" for r in result["scores"])
         elif isinstance(exp, StrategyStudy):
