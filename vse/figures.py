@@ -40,6 +40,16 @@ def _caption(text: str) -> str:
     return "\n".join(textwrap.wrap(textwrap.shorten(text, CAPTION_CHARS, placeholder="…"), 22)[:2])
 
 
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes, closed; no software/date metadata, so replays give the same bytes."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def top_images_grid(neuron: str, n: int = 12, root=None) -> bytes:
     """PNG bytes: the neuron's ``n`` top-activating probe images in a grid, caption (shortened) and
     activation under each, the neuron id as title."""
@@ -72,7 +82,4 @@ def top_images_grid(neuron: str, n: int = 12, root=None) -> bytes:
         fig.text((x + img / 2) / width, (y_top - img - 0.04) / height,
                  f"{_caption(item['caption'])}\nact {item['activation']:.3f}",
                  ha="center", va="top", fontsize=7.5, linespacing=1.1)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)

@@ -191,7 +191,6 @@ def render_explanation_scores(rows: list[ExplanationScore], title: str) -> bytes
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title + " (ringed: best of N per neuron)", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    from vse.figures import png_bytes
+
+    return png_bytes(fig)

@@ -7,7 +7,6 @@ deterministic for a given matplotlib (no timestamp, no software tag).
 
 from __future__ import annotations
 
-import io
 import textwrap
 from pathlib import Path
 from typing import Sequence
@@ -76,10 +75,9 @@ def render_scores(records: Sequence[ScoreRecord], title: str) -> bytes:
     ax.set_title(title, fontsize=9)
     ax.invert_yaxis()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    from vse.figures import png_bytes
+
+    return png_bytes(fig)
 
 
 def plot_scores(records: Sequence[ScoreRecord], path: Path, title: str) -> None:

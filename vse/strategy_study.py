@@ -21,7 +21,6 @@ runs in its own cassette, saved after every run.
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
@@ -185,7 +184,6 @@ def render_runs(study: StrategyStudy, runs: list[RunScore]) -> bytes:
     axes[0].invert_yaxis()
     fig.suptitle(f"{study.name}: {study.n_runs} runs per variant", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    from vse.figures import png_bytes
+
+    return png_bytes(fig)
