@@ -57,6 +57,7 @@ class Opener:
     paths: Paths
     calls: int = 0
     usage: Usage = field(default_factory=Usage)
+    stems: list[str] = field(default_factory=list)  # the cassettes opened, in order (for tracing)
 
     def path(self, stem: str) -> Path:
         return self.paths.cassettes / self.name / f"{stem}{CASSETTE_SUFFIX}"
@@ -64,6 +65,8 @@ class Opener:
     @contextlib.contextmanager
     def __call__(self, stem: str) -> Iterator[LLM]:
         path = self.path(stem)
+        if stem not in self.stems:
+            self.stems.append(stem)
         if not self.record and not path.exists():
             raise FileNotFoundError(f"cassette {path} is missing: record it with `make record` (vse reproduce --record)")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +165,9 @@ def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool
         signal.signal(signal.SIGTERM, previous)
     usage = f"LLM usage: {opener.calls} calls, {opener.usage.prompt_tokens} prompt tokens, {opener.usage.completion_tokens} completion tokens\n"
     totals = {"calls": opener.calls, "prompt_tokens": opener.usage.prompt_tokens, "completion_tokens": opener.usage.completion_tokens}
-    files["config.json"] = json.dumps({"experiment": exp.to_json(), "units": units, "usage": totals}, indent=2, sort_keys=True) + "\n"
+    cassettes = [f"cassettes/{exp.name}/{stem}{CASSETTE_SUFFIX}" for stem in opener.stems]
+    files["config.json"] = json.dumps({"experiment": exp.to_json(), "units": units, "usage": totals, "cassettes": cassettes}, indent=2, sort_keys=True) + "\n"
+    usage += "Every number above replays from: " + ", ".join(f"`{c}`" for c in cassettes) + "\n"
     plot = "\n![pass scores](scores.png)\n" if "scores.png" in files else ("\n![runs](runs.png)\n" if "runs.png" in files else "")
     files["table.md"] = f"# {exp.name}\n\n{table}\n{usage}{plot}"
     # One set: a reader never sees config.json from one run beside table.md from another.
