@@ -72,6 +72,9 @@ class Opener:
         path.parent.mkdir(parents=True, exist_ok=True)
         with use_cassette(path, record=self.record) as cassette:
             client = LLMClient(self.config)
+            if not self.record:
+                # A replay sends nothing: skip requests' per-call proxy lookup in the environment.
+                client.session.trust_env = False
             llm = LLM.from_client(client, self.api)
             # While recording, write the cassette after every pass: an interrupted recording
             # then resumes from the last finished pass instead of losing the neuron.
@@ -167,7 +170,7 @@ def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool
     totals = {"calls": opener.calls, "prompt_tokens": opener.usage.prompt_tokens, "completion_tokens": opener.usage.completion_tokens}
     cassettes = [f"cassettes/{exp.name}/{stem}{CASSETTE_SUFFIX}" for stem in opener.stems]
     files["config.json"] = json.dumps({"experiment": exp.to_json(), "units": units, "usage": totals, "cassettes": cassettes}, indent=2, sort_keys=True) + "\n"
-    usage += "Every number above replays from: " + ", ".join(f"`{c}`" for c in cassettes) + "\n"
+    usage += "\nEvery number above replays from: " + ", ".join(f"`{c}`" for c in cassettes) + "\n"
     plot = "\n![pass scores](scores.png)\n" if "scores.png" in files else ("\n![runs](runs.png)\n" if "runs.png" in files else "")
     files["table.md"] = f"# {exp.name}\n\n{table}\n{usage}{plot}"
     # One set: a reader never sees config.json from one run beside table.md from another.

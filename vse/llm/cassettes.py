@@ -48,6 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 import vcr
 from vcr.errors import CannotOverwriteExistingCassetteException
 from vcr.persisters.filesystem import CassetteNotFoundError
+from vcr.request import Request
 from vcr.serialize import deserialize, serialize
 
 from vse.atomic import write_atomic
@@ -82,9 +83,10 @@ def scrub_request(request: Any) -> Any:
     """vcrpy ``before_record_request``: a copy with only the kept headers and a port-free loopback URI.
 
     It copies because vcrpy also calls it on the live request (to match it): the real
-    request must still carry its Authorization header to the server.
+    request must still carry its Authorization header to the server. A new Request with its own
+    header dict is enough (the body is immutable bytes); a deepcopy per call was a third of a replay's time.
     """
-    request = copy.deepcopy(request)
+    request = Request(request.method, request.uri, request.body, dict(request.headers))
     for name in list(request.headers):
         if name.lower() not in KEEP_REQUEST_HEADERS or name.lower() in SECRET_HEADERS:
             del request.headers[name]
@@ -276,16 +278,22 @@ def _index_matching(cassette: Any) -> None:
     """
     index: dict[tuple, list[int]] = {}
     seen = 0
+    # vcrpy asks up to four times about the same request object (can play? play, ...); each
+    # ask ran the scrubbing filters (a deep copy) again. The last request's key is kept.
+    last: list[Any] = [None, None]
 
     def _responses(request: Any):
         nonlocal seen
-        request = cassette._before_record_request(request)
-        if not request:
+        if last[0] is not request:
+            scrubbed = cassette._before_record_request(request)
+            last[0], last[1] = request, (_match_key(scrubbed) if scrubbed else None)
+        key = last[1]
+        if key is None:
             return
         while seen < len(cassette.data):
             index.setdefault(_match_key(cassette.data[seen][0]), []).append(seen)
             seen += 1
-        for i in index.get(_match_key(request), ()):
+        for i in index.get(key, ()):
             yield i, cassette.data[i][1]
 
     cassette._responses = _responses
