@@ -158,8 +158,10 @@ def next_layer_explanations(neuron: str, *, llm: LLM, units: Sequence[int], conf
     config = config or ExplainConfig()
     out: dict[int, str] = {}
     for unit in tqdm(sorted(set(units)), desc="explain next layer", unit="unit", leave=False, disable=not progress):
-        [rec] = explain_neuron(f"{model}/{nxt}/{unit}", "weight-label", llm=llm, n=1, config=config, seed=seed)
+        [rec] = explain_neuron(f"{model}/{nxt}/{unit}", "weight-label", llm=llm, n=1, config=config, seed=seed, progress=False)
         out[unit] = rec.explanation
+        if llm.checkpoint is not None:
+            llm.checkpoint()  # recording: an interruption loses at most this unit's explanation
     return out
 
 

@@ -94,21 +94,15 @@ def explain_one(llm, study: Study, unit: int, method: str, next_explanations: di
     return [dict(r.to_json(), index=k) for k, r in enumerate(recs)]
 
 
-def next_layer(llm, study: Study, units: list[int]) -> dict[int, str]:
+def next_layer(llm, study: Study, units: list[int], *, progress: bool = True) -> dict[int, str]:
     """vse's Weight-Label explanations of every next-layer unit the Weight-Explanation prompts
-    of `units` (and of the few-shot neurons) show, one checkpoint per unit: recorded once for the
-    whole study, in their own cassette, instead of once per neuron."""
-    from vse.api import NEXT_LAYER, explain_neuron, weight_explanation_units
+    of `units` (and of the few-shot neurons) show: recorded once for the whole study, in their
+    own cassette, instead of once per neuron."""
+    from vse.api import next_layer_explanations, weight_explanation_units
 
-    needed = sorted({u for unit in units for u in weight_explanation_units(f"{study.model}/{study.layer}/{unit}", "positive", study.explain)})
-    nxt = NEXT_LAYER[study.layer]
-    out = {}
-    for u in tqdm(needed, desc="explain next layer", unit="unit", leave=False):
-        [rec] = explain_neuron(f"{study.model}/{nxt}/{u}", "weight-label", llm=llm, n=1, seed=study.seed, progress=False)
-        out[u] = rec.explanation
-        if llm.checkpoint is not None:
-            llm.checkpoint()
-    return out
+    neurons = [f"{study.model}/{study.layer}/{unit}" for unit in units]
+    needed = sorted({u for n in neurons for u in weight_explanation_units(n, "positive", study.explain)})
+    return next_layer_explanations(neurons[0], llm=llm, units=needed, seed=study.seed, progress=progress)
 
 
 def predict_pool(llm, study: Study, pool: Pool, explanation: str) -> list[float]:
@@ -139,7 +133,7 @@ def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool
     nxt = None
     if "weight-explanation" in study.methods:
         with open_llm("next-layer") as llm:
-            nxt = next_layer(llm, study, units)
+            nxt = next_layer(llm, study, units, progress=progress)
     for unit in tqdm(units, desc=study.name, unit="neuron", disable=not progress):
         with open_llm(f"{study.model}__{study.layer}__{unit}") as llm:
             recs = [r for method in study.methods for r in explain_one(llm, study, unit, method, nxt)]
