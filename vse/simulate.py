@@ -89,23 +89,25 @@ def parse_value_list(reply: str, texts: Sequence[str], *, low: int = 0, high: in
 # ----------------------------------------------------------------------------- logprobs
 
 
-def number_distribution(top: Mapping[str, float], *, high: int = 10) -> dict[int, float]:
+def number_distribution(top: Mapping[str, float] | None, *, high: int = 10) -> dict[int, float]:
     """Probabilities of the number tokens 0..high among a position's top logprobs.
 
-    Keys are stripped of whitespace (servers send " 5" and "5"); several keys for one number
-    add up. Non-number tokens are dropped, so the result sums to the mass the model put on
-    numbers (<= 1). A key "10" (tokenizers with one token for it) counts as 10.
+    The one number reader of every mode (list-logprobs, echo, and the one-item reader
+    `vse.simulators.read_value`). Keys are stripped of whitespace (servers send " 5" and "5");
+    several keys for one number add up. Non-number tokens are dropped, so the result sums to the
+    mass the model put on numbers (<= 1). A key "10" (tokenizers with one token for it) counts
+    as 10. Empty for an empty or missing ``top``.
     """
     dist: dict[int, float] = {}
-    for key, logprob in top.items():
+    for key, logprob in (top or {}).items():
         k = key.strip() if isinstance(key, str) else ""
         # isascii: str.isdigit also accepts "²" and "①", which int() refuses. The length check
         # keeps int() away from huge keys; a leading zero ("05") is not a number token.
         if (k.isascii() and k.isdigit() and len(k) <= len(str(high)) and (len(k) == 1 or k[0] != "0")
                 and int(k) <= high):
-            if not isinstance(logprob, (int, float)) or not math.isfinite(logprob):
-                continue
-            dist[int(k)] = dist.get(int(k), 0.0) + math.exp(min(logprob, 0.0))  # a logprob is <= 0
+            p = _probability(logprob)
+            if p is not None:
+                dist[int(k)] = dist.get(int(k), 0.0) + p
     return dist
 
 
@@ -128,8 +130,20 @@ def expected_value(dist: Mapping[int, float], *, p_ten_given_one: float = 0.0) -
     return ev / total
 
 
-def _prob_of(top: Mapping[str, float], token: str) -> float:
-    return sum(math.exp(lp) for k, lp in top.items() if k.strip() == token and lp is not None and math.isfinite(lp))
+def _probability(logprob: object) -> float | None:
+    """exp(logprob) for a usable logprob (a finite number, capped at 0: a server's rounding may
+    send 1e-7); None for anything else (null, NaN, text)."""
+    if isinstance(logprob, bool) or not isinstance(logprob, (int, float)) or not math.isfinite(logprob):
+        return None
+    return math.exp(min(logprob, 0.0))
+
+
+def token_mass(top: Mapping[str, float] | None, token: str) -> float:
+    """Probability of ``token`` (keys stripped of whitespace, several keys adding up) among a
+    position's top logprobs; 0 when ``top`` is empty or None."""
+    if not top:
+        return 0.0
+    return sum(p for k, lp in top.items() if isinstance(k, str) and k.strip() == token and (p := _probability(lp)) is not None)
 
 
 @dataclass
@@ -178,7 +192,7 @@ def values_from_generated(tokens: Sequence[TokenLogprob]) -> list[float]:
         dist = number_distribution(tokens[i].top)
         q = 0.0
         if tokens[i].token.strip() == "1" and i + 1 < len(tokens):
-            q = _prob_of(tokens[i + 1].top, "0")
+            q = token_mass(tokens[i + 1].top, "0")
         values.append(expected_value(dist, p_ten_given_one=q))
     return values
 

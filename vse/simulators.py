@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Mapping, Sequence
 
@@ -48,7 +47,15 @@ from vse.prompts import (
     simulate_one_prefix,
     simulate_one_prompt,
 )
-from vse.simulate import Simulation, SimulationError, parse_value_list, simulate_echo, simulate_list
+from vse.simulate import (
+    Simulation,
+    SimulationError,
+    number_distribution,
+    parse_value_list,
+    simulate_echo,
+    simulate_list,
+    token_mass,
+)
 from vse.store import PredictionStore
 
 MODES = ("one", "list", "list-logprobs", "echo")
@@ -75,28 +82,8 @@ class SimContext:
 
 
 # ----------------------------------------------------------------------------- reading numbers
-
-
-def _digit(key: str) -> int | None:
-    k = key.strip()
-    return int(k) if len(k) == 1 and k.isascii() and k.isdigit() else None
-
-
-def _mass(top: Mapping[str, float] | None, token: str) -> float:
-    if not top:
-        return 0.0
-    return sum(math.exp(lp) for k, lp in top.items() if k.strip() == token and lp is not None and math.isfinite(lp))
-
-
-def _digit_dist(top: Mapping[str, float]) -> dict[int, float]:
-    dist: dict[int, float] = {}
-    for key, lp in top.items():
-        d = _digit(key)
-        if d is None and key.strip() == "10":
-            d = 10  # tokenizers with one token for 10
-        if d is not None and lp is not None and math.isfinite(lp):
-            dist[d] = dist.get(d, 0.0) + math.exp(lp)
-    return dist
+# One number reader for every mode: `vse.simulate.number_distribution` (the number tokens
+# 0..10, "10" as one token included) and `vse.simulate.token_mass` (one token, e.g. "-").
 
 
 @dataclass
@@ -128,17 +115,17 @@ def read_value(after: Callable[[str], Mapping[str, float] | None], *, signed: bo
             if top is None:
                 unresolved += 1
             else:
-                digits = _digit_dist(top)
+                digits = number_distribution(top)
                 stop = 1.0 - sum(digits.values())  # mass on anything but another digit ends the number
-                q = _mass(top, "0") / max(_mass(top, "0") + max(stop, 0.0), 1e-12) if digits else 0.0
+                q = token_mass(top, "0") / max(token_mass(top, "0") + max(stop, 0.0), 1e-12) if digits else 0.0
         ev = sum(p * d for d, p in dist.items() if d != 1) + p1 * (1.0 + 9.0 * q)
         return ev
 
     first = after("")
     if not first:
         raise SimulationError("no logprobs for the value token")
-    dist = _digit_dist(first)
-    p_minus = _mass(first, "-") if signed else 0.0
+    dist = number_distribution(first)
+    p_minus = token_mass(first, "-") if signed else 0.0
     total = sum(dist.values()) + p_minus
     if total <= 0:
         raise SimulationError(f"no number among the top tokens: {sorted(first)[:8]}")
@@ -147,7 +134,7 @@ def read_value(after: Callable[[str], Mapping[str, float] | None], *, signed: bo
         neg = UNREAD_NEGATIVE
         if p_minus / total >= threshold:
             top = after("-")
-            ndist = _digit_dist(top) if top else {}
+            ndist = number_distribution(top)
             if top is None or not ndist:
                 unresolved += 1  # no magnitude read (no reply, or no digit in it): UNREAD_NEGATIVE stands
             else:
