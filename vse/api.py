@@ -56,7 +56,7 @@ class LLM:
     client: the thin HTTP client (cassette-aware through `requests`).
     api: "completions" or "chat" (the endpoint explanations and simulations use).
     reported_model: the model id the server reports (or the configured name).
-    llm_file_sha256, server: set when the server is vse's local llama.cpp server.
+    llm_file_sha256, server, server_slots: set when the server is vse's local llama.cpp server.
     store: the run's prediction store (shared by every score made with this LLM).
     checkpoint: saves the cassette; the scoring loop calls it after every pass while recording.
     """
@@ -66,6 +66,8 @@ class LLM:
     reported_model: str = ""
     llm_file_sha256: str | None = None
     server: str | None = None
+    #: the server's parallel slots when it reports them (vse's llama-server does), else None
+    server_slots: int | None = None
     store: PredictionStore = field(default_factory=PredictionStore)
     checkpoint: Callable[[], None] | None = None  # called after every pass (recording saves there)
 
@@ -86,12 +88,17 @@ class LLM:
             data = resp.json().get("data") if resp.status_code == 200 else None
         except Exception:  # noqa: BLE001 - identity is best effort; a server without /models is fine
             data = None
-        if data and isinstance(data, list) and isinstance(data[0], dict) and data[0].get("id"):
+        entry = data[0] if data and isinstance(data, list) and isinstance(data[0], dict) else {}
+        if entry.get("id"):
             # llama-cpp-python reports the model file's path: keep its name, never a local path.
-            self.reported_model = Path(str(data[0]["id"])).name
+            self.reported_model = Path(str(entry["id"])).name
         if self.reported_model == MODEL_FILE:
+            from vse.llm.server import describe_server
+
             self.llm_file_sha256 = MODEL_SHA256
-            self.server = "llama-cpp-python 0.3.36 (vse.llm.fastlogprobs)"
+            # From the recorded reply only (llama-server's tags name its build, slots and
+            # context), so a replay names the server the recording used.
+            self.server, self.server_slots = describe_server(entry)
 
     @classmethod
     @contextlib.contextmanager
@@ -174,10 +181,10 @@ def weight_explanation_units(neuron: str, polarity: str, config: ExplainConfig) 
     from vse.sampling import top
 
     model, layer, _ = parse_neuron_id(neuron)
-    units = {int(i) for i in np.asarray(shown_indices(load_target(neuron, "weight-clip", polarity).values, config))}
+    units = {int(i) for i in np.asarray(shown_indices(load_target(neuron, "weight-clip", polarity), config))}
     for u, _ in fewshot_explanations(model, layer, "weight-explanation"):
         t = load_target(f"{model}/{layer}/{u}", "weight-clip", "positive")
-        units |= {int(i) for i in np.asarray(top(t.values, config.n_pairs))}
+        units |= {int(i) for i in np.asarray(top(t.strength if config.rank_by == "raw" else t.values, config.n_pairs))}
     return sorted(units)
 
 
@@ -204,7 +211,7 @@ def explain_neuron(
         return [ExplanationRecord(neuron, method, "positive", clip_dissect_label(neuron), None, 0, 0, 0, prov)]
     if method == "weight-explanation" and next_explanations is None:
         units = weight_explanation_units(neuron, polarity, config)
-        next_explanations = next_layer_explanations(neuron, llm=llm, units=units, seed=seed, progress=progress)
+        next_explanations = next_layer_explanations(neuron, llm=llm, units=units, config=ExplainConfig(rank_by=config.rank_by), seed=seed, progress=progress)
     target = load_target(neuron, method, polarity, next_explanations=next_explanations, source=source)
     fewshot = fewshot_neurons(neuron, method, polarity, next_explanations=next_explanations)
     prov = llm.provenance([f.target.neuron for f in fewshot], seed)

@@ -49,6 +49,10 @@ class TableExperiment:
         return asdict(self)
 
 
+#: The experiments recorded before issue 17 ranked the shown pairs by their scaled integers
+#: (ties by index); pinned so that they keep sending the recorded requests.
+_SCALED = ExplainConfig(rank_by="scaled")
+
 #: Three passes of 50 uniformly drawn items (the paper's minimum), one item per call.
 _THREE_PASSES = ScoreConfig(mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3))
 
@@ -64,7 +68,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy] = {
             methods=("caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect"),
             targets=("caption-activation", "weight-label", "weight-clip"),
             # 15 pairs shown (not the paper's 25) and 40 items a pass: what this CPU records in ~25 min.
-            explain=ExplainConfig(n_pairs=15),
+            explain=ExplainConfig(n_pairs=15, rank_by="scaled"),
             score=ScoreConfig(mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)),
         ),
         # Issue 11: the same explain + score through /v1/completions and /v1/chat/completions.
@@ -74,11 +78,12 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy] = {
             neuron_seed=11,
             methods=("weight-label",),
             targets=("weight-label",),
-            explain=ExplainConfig(api="chat"),
+            explain=ExplainConfig(api="chat", rank_by="scaled"),
             score=ScoreConfig(mode="one", api="chat", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)),
         ),
         TableExperiment(
             name="chat-vs-completions-baseline",
+            explain=_SCALED,
             n_neurons=1,
             neuron_seed=11,
             methods=("weight-label",),
@@ -88,6 +93,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy] = {
         # Issue 8: the paper's per-pass few-shot draws on the same neuron and item draws as the baseline.
         TableExperiment(
             name="fewshot-per-pass",
+            explain=_SCALED,
             n_neurons=1,
             neuron_seed=11,
             methods=("weight-label",),
@@ -97,6 +103,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy] = {
         # App. C.3.2: both signs at once, scored on the signed scale by the default one-item simulator.
         TableExperiment(
             name="signed-one-neuron",
+            explain=_SCALED,
             n_neurons=1,
             neuron_seed=3,
             methods=("weight-label",),
@@ -107,6 +114,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy] = {
         # App. C.3.1: the same neuron's negative weights alone (flipped to magnitudes), explained and scored.
         TableExperiment(
             name="negative-one-neuron",
+            explain=_SCALED,
             n_neurons=1,
             neuron_seed=3,
             methods=("weight-label",),
@@ -128,7 +136,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy] = {
             targets=("caption-activation", "weight-label", "weight-clip"),
             n_top=6,
             n_random=30,
-            explain=ExplainConfig(shown="heldout", n_pairs=15),
+            explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
             score=ScoreConfig(n_fewshot_pairs=25),
             figures=True,
         ),
@@ -142,15 +150,15 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy] = {
             targets=("weight-label", "caption-activation"),
             n_top=6,
             n_random=30,
-            explain=ExplainConfig(shown="heldout", n_pairs=15),
+            explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
             score=ScoreConfig(n_fewshot_pairs=25),
             figures=True,
         ),
         # Issue 9, the paper's Table 5 (App. B.2.1): how the few-shot neurons' Weight-Label pairs
         # are picked, 10 paired runs per strategy on one last-layer neuron drawn with seed 5.
-        StrategyStudy(name="fewshot-strategies", neuron_seed=5, n_runs=10),
+        StrategyStudy(name="fewshot-strategies", neuron_seed=5, n_runs=10, explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled")),
         # Issue 8: does the score tell a neuron's own explanation from others'? 16 neurons.
-        Study(name="power-study"),
+        Study(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
     ]
 }
 

@@ -36,6 +36,10 @@ class ExplainConfig:
     max_retries: further attempts (new seed) when a reply holds no usable explanation.
     shown: "top" (the paper) or "heldout" (every other rank, see the module doc).
     api: "completions" (plain few-shot text) or "chat" (messages).
+    rank_by: how "top" is ordered: "raw" (the raw activations or weights; the default) or
+        "scaled" (the 0..10 integers, ties broken by item index: what the experiments recorded
+        before issue 17 used, kept so their cassettes replay). On dense units most of the top 50
+        scale to the same few integers, so ranking the integers orders ties by class index.
     """
 
     n_pairs: int = 25
@@ -44,10 +48,13 @@ class ExplainConfig:
     max_retries: int = 2
     shown: str = "top"
     api: str = "completions"
+    rank_by: str = "raw"
 
     def __post_init__(self) -> None:
         if self.shown not in ("top", "heldout"):
             raise ValueError(f"shown must be 'top' or 'heldout', got {self.shown!r}")
+        if self.rank_by not in ("raw", "scaled"):
+            raise ValueError(f"rank_by must be 'raw' or 'scaled', got {self.rank_by!r}")
         if self.api not in APIS:
             raise ValueError(f"api {self.api!r} is not one of {APIS}")
 
@@ -70,21 +77,22 @@ class Explanation:
     calls: int
 
 
-def shown_indices(values: np.ndarray, config: ExplainConfig) -> np.ndarray:
+def shown_indices(target: Target, config: ExplainConfig) -> np.ndarray:
     """The target's pairs the explainer sees, ascending (strongest last)."""
+    values = target.strength if config.rank_by == "raw" else target.values
     if config.shown == "heldout":
         return heldout_shown(values, config.n_pairs)
     return top(values, config.n_pairs)
 
 
-def top_examples(fewshot: Sequence[FewShotNeuron], n_pairs: int) -> list[Example]:
-    return [Example(f.target.name, f.target.pairs(top(f.target.values, n_pairs)), f.explanation) for f in fewshot]
+def top_examples(fewshot: Sequence[FewShotNeuron], n_pairs: int, rank_by: str = "raw") -> list[Example]:
+    return [Example(f.target.name, f.target.pairs(top(f.target.strength if rank_by == "raw" else f.target.values, n_pairs)), f.explanation) for f in fewshot]
 
 
 def build_prompt(target: Target, fewshot: Sequence[FewShotNeuron], config: ExplainConfig) -> str | list[dict]:
     """The request content: a prompt string (completions) or a message list (chat)."""
-    examples = top_examples(fewshot, config.n_pairs)
-    pairs = target.pairs(shown_indices(target.values, config))
+    examples = top_examples(fewshot, config.n_pairs, config.rank_by)
+    pairs = target.pairs(shown_indices(target, config))
     if config.api == "chat":
         return explain_messages(target.kind, examples, target.name, pairs, signed=target.signed)
     return explain_prompt(target.kind, examples, target.name, pairs, signed=target.signed)

@@ -71,5 +71,11 @@ class Target:
             return scale_to_int(flip_negative(self.raw))
         return scale_to_int(self.raw)
 
+    @cached_property
+    def strength(self) -> np.ndarray:
+        """The raw values oriented like `values` (negative polarity flipped): an order without the
+        ties of the scaled integers, which it refines (scaling is monotone)."""
+        return -self.raw if self.polarity == "negative" else np.asarray(self.raw, dtype=np.float64)
+
     def pairs(self, indices: Sequence[int]) -> tuple[Pair, ...]:
         return tuple(Pair(self.texts[i], int(self.values[i])) for i in indices)
