@@ -102,7 +102,7 @@ def next_layer(llm, study: Study, units: list[int], *, progress: bool = True) ->
 
     neurons = [f"{study.model}/{study.layer}/{unit}" for unit in units]
     needed = sorted({u for n in neurons for u in weight_explanation_units(n, "positive", study.explain)})
-    return next_layer_explanations(neurons[0], llm=llm, units=needed, seed=study.seed, progress=progress)
+    return next_layer_explanations(neurons[0], llm=llm, units=needed, config=ExplainConfig(rank_by=study.explain.rank_by), seed=study.seed, progress=progress)
 
 
 def predict_pool(llm, study: Study, pool: Pool, explanation: str) -> list[float]:
