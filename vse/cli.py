@@ -68,3 +68,4 @@ from vse.llm.cli import llm as _llm; main.add_command(_llm)  # noqa: E402
 from vse.vision.cli import register as _reg_vision; _reg_vision(main)  # noqa: E402
 from vse.commands import register as _reg_commands; _reg_commands(main)  # noqa: E402
 from vse.label_cli import label_cmd as _label; main.add_command(_label)  # noqa: E402
+from vse.atlas_cli import atlas_cmd as _atlas; main.add_command(_atlas)  # noqa: E402

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -41,10 +41,12 @@ class Source:
     probe: a folder of images with captions (sidecar ``<stem>.txt``, ``captions.tsv`` or
         ``captions.json``); None = the committed fixtures.
     cache_dir: where computed matrices are kept (key: model, layer, kind, probe set).
+    device: where the forward pass runs when activations are computed ("cpu", "cuda", "cuda:1").
     """
 
     probe: Path | None = None
     cache_dir: Path = Path(".vse-cache")
+    device: str = "cpu"
 
 
 FIXTURES = Source()
@@ -57,9 +59,19 @@ def _probe_key(probe: Path) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-@lru_cache(maxsize=None)
-def _live_matrix(model: str, layer: str, kind: str, probe: Path, cache_dir: Path) -> tuple[tuple[str, ...], np.ndarray]:
+def _live_matrix(model: str, layer: str, kind: str, probe: Path, cache_dir: Path, device: str = "cpu") -> tuple[tuple[str, ...], np.ndarray]:
     """(texts, raw [units, items]) computed from a live model, cached on disk."""
+    texts, raw, _ids = live_pairs(model, layer, kind, probe, cache_dir, device)
+    return texts, raw
+
+
+@lru_cache(maxsize=None)
+def live_pairs(model: str, layer: str, kind: str, probe: Path, cache_dir: Path, device: str = "cpu") -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...] | None]:
+    """(texts, raw [units, items], image ids) computed from a live model, cached on disk.
+
+    The image ids (paths relative to the probe folder, in item order) let a page show the images
+    behind the values; weight-label pairs have none. A cache written before ids were kept is
+    recomputed once."""
     import json as _json
 
     if kind not in ("weight-label", "caption-activation"):
@@ -68,7 +80,9 @@ def _live_matrix(model: str, layer: str, kind: str, probe: Path, cache_dir: Path
     path = cache_dir / f"{key}.npz"
     if path.exists():
         data = np.load(path, allow_pickle=False)
-        return tuple(_json.loads(str(data["texts"]))), np.asarray(data["raw"], dtype=np.float64)
+        ids = tuple(_json.loads(str(data["ids"]))) if "ids" in data.files else None
+        if kind == "weight-label" or ids is not None:
+            return tuple(_json.loads(str(data["texts"]))), np.asarray(data["raw"], dtype=np.float64), ids
     from vse.vision.models import load_model
 
     loaded = load_model(model)
@@ -76,7 +90,7 @@ def _live_matrix(model: str, layer: str, kind: str, probe: Path, cache_dir: Path
         from vse.vision.weights import weights_to
 
         raw = np.asarray(weights_to(loaded, layer).weights, dtype=np.float64)
-        texts = tuple(loaded.class_names)
+        texts, ids = tuple(loaded.class_names), None
     else:
         from vse.vision.activations import extract_activations
         from vse.vision.datasets import load_folder
@@ -85,18 +99,20 @@ def _live_matrix(model: str, layer: str, kind: str, probe: Path, cache_dir: Path
         missing = [it.id for it in probe_set.items if not it.caption]
         if missing:
             raise ValueError(f"{len(missing)} images of {probe} have no caption (first: {missing[0]}): add <stem>.txt sidecars or a captions.tsv")
-        result = extract_activations(loaded, probe_set, [layer])
+        result = extract_activations(loaded, probe_set, [layer], device=device)
         captions = {it.id: it.caption for it in probe_set.items}
-        texts = tuple(captions[i] for i in result.image_ids)
+        ids = tuple(result.image_ids)
+        texts = tuple(captions[i] for i in ids)
         raw = np.asarray(result.activations[layer], dtype=np.float64).T
     cache_dir.mkdir(parents=True, exist_ok=True)
     from vse.atomic import write_atomic
     import io
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, texts=np.array(_json.dumps(list(texts))), raw=raw.astype(np.float32))
+    extra = {} if ids is None else {"ids": np.array(_json.dumps(list(ids)))}
+    np.savez_compressed(buf, texts=np.array(_json.dumps(list(texts))), raw=raw.astype(np.float32), **extra)
     write_atomic(path, buf.getvalue())
-    return texts, raw
+    return texts, raw, ids
 
 
 @lru_cache(maxsize=None)
@@ -129,7 +145,7 @@ def load_target(neuron: str, kind: str, polarity: str = "positive", *, next_expl
     """
     model, layer, unit = parse_neuron_id(neuron)
     if source.probe is not None:
-        texts, raw = _live_matrix(model, layer, kind, Path(source.probe).resolve(), Path(source.cache_dir))
+        texts, raw = _live_matrix(model, layer, kind, Path(source.probe).resolve(), Path(source.cache_dir), source.device)
     else:
         texts, raw = _matrix(model, layer, kind)
     if not 0 <= unit < raw.shape[0]:
@@ -171,11 +187,12 @@ def excluded_units(model: str, layer: str) -> set[int]:
     return units | set(data.get("dev_neurons", []))
 
 
-def draw_neurons(model: str, layer: str, n: int, seed: int) -> list[int]:
-    """Evaluation units drawn at random with `seed` (stream "neurons"), never few-shot or dev units."""
+def draw_neurons(model: str, layer: str, n: int, seed: int, *, exclude: Sequence[int] = ()) -> list[int]:
+    """Evaluation units drawn at random with `seed` (stream "neurons"), never few-shot or dev units
+    (nor the units in `exclude`: e.g. those an earlier study looked at while designing this one)."""
     from vse.seeds import rng
 
-    excluded = excluded_units(model, layer)
+    excluded = excluded_units(model, layer) | {int(u) for u in exclude}
     candidates = np.array([u for u in range(layer_width(model, layer)) if u not in excluded])
     return [int(u) for u in rng(seed, "neurons").choice(candidates, size=n, replace=False)]
 
