@@ -6,15 +6,16 @@ BIN     := $(VENV)/bin
 TORCH   := torch==2.14.1 torchvision==0.29.1
 PORT    ?= 8765
 
-.PHONY: help venv test reproduce record smoke llm-server bench fixtures clean
+.PHONY: help venv test reproduce record smoke llm-server llm-binary bench bench-server fixtures clean
 
 help:
 	@echo "make test        run the offline test suite (installs .venv first)"
 	@echo "make reproduce   replay the recorded cassettes offline and rebuild every table"
 	@echo "make record      re-record the experiments against the local LLM server (resumable)"
-	@echo "make llm-server  assemble the local Qwen2.5-Coder-1.5B GGUF and serve it on 127.0.0.1:$(PORT)"
+	@echo "make llm-server  assemble the local Qwen2.5-Coder-1.5B GGUF, build llama-server once, serve on 127.0.0.1:$(PORT)"
 	@echo "make smoke       live smoke test against the real local LLM server"
 	@echo "make bench       benchmarks (simulator modes, activation extraction)"
+	@echo "make bench-server  the old llama-cpp-python server vs llama-server, same recorded requests"
 	@echo "make fixtures    regenerate fixtures/ from the real images and models"
 
 venv: $(VENV)/.stamp
@@ -33,9 +34,18 @@ $(VENV)/.stamp: $(VENV)/.stamp-light
 	$(BIN)/pip install -q -e '.[vision,report,dev]'
 	touch $@
 
-# llama-cpp-python compiles llama.cpp from source (about 5 minutes on 2 cores); pip caches the wheel.
-$(VENV)/.server-stamp: $(VENV)/.stamp
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'
+# llama.cpp's llama-server, built once from the pinned source (the llama-cpp-python 0.3.36 sdist's
+# vendor/llama.cpp) into the model cache (about 10 minutes on 2 cores; needs cmake and a C++
+# compiler), unless VSE_LLAMA_SERVER names a binary. A second run finds it at once.
+llm-binary: $(VENV)/.stamp-light
+	$(BIN)/vse llm build-server
+
+# Only for `make bench-server`: the server vse ran before llama-server, in a venv of its own
+# (compiles llama.cpp again: about 5 minutes on 2 cores).
+OLD_SERVER_VENV ?= $(HOME)/.cache/vse/bench-llama-cpp-python
+$(OLD_SERVER_VENV)/.stamp:
+	$(PY) -m venv $(OLD_SERVER_VENV)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(OLD_SERVER_VENV)/bin/pip install -q 'llama-cpp-python[server]==0.3.36'
 	touch $@
 
 test: venv
@@ -48,21 +58,23 @@ reproduce: $(VENV)/.stamp-light
 	  git diff --exit-code --stat -- results || { echo "results/ differ from the committed ones (git diff results)"; exit 1; }; \
 	  test -z "$$(git status --porcelain --untracked-files=all -- results)" || { git status --short -- results; echo "results/ holds files the commit lacks"; exit 1; }; fi
 
-record: $(VENV)/.server-stamp
+record: llm-binary
 	$(BIN)/vse reproduce --record
 
-llm-server: $(VENV)/.server-stamp
+llm-server: llm-binary
 	$(BIN)/vse llm serve --port $(PORT)
 
-# The live tests, and the server-patch tests that `make test` skips without llama-cpp-python.
-smoke: $(VENV)/.server-stamp
+# The live tests against a freshly started llama-server (built first if needed).
+smoke: venv llm-binary
 	$(BIN)/python -m pytest -q -m live -p no:cacheprovider --force-enable-socket
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/llm/test_fastlogprobs.py
 
-bench: $(VENV)/.server-stamp
-	$(BIN)/python bench/logprobs_patch.py
+bench: venv llm-binary
 	$(BIN)/python bench/simulators.py
 	$(BIN)/python bench/extraction.py
+
+# The old server (llama-cpp-python + vse's logprobs patch) against llama-server, one run (issue 16).
+bench-server: venv llm-binary $(OLD_SERVER_VENV)/.stamp
+	nice $(BIN)/python bench/server_compare.py --old-python $(OLD_SERVER_VENV)/bin/python
 
 fixtures: venv
 	$(BIN)/vse fixtures

@@ -1,5 +1,10 @@
 """Run llama-cpp-python's OpenAI-compatible server with two speed fixes for logprobs.
 
+Until issue 16 this was vse's local server (``vse llm serve``); vse now runs llama.cpp's own
+``llama-server``, and this patch stays only so `bench/server_compare.py` can compare the two:
+run it with a Python that has ``llama-cpp-python[server]==0.3.36``
+(``python bench/fastlogprobs.py --model FILE ...``).
+
 Measured on 2 CPU cores with Qwen2.5-Coder-1.5B (151,936-token vocabulary), a one-token
 completion with ``logprobs`` on an 800-token cached prompt took about 2 s, of which the model
 itself needed about 0.3 s. The rest is Python in ``Llama._create_completion`` (0.3.36):
@@ -12,9 +17,9 @@ itself needed about 0.3 s. The rest is Python in ``Llama._create_completion`` (0
    (~0.4 s per returned position) to keep the top few. We give the module a ``sorted`` that does
    the same ordering with NumPy when it sees that call, and defers to the builtin otherwise.
 
-Both give byte-identical replies (tests/llm/test_fastlogprobs.py compares them with the
-originals); `bench/logprobs_patch.py` measures the difference. Run it as the server module:
-``python -m vse.llm.fastlogprobs --model FILE ...`` takes the same arguments as
+Both gave byte-identical replies (tested while this was vse's server: git history,
+tests/llm/test_fastlogprobs.py); `bench/logprobs_patch.py` measures the difference.
+``python bench/fastlogprobs.py --model FILE ...`` takes the same arguments as
 ``python -m llama_cpp.server``.
 """
 

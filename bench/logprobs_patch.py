@@ -1,7 +1,7 @@
 """Benchmark: llama-cpp-python's logprobs post-processing, as shipped vs with vse's patch.
 
 Reproduces, on synthetic logits of the real shapes (an 800-token prompt, Qwen's 151,936-token
-vocabulary), the two steps `vse.llm.fastlogprobs` replaces, both ways in the same run:
+vocabulary), the two steps `bench/fastlogprobs.py` replaces, both ways in the same run:
 the log-softmax of every prompt row when one generated row is used, and the Python sort of a
 whole vocabulary row to keep its top 20. Prints seconds per call for each and the speed-up.
 """
@@ -12,7 +12,7 @@ import time
 import numpy as np
 from llama_cpp.llama import Llama
 
-from vse.llm.fastlogprobs import LazyLogprobs, _fast_sorted
+from fastlogprobs import LazyLogprobs, _fast_sorted  # bench/fastlogprobs.py (run from bench/)
 
 
 def best_of(f, repeat=3):

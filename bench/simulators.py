@@ -51,7 +51,7 @@ def main() -> int:
         if base_url is None:
             from vse.llm.server import LocalServer, assemble_model
 
-            base_url = stack.enter_context(LocalServer(assemble_model(), port=args.port, logits_all=True)).base_url
+            base_url = stack.enter_context(LocalServer(assemble_model(), port=args.port)).base_url
         text = args.explanation
         if text is None:
             llm = LLM.from_client(LLMClient(ClientConfig(base_url=base_url)))

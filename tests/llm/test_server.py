@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import subprocess
 import sys
 import zipfile
@@ -147,12 +148,163 @@ def fake_server(monkeypatch, tmp_path, code: str, **kwargs) -> srv.LocalServer:
     return server
 
 
-def test_command_line():
-    server = srv.LocalServer("/m.gguf", port=8123, n_ctx=2048, n_threads=4, logits_all=False, extra_args=("--verbose", "false"))
+def test_command_line(tmp_path):
+    binary = srv.LlamaServerBinary(Path("/opt/llama-server"), "0c1e570", srv.BUILD_FLAGS)
+    server = srv.LocalServer("/models/m.gguf", port=8123, n_threads=4, extra_args=("--verbose",), llama_server=binary)
     assert server.base_url == "http://127.0.0.1:8123/v1"
-    assert server.command() == [sys.executable, "-m", "vse.llm.fastlogprobs", "--model", "/m.gguf", "--model_alias", "m.gguf", "--host", "127.0.0.1",
-                                "--port", "8123", "--n_ctx", "2048", "--n_threads", "4", "--logits_all", "false",
-                                "--verbose", "false"]
+    assert server.slots == 4 and server.n_ctx == 16384  # 4 slots x 4096 tokens
+    tags = ("llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:4,ctx:16384")
+    assert server.command() == ["/opt/llama-server", "-m", "/models/m.gguf", "--alias", "m.gguf", "--tags", tags,
+                                "--host", "127.0.0.1", "--port", "8123", "-c", "16384", "-np", "4", "-t", "4", "--verbose"]
+    assert "," not in " ".join(srv.BUILD_FLAGS)  # llama-server splits --tags on commas
+
+
+def test_slots_set_the_context_and_must_be_positive():
+    binary = srv.LlamaServerBinary(Path("/x/llama-server"), None, None)
+    assert srv.LocalServer("/m.gguf", slots=2, llama_server=binary).n_ctx == 8192
+    assert srv.LocalServer("/m.gguf", slots=2, n_ctx=6000, llama_server=binary).n_ctx == 6000
+    with pytest.raises(ValueError, match="slots"):
+        srv.LocalServer("/m.gguf", slots=0)
+
+
+# -- provenance: what /v1/models says about the server ------------------------------------------------
+
+
+def test_tags_round_trip_to_provenance():
+    build = srv.ServerBuild("0c1e570", srv.BUILD_FLAGS, 4, 16384)
+    entry = {"id": "m.gguf", "owned_by": "llamacpp", "tags": sorted(build.tags()), "meta": {"n_ctx": 4096}}
+    name, slots = srv.describe_server(entry)
+    assert slots == 4
+    assert name == ("llama.cpp llama-server 0c1e570 (" + " ".join(srv.BUILD_FLAGS) + "); 4 slots, context 16384 (4096 per slot)")
+
+
+def test_user_binary_says_its_flags_are_unknown():
+    build = srv.ServerBuild("abc1234", None, 2, 8192)
+    assert srv.ServerBuild.from_tags(build.tags()) == build
+    assert srv.describe_server({"owned_by": "llamacpp", "tags": build.tags()})[0] == (
+        "llama.cpp llama-server abc1234 (build flags unknown); 2 slots, context 8192 (4096 per slot)")
+
+
+def test_old_server_and_foreign_llama_server_are_named_from_the_reply():
+    # The committed cassettes hold llama-cpp-python's reply: their provenance must not change.
+    old = {"id": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "object": "model", "owned_by": "me", "permissions": []}
+    assert srv.describe_server(old) == ("llama-cpp-python 0.3.36 (vse.llm.fastlogprobs)", None)
+    foreign = {"id": "m.gguf", "owned_by": "llamacpp", "tags": [], "meta": {"n_ctx": 8192}}
+    assert srv.describe_server(foreign) == (
+        "llama.cpp llama-server (not started by vse; build not reported; context 8192 per slot)", None)
+
+
+# -- the binary: found, or built once and cached ------------------------------------------------------
+
+
+def make_exe(path: Path, text: str = "#!/bin/sh\necho 'version: 7 (deadbee)'\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def test_binary_from_option_then_environment(tmp_path, monkeypatch):
+    opt = make_exe(tmp_path / "a" / "llama-server")
+    env = make_exe(tmp_path / "b" / "llama-server", "#!/bin/sh\necho 'version: 1 (0c1e570)' >&2\n")
+    monkeypatch.setenv(srv.LLAMA_SERVER_ENV, str(env))
+    assert srv.find_llama_server(opt) == srv.LlamaServerBinary(opt, "deadbee", None)
+    assert srv.find_llama_server() == srv.LlamaServerBinary(env, "0c1e570", None)
+    assert not srv.find_llama_server().built_by_vse
+
+
+def test_binary_that_is_not_there_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(srv.LLAMA_SERVER_ENV, str(tmp_path / "nope"))
+    with pytest.raises(ServerStartError, match=r"^VSE_LLAMA_SERVER names .*nope, which is not an executable file$"):
+        srv.find_llama_server()
+
+
+def test_cached_build_is_found_without_building(tmp_path, monkeypatch):
+    monkeypatch.delenv(srv.LLAMA_SERVER_ENV, raising=False)
+    folder = srv.server_build_dir(tmp_path)
+    assert folder.parent == tmp_path / "llama-server" and folder.name == srv.build_key()
+    with pytest.raises(srv.ServerBuildError, match="not built yet"):
+        srv.find_llama_server(cache_dir=tmp_path, build=False)
+    make_exe(folder / "llama-server")
+    (folder / "build.json").write_text(json.dumps({"source_sha256": srv.SDIST_SHA256, "commit": "0c1e570",
+                                                   "flags": list(srv.BUILD_FLAGS)}))
+    monkeypatch.setattr(srv, "missing_build_tools", lambda: pytest.fail("must not build"))
+    found = srv.find_llama_server(cache_dir=tmp_path)
+    assert found == srv.LlamaServerBinary(folder / "llama-server", "0c1e570", srv.BUILD_FLAGS) and found.built_by_vse
+
+
+def test_build_key_changes_with_the_flags(monkeypatch):
+    key = srv.build_key()
+    monkeypatch.setattr(srv, "BUILD_FLAGS", (*srv.BUILD_FLAGS, "-DGGML_OPENMP=OFF"))
+    assert srv.build_key() != key and srv.build_key()[:12] == key[:12] == srv.SDIST_SHA256[:12]
+
+
+def test_missing_tools_are_named_before_any_download(tmp_path, monkeypatch):
+    monkeypatch.delenv(srv.LLAMA_SERVER_ENV, raising=False)
+    monkeypatch.setattr(srv.shutil, "which", lambda name: None if name in ("cmake", "c++", "g++", "clang++") else "/usr/bin/" + name)
+    monkeypatch.setattr(srv, "_download_sdist", lambda dest: pytest.fail("must not download"))
+    with pytest.raises(srv.ServerBuildError) as err:
+        srv.find_llama_server(cache_dir=tmp_path)
+    msg = str(err.value)
+    assert "cmake, a C++ compiler (c++/g++/clang++) not found" in msg and "apt-get install -y cmake build-essential" in msg
+    assert "\n" not in msg and "VSE_LLAMA_SERVER" in msg
+
+
+def test_build_runs_cmake_in_a_temporary_folder_and_renames_it_into_place(tmp_path, monkeypatch):
+    """The whole build path with a fake sdist and a fake cmake (the real build: `make smoke`)."""
+    import io
+    import tarfile
+
+    monkeypatch.delenv(srv.LLAMA_SERVER_ENV, raising=False)
+    sdist = tmp_path / "dl" / srv.SDIST_FILE
+    sdist.parent.mkdir()
+    with tarfile.open(sdist, "w:gz") as tar:
+        for name, data in [(f"{srv.SDIST_SUBDIR}/CMakeLists.txt", b"project(x)"), ("llama_cpp_python-0.3.36/setup.py", b"")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(srv, "_download_sdist", lambda dest: sdist)
+    monkeypatch.setattr(srv, "missing_build_tools", lambda: [])
+    calls = []
+
+    class FakePopen:
+        def __init__(self, cmd, cwd, **kw):
+            calls.append(cmd)
+            if "--build" in cmd:
+                make_exe(Path(cmd[cmd.index("--build") + 1]) / "bin" / "llama-server")
+            self.stdout = iter([b"[ 50%] Building x\n", b"[100%] Built target llama-server\n"])
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(srv.subprocess, "Popen", FakePopen)
+    found = srv.build_llama_server(tmp_path, jobs=3)
+    assert calls[0][:2] == ["cmake", "-S"] and calls[0][-len(srv.BUILD_FLAGS):] == list(srv.BUILD_FLAGS)
+    assert calls[1][-4:] == ["--target", "llama-server", "-j", "3"]
+    assert found.path == srv.server_build_dir(tmp_path) / "llama-server" and found.commit == srv.LLAMA_CPP_COMMIT
+    assert sorted(p.name for p in (tmp_path / "llama-server").iterdir()) == [".lock", srv.build_key()]  # no leftovers
+    assert not sdist.exists()  # the source is dropped once built
+
+
+def test_failed_build_leaves_no_cached_binary_and_shows_the_log(tmp_path, monkeypatch):
+    monkeypatch.delenv(srv.LLAMA_SERVER_ENV, raising=False)
+    monkeypatch.setattr(srv, "missing_build_tools", lambda: [])
+    monkeypatch.setattr(srv, "_download_sdist", lambda dest: dest / "x.tar.gz")
+    src = tmp_path / "src"
+    make_exe(src / "CMakeLists.txt")
+    monkeypatch.setattr(srv, "_unpack_source", lambda sdist, dest: src)
+
+    class FailingPopen:
+        def __init__(self, cmd, cwd, **kw):
+            self.stdout = iter([b"CMake Error: no compiler works\n"])
+
+        def wait(self):
+            return 1
+
+    monkeypatch.setattr(srv.subprocess, "Popen", FailingPopen)
+    with pytest.raises(srv.ServerBuildError, match=r"(?s)configure llama.cpp failed \(exit 1\).*no compiler works"):
+        srv.build_llama_server(tmp_path)
+    assert [p.name for p in (tmp_path / "llama-server").iterdir()] == [".lock"]
 
 
 def test_server_that_exits_fails_early_with_its_log(monkeypatch, tmp_path):
@@ -213,15 +365,16 @@ def test_cli_assemble_error_is_clean(tmp_path, small_model, monkeypatch):
 
 @pytest.mark.live
 def test_live_server_answers_with_logprobs():
-    pytest.importorskip("llama_cpp")
     from vse.llm.client import ClientConfig, LLMClient
 
     with srv.LocalServer(srv.assemble_model(), port=0) as server:
         client = LLMClient(ClientConfig(base_url=server.base_url, timeout_s=120, max_retries=1))
         out = client.complete("Count: 1, 2, 3,", max_tokens=2, logprobs=3)
         chat = client.chat([{"role": "user", "content": "Say 7."}], max_tokens=1, logprobs=True, top_logprobs=3)
+        models = client.session.get(server.base_url + "/models", timeout=10).json()["data"][0]
     assert server.start_seconds < 120
-    assert out.text and len(out.tokens) == 2 and all(t.token in t.top for t in out.tokens)
+    assert out.text and len(out.tokens) == 2 and all(t.top for t in out.tokens)
     assert "4" in "".join(t.token for t in out.tokens)
     assert len(chat.tokens) == 1 and chat.tokens[0].top
     assert client.calls == 2 and client.usage.completion_tokens == 3
+    assert models["id"] == srv.MODEL_FILE and srv.describe_server(models) == (server.build.describe(), server.slots)

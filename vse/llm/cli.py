@@ -18,7 +18,7 @@ _cache_dir = click.option(
 
 @click.group()
 def llm() -> None:
-    """The local LLM: Qwen2.5-Coder-1.5B-Instruct (GGUF from PyPI) behind llama.cpp's server."""
+    """The local LLM: Qwen2.5-Coder-1.5B-Instruct (GGUF from PyPI) behind llama.cpp's llama-server."""
 
 
 @llm.command()
@@ -33,27 +33,54 @@ def assemble(cache_dir: Path | None) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+_llama_server = click.option(
+    "--llama-server",
+    "llama_server",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A llama-server binary to run instead of vse's own build (default: $VSE_LLAMA_SERVER, else vse's cached build).",
+)
+
+
+@llm.command("build-server")
+@_llama_server
+@_cache_dir
+def build_server(llama_server: Path | None, cache_dir: Path | None) -> None:
+    """Build llama.cpp's llama-server once from the pinned source (about 10 minutes on 2 cores); print its path.
+
+    Cached under the model cache directory; a later call returns at once.
+    """
+    from vse.llm.server import find_llama_server
+
+    try:
+        binary = find_llama_server(llama_server, cache_dir)
+    except LLMError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(binary.path)
+
+
 @llm.command()
 @click.option("--port", default=8765, show_default=True, help="Port on the host (0: pick a free one).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--n-ctx", default=4096, show_default=True, help="Context length in tokens.")
-@click.option("--n-threads", default=2, show_default=True)
-@click.option(
-    "--logits-all/--no-logits-all",
-    default=True,
-    show_default=True,
-    help="Keep logits for every position: needed for any logprobs (llama-cpp-python's default).",
-)
+@click.option("--slots", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Requests served in parallel (llama-server -np); clients may keep this many in flight.")
+@click.option("--n-ctx", default=None, type=click.IntRange(min=256),
+              help="Context length in tokens, shared by the slots  [default: 4096 per slot]")
+@click.option("--n-threads", default=2, show_default=True, type=click.IntRange(min=1))
+@_llama_server
 @_cache_dir
-def serve(port: int, host: str, n_ctx: int, n_threads: int, logits_all: bool, cache_dir: Path | None) -> None:
-    """Assemble the model if needed and serve it until Ctrl-C (base URL http://HOST:PORT/v1)."""
-    from vse.llm.server import LocalServer, assemble_model, stop_on_signals
+def serve(port: int, host: str, slots: int, n_ctx: int | None, n_threads: int, llama_server: Path | None,
+          cache_dir: Path | None) -> None:
+    """Assemble the model and build llama-server if needed, then serve until Ctrl-C (base URL http://HOST:PORT/v1)."""
+    from vse.llm.server import LocalServer, assemble_model, find_llama_server, stop_on_signals
 
     try:
         path = assemble_model(cache_dir)
+        binary = find_llama_server(llama_server, cache_dir)
     except LLMError as exc:
         raise click.ClickException(str(exc)) from exc
-    server = LocalServer(path, port=port, host=host, n_ctx=n_ctx, n_threads=n_threads, logits_all=logits_all)
+    server = LocalServer(path, port=port, host=host, n_ctx=n_ctx, n_threads=n_threads, slots=slots, llama_server=binary,
+                         cache_dir=cache_dir)
     # SIGINT or SIGTERM, also during start-up, stops both this process and the server it started.
     with stop_on_signals():
         try:
@@ -62,8 +89,9 @@ def serve(port: int, host: str, n_ctx: int, n_threads: int, logits_all: bool, ca
             except LLMError as exc:
                 raise click.ClickException(str(exc)) from exc
             click.echo(
-                f"serving {path.name} at {server.base_url} (started in {server.start_seconds:.1f} s; "
-                f"log: {server.log_path}); Ctrl-C or SIGTERM stops it",
+                f"serving {path.name} at {server.base_url} with {binary.path.name} ({server.slots} slots, "
+                f"context {server.n_ctx}; started in {server.start_seconds:.1f} s; log: {server.log_path}); "
+                "Ctrl-C or SIGTERM stops it",
                 err=True,
             )
             code = server.wait()

