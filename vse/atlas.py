@@ -187,7 +187,12 @@ class _Collector:
         e["cut"] = e["cut"] or cut_reason(rec, self.max_tokens)
 
     def score(self, rec: Mapping) -> None:
-        e = self._entry(rec["neuron"], rec.get("method", ""), rec.get("polarity", "positive"), rec.get("explanation", ""))
+        neuron, method = rec["neuron"], rec.get("method", "")
+        polarity, text = rec.get("polarity", "positive"), rec.get("explanation", "")
+        if method == "user":  # `vse score` / `vse label` name no method: the explanation's own, when it is known
+            known = [m for (m, p, t) in self.data.get(neuron, {}) if (p, t) == (polarity, text)]
+            method = known[0] if known else method
+        e = self._entry(neuron, method, polarity, text)
         prov = rec.get("provenance") if isinstance(rec.get("provenance"), Mapping) else {}
         protocol = str(rec.get("protocol") or prov.get("protocol") or "")
         details = [d for d in rec.get("details") or () if isinstance(d, Mapping) and d.get("items")]

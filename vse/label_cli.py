@@ -50,8 +50,11 @@ def layer_width(model: str, layer: str) -> int | None:
         return None
 
 
-def make_work(model: str, layer: str, method: str, *, score: bool, target: str, n: int, client_for, api: str = "completions"):
-    """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``."""
+def make_work(model: str, layer: str, method: str, *, score: bool, target: str, n: int, client_for, api: str = "completions", source=None):
+    """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``.
+
+    ``source``: a `vse.neurons.Source` naming a probe folder (``--probe``), else the fixtures."""
+    where = {} if source is None else {"source": source}
 
     def work(unit: int, base_url: str) -> dict:
         from vse import api as vse_api  # the LLM core; lazily, so `vse label --help` and --dry-run need nothing more
@@ -60,13 +63,13 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
         before, calls_before = client.usage, client.calls
         neuron = f"{model}/{layer}/{unit}"
         llm = vse_api.LLM.from_client(client, api)
-        explanations = vse_api.explain_neuron(neuron, method, llm=llm, n=n, progress=False)
+        explanations = vse_api.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
         record = {"unit": unit, "neuron": neuron, "method": method,
                   "explanations": [e.to_json() for e in explanations]}
         if score:
             texts = [e.to_json()["explanation"] for e in explanations]
             record["target"] = target
-            record["scores"] = [vse_api.score_explanation(neuron, t, target, llm=llm, progress=False).to_json() for t in texts]
+            record["scores"] = [vse_api.score_explanation(neuron, t, target, llm=llm, progress=False, **where).to_json() for t in texts]
         # The client is this thread's own (per_thread), so the difference is this unit's cost.
         used = client.usage
         record["usage"] = {"prompt_tokens": used.prompt_tokens - before.prompt_tokens,
@@ -91,11 +94,15 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
               help="OpenAI-compatible endpoint(s), repeatable; workers share them. Default: $VSE_BASE_URL or the local server.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="JSONL of results (default labels/MODEL__LAYER__METHOD[.shardIofN].jsonl). Rerun to resume.")
+@click.option("--probe", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A folder of captioned images: compute activations and weights with the model itself (any registered "
+                   "model; cached under .vse-cache/) instead of reading the fixtures. Methods/targets: caption-activation, weight-label.")
+@click.option("--device", default="cpu", show_default=True, help="Where --probe activations are computed (cpu, cuda, cuda:N).")
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and price without calling anything.")
 @click.option("--price-per-1k-tokens", "price", type=float, default=None, help="Price for --dry-run.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm bar on stderr.")
 def label_cmd(model_layer, method, api, units_spec, workers, score, target, n_explanations, shard, base_urls, out,
-              dry_run, price, progress):
+              probe, device, dry_run, price, progress):
     """Label every unit of MODEL/LAYER (or --units A:B): one JSONL record per unit, written as it finishes."""
     model, sep, layer = model_layer.partition("/")
     if not sep or not model or not layer or "/" in layer:
@@ -107,6 +114,9 @@ def label_cmd(model_layer, method, api, units_spec, workers, score, target, n_ex
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     target = target or (method if method in ("caption-activation", "weight-label", "weight-clip") else "weight-label")
+    source = None
+    if probe is not None:
+        source = _probe_source(model, layer, method, target if score else None, probe, device, dry_run)
     if dry_run:
         _dry_run(model, layer, method, shard_units(units, shard_t), n=n_explanations, score=score, target=target,
                  price=price, api=api)
@@ -117,14 +127,39 @@ def label_cmd(model_layer, method, api, units_spec, workers, score, target, n_ex
     client_for = per_thread(lambda url: LLMClient(ClientConfig.from_env(base_url=url)))
     if out is None:
         suffix = f".shard{shard_t[0]}of{shard_t[1]}" if shard_t else ""
-        out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{suffix}.jsonl"
-    work = make_work(model, layer, method, score=score, target=target, n=n_explanations, client_for=client_for, api=api)
+        probe_part = f"__{probe.resolve().name}" if probe is not None else ""
+        out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
+    work = make_work(model, layer, method, score=score, target=target, n=n_explanations, client_for=client_for, api=api,
+                     source=source)
     summary = label_units(units, work, out=Path(out), workers=workers, base_urls=urls, shard=shard_t,
                           progress=progress)
     if not progress:
         click.echo(str(summary), err=True)
     if summary.failed:
         sys.exit(1)
+
+
+PROBE_KINDS = ("caption-activation", "weight-label")
+
+
+def _probe_source(model: str, layer: str, method: str, target: str | None, probe: Path, device: str, dry_run: bool):
+    """The `Source` of a ``--probe`` run, its pairs computed (or read from the cache) once, here, before
+    any LLM call: a probe without captions, an unknown model or layer fails now, in one line."""
+    from vse.neurons import Source, live_pairs
+
+    if dry_run:
+        raise click.UsageError("--dry-run prices from the committed fixtures; leave out --probe (the prompts have the same size)")
+    bad = [k for k in (method, target) if k is not None and k not in PROBE_KINDS]
+    if bad:
+        raise click.UsageError(f"with --probe, methods and targets can be {' or '.join(PROBE_KINDS)} "
+                               f"(the others need the next layer's labels): {', '.join(dict.fromkeys(bad))}")
+    source = Source(probe=probe, device=device)
+    for kind in dict.fromkeys(k for k in (method, target) if k is not None):
+        try:
+            live_pairs(model, layer, kind, probe.resolve(), source.cache_dir, device)
+        except (ValueError, KeyError) as exc:
+            raise click.ClickException(f"--probe {probe}: {exc}") from None
+    return source
 
 
 def _dry_run(model, layer, method, units, *, n, score, target, price, api="completions") -> None:

@@ -1,0 +1,145 @@
+"""`vse label --probe` on a tiny model and a generated probe folder, then `vse atlas`: the files and the HTML.
+
+The browser checks of the same site are in test_atlas_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from atlas_helpers import CAPTIONS, EXPLANATION, fake_llm, make_probe, register_tinynet
+from vse.atlas import Card, Explanation, Score, SimItem, cards_from_records, cut_reason, render_card
+from vse.cli import main
+
+
+def _run(*args):
+    r = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return r
+
+
+@pytest.fixture
+def labelled(tmp_path, monkeypatch):
+    """A probe folder, the tiny model, and `vse label tinynet/conv --probe DIR --score` run once."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    register_tinynet(monkeypatch)
+    seen = fake_llm(monkeypatch)
+    probe = make_probe(tmp_path / "shapes")
+    r = _run("label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score",
+             "--base-url", "http://llm.test/v1", "--model", "scripted", "--no-progress")
+    assert r.exit_code == 0, r.output
+    return tmp_path, probe, seen
+
+
+def test_label_probe_explains_and_scores_every_unit_and_resumes(labelled):
+    tmp_path, probe, seen = labelled
+    out = tmp_path / "labels" / "tinynet__conv__caption-activation__shapes.jsonl"
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["unit"] for r in recs) == [0, 1, 2, 3]  # the conv layer's 4 channels
+    for r in recs:
+        assert r["neuron"] == f"tinynet/conv/{r['unit']}"
+        assert r["explanations"][0]["explanation"] == EXPLANATION
+        [score] = r["scores"]
+        assert score["target"] == "caption-activation" and score["details"]
+        # the simulated items are the probe folder's captions, not the fixtures'
+        item_prompts = [s["body"]["prompt"] for s in seen if s["body"].get("max_tokens") == 1]
+        assert any(c in p for p in item_prompts for c in CAPTIONS)
+    assert all(s["body"]["model"] == "scripted" for s in seen)
+    n_calls = len(seen)
+    r = _run("label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score",
+             "--base-url", "http://llm.test/v1", "--model", "scripted", "--no-progress")
+    assert r.exit_code == 0 and "skipped 4 already done" in r.output
+    assert len(seen) == n_calls  # resumed: nothing asked again
+    assert list((tmp_path / ".vse-cache").glob("tinynet__conv__caption-activation__shapes-*.npz"))
+
+
+def test_label_probe_refuses_pairs_it_cannot_compute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    probe = make_probe(tmp_path / "shapes")
+    r = CliRunner().invoke(main, ["label", "tinynet/conv", "--probe", str(probe), "--method", "weight-clip", "--units", "0:2"])
+    assert r.exit_code == 2 and "with --probe, methods and targets can be caption-activation or weight-label" in r.output
+
+
+def test_label_probe_without_captions_fails_before_any_call(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    register_tinynet(monkeypatch)
+    seen = fake_llm(monkeypatch)
+    probe = make_probe(tmp_path / "shapes")
+    (probe / "img03.txt").unlink()
+    r = CliRunner().invoke(main, ["label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--base-url", "http://llm.test/v1"])
+    assert r.exit_code == 1 and "have no caption (first: img03.png)" in r.output
+    assert seen == []
+
+
+def test_atlas_writes_an_index_and_one_card_per_unit_with_image_files(labelled):
+    tmp_path, probe, _ = labelled
+    labels = tmp_path / "labels" / "tinynet__conv__caption-activation__shapes.jsonl"
+    r = _run("atlas", str(labels), "--out", str(tmp_path / "site"), "--probe", str(probe))
+    assert r.exit_code == 0, r.output
+    site = tmp_path / "site"
+    index = (site / "index.html").read_text()
+    assert index.count('<tr data-neuron="tinynet/conv/') == 4
+    assert 'data-key="score-0"' in index and "caption-activation · uniform" in index
+    for unit in range(4):
+        card = (site / "cards" / f"tinynet__conv__{unit}.html").read_text()
+        assert f'data-neuron="tinynet/conv/{unit}"' in card
+        assert "Top-activating probe images (12 of 12)" in card
+        assert "True vs simulated values per item" in card and "<svg" in card
+        imgs = re.findall(r'<img[^>]* src="\.\./(img/[^"]+)"', card)
+        assert len(imgs) == 12 and all((site / p).is_file() for p in imgs)
+        assert "base64" not in card  # images are files, not inline data
+        assert sum(c in card for c in CAPTIONS) == 12
+    # a second build is byte-identical (deterministic: sorted, no timestamps)
+    before = {p.relative_to(site): p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    _run("atlas", str(labels), "--out", str(site), "--probe", str(probe))
+    assert before == {p.relative_to(site): p.read_bytes() for p in site.rglob("*") if p.is_file()}
+
+
+def test_atlas_of_nothing_is_one_clear_line(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"unit": 3, "status": "failed", "error": "boom"}\n')
+    r = CliRunner().invoke(main, ["atlas", str(empty), "--out", str(tmp_path / "site")])
+    assert r.exit_code == 2 and "no explanations in" in r.output and "Traceback" not in r.output
+
+
+def test_cut_reason_from_the_record():
+    assert cut_reason({"cut": True}).startswith("cut off by the token budget (finish_reason")
+    assert cut_reason({"completion_tokens": 60, "calls": 1}, 60) == "cut off by the token budget (60 of max_tokens 60 used)"
+    assert cut_reason({"completion_tokens": 59, "calls": 1}, 60) == ""
+    assert cut_reason({"completion_tokens": 60, "calls": 2}, 60) == ""  # two calls: a retry, not proof of a cut
+    assert cut_reason({"explanation": "birds and insects"}) == ""  # no cost recorded: not judged from punctuation
+
+
+def test_cards_group_every_record_shape_per_neuron_and_sort_units_numerically():
+    expl = {"neuron": "m/l/10", "method": "weight-label", "polarity": "negative", "explanation": "cats", "calls": 1, "completion_tokens": 60}
+    score = {"neuron": "m/l/10", "method": "weight-label", "polarity": "negative", "explanation": "cats", "target": "weight-label",
+             "mean": 12.5, "half_width": 3.0, "passes": 4, "provenance": {"protocol": "uniform"},
+             "details": [{"items": [3, 1], "true": [5, 0], "predicted": [4.5, 1.0]}]}
+    study_row = {"neuron": "m/l/2", "method": "clip-dissect", "explanation": "dog", "target": "caption-activation",
+                 "protocol": "top-and-random-heldout", "mean": 7.0}
+    label = {"unit": 9, "neuron": "m/l/9", "explanations": [dict(expl, neuron="m/l/9", polarity="positive")], "scores": []}
+    cards, failed = cards_from_records([expl, score, study_row, label, {"unit": 4, "status": "failed", "error": "x"}])
+    assert [c.neuron for c in cards] == ["m/l/2", "m/l/9", "m/l/10"]
+    assert failed == ["unit 4: x"]
+    c10 = cards[2]
+    [e] = c10.explanations
+    assert e.cut and e.polarity == "negative" and c10.polarities == ("negative",)
+    [s] = e.scores
+    assert (s.column, s.mean, s.passes) == ("weight-label · uniform", 12.5, 4)
+    assert s.items == (SimItem(3, 5.0, 4.5), SimItem(1, 0.0, 1.0))
+    assert cards[0].explanations[0].scores[0].column == "caption-activation · top-and-random-heldout"
+
+
+def test_a_card_shows_polarity_cut_scores_and_escapes_text():
+    card = Card("m/l/1", (Explanation("weight-label", "both", "<b>cats</b> & dogs", "cut off by the token budget",
+                                      (Score("weight-label", "uniform", 10.0, 2.0, 3, False, (SimItem(0, -4, -3.5, "cat"),), 1),)),))
+    html = render_card(card)
+    assert 'data-neuron="m/l/1"' in html and 'class="pol pol-both"' in html
+    assert "&lt;b&gt;cats&lt;/b&gt; &amp; dogs" in html and "<b>cats</b>" not in html
+    assert '<mark class="cut"' in html and "10.00 ± 2.00 (3)" in html
+    assert "cat: true -4, simulated -3.50" in html  # the signed item in the plot's tooltip
