@@ -11,3 +11,16 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_circuit_breakers():
+    """Each test starts with no endpoint known to be down (the breakers are process-wide)."""
+    from vse.llm.client import reset_breakers
+
+    reset_breakers()
+    yield
+    reset_breakers()

@@ -83,9 +83,10 @@ def test_bad_json_in_the_cassette_names_the_file(sandbox):
 
 @pytest.mark.enable_socket
 def test_connection_refused_is_an_environment_error(sandbox, monkeypatch):
-    monkeypatch.setattr(client_module.LLMClient, "_backoff", lambda self, attempt, retry_after: 0.0)
+    monkeypatch.setattr(client_module.LLMClient, "_backoff", lambda self, attempt, retry_after, connection=False: 0.0)
     result = invoke("reproduce", "--record", "--experiment", EXP, "--base-url", "http://127.0.0.1:1")
-    assert_one_clear_line(result, 1, "http://127.0.0.1:1/v1/completions", "attempts")
+    line = assert_one_clear_line(result, 1, "http://127.0.0.1:1/v1 is down", "attempts in a row", "refused the connection")
+    assert "HTTPConnectionPool" not in result.stderr and len(line) < 250
 
 
 def test_bad_base_url_is_an_input_error(sandbox):

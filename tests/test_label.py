@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vse.label import done_units, label_units, parse_shard, per_thread, read_records, shard_units
+from vse.label import OutputBusy, done_units, label_units, parse_shard, per_thread, read_records, shard_units
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,7 +112,7 @@ def test_a_second_writer_on_the_same_file_is_refused(tmp_path):
     t.start()
     try:
         assert started.wait(5)
-        with pytest.raises(RuntimeError, match="another labelling process"):
+        with pytest.raises(OutputBusy, match="another labelling run"):
             label_units([1], lambda u, url: {"unit": u}, out=out, base_urls=["a"], progress=False)
     finally:
         release.set()

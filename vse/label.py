@@ -16,6 +16,11 @@ Resuming. A unit whose latest record has no ``"status": "failed"`` is done and s
 failed unit (``work`` raised) is recorded as ``{"unit", "status": "failed", "error"}`` so the
 failure is visible, and retried by the next run; `read_records` gives each unit's latest record.
 
+Stopping. An error of a type in ``stop_on`` (the CLI passes `LLMEndpointDown`: the circuit breaker
+says the endpoint is gone) is not one unit's failure but the run's: nothing is recorded for the
+unit, no further unit starts, the units in flight finish or fail fast, and `RunStopped` says how
+many units are done. Every record written before stays; a rerun resumes from there.
+
 Sharding. ``shard=(I, N)`` keeps the units at positions ``p`` with ``p % N == I`` of ``units``,
 so N machines running the same command with I = 0..N-1 cover every unit exactly once.
 """
@@ -35,7 +40,41 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vse.errors import UserError
+
 FAILED = "failed"
+
+
+class OutputBusy(UserError):
+    """Another process is writing this labelling file (two runs on one ``--out``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path} is being written by another labelling run right now: wait for it to finish, "
+                         "or give this run its own --out (each shard its own file)")
+
+
+class RunStopped(Exception):
+    """The run stopped early because of ``cause`` (an error in ``stop_on``); resumable.
+
+    done: units of this run's list done in ``out`` (this run's and earlier ones'); total: units in
+    this run's list; done_now: finished in this run; resume: the command that resumes (set by the CLI).
+    """
+
+    def __init__(self, cause: BaseException, *, done: int, total: int, done_now: int, out: str,
+                 resume: str | None = None) -> None:
+        self.cause = cause
+        self.done = done
+        self.total = total
+        self.done_now = done_now
+        self.out = out
+        self.resume = resume
+        super().__init__()
+
+    def __str__(self) -> str:
+        text = (f"stopped: {self.cause}. {self.done} of {self.total} units are done in {self.out} "
+                f"({self.done_now} in this run)")
+        return text + (f"; resume with: {self.resume}" if self.resume else "; rerun the same command to resume")
 
 
 @dataclass(frozen=True)
@@ -140,7 +179,7 @@ class _Appender:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self.fd)
-            raise RuntimeError(f"{path} is being written by another labelling process; give each shard its own --out")
+            raise OutputBusy(path) from None
         # Under the lock: drop a partial last line (never produced by a whole os.write) so the next
         # record starts on a line of its own.
         _, complete = _read_lines(path)
@@ -185,8 +224,11 @@ def label_units(
     base_urls: Sequence[str],
     shard: tuple[int, int] | None = None,
     progress: bool = True,
+    stop_on: tuple[type[BaseException], ...] = (),
 ) -> LabelSummary:
     """Run ``work(unit, base_url)`` for every unit of this shard not done in ``out``; see the module doc.
+
+    An error of a type in ``stop_on`` stops the run: `RunStopped`, with every finished record kept.
 
     Base URLs are handed out through a queue of ``workers`` slots filled round-robin
     (slot k -> ``base_urls[k % len(base_urls)]``): a worker takes a free slot, so each server
@@ -212,7 +254,12 @@ def label_units(
         for k in range(workers):
             slots.put(base_urls[k % len(base_urls)])
 
-        def run_one(unit: int) -> dict:
+        stop = threading.Event()
+        causes: list[BaseException] = []
+
+        def run_one(unit: int) -> dict | None:
+            if stop.is_set():
+                return None  # queued before the stop: not started, not recorded
             url = slots.get()
             try:
                 try:
@@ -221,6 +268,11 @@ def label_units(
                         raise ValueError(f"work({unit}) must return a dict with 'unit': {unit}")
                     if rec.get("status") == FAILED:
                         raise ValueError(f"work({unit}) returned a record with status 'failed'")
+                except stop_on as exc:
+                    # Not this unit's failure but the run's (the endpoint is gone): record nothing.
+                    causes.append(exc)
+                    stop.set()
+                    return None
                 # Any error in one unit's work (a failed call after the client's retries, an
                 # unparseable reply, a bug) is recorded against that unit, not fatal to the layer.
                 except Exception as exc:  # noqa: BLE001
@@ -238,7 +290,7 @@ def label_units(
             it = iter(todo)
             pending: set[Future] = set()
             while True:
-                while len(pending) < 2 * workers:
+                while len(pending) < 2 * workers and not stop.is_set():
                     unit = next(it, None)
                     if unit is None:
                         break
@@ -248,6 +300,8 @@ def label_units(
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     rec = fut.result()
+                    if rec is None:
+                        continue
                     if rec.get("status") == FAILED:
                         n_failed += 1
                     else:
@@ -261,6 +315,8 @@ def label_units(
             bar.close()
     finally:
         writer.close()
+    if causes:
+        raise RunStopped(causes[0], done=skipped + n_done, total=len(mine), done_now=n_done, out=str(out))
     summary = LabelSummary(n_done, skipped, n_failed, prompt, completion, time.perf_counter() - start, str(out))
     if progress:
         print(summary, file=sys.stderr)

@@ -9,12 +9,13 @@ the requests `vse.api.plan_requests` says it would send (`vse.pricing`), calling
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from vse.label import label_units, parse_shard, per_thread, shard_units
+from vse.label import RunStopped, label_units, parse_shard, per_thread, shard_units
 
 
 def parse_units(text: str | None, width: int | None) -> list[int]:
@@ -92,6 +93,7 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
 @click.option("--shard", default=None, metavar="I/N", help="Only units at positions p with p % N == I.")
 @click.option("--base-url", "base_urls", multiple=True,
               help="OpenAI-compatible endpoint(s), repeatable; workers share them. Default: $VSE_BASE_URL or the local server.")
+@click.option("--model", "llm_model", default=None, help="Model name sent to the server (default: VSE_MODEL or 'local').")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="JSONL of results (default labels/MODEL__LAYER__METHOD[.shardIofN].jsonl). Rerun to resume.")
 @click.option("--probe", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -101,8 +103,8 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and price without calling anything.")
 @click.option("--price-per-1k-tokens", "price", type=float, default=None, help="Price for --dry-run.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm bar on stderr.")
-def label_cmd(model_layer, method, api, units_spec, workers, score, target, n_explanations, shard, base_urls, out,
-              probe, device, dry_run, price, progress):
+def label_cmd(model_layer, method, api, units_spec, workers, score, target, n_explanations, shard, base_urls, llm_model,
+              out, probe, device, dry_run, price, progress):
     """Label every unit of MODEL/LAYER (or --units A:B): one JSONL record per unit, written as it finishes."""
     model, sep, layer = model_layer.partition("/")
     if not sep or not model or not layer or "/" in layer:
@@ -122,17 +124,23 @@ def label_cmd(model_layer, method, api, units_spec, workers, score, target, n_ex
                  price=price, api=api)
         return
     from vse.llm.client import ClientConfig, LLMClient
+    from vse.llm.errors import LLMEndpointDown
 
-    urls = list(base_urls) or [ClientConfig.from_env().base_url]
-    client_for = per_thread(lambda url: LLMClient(ClientConfig.from_env(base_url=url)))
+    urls = list(base_urls) or [ClientConfig.from_env(model=llm_model).base_url]
+    client_for = per_thread(lambda url: LLMClient(ClientConfig.from_env(base_url=url, model=llm_model)))
     if out is None:
         suffix = f".shard{shard_t[0]}of{shard_t[1]}" if shard_t else ""
         probe_part = f"__{probe.resolve().name}" if probe is not None else ""
         out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
     work = make_work(model, layer, method, score=score, target=target, n=n_explanations, client_for=client_for, api=api,
                      source=source)
-    summary = label_units(units, work, out=Path(out), workers=workers, base_urls=urls, shard=shard_t,
-                          progress=progress)
+    try:
+        # A dead endpoint (the client's circuit breaker is open) stops the run, not one unit.
+        summary = label_units(units, work, out=Path(out), workers=workers, base_urls=urls, shard=shard_t,
+                              progress=progress, stop_on=(LLMEndpointDown,))
+    except RunStopped as stopped:
+        stopped.resume = resume_command(click.get_current_context(), out)
+        raise
     if not progress:
         click.echo(str(summary), err=True)
     if summary.failed:
@@ -160,6 +168,29 @@ def _probe_source(model: str, layer: str, method: str, target: str | None, probe
         except (ValueError, KeyError) as exc:
             raise click.ClickException(f"--probe {probe}: {exc}") from None
     return source
+
+
+def resume_command(ctx: click.Context, out) -> str:
+    """The command line that resumes this run: the options as given (defaults left out), --out explicit."""
+    words = ["vse", "label"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+            continue
+        if param.name in ("out", "dry_run", "price") or value is None or value == param.default or value == ():
+            continue
+        if getattr(param, "is_flag", False):
+            if value:
+                words.append(param.opts[0])
+            elif param.secondary_opts:
+                words.append(param.secondary_opts[0])
+        elif getattr(param, "multiple", False):
+            for v in value:
+                words += [param.opts[0], str(v)]
+        else:
+            words += [param.opts[0], str(value)]
+    return shlex.join(words + ["--out", str(out)])
 
 
 def _dry_run(model, layer, method, units, *, n, score, target, price, api="completions") -> None:

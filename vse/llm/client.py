@@ -10,7 +10,13 @@ is the main target. The client never sees NumPy; it hands back plain dataclasses
 Request bodies are JSON with sorted keys and fixed separators, and omit every option left
 at None, so the same call always sends the same bytes. Every call has a timeout; 408, 409,
 429, 5xx and connection errors/timeouts are retried with exponential backoff and full
-jitter (or the server's `Retry-After`, capped); any other 4xx fails at once.
+jitter (or the server's `Retry-After`, capped); any other 4xx fails at once. Each retry is
+one short line on stderr (``vse: 127.0.0.1:9 refused the connection; retry 1/5 in 0.8 s``).
+
+A circuit breaker per endpoint (`CircuitBreaker`, shared by every client and thread of the
+process) counts connection failures in a row; once it opens, every call to that endpoint fails
+at once with `LLMEndpointDown` and every caller sleeping between retries is woken, so a run with
+many workers stops within seconds of the server going away instead of retrying unit by unit.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import math
 import os
 import random
 import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +37,7 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import requests
 
-from vse.llm.errors import LLMError, LLMHTTPError, LLMResponseError, LLMRetriesExhausted
+from vse.llm.errors import LLMEndpointDown, LLMError, LLMHTTPError, LLMResponseError, LLMRetriesExhausted
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +123,16 @@ class ClientConfig:
     base_url: up to and including the version, e.g. ``http://127.0.0.1:8765/v1``.
     model: sent as ``model`` (the local server ignores it).
     api_key: sent as ``Authorization: Bearer`` when set; never shown by ``repr``.
-    timeout_s: per-attempt timeout (connect and read).
+    timeout_s: per-attempt read timeout (a long completion on a slow server takes a while).
+    connect_timeout_s: per-attempt connect timeout: a host that drops packets is told apart from a
+        slow server in seconds, not after ``timeout_s``.
     max_retries: retries after the first attempt (so ``max_retries + 1`` attempts at most).
     backoff_base_s, backoff_max_s: attempt ``n`` (0-based) waits ``uniform(0, min(max, base * 2**n))``;
         a ``Retry-After`` in seconds replaces that, capped at ``backoff_max_s``.
+    connect_backoff_s: the ``base`` after a connection failure instead (a server restarting is back
+        in a second or two, or not soon at all: long waits only delay the breaker).
+    breaker_failures: connection failures in a row, over every client of the endpoint, that open
+        its circuit breaker (0: never); breaker_cooldown_s: how long it then refuses every call.
     """
 
     base_url: str
@@ -128,6 +142,10 @@ class ClientConfig:
     max_retries: int = 5
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    connect_backoff_s: float = 0.5
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
@@ -137,7 +155,9 @@ class ClientConfig:
         return (
             f"ClientConfig(base_url={self.base_url!r}, model={self.model!r}, api_key={key}, "
             f"timeout_s={self.timeout_s!r}, max_retries={self.max_retries!r}, "
-            f"backoff_base_s={self.backoff_base_s!r}, backoff_max_s={self.backoff_max_s!r})"
+            f"backoff_base_s={self.backoff_base_s!r}, backoff_max_s={self.backoff_max_s!r}, "
+            f"connect_timeout_s={self.connect_timeout_s!r}, connect_backoff_s={self.connect_backoff_s!r}, "
+            f"breaker_failures={self.breaker_failures!r}, breaker_cooldown_s={self.breaker_cooldown_s!r})"
         )
 
     __str__ = __repr__
@@ -259,6 +279,159 @@ def _retry_after(resp: requests.Response) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
+# -- connection failures and the circuit breaker ---------------------------------------------------
+
+
+def endpoint_of(url: str) -> str:
+    """``scheme://host:port`` of a URL, without credentials or path: what one server answers on."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{netloc}"
+
+
+def _where(url: str) -> str:
+    return urlsplit(url).netloc.rpartition("@")[2] or url
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything underneath it: requests wraps urllib3 wraps the socket error."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop(0)
+        if any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [x for x in (e.__cause__, e.__context__, getattr(e, "reason", None)) if isinstance(x, BaseException)]
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+    return seen
+
+
+def describe_failure(exc: BaseException, read_timeout_s: float | None = None) -> str:
+    """A connection error or timeout in a few words, instead of urllib3's 300-character repr.
+
+    The words complete "HOST:PORT ...", e.g. "refused the connection".
+    """
+    import http.client
+
+    chain = _causes(exc)
+    text = " ".join(str(e) for e in chain).lower()
+
+    def has(*types: type) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
+    if isinstance(exc, requests.ConnectTimeout) or "connect timeout" in text or "connection to" in text and "timed out" in text:
+        return "did not accept the connection in time"
+    if isinstance(exc, requests.Timeout):
+        return f"did not reply within {read_timeout_s:.0f} s" if read_timeout_s else "did not reply in time"
+    if has(ConnectionRefusedError) or "refused" in text:
+        return "refused the connection"
+    if has(socket.gaierror) or any(w in text for w in ("name or service not known", "failed to resolve",
+                                                         "nodename nor servname", "name resolution")):
+        return "is an unknown host name"
+    if has(http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError) or any(
+        w in text for w in ("connection aborted", "reset by peer", "remote end closed")
+    ):
+        return "closed the connection mid-request"
+    if "unreachable" in text or "no route to host" in text:
+        return "is unreachable (no route)"
+    return f"failed to connect ({type(exc).__name__})"
+
+
+def counts_as_down(exc: BaseException) -> bool:
+    """Whether a failed attempt says the endpoint is not there (a read timeout only says it is slow)."""
+    return isinstance(exc, requests.ConnectionError)
+
+
+class CircuitBreaker:
+    """Connection failures in a row at one endpoint, counted over every client and thread.
+
+    Closed: calls go through; an HTTP answer of any status resets the count (the server is there).
+    After ``threshold`` failures in a row it opens: `check` raises `LLMEndpointDown` for
+    ``cooldown_s``, and `pause` (the wait between retries) returns at once, so every worker stops
+    within seconds. After the cool-down one more try is let through; a failure reopens it at once,
+    a success closes it. Thread-safe: the label runner and the concurrent simulators share it.
+    """
+
+    def __init__(self, endpoint: str, threshold: int = 5, cooldown_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.endpoint = endpoint
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self.failures = 0
+        self.reason = ""
+        self.opened_at: float | None = None
+        self._lock = threading.Lock()
+        self._open = threading.Event()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def error(self, url: str | None = None) -> LLMEndpointDown:
+        return LLMEndpointDown(self.endpoint, self.failures, self.reason or "no connection", url or self.endpoint)
+
+    def check(self, url: str | None = None) -> None:
+        """Before an attempt: raise `LLMEndpointDown` while open (within the cool-down)."""
+        if self.threshold <= 0:
+            return
+        with self._lock:
+            if self.opened_at is None:
+                return
+            if self.clock() - self.opened_at < self.cooldown_s:
+                raise self.error(url)
+            # Half-open: let calls try again; the next failure reopens at once.
+            self.opened_at = None
+            self._open.clear()
+            self.failures = self.threshold - 1
+
+    def reachable(self) -> None:
+        """The endpoint answered (any HTTP status)."""
+        with self._lock:
+            self.failures = 0
+            self.opened_at = None
+            self._open.clear()
+
+    def failure(self, reason: str) -> bool:
+        """A connection failure; True when the breaker is (now) open."""
+        if self.threshold <= 0:
+            return False
+        with self._lock:
+            self.failures += 1
+            self.reason = reason
+            if self.failures >= self.threshold and self.opened_at is None:
+                self.opened_at = self.clock()
+                self._open.set()
+                log.warning("vse: %s is down (%s %d times in a row): stopping every call to it",
+                            _where(self.endpoint), reason, self.failures)
+            return self.opened_at is not None
+
+    def pause(self, seconds: float) -> None:
+        """Sleep between retries, waking early when the breaker opens."""
+        self._open.wait(seconds)
+
+
+_BREAKERS: dict[str, CircuitBreaker] = {}
+_BREAKERS_LOCK = threading.Lock()
+
+
+def breaker_for(config: ClientConfig) -> CircuitBreaker:
+    """The process's one breaker for ``config``'s endpoint (made with the first config's settings)."""
+    key = endpoint_of(config.base_url)
+    with _BREAKERS_LOCK:
+        breaker = _BREAKERS.get(key)
+        if breaker is None:
+            breaker = _BREAKERS[key] = CircuitBreaker(key, config.breaker_failures, config.breaker_cooldown_s)
+        return breaker
+
+
+def reset_breakers() -> None:
+    """Forget every endpoint's failures (tests; a long-lived process after fixing a server)."""
+    with _BREAKERS_LOCK:
+        _BREAKERS.clear()
+
+
 def _cassette_miss(exc: BaseException) -> LLMError | None:
     """vcrpy's replay miss (raised from inside requests), as our `CassetteMiss`; else None."""
     try:
@@ -370,8 +543,10 @@ def _unshift_echo(
 class LLMClient:
     """Calls one OpenAI-compatible server. Keeps a running `usage` total and a `calls` count.
 
-    `session`, `sleep` and `rng` are injectable so tests need neither a server nor real waits.
-    Not thread-safe (the running totals): use one client per thread.
+    `session`, `sleep`, `rng` and `breaker` are injectable so tests need neither a server nor real
+    waits. The default ``sleep`` is the breaker's `CircuitBreaker.pause` (wakes when it opens); the
+    default breaker is the process's one for the endpoint (`breaker_for`).
+    Thread-safe: the totals are updated under a lock; requests' Session is shared.
     """
 
     def __init__(
@@ -379,14 +554,17 @@ class LLMClient:
         config: ClientConfig,
         *,
         session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.config = config
         self.session = session if session is not None else requests.Session()
-        self.sleep = sleep
+        self.breaker = breaker if breaker is not None else breaker_for(config)
+        self.sleep = sleep if sleep is not None else self.breaker.pause
         self.rng = rng if rng is not None else random.Random()
         self.usage = Usage()
+        self._count_lock = threading.Lock()
         self.calls = 0
         #: replies that carried no `usage` field (counted as 0 tokens)
         self.usage_missing = 0
@@ -495,12 +673,19 @@ class LLMClient:
     def _usage_of(self, body: Mapping[str, Any]) -> Usage:
         raw = body.get("usage")
         if not isinstance(raw, Mapping):
-            self.usage_missing += 1
-            log.warning("reply without a usage field: counted as 0 tokens (%d so far)", self.usage_missing)
+            with self._count_lock:
+                self.usage_missing += 1
+                missing = self.usage_missing
+            log.warning("reply without a usage field: counted as 0 tokens (%d so far)", missing)
             return Usage()
         usage = Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
-        self.usage = self.usage + usage
+        with self._count_lock:
+            self.usage = self.usage + usage
         return usage
+
+    def _count_call(self) -> None:
+        with self._count_lock:
+            self.calls += 1
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -508,25 +693,39 @@ class LLMClient:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         return headers
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """(connect, read) timeouts for `requests`."""
+        return (min(self.config.connect_timeout_s, self.config.timeout_s), self.config.timeout_s)
+
+    def _backoff(self, attempt: int, retry_after: float | None, connection: bool = False) -> float:
         cap = self.config.backoff_max_s
         if retry_after is not None:
             return min(retry_after, cap)
-        return self.rng.uniform(0.0, min(cap, self.config.backoff_base_s * (2**attempt)))
+        base = self.config.connect_backoff_s if connection else self.config.backoff_base_s
+        return self.rng.uniform(0.0, min(cap, base * (2**attempt)))
 
     def _post(self, endpoint: str, payload: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """POST with retries; returns (url, reply JSON with a non-empty ``choices`` list)."""
         url = f"{self.config.base_url.rstrip('/')}/{endpoint}"
         data = encode_body(payload)
         attempts = self.config.max_retries + 1
+        breaker = self.breaker
         last_status: int | None = None
         last_error = ""
         for attempt in range(attempts):
+            breaker.check(self.config.base_url)  # an endpoint known to be down: fail now, not after retries
             retry_after = None
+            connection_failure = False
             try:
-                resp = self.session.post(url, data=data, headers=self._headers(), timeout=self.config.timeout_s)
+                resp = self.session.post(url, data=data, headers=self._headers(), timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                last_status, last_error = None, f"{type(exc).__name__}: {exc}"
+                last_status, last_error = None, describe_failure(exc, self.config.timeout_s)
+                if counts_as_down(exc):
+                    connection_failure = True
+                    if breaker.failure(last_error):
+                        self._count_call()
+                        raise breaker.error(self.config.base_url) from None
             except LLMError:
                 raise
             except Exception as exc:
@@ -535,6 +734,7 @@ class LLMClient:
                     raise miss from exc
                 raise
             else:
+                breaker.reachable()
                 if resp.status_code < 400:
                     try:
                         body = self._parse(url, resp)
@@ -543,27 +743,27 @@ class LLMClient:
                         # is a server fault like a 503: retry it. The cassette layer never stores
                         # such a reply, so while recording the retry reaches the server.
                         if attempt + 1 >= attempts:
-                            self.calls += 1
+                            self._count_call()
                             raise
                         last_status, last_error = resp.status_code, str(exc)
                     else:
-                        self.calls += 1
+                        self._count_call()
                         return url, body
                 else:
                     message = _error_message(resp)
                     if (resp.status_code not in RETRY_STATUSES and resp.status_code < 500) or _is_validation_error(
                         resp.status_code, message
                     ):
-                        self.calls += 1
+                        self._count_call()
                         raise rejection_error(resp.status_code, message, url, _json_or_none(resp))
                     last_status, last_error = resp.status_code, message
                     retry_after = _retry_after(resp)
             if attempt + 1 < attempts:
-                wait = self._backoff(attempt, retry_after)
-                what = f"HTTP {last_status}" if last_status is not None else last_error
-                log.warning("%s failed (%s); retry %d/%d in %.1f s", url, what, attempt + 1, attempts - 1, wait)
+                wait = self._backoff(attempt, retry_after, connection=connection_failure)
+                what = last_error if last_status is None else f"answered HTTP {last_status} ({_snippet(last_error, 60)})"
+                log.warning("vse: %s %s; retry %d/%d in %.1f s", _where(url), what, attempt + 1, attempts - 1, wait)
                 self.sleep(wait)
-        self.calls += 1
+        self._count_call()
         raise LLMRetriesExhausted(url, attempts, last_status, last_error)
 
     @staticmethod

@@ -32,6 +32,25 @@ class LLMRetriesExhausted(LLMError):
         super().__init__(f"gave up on {url} after {attempts} attempts; last error: {what}")
 
 
+class LLMEndpointDown(LLMError):
+    """The endpoint is plainly down: connections to it failed several times in a row, across every
+    client and thread of this process (the circuit breaker in `vse.llm.client` is open).
+
+    Raised at once, without waiting, by every call to that endpoint until the breaker's cool-down
+    has passed, so a run with many workers stops within seconds instead of retrying unit by unit.
+    """
+
+    def __init__(self, endpoint: str, failures: int, reason: str, url: str = "") -> None:
+        self.endpoint = endpoint
+        self.failures = failures
+        self.reason = reason
+        self.url = url or endpoint
+        super().__init__(
+            f"the LLM endpoint {self.url} is down: {failures} connection attempts in a row failed "
+            f"({reason}); start the server (vse llm serve) or name a running one (--base-url / VSE_BASE_URL)"
+        )
+
+
 class LLMResponseError(LLMError):
     """The server answered 200 but the body is not a completion (not JSON, no choices, ...)."""
 
