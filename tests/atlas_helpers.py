@@ -108,3 +108,23 @@ def fake_llm(monkeypatch) -> list[dict]:
     monkeypatch.setattr(requests.Session, "post", post)
     monkeypatch.setattr(requests.Session, "get", get)
     return seen
+
+
+def label_and_build(tmp_path: Path, monkeypatch) -> tuple[Path, Path, list[dict]]:
+    """`vse label tinynet/conv --probe DIR --score` then `vse atlas`: (site folder, probe folder, requests seen)."""
+    from click.testing import CliRunner
+
+    from vse.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    register_tinynet(monkeypatch)
+    seen = fake_llm(monkeypatch)
+    probe = make_probe(tmp_path / "shapes")
+    runner = CliRunner()
+    r = runner.invoke(main, ["label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score",
+                             "--base-url", "http://llm.test/v1", "--model", "scripted", "--no-progress"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    labels = tmp_path / "labels" / "tinynet__conv__caption-activation__shapes.jsonl"
+    r = runner.invoke(main, ["atlas", str(labels), "--out", str(tmp_path / "site"), "--probe", str(probe)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return tmp_path / "site", probe, seen
