@@ -17,6 +17,7 @@ help:
 	@echo "make bench       benchmarks (simulator modes, activation extraction)"
 	@echo "make bench-server  the old llama-cpp-python server vs llama-server, same recorded requests"
 	@echo "make fixtures    regenerate fixtures/ from the real images and models"
+	@echo "make atlas-demo  build an atlas of every recorded neuron (build/atlas-demo/index.html)"
 
 venv: $(VENV)/.stamp
 
@@ -78,6 +79,11 @@ bench-server: venv llm-binary $(OLD_SERVER_VENV)/.stamp
 
 fixtures: venv
 	$(BIN)/vse fixtures
+
+# The recorded explanations and scores of every experiment, with the fixtures' probe images: open the index from disk.
+atlas-demo: $(VENV)/.stamp-light
+	$(BIN)/vse atlas $(wildcard results/*/results.jsonl results/*/neurons.jsonl results/*/explanations.jsonl) --out build/atlas-demo
+	@echo "open build/atlas-demo/index.html"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
