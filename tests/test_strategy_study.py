@@ -49,21 +49,18 @@ class _Rec:
 def test_a_run_scores_every_variant_on_the_same_items(monkeypatch):
     seen = []
 
-    class Sim:
-        def __init__(self, *a, **k):
-            pass
+    def predict_items(client, explanation, texts, *, kind, examples, config, store, in_flight):
+        assert in_flight == 3  # the LLM's own
+        seen.append((examples, tuple(texts)))
+        return type("S", (), {"values": [float("dog" in t or "terrier" in t) * 5 for t in texts]})()
 
-        def predict(self, client, ctx, texts, *, seed, store):
-            seen.append((ctx.examples, tuple(texts)))
-            return type("S", (), {"values": [float("dog" in t or "terrier" in t) * 5 for t in texts]})()
-
-    monkeypatch.setattr(ss, "OneItemSimulator", Sim)
+    monkeypatch.setattr(ss, "predict_items", predict_items)
     monkeypatch.setattr("vse.api.explain_neuron", lambda *a, **k: [_Rec()])
     saved = []
 
     @contextlib.contextmanager
     def open_llm(stem):
-        yield type("L", (), {"api": "completions", "client": None, "store": PredictionStore(), "checkpoint": staticmethod(lambda: saved.append(stem))})()
+        yield type("L", (), {"api": "completions", "client": None, "store": PredictionStore(), "in_flight": 3, "checkpoint": staticmethod(lambda: saved.append(stem))})()
 
     study = ss.StrategyStudy(name="t", neuron_seed=5, n_runs=2, variants=ss.TABLE5[:2])
     out = ss.run_strategy_study(study, open_llm, progress=False)

@@ -59,6 +59,9 @@ class LLM:
     llm_file_sha256, server, server_slots: set when the server is vse's local llama.cpp server.
     store: the run's prediction store (shared by every score made with this LLM).
     checkpoint: saves the cassette; the scoring loop calls it after every pass while recording.
+    in_flight: one-item predictions sent at once (`vse.score.predict_items`); results do not
+        depend on it. 1 unless the caller knows the server serves more (the local server's slots,
+        ``--in-flight`` for a remote endpoint).
     """
 
     client: LLMClient
@@ -70,6 +73,7 @@ class LLM:
     server_slots: int | None = None
     store: PredictionStore = field(default_factory=PredictionStore)
     checkpoint: Callable[[], None] | None = None  # called after every pass (recording saves there)
+    in_flight: int = 1
 
     @classmethod
     def from_client(cls, client: LLMClient, api: str = "completions") -> "LLM":
@@ -102,7 +106,7 @@ class LLM:
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, base_url: str | None = None, *, model: str | None = None, api: str = "completions", cassette: Path | str | None = None, record: bool = True, max_retries: int = 5) -> Iterator["LLM"]:
+    def open(cls, base_url: str | None = None, *, model: str | None = None, api: str = "completions", cassette: Path | str | None = None, record: bool = True, max_retries: int = 5, in_flight: int = 1) -> Iterator["LLM"]:
         """An LLM for a block: with a cassette, live calls are recorded (``record``) or replayed."""
         from vse.llm.cassettes import use_cassette
 
@@ -111,7 +115,9 @@ class LLM:
             if cassette is not None:
                 Path(cassette).parent.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(use_cassette(cassette, record=record))
-            yield cls.from_client(LLMClient(config), api)
+            llm = cls.from_client(LLMClient(config), api)
+            llm.in_flight = in_flight
+            yield llm
 
     def provenance(self, fewshot: Sequence[str], seed: int, *, simulator: str = "", protocol: str = "") -> Provenance:
         return Provenance(
@@ -248,7 +254,7 @@ def score_explanation(
         config = ScoreConfig(**{**config.__dict__, "api": llm.api})
     scored = load_target(neuron, target, polarity, source=source)
     fewshot = fewshot_neurons(neuron, target, polarity)
-    result = _score(llm.client, explanation, scored, fewshot, config, seed=seed, store=llm.store, progress=progress, checkpoint=checkpoint)
+    result = _score(llm.client, explanation, scored, fewshot, config, seed=seed, store=llm.store, progress=progress, checkpoint=checkpoint, in_flight=llm.in_flight)
     prov = llm.provenance([f.target.neuron for f in fewshot], seed, simulator=config.mode, protocol=config.label)
     fields = {k: v for k, v in result.__dict__.items()}
     return ScoreRecord(neuron=neuron, method=method, explanation=explanation, explanation_seed=explanation_seed, target=target, polarity=polarity, provenance=prov, **fields)

@@ -38,7 +38,7 @@ from vse.prompts import Example
 from vse.protocols import PROTOCOLS, select
 from vse.records import PassRecord
 from vse.sampling import get_strategy
-from vse.simulate import SimulationError
+from vse.simulate import Simulation, SimulationError
 from vse.simulators import MODES, SimContext, make_simulator
 from vse.stats import StopRule, accuracy, correlation_score, mae, mse, run_until_confident
 from vse.store import PredictionStore
@@ -126,6 +126,48 @@ def fewshot_examples(fewshot: Sequence[FewShotNeuron], config: ScoreConfig, rng:
     return tuple(Example(f.target.name, f.target.pairs(strategy(f.target.values, config.n_fewshot_pairs, rng)), f.explanation) for f in fewshot)
 
 
+def predict_items(
+    client: LLMClient,
+    explanation: str,
+    texts: Sequence[str],
+    *,
+    kind: str,
+    examples: Sequence[Example],
+    config: ScoreConfig = ScoreConfig(),
+    signed: bool = False,
+    store: PredictionStore | None = None,
+    in_flight: int = 1,
+    seed: int = 0,
+) -> Simulation:
+    """The one way to predict a neuron's values for item texts from an explanation.
+
+    Every caller goes through it: Algorithm 1 (`score_explanation`), the studies
+    (`vse.study`, `vse.strategy_study`) and `vse validate`. It builds the simulator that
+    ``config`` names (``mode``, ``api``, ``top_logprobs``, ``split_ten``: `make_simulator`) and the
+    prompt context, and returns a `Simulation` whose ``values[i]`` is the prediction for
+    ``texts[i]`` (plus the calls and tokens it cost).
+
+    client: the LLM client (a cassette around the call records or replays it).
+    explanation: completes "the main thing this neuron does is find".
+    texts: the items, in any order; a text given twice is predicted once.
+    kind: the target's pair kind ("weight-label", ...): it picks the prompt's wording.
+    examples: the few-shot neurons as shown (`fewshot_examples` draws them).
+    signed: values are -10..10 (App. C.3.2) instead of 0..10.
+    store: where per-item predictions (one-item mode) are kept and looked up first.
+    in_flight: how many item predictions (store misses) are sent at once, one-item mode; the
+        result is the same for every value (see `OneItemSimulator.predict`). 1 for a library
+        call; the local llama.cpp server serves its slots in parallel, a remote endpoint as many
+        as it allows (``--in-flight`` on the commands).
+    seed: the sampling seed of modes that sample (``list``); one-item mode ignores it.
+
+    For the server's prompt cache, call it explanation by explanation: consecutive requests then
+    share the prompt up to the item.
+    """
+    simulator = make_simulator(config.mode, config.api, top_logprobs=config.top_logprobs, split_ten=config.split_ten)
+    ctx = SimContext(kind, tuple(examples), explanation, signed)
+    return simulator.predict(client, ctx, texts, seed=seed, store=store, in_flight=in_flight)
+
+
 def draw_items(target: Target, config: ScoreConfig, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """The items of one pass; redrawn while their true values are all equal."""
     for redraws in range(MAX_REDRAWS):
@@ -148,9 +190,13 @@ def score_explanation(
     store: PredictionStore | None = None,
     progress: bool = True,
     checkpoint: Callable[[], None] | None = None,
+    in_flight: int = 1,
 ) -> ScoreResult:
-    """Algorithm 1 for one explanation on one target; `checkpoint()` runs after every pass."""
-    simulator = make_simulator(config.mode, config.api, top_logprobs=config.top_logprobs, split_ten=config.split_ten)
+    """Algorithm 1 for one explanation on one target; `checkpoint()` runs after every pass.
+
+    in_flight: item predictions sent at once within a pass (`predict_items`); the passes
+    themselves run one after the other (the stopping rule reads each pass's score).
+    """
     store = store if store is not None else PredictionStore()
     fixed = fewshot_examples(fewshot, config, seeds.rng(seed, "fewshot")) if config.fewshot_draw == "per-run" else None
     details: list[PassRecord] = []
@@ -158,8 +204,8 @@ def score_explanation(
     rule = config.stop
     bar = tqdm(total=rule.max_runs, desc=f"score {target.neuron} on {target.kind}", unit="pass", leave=False, disable=not progress)
 
-    def context(text: str, examples: tuple[Example, ...]) -> SimContext:
-        return SimContext(target.kind, examples, text, target.signed)
+    def predict(text: str, examples: tuple[Example, ...], texts: list[str], index: int) -> Simulation:
+        return predict_items(client, text, texts, kind=target.kind, examples=examples, config=config, signed=target.signed, store=store, in_flight=in_flight, seed=seeds.llm_seed(seed, "pass", index))
 
     def one_pass(_i: int) -> float:
         nonlocal usage, calls, failed
@@ -171,10 +217,10 @@ def score_explanation(
             texts = [target.texts[i] for i in items]
             true = [int(target.values[i]) for i in items]
             try:
-                sim = simulator.predict(client, context(explanation, examples), texts, seed=seeds.llm_seed(seed, "pass", index), store=store)
+                sim = predict(explanation, examples, texts, index)
                 predicted = np.asarray(sim.values)
                 if config.prior_corrected:
-                    prior = simulator.predict(client, context(NEUTRAL_EXPLANATION, examples), texts, seed=seeds.llm_seed(seed, "pass", index), store=store)
+                    prior = predict(NEUTRAL_EXPLANATION, examples, texts, index)
                     sim.calls += prior.calls
                     sim.usage = sim.usage + prior.usage
                     predicted = predicted - np.asarray(prior.values)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Mapping, Sequence
 
@@ -173,7 +174,7 @@ class Simulator:
         if ctx.signed and not self.signed_ok:
             raise ValueError(f"simulation mode {self.mode!r} cannot predict signed values")
 
-    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None) -> Simulation:
+    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None, in_flight: int = 1) -> Simulation:
         raise NotImplementedError
 
 
@@ -239,24 +240,85 @@ class OneItemSimulator(Simulator):
             raise SimulationError(f"item {text!r}: {err}") from None
         return reading, calls, usage
 
-    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None) -> Simulation:
+    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None, in_flight: int = 1) -> Simulation:
+        """Values for `texts`, in their order; the store's misses are sent `in_flight` at a time.
+
+        Identical to predicting one text after the other, whatever `in_flight`: values are placed
+        by position, calls and usage summed in text order, the store filled in text order, and a
+        text that occurs twice is predicted once (its later copies read the store, as they would
+        one after the other). Requests differ only in their order, and a cassette matches each by
+        its bytes, so a recording replays with any `in_flight`. When a text cannot be read, the
+        error of the first such text (in order) is raised and only the texts before it are stored,
+        as one after the other; with `in_flight` > 1 the texts after it may already have been sent.
+        """
         self.check(ctx)
-        out = Simulation(values=[])
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be at least 1, got {in_flight}")
         prefix = self.prefix_id(client, ctx) if store is not None else ""
-        for text in texts:
-            if store is not None:
-                hit = store.get(prefix, text)
-                if hit is not None:
-                    out.values.append(hit)
-                    continue
-            reading, calls, usage = self._read(client, ctx, text)
+        values: list[float | None] = [None] * len(texts)
+        misses: dict[str, list[int]] = {}  # text -> its positions, in first-seen order
+        for i, text in enumerate(texts):
+            if text in misses:
+                misses[text].append(i)  # predicted once; the store (if any) is asked again below
+                continue
+            hit = store.get(prefix, text) if store is not None else None
+            if hit is None:
+                misses[text] = [i]
+            else:
+                values[i] = hit
+        todo = list(misses)
+        outcomes = self._read_all(client, ctx, todo, in_flight)
+        out = Simulation(values=[])
+        for text, outcome in zip(todo, outcomes):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            reading, calls, usage = outcome
             out.calls += calls
             out.usage = out.usage + usage
             out.unresolved += reading.unresolved
-            out.values.append(reading.value)
+            first, *later = misses[text]
+            values[first] = reading.value
             if store is not None:
                 store.put(prefix, text, reading.value)
+            for i in later:
+                values[i] = store.get(prefix, text) if store is not None else reading.value
+        out.values = [float(v) for v in values]  # type: ignore[arg-type] - every position is filled above
         return out
+
+    def _read_all(self, client: LLMClient, ctx: SimContext, texts: list[str], in_flight: int) -> list:
+        """`_read` of each text, in order: its (reading, calls, usage), or the error it raised.
+
+        The list stops after the first error (in text order). One at a time, nothing after it is
+        sent; several in flight, texts not yet started when an error comes back are not sent.
+        """
+        if in_flight == 1 or len(texts) <= 1:
+            outcomes: list = []
+            for text in texts:
+                try:
+                    outcomes.append(self._read(client, ctx, text))
+                except Exception as err:  # noqa: BLE001 - handed back in order, raised by `predict`
+                    outcomes.append(err)
+                    break
+            return outcomes
+        pool = ThreadPoolExecutor(max_workers=min(in_flight, len(texts)), thread_name_prefix="vse-predict")
+        try:
+            futures = [pool.submit(self._read, client, ctx, text) for text in texts]
+            for future in as_completed(futures):
+                if future.exception() is not None:
+                    for other in futures:
+                        other.cancel()  # the queue runs in order: what is not started comes after
+                    break
+            outcomes = []
+            for future in futures:
+                if future.cancelled():
+                    break
+                err = future.exception()  # waits for the ones still running
+                outcomes.append(err if err is not None else future.result())
+                if err is not None:
+                    break
+            return outcomes
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: nothing new is sent
 
 
 class ListSimulator(Simulator):
@@ -269,7 +331,7 @@ class ListSimulator(Simulator):
         self.logprobs = logprobs
         self.mode = "list-logprobs" if logprobs else "list"
 
-    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None) -> Simulation:
+    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None, in_flight: int = 1) -> Simulation:
         self.check(ctx)
         low = -10 if ctx.signed else 0
         if self.api == "completions":
@@ -300,7 +362,7 @@ class EchoSimulator(Simulator):
     signed_ok = False
     apis = ("completions",)
 
-    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None) -> Simulation:
+    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None, in_flight: int = 1) -> Simulation:
         self.check(ctx)
         prompt = simulate_echo_prompt(ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, texts)
         return simulate_echo(client, prompt, texts, top_logprobs=self.top_logprobs)

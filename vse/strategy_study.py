@@ -33,8 +33,7 @@ from vse.explain import ExplainConfig
 from vse.neurons import draw_neurons, load_target
 from vse.paper_tables import to_csv
 from vse.protocols import heldout_shown, heldout_top
-from vse.score import ScoreConfig, fewshot_examples
-from vse.simulators import OneItemSimulator, SimContext
+from vse.score import ScoreConfig, fewshot_examples, predict_items
 from vse.stats import ci_half_width, correlation_score
 
 #: The paper's Table 5 rows (App. B.2.1), in vse.sampling's names.
@@ -118,11 +117,11 @@ def run_strategy_study(study: StrategyStudy, open_llm: Callable[[str], object], 
     for label, overrides in tqdm(study.variants, desc=study.name, unit="variant", disable=not progress):
         config = study.config(overrides)
         with open_llm(_stem(label)) as llm:
-            sim = OneItemSimulator(llm.api, top_logprobs=config.top_logprobs, split_ten=config.split_ten)
+            config = replace(config, api=llm.api)
             for r, (items, rand) in enumerate(runs):
                 examples = fewshot_examples(fewshot, config, seeds.rng(study.seed, "fewshot", r))
-                ctx = SimContext(study.target, examples, rec.explanation, False)
-                pred = np.array(sim.predict(llm.client, ctx, [target.texts[i] for i in items], seed=0, store=llm.store).values)
+                texts = [target.texts[i] for i in items]
+                pred = np.array(predict_items(llm.client, rec.explanation, texts, kind=study.target, examples=examples, config=config, store=llm.store, in_flight=llm.in_flight).values)
                 true = target.values[items].astype(float)
                 is_rand = np.isin(items, rand)
                 scores.append(RunScore(label, r, round(correlation_score(pred, true), 4), round(correlation_score(pred[is_rand], true[is_rand]), 4)))

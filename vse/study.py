@@ -9,7 +9,7 @@ the fixtures and the study's seed, so a replay sends exactly the recorded reques
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -19,8 +19,7 @@ from vse import seeds
 from vse.explain import ExplainConfig
 from vse.neurons import draw_neurons, load_target
 from vse.paper_tables import ExplanationScore, score_rows
-from vse.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples
-from vse.simulators import OneItemSimulator, SimContext
+from vse.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
 from vse.validate import Comparison, build_pool, compare, item_sets, markdown, score_matrix
 
 
@@ -111,9 +110,9 @@ def predict_pool(llm, study: Study, pool: Pool, explanation: str) -> list[float]
 
     neuron = f"{study.model}/{study.layer}/0"
     examples = fewshot_examples(fewshot_neurons(neuron, pool.target), study.score, seeds.rng(study.seed, "fewshot"))
-    sim = OneItemSimulator(llm.api, top_logprobs=study.score.top_logprobs, split_ten=study.score.split_ten)
-    ctx = SimContext(pool.target, examples, explanation, False)
-    values = [round(v, 4) for v in sim.predict(llm.client, ctx, pool.texts, seed=0, store=llm.store).values]
+    config = replace(study.score, api=llm.api)
+    sim = predict_items(llm.client, explanation, pool.texts, kind=pool.target, examples=examples, config=config, store=llm.store, in_flight=llm.in_flight)
+    values = [round(v, 4) for v in sim.values]
     if llm.checkpoint is not None:
         llm.checkpoint()  # recording: an interruption loses at most this explanation's pool
     return values
