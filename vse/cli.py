@@ -25,7 +25,9 @@ def main() -> None:
 @click.option("--port", type=int, default=None, help="Port for the local server that --record starts when no --base-url / VSE_BASE_URL is given (default: any free port).")
 @click.option("--base-url", default=None, help="OpenAI-compatible base URL for recording (default: VSE_BASE_URL / OPENAI_BASE_URL).")
 @click.option("--model", default=None, help="Model name sent to the server when recording (default: VSE_MODEL or 'local').")
-def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: str | None, model: str | None) -> None:
+@click.option("--in-flight", type=click.IntRange(min=1), default=4, show_default=True,
+              help="One-item predictions sent at once when recording (the local server's slots; results do not depend on it).")
+def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: str | None, model: str | None, in_flight: int) -> None:
     """Replay the recorded cassettes offline and rebuild every results table (results/).
 
     With --record, requests missing from the cassettes go to the LLM server and are appended.
@@ -48,7 +50,7 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
             config = ClientConfig.from_env(base_url=base_url, model=model or "local")
         for name in names or tuple(EXPERIMENTS):
             # Progress bars only on a terminal: piped, tqdm's nested bars garble the log.
-            table = run_experiment(get_experiment(name), record=record, client_config=config, progress=sys.stderr.isatty())
+            table = run_experiment(get_experiment(name), record=record, client_config=config, progress=sys.stderr.isatty(), in_flight=in_flight)
             click.echo(f"## {name}\n\n{table}")
         # The HTML report and the top-image grids, derived from every results folder.
         from vse.atomic import write_atomic

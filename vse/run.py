@@ -34,6 +34,9 @@ from vse.strategy_study import StrategyStudy, render_runs, run_strategy_study, r
 from vse.strategy_study import markdown as strategy_markdown
 from vse.strategy_study import summary_rows as strategy_summary
 from vse.study import Study, run_study, summary_json
+from vse.simulator_study import SimulatorStudy, run_simulator_study
+from vse.simulator_study import markdown as simulator_markdown
+from vse.simulator_study import summary_json as simulator_summary_json
 
 # The data's root, not the package's parent: after `pip install .` that is site-packages (vse.paths).
 REPO = data_root()
@@ -55,6 +58,7 @@ class Opener:
     record: bool
     config: ClientConfig
     paths: Paths
+    in_flight: int = 1  # one-item predictions sent at once while recording (a replay sends none)
     calls: int = 0
     usage: Usage = field(default_factory=Usage)
     stems: list[str] = field(default_factory=list)  # the cassettes opened, in order (for tracing)
@@ -76,6 +80,7 @@ class Opener:
                 # A replay sends nothing: skip requests' per-call proxy lookup in the environment.
                 client.session.trust_env = False
             llm = LLM.from_client(client, self.api)
+            llm.in_flight = self.in_flight
             # While recording, write the cassette after every pass: an interrupted recording
             # then resumes from the last finished pass instead of losing the neuron.
             llm.checkpoint = (lambda: save_now(cassette)) if self.record else None
@@ -120,11 +125,12 @@ def study_tables(exp: Study, result: dict) -> str:
     return "\n".join(parts)
 
 
-def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool = False, client_config: ClientConfig | None = None, paths: Paths = Paths(), progress: bool = True) -> str:
-    """Run (replay or record) `exp`; write results/<name>/; return its table."""
+def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool = False, client_config: ClientConfig | None = None, paths: Paths = Paths(), progress: bool = True, in_flight: int = 1) -> str:
+    """Run (replay or record) `exp`; write results/<name>/; return its table. in_flight: one-item
+    predictions sent at once while recording (results and cassettes do not depend on it)."""
     config = client_config or ClientConfig(base_url=REPLAY_URL, model="local", max_retries=0 if not record else 5)
     api = exp.score.api
-    opener = Opener(exp.name, api, record, config, paths)
+    opener = Opener(exp.name, api, record, config, paths, in_flight=in_flight if record else 1)
     out = paths.results / exp.name
     files: dict[str, str | bytes] = {}
     previous = signal.getsignal(signal.SIGTERM)
@@ -132,7 +138,20 @@ def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool
         # `kill` / a CI timeout sends SIGTERM: turn it into SystemExit so the cassette is saved on the way out.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        if isinstance(exp, Study):
+        if isinstance(exp, SimulatorStudy):
+            from vse.embedding_simulator import EmbeddingStore
+
+            store = EmbeddingStore(paths.cassettes / exp.name / "embeddings.npz", record=record)
+            try:
+                result = run_simulator_study(exp, opener, store, progress=progress)
+            finally:
+                store.save()  # recording: what was embedded so far survives an interruption
+            units = sorted({r["neuron"] for r in result["explanations"]})
+            table = simulator_markdown(result["rows"]) + f"\nEmbeddings replay from `cassettes/{exp.name}/embeddings.npz`.\n"
+            files["summary.json"] = simulator_summary_json(result["rows"])
+            files["explanations.jsonl"] = "".join(json.dumps(r, sort_keys=True) + "\n" for r in result["explanations"])
+            files["per-unit.csv"] = to_csv(result["per_unit"])
+        elif isinstance(exp, Study):
             result = run_study(exp, opener, progress=progress)
             units = result["units"]
             table = study_tables(exp, result)

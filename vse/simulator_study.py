@@ -1,0 +1,356 @@
+"""The simulator study (issue 17): which simulator and protocol tell a neuron's own explanation
+from other neurons' explanations, on enough neurons and items to say so.
+
+Design (every choice here is fixed before recording; the numbers then decide the recommendation):
+- Neurons: `LayerSpec.n_neurons` units per layer drawn with `neuron_seed` (stream "neurons"),
+  never a few-shot or prompt-development unit, nor one of the power study's 16 units (those were
+  looked at while this study was designed: they are development units here).
+- One Weight-Label explanation per unit, written from the held-out display ranked by the raw
+  weights (`ExplainConfig(shown="heldout")`: the even raw ranks 0, 2, ..., 48 of the top 50).
+- Targets: Weight-Label (the classes; the explainer saw 25 of them) and Caption-Activation (the
+  700 probe captions; the explainer saw none of them).
+- Items, per (layer, target): `n_random` random items shared by all units (stream "pool"), and each
+  unit's `n_held` held-out top items (odd raw ranks 1, 3, ..., 2 n_held - 1: never shown).
+- Protocols (item sets for unit j):
+  uniform: the random items (the paper's uniform protocol, one pass);
+  recall-free: the random items the explainer was never shown (one exact pass, no sampling error);
+  recall-free-all: every item the explainer was never shown (embedding simulator only: it costs
+      no calls, the LLM would need ~1,000 per explanation);
+  top-and-random-heldout: the held-out top items plus the random items outside the unit's top
+      2 n_held and outside what it was shown.
+  Each also prior-corrected: the neutral explanation's predictions subtracted first.
+- Comparisons: S[i, j] is explanation i scored on unit j's items. Under uniform and recall-free
+  every explanation of the layer is compared (the random items are shared, so mismatched
+  comparisons cost nothing). Under top-and-random-heldout each unit's held-out top items are
+  predicted by `n_compared` explanations only: its own and the next n_compared - 1 units' in draw
+  order (cyclic), because predicting every unit's top items with every explanation would cost
+  n_neurons x n_neurons x n_held calls. Ranks are then out of n_compared.
+- Simulators: ``llm-one`` (the paper's one-item simulator: few-shot prompt, expected value of the
+  0..10 token), ``embedding`` (`vse.embedding_simulator`, no LLM), ``llm+embedding`` (the mean of
+  the two, each standardised over the unit's random items: a simulator that needs both).
+- Sensitivity: how much the own explanation lifts the predictions on the unit's held-out top items
+  over its unseen random items, minus the same lift under the neutral explanation, in standard
+  deviations of the own predictions over the random items; and how strongly the own predictions
+  correlate with the neutral ones (1: the explanation changes nothing).
+
+Recording is resumable per unit: one cassette per unit (its explanation, then its predictions,
+target by target), one per layer for the neutral explanation, and the embedding store.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Callable
+
+import numpy as np
+from scipy import stats as st
+from tqdm import tqdm
+
+from vse import seeds
+from vse.explain import ExplainConfig, shown_indices
+from vse.neurons import draw_neurons, load_target
+from vse.protocols import ranks
+from vse.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
+from vse.stats import correlation_score
+
+
+class SimulatorName(StrEnum):
+    LLM_ONE = "llm-one"
+    EMBEDDING = "embedding"
+    LLM_EMBEDDING = "llm+embedding"
+
+
+class StudyProtocol(StrEnum):
+    UNIFORM = "uniform"
+    RECALL_FREE = "recall-free"
+    RECALL_FREE_ALL = "recall-free-all"
+    HELDOUT = "top-and-random-heldout"
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of the study: how many units, and how many shared random items per target."""
+
+    layer: str
+    n_neurons: int
+    n_random: int
+
+
+#: The power study's 16 `_conv_head` units: looked at while designing this study, so excluded.
+POWER_STUDY_UNITS = (351, 1277, 620, 1144, 1225, 1257, 965, 100, 572, 459, 1063, 924, 931, 771, 636, 227)
+
+
+@dataclass(frozen=True)
+class SimulatorStudy:
+    """Simulators x protocols x targets x layers, matched vs mismatched (module doc).
+
+    name: folder under cassettes/ and results/. layers: `LayerSpec`s. neuron_seed: the draw.
+    exclude: (layer, units) never drawn (development units). targets: the pair kinds scored.
+    n_held: held-out top items per unit. n_compared: explanations compared per unit under the
+    held-out protocol. explain / score: the explanation and simulation knobs. seed: root of the
+    pool, few-shot and explanation seeds. recommended: the (simulator, protocol) README
+    recommends, marked in summary.json.
+    """
+
+    name: str = "simulator-study"
+    model: str = "efficientnet_lite0"
+    layers: tuple[LayerSpec, ...] = (LayerSpec("_conv_head", 32, 120), LayerSpec("_blocks.15", 16, 64))
+    neuron_seed: int = 17
+    exclude: tuple[tuple[str, tuple[int, ...]], ...] = (("_conv_head", POWER_STUDY_UNITS),)
+    targets: tuple[str, ...] = ("weight-label", "caption-activation")
+    n_held: int = 10
+    n_compared: int = 6
+    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout"))
+    score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
+    seed: int = 0
+    recommended: tuple[str, str] = ("", "")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def units(self, spec: LayerSpec) -> list[int]:
+        excluded = dict(self.exclude).get(spec.layer, ())
+        return draw_neurons(self.model, spec.layer, spec.n_neurons, self.neuron_seed, exclude=excluded)
+
+
+# ----------------------------------------------------------------------------- items
+
+
+@dataclass(frozen=True)
+class UnitItems:
+    """One unit's items on one target, as indices into the full item list."""
+
+    held: np.ndarray  # held-out top items (odd raw ranks)
+    top: np.ndarray  # the top 2 n_held by raw value (kept out of the random part of held-out)
+    shown: np.ndarray  # what its explainer saw (empty when the target is not the explained kind)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One (layer, target): the texts, the truths, the shared random items, each unit's items."""
+
+    target: str
+    texts: tuple[str, ...]
+    truths: np.ndarray  # [units, items] scaled 0..10 integers
+    rand: np.ndarray
+    units: tuple[UnitItems, ...]
+
+    def compared(self, j: int, n_compared: int) -> list[int]:
+        """The explanations compared on unit j under the held-out protocol: its own, then the next."""
+        n = len(self.units)
+        return [(j + k) % n for k in range(min(n_compared, n))]
+
+    def needed(self, i: int, n_compared: int) -> np.ndarray:
+        """The items explanation i must be predicted on: the random ones and the held-out top items
+        of every unit whose comparison includes it (-1: the neutral explanation, every unit)."""
+        n = len(self.units)
+        js = range(n) if i < 0 else [j for j in range(n) if i in self.compared(j, n_compared)]
+        return np.unique(np.concatenate([self.rand, *[self.units[j].held for j in js]])).astype(int)
+
+    def item_set(self, protocol: StudyProtocol, j: int) -> np.ndarray:
+        u = self.units[j]
+        unseen = np.setdiff1d(self.rand, u.shown)
+        if protocol is StudyProtocol.UNIFORM:
+            return self.rand
+        if protocol is StudyProtocol.RECALL_FREE:
+            return unseen
+        if protocol is StudyProtocol.RECALL_FREE_ALL:
+            return np.setdiff1d(np.arange(len(self.texts)), u.shown)
+        return np.union1d(u.held, np.setdiff1d(unseen, u.top))
+
+
+def build_pool(study: SimulatorStudy, spec: LayerSpec, layer_index: int, units: list[int], target: str, t: int) -> Pool:
+    targets = [load_target(f"{study.model}/{spec.layer}/{u}", target) for u in units]
+    size = len(targets[0].texts)
+    rand = np.sort(seeds.rng(study.seed, "pool", layer_index, t).choice(size, size=min(spec.n_random, size), replace=False))
+    items = []
+    for x in targets:
+        order = ranks(x.strength)
+        shown = np.sort(shown_indices(x, study.explain)) if target == "weight-label" else np.array([], dtype=int)
+        items.append(UnitItems(np.sort(order[1 : 2 * study.n_held : 2]), np.sort(order[: 2 * study.n_held]), shown))
+    return Pool(target, targets[0].texts, np.stack([x.values.astype(float) for x in targets]), rand, tuple(items))
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of summary.json: matched vs mismatched for (simulator, protocol, target, layer)."""
+
+    simulator: str
+    protocol: str
+    target: str
+    layer: str
+    n_neurons: int
+    n_compared: int
+    matched_mean: float
+    mismatched_mean: float
+    wins: int
+    rank1: int
+    mean_rank: float
+    p_value: float
+    p_wilcoxon: float
+    sensitivity: float
+    corr_with_neutral: float
+    recommended: bool = False
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def compare(scores: np.ndarray) -> dict:
+    """From S[i, j] (NaN where explanation i is not compared on unit j): matched vs mismatched.
+
+    wins: units whose own score beats the mean of the others compared; rank: 1 + how many compared
+    explanations score strictly higher than the own one; p: one-sided paired t-test (and Wilcoxon)
+    of own minus the others' mean over units.
+    """
+    s = np.asarray(scores, dtype=float)
+    k = s.shape[1]
+    matched = np.array([s[j, j] for j in range(k)])
+    others = [np.array([s[i, j] for i in range(s.shape[0]) if i != j and np.isfinite(s[i, j])]) for j in range(k)]
+    mismatched = np.array([o.mean() for o in others])
+    diffs = matched - mismatched
+    rank = np.array([1 + int(np.sum(o > m)) for o, m in zip(others, matched)])
+    if np.ptp(diffs) > 0:
+        p_t = float(st.ttest_1samp(diffs, 0.0, alternative="greater").pvalue)
+    else:
+        p_t = 0.0 if diffs.mean() > 0 else 1.0
+    try:
+        p_w = float(st.wilcoxon(diffs, alternative="greater").pvalue)
+    except ValueError:  # every difference 0
+        p_w = 1.0
+    return {
+        "n_compared": int(max(len(o) for o in others) + 1),
+        "matched_mean": float(matched.mean()),
+        "mismatched_mean": float(mismatched.mean()),
+        "wins": int(np.sum(diffs > 0)),
+        "rank1": int(np.sum(rank == 1)),
+        "mean_rank": float(rank.mean()),
+        "p_value": p_t,
+        "p_wilcoxon": p_w,
+    }
+
+
+def sensitivity(own: np.ndarray, neutral: np.ndarray, pool: Pool, j: int) -> tuple[float, float]:
+    """(lift of the own explanation on unit j's held-out top over its unseen random items, minus
+    the neutral explanation's lift, in SDs of the own random predictions; corr(own, neutral) on the
+    random items). `own` and `neutral` are predictions over the whole item list (NaN elsewhere)."""
+    u = pool.units[j]
+    rest = np.setdiff1d(np.setdiff1d(pool.rand, u.shown), u.top)
+    sd = float(np.std(own[pool.rand]))
+    lift = (own[u.held].mean() - own[rest].mean()) - (neutral[u.held].mean() - neutral[rest].mean())
+    corr = correlation_score(own[pool.rand], neutral[pool.rand]) / 100.0
+    return (float(lift / sd) if sd > 0 else 0.0), float(corr)
+
+
+def standardise(pred: np.ndarray, rand: np.ndarray) -> np.ndarray:
+    """Predictions in SDs from their mean over the random items (how simulators are combined)."""
+    sd = float(np.std(pred[rand]))
+    return (pred - float(np.mean(pred[rand]))) / (sd if sd > 0 else 1.0)
+
+
+def rows_for(simulator: str, pool: Pool, layer: str, pred: np.ndarray, neutral: np.ndarray, n_compared: int, protocols: tuple[StudyProtocol, ...]) -> list[Row]:
+    """Rows for one simulator on one pool. pred: [units, items] (NaN where not predicted)."""
+    n = len(pool.units)
+    sens = [sensitivity(pred[j], neutral, pool, j) for j in range(n)]
+    out = []
+    for protocol in protocols:
+        for corrected in (False, True):
+            p = pred - neutral if corrected else pred
+            s = np.full((n, n), np.nan)
+            for j in range(n):
+                items = pool.item_set(protocol, j)
+                who = pool.compared(j, n_compared) if protocol is StudyProtocol.HELDOUT else range(n)
+                for i in who:
+                    s[i, j] = correlation_score(p[i, items], pool.truths[j, items])
+            c = compare(s)
+            label = str(protocol) + (" (prior-corrected)" if corrected else "")
+            out.append(Row(simulator, label, pool.target, layer, n, sensitivity=float(np.mean([x[0] for x in sens])), corr_with_neutral=float(np.mean([x[1] for x in sens])), **c))
+    return out
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def run_simulator_study(study: SimulatorStudy, open_llm: Callable, embeddings, *, progress: bool = True) -> dict:
+    """Record or replay the study. open_llm(stem) gives an LLM on that cassette (vse.run.Opener);
+    embeddings: a `vse.embedding_simulator.EmbeddingStore` (recording or replaying)."""
+    from vse.api import explain_neuron, fewshot_neurons
+    from vse.embedding_simulator import cosine_predictions
+
+    explanations: list[dict] = []
+    rows: list[Row] = []
+    per_unit: list[dict] = []
+    for li, spec in enumerate(study.layers):
+        units = study.units(spec)
+        pools = [build_pool(study, spec, li, units, target, t) for t, target in enumerate(study.targets)]
+        examples = {
+            p.target: fewshot_examples(fewshot_neurons(f"{study.model}/{spec.layer}/{units[0]}", p.target), study.score, seeds.rng(study.seed, "fewshot"))
+            for p in pools
+        }
+
+        def predict(llm, pool: Pool, explanation: str, items: np.ndarray) -> np.ndarray:
+            full = np.full(len(pool.texts), np.nan)
+            sim = predict_items(llm.client, explanation, [pool.texts[i] for i in items], kind=pool.target, examples=examples[pool.target], config=study.score, store=llm.store, in_flight=llm.in_flight)
+            full[items] = np.round(sim.values, 4)
+            if llm.checkpoint is not None:
+                llm.checkpoint()  # recording: an interruption loses at most this explanation's items
+            return full
+
+        neutral_llm: dict[str, np.ndarray] = {}
+        with open_llm(f"neutral__{spec.layer}") as llm:
+            for pool in pools:
+                neutral_llm[pool.target] = predict(llm, pool, NEUTRAL_EXPLANATION, pool.needed(-1, study.n_compared))
+        llm_pred = {p.target: np.full((len(units), len(p.texts)), np.nan) for p in pools}
+        texts_of_layer = []
+        for i, unit in enumerate(tqdm(units, desc=f"{study.name} {spec.layer}", unit="neuron", disable=not progress)):
+            neuron = f"{study.model}/{spec.layer}/{unit}"
+            with open_llm(f"{study.model}__{spec.layer}__{unit}") as llm:
+                [rec] = explain_neuron(neuron, "weight-label", llm=llm, n=1, config=study.explain, seed=study.seed, progress=False)
+                explanations.append(rec.to_json())
+                texts_of_layer.append(rec.explanation)
+                for pool in pools:  # target by target: the few-shot prefix stays in the server's cache
+                    llm_pred[pool.target][i] = predict(llm, pool, rec.explanation, pool.needed(i, study.n_compared))
+        for pool in pools:
+            emb = np.stack([cosine_predictions(embeddings, e, pool.texts) for e in texts_of_layer])
+            emb_neutral = cosine_predictions(embeddings, NEUTRAL_EXPLANATION, pool.texts)
+            llm_p, llm_n = llm_pred[pool.target], neutral_llm[pool.target]
+            both = np.stack([(standardise(llm_p[i], pool.rand) + standardise(emb[i], pool.rand)) / 2 for i in range(len(units))])
+            both_n = (standardise(llm_n, pool.rand) + standardise(emb_neutral, pool.rand)) / 2
+            llm_protocols = (StudyProtocol.UNIFORM, StudyProtocol.RECALL_FREE, StudyProtocol.HELDOUT)
+            rows += rows_for(SimulatorName.LLM_ONE, pool, spec.layer, llm_p, llm_n, study.n_compared, llm_protocols)
+            rows += rows_for(SimulatorName.EMBEDDING, pool, spec.layer, emb, emb_neutral, study.n_compared, (*llm_protocols, StudyProtocol.RECALL_FREE_ALL))
+            rows += rows_for(SimulatorName.LLM_EMBEDDING, pool, spec.layer, both, both_n, study.n_compared, llm_protocols)
+            for j, unit in enumerate(units):
+                items = pool.item_set(StudyProtocol.RECALL_FREE, j)
+                per_unit.append({
+                    "neuron": f"{study.model}/{spec.layer}/{unit}",
+                    "target": pool.target,
+                    "explanation": texts_of_layer[j],
+                    "recall_free_llm": round(correlation_score(llm_p[j, items], pool.truths[j, items]), 4),
+                    "recall_free_embedding": round(correlation_score(emb[j, items], pool.truths[j, items]), 4),
+                    "recall_free_all_embedding": round(correlation_score(emb[j, pool.item_set(StudyProtocol.RECALL_FREE_ALL, j)], pool.truths[j, pool.item_set(StudyProtocol.RECALL_FREE_ALL, j)]), 4),
+                })
+    if study.recommended != ("", ""):
+        rows = [Row(**{**asdict(r), "recommended": (r.simulator, r.protocol) == study.recommended}) for r in rows]
+    return {"explanations": explanations, "rows": rows, "per_unit": per_unit}
+
+
+def markdown(rows: list[Row]) -> str:
+    head = (
+        "| simulator | protocol | target | layer | neurons | compared | matched | mismatched | own > others | own ranked 1st | mean rank | p (t, one-sided) | p (Wilcoxon) | sensitivity | corr with neutral |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    return head + "".join(
+        f"| {r.simulator}{' (recommended)' if r.recommended else ''} | {r.protocol} | {r.target} | {r.layer} | {r.n_neurons} | {r.n_compared} | {r.matched_mean:.1f} | {r.mismatched_mean:.1f} | "
+        f"{r.wins}/{r.n_neurons} | {r.rank1} | {r.mean_rank:.2f} | {r.p_value:.2g} | {r.p_wilcoxon:.2g} | {r.sensitivity:.2f} | {r.corr_with_neutral:.2f} |\n"
+        for r in rows
+    )
+
+
+def summary_json(rows: list[Row]) -> str:
+    return json.dumps([r.to_json() for r in rows], indent=2, sort_keys=True) + "\n"
