@@ -75,6 +75,7 @@ def test_grid_rejects_bad_neurons():
 def _fake_results(root: Path) -> Path:
     exp = root / "results" / "weight-label-demo"
     exp.mkdir(parents=True)
+    long_rows = "".join(f"| {k} | {k * k} |\n" for k in range(13))
     (exp / "table.md").write_text(
         "# weight-label-demo\n\nBest of N per method:\n\n"
         "| neuron | method | explanation | score |\n|---|---|---|---|\n"
@@ -82,39 +83,55 @@ def _fake_results(root: Path) -> Path:
         f"| {NEURON} | clip-dissect | a \\| pipe | 12.00 ± 4.00 (6) |\n"
         "\nEvery explanation:\n\n"
         "| a | b |\n|:--|--:|\n| 1 < 2 | x & y |\n"
-        "\nLLM usage: 3 calls\n\n![pass scores](scores.png)\n![missing](nowhere.png)\n",
+        "\nA long one:\n\n| k | k2 |\n|---|---|\n" + long_rows +
+        "\nLLM usage: 3 calls\n\n![pass scores](scores.png)\n![missing](nowhere.png)\n"
+        "\nEvery number above replays from: `cassettes/weight-label-demo/x.json.gz`\n",
         encoding="utf-8")
+    prov = {"protocol": "uniform"}
     records = [
         {"neuron": NEURON, "method": "weight-label", "explanation": "trucks <b>and</b> sledges", "target": "weight-label",
-         "mean": 41.2, "half_width": 3.1, "passes": 4, "hit_cap": False},
+         "mean": 41.2, "half_width": 3.1, "passes": 4, "hit_cap": False, "polarity": "negative", "provenance": prov,
+         "details": [{"items": [3, 7], "true": [10, 0], "predicted": [8.5, 1.0]}]},
         {"neuron": NEURON, "method": "weight-label", "explanation": "vehicles", "target": "weight-label",
-         "mean": 20.0, "half_width": 4.9, "passes": 10, "hit_cap": True},
+         "mean": 20.0, "half_width": 4.9, "passes": 10, "hit_cap": True, "polarity": "negative", "provenance": prov},
         {"neuron": "efficientnet_lite0/_blocks.15/17", "method": "clip-dissect", "explanation": "apple",
-         "target": "caption-activation", "mean": 0.0, "half_width": 2.0, "passes": 3, "hit_cap": False},
+         "target": "caption-activation", "mean": 0.0, "half_width": 2.0, "passes": 3, "hit_cap": False, "provenance": prov},
     ]
     (exp / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    (exp / "config.json").write_text("{}\n", encoding="utf-8")
+    (exp / "config.json").write_text(json.dumps({"experiment": {"model": "efficientnet_lite0", "layer": "_conv_head",
+                                                                "polarity": "negative", "explain": {"max_tokens": 60}},
+                                                 "cassettes": ["cassettes/weight-label-demo/x.json.gz"]}) + "\n", encoding="utf-8")
     (exp / "scores.png").write_bytes(figures.top_images_grid(NEURON, n=1))  # any PNG will do
     study = root / "results" / "a-study"
     study.mkdir()
     (study / "summary.json").write_text("{}\n", encoding="utf-8")
     (study / "table.md").write_text("# a-study\n\n| strategy | mean |\n|---|---|\n| Top | 1.0 |\n", encoding="utf-8")
+    power = root / "results" / "power-study"
+    power.mkdir()
+    (power / "config.json").write_text(json.dumps({"experiment": {"model": "efficientnet_lite0", "layer": "_conv_head"}}), encoding="utf-8")
+    (power / "explanations.jsonl").write_text(json.dumps(
+        {"neuron": "efficientnet_lite0/_conv_head/9", "method": "weight-label", "polarity": "positive", "calls": 1,
+         "completion_tokens": 60, "explanation": "things such as a"}) + "\n", encoding="utf-8")
+    (power / "scores.csv").write_text("unit,method,index,explanation,target,protocol,n_items,corr,acc,mse,mae\n"
+                                      "9,weight-label,0,things such as a,weight-label,uniform,40,9.5,0.1,12,3\n", encoding="utf-8")
     return root / "results"
 
 
 class _Refs(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.refs, self.tags = [], []
+        self.refs, self.tags, self.neurons = [], [], []
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
         for k, v in attrs:
             if k in ("href", "src"):
                 self.refs.append(v)
+            if k == "data-neuron":
+                self.neurons.append(v)
 
 
-def test_report_tables_escaping_and_links(tmp_path):
+def test_report_sections_cards_escaping_folding_and_links(tmp_path):
     results = _fake_results(tmp_path)
     files = report_html.report_files(results)
     page = files["report.html"].decode("utf-8")
@@ -123,11 +140,27 @@ def test_report_tables_escaping_and_links(tmp_path):
     parser = _Refs()
     parser.feed(page)
 
-    # one <table> per Markdown table (3) plus one explanations table per neuron (2)
-    assert parser.tags.count("table") == 3 + 2
-    assert "<style>" in page and "<script" not in page
-    assert "trucks &lt;b&gt;and&lt;/b&gt; sledges" in page and "<b>" not in page
+    # the power study first, then the rest by name
+    assert page.index('id="power-study"') < page.index('id="a-study"') < page.index('id="weight-label-demo"')
+    # a card for every neuron of every experiment, the power study's read from its scores.csv
+    assert sorted(parser.neurons) == sorted([NEURON, "efficientnet_lite0/_blocks.15/17", "efficientnet_lite0/_conv_head/9"])
+    power = page[page.index('id="power-study"'):page.index('id="a-study"')]
+    assert "things such as a" in power and "9.50" in power and '<mark class="cut"' in power  # cut: 60 of 60 tokens in one call
+    assert "1 explanation (1 cut off by the token budget)" in power
+    # polarity always shown: the negative run's card says so, and shows the bottom images
+    card = page[page.index(f'data-neuron="{NEURON}"'):]
+    card = card[:card.index("</article>")]
+    assert 'class="pol pol-negative"' in card and "Bottom-activating probe images (12 of 700" in card
+    assert "Top-activating" not in card and "Lowest-weighted classes" in card
+    assert "<svg" in card and "true 10, simulated 8.50" in card  # one pass's items, true vs simulated
+    assert "41.20 ± 3.10 (4)" in card and "20.00 ± 4.90 (10, cap)" in card
+
+    assert "trucks &lt;b&gt;and&lt;/b&gt; sledges" in page and "<b>trucks" not in page
     assert "1 &lt; 2" in page and "x &amp; y" in page and "a | pipe" in page
+    assert "<details><summary>table of 13 rows</summary>" in page  # long tables folded, short ones not
+    assert "<details><summary>1 cassette replayed</summary>" in page
+    assert "<details><summary>Every number above replays from</summary>" in page
+    assert "<h3>weight-label-demo</h3>" not in page  # the table's own title is the section's heading
 
     # every relative reference points at a file report_files produces or that exists under results
     relative = [r for r in parser.refs if not r.startswith("#")]
@@ -136,31 +169,21 @@ def test_report_tables_escaping_and_links(tmp_path):
         rel = unquote(ref)
         assert rel in files or (results / rel).is_file(), ref
     assert "nowhere.png" not in relative
-
-    grids = sorted(k for k in files if k != "report.html")
-    assert grids == ["weight-label-demo/top-images-efficientnet_lite0___blocks.15__17.png",
-                     "weight-label-demo/top-images-efficientnet_lite0___conv_head__5.png"]
-    assert all(files[g].startswith(PNG_MAGIC) for g in grids)
-    assert files[grids[1]] == figures.top_images_grid(NEURON)
-    for name in ("config.json", "results.jsonl", "table.md", "scores.png", grids[0].split("/")[1]):
+    images = sorted(k for k in files if k != "report.html")
+    assert images and all(k.startswith("img/tuxpaint/") and files[k].startswith(PNG_MAGIC) for k in images)
+    assert "base64" not in page
+    for name in ("config.json", "results.jsonl", "table.md"):
         assert f"weight-label-demo/{name}" in relative
     assert "a-study/summary.json" in relative
-    assert page.index("a-study") < page.index("weight-label-demo")  # folders sorted
-
-    # the grid sits beside the neuron's explanations and scores; the best of N per (method, target) in bold
-    block = page[page.index(f'id="weight-label-demo/{NEURON}"'):]
-    block = block[:block.index("</table>")]
-    assert "top-images-efficientnet_lite0___conv_head__5.png" in block
-    assert '<tr class="best"><td>weight-label</td><td>weight-label</td><td>trucks' in block
-    assert "20.00 ± 4.90 (10, cap)" in block
 
 
-def test_report_is_stable_once_grids_are_written(tmp_path):
+def test_report_is_stable_once_its_images_are_written(tmp_path):
     results = _fake_results(tmp_path)
     first = report_html.report_files(results)
     for rel, data in first.items():
+        (results / rel).parent.mkdir(parents=True, exist_ok=True)
         (results / rel).write_bytes(data)
-    assert report_html.report_files(results) == first
+    assert report_html.report_files(results) == first  # results/img/ is not read as an experiment
 
 
 def test_markdown_tables():

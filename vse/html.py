@@ -1,61 +1,64 @@
-"""One self-contained HTML page over a results folder: every experiment's tables, its files, its
-pass-score plot, and for every neuron it scored, the neuron's top-activating probe images beside its
-explanations and their scores.
+"""The results report: one HTML page over a results folder, made of the atlas's parts (`vse.atlas`).
 
-Self-contained = inline CSS, no scripts, no network; images and links are relative paths inside the
-results folder, so ``results/report.html`` works when opened from disk (or from a copy of the folder).
-The output is a pure function of the folder's content (sorted folders, no timestamps), so two replays
-give the same bytes. :func:`report_files` also renders the top-image grids the page refers to; the
-caller writes everything it returns under the results folder.
+Sections in order of what matters (the power study and the paper's tables first, then the rest by
+name), each with a two-line summary (what it asks; what it holds, counted from its files), its tables
+(long ones folded), its files and cassettes (folded), and a card for every neuron it explained or
+scored: explanations with their polarity and scores, explanations cut off by the token budget marked,
+true vs simulated values per item, the probe images (top, or bottom for negative polarity, both when
+signed) and the classes a Weight-* method read.
+
+Images are files: each probe thumbnail the cards show is written once under ``results/img/`` (48 px PNGs
+from the committed fixtures). The page has inline CSS and one small inline script (click an image to
+enlarge it); no network. The output is a pure function of the folder's content (sorted folders, no
+timestamps), so two replays give the same bytes. :func:`report_files` returns the page and the images;
+the caller writes them under the results folder.
 """
 
 from __future__ import annotations
 
+import csv
 import html
 import json
-import math
 import re
 from pathlib import Path
 from urllib.parse import quote
 
-from vse.targets import parse_neuron_id
-from vse.vision import fixtures
+from vse import atlas
+from vse.atlas import Card
 
 REPORT = "report.html"
+IMAGES = "img"  # results/img/: the thumbnails the cards show (not an experiment)
 # Files the report links to, in this order, when the experiment folder has them; any other file in the
-# folder is linked after them (sorted), except the PNGs the page shows and the grids this module writes.
+# folder is linked after them (sorted), except the PNGs the page shows.
 LINKED_FIRST = ("table.md", "config.json", "results.jsonl", "summary.json", "explanations.jsonl")
-# Per-neuron records: a table experiment's results.jsonl, or a study's neurons.jsonl (one record per
-# explanation, target and protocol, "mean" = its score on its own neuron).
-RECORD_FILES = ("results.jsonl", "neurons.jsonl")
-GRID_PREFIX = "top-images-"
 PLOT = "scores.png"
+FOLD_ROWS = 12  # Markdown tables longer than this are folded
+CASSETTE_LINE = "Every number above replays from"  # how a table.md starts its list of cassettes (folded)
+OPEN_CARDS = 3  # a section with at most this many neurons shows its cards unfolded
+#: Sections first, in this order; every other experiment follows by name.
+PRIORITY = ("power-study", "table1-second-last-layer", "tables8-9-last-layer", "fewshot-strategies", "simulator-study")
+#: What each experiment asks, in words (numbers come from its files, never from here).
+QUESTIONS = {
+    "power-study": "Does the score tell a neuron's own explanation from the other neurons'? Matched vs mismatched "
+                   "explanations under each scoring protocol, and how many neurons a difference needs.",
+    "table1-second-last-layer": "The paper's Table 1 rerun on the second-last hidden layer: every method's explanations "
+                                "scored on every target, beside the paper's numbers.",
+    "tables8-9-last-layer": "The paper's Tables 8-9 rerun on the last hidden layer: every method on every target, "
+                            "beside the paper's numbers.",
+    "fewshot-strategies": "The paper's Table 5: how the few-shot neurons' pairs are chosen for the simulator, over "
+                          "paired runs on one unit.",
+    "all-methods-one-neuron": "Every explanation method on one unit of the second-last layer.",
+    "chat-vs-completions": "The same neuron explained and scored through the chat endpoint.",
+    "chat-vs-completions-baseline": "The same neuron through the completions endpoint (the baseline of chat-vs-completions).",
+    "fewshot-per-pass": "The paper's per-pass few-shot draws, on the neuron and items of the baseline.",
+    "negative-one-neuron": "One unit explained and scored from what drives it down (negative polarity, values flipped).",
+    "signed-one-neuron": "The same unit explained and scored on signed values (-10..10, both polarities).",
+}
 
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1400px;
-       padding: 0 1em; color: #222; line-height: 1.4; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-h3 { font-size: 1.1em; } h4 { font-size: 1em; margin-bottom: .3em; }
-table { border-collapse: collapse; margin: .6em 0 1em; font-size: .85em; }
-th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; } tr:nth-child(even) td { background: #fafafa; }
-td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-.files a { margin-right: 1em; } .toc li { margin: .15em 0; }
-.neuron { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; margin: 1em 0 2em;
-          padding-top: .5em; border-top: 1px dashed #ddd; }
-.neuron img { max-width: 640px; width: 100%; height: auto; border: 1px solid #eee; }
-.neuron .grid { flex: 0 1 640px; } .neuron .scores { flex: 1 1 380px; min-width: 300px; }
-img.plot { max-width: 100%; height: auto; }
-tr.best td { font-weight: 600; } .note { color: #666; font-size: .9em; }
-code { background: #f4f4f4; padding: 0 .2em; }
+CSS = atlas.CSS + """
+.toc li { margin: .15em 0; } img.plot { max-width: 100%; height: auto; }
+section > h2 { margin-bottom: .2em; } .facts { color: var(--muted); margin-top: 0; }
 """
-
-
-# -- names ------------------------------------------------------------------------------------
-def grid_name(neuron: str) -> str:
-    """The grid's file name inside an experiment folder: ``top-images-<model>__<layer>__<unit>.png``."""
-    model, layer, index = parse_neuron_id(neuron)
-    return f"{GRID_PREFIX}{model}__{layer}__{index}.png"
 
 
 def _href(*parts: str) -> str:
@@ -64,22 +67,6 @@ def _href(*parts: str) -> str:
 
 def _esc(text) -> str:
     return html.escape(str(text), quote=True)
-
-
-def has_images(neuron: str) -> bool:
-    """Whether the committed fixtures hold probe images and activations for the neuron's layer."""
-    try:
-        model, layer, index = parse_neuron_id(neuron)
-    except ValueError:
-        return False
-    if model != fixtures.DEFAULT_MODEL:
-        return False
-    try:
-        acts, _ = fixtures.load_activations(layer)
-        fixtures.load_thumbnail(0)
-    except FileNotFoundError:
-        return False
-    return index < acts.shape[1]
 
 
 # -- a tiny Markdown subset: `| a | b |` tables, `#` headings, links and images, paragraphs ---------------
@@ -122,18 +109,22 @@ def _cells(line: str) -> list[str]:
 _SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 
 
-def markdown_to_html(text: str, folder: Path | None = None, prefix: str = "", embedded: set | None = None) -> str:
+def markdown_to_html(text: str, folder: Path | None = None, prefix: str = "", embedded: set | None = None, fold_rows: int | None = None) -> str:
     """The Markdown of a ``table.md``: tables (a ``| a | b |`` header, a ``|---|`` separator, rows) become
     ``<table>``; ``#`` lines headings (two levels down, under the experiment's own heading); other
     lines paragraphs (consecutive lines joined). Everything is escaped. Links and images resolve
-    relative to ``folder`` and are written with the path ``prefix`` (see :func:`_inline`)."""
+    relative to ``folder`` and are written with the path ``prefix`` (see :func:`_inline`). Tables of more than
+    ``fold_rows`` rows are folded into a ``<details>``."""
     embedded = set() if embedded is None else embedded
     lines = text.splitlines()
     out, para, i = [], [], 0
 
     def flush():
         if para:
-            out.append("<p>" + " ".join(_inline(p, folder, prefix, embedded) for p in para) + "</p>")
+            text = "<p>" + " ".join(_inline(p, folder, prefix, embedded) for p in para) + "</p>"
+            if fold_rows is not None and para[0].startswith(CASSETTE_LINE):  # the long list of cassettes: folded
+                text = f"<details><summary>{_esc(CASSETTE_LINE.rstrip(': '))}</summary>{text}</details>"
+            out.append(text)
             para.clear()
 
     while i < len(lines):
@@ -149,10 +140,15 @@ def markdown_to_html(text: str, folder: Path | None = None, prefix: str = "", em
             th = "".join(f"<th>{_inline(c, folder, prefix, embedded)}</th>" for c in head)
             trs = "".join("<tr>" + "".join(f"<td>{_inline(c, folder, prefix, embedded)}</td>" for c in r) + "</tr>\n"
                           for r in rows)
-            out.append(f"<table>\n<thead><tr>{th}</tr></thead>\n<tbody>\n{trs}</tbody>\n</table>")
+            table = f"<table>\n<thead><tr>{th}</tr></thead>\n<tbody>\n{trs}</tbody>\n</table>"
+            if fold_rows is not None and len(rows) > fold_rows:  # a long table is folded, its size said
+                table = f"<details><summary>table of {len(rows)} rows</summary>\n{table}\n</details>"
+            out.append(table)
             continue
         heading = re.match(r"^(#{1,6})\s+(.*)$", line)
-        if heading:
+        if heading and folder is not None and heading.group(2).strip() == folder.name:
+            flush()  # the experiment's own name: already the section's heading
+        elif heading:
             flush()
             level = min(6, len(heading.group(1)) + 2)
             out.append(f"<h{level}>{_inline(heading.group(2), folder, prefix, embedded)}</h{level}>")
@@ -167,140 +163,151 @@ def markdown_to_html(text: str, folder: Path | None = None, prefix: str = "", em
 
 # -- records ----------------------------------------------------------------------------------
 def read_records(path: Path) -> list[dict]:
-    """The JSON objects of a results.jsonl that name a neuron (other lines are ignored)."""
-    records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{path}:{lineno}: not JSON ({exc})") from None
-        if isinstance(rec, dict) and isinstance(rec.get("neuron"), str):
-            records.append(rec)
-    return records
+    """The JSON objects of a JSONL file that name a neuron (other lines are ignored)."""
+    return [r for r in atlas.read_jsonl(path) if isinstance(r.get("neuron"), str)]
 
 
-def _num(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+def _config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    return data if isinstance(data, dict) else {}
 
 
-def _score(rec: dict) -> str:
-    mean, hw = _num(rec.get("mean")), _num(rec.get("half_width"))
-    if mean is None:
-        return "failed" if rec.get("failure") or rec.get("error") else "–"
-    text = f"{mean:.2f}" + (f" ± {hw:.2f}" if hw is not None else "")
-    passes = rec.get("passes")
-    if passes is not None:
-        text += f" ({passes}{', cap' if rec.get('hit_cap') else ''})"
-    return text
+def experiment_records(folder: Path) -> list[dict]:
+    """Every explanation and score an experiment folder holds, as records `vse.atlas.cards_from_records` reads:
+    explanations.jsonl / explanation.json (with their cost, so cut ones are known), results.jsonl (scores
+    with their passes), neurons.jsonl (a study's per-neuron scores) or else scores.csv (the same, as CSV).
+    Records without a polarity get the experiment's."""
+    exp = _config(folder).get("experiment") or {}
+    model, layer = exp.get("model"), exp.get("layer")
+    records: list[dict] = []
+    for name in ("explanations.jsonl", "results.jsonl", "neurons.jsonl"):
+        if (folder / name).is_file():
+            records += read_records(folder / name)
+    if (folder / "explanation.json").is_file():
+        one = json.loads((folder / "explanation.json").read_text(encoding="utf-8"))
+        records += [one] if isinstance(one, dict) else []
+    if not (folder / "neurons.jsonl").is_file() and (folder / "scores.csv").is_file() and model and layer:
+        with (folder / "scores.csv").open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                if {"unit", "method", "explanation", "target", "corr"} <= set(row):
+                    records.append({"neuron": f"{model}/{layer}/{row['unit']}", "method": row["method"],
+                                    "explanation": row["explanation"], "target": row["target"],
+                                    "protocol": row.get("protocol", ""), "mean": float(row["corr"]) if row["corr"] else None})
+    polarity = exp.get("polarity", "positive")
+    return [r if "polarity" in r else {**r, "polarity": polarity} for r in records]
 
 
-def _target(rec: dict) -> str:
-    """The target column: a study's records also name the protocol their items follow."""
-    return str(rec.get("target", "")) + (f" ({rec['protocol']})" if rec.get("protocol") else "")
-
-
-def _scores_table(records: list[dict]) -> str:
-    """One row per record of the neuron, sorted by (target, method, score high first); the best
-    explanation per (method, target), the paper's best of N, in bold."""
-    best: dict[tuple, int] = {}
-    for k, r in enumerate(records):
-        key, m = (r.get("method"), _target(r)), _num(r.get("mean"))
-        if m is not None and (key not in best or m > _num(records[best[key]].get("mean"))):
-            best[key] = k
-    def key(k):
-        m = _num(records[k].get("mean"))
-        return (_target(records[k]), str(records[k].get("method")), -m if m is not None else math.inf, k)
-
-    order = sorted(range(len(records)), key=key)
-    rows = []
-    for k in order:
-        r = records[k]
-        cls = ' class="best"' if best.get((r.get("method"), _target(r))) == k else ""
-        rows.append(f"<tr{cls}><td>{_esc(_target(r))}</td><td>{_esc(r.get('method', ''))}</td>"
-                    f"<td>{_esc(r.get('explanation', ''))}</td><td class=\"num\">{_esc(_score(r))}</td></tr>")
-    return ("<table>\n<thead><tr><th>target</th><th>method</th><th>explanation</th>"
-            "<th>score ± 90% CI (passes)</th></tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>")
+def experiment_cards(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> list[Card]:
+    exp = _config(folder).get("experiment") or {}
+    max_tokens = (exp.get("explain") or {}).get("max_tokens", atlas.RECORDED_MAX_TOKENS)
+    cards, _failed = atlas.cards_from_records(experiment_records(folder), max_tokens=max_tokens)
+    return [atlas.add_views(c, source, sink) for c in cards]
 
 
 # -- the page ---------------------------------------------------------------------------------
 def _experiments(results: Path) -> list[Path]:
-    return sorted((d for d in Path(results).iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+    folders = [d for d in Path(results).iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != IMAGES]
+    rank = {name: k for k, name in enumerate(PRIORITY)}
+    return sorted(folders, key=lambda d: (rank.get(d.name, len(PRIORITY)), d.name))
 
 
-def _records(folder: Path) -> list[dict]:
-    for name in RECORD_FILES:
-        if (folder / name).is_file():
-            return read_records(folder / name)
-    return []
+def _first_paragraph(folder: Path) -> str:
+    table = folder / "table.md"
+    if not table.is_file():
+        return ""
+    for para in table.read_text(encoding="utf-8").split("\n\n"):
+        para = para.strip()
+        if para and not para.startswith("#") and not para.startswith("|"):
+            return " ".join(para.split())
+    return ""
 
 
-def _neurons(folder: Path) -> list[str]:
-    return list(dict.fromkeys(r["neuron"] for r in _records(folder)))
+def _facts(folder: Path, cards: list[Card]) -> str:
+    """The second summary line: what the folder holds, counted."""
+    config = _config(folder)
+    layers = sorted({c.neuron.rsplit("/", 1)[0] for c in cards})
+    expls = [e for c in cards for e in c.explanations]
+    n_scores = sum(len(e.scores) for e in expls)
+    cut = sum(1 for e in expls if e.cut)
+    pols = sorted({e.polarity for e in expls})
+    parts = []
+    if cards:
+        parts.append(f"{len(cards)} neuron{'s' if len(cards) != 1 else ''} of {', '.join(layers)}")
+        parts.append(f"{len(expls)} explanation{'s' if len(expls) != 1 else ''}" + (f" ({cut} cut off by the token budget)" if cut else ""))
+        parts.append(f"{n_scores} score{'s' if n_scores != 1 else ''}")
+        parts.append("polarity " + ", ".join(pols))
+    usage = config.get("usage") or {}
+    if isinstance(usage, dict) and usage.get("calls") is not None:
+        parts.append(f"{usage['calls']} LLM calls, {usage.get('prompt_tokens', 0)} + {usage.get('completion_tokens', 0)} tokens")
+    return "; ".join(parts) + "." if parts else ""
 
 
-def _section(folder: Path) -> str:
+def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> tuple[str, list[Card]]:
     name = folder.name
+    cards = experiment_cards(folder, source, sink)
+    question = QUESTIONS.get(name) or _first_paragraph(folder)
     parts = [f'<section id="{_esc(name)}">', f"<h2>{_esc(name)}</h2>"]
+    if question:
+        parts.append(f'<p class="summary">{_esc(question)}</p>')
+    facts = _facts(folder, cards)
+    if facts:
+        parts.append(f'<p class="facts">{_esc(facts)}</p>')
     files = sorted((p.name for p in folder.iterdir() if p.is_file()),
                    key=lambda f: (LINKED_FIRST.index(f) if f in LINKED_FIRST else len(LINKED_FIRST), f))
-    links = [f for f in files if not f.startswith(GRID_PREFIX) and not f.endswith(".png")]
+    links = [f for f in files if not f.endswith(".png")]
     if links:
         parts.append('<p class="files">Files: ' + " ".join(f'<a href="{_esc(_href(name, f))}">{_esc(f)}</a>' for f in links) + "</p>")
+    cassettes = _config(folder).get("cassettes") or []
+    if cassettes:
+        parts.append(f"<details><summary>{len(cassettes)} cassette{'s' if len(cassettes) != 1 else ''} replayed</summary><ul>"
+                     + "".join(f"<li><code>{_esc(c)}</code></li>" for c in cassettes) + "</ul></details>")
     embedded: set = set()
     table = folder / "table.md"
     if table.is_file():
-        parts.append(markdown_to_html(table.read_text(encoding="utf-8"), folder, name, embedded))
+        parts.append(markdown_to_html(table.read_text(encoding="utf-8"), folder, name, embedded, fold_rows=FOLD_ROWS))
     if (folder / PLOT).is_file() and PLOT not in embedded:
         parts.append(f'<img class="plot" src="{_esc(_href(name, PLOT))}" alt="pass scores of {_esc(name)}">')
-    records = _records(folder)
-    neurons = list(dict.fromkeys(r["neuron"] for r in records))
-    if neurons:
-        parts.append("<h3>Neurons: top-activating probe images and explanations</h3>")
-    for neuron in neurons:
-        own = [r for r in records if r["neuron"] == neuron]
-        if has_images(neuron):
-            grid = (f'<div class="grid"><img src="{_esc(_href(name, grid_name(neuron)))}" '
-                    f'alt="top-activating probe images of {_esc(neuron)}"></div>')
-        else:
-            grid = '<div class="grid"><p class="note">No probe-image fixtures for this layer.</p></div>'
-        parts.append(f'<div class="neuron" id="{_esc(name + "/" + neuron)}">{grid}<div class="scores">'
-                     f"<h4>{_esc(neuron)}</h4>\n{_scores_table(own)}</div></div>")
+    if cards:
+        body = "\n".join(atlas.render_card(c, heading="h3", anchor=f"{name}/{c.slug}") for c in cards)
+        opened = " open" if len(cards) <= OPEN_CARDS else ""
+        parts.append(f'<details class="cards"{opened}><summary>{len(cards)} neuron card{"s" if len(cards) != 1 else ""}: '
+                     "explanations, scores, true vs simulated values, probe images</summary>\n" + body + "\n</details>")
     parts.append("</section>")
-    return "\n".join(parts)
+    return "\n".join(parts), cards
+
+
+def _render(results: Path) -> tuple[str, dict[str, bytes]]:
+    results = Path(results)
+    source, sink = atlas.PairSource(), atlas.ImageSink()
+    folders = _experiments(results)
+    sections = [_section(d, source, sink) for d in folders]
+    toc = "".join(f'<li><a href="#{_esc(quote(d.name))}">{_esc(d.name)}</a> ({len(cards)} neuron{"s" if len(cards) != 1 else ""})</li>'
+                  for d, (_, cards) in zip(folders, sections))
+    body = "\n".join(s for s, _ in sections) or '<p class="note">No experiments found.</p>'
+    intro = ("<p class=\"summary\">Every table, card and image below is rebuilt from the committed fixtures and cassettes by "
+             "<code>make reproduce</code>. Scores are 100 × Pearson's r between the simulated and the true values, "
+             "± the 90% t-interval half-width, with the number of passes. Each neuron's card shows its explanations with their "
+             "polarity (" + atlas.polarity_badge("positive") + " " + atlas.polarity_badge("negative") + " " + atlas.polarity_badge("both")
+             + "), explanations the token budget cut off marked " + atlas.cut_mark("cut off by the token budget") + ", the true vs "
+             "simulated values of one pass, and the probe images (Tux Paint stamps, 48 px thumbnails; click to enlarge) with "
+             "their captions and activations.</p>")
+    page = atlas.page("vse results", "<h1>vse results</h1>\n" + intro + f"\n<ul class=\"toc\">{toc}</ul>\n{body}", css=CSS)
+    return page, dict(sink.files)
 
 
 def build_report(results: Path) -> str:
-    """The HTML page for every experiment folder under ``results`` (sorted by name)."""
-    results = Path(results)
-    folders = _experiments(results)
-    toc = "".join(f'<li><a href="#{_esc(quote(d.name))}">{_esc(d.name)}</a></li>' for d in folders)
-    body = "\n".join(_section(d) for d in folders) or '<p class="note">No experiments found.</p>'
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>vse results</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            "<h1>vse results</h1>\n"
-            "<p>Every table, plot and figure below is rebuilt from the committed fixtures and cassettes by "
-            "<code>make reproduce</code>. Scores are 100 × Pearson's r between the simulated and the true values, "
-            "± the 90% t-interval half-width, with the number of simulation passes; bold = the best of N per method "
-            "and target. Each grid shows the probe images (Tux Paint stamps) the neuron responds to most, as the "
-            "model saw them, with their captions and activations.</p>\n"
-            f"<ul class=\"toc\">{toc}</ul>\n{body}\n</body>\n</html>\n")
+    """The HTML page for every experiment folder under ``results`` (see the module doc for the order)."""
+    return _render(results)[0]
 
 
 def report_files(results: Path) -> dict[str, bytes]:
-    """``{"report.html": ..., "<exp>/top-images-<model>__<layer>__<unit>.png": ...}``: the page and the
-    grids it shows, as paths relative to ``results`` for the caller to write."""
-    from vse.figures import top_images_grid
-
-    results = Path(results)
-    files = {REPORT: build_report(results).encode("utf-8")}
-    grids: dict[str, bytes] = {}
-    for folder in _experiments(results):
-        for neuron in _neurons(folder):
-            if has_images(neuron):
-                if neuron not in grids:
-                    grids[neuron] = top_images_grid(neuron)
-                files[f"{folder.name}/{grid_name(neuron)}"] = grids[neuron]
-    return files
+    """``{"report.html": ..., "img/tuxpaint/0123.png": ...}``: the page and the thumbnails it shows, as paths
+    relative to ``results`` for the caller to write."""
+    page, images = _render(results)
+    return {REPORT: page.encode("utf-8"), **images}
