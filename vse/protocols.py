@@ -9,6 +9,12 @@ Pure functions of (values, n, rng), like the subset strategies, so they are prop
   (`heldout_shown`); a pass takes the odd ranks (never shown) plus random items that were not
   shown either, so recalling the input earns nothing.
 - ``all``: every item once: the exact score over the whole list, no sampling error.
+- ``recall-free``: every item the explainer cannot have been shown, once: one exact pass with no
+  sampling error and no recall. Without the explainer's display at hand (an explanation may come
+  from anywhere), it leaves out the target's whole top 2 x n_shown by raw value, the items any
+  display of n_shown pairs (top or held-out) draws from; pass ``strength`` (the raw values) so
+  that ties of the scaled integers do not decide which items those are. The simulator study
+  (`vse.simulator_study`) knows what each explainer saw and leaves out exactly that.
 
 Prior correction (`prior_corrected`) is not a selection: it subtracts a neutral explanation's
 predictions for the same items before the correlation, so credit goes to what the explanation
@@ -21,7 +27,7 @@ import numpy as np
 
 from vse.scaling import as_finite_1d
 
-PROTOCOLS = ("uniform", "top-and-random", "top-and-random-heldout", "all")
+PROTOCOLS = ("uniform", "top-and-random", "top-and-random-heldout", "all", "recall-free")
 
 
 def ranks(values: np.ndarray) -> np.ndarray:
@@ -41,8 +47,11 @@ def heldout_top(values: np.ndarray, n_top: int) -> np.ndarray:
     return ranks(values)[1 : 2 * n_top : 2].copy()
 
 
-def select(protocol: str, values: np.ndarray, n: int, rng: np.random.Generator, *, n_shown: int = 25) -> np.ndarray:
-    """Indices of the items one pass predicts (order shuffled, so position never leaks the value)."""
+def select(protocol: str, values: np.ndarray, n: int, rng: np.random.Generator, *, n_shown: int = 25, strength: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the items one pass predicts (order shuffled, so position never leaks the value).
+
+    strength: the raw values, used by ``recall-free`` to find the top 2 x n_shown (default: values).
+    """
     x = as_finite_1d(values, "values")
     size = len(x)
     if protocol not in PROTOCOLS:
@@ -51,6 +60,9 @@ def select(protocol: str, values: np.ndarray, n: int, rng: np.random.Generator, 
         raise ValueError(f"a pass needs at least 1 item, got {n}")
     if protocol == "all":
         return np.arange(size)
+    if protocol == "recall-free":
+        order = ranks(x if strength is None else strength)
+        return np.sort(order[2 * n_shown :])
     n = min(n, size)
     if protocol == "uniform":
         return rng.choice(size, size=n, replace=False)

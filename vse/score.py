@@ -45,6 +45,8 @@ from vse.store import PredictionStore
 from vse.targets import Target
 
 MAX_REDRAWS = 100
+#: Protocols that predict a fixed item set once: one exact pass, no interval to narrow.
+EXACT_PROTOCOLS = ("all", "recall-free")
 #: The explanation whose predictions a prior-corrected score subtracts: it names no feature, so
 #: what the simulator predicts for it is its prior over the item texts alone.
 NEUTRAL_EXPLANATION = "nothing in particular"
@@ -171,10 +173,10 @@ def predict_items(
 def draw_items(target: Target, config: ScoreConfig, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """The items of one pass; redrawn while their true values are all equal."""
     for redraws in range(MAX_REDRAWS):
-        idx = select(config.protocol, target.values, config.n_items, rng, n_shown=config.n_shown)
+        idx = select(config.protocol, target.values, config.n_items, rng, n_shown=config.n_shown, strength=target.strength)
         if len(np.unique(target.values[idx])) > 1:
             return idx, redraws
-        if config.protocol == "all":
+        if config.protocol in EXACT_PROTOCOLS:
             break
     raise ValueError(f"{target.neuron}: every drawn set of {config.n_items} items has constant values; the neuron has {np.count_nonzero(target.values)} non-zero values")
 
@@ -241,7 +243,7 @@ def score_explanation(
                 checkpoint()
             return score
 
-    if config.protocol == "all":
+    if config.protocol in EXACT_PROTOCOLS:
         # One exact pass over every item: nothing is sampled, so there is no interval to narrow.
         scores, half_width, hit_cap = [one_pass(0)], 0.0, False
         mean = scores[0]
