@@ -133,3 +133,95 @@ def test_classify():
     assert classify(RuntimeError("bug")) is None
     assert classify(KeyError("k")) is None
     assert json.dumps(classify(ValueError("bad")))  # plain data
+
+
+# -- missing pieces of the local server, missing modules (issue 20) -------------------------------
+
+LLAMA_CPP_LOG = """llama.cpp server exited with code 1 during start-up; log /home/u/.cache/vse/models/logs/server-4242.log:
+Traceback (most recent call last):
+  File "<frozen runpy>", line 198, in _run_module_as_main
+  File "/x/vse/llm/fastlogprobs.py", line 12, in <module>
+    import llama_cpp
+ModuleNotFoundError: No module named 'llama_cpp'"""
+
+
+def test_a_server_start_error_is_its_first_line_the_logs_last_line_and_what_to_install():
+    from vse.cli_errors import classify
+    from vse.llm.errors import ServerStartError
+
+    code, message = classify(ServerStartError(LLAMA_CPP_LOG))
+    assert code == 1 and "\n" not in message and "Traceback" not in message and "File " not in message
+    assert message.startswith("llama.cpp server exited with code 1 during start-up; log /home/u/.cache/vse/models/logs/server-4242.log")
+    assert "[last log line: ModuleNotFoundError: No module named 'llama_cpp']" in message
+    assert "make llm-server" in message
+
+
+@pytest.mark.parametrize("module, command", [
+    ("llama_cpp", "make llm-server"), ("torch", "pip install -e '.[vision]'"), ("PIL.Image", "pip install -e '.[vision]'"),
+    ("matplotlib.pyplot", "pip install -e '.[report]'"), ("somepkg", "pip install somepkg"),
+])
+def test_a_missing_module_is_named_with_the_command_that_installs_it(module, command):
+    from vse.cli_errors import classify
+
+    code, message = classify(ModuleNotFoundError(f"No module named '{module}'", name=module))
+    assert code == 1 and f"No module named '{module}'" in message and command in message
+
+
+def test_a_hint_on_an_error_is_appended():
+    from vse.cli_errors import classify
+    from vse.llm.errors import LLMError
+
+    err = LLMError("the thing failed")
+    err.hint = "run `vse llm build-server`"
+    assert classify(err) == (1, "the thing failed (run `vse llm build-server`)")
+
+
+def test_out_of_memory_is_an_environment_error_with_what_to_do():
+    from vse.cli_errors import classify
+
+    class OutOfMemoryError(RuntimeError):  # torch.cuda.OutOfMemoryError's name
+        pass
+
+    code, message = classify(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore"))
+    assert code == 1 and "--batch-size" in message and "\n" not in message
+
+
+def test_missing_build_tools_for_the_local_server_are_one_line_naming_them(tmp_path, monkeypatch):
+    """`vse explain` with no endpoint starts the local server; the server module's own error for a
+    machine without cmake/compilers (raised for real, PATH emptied) ends as one line with the fix."""
+    import shutil
+
+    from vse.llm import server
+
+    if not hasattr(server, "build_llama_server"):
+        pytest.skip("the server module has no llama-server build yet")
+    monkeypatch.setattr(shutil, "which", lambda *_a, **_k: None)
+    monkeypatch.setattr(server, "endpoint_or_local", lambda stack, base_url, port=None: server.build_llama_server(tmp_path))
+    monkeypatch.delenv("VSE_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("explain", "efficientnet_lite0/_conv_head/3", "--method", "weight-label")
+    line = assert_one_clear_line(result, 1, "cmake", "not found on PATH")
+    assert "apt-get install" in line or "apt install" in line
+
+
+def test_every_error_class_a_user_can_cause_is_classified():
+    """The project's own error classes, each with an exit status: none would reach the user as a traceback."""
+    from vse.cli_errors import classify
+    from vse.label import OutputBusy, RunStopped
+    from vse.llm import errors as E
+    from vse.vision.datasets import UnreadableImage
+    from vse.vision.models import VisionModelError, WeightsMissingError
+
+    samples = [
+        E.LLMHTTPError(400, "bad", "http://h/v1"), E.LLMRetriesExhausted("http://h/v1", 3, 503, "busy"),
+        E.LLMEndpointDown("http://h:1", 5, "refused the connection"), E.LLMResponseError("http://h/v1", "no choices", "{}"),
+        E.CassetteMiss("c.json.gz", "POST", "/v1/completions", "{}"), E.CassetteError("c.json.gz", "cut short"),
+        E.ModelAssemblyError("part 3 is corrupt"), E.ServerStartError("did not start"),
+        OutputBusy(__import__("pathlib").Path("o.jsonl")), RunStopped(E.LLMEndpointDown("http://h:1", 5, "x"), done=1, total=2, done_now=1, out="o"),
+        VisionModelError("unknown layer"), WeightsMissingError("no weights"), UnreadableImage("a.png: bad"),
+        PermissionError(13, "Permission denied", "out/x"), IsADirectoryError(21, "Is a directory", "d"),
+    ]
+    for exc in samples:
+        verdict = classify(exc)
+        assert verdict is not None and verdict[0] in (1, 2) and verdict[1], exc
