@@ -18,7 +18,8 @@ def run(*args):
         (["explain", "bad/neuron", "--method", "weight-label", "--replay"], "not MODEL/LAYER/INDEX"),
         (["explain", "efficientnet_lite0/_conv_head/99999", "--method", "clip-dissect", "--base-url", "http://127.0.0.1:9/v1"], "out of range"),
         (["explain", "efficientnet_lite0/_conv_head/5", "--method", "weight-label", "--replay", "--cassette", "nowhere/x.json.gz"], "does not exist"),
-        (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-clip", "--explanation", "x", "--replay", "--cassette", "nowhere/x.json.gz"], "does not exist"),
+        (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "x", "--replay", "--cassette", "nowhere/x.json.gz"], "does not exist"),
+        (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-clip", "--explanation", "x", "--replay", "--cassette", "nowhere/x.json.gz"], "no weight-clip fixtures for efficientnet_lite0/_conv_head"),
         (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label"], "exactly one of --explanation TEXT or --from FILE"),
     ],
 )

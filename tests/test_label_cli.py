@@ -85,7 +85,7 @@ def test_label_explains_scores_and_resumes(api, tmp_path):
 
 def test_failed_units_are_recorded_exit_1_and_retried(api, tmp_path):
     out = tmp_path / "l.jsonl"
-    args = ["m/_l", "--method", "weight-label", "--units", "0:3", "--out", str(out), "--no-progress", "--base-url", "http://a/v1"]
+    args = ["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--units", "0:3", "--out", str(out), "--no-progress", "--base-url", "http://a/v1"]
     api.fail = {1}
     r = CliRunner().invoke(label_cmd, args)
     assert r.exit_code == 1 and "failed 1" in r.output
@@ -97,10 +97,10 @@ def test_failed_units_are_recorded_exit_1_and_retried(api, tmp_path):
 
 def test_shard_and_default_out_name(api, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(label_cmd, ["m/_l", "--method", "weight-label", "--units", "0:6", "--shard", "1/2", "--no-progress",
+    r = CliRunner().invoke(label_cmd, ["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--units", "0:6", "--shard", "1/2", "--no-progress",
                                        "--base-url", "http://a/v1"])
     assert r.exit_code == 0, r.output
-    out = tmp_path / "labels" / "m__l__weight-label.shard1of2.jsonl"
+    out = tmp_path / "labels" / "efficientnet_lite0__blocks.15__weight-label.shard1of2.jsonl"
     assert sorted(x["unit"] for x in _records(out)) == [1, 3, 5]
 
 
@@ -117,8 +117,8 @@ def test_dry_run_prices_without_calling(api):
 
 @pytest.mark.parametrize("args, message", [
     (["nolayer", "--method", "weight-label", "--units", "0:2"], "MODEL/LAYER"),
-    (["m/_l", "--method", "weight-label", "--units", "5:3"], "0 <= A < B"),
-    (["m/_l", "--method", "weight-label", "--units", "0:2", "--shard", "2/2"], "0 <= I < N"),
+    (["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--units", "5:3"], "0 <= A < B"),
+    (["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--units", "0:2", "--shard", "2/2"], "0 <= I < N"),
     (["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:2000"], "1280 units"),
 ])
 def test_bad_arguments(args, message):

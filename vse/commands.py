@@ -20,7 +20,10 @@ from vse.protocols import PROTOCOLS
 from vse.simulators import APIS, MODES
 from vse.targets import POLARITIES
 
-DEFAULT_CASSETTES = Path("cassettes") / "user"
+#: Where a user's live calls are recorded unless --cassette says otherwise: under the current folder's
+#: vse-runs/, never among the clone's committed cassettes/ (the clone's .gitignore ignores vse-runs/).
+RUNS_DIR = Path("vse-runs")
+DEFAULT_CASSETTES = RUNS_DIR / "cassettes"
 
 
 def _slug(neuron: str) -> str:
@@ -86,9 +89,11 @@ stamps). One JSONL record per explanation goes to --out, with how it was made (p
 def explain(neuron, method, polarity, n, out, seed, base_url, model, api, cassette, replay, port, probe):
     from vse.api import explain_neuron
     from vse.neurons import Source
-    from vse.targets import parse_neuron_id
+    from vse.preflight import check_neuron
 
-    parse_neuron_id(neuron)  # a malformed id is the first thing to say
+    # A malformed id, a unit out of range, missing pairs, a bad probe folder or missing weights: said
+    # first, before any server starts or any model runs over the probe set.
+    check_neuron(neuron, methods=[method], probe=probe)
 
     cassette = cassette or DEFAULT_CASSETTES / f"{_slug(neuron)}__explain-{method}-{polarity}-{api}.json.gz"
     with _llm(base_url, model, api, cassette, replay, port) as llm:
@@ -129,9 +134,9 @@ Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""
 def score(neuron, target, explanation, from_file, polarity, protocol, prior_corrected, mode, n_items, max_passes, out, seed, base_url, model, api, cassette, replay, port, probe):
     from vse.api import score_explanation
     from vse.neurons import Source
-    from vse.targets import parse_neuron_id
+    from vse.preflight import check_neuron
 
-    parse_neuron_id(neuron)
+    check_neuron(neuron, targets=[target], probe=probe)
     from vse.records import ExplanationRecord
     from vse.score import ScoreConfig
     from vse.stats import StopRule
@@ -201,6 +206,12 @@ def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir
         raise click.UsageError("--units needs at least 3 different units (a paired test over units)")
     if probe is not None or cassette is not None:
         raise click.UsageError("validate works from the fixtures and writes one cassette per unit under --cassettes")
+    from vse import preflight
+
+    method_list, target_list = methods.split(","), targets.split(",")
+    if "weight-explanation" in method_list:
+        preflight.check_weight_explanation(layer)
+    preflight.check_units(name, layer, unit_list, preflight.kinds_for(method_list, target_list))
     study = Study(name=cassette_dir.name, model=name, layer=layer, units=unit_list, n_neurons=len(unit_list), methods=tuple(methods.split(",")), targets=tuple(targets.split(",")), n_top=n_top, n_random=n_random, seed=seed)
     with contextlib.ExitStack() as stack:
         if replay:

