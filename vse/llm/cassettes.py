@@ -18,6 +18,12 @@ Policy
   request (429 then 200) is recorded as two interactions and replays the same way. One vcrpy
   subtlety when resuming a recording: an interaction appended earlier in the same session can
   be played back to a later identical request instead of calling the server again.
+- **Threads**: requests may be in flight from several threads at once (one-item predictions,
+  `vse.simulators.OneItemSimulator.predict`); the cassette's bookkeeping runs under one lock
+  (`_serialize_access`). Recorded interactions then lie in the order the replies came back,
+  which a replay does not depend on: each is found by its request bytes, whatever the order
+  or the number in flight. Only identical requests replay in recorded order, and the predictions
+  never send two identical requests at once.
 - **Scrubbing** on the way in: request headers are cut down to ``Content-Type`` (so
   ``Authorization``, ``api-key``, ``OpenAI-Organization``, ``Cookie`` and version-bearing
   ``User-Agent`` never reach the file), and response headers to ``Content-Type`` (no
@@ -38,14 +44,17 @@ import gzip
 import io
 import json
 import os
+import threading
 import types
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import urlsplit, urlunsplit
 
 import vcr
+import vcr.patch
 from vcr.errors import CannotOverwriteExistingCassetteException
 from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.request import Request
@@ -279,24 +288,69 @@ def _index_matching(cassette: Any) -> None:
     index: dict[tuple, list[int]] = {}
     seen = 0
     # vcrpy asks up to four times about the same request object (can play? play, ...); each
-    # ask ran the scrubbing filters (a deep copy) again. The last request's key is kept.
-    last: list[Any] = [None, None]
+    # ask ran the scrubbing filters (a deep copy) again. Each thread's last request's key is kept
+    # (per thread: requests in flight on other threads must not swap keys with this one).
+    last = threading.local()
+    lock = _lock_of(cassette)
 
     def _responses(request: Any):
         nonlocal seen
-        if last[0] is not request:
+        if getattr(last, "request", None) is not request:
             scrubbed = cassette._before_record_request(request)
-            last[0], last[1] = request, (_match_key(scrubbed) if scrubbed else None)
-        key = last[1]
+            last.request, last.key = request, (_match_key(scrubbed) if scrubbed else None)
+        key = last.key
         if key is None:
             return
-        while seen < len(cassette.data):
-            index.setdefault(_match_key(cassette.data[seen][0]), []).append(seen)
-            seen += 1
-        for i in index.get(key, ()):
-            yield i, cassette.data[i][1]
+        with lock:
+            while seen < len(cassette.data):
+                index.setdefault(_match_key(cassette.data[seen][0]), []).append(seen)
+                seen += 1
+            hits = [(i, cassette.data[i][1]) for i in index.get(key, ())]
+        yield from hits
 
     cassette._responses = _responses
+
+
+def _lock_of(cassette: Any) -> threading.RLock:
+    """The cassette's lock (made on first use)."""
+    lock = cassette.__dict__.get("_vse_lock")
+    if lock is None:
+        lock = cassette.__dict__.setdefault("_vse_lock", threading.RLock())
+    return lock
+
+
+def _serialize_access(cassette: Any) -> None:
+    """Make a vcrpy cassette safe to use from several threads at once (predictions in flight).
+
+    vcrpy's cassette is plain lists and counters: two threads appending, or one appending while
+    another saves (a checkpoint) or looks a request up, could lose or garble interactions. Every
+    method that reads or writes them runs under one lock; the HTTP call itself does not, so
+    requests still overlap. Each interaction is matched by its request bytes (`MATCH_ON`), so
+    the order in which concurrent requests were recorded does not change what a replay returns.
+    """
+    lock = _lock_of(cassette)
+    for name in ("can_play_response_for", "play_response", "append", "responses_of", "_save"):
+        method = getattr(cassette, name)
+
+        def locked(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            with lock:
+                return _method(*args, **kwargs)
+
+        setattr(cassette, name, locked)
+
+
+@contextlib.contextmanager
+def _no_reset() -> Iterator[None]:
+    """Stands in for vcrpy's `force_reset` while a cassette is in use.
+
+    vcrpy makes each connection's real twin, and sends a request it must record through it,
+    inside `force_reset`, which puts the real connection classes back *process-wide* meanwhile.
+    A connection that another thread opens in that moment is then a real one and bypasses the
+    cassette: with 4 one-item predictions in flight, 4 of 16 replies were never recorded, and a
+    replay reached for the network. The real urllib3 connection behind `requests` is made and
+    sends its request without any of the patched classes, so nothing needs to be put back.
+    """
+    yield
 
 
 @contextlib.contextmanager
@@ -311,7 +365,10 @@ def use_cassette(path: Path | str, *, record: bool = False) -> Iterator[Any]:
     if not path.name.endswith(CASSETTE_SUFFIX):
         raise ValueError(f"cassette file names end in {CASSETTE_SUFFIX!r}: {path}")
     mode = "new_episodes" if record else "none"
-    with _vcr().use_cassette(str(path), record_mode=mode, allow_playback_repeats=False) as cassette:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(vcr.patch, "force_reset", _no_reset))
+        cassette = stack.enter_context(_vcr().use_cassette(str(path), record_mode=mode, allow_playback_repeats=False))
+        _serialize_access(cassette)
         if tuple(cassette._match_on) == tuple(getattr(vcr.matchers, m) for m in MATCH_ON):
             _index_matching(cassette)
         try:
@@ -328,7 +385,8 @@ def cassette_sizes(root: Path | str) -> dict[Path, int]:
 def save_now(cassette: Any) -> None:
     """Write a recording cassette to disk now (vcrpy saves only when the block exits).
 
-    The one place outside `_index_matching` that touches vcrpy internals (`Cassette._save`);
+    The one place outside `_index_matching` and `_serialize_access` that touches vcrpy internals
+    (`Cassette._save`, under the cassette's lock: requests in flight may be appending);
     vcrpy is pinned in pyproject.toml for that reason.
     """
     cassette._save()
