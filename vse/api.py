@@ -60,8 +60,8 @@ class LLM:
     store: the run's prediction store (shared by every score made with this LLM).
     checkpoint: saves the cassette; the scoring loop calls it after every pass while recording.
     in_flight: one-item predictions sent at once (`vse.score.predict_items`); results do not
-        depend on it. 1 unless the caller knows the server serves more (the local server's slots,
-        ``--in-flight`` for a remote endpoint).
+        depend on it. `from_client` sets it to the server's slots when the server reports them
+        (vse's llama-server), else 1; ``--in-flight`` sets it for a remote endpoint.
     """
 
     client: LLMClient
@@ -79,6 +79,7 @@ class LLM:
     def from_client(cls, client: LLMClient, api: str = "completions") -> "LLM":
         llm = cls(client, api)
         llm.identify()
+        llm.in_flight = llm.server_slots or 1
         return llm
 
     def identify(self) -> None:
@@ -106,8 +107,10 @@ class LLM:
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, base_url: str | None = None, *, model: str | None = None, api: str = "completions", cassette: Path | str | None = None, record: bool = True, max_retries: int = 5, in_flight: int = 1) -> Iterator["LLM"]:
-        """An LLM for a block: with a cassette, live calls are recorded (``record``) or replayed."""
+    def open(cls, base_url: str | None = None, *, model: str | None = None, api: str = "completions", cassette: Path | str | None = None, record: bool = True, max_retries: int = 5, in_flight: int | None = None) -> Iterator["LLM"]:
+        """An LLM for a block: with a cassette, live calls are recorded (``record``) or replayed.
+
+        in_flight: one-item predictions sent at once (None: the server's slots, else 1)."""
         from vse.llm.cassettes import use_cassette
 
         config = ClientConfig.from_env(base_url=base_url, model=model, max_retries=max_retries if record else 0)
@@ -116,7 +119,8 @@ class LLM:
                 Path(cassette).parent.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(use_cassette(cassette, record=record))
             llm = cls.from_client(LLMClient(config), api)
-            llm.in_flight = in_flight
+            if in_flight is not None:
+                llm.in_flight = in_flight
             yield llm
 
     def provenance(self, fewshot: Sequence[str], seed: int, *, simulator: str = "", protocol: str = "") -> Provenance:
