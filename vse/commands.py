@@ -31,7 +31,7 @@ def _slug(neuron: str) -> str:
 
 
 @contextlib.contextmanager
-def _llm(base_url: str | None, model: str | None, api: str, cassette: Path, replay: bool, port: int | None) -> Iterator:
+def _llm(base_url: str | None, model: str | None, api: str, cassette: Path, replay: bool, port: int | None, in_flight: int | None = None) -> Iterator:
     from vse.api import LLM
 
     with contextlib.ExitStack() as stack:
@@ -43,7 +43,9 @@ def _llm(base_url: str | None, model: str | None, api: str, cassette: Path, repl
             from vse.llm.server import endpoint_or_local
 
             base_url = endpoint_or_local(stack, base_url, port)
-        yield stack.enter_context(LLM.open(base_url, model=model, api=api, cassette=cassette, record=not replay))
+        # A replay is bound by this process, not a server: one at a time unless asked.
+        in_flight = in_flight if in_flight is not None or not replay else 1
+        yield stack.enter_context(LLM.open(base_url, model=model, api=api, cassette=cassette, record=not replay, in_flight=in_flight))
 
 
 def _write_jsonl(path: Path | None, records: list) -> None:
@@ -66,6 +68,15 @@ def _llm_options(f):
     f = click.option("--base-url", default=None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8765/v1 (default: VSE_BASE_URL / OPENAI_BASE_URL; neither: start the local server).")(f)
     f = click.option("--seed", type=int, default=0, show_default=True, help="Root seed of every random draw and LLM sampling seed.")(f)
     return f
+
+
+def _in_flight_option(f):
+    return click.option(
+        "--in-flight",
+        type=click.IntRange(min=1),
+        default=None,
+        help="One-item predictions sent at once (default: the local server's slots; 1 for an endpoint that does not report them). Results do not depend on it.",
+    )(f)
 
 
 def _bullets(helps: dict[str, str]) -> str:
@@ -131,7 +142,8 @@ Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""
 @click.option("--max-passes", type=click.IntRange(min=3), default=15, show_default=True, help="Algorithm 1's cap on passes.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append one JSONL record per scored explanation here.")
 @_llm_options
-def score(neuron, target, explanation, from_file, polarity, protocol, prior_corrected, mode, n_items, max_passes, out, seed, base_url, model, api, cassette, replay, port, probe):
+@_in_flight_option
+def score(neuron, target, explanation, from_file, polarity, protocol, prior_corrected, mode, n_items, max_passes, out, seed, base_url, model, api, cassette, replay, port, probe, in_flight):
     from vse.api import score_explanation
     from vse.neurons import Source
     from vse.preflight import check_neuron
@@ -160,7 +172,7 @@ def score(neuron, target, explanation, from_file, polarity, protocol, prior_corr
     config = ScoreConfig(mode=mode, api=api, protocol=protocol, prior_corrected=prior_corrected, n_items=n_items, stop=StopRule(max_runs=max_passes))
     cassette = cassette or DEFAULT_CASSETTES / f"{_slug(neuron)}__score-{target}-{polarity}-{protocol}-{api}.json.gz"
     records = []
-    with _llm(base_url, model, api, cassette, replay, port) as llm:
+    with _llm(base_url, model, api, cassette, replay, port, in_flight) as llm:
         for text, method, e_seed, pol in todo:
             rec = score_explanation(neuron, text, target, llm=llm, config=config, polarity=polarity, method=method, explanation_seed=e_seed, seed=seed, progress=sys.stderr.isatty(), source=Source(probe) if probe else Source())
             records.append(rec)
@@ -190,7 +202,8 @@ number of units the effect needs for p < 0.01. One cassette per unit under --cas
 @click.option("--cassettes", "cassette_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CASSETTES / "validate", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the summary (JSON) here.")
 @_llm_options
-def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir, out, seed, base_url, model, api, cassette, replay, port, probe):
+@_in_flight_option
+def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir, out, seed, base_url, model, api, cassette, replay, port, probe, in_flight):
     from vse.llm.client import ClientConfig
     from vse.run import Opener, Paths
     from vse.study import Study, run_study, summary_json
@@ -221,7 +234,7 @@ def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir
 
             base_url = endpoint_or_local(stack, base_url, port)
             config = ClientConfig.from_env(base_url=base_url, model=model)
-        opener = Opener(study.name, api, not replay, config, Paths(cassette_dir.parent, Path("results")))
+        opener = Opener(study.name, api, not replay, config, Paths(cassette_dir.parent, Path("results")), in_flight=in_flight if in_flight is not None or not replay else 1)
         result = run_study(study, opener, progress=sys.stderr.isatty())
     click.echo(result["table"])
     if out is not None:

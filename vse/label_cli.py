@@ -51,10 +51,11 @@ def layer_width(model: str, layer: str) -> int | None:
         return None
 
 
-def make_work(model: str, layer: str, method: str, *, score: bool, target: str, n: int, client_for, api: str = "completions", source=None):
+def make_work(model: str, layer: str, method: str, *, score: bool, target: str, n: int, client_for, api: str = "completions", source=None, in_flight: int | None = None):
     """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``.
 
-    ``source``: a `vse.neurons.Source` naming a probe folder (``--probe``), else the fixtures."""
+    ``source``: a `vse.neurons.Source` naming a probe folder (``--probe``), else the fixtures.
+    ``in_flight``: one-item predictions each worker sends at once (None: the server's slots)."""
     where = {} if source is None else {"source": source}
 
     def work(unit: int, base_url: str) -> dict:
@@ -64,6 +65,8 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
         before, calls_before = client.usage, client.calls
         neuron = f"{model}/{layer}/{unit}"
         llm = vse_api.LLM.from_client(client, api)
+        if in_flight is not None:
+            llm.in_flight = in_flight
         explanations = vse_api.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
         record = {"unit": unit, "neuron": neuron, "method": method,
                   "explanations": [e.to_json() for e in explanations]}
@@ -87,6 +90,9 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
 @click.option("--api", type=click.Choice(["completions", "chat"]), default="completions", show_default=True, help="The endpoint every call uses.")
 @click.option("--units", "units_spec", default=None, metavar="A:B", help="Units A..B-1 (default: the whole layer).")
 @click.option("--workers", default=1, show_default=True, help="Concurrent units (threads; one LLM client each).")
+@click.option("--in-flight", type=click.IntRange(min=1), default=None,
+              help="With --score: one-item predictions each worker sends at once (default: the local server's slots; "
+                   "1 for an endpoint that does not report them). Results do not depend on it.")
 @click.option("--score/--no-score", default=False, show_default=True, help="Also score each explanation.")
 @click.option("--target", default=None, type=click.Choice(["caption-activation", "weight-label", "weight-clip"]), help="What --score simulates (default: the method's own pairs; weight-label for clip-dissect and weight-explanation).")
 @click.option("--n", "n_explanations", default=1, show_default=True, help="Explanations per unit.")
@@ -103,7 +109,7 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and price without calling anything.")
 @click.option("--price-per-1k-tokens", "price", type=float, default=None, help="Price for --dry-run.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm bar on stderr.")
-def label_cmd(model_layer, method, api, units_spec, workers, score, target, n_explanations, shard, base_urls, llm_model,
+def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, target, n_explanations, shard, base_urls, llm_model,
               out, probe, device, dry_run, price, progress):
     """Label every unit of MODEL/LAYER (or --units A:B): one JSONL record per unit, written as it finishes."""
     model, sep, layer = model_layer.partition("/")
@@ -146,7 +152,7 @@ def label_cmd(model_layer, method, api, units_spec, workers, score, target, n_ex
         probe_part = f"__{probe.resolve().name}" if probe is not None else ""
         out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
     work = make_work(model, layer, method, score=score, target=target, n=n_explanations, client_for=client_for, api=api,
-                     source=source)
+                     source=source, in_flight=in_flight)
     try:
         # A dead endpoint (the client's circuit breaker is open) stops the run, not one unit.
         summary = label_units(units, work, out=Path(out), workers=workers, base_urls=urls, shard=shard_t,

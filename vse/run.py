@@ -58,7 +58,7 @@ class Opener:
     record: bool
     config: ClientConfig
     paths: Paths
-    in_flight: int = 1  # one-item predictions sent at once while recording (a replay sends none)
+    in_flight: int | None = 1  # one-item predictions sent at once (None: the server's slots, see LLM.from_client)
     calls: int = 0
     usage: Usage = field(default_factory=Usage)
     stems: list[str] = field(default_factory=list)  # the cassettes opened, in order (for tracing)
@@ -80,7 +80,8 @@ class Opener:
                 # A replay sends nothing: skip requests' per-call proxy lookup in the environment.
                 client.session.trust_env = False
             llm = LLM.from_client(client, self.api)
-            llm.in_flight = self.in_flight
+            if self.in_flight is not None:
+                llm.in_flight = self.in_flight
             # While recording, write the cassette after every pass: an interrupted recording
             # then resumes from the last finished pass instead of losing the neuron.
             llm.checkpoint = (lambda: save_now(cassette)) if self.record else None
