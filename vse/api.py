@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from vse import seeds
-from vse.explain import ExplainConfig, FewShotNeuron, explain
+from vse.explain import NEW_MAX_TOKENS, ExplainConfig, FewShotNeuron, explain
 from vse.llm.client import ClientConfig, LLMClient
 from vse.neurons import FIXTURES, KINDS, TARGET_KINDS, Source, clip_dissect_label, fewshot_explanations, load_target
 from vse.records import ExplanationRecord, Provenance, ScoreRecord, prompts_hash
@@ -213,7 +213,10 @@ def explain_neuron(
 ) -> list[ExplanationRecord]:
     """N explanations of a neuron by one method (clip-dissect: its single label)."""
     _check(neuron, method, polarity)
-    config = config or ExplainConfig(api=llm.api)
+    # No config pinned (a new run): the new budget, a reply still cut off trimmed to its last sentence.
+    # The recorded experiments pin theirs (60 tokens, untrimmed), so they keep sending the recorded requests.
+    trim = config is None
+    config = config or ExplainConfig(api=llm.api, max_tokens=NEW_MAX_TOKENS)
     if config.api != llm.api:
         config = ExplainConfig(**{**config.__dict__, "api": llm.api})
     if method == "clip-dissect":
@@ -227,8 +230,8 @@ def explain_neuron(
     prov = llm.provenance([f.target.neuron for f in fewshot], seed)
     records = []
     for k in range(n):
-        e = explain(llm.client, target, fewshot, config, seed=seeds.llm_seed(seed, "explain", k))
-        records.append(ExplanationRecord(neuron, method, polarity, e.text, e.seed, e.calls, e.usage.prompt_tokens, e.usage.completion_tokens, prov))
+        e = explain(llm.client, target, fewshot, config, seed=seeds.llm_seed(seed, "explain", k), trim=trim)
+        records.append(ExplanationRecord(neuron, method, polarity, e.text, e.seed, e.calls, e.usage.prompt_tokens, e.usage.completion_tokens, prov, cut=e.cut))
     return records
 
 
@@ -282,7 +285,7 @@ def plan_requests(neuron: str, method: str, *, n: int = 1, score: bool = False, 
     from vse.score import draw_items, fewshot_examples
 
     _check(neuron, method, polarity)
-    config = config or ExplainConfig(api=api)
+    config = config or ExplainConfig(api=api, max_tokens=NEW_MAX_TOKENS)
     if method == "clip-dissect":
         pass
     else:

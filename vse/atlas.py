@@ -161,6 +161,8 @@ def cut_reason(rec: Mapping, max_tokens: int | None = RECORDED_MAX_TOKENS) -> st
     record of their cost (a score record) are not judged: punctuation alone cannot tell ("birds and
     insects" is a whole answer to "the main thing this neuron does is find").
     """
+    if rec.get("cut") == "trimmed":
+        return "trimmed: the token budget stopped the model mid-sentence; kept up to its last full sentence"
     if rec.get("cut"):
         return "cut off by the token budget (finish_reason = length)"
     tokens, calls = rec.get("completion_tokens"), rec.get("calls")
@@ -603,7 +605,8 @@ def polarity_badge(polarity: str) -> str:
 
 
 def cut_mark(cut: str) -> str:
-    return f'<mark class="cut" title="{esc(cut)}">cut off</mark>' if cut else ""
+    label = "trimmed" if cut.startswith("trimmed") else "cut off"
+    return f'<mark class="cut" title="{esc(cut)}">{label}</mark>' if cut else ""
 
 
 def _strip(title: str, items: Sequence[Item], prefix: str, small: bool) -> str:

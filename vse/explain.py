@@ -12,6 +12,7 @@ so that the held-out protocol can score the odd ranks as items the explainer nev
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -24,6 +25,12 @@ from vse.sampling import top
 from vse.targets import Target
 
 APIS = ("completions", "chat")
+#: The explanation budget of new runs (`vse explain`, `vse label`, any call without a pinned config). The
+#: recorded experiments allowed 60 tokens (and keep it, so their cassettes replay): 14 of their 200
+#: explanation replies stopped there mid-sentence (finish_reason "length"), while the longest reply that
+#: ended on its own used 55. New runs get twice that, and a reply still cut off is trimmed to its last
+#: full sentence (see `trim_to_sentence`).
+NEW_MAX_TOKENS = 120
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class Explanation:
     seed: int
     usage: Usage
     calls: int
+    cut: str = ""  # "" (ended on its own), "unfinished" (stopped by max_tokens), "trimmed" (stopped, then trimmed)
 
 
 def shown_indices(target: Target, config: ExplainConfig) -> np.ndarray:
@@ -98,8 +106,18 @@ def build_prompt(target: Target, fewshot: Sequence[FewShotNeuron], config: Expla
     return explain_prompt(target.kind, examples, target.name, pairs, signed=target.signed)
 
 
-def explain(client: LLMClient, target: Target, fewshot: Sequence[FewShotNeuron], config: ExplainConfig, *, seed: int) -> Explanation:
-    """One explanation of `target`; an empty reply is retried with new seeds, then raises."""
+def trim_to_sentence(text: str) -> str | None:
+    """``text`` up to its last sentence end (".", "!" or "?" followed by a space or the end), or None if
+    it has none: what is kept of an explanation the token budget cut off mid-sentence."""
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", text)]
+    return text[: ends[-1]].strip() if ends else None
+
+
+def explain(client: LLMClient, target: Target, fewshot: Sequence[FewShotNeuron], config: ExplainConfig, *, seed: int, trim: bool = False) -> Explanation:
+    """One explanation of `target`; an empty reply is retried with new seeds, then raises.
+
+    A reply stopped by ``max_tokens`` (finish_reason "length") is marked ``cut="unfinished"``; with
+    ``trim`` it is cut back to its last full sentence when it has one (``cut="trimmed"``)."""
     prompt = build_prompt(target, fewshot, config)
     usage, calls, errors = Usage(), 0, []
     for attempt in range(config.max_retries + 1):
@@ -112,7 +130,15 @@ def explain(client: LLMClient, target: Target, fewshot: Sequence[FewShotNeuron],
             parse = parse_explanation
         usage, calls = usage + reply.usage, calls + 1
         try:
-            return Explanation(parse(reply.text), seed=s, usage=usage, calls=calls)
+            text = parse(reply.text)
         except ValueError as err:
             errors.append(str(err))
+            continue
+        cut = ""
+        if reply.finish_reason == "length":
+            cut = "unfinished"
+            short = trim_to_sentence(text) if trim else None
+            if short:
+                text, cut = short, "trimmed"
+        return Explanation(text, seed=s, usage=usage, calls=calls, cut=cut)
     raise ValueError(f"{target.neuron}: no usable explanation after {calls} calls: {'; '.join(errors)}")

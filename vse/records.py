@@ -80,6 +80,8 @@ class ExplanationRecord:
     neuron: ``MODEL/LAYER/INDEX``. method: how it was made. polarity: of the pairs shown.
     explanation: completes "the main thing this neuron does is find". seed: the LLM sampling seed
     (None for clip-dissect). calls/prompt_tokens/completion_tokens: what it cost.
+    cut: "" when the reply ended on its own; "unfinished" when ``max_tokens`` stopped it mid-sentence;
+    "trimmed" when it was stopped and then cut back to its last full sentence (left out of the JSON when "").
     """
 
     neuron: str
@@ -91,9 +93,13 @@ class ExplanationRecord:
     prompt_tokens: int
     completion_tokens: int
     provenance: Provenance
+    cut: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.cut:
+            del data["cut"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ExplanationRecord":
