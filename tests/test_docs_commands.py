@@ -1,0 +1,155 @@
+"""Every `vse` command and option that README.md and docs/*.md name exists (issue 20).
+
+The markdown's code (fenced blocks and inline code spans) is searched for ``vse CMD [SUB] ... --opt``;
+each command must be in the click tree and each option on that command. An option named on its own
+(`` `--probe` ``) must belong to a command named in the same sentence or table row, or, where none is
+named, to some command.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from vse.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+GROUP_OPTIONS = {"--help", "-h", "--version", "--debug"}
+
+FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
+SPAN = re.compile(r"`([^`\n]+)`")
+CALL = re.compile(r"(?<![\w./$-])vse[ \t]+(.*)")
+OPTION = re.compile(r"^--[a-z][a-z0-9-]*$")
+
+
+def _options(cmd: click.Command) -> set[str]:
+    names = set(GROUP_OPTIONS)
+    for p in cmd.params:
+        if isinstance(p, click.Option):
+            names |= set(p.opts) | set(p.secondary_opts)
+    return names
+
+
+def _all_commands() -> dict[str, click.Command]:
+    found: dict[str, click.Command] = {}
+
+    def walk(group: click.Group, prefix: str) -> None:
+        for name, cmd in group.commands.items():
+            path = f"{prefix} {name}".strip()
+            found[path] = cmd
+            if isinstance(cmd, click.Group):
+                walk(cmd, path)
+
+    walk(main, "")
+    return found
+
+
+COMMANDS = _all_commands()
+
+
+def _resolve(words: list[str]) -> tuple[str, click.Command, list[str]] | str:
+    """(command path, command, remaining words) of ``vse WORDS``; a string says what is wrong."""
+    group: click.Command = main
+    path = ""
+    rest = list(words)
+    while isinstance(group, click.Group) and rest and not rest[0].startswith("-"):
+        name = rest.pop(0)
+        if name not in group.commands:
+            return f"`vse {(path + ' ' + name).strip()}`: no such command"
+        group = group.commands[name]
+        path = f"{path} {name}".strip()
+    return path, group, rest
+
+
+def _calls(code: str) -> list[list[str]]:
+    """The word lists after each `vse` in a piece of code (shell continuations joined, comments cut)."""
+    code = code.replace("\\\n", " ")
+    out = []
+    for line in code.splitlines():
+        line = line.split(" #", 1)[0]
+        for m in CALL.finditer(line):
+            segment = re.split(r"[|;&)]|\s>\s", m.group(1))[0]
+            words = [w.strip("[]()'\",") for w in segment.split()]
+            out.append([w.split("=", 1)[0] for w in words if w])
+    return out
+
+
+def _sentences(text: str) -> list[str]:
+    """Table rows and prose sentences, outside fenced blocks."""
+    text = FENCE.sub("", text)
+    pieces = []
+    for para in re.split(r"\n\s*\n", text):
+        if para.lstrip().startswith("|"):
+            pieces += para.splitlines()
+        else:
+            pieces += re.split(r"(?<=[.:;!?])\s+(?=[A-Z`(*])", " ".join(para.split()))
+    return pieces
+
+
+def problems_in(text: str) -> list[str]:
+    problems = []
+    codes = FENCE.findall(text) + SPAN.findall(FENCE.sub("", text))
+    for code in codes:
+        for words in _calls(code):
+            resolved = _resolve(words)
+            if isinstance(resolved, str):
+                problems.append(resolved)
+                continue
+            path, cmd, rest = resolved
+            known = _options(cmd)
+            for w in rest:
+                if OPTION.match(w) and w not in known:
+                    problems.append(f"`vse {path}` has no option {w}")
+    for sentence in _sentences(text):
+        spans = SPAN.findall(sentence)
+        # Which commands the sentence's lone options belong to: a table row's first cell, or the
+        # commands after "on" ("`--model NAME` on `vse explain`, `vse score`"); else any command.
+        if sentence.lstrip().startswith("|"):
+            owner = sentence.strip().strip("|").split("|")[0]
+        else:
+            owner = sentence.split(" on `vse ", 1)[1] if " on `vse " in sentence else ""
+            owner = "`vse " + owner if owner else ""
+        named = [r for s in SPAN.findall(owner) for words in _calls(s) if not isinstance(r := _resolve(words), str)]
+        for s in spans:
+            if not OPTION.match(s.split()[0] if s.split() else "") or CALL.search(s):
+                continue
+            for w in [x for x in s.split() if OPTION.match(x)]:
+                if named:  # "on `vse a`, `vse b`": an option of each
+                    lacking = [p for p, cmd, _r in named if w not in _options(cmd)]
+                    if lacking:
+                        where = ", ".join(f"`vse {p}`" for p in lacking)
+                        problems.append(f"{w} is not an option of {where} (in: {sentence[:100]}...)")
+                elif not any(w in _options(cmd) for cmd in COMMANDS.values()):
+                    problems.append(f"{w} is not an option of any command (in: {sentence[:100]}...)")
+    return sorted(set(problems))
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_command_and_option_the_docs_name_exists(doc):
+    assert problems_in(doc.read_text(encoding="utf-8")) == []
+
+
+def test_the_check_catches_what_does_not_exist():
+    text = """Run `vse label M/L --method weight-label --frobnicate 3` or `vse nosuch`.
+
+```
+vse explain N --method weight-label \\
+    --nope
+```
+
+| `vse score NEURON --target T` | scores; `--explanation`, `--bogus` |
+
+Use `--units A:B` on `vse explain`, `vse label`. `--replay` works with `vse explain`; `--nothing` works nowhere.
+"""
+    assert problems_in(text) == [
+        "--bogus is not an option of `vse score` (in: | `vse score NEURON --target T` | scores; `--explanation`, `--bogus` |...)",
+        "--nothing is not an option of any command (in: `--nothing` works nowhere....)",
+        "--units is not an option of `vse explain` (in: Use `--units A:B` on `vse explain`, `vse label`....)",
+        "`vse explain` has no option --nope",
+        "`vse label` has no option --frobnicate",
+        "`vse nosuch`: no such command",
+    ]
