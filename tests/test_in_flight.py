@@ -175,3 +175,35 @@ def test_list_mode_takes_in_flight_and_ignores_it():
 
     sim = predict_items(Lister(), "dogs", ["a", "b"], kind="weight-label", examples=EXAMPLES, config=ScoreConfig(mode="list"), in_flight=4)
     assert sim.values == [3.0, 7.0]
+
+
+@pytest.mark.enable_socket
+def test_vse_score_records_in_flight_and_replays_the_same_line_with_any_in_flight(server, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from vse.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VSE_BASE_URL", raising=False)
+    cassette = str(tmp_path / "score.json.gz")
+    args = ["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "dogs", "--max-passes", "3", "--cassette", cassette]
+    live = CliRunner().invoke(main, [*args, "--base-url", server, "--in-flight", "4"])
+    assert live.exit_code == 0, live.output
+    assert Slots.max_active == 4 and Slots.posts > 50
+    line = [x for x in live.output.splitlines() if "[user] dogs" in x]
+    assert len(line) == 1
+    for n in ("1", "4"):
+        replay = CliRunner().invoke(main, [*args, "--replay", "--in-flight", n])
+        assert replay.exit_code == 0, replay.output
+        assert [x for x in replay.output.splitlines() if "[user] dogs" in x] == line
+
+
+def test_in_flight_zero_is_refused_by_the_commands():
+    from click.testing import CliRunner
+
+    from vse.cli import main
+
+    for args in (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "x"],
+                 ["validate", "efficientnet_lite0/_conv_head", "--units", "1,2,3"], ["label", "efficientnet_lite0/_conv_head", "--method", "weight-label"]):
+        result = CliRunner().invoke(main, [*args, "--in-flight", "0"])
+        assert result.exit_code == 2 and "--in-flight" in result.output, result.output
