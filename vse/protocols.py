@@ -47,6 +47,13 @@ def heldout_top(values: np.ndarray, n_top: int) -> np.ndarray:
     return ranks(values)[1 : 2 * n_top : 2].copy()
 
 
+def outside(size: int, excluded) -> np.ndarray:
+    """The indices 0..size-1 not in `excluded`, ascending: what a random draw may pick from."""
+    keep = np.ones(size, dtype=bool)
+    keep[np.asarray(sorted(set(int(i) for i in excluded)), dtype=int)] = False
+    return np.flatnonzero(keep)
+
+
 def select(protocol: str, values: np.ndarray, n: int, rng: np.random.Generator, *, n_shown: int = 25, strength: np.ndarray | None = None) -> np.ndarray:
     """Indices of the items one pass predicts (order shuffled, so position never leaks the value).
 
@@ -71,9 +78,9 @@ def select(protocol: str, values: np.ndarray, n: int, rng: np.random.Generator, 
         top = order[: n // 2]
         excluded = set(top.tolist())
     else:  # held out: the odd ranks of the top; nothing the explainer saw may come in at random
-        top = order[1 : 2 * (n // 2) : 2][: n // 2]
+        top = heldout_top(x, n // 2)
         excluded = set(order[: 2 * max(n_shown, n // 2)].tolist())
-    rest = np.array([i for i in range(size) if i not in excluded], dtype=int)
+    rest = outside(size, excluded)
     k = min(n - len(top), len(rest))
     picked = np.concatenate([top, rng.choice(rest, size=k, replace=False) if k else np.array([], dtype=int)])
     return rng.permutation(picked.astype(int))

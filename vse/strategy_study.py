@@ -32,7 +32,7 @@ from vse import seeds
 from vse.explain import ExplainConfig
 from vse.neurons import draw_neurons, load_target
 from vse.paper_tables import to_csv
-from vse.protocols import heldout_shown, heldout_top
+from vse.protocols import heldout_shown, heldout_top, outside
 from vse.score import ScoreConfig, fewshot_examples, predict_items
 from vse.stats import ci_half_width, correlation_score
 
@@ -84,7 +84,7 @@ def run_items(values: np.ndarray, n_held: int, n_random: int, n_shown: int, rng:
     plus `n_random` items drawn from those neither shown to the explainer nor held out."""
     held = heldout_top(values, n_held)
     exclude = set(heldout_shown(values, n_shown).tolist()) | set(held.tolist())
-    candidates = np.array([i for i in range(len(values)) if i not in exclude])
+    candidates = outside(len(values), exclude)
     rand = np.sort(rng.choice(candidates, size=min(n_random, len(candidates)), replace=False))
     return np.union1d(held, rand), rand
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as st
 
-from vse.protocols import ranks
+from vse.protocols import heldout_shown, heldout_top, ranks
 from vse.stats import correlation_score
 
 
@@ -56,9 +56,9 @@ def item_sets(values: np.ndarray, pool: np.ndarray, rand: np.ndarray, n_top: int
     """One neuron's protocol item sets, as indices into `pool`."""
     where = {int(item): i for i, item in enumerate(pool)}
     order = ranks(values)
-    shown = set(order[: 2 * n_shown : 2].tolist())  # what the held-out explainer saw
+    shown = set(heldout_shown(values, n_shown).tolist())  # what the held-out explainer saw
     top = order[:n_top]
-    held = order[1:n_top:2]
+    held = heldout_top(values, n_top // 2)  # ranks 1, 3, ... below n_top
     uniform = [where[int(i)] for i in rand]
     tr = sorted({where[int(i)] for i in top} | set(uniform))
     ho_random = [where[int(i)] for i in rand if int(i) not in shown and int(i) not in set(top.tolist())]
