@@ -190,3 +190,16 @@ def test_markdown_tables():
     out = report_html.markdown_to_html("intro <x>\n\n| h1 | h2 |\n|---|---|\n| a | `c<d>` |\ntail")
     assert out == ("<p>intro &lt;x&gt;</p>\n<table>\n<thead><tr><th>h1</th><th>h2</th></tr></thead>\n<tbody>\n"
                    "<tr><td>a</td><td><code>c&lt;d&gt;</code></td></tr>\n</tbody>\n</table>\n<p>tail</p>")
+
+
+def test_the_paper_tables_sections_show_the_papers_numbers_beside_vses(tmp_path):
+    study = tmp_path / "results" / "table1-second-last-layer"
+    study.mkdir(parents=True)
+    (study / "methods.csv").write_text("method,target,protocol,best,mean,n_neurons,n_explanations\n"
+                                       "weight-label,weight-label,uniform,40.9234,31.58,3,3\n"
+                                       "weight-label,weight-label,top-and-random-heldout,41.29,32.3,3,3\n", encoding="utf-8")
+    page = report_html.build_report(tmp_path / "results")
+    row = page[page.index("<tr><td>weight-label</td>"):]
+    row = row[:row.index("</tr>")]
+    # vse's uniform best (mean) beside the paper's Table 1 cell; the held-out row is not the paper's protocol
+    assert '<td class="num">40.92 (31.58)</td><td class="num">51.58</td>' in row and "41.29" not in row

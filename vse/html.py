@@ -55,6 +55,22 @@ QUESTIONS = {
     "signed-one-neuron": "The same unit explained and scored on signed values (-10..10, both polarities).",
 }
 
+#: The paper's published scores for the rows vse reruns, transcribed from its tables (Correlation Score, %;
+#: AlexNet, GPT-3.5, best of 10 explanations): shown beside vse's as a reference for the pattern, not the level.
+PAPER = {
+    "table1-second-last-layer": (
+        "the paper's Table 1 (AlexNet's second-last hidden layer)",
+        {("clip-dissect", "caption-activation"): "0.0", ("clip-dissect", "weight-label"): "3.28", ("clip-dissect", "weight-clip"): "1.43",
+         ("caption-activation", "caption-activation"): "15.43", ("caption-activation", "weight-label"): "31.20", ("caption-activation", "weight-clip"): "6.51",
+         ("weight-label", "caption-activation"): "16.11", ("weight-label", "weight-label"): "51.58", ("weight-label", "weight-clip"): "8.27",
+         ("weight-clip", "caption-activation"): "5.47", ("weight-clip", "weight-label"): "9.38", ("weight-clip", "weight-clip"): "22.05"}),
+    "tables8-9-last-layer": (
+        "the paper's Tables 8 / 9 (AlexNet's last hidden layer, neurons 489 / 150)",
+        {("clip-dissect", "weight-label"): "6.24 / -5.09", ("clip-dissect", "caption-activation"): "5.63 / 1.34",
+         ("weight-label", "weight-label"): "24.65 / 23.67", ("weight-label", "caption-activation"): "10.63 / 7.87",
+         ("caption-activation", "weight-label"): "17.76 / 18.60", ("caption-activation", "caption-activation"): "38.04 / 13.42"}),
+}
+
 CSS = atlas.CSS + """
 .toc li { margin: .15em 0; } img.plot { max-width: 100%; height: auto; }
 section > h2 { margin-bottom: .2em; } .facts { color: var(--muted); margin-top: 0; }
@@ -248,6 +264,29 @@ def _facts(folder: Path, cards: list[Card]) -> str:
     return "; ".join(parts) + "." if parts else ""
 
 
+def _paper_table(folder: Path) -> str:
+    """vse's method table (uniform, the paper's protocol: best of N per cell, from methods.csv) beside the paper's."""
+    if folder.name not in PAPER or not (folder / "methods.csv").is_file():
+        return ""
+    what, paper = PAPER[folder.name]
+    with (folder / "methods.csv").open(encoding="utf-8", newline="") as f:
+        vse = {(r["method"], r["target"]): r for r in csv.DictReader(f) if r.get("protocol") == "uniform"}
+    methods = list(dict.fromkeys(m for m, _ in list(paper) + list(vse)))
+    targets = list(dict.fromkeys(t for _, t in list(paper) + list(vse)))
+    head = "".join(f"<th>{_esc(t)}: vse</th><th>paper</th>" for t in targets)
+    rows = []
+    for m in methods:
+        cells = []
+        for t in targets:
+            r = vse.get((m, t))
+            v = f"{float(r['best']):.2f}" + (f" ({float(r['mean']):.2f})" if r.get("mean") not in (None, "", r.get("best")) else "") if r else "–"
+            cells.append(f'<td class="num">{_esc(v)}</td><td class="num">{_esc(paper.get((m, t), "–"))}</td>')
+        rows.append(f"<tr><td>{_esc(m)}</td>{''.join(cells)}</tr>")
+    return (f'<p>vse beside {_esc(what)}: uniform protocol, each vse cell the mean over its neurons of the best of N '
+            "(the mean of all N in brackets). Another network, LLM and probe set: compare which method wins where, not the level.</p>"
+            f"<table class=\"paper\"><thead><tr><th>method</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> tuple[str, list[Card]]:
     name = folder.name
     cards = experiment_cards(folder, source, sink)
@@ -258,6 +297,9 @@ def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> t
     facts = _facts(folder, cards)
     if facts:
         parts.append(f'<p class="facts">{_esc(facts)}</p>')
+    paper = _paper_table(folder)
+    if paper:
+        parts.append(paper)
     files = sorted((p.name for p in folder.iterdir() if p.is_file()),
                    key=lambda f: (LINKED_FIRST.index(f) if f in LINKED_FIRST else len(LINKED_FIRST), f))
     links = [f for f in files if not f.endswith(".png")]
