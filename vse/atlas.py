@@ -471,7 +471,9 @@ figure.thumb .v { font-variant-numeric: tabular-nums; color: var(--muted); }
 .controls input[type=search] { width: 24em; }
 #units th { cursor: pointer; user-select: none; position: sticky; top: 0; }
 #units th[aria-sort=ascending]::after { content: " ▲"; } #units th[aria-sort=descending]::after { content: " ▼"; }
-#units td.text { max-width: 40em; }
+#units td.text { min-width: 22em; max-width: 40em; }
+th.score { white-space: normal; min-width: 7em; max-width: 11em; } th.score small { font-weight: normal; color: var(--muted); }
+td.method { white-space: nowrap; } table.expl td.text { min-width: 20em; }
 nav.pager { display: flex; gap: 1.2em; margin: .4em 0 1em; }
 ul.toc { columns: 2; } .files a { margin-right: .8em; }
 """
@@ -640,7 +642,7 @@ def sim_plot(s: Score) -> str:
     items = sorted(s.items, key=lambda it: (-it.true, it.index))
     signed = any(it.true < 0 or it.predicted < 0 for it in items)
     lo, hi = (-10.0, 10.0) if signed else (0.0, 10.0)
-    w_item, h, pad = 9, 90, 4
+    w_item, h, pad = 10, 120, 4
     width = pad * 2 + w_item * len(items)
 
     def y(v: float) -> float:
@@ -685,12 +687,12 @@ def render_card(card: Card, *, prefix: str = "", heading: str = "h3", anchor: st
     parts = [f'<article class="card" id="{esc(anchor or card.slug)}" data-neuron="{esc(card.neuron)}" data-polarity="{esc(" ".join(pols))}">',
              f"<header><{heading}>{title}</{heading}>" + " ".join(polarity_badge(p) for p in pols) + "</header>"]
     columns = sorted({s.column for e in card.explanations for s in e.scores})
-    head = "".join(f'<th class="num">{esc(c)}</th>' for c in columns)
+    head = "".join(f'<th class="num score" title="{esc(c)}">{column_head(c)}</th>' for c in columns)
     rows = []
     for e in card.explanations:
         by = {s.column: s for s in e.scores}
         cells = "".join(f'<td class="num">{esc(score_text(by[c])) if c in by else ""}</td>' for c in columns)
-        rows.append(f'<tr data-method="{esc(e.method)}"><td>{esc(e.method)}</td><td>{polarity_badge(e.polarity)}</td>'
+        rows.append(f'<tr data-method="{esc(e.method)}"><td class="method">{esc(e.method)}</td><td>{polarity_badge(e.polarity)}</td>'
                     f'<td class="text">{esc(e.text)}{cut_mark(e.cut)}</td>{cells}</tr>')
     parts.append('<table class="expl"><thead><tr><th>method</th><th>polarity</th><th>explanation '
                  '(“the main thing this neuron does is find …”)</th>' + head + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
@@ -719,6 +721,12 @@ def render_card(card: Card, *, prefix: str = "", heading: str = "h3", anchor: st
 # ----------------------------------------------------------------------------- the site
 
 
+def column_head(column: str) -> str:
+    """A score column's header: the target, and the protocol on a second, smaller line."""
+    target, _, protocol = column.partition(" · ")
+    return esc(target) + (f"<br><small>{esc(protocol)}</small>" if protocol else "")
+
+
 def score_columns(cards: Sequence[Card]) -> list[str]:
     return sorted({s.column for c in cards for e in c.explanations for s in e.scores})
 
@@ -729,7 +737,7 @@ def render_index(cards: Sequence[Card], *, href: Callable[[Card], str], title: s
     heads = ['<th data-key="neuron" data-type="text">neuron</th>', '<th data-key="unit" data-type="num" class="num">unit</th>',
              '<th data-key="polarity" data-type="text">polarity</th>', '<th data-key="method" data-type="text">method</th>',
              '<th data-key="explanation" data-type="text">explanation</th>']
-    heads += [f'<th data-key="score-{k}" data-type="num" class="num" title="{esc(c)}">{esc(c)}</th>' for k, c in enumerate(cols)]
+    heads += [f'<th data-key="score-{k}" data-type="num" class="num score" title="{esc(c)}">{column_head(c)}</th>' for k, c in enumerate(cols)]
     rows = []
     for card in cards:
         _model, _layer, unit = parse_neuron_id(card.neuron)
@@ -742,7 +750,7 @@ def render_index(cards: Sequence[Card], *, href: Callable[[Card], str], title: s
                 v = "" if s is None or s.mean is None else f"{s.mean:.4f}"
                 cells.append(f'<td class="num" data-v="{v}">{"" if s is None else esc(score_text(s))}</td>')
             rows.append(f'<tr data-neuron="{esc(card.neuron)}"><td><a href="{link}">{esc(card.neuron)}</a></td>'
-                        f'<td class="num" data-v="{unit}">{unit}</td><td>{esc(e.polarity)}</td><td>{esc(e.method)}</td>'
+                        f'<td class="num" data-v="{unit}">{unit}</td><td>{esc(e.polarity)}</td><td class="method">{esc(e.method)}</td>'
                         f'<td class="text">{esc(e.text)}{cut_mark(e.cut)}</td>' + "".join(cells) + "</tr>")
     options = '<option value="">any score column</option>' + "".join(f'<option value="score-{k}">{esc(c)}</option>' for k, c in enumerate(cols))
     n_units = len(cards)
