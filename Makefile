@@ -82,7 +82,7 @@ fixtures: venv
 
 # The recorded explanations and scores of every experiment, with the fixtures' probe images: open the index from disk.
 atlas-demo: $(VENV)/.stamp-light
-	$(BIN)/vse atlas $(wildcard results/*/results.jsonl results/*/neurons.jsonl results/*/explanations.jsonl) --out build/atlas-demo
+	$(BIN)/vse atlas $(filter-out results/img/,$(wildcard results/*/)) --out build/atlas-demo
 	@echo "open build/atlas-demo/index.html"
 
 clean:

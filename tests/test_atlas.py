@@ -144,3 +144,17 @@ def test_a_card_shows_polarity_cut_scores_and_escapes_text():
     assert "&lt;b&gt;cats&lt;/b&gt; &amp; dogs" in html and "<b>cats</b>" not in html
     assert '<mark class="cut"' in html and "10.00 ± 2.00 (3)" in html
     assert "cat: true -4, simulated -3.50" in html  # the signed item in the plot's tooltip
+
+
+def test_atlas_reads_results_folders_too(tmp_path):
+    """`vse atlas results/power-study ...`: a study's explanations and its scores.csv make the cards (what `make atlas-demo` does)."""
+    folder = tmp_path / "power-study"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"experiment": {"model": "efficientnet_lite0", "layer": "_conv_head"}}))
+    (folder / "explanations.jsonl").write_text(json.dumps({"neuron": "efficientnet_lite0/_conv_head/9", "method": "weight-label",
+                                                           "polarity": "positive", "explanation": "hats", "calls": 1, "completion_tokens": 5}) + "\n")
+    (folder / "scores.csv").write_text("unit,method,index,explanation,target,protocol,n_items,corr\n9,weight-label,0,hats,weight-label,uniform,40,12.5\n")
+    r = CliRunner().invoke(main, ["atlas", str(folder), "--out", str(tmp_path / "site")])
+    assert r.exit_code == 0, r.output
+    card = (tmp_path / "site" / "cards" / "efficientnet_lite0___conv_head__9.html").read_text()
+    assert "hats" in card and "12.50" in card and "Highest-weighted classes" in card and "Top-activating probe images (12 of 700)" in card

@@ -21,6 +21,7 @@ extraction of `vse.neurons.live_pairs`, any registered model), else the committe
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import html
 import io
@@ -255,6 +256,43 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(rec, dict):
             out.append(rec)
     return out
+
+
+def folder_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def folder_records(folder: Path) -> list[dict]:
+    """Every explanation and score an experiment folder holds, as records `vse.atlas.cards_from_records` reads:
+    explanations.jsonl / explanation.json (with their cost, so cut ones are known), results.jsonl (scores
+    with their passes), neurons.jsonl (a study's per-neuron scores) or else scores.csv (the same, as CSV).
+    Records without a polarity get the experiment's."""
+    exp = folder_config(folder).get("experiment") or {}
+    model, layer = exp.get("model"), exp.get("layer")
+    records: list[dict] = []
+    for name in ("explanations.jsonl", "results.jsonl", "neurons.jsonl"):
+        if (folder / name).is_file():
+            records += [r for r in read_jsonl(folder / name) if isinstance(r.get("neuron"), str)]
+    if (folder / "explanation.json").is_file():
+        one = json.loads((folder / "explanation.json").read_text(encoding="utf-8"))
+        records += [one] if isinstance(one, dict) else []
+    if not (folder / "neurons.jsonl").is_file() and (folder / "scores.csv").is_file() and model and layer:
+        with (folder / "scores.csv").open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                if {"unit", "method", "explanation", "target", "corr"} <= set(row):
+                    records.append({"neuron": f"{model}/{layer}/{row['unit']}", "method": row["method"],
+                                    "explanation": row["explanation"], "target": row["target"],
+                                    "protocol": row.get("protocol", ""), "mean": float(row["corr"]) if row["corr"] else None})
+    polarity = exp.get("polarity", "positive")
+    return [r if "polarity" in r else {**r, "polarity": polarity} for r in records]
+
 
 
 # ----------------------------------------------------------------------------- where pairs and images come from
@@ -824,8 +862,8 @@ def build_atlas(label_files: Sequence[Path], out: Path, *, probe: Path | None = 
     from vse.atomic import write_atomic
 
     records: list[dict] = []
-    for path in label_files:
-        records += read_jsonl(Path(path))
+    for path in label_files:  # a JSONL file, or a results folder of `vse reproduce`
+        records += folder_records(Path(path)) if Path(path).is_dir() else read_jsonl(Path(path))
     cards, failed = cards_from_records(records, max_tokens=max_tokens)
     if not cards:
         raise ValueError(f"no explanations in {', '.join(str(p) for p in label_files)}: nothing to show")

@@ -9,7 +9,7 @@ import click
 
 
 @click.command("atlas")
-@click.argument("labels", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("labels", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder of the site (open OUT/index.html).")
 @click.option("--probe", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="The folder of captioned images the units were labelled from (`vse label --probe`): its images are shown. "
@@ -21,7 +21,8 @@ import click
 def atlas_cmd(labels, out, probe, device, title, max_tokens):
     """Build a browsable atlas of labelled units: DIR/index.html (sortable, searchable index) and one card per neuron.
 
-    LABELS are JSONL files written by `vse label` (or `vse explain` / `vse score --out`). The site is static:
+    LABELS are JSONL files written by `vse label` (or `vse explain` / `vse score --out`), or experiment folders
+    under results/ (their explanations and scores). The site is static:
     open it from disk, no server, no network.
     """
     from vse.atlas import build_atlas

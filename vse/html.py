@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -183,46 +182,10 @@ def read_records(path: Path) -> list[dict]:
     return [r for r in atlas.read_jsonl(path) if isinstance(r.get("neuron"), str)]
 
 
-def _config(folder: Path) -> dict:
-    path = folder / "config.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ValueError(f"{path}: not JSON ({exc})") from None
-    return data if isinstance(data, dict) else {}
-
-
-def experiment_records(folder: Path) -> list[dict]:
-    """Every explanation and score an experiment folder holds, as records `vse.atlas.cards_from_records` reads:
-    explanations.jsonl / explanation.json (with their cost, so cut ones are known), results.jsonl (scores
-    with their passes), neurons.jsonl (a study's per-neuron scores) or else scores.csv (the same, as CSV).
-    Records without a polarity get the experiment's."""
-    exp = _config(folder).get("experiment") or {}
-    model, layer = exp.get("model"), exp.get("layer")
-    records: list[dict] = []
-    for name in ("explanations.jsonl", "results.jsonl", "neurons.jsonl"):
-        if (folder / name).is_file():
-            records += read_records(folder / name)
-    if (folder / "explanation.json").is_file():
-        one = json.loads((folder / "explanation.json").read_text(encoding="utf-8"))
-        records += [one] if isinstance(one, dict) else []
-    if not (folder / "neurons.jsonl").is_file() and (folder / "scores.csv").is_file() and model and layer:
-        with (folder / "scores.csv").open(encoding="utf-8", newline="") as f:
-            for row in csv.DictReader(f):
-                if {"unit", "method", "explanation", "target", "corr"} <= set(row):
-                    records.append({"neuron": f"{model}/{layer}/{row['unit']}", "method": row["method"],
-                                    "explanation": row["explanation"], "target": row["target"],
-                                    "protocol": row.get("protocol", ""), "mean": float(row["corr"]) if row["corr"] else None})
-    polarity = exp.get("polarity", "positive")
-    return [r if "polarity" in r else {**r, "polarity": polarity} for r in records]
-
-
 def experiment_cards(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> list[Card]:
-    exp = _config(folder).get("experiment") or {}
+    exp = atlas.folder_config(folder).get("experiment") or {}
     max_tokens = (exp.get("explain") or {}).get("max_tokens", atlas.RECORDED_MAX_TOKENS)
-    cards, _failed = atlas.cards_from_records(experiment_records(folder), max_tokens=max_tokens)
+    cards, _failed = atlas.cards_from_records(atlas.folder_records(folder), max_tokens=max_tokens)
     return [atlas.add_views(c, source, sink) for c in cards]
 
 
@@ -246,7 +209,7 @@ def _first_paragraph(folder: Path) -> str:
 
 def _facts(folder: Path, cards: list[Card]) -> str:
     """The second summary line: what the folder holds, counted."""
-    config = _config(folder)
+    config = atlas.folder_config(folder)
     layers = sorted({c.neuron.rsplit("/", 1)[0] for c in cards})
     expls = [e for c in cards for e in c.explanations]
     n_scores = sum(len(e.scores) for e in expls)
@@ -305,7 +268,7 @@ def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> t
     links = [f for f in files if not f.endswith(".png")]
     if links:
         parts.append('<p class="files">Files: ' + " ".join(f'<a href="{_esc(_href(name, f))}">{_esc(f)}</a>' for f in links) + "</p>")
-    cassettes = _config(folder).get("cassettes") or []
+    cassettes = atlas.folder_config(folder).get("cassettes") or []
     if cassettes:
         parts.append(f"<details><summary>{len(cassettes)} cassette{'s' if len(cassettes) != 1 else ''} replayed</summary><ul>"
                      + "".join(f"<li><code>{_esc(c)}</code></li>" for c in cassettes) + "</ul></details>")
