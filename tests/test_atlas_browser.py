@@ -91,3 +91,32 @@ def test_a_card_shows_loaded_images_captions_values_and_enlarges_on_click(site):
     assert out["bars"] >= 2 * 12 and out["score"].strip()
     assert out["lightbox"] and out["big"] and out["bigPx"] > 3 * out["shownPx"] and "activation" in out["caption"]
     assert out["closed"]
+
+
+REPORT_CHECK = r"""
+var cards = Array.prototype.slice.call(document.querySelectorAll('article.card'));
+var imgs = Array.prototype.slice.call(document.querySelectorAll('article.card img'));
+return {neurons: cards.map(function (c) { return c.closest('section').id + ' ' + c.getAttribute('data-neuron'); }),
+        unbadged: cards.filter(function (c) { return !c.querySelector('header .pol'); }).length,
+        images: imgs.length, broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.getAttribute('src'); }),
+        sections: Array.prototype.slice.call(document.querySelectorAll('section')).map(function (s) { return s.id; })};
+"""
+
+
+def test_the_committed_report_has_a_card_for_every_recorded_neuron_and_its_images_load(tmp_path):
+    """results/report.html as `make reproduce` writes it (a copy, so the check page never lands in results/)."""
+    import shutil
+    from pathlib import Path
+
+    from vse.atlas import cards_from_records, folder_records
+    from vse.html import _experiments
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    out = json.loads(run_check(copy / "report.html", REPORT_CHECK))
+    expected = sorted(f"{d.name} {c.neuron}" for d in _experiments(results) for c in cards_from_records(folder_records(d))[0])
+    assert sorted(out["neurons"]) == expected and len(expected) >= 25
+    assert out["unbadged"] == 0  # polarity always shown
+    assert out["images"] > 0 and out["broken"] == []
+    assert out["sections"][:3] == ["power-study", "table1-second-last-layer", "tables8-9-last-layer"]
