@@ -9,6 +9,10 @@ reads the store instead of calling the LLM again.
 The store is derived, never a source of truth: it is filled only from real replies (live, or
 replayed from a cassette) and lives in memory for one process. A replay from cassettes alone
 rebuilds it exactly, because the same calls replay the same replies; nothing is read from disk.
+
+With predictions in flight (`OneItemSimulator.predict(..., in_flight=N)`) only the calling thread
+reads and fills the store: it looks every item up first, sends the misses concurrently, and puts
+the replies in item order, so the store ends up as one item after the other would leave it.
 """
 
 from __future__ import annotations
