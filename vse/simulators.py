@@ -10,7 +10,8 @@ Modes (`MODES`):
   item, then the item; the reply's first token is the value, read as an expected value over the
   number tokens of the top logprobs. A prediction depends only on (model, API, prefix, item), so
   it is *per item*: the store keeps it and every protocol, resample or mismatched comparison reads
-  it again for free.
+  it again for free. Items are independent, so the store's misses go to the server ``in_flight``
+  at a time (llama-server answers its slots in parallel), with the same result as one by one.
 - ``list`` / ``list-logprobs``: the paper's layout, the whole list in one reply (sampled integers,
   or expected values at each value slot).
 - ``echo``: prompt logprobs, every slot in one forward pass (completions API only).
