@@ -206,7 +206,7 @@ def make_exe(path: Path, text: str = "#!/bin/sh\necho 'version: 7 (deadbee)'\n")
 
 def test_binary_from_option_then_environment(tmp_path, monkeypatch):
     opt = make_exe(tmp_path / "a" / "llama-server")
-    env = make_exe(tmp_path / "b" / "llama-server", "#!/bin/sh\necho 'version: 1 (0c1e570)' >&2\n")
+    env = make_exe(tmp_path / "b" / "llama-server", "#!/bin/sh\necho 'version: 0.5.0-dev (build 1, commit 0c1e570)' >&2\n")
     monkeypatch.setenv(srv.LLAMA_SERVER_ENV, str(env))
     assert srv.find_llama_server(opt) == srv.LlamaServerBinary(opt, "deadbee", None)
     assert srv.find_llama_server() == srv.LlamaServerBinary(env, "0c1e570", None)

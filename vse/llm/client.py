@@ -626,8 +626,10 @@ class LLMClient:
 
         With ``echo=True`` the server returns the prompt's tokens too; they are split off into
         ``Completion.prompt_tokens`` (by ``text_offset``: a token starting before the prompt's
-        end is a prompt token), and the prompt is removed from ``text``. llama.cpp needs
-        ``--logits_all true`` (the server's default) for any logprobs. llama-cpp-python 0.3.x
+        end is a prompt token), and the prompt is removed from ``text``. llama.cpp's
+        ``llama-server`` ignores ``echo`` (a reply without the prompt is refused with an
+        `LLMResponseError` naming the field). llama-cpp-python's server needs ``--logits_all
+        true`` for any logprobs, and its 0.3.x
         shifts echo logprobs by one position for models without a BOS token (Qwen) and drops
         the last generated token; such a reply is detected (one token fewer than ``usage``
         counts) and put back into the OpenAI layout (``top`` at position i = alternatives for
@@ -655,6 +657,12 @@ class LLMClient:
             raise LLMResponseError(url, f"unreadable logprobs ({exc!r})", _snippet(json.dumps(choice))) from exc
         prompt_tokens = None
         if echo:
+            if tokens and not text.startswith(prompt) and all(o is None for o in offsets):
+                # llama.cpp's llama-server answers 200 and drops `echo` without a word: the reply
+                # holds the generated tokens only. Splitting it would call them prompt tokens.
+                raise LLMResponseError(url, "the server ignored the request field 'echo' (no prompt tokens in the "
+                                       "reply; llama.cpp's llama-server does not echo): use a simulation mode "
+                                       "that does not send it", _snippet(text))
             if text.startswith(prompt):
                 text = text[len(prompt) :]
             if tokens and logprobs is not None and _echo_is_shifted(tokens, usage):

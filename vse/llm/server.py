@@ -425,17 +425,18 @@ def _cached_build(folder: Path) -> LlamaServerBinary | None:
     return LlamaServerBinary(binary, str(info.get("commit")), tuple(info.get("flags") or BUILD_FLAGS))
 
 
-_VERSION = re.compile(r"version:\s*(\d+)\s*\(([0-9a-zA-Z_.-]+)\)")
+#: ``--version`` says "version: 0.5.0-dev (build 1, commit 0c1e570)"; older builds "version: 4589 (0c1e570)".
+_VERSION = re.compile(r"version:.*\bcommit ([0-9a-f]{7,40})\)|version:\s*\d+\s*\(([0-9a-f]{7,40})\)")
 
 
 def binary_commit(path: Path) -> str | None:
-    """The llama.cpp commit a llama-server binary reports (``--version``: "version: N (COMMIT)")."""
+    """The llama.cpp commit a llama-server binary reports (``--version``), or None."""
     try:
         proc = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = _VERSION.search(proc.stdout + proc.stderr)
-    return m.group(2) if m else None
+    return (m.group(1) or m.group(2)) if m else None
 
 
 def find_llama_server(path: Path | str | None = None, cache_dir: Path | None = None, *, build: bool = True) -> LlamaServerBinary:
