@@ -89,7 +89,11 @@ class LLM:
         self.reported_model = self.client.config.model
         url = self.client.config.base_url.rstrip("/") + "/models"
         try:
-            resp = self.client.session.get(url, timeout=self.client.config.timeout_s)
+            # An endpoint the circuit breaker knows is down is not waited on here; (connect, read) timeouts.
+            breaker = getattr(self.client, "breaker", None)
+            if breaker is not None:
+                breaker.check(url)
+            resp = self.client.session.get(url, timeout=getattr(self.client, "timeout", self.client.config.timeout_s))
             data = resp.json().get("data") if resp.status_code == 200 else None
         except Exception:  # noqa: BLE001 - identity is best effort; a server without /models is fine
             data = None
