@@ -181,3 +181,27 @@ def test_activations_extract_once_on_the_device_asked(probe, tmp_path, monkeypat
     assert result.exit_code == 0, (result.output, result.exception)
     assert calls == ["cpu"]
     assert (tmp_path / "acts" / "activations__conv_head.npz").exists()
+
+
+# -- where the results go, and the endpoints, checked before the calls ----------------------------
+
+
+def test_an_unwritable_out_or_cassette_is_refused_before_any_call(tripwires, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    for args, fragment in (
+        (["explain", f"{NEURON}/3", "--method", "weight-label", "--base-url", "http://127.0.0.1:9/v1", "--out", "afile/o.jsonl"],
+         "--out afile/o.jsonl: afile is a file, not a folder"),
+        (["score", f"{NEURON}/3", "--target", "weight-label", "--explanation", "x", "--base-url", "http://127.0.0.1:9/v1",
+          "--cassette", "afile/c.json.gz"], "--cassette afile/c.json.gz: afile is a file, not a folder"),
+        (["validate", NEURON, "--units", "1,2,3", "--base-url", "http://127.0.0.1:9/v1", "--out", "afile/s.json"],
+         "afile is a file, not a folder"),
+    ):
+        one_line(run(*args), 2, fragment)
+
+
+def test_label_refuses_a_bad_base_url_before_recording_anything(tripwires, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_line(run("label", NEURON, "--method", "weight-label", "--units", "0:3", "--base-url", "http://127.0.0.1:9/v1",
+                 "--base-url", "ftp://x", "--out", "o.jsonl"), 2, "base URL must look like http://HOST:PORT/v1", "ftp://x")
+    assert not (tmp_path / "o.jsonl").exists()

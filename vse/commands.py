@@ -100,13 +100,16 @@ stamps). One JSONL record per explanation goes to --out, with how it was made (p
 def explain(neuron, method, polarity, n, out, seed, base_url, model, api, cassette, replay, port, probe):
     from vse.api import explain_neuron
     from vse.neurons import Source
-    from vse.preflight import check_neuron
+    from vse.preflight import check_neuron, check_writable
 
     # A malformed id, a unit out of range, missing pairs, a bad probe folder or missing weights: said
     # first, before any server starts or any model runs over the probe set.
     check_neuron(neuron, methods=[method], probe=probe)
+    check_writable(out)
 
     cassette = cassette or DEFAULT_CASSETTES / f"{_slug(neuron)}__explain-{method}-{polarity}-{api}.json.gz"
+    if not replay:
+        check_writable(cassette, "--cassette")
     with _llm(base_url, model, api, cassette, replay, port) as llm:
         records = explain_neuron(neuron, method, llm=llm, n=n, polarity=polarity, seed=seed, progress=sys.stderr.isatty(), source=Source(probe) if probe else Source())
     for r in records:
@@ -146,9 +149,10 @@ Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""
 def score(neuron, target, explanation, from_file, polarity, protocol, prior_corrected, mode, n_items, max_passes, out, seed, base_url, model, api, cassette, replay, port, probe, in_flight):
     from vse.api import score_explanation
     from vse.neurons import Source
-    from vse.preflight import check_neuron
+    from vse.preflight import check_neuron, check_writable
 
     check_neuron(neuron, targets=[target], probe=probe)
+    check_writable(out)
     from vse.records import ExplanationRecord
     from vse.score import ScoreConfig
     from vse.stats import StopRule
@@ -171,6 +175,8 @@ def score(neuron, target, explanation, from_file, polarity, protocol, prior_corr
             todo.append((rec.explanation, rec.method, rec.seed, rec.polarity))
     config = ScoreConfig(mode=mode, api=api, protocol=protocol, prior_corrected=prior_corrected, n_items=n_items, stop=StopRule(max_runs=max_passes))
     cassette = cassette or DEFAULT_CASSETTES / f"{_slug(neuron)}__score-{target}-{polarity}-{protocol}-{api}.json.gz"
+    if not replay:
+        check_writable(cassette, "--cassette")
     records = []
     with _llm(base_url, model, api, cassette, replay, port, in_flight) as llm:
         for text, method, e_seed, pol in todo:
@@ -225,6 +231,7 @@ def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir
     if "weight-explanation" in method_list:
         preflight.check_weight_explanation(layer)
     preflight.check_units(name, layer, unit_list, preflight.kinds_for(method_list, target_list))
+    preflight.check_writable(out)
     study = Study(name=cassette_dir.name, model=name, layer=layer, units=unit_list, n_neurons=len(unit_list), methods=tuple(methods.split(",")), targets=tuple(targets.split(",")), n_top=n_top, n_random=n_random, seed=seed)
     with contextlib.ExitStack() as stack:
         if replay:

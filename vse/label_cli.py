@@ -89,7 +89,7 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
 @click.option("--method", required=True, type=click.Choice(["caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect"]), help="Explanation method (see `vse explain --help`).")
 @click.option("--api", type=click.Choice(["completions", "chat"]), default="completions", show_default=True, help="The endpoint every call uses.")
 @click.option("--units", "units_spec", default=None, metavar="A:B", help="Units A..B-1 (default: the whole layer).")
-@click.option("--workers", default=1, show_default=True, help="Concurrent units (threads; one LLM client each).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Concurrent units (threads; one LLM client each).")
 @click.option("--in-flight", type=click.IntRange(min=1), default=None,
               help="With --score: one-item predictions each worker sends at once (default: the local server's slots; "
                    "1 for an endpoint that does not report them). Results do not depend on it.")
@@ -145,7 +145,8 @@ def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, t
     from vse.llm.client import ClientConfig, LLMClient
     from vse.llm.errors import LLMEndpointDown
 
-    urls = list(base_urls) or [ClientConfig.from_env(model=llm_model).base_url]
+    # Each URL checked (and normalised) now: a bad one is one line, not a failure recorded for every unit.
+    urls = [ClientConfig(base_url=u).base_url for u in base_urls] or [ClientConfig.from_env(model=llm_model).base_url]
     client_for = per_thread(lambda url: LLMClient(ClientConfig.from_env(base_url=url, model=llm_model)))
     if out is None:
         suffix = f".shard{shard_t[0]}of{shard_t[1]}" if shard_t else ""

@@ -73,6 +73,23 @@ def check_probe(folder: str | Path, *, captions: bool = False):
     return probe
 
 
+def check_writable(path: str | Path | None, option: str = "--out") -> None:
+    """A file the run will write at its end can be written: checked first, so a run's results are
+    not lost to a typo in the path after the LLM calls were made and paid for."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{option} {target} is a folder; give a file name")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{option} {target}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {target}: cannot write in {parent} (permission denied)")
+
+
 def check_weights(model: str) -> None:
     """The model is registered and its weights are on disk (nothing is loaded or downloaded)."""
     from vse.vision import models as M
@@ -175,4 +192,4 @@ def check_neuron(neuron: str, *, methods: Iterable[str] = (), targets: Iterable[
     return model, layer, unit
 
 
-__all__ = ["KIND_OF_METHOD", "check_neuron", "check_probe", "check_units", "check_weights", "kinds_for"]
+__all__ = ["KIND_OF_METHOD", "check_neuron", "check_probe", "check_units", "check_weights", "check_writable", "kinds_for"]
