@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -705,4 +706,8 @@ def endpoint_or_local(stack, base_url: str | None, port: int | None = None) -> s
     """
     if base_url is not None or os.environ.get("VSE_BASE_URL") or os.environ.get("OPENAI_BASE_URL"):
         return base_url
+    if threading.current_thread() is threading.main_thread():
+        # A SIGTERM (or a SIGINT a background job would ignore) must stop the server we start,
+        # not leave it running after this process has gone (it runs in its own session).
+        stack.enter_context(stop_on_signals())
     return stack.enter_context(LocalServer(assemble_model(), port=port or 0)).base_url
