@@ -139,3 +139,20 @@ def test_two_runs_on_one_out_get_one_clear_line(tmp_path, monkeypatch):
     assert "Traceback" not in result.stderr
     [line] = error_lines(result.stderr)
     assert f"{out} is being written by another labelling run" in line and "--out" in line
+
+
+@pytest.mark.enable_socket
+@pytest.mark.parametrize("args", [
+    ["explain", f"{LAYER}/3", "--method", "weight-label"],
+    ["score", f"{LAYER}/3", "--target", "weight-label", "--explanation", "dogs"],
+    ["validate", LAYER, "--units", "1,2,3", "--methods", "weight-label", "--targets", "weight-label"],
+])
+def test_every_llm_command_stops_within_seconds_on_a_closed_port(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    t0 = time.monotonic()
+    result = CliRunner().invoke(main, args + ["--base-url", url])
+    assert time.monotonic() - t0 < 10
+    assert result.exit_code == 1, (result.output, result.stderr, result.exception)
+    [line] = error_lines(result.stderr)
+    assert f"{url} is down" in line and "refused the connection" in line and "HTTPConnectionPool" not in result.stderr
