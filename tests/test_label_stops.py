@@ -74,7 +74,7 @@ def test_a_server_killed_mid_run_stops_it_and_the_resume_command_finishes_it(tmp
     stub, url = _start_stub()
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     out = tmp_path / "o.jsonl"
-    vse = [sys.executable, "-m", "vse.cli"] if not (REPO / ".venv/bin/vse").exists() else [str(REPO / ".venv/bin/vse")]
+    vse = [sys.executable, "-c", "from vse.cli import main; main()"]  # the `vse` script, in this interpreter
     cmd = vse + ["label", LAYER, "--method", "weight-label", "--units", "0:40", "--workers", "4", "--base-url", url,
                  "--out", str(out), "--no-progress"]
     run = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
