@@ -205,3 +205,14 @@ def test_label_refuses_a_bad_base_url_before_recording_anything(tripwires, tmp_p
     one_line(run("label", NEURON, "--method", "weight-label", "--units", "0:3", "--base-url", "http://127.0.0.1:9/v1",
                  "--base-url", "ftp://x", "--out", "o.jsonl"), 2, "base URL must look like http://HOST:PORT/v1", "ftp://x")
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_dissect_names_a_file_that_is_not_an_activations_file(tmp_path):
+    import numpy as np
+
+    (tmp_path / "junk.npz").write_text("junk")
+    np.savez(tmp_path / "other.npz", a=np.ones(3))
+    (tmp_path / "caps.json").write_text("{}")
+    for name in ("junk.npz", "other.npz"):
+        one_line(run("dissect", "--activations", str(tmp_path / name), "--captions", str(tmp_path / "caps.json"),
+                     "--out", str(tmp_path / "d.json")), 2, f"{tmp_path / name} is not an activations file written by `vse activations`")

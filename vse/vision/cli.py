@@ -324,7 +324,14 @@ def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concep
     if concepts != "wordfreq20k" and not Path(concepts).is_file():
         raise click.BadParameter(f"concept file {concepts} does not exist (give a word list, one per line, "
                                  "or 'wordfreq20k')", param_hint="--concepts")
-    data = load_activations_npz(acts_file)
+    import zipfile
+
+    try:
+        data = load_activations_npz(acts_file)
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        # np.load says "pickled data" of any file that is not an .npz: name the file and what it should be.
+        raise UserError(f"{acts_file} is not an activations file written by `vse activations` "
+                        f"({type(exc).__name__}: {str(exc)[:120]})") from None
     ids = data["image_ids"]
     if len(ids) == 0:
         raise UserError(f"{acts_file} holds no images: rerun `vse activations` on a folder with readable images")
