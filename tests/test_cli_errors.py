@@ -184,6 +184,9 @@ def test_out_of_memory_is_an_environment_error_with_what_to_do():
 
     code, message = classify(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore"))
     assert code == 1 and "--batch-size" in message and "\n" not in message
+    code, message = classify(RuntimeError("CUDA error: no kernel image is available for execution on the device\nhint"))
+    assert code == 1 and message == "GPU error: CUDA error: no kernel image is available for execution on the device (try --device cpu)"
+    assert classify(RuntimeError("some bug")) is None
 
 
 def test_missing_build_tools_for_the_local_server_are_one_line_naming_them(tmp_path, monkeypatch):

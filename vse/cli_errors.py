@@ -114,6 +114,9 @@ def _classify(exc: BaseException) -> tuple[int, str] | None:
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
         first = str(exc).splitlines()[0] if str(exc) else "out of memory"
         return EXIT_ENVIRONMENT, f"out of memory: {first[:200]} (try a smaller --batch-size, or --device cpu)"
+    if isinstance(exc, RuntimeError) and ("CUDA error" in str(exc) or str(exc).startswith("CUDA")):
+        # A driver or GPU fault (torch raises RuntimeError): the machine's, not vse's.
+        return EXIT_ENVIRONMENT, f"GPU error: {str(exc).splitlines()[0][:200]} (try --device cpu)"
     if isinstance(exc, OSError):
         if exc.strerror and exc.filename is not None:
             return EXIT_ENVIRONMENT, f"{exc.strerror}: {exc.filename}"
