@@ -216,3 +216,23 @@ def test_dissect_names_a_file_that_is_not_an_activations_file(tmp_path):
     for name in ("junk.npz", "other.npz"):
         one_line(run("dissect", "--activations", str(tmp_path / name), "--captions", str(tmp_path / "caps.json"),
                      "--out", str(tmp_path / "d.json")), 2, f"{tmp_path / name} is not an activations file written by `vse activations`")
+
+
+def test_without_build_tools_the_local_server_is_refused_before_the_model_download(tripwires, tmp_path, monkeypatch):
+    """No endpoint named, no llama-server built, no cmake/compilers: one line naming them, before
+    the model file (1.1 GB from PyPI) is assembled or any server starts."""
+    import shutil
+
+    from vse.llm import server
+
+    if not hasattr(server, "missing_build_tools"):
+        pytest.skip("the server module builds no llama-server")
+    monkeypatch.setattr(shutil, "which", lambda *_a, **_k: None)
+    monkeypatch.setenv("VSE_CACHE_DIR", str(tmp_path / "cache"))
+    for name in ("VSE_BASE_URL", "OPENAI_BASE_URL", "VSE_LLAMA_SERVER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    for args in (["explain", f"{NEURON}/3", "--method", "weight-label"],
+                 ["score", f"{NEURON}/3", "--target", "weight-label", "--explanation", "x"],
+                 ["validate", NEURON, "--units", "1,2,3"]):
+        one_line(run(*args), 1, "cmake", "not found on PATH", "apt-get install", "--base-url")

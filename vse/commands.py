@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -41,7 +42,10 @@ def _llm(base_url: str | None, model: str | None, api: str, cassette: Path, repl
             base_url = base_url or "http://replay.invalid/v1"
         else:
             from vse.llm.server import endpoint_or_local
+            from vse.preflight import check_local_server
 
+            if base_url is None and not os.environ.get("VSE_BASE_URL") and not os.environ.get("OPENAI_BASE_URL"):
+                check_local_server()  # before the model file is assembled
             base_url = endpoint_or_local(stack, base_url, port)
         # A replay is bound by this process, not a server: one at a time unless asked.
         in_flight = in_flight if in_flight is not None or not replay else 1
@@ -238,7 +242,10 @@ def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir
             config = ClientConfig(base_url="http://replay.invalid/v1", max_retries=0)
         else:
             from vse.llm.server import endpoint_or_local
+            from vse.preflight import check_local_server
 
+            if base_url is None and not os.environ.get("VSE_BASE_URL") and not os.environ.get("OPENAI_BASE_URL"):
+                check_local_server()  # before the model file is assembled
             base_url = endpoint_or_local(stack, base_url, port)
             config = ClientConfig.from_env(base_url=base_url, model=model)
         opener = Opener(study.name, api, not replay, config, Paths(cassette_dir.parent, Path("results")), in_flight=in_flight if in_flight is not None or not replay else 1)

@@ -90,6 +90,32 @@ def check_writable(path: str | Path | None, option: str = "--out") -> None:
         raise UserError(f"{option} {target}: cannot write in {parent} (permission denied)")
 
 
+def check_local_server() -> None:
+    """With no endpoint named, the local server will be started: can it be? Checked before the
+    model file is assembled (a 1.1 GB download), so a machine without the tools to build
+    llama-server learns it in a second, with what to install.
+
+    A llama-server named by ``VSE_LLAMA_SERVER`` or already built passes; else the build tools must
+    be on PATH (the build itself, about 10 minutes, then runs when the server starts).
+    """
+    from vse.llm import server
+
+    if not hasattr(server, "missing_build_tools") or os.environ.get(getattr(server, "LLAMA_SERVER_ENV", "VSE_LLAMA_SERVER")):
+        return
+    try:
+        server.find_llama_server(None, None, build=False)
+        return
+    except server.ServerStartError:
+        pass  # not built yet: fine if it can be built
+    missing = server.missing_build_tools()
+    if missing:
+        raise server.ServerBuildError(
+            f"no endpoint named (--base-url / VSE_BASE_URL), and the local LLM server cannot be built here: "
+            f"{', '.join(missing)} not found on PATH; install them (Debian/Ubuntu: sudo apt-get install -y cmake "
+            f"build-essential), or point vse at a llama-server you have (VSE_LLAMA_SERVER=PATH), or name a running "
+            f"server with --base-url")
+
+
 def check_weights(model: str) -> None:
     """The model is registered and its weights are on disk (nothing is loaded or downloaded)."""
     from vse.vision import models as M
