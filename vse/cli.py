@@ -37,6 +37,7 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
     from vse.run import run_experiment
 
     import contextlib
+    import os
     import sys
 
     if not record:
@@ -45,7 +46,10 @@ def reproduce(record: bool, names: tuple[str, ...], port: int | None, base_url: 
         config = None
         if record:
             from vse.llm.server import endpoint_or_local
+            from vse.preflight import check_local_server
 
+            if base_url is None and not os.environ.get("VSE_BASE_URL") and not os.environ.get("OPENAI_BASE_URL"):
+                check_local_server()  # a machine that cannot build llama-server learns it before the model download
             base_url = endpoint_or_local(stack, base_url, port)
             config = ClientConfig.from_env(base_url=base_url, model=model or "local")
         for name in names or tuple(EXPERIMENTS):
