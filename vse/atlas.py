@@ -117,6 +117,16 @@ class Explanation:
 
 
 @dataclass(frozen=True)
+class WeightPairs:
+    """The pairs a Weight-* method reads for one neuron: ``kind`` ("weight-label": classes; "weight-clip":
+    next-layer units by their CLIP-Dissect labels), the highest-weighted and the lowest-weighted ones."""
+
+    kind: str
+    highest: tuple[Item, ...] = ()
+    lowest: tuple[Item, ...] = ()
+
+
+@dataclass(frozen=True)
 class Card:
     """Everything shown for one neuron (see the module doc). ``notes``: what could not be shown, and why."""
 
@@ -125,7 +135,7 @@ class Card:
     top: tuple[Item, ...] = ()
     bottom: tuple[Item, ...] = ()
     n_probe: int = 0
-    weights: tuple[tuple[str, tuple[Item, ...], tuple[Item, ...]], ...] = ()  # (kind, highest, lowest)
+    weights: tuple[WeightPairs, ...] = ()
     notes: tuple[str, ...] = ()
 
     @property
@@ -455,7 +465,7 @@ def add_views(card: Card, source: PairSource, sink: ImageSink, *, n_images: int 
         row = raw[unit]
         hi = tuple(Item(texts[i], float(row[i])) for i in _order(row, n_classes, True)) if pols & {"positive", "both"} else ()
         lo = tuple(Item(texts[i], float(row[i])) for i in _order(row, n_classes, False)) if pols & {"negative", "both"} else ()
-        weights.append((kind, hi, lo))
+        weights.append(WeightPairs(kind, hi, lo))
     expls = []
     for e in card.explanations:
         scores = []
@@ -744,12 +754,12 @@ def render_card(card: Card, *, prefix: str = "", heading: str = "h3", anchor: st
         parts.append(_strip(f"Top-activating probe images ({len(card.top)} of {card.n_probe})", card.top, prefix, small))
     if card.bottom:
         parts.append(_strip(f"Bottom-activating probe images ({len(card.bottom)} of {card.n_probe}, lowest first)", card.bottom, prefix, small))
-    for kind, hi, lo in card.weights:
-        what, reads = WEIGHT_TITLES.get(kind, (kind, kind))
-        if hi:
-            parts.append(f"<h4>Highest-weighted {esc(what)} ({esc(reads)})</h4>" + _bars(hi))
-        if lo:
-            parts.append(f"<h4>Lowest-weighted {esc(what)} ({esc(reads)}, flipped for negative polarity)</h4>" + _bars(lo))
+    for w in card.weights:
+        what, reads = WEIGHT_TITLES.get(w.kind, (w.kind, w.kind))
+        if w.highest:
+            parts.append(f"<h4>Highest-weighted {esc(what)} ({esc(reads)})</h4>" + _bars(w.highest))
+        if w.lowest:
+            parts.append(f"<h4>Lowest-weighted {esc(what)} ({esc(reads)}, flipped for negative polarity)</h4>" + _bars(w.lowest))
     for note in card.notes:
         parts.append(f'<p class="note">{esc(note)}</p>')
     parts.append("</article>")
