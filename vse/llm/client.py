@@ -320,7 +320,8 @@ def describe_failure(exc: BaseException, read_timeout_s: float | None = None) ->
     def has(*types: type) -> bool:
         return any(isinstance(e, types) for e in chain)
 
-    if isinstance(exc, requests.ConnectTimeout) or "connect timeout" in text or "connection to" in text and "timed out" in text:
+    connect_timeout = "connect timeout" in text or ("connection to" in text and "timed out" in text)
+    if isinstance(exc, requests.ConnectTimeout) or connect_timeout:
         return "did not accept the connection in time"
     if isinstance(exc, requests.Timeout):
         return f"did not reply within {read_timeout_s:.0f} s" if read_timeout_s else "did not reply in time"
