@@ -184,3 +184,21 @@ def test_a_server_killed_mid_run_stops_the_callers():
     finally:
         stub.kill()
         stub.wait()
+
+
+def test_a_host_that_drops_packets_opens_the_breaker_after_the_window_not_five_timeouts():
+    """Each connect timeout costs connect_timeout_s; the breaker opens once failures span breaker_window_s."""
+    now = [0.0]
+    breaker = CircuitBreaker("http://blackhole:1", threshold=5, window_s=10.0, clock=lambda: now[0])
+
+    class Slow(FakeSession):
+        def post(self, url, **kw):
+            now[0] += 5.0  # the connect timeout passing
+            return super().post(url, **kw)
+
+    session = Slow(*[requests.ConnectTimeout("Connection to blackhole timed out. (connect timeout=5)")] * 5)
+    c = LLMClient(ClientConfig(base_url="http://blackhole:1/v1"), session=session, sleep=Sleeps(), rng=random.Random(0),
+                  breaker=breaker)
+    with pytest.raises(LLMEndpointDown, match="did not accept the connection in time"):
+        c.complete("Hi")
+    assert len(session.requests) == 3 and now[0] == 15.0  # failed at 5, 10, 15 s: open at 15 s (10 s after the first)

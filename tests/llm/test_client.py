@@ -35,7 +35,7 @@ def test_complete_posts_minimal_sorted_body():
     req = s.requests[0]
     assert req["url"] == f"{URL}/completions"
     assert req["data"] == b'{"max_tokens":5,"model":"local","prompt":"Hi","temperature":0.0}'
-    assert req["timeout"] == (10.0, 120.0)  # (connect, read)
+    assert req["timeout"] == (5.0, 120.0)  # (connect, read)
     assert req["headers"] == {"Content-Type": "application/json"}
 
 

@@ -133,6 +133,9 @@ class ClientConfig:
         in a second or two, or not soon at all: long waits only delay the breaker).
     breaker_failures: connection failures in a row, over every client of the endpoint, that open
         its circuit breaker (0: never); breaker_cooldown_s: how long it then refuses every call.
+    breaker_window_s: the breaker also opens once connections have failed for this long in a row
+        (at least two failures): a host that drops packets fails each attempt only after the
+        connect timeout, and five of those would take most of a minute.
     """
 
     base_url: str
@@ -142,10 +145,11 @@ class ClientConfig:
     max_retries: int = 5
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
-    connect_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
     connect_backoff_s: float = 0.5
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
+    breaker_window_s: float = 10.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
@@ -157,7 +161,8 @@ class ClientConfig:
             f"timeout_s={self.timeout_s!r}, max_retries={self.max_retries!r}, "
             f"backoff_base_s={self.backoff_base_s!r}, backoff_max_s={self.backoff_max_s!r}, "
             f"connect_timeout_s={self.connect_timeout_s!r}, connect_backoff_s={self.connect_backoff_s!r}, "
-            f"breaker_failures={self.breaker_failures!r}, breaker_cooldown_s={self.breaker_cooldown_s!r})"
+            f"breaker_failures={self.breaker_failures!r}, breaker_cooldown_s={self.breaker_cooldown_s!r}, "
+            f"breaker_window_s={self.breaker_window_s!r})"
         )
 
     __str__ = __repr__
@@ -348,17 +353,19 @@ class CircuitBreaker:
     """Connection failures in a row at one endpoint, counted over every client and thread.
 
     Closed: calls go through; an HTTP answer of any status resets the count (the server is there).
-    After ``threshold`` failures in a row it opens: `check` raises `LLMEndpointDown` for
+    After ``threshold`` failures in a row, or failures in a row for ``window_s`` seconds, it opens: `check` raises `LLMEndpointDown` for
     ``cooldown_s``, and `pause` (the wait between retries) returns at once, so every worker stops
     within seconds. After the cool-down one more try is let through; a failure reopens it at once,
     a success closes it. Thread-safe: the label runner and the concurrent simulators share it.
     """
 
     def __init__(self, endpoint: str, threshold: int = 5, cooldown_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, window_s: float = 10.0) -> None:
         self.endpoint = endpoint
         self.threshold = threshold
         self.cooldown_s = cooldown_s
+        self.window_s = window_s
+        self.first_failure_at = 0.0
         self.clock = clock
         self.failures = 0
         self.reason = ""
@@ -399,10 +406,14 @@ class CircuitBreaker:
         if self.threshold <= 0:
             return False
         with self._lock:
+            now = self.clock()
             self.failures += 1
+            if self.failures == 1:
+                self.first_failure_at = now
             self.reason = reason
-            if self.failures >= self.threshold and self.opened_at is None:
-                self.opened_at = self.clock()
+            long_down = self.failures >= 2 and now - self.first_failure_at >= self.window_s
+            if (self.failures >= self.threshold or long_down) and self.opened_at is None:
+                self.opened_at = now
                 self._open.set()
                 log.warning("vse: %s is down (%s %d times in a row): stopping every call to it",
                             _where(self.endpoint), reason, self.failures)
@@ -423,7 +434,8 @@ def breaker_for(config: ClientConfig) -> CircuitBreaker:
     with _BREAKERS_LOCK:
         breaker = _BREAKERS.get(key)
         if breaker is None:
-            breaker = _BREAKERS[key] = CircuitBreaker(key, config.breaker_failures, config.breaker_cooldown_s)
+            breaker = _BREAKERS[key] = CircuitBreaker(key, config.breaker_failures, config.breaker_cooldown_s,
+                                                      window_s=config.breaker_window_s)
         return breaker
 
 
