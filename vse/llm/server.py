@@ -343,9 +343,12 @@ def _unpack_source(sdist: Path, dest: Path) -> Path:
 _PERCENT = re.compile(rb"^\[\s*(\d+)%\]")
 
 
-def _run_logged(cmd: list[str], log: Path, desc: str, cwd: Path) -> None:
-    """Run a build step, its output appended to ``log``; cmake's ``[ NN%]`` lines drive a bar."""
-    with log.open("ab") as logf, tqdm(total=100, desc=desc, unit="%", file=sys.stderr, mininterval=1.0) as bar:
+def _run_logged(cmd: list[str], log: Path, desc: str, cwd: Path, *, bar: bool = True) -> None:
+    """Run a build step, its output appended to ``log``; cmake's ``[ NN%]`` lines drive a bar
+    (``bar=False``: one line on stderr instead, for a step that prints no percentages)."""
+    if not bar:
+        print(f"{desc} ...", file=sys.stderr, flush=True)
+    with log.open("ab") as logf, tqdm(total=100, desc=desc, unit="%", file=sys.stderr, mininterval=1.0, disable=not bar) as bar_:
         logf.write(b"$ " + " ".join(cmd).encode() + b"\n")
         logf.flush()
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -354,7 +357,7 @@ def _run_logged(cmd: list[str], log: Path, desc: str, cwd: Path) -> None:
             logf.write(line)
             m = _PERCENT.match(line)
             if m:
-                bar.update(max(0, int(m.group(1)) - bar.n))
+                bar_.update(max(0, int(m.group(1)) - bar_.n))
         code = proc.wait()
     if code != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
@@ -392,7 +395,8 @@ def build_llama_server(cache_dir: Path | None = None, *, jobs: int | None = None
             source = _unpack_source(sdist, work)
             log_file = work / "build.log"
             build = work / "build"
-            _run_logged(["cmake", "-S", str(source), "-B", str(build), *BUILD_FLAGS], log_file, "configure llama.cpp", work)
+            _run_logged(["cmake", "-S", str(source), "-B", str(build), *BUILD_FLAGS], log_file, "configure llama.cpp", work,
+                        bar=False)
             n = jobs or os.cpu_count() or 2
             _run_logged(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(n)], log_file,
                         "build llama-server", work)
