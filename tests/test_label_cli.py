@@ -131,3 +131,21 @@ def test_layer_width_and_units():
     assert parse_units(None, 3) == [0, 1, 2] and parse_units("2:4", 10) == [2, 3]
     with pytest.raises(ValueError, match="--units"):
         parse_units(None, None)
+
+
+def test_in_flight_reaches_each_workers_llm(api, tmp_path):
+    seen = []
+    scored = api.score_explanation
+
+    def score_explanation(neuron_id, explanation, target, *, llm, progress=True):
+        seen.append(getattr(llm, "in_flight", None))
+        return scored(neuron_id, explanation, target, llm=llm, progress=progress)
+
+    api.score_explanation = score_explanation
+    args = ["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:2", "--workers", "2", "--score",
+            "--base-url", "http://a.test/v1", "--out", str(tmp_path / "l.jsonl"), "--no-progress"]
+    assert CliRunner().invoke(label_cmd, [*args, "--in-flight", "3"]).exit_code == 0
+    assert seen == [3, 3]
+    seen.clear()
+    assert CliRunner().invoke(label_cmd, [*args, "--out", str(tmp_path / "m.jsonl")]).exit_code == 0
+    assert seen == [None, None]  # not given: the LLM keeps what the server reports (LLM.from_client)
