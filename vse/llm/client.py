@@ -553,6 +553,19 @@ def _unshift_echo(
     return fixed, list(offsets) + [len(joined)]
 
 
+#: Connections kept open per host: enough for every one-item prediction in flight (requests'
+#: default of 10 closes the ones beyond it after each use, with a warning each time).
+POOL_CONNECTIONS = 64
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=POOL_CONNECTIONS)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 class LLMClient:
     """Calls one OpenAI-compatible server. Keeps a running `usage` total and a `calls` count.
 
@@ -572,7 +585,7 @@ class LLMClient:
         breaker: CircuitBreaker | None = None,
     ) -> None:
         self.config = config
-        self.session = session if session is not None else requests.Session()
+        self.session = session if session is not None else _new_session()
         self.breaker = breaker if breaker is not None else breaker_for(config)
         self.sleep = sleep if sleep is not None else self.breaker.pause
         self.rng = rng if rng is not None else random.Random()
