@@ -302,9 +302,11 @@ def test_failed_build_leaves_no_cached_binary_and_shows_the_log(tmp_path, monkey
             return 1
 
     monkeypatch.setattr(srv.subprocess, "Popen", FailingPopen)
-    with pytest.raises(srv.ServerBuildError, match=r"(?s)configure llama.cpp failed \(exit 1\).*no compiler works"):
+    with pytest.raises(srv.ServerBuildError, match=r"(?s)configure llama.cpp failed \(exit 1\).*no compiler works") as err:
         srv.build_llama_server(tmp_path)
-    assert [p.name for p in (tmp_path / "llama-server").iterdir()] == [".lock"]
+    log_file = tmp_path / "llama-server" / f"{srv.build_key()}.build.log"
+    assert sorted(p.name for p in (tmp_path / "llama-server").iterdir()) == [".lock", log_file.name]  # no binary
+    assert f"log {log_file}" in str(err.value) and "no compiler works" in log_file.read_text()  # the log outlives the build
 
 
 def test_server_that_exits_fails_early_with_its_log(monkeypatch, tmp_path):

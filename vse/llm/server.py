@@ -370,7 +370,8 @@ def build_llama_server(cache_dir: Path | None = None, *, jobs: int | None = None
     Lives in ``<cache dir>/llama-server/<source hash>-<flags hash>/`` (the binary and a
     ``build.json``). Built in a temporary folder beside it and renamed into place when done, under
     a file lock, so an interrupted build leaves nothing half-made and two processes never build at
-    once. About 10 minutes on 2 cores (only the ``llama-server`` target is compiled).
+    once. 10-20 minutes on 2 cores (only the ``llama-server`` target is compiled). The compiler's
+    output goes to ``<cache dir>/llama-server/<key>.build.log``, kept when a build fails.
     """
     final = server_build_dir(cache_dir)
     found = _cached_build(final)
@@ -393,7 +394,8 @@ def build_llama_server(cache_dir: Path | None = None, *, jobs: int | None = None
             t0 = time.monotonic()
             sdist = _download_sdist(root)
             source = _unpack_source(sdist, work)
-            log_file = work / "build.log"
+            log_file = root / f"{final.name}.build.log"
+            log_file.unlink(missing_ok=True)
             build = work / "build"
             _run_logged(["cmake", "-S", str(source), "-B", str(build), *BUILD_FLAGS], log_file, "configure llama.cpp", work,
                         bar=False)
@@ -404,13 +406,15 @@ def build_llama_server(cache_dir: Path | None = None, *, jobs: int | None = None
             if not binary.is_file():
                 raise ServerBuildError(f"the build finished without {binary}; log {log_file}")
             staged = work / "out"
-            staged.mkdir()
-            shutil.copy2(binary, staged / "llama-server")
+            # The whole bin/ folder: with BUILD_SHARED_LIBS=OFF that is the binary alone, but a
+            # library built shared anyway sits beside it, where the binary's rpath ($ORIGIN) looks.
+            shutil.copytree(build / "bin", staged, symlinks=True)
             info = {"source": SDIST_FILE, "source_sha256": SDIST_SHA256, "commit": LLAMA_CPP_COMMIT,
                     "flags": list(BUILD_FLAGS), "build_seconds": round(time.monotonic() - t0, 1)}
             (staged / "build.json").write_text(json.dumps(info, indent=1) + "\n")
             os.replace(staged, final)
             sdist.unlink(missing_ok=True)  # 76 MB, needed again only for another set of flags
+            log_file.unlink(missing_ok=True)
             log.info("built llama-server in %.0f s: %s", info["build_seconds"], final)
         finally:
             shutil.rmtree(work, ignore_errors=True)
