@@ -50,7 +50,7 @@ def test_a_closed_port_stops_the_run_within_seconds_with_the_resume_command(tmp_
     result = CliRunner().invoke(main, ["label", LAYER, "--method", "weight-label", "--units", "0:40", "--workers", "4",
                                        "--base-url", url, "--out", "o.jsonl", "--no-progress"])
     elapsed = time.monotonic() - t0
-    assert elapsed < 10, elapsed
+    assert elapsed < 20, elapsed  # 0.1 s on an idle machine
     assert result.exit_code == 1, (result.output, result.stderr, result.exception)
     assert "Traceback" not in result.stderr and "HTTPConnectionPool" not in result.stderr
     [line] = error_lines(result.stderr)
@@ -86,13 +86,16 @@ def test_a_server_killed_mid_run_stops_it_and_the_resume_command_finishes_it(tmp
         stub.send_signal(signal.SIGKILL)
         stub.wait(5)
         killed = time.monotonic()
-        _, stderr = run.communicate(timeout=30)
+        _, stderr = run.communicate(timeout=120)
         stopped_after = time.monotonic() - killed
     finally:
         run.kill()
         stub.kill()
-    assert stopped_after < 10, stopped_after
+    # 0.5-0.8 s on an idle machine; the bound leaves room for a loaded one. What does not depend on
+    # the load: a handful of retries in all, not five per remaining unit.
+    assert stopped_after < 60, stopped_after
     assert run.returncode == 1, stderr
+    assert len([x for x in stderr.splitlines() if "; retry " in x]) <= 12, stderr
     assert "Traceback" not in stderr
     [line] = error_lines(stderr)
     records = [json.loads(x) for x in out.read_text().splitlines()]
@@ -152,7 +155,48 @@ def test_every_llm_command_stops_within_seconds_on_a_closed_port(args, tmp_path,
     url = f"http://127.0.0.1:{closed_port()}/v1"
     t0 = time.monotonic()
     result = CliRunner().invoke(main, args + ["--base-url", url])
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 20  # 3.5-5 s on an idle machine (one thread: 5 tries, backoff 0.5 s doubling)
     assert result.exit_code == 1, (result.output, result.stderr, result.exception)
     [line] = error_lines(result.stderr)
     assert f"{url} is down" in line and "refused the connection" in line and "HTTPConnectionPool" not in result.stderr
+
+
+class _Refuses(__import__("http.server").server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint that refuses every request: a wrong API key."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.enable_socket
+def test_an_endpoint_that_refuses_every_request_stops_the_run_after_the_first_units(tmp_path, monkeypatch):
+    from http.server import ThreadingHTTPServer
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Refuses)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    monkeypatch.chdir(tmp_path)
+    try:
+        result = CliRunner().invoke(main, ["label", LAYER, "--method", "weight-label", "--units", "0:40", "--workers", "4",
+                                           "--base-url", url, "--out", "o.jsonl", "--no-progress"])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.exit_code == 1, (result.stderr, result.exception)
+    [line] = error_lines(result.stderr)
+    assert "stopped: HTTP 401" in line and "Incorrect API key provided" in line and "the API key" in line
+    assert "0 of 40 units are done" in line and "resume with: vse label" in line
+    assert not (tmp_path / "o.jsonl").exists() or (tmp_path / "o.jsonl").read_text() == ""

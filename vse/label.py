@@ -72,7 +72,9 @@ class RunStopped(Exception):
         super().__init__()
 
     def __str__(self) -> str:
-        text = (f"stopped: {self.cause}. {self.done} of {self.total} units are done in {self.out} "
+        hint = getattr(self.cause, "hint", None)
+        cause = f"{self.cause} ({hint})" if isinstance(hint, str) and hint else str(self.cause)
+        text = (f"stopped: {cause}. {self.done} of {self.total} units are done in {self.out} "
                 f"({self.done_now} in this run)")
         return text + (f"; resume with: {self.resume}" if self.resume else "; rerun the same command to resume")
 

@@ -143,7 +143,7 @@ def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, t
                  price=price, api=api)
         return
     from vse.llm.client import ClientConfig, LLMClient
-    from vse.llm.errors import LLMEndpointDown
+    from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
 
     # Each URL checked (and normalised) now: a bad one is one line, not a failure recorded for every unit.
     urls = [ClientConfig(base_url=u).base_url for u in base_urls] or [ClientConfig.from_env(model=llm_model).base_url]
@@ -155,9 +155,10 @@ def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, t
     work = make_work(model, layer, method, score=score, target=target, n=n_explanations, client_for=client_for, api=api,
                      source=source, in_flight=in_flight)
     try:
-        # A dead endpoint (the client's circuit breaker is open) stops the run, not one unit.
+        # A dead endpoint (the client's circuit breaker is open), or one that refuses every request
+        # (401/403/404: key, URL, model), stops the run: it is not one unit's failure.
         summary = label_units(units, work, out=Path(out), workers=workers, base_urls=urls, shard=shard_t,
-                              progress=progress, stop_on=(LLMEndpointDown,))
+                              progress=progress, stop_on=(LLMEndpointDown, LLMEndpointRejected))
     except RunStopped as stopped:
         stopped.resume = resume_command(click.get_current_context(), out)
         raise

@@ -158,7 +158,7 @@ def test_many_threads_against_a_closed_port_all_stop_within_seconds():
         t.start()
     for t in threads:
         t.join(30)
-    assert len(ends) == 8 and max(ends) - t0 < 5, max(ends) - t0
+    assert len(ends) == 8 and max(ends) - t0 < 15, max(ends) - t0  # about 1 s on an idle machine
     assert len(errors) == 40 and all(isinstance(e, LLMEndpointDown) for e in errors)
 
 
@@ -180,7 +180,7 @@ def test_a_server_killed_mid_run_stops_the_callers():
         t0 = time.monotonic()
         with pytest.raises(LLMEndpointDown, match="refused the connection|closed the connection"):
             c.complete("Hi")
-        assert time.monotonic() - t0 < 8
+        assert time.monotonic() - t0 < 15
     finally:
         stub.kill()
         stub.wait()

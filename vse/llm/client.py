@@ -37,7 +37,8 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import requests
 
-from vse.llm.errors import LLMEndpointDown, LLMError, LLMHTTPError, LLMResponseError, LLMRetriesExhausted
+from vse.llm.errors import (LLMEndpointDown, LLMEndpointRejected, LLMError, LLMHTTPError, LLMResponseError,
+                           LLMRetriesExhausted)
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,8 @@ def rejection_error(status: int, message: str, url: str, body: Any = None) -> LL
                 f"(use an endpoint that supports it, or a simulation mode that does not send it); "
                 f"server said: {message}"
             )
+    if status in (401, 403, 404):
+        return LLMEndpointRejected(status, message, url)
     return LLMHTTPError(status, message, url)
 
 
