@@ -356,9 +356,9 @@ class CircuitBreaker:
     """Connection failures in a row at one endpoint, counted over every client and thread.
 
     Closed: calls go through; an HTTP answer of any status resets the count (the server is there).
-    After ``threshold`` failures in a row, or failures in a row for ``window_s`` seconds, it opens: `check` raises `LLMEndpointDown` for
-    ``cooldown_s``, and `pause` (the wait between retries) returns at once, so every worker stops
-    within seconds. After the cool-down one more try is let through; a failure reopens it at once,
+    After ``threshold`` failures in a row, or failures in a row for ``window_s`` seconds, it opens:
+    `check` raises `LLMEndpointDown` for ``cooldown_s``, and `pause` (the wait between retries)
+    returns at once, so every worker stops within seconds. After the cool-down one more try is let through; a failure reopens it at once,
     a success closes it. Thread-safe: the label runner and the concurrent simulators share it.
     """
 
