@@ -24,7 +24,7 @@ def find_chromium() -> str | None:
     return next((p for p in map(shutil.which, CANDIDATES) if p), None)
 
 
-def dump_dom(url: str, *, timeout: float = 90) -> str:
+def dump_dom(url: str, *, timeout: float = 240) -> str:
     exe = find_chromium()
     if exe is None:
         raise RuntimeError("no chromium on PATH")

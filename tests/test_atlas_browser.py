@@ -120,3 +120,18 @@ def test_the_committed_report_has_a_card_for_every_recorded_neuron_and_its_image
     assert out["unbadged"] == 0  # polarity always shown
     assert out["images"] > 0 and out["broken"] == []
     assert out["sections"][:3] == ["power-study", "table1-second-last-layer", "tables8-9-last-layer"]
+
+
+def test_a_link_from_the_report_index_opens_the_folded_card(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    page = (copy / "report.html").read_text(encoding="utf-8")
+    target = "power-study/efficientnet_lite0___conv_head__351"
+    assert f'href="#{target}"' in page  # the index row's link
+    check = ("var el = document.getElementById('" + target + "'); return {found: !!el, "
+             "open: !!el && Array.prototype.slice.call(document.querySelectorAll('details')).filter(function (d) { return d.contains(el); }).every(function (d) { return d.open; })};")
+    assert json.loads(run_check(copy / "report.html", check, fragment="#" + target)) == {"found": True, "open": True}

@@ -127,7 +127,7 @@ class _Refs(HTMLParser):
         for k, v in attrs:
             if k in ("href", "src"):
                 self.refs.append(v)
-            if k == "data-neuron":
+            if k == "data-neuron" and tag == "article":
                 self.neurons.append(v)
 
 
@@ -148,7 +148,7 @@ def test_report_sections_cards_escaping_folding_and_links(tmp_path):
     assert "things such as a" in power and "9.50" in power and '<mark class="cut"' in power  # cut: 60 of 60 tokens in one call
     assert "1 explanation (1 cut off by the token budget)" in power
     # polarity always shown: the negative run's card says so, and shows the bottom images
-    card = page[page.index(f'data-neuron="{NEURON}"'):]
+    card = page[page.index(f'data-neuron="{NEURON}" data-polarity'):]
     card = card[:card.index("</article>")]
     assert 'class="pol pol-negative"' in card and "Bottom-activating probe images (12 of 700" in card
     assert "Top-activating" not in card and "Lowest-weighted classes" in card
@@ -161,6 +161,8 @@ def test_report_sections_cards_escaping_folding_and_links(tmp_path):
     assert "<details><summary>1 cassette replayed</summary>" in page
     assert "<details><summary>Every number above replays from</summary>" in page
     assert "<h3>weight-label-demo</h3>" not in page  # the table's own title is the section's heading
+    # the index of every explanation, each row linking to its card in its section
+    assert page.count('<tr data-neuron="') == 4 and f'href="#weight-label-demo/{NEURON.replace("/", "__")}"' in page
 
     # every relative reference points at a file report_files produces or that exists under results
     relative = [r for r in parser.refs if not r.startswith("#")]

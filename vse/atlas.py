@@ -558,6 +558,17 @@ SCRIPT = r"""
     var a = e.target.closest ? e.target.closest("a.zoom") : null;
     if (a) { e.preventDefault(); show(a); }
   });
+  // A link to a card inside a folded section (<details>) opens the folds first.
+  function reveal() {
+    var id = (location.hash || "").slice(1), el;
+    if (!id || id.indexOf("=") >= 0) return;
+    try { el = document.getElementById(decodeURIComponent(id)); } catch (e) { return; }
+    if (!el) return;
+    for (var p = el.parentElement; p; p = p.parentElement) if (p.tagName === "DETAILS") p.open = true;
+    el.scrollIntoView();
+  }
+  window.addEventListener("hashchange", reveal);
+  reveal();
   var table = document.getElementById("units");
   if (table) {
     var body = table.tBodies[0], heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
@@ -779,17 +790,21 @@ def score_columns(cards: Sequence[Card]) -> list[str]:
     return sorted({s.column for c in cards for e in c.explanations for s in e.scores})
 
 
-def render_index(cards: Sequence[Card], *, href: Callable[[Card], str], title: str, intro: str = "", failed: Sequence[str] = ()) -> str:
-    """The index page: one row per explanation of every card, sortable, searchable, filterable."""
+def render_index(cards: Sequence[Card], *, href: Callable[[int, Card], str], title: str, intro: str = "", failed: Sequence[str] = (),
+                 groups: Sequence[str] | None = None, heading: str = "h1") -> str:
+    """The index: one row per explanation of every card, sortable, searchable, filterable; ``href(k, card)``
+    links row to card. ``groups`` (one per card, e.g. the experiment) adds a first column."""
     cols = score_columns(cards)
-    heads = ['<th data-key="neuron" data-type="text">neuron</th>', '<th data-key="unit" data-type="num" class="num">unit</th>',
-             '<th data-key="polarity" data-type="text">polarity</th>', '<th data-key="method" data-type="text">method</th>',
-             '<th data-key="explanation" data-type="text">explanation</th>']
+    heads = ['<th data-key="group" data-type="text">experiment</th>'] if groups is not None else []
+    heads += ['<th data-key="neuron" data-type="text">neuron</th>', '<th data-key="unit" data-type="num" class="num">unit</th>',
+              '<th data-key="polarity" data-type="text">polarity</th>', '<th data-key="method" data-type="text">method</th>',
+              '<th data-key="explanation" data-type="text">explanation</th>']
     heads += [f'<th data-key="score-{k}" data-type="num" class="num score" title="{esc(c)}">{column_head(c)}</th>' for k, c in enumerate(cols)]
     rows = []
-    for card in cards:
+    for k, card in enumerate(cards):
         _model, _layer, unit = parse_neuron_id(card.neuron)
-        link = esc(href(card))
+        link = esc(href(k, card))
+        group = f"<td>{esc(groups[k])}</td>" if groups is not None else ""
         for e in card.explanations:
             by = {s.column: s for s in e.scores}
             cells = []
@@ -797,7 +812,7 @@ def render_index(cards: Sequence[Card], *, href: Callable[[Card], str], title: s
                 s = by.get(c)
                 v = "" if s is None or s.mean is None else f"{s.mean:.4f}"
                 cells.append(f'<td class="num" data-v="{v}">{"" if s is None else esc(score_text(s))}</td>')
-            rows.append(f'<tr data-neuron="{esc(card.neuron)}"><td><a href="{link}">{esc(card.neuron)}</a></td>'
+            rows.append(f'<tr data-neuron="{esc(card.neuron)}">{group}<td><a href="{link}">{esc(card.neuron)}</a></td>'
                         f'<td class="num" data-v="{unit}">{unit}</td><td>{esc(e.polarity)}</td><td class="method">{esc(e.method)}</td>'
                         f'<td class="text">{esc(e.text)}{cut_mark(e.cut)}</td>' + "".join(cells) + "</tr>")
     options = '<option value="">any score column</option>' + "".join(f'<option value="score-{k}">{esc(c)}</option>' for k, c in enumerate(cols))
@@ -811,7 +826,7 @@ def render_index(cards: Sequence[Card], *, href: Callable[[Card], str], title: s
         fails = (f"<details><summary>{len(failed)} unit(s) failed (rerun `vse label` to retry them)</summary><ul>"
                  + "".join(f"<li>{esc(f)}</li>" for f in failed) + "</ul></details>")
     table = ('<table id="units"><thead><tr>' + "".join(heads) + "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody></table>")
-    return (f"<h1>{esc(title)}</h1>\n<p class=\"summary\">{n_units} units, {len(rows)} explanations. {intro}</p>\n"
+    return (f"<{heading}>{esc(title)}</{heading}>\n<p class=\"summary\">{n_units} units, {len(rows)} explanations. {intro}</p>\n"
             f"{fails}{controls}\n{table}")
 
 
@@ -843,7 +858,7 @@ def atlas_files(cards: Sequence[Card], *, title: str, intro: str = "", failed: S
     sink = sink or ImageSink()
     files: dict[str, bytes] = {"assets/atlas.css": CSS.encode("utf-8"), "assets/atlas.js": SCRIPT.encode("utf-8")}
 
-    def href(card: Card) -> str:
+    def href(_k: int, card: Card) -> str:
         return f"cards/{card.slug}.html"
 
     index = render_index(cards, href=href, title=title, intro=intro, failed=failed)

@@ -295,6 +295,16 @@ def _render(results: Path) -> tuple[str, dict[str, bytes]]:
     toc = "".join(f'<li><a href="#{_esc(quote(d.name))}">{_esc(d.name)}</a> ({len(cards)} neuron{"s" if len(cards) != 1 else ""})</li>'
                   for d, (_, cards) in zip(folders, sections))
     body = "\n".join(s for s, _ in sections) or '<p class="note">No experiments found.</p>'
+    index_cards = [c for _, cards in sections for c in cards]
+    groups = [d.name for d, (_, cards) in zip(folders, sections) for _ in cards]
+    index = ""
+    if index_cards:
+        index = ("<details class=\"index\"><summary>Index: every explanation of every experiment, sortable and searchable "
+                 "(click a neuron for its card)</summary>\n"
+                 + atlas.render_index(index_cards, href=lambda k, c: "#" + quote(f"{groups[k]}/{c.slug}"), title="Every explanation",
+                                      groups=groups, heading="h2",
+                                      intro="Click a column to sort, type to search, set a minimum score to filter.")
+                 + "\n</details>")
     intro = ("<p class=\"summary\">Every table, card and image below is rebuilt from the committed fixtures and cassettes by "
              "<code>make reproduce</code>. Scores are 100 × Pearson's r between the simulated and the true values, "
              "± the 90% t-interval half-width, with the number of passes. Each neuron's card shows its explanations with their "
@@ -302,7 +312,7 @@ def _render(results: Path) -> tuple[str, dict[str, bytes]]:
              + "), explanations the token budget cut off marked " + atlas.cut_mark("cut off by the token budget") + ", the true vs "
              "simulated values of one pass, and the probe images (Tux Paint stamps, 48 px thumbnails; click to enlarge) with "
              "their captions and activations.</p>")
-    page = atlas.page("vse results", "<h1>vse results</h1>\n" + intro + f"\n<ul class=\"toc\">{toc}</ul>\n{body}", css=CSS)
+    page = atlas.page("vse results", "<h1>vse results</h1>\n" + intro + f"\n<ul class=\"toc\">{toc}</ul>\n{index}\n{body}", css=CSS)
     return page, dict(sink.files)
 
 
