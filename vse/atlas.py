@@ -816,7 +816,7 @@ def render_index(cards: Sequence[Card], *, href: Callable[[int, Card], str], tit
                         f'<td class="num" data-v="{unit}">{unit}</td><td>{esc(e.polarity)}</td><td class="method">{esc(e.method)}</td>'
                         f'<td class="text">{esc(e.text)}{cut_mark(e.cut)}</td>' + "".join(cells) + "</tr>")
     options = '<option value="">any score column</option>' + "".join(f'<option value="score-{k}">{esc(c)}</option>' for k, c in enumerate(cols))
-    n_units = len(cards)
+    n_units = len({c.neuron for c in cards})  # a neuron in several experiments counts once
     controls = ('<div class="controls"><label>Search <input id="q" type="search" placeholder="words in any column"></label>'
                 f'<label>Score <select id="scol">{options}</select></label>'
                 '<label>at least <input id="smin" type="number" step="1" style="width:6em"></label>'
