@@ -158,3 +158,20 @@ def test_atlas_reads_results_folders_too(tmp_path):
     assert r.exit_code == 0, r.output
     card = (tmp_path / "site" / "cards" / "efficientnet_lite0___conv_head__9.html").read_text()
     assert "hats" in card and "12.50" in card and "Highest-weighted classes" in card and "Top-activating probe images (12 of 700)" in card
+
+
+def test_weight_label_on_a_probe_model_shows_the_classes_it_read(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    register_tinynet(monkeypatch)
+    fake_llm(monkeypatch)
+    probe = make_probe(tmp_path / "shapes")
+    r = _run("label", "tinynet/conv", "--probe", str(probe), "--method", "weight-label", "--units", "0:2",
+             "--base-url", "http://llm.test/v1", "--no-progress")
+    assert r.exit_code == 0, r.output
+    labels = tmp_path / "labels" / "tinynet__conv__weight-label__shapes.jsonl"
+    r = _run("atlas", str(labels), "--out", str(tmp_path / "site"), "--probe", str(probe))
+    assert r.exit_code == 0, r.output
+    card = (tmp_path / "site" / "cards" / "tinynet__conv__1.html").read_text()
+    assert "Highest-weighted classes (what Weight-Label reads)" in card
+    assert all(f"<td>{c}</td>" in card for c in ("apple", "boat", "cat"))  # the tiny net's 3 classes, with their weights
