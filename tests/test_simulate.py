@@ -232,3 +232,23 @@ def test_simulate_list_retries_then_succeeds_then_gives_up():
     bad = FakeClient(lambda p, kw: Completion("nothing useful", [], Usage(), "stop"))
     with pytest.raises(SimulationError, match="attempt 3"):
         simulate_list(bad, "P", TEXTS, logprobs=False, max_retries=2)
+
+
+def test_list_over_chat_goes_through_the_same_retry_loop():
+    from vse.simulators import ListSimulator
+
+    class Chat:
+        def __init__(self, replies):
+            self.replies, self.calls = iter(replies), []
+
+        def chat(self, messages, **kw):
+            self.calls.append(kw)
+            return Completion(next(self.replies), [], Usage(7, 3), "stop")
+
+    client = Chat(["no list here", "<start>kite\t1\njellyfish\t2\ncrash helmet\t3\n<end>"])
+    sim = ListSimulator("chat").predict(client, CTX, TEXTS, seed=5)
+    assert sim.values == [1.0, 2.0, 3.0] and (sim.calls, sim.retries, sim.usage) == (2, 1, Usage(14, 6))
+    # the request fields the recorded chat lists were sent with: no stop, no logprobs
+    assert client.calls == [{"max_tokens": 52, "temperature": 0.0, "seed": 5}, {"max_tokens": 52, "temperature": 0.7, "seed": 6}]
+    with pytest.raises(SimulationError, match="attempt 3: expected 3 value lines"):
+        ListSimulator("chat").predict(Chat(["x"] * 3), CTX, TEXTS, seed=0)

@@ -197,24 +197,37 @@ def values_from_generated(tokens: Sequence[TokenLogprob]) -> list[float]:
     return values
 
 
-def simulate_list(client: LLMClient, prompt: str, texts: Sequence[str], *, logprobs: bool, max_retries: int = 2, retry_temperature: float = 0.7, seed: int = 0, top_logprobs: int = 20, low: int = 0) -> Simulation:
-    """The whole list in one reply; parse it, retry a malformed one, then give up loudly."""
+def simulate_list(client: LLMClient, prompt: str | list[dict], texts: Sequence[str], *, logprobs: bool, max_retries: int = 2, retry_temperature: float = 0.7, seed: int = 0, top_logprobs: int = 20, low: int = 0, chat: bool = False) -> Simulation:
+    """The whole list in one reply; parse it, retry a malformed one, then give up loudly.
+
+    prompt: the completion prompt; with ``chat`` the messages (``/chat/completions``, whose reply
+    may begin with the ``<start>`` the prompt ends with). Attempt k samples at temperature 0, then
+    ``retry_temperature``, with seed ``seed + k``.
+    """
+    if chat and logprobs:
+        raise ValueError("list-logprobs over chat is not implemented: use --api completions, or mode 'one' or 'list'")
     out = Simulation(values=[])
     max_tokens = 12 * len(texts) + 16  # a line is a few tokens of text, a tab, a number and \n
     errors: list[str] = []
     for attempt in range(max_retries + 1):
-        completion = client.complete(
-            prompt,
-            max_tokens=max_tokens,
-            temperature=0.0 if attempt == 0 else retry_temperature,
-            seed=seed + attempt,
-            stop=["<end>"],
-            logprobs=top_logprobs if logprobs else None,
-        )
+        temperature = 0.0 if attempt == 0 else retry_temperature
+        if chat:
+            completion = client.chat(prompt, max_tokens=max_tokens, temperature=temperature, seed=seed + attempt)  # type: ignore[arg-type]
+            text = completion.text.replace("<start>", "", 1)
+        else:
+            completion = client.complete(
+                prompt,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                temperature=temperature,
+                seed=seed + attempt,
+                stop=["<end>"],
+                logprobs=top_logprobs if logprobs else None,
+            )
+            text = completion.text
         out.calls += 1
         out.usage = out.usage + completion.usage
         try:
-            sampled = parse_value_list(completion.text, texts, low=low)
+            sampled = parse_value_list(text, texts, low=low)
             if logprobs:
                 values = values_from_generated(completion.tokens)
                 if len(values) != len(texts):

@@ -53,7 +53,6 @@ from vse.simulate import (
     Simulation,
     SimulationError,
     number_distribution,
-    parse_value_list,
     simulate_echo,
     simulate_list,
     token_mass,
@@ -338,22 +337,8 @@ class ListSimulator(Simulator):
         if self.api == "completions":
             prompt = simulate_list_prompt(ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, texts, signed=ctx.signed)
             return simulate_list(client, prompt, texts, logprobs=self.logprobs, seed=seed, top_logprobs=self.top_logprobs, low=low)
-        if self.logprobs:
-            raise ValueError("list-logprobs over chat is not implemented: use --api completions, or mode 'one' or 'list'")
         messages = simulate_list_messages(ctx.kind, ctx.examples, ctx.explanation, texts, signed=ctx.signed)
-        out = Simulation(values=[])
-        errors = []
-        for attempt in range(3):
-            reply = client.chat(messages, max_tokens=12 * len(texts) + 16, temperature=0.0 if attempt == 0 else 0.7, seed=seed + attempt)
-            out.calls += 1
-            out.usage = out.usage + reply.usage
-            try:
-                out.values = [float(v) for v in parse_value_list(reply.text.replace("<start>", "", 1), texts, low=low)]
-                return out
-            except SimulationError as err:
-                errors.append(f"attempt {attempt + 1}: {err}")
-                out.retries += 1
-        raise SimulationError("; ".join(errors))
+        return simulate_list(client, messages, texts, logprobs=self.logprobs, seed=seed, low=low, chat=True)
 
 
 class EchoSimulator(Simulator):
