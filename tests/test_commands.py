@@ -61,7 +61,7 @@ def test_validate_replays_the_power_study_from_its_cassettes(tmp_path, monkeypat
     shutil.copytree(repo / "cassettes/power-study", cassettes)
     monkeypatch.chdir(tmp_path)
     units = ",".join(str(u) for u in study["units"])
-    result = run("validate", "efficientnet_lite0/_conv_head", "--units", units, "--cassettes", str(cassettes), "--replay", "--out", "s.json")
+    result = run("validate", "efficientnet_lite0/_conv_head", "--units", units, "--cassettes", str(cassettes), "--replay", "--out", "s.json", "--rank-by", "scaled")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s.json").read_text()) == json.loads((repo / "results/power-study/summary.json").read_text())
 

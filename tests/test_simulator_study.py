@@ -102,3 +102,15 @@ def test_replay_of_an_unknown_text_names_the_store(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="unreadable"):
         EmbeddingStore(tmp_path / "bad.npz")
+
+
+def test_embedding_simulator_predicts_through_the_simulator_interface(tmp_path):
+    from vse.embedding_simulator import EmbeddingSimulator
+    from vse.simulators import SimContext
+
+    store = EmbeddingStore(tmp_path / "e.npz", record=True, encode=_fake_encoder([]))
+    sim = EmbeddingSimulator(store)
+    out = sim.predict(None, SimContext("weight-label", (), "a cat"), ["dog", "a cat"])
+    assert out.calls == 0 and len(out.values) == 2 and out.values[1] == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ValueError, match="signed"):
+        sim.predict(None, SimContext("weight-label", (), "a cat", signed=True), ["dog"])

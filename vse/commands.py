@@ -211,11 +211,15 @@ number of units the effect needs for p < 0.01. One cassette per unit under --cas
 @click.option("--n-random", type=click.IntRange(min=2), default=40, show_default=True, help="Shared random items in the pool.")
 @click.option("--cassettes", "cassette_dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CASSETTES / "validate", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the summary (JSON) here.")
+@click.option("--rank-by", type=click.Choice(["raw", "scaled"]), default="raw", show_default=True,
+              help="How the explainer orders a unit's top pairs: raw values, or the 0..10 integers with ties by index "
+                   "(how studies recorded before issue 17 did it, e.g. the power study).")
 @_llm_options
 @_in_flight_option
-def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir, out, seed, base_url, model, api, cassette, replay, port, probe, in_flight):
+def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir, out, rank_by, seed, base_url, model, api, cassette, replay, port, probe, in_flight):
     from vse.llm.client import ClientConfig
     from vse.run import Opener, Paths
+    from vse.explain import ExplainConfig
     from vse.study import Study, run_study, summary_json
 
     name, sep, layer = model_layer.partition("/")
@@ -236,7 +240,7 @@ def validate(model_layer, units, methods, targets, n_top, n_random, cassette_dir
         preflight.check_weight_explanation(layer)
     preflight.check_units(name, layer, unit_list, preflight.kinds_for(method_list, target_list))
     preflight.check_writable(out)
-    study = Study(name=cassette_dir.name, model=name, layer=layer, units=unit_list, n_neurons=len(unit_list), methods=tuple(methods.split(",")), targets=tuple(targets.split(",")), n_top=n_top, n_random=n_random, seed=seed)
+    study = Study(name=cassette_dir.name, model=name, layer=layer, units=unit_list, n_neurons=len(unit_list), methods=tuple(methods.split(",")), targets=tuple(targets.split(",")), n_top=n_top, n_random=n_random, seed=seed, explain=ExplainConfig(shown="heldout", rank_by=rank_by))
     with contextlib.ExitStack() as stack:
         if replay:
             config = ClientConfig(base_url="http://replay.invalid/v1", max_retries=0)

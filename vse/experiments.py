@@ -16,6 +16,7 @@ from vse.score import ScoreConfig
 from vse.stats import StopRule
 from vse.strategy_study import StrategyStudy
 from vse.study import Study
+from vse.simulator_study import SimulatorStudy
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ _SCALED = ExplainConfig(rank_by="scaled")
 #: Three passes of 50 uniformly drawn items (the paper's minimum), one item per call.
 _THREE_PASSES = ScoreConfig(mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3))
 
-EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy] = {
+EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy] = {
     e.name: e
     for e in [
         # Issue 7: one second-last-layer neuron, every method, every target (a small Table 1).
@@ -159,11 +160,14 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy] = {
         StrategyStudy(name="fewshot-strategies", neuron_seed=5, n_runs=10, explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled")),
         # Issue 8: does the score tell a neuron's own explanation from others'? 16 neurons.
         Study(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
+        # Issue 17: which simulator and protocol separate explanations: 32 + 16 units, both targets.
+        # The recommendation was read off its numbers after recording (README).
+        SimulatorStudy(recommended=("embedding", "recall-free-all")),
     ]
 }
 
 
-def get_experiment(name: str) -> TableExperiment | Study | StrategyStudy:
+def get_experiment(name: str) -> TableExperiment | Study | StrategyStudy | SimulatorStudy:
     try:
         return EXPERIMENTS[name]
     except KeyError:

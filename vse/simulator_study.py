@@ -52,8 +52,10 @@ from vse import seeds
 from vse.explain import ExplainConfig, shown_indices
 from vse.neurons import draw_neurons, load_target
 from vse.protocols import ranks
+from vse.simulators import SimContext
 from vse.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
 from vse.stats import correlation_score
+from vse.validate import explanation_sensitivity
 
 
 class SimulatorName(StrEnum):
@@ -96,12 +98,12 @@ class SimulatorStudy:
 
     name: str = "simulator-study"
     model: str = "efficientnet_lite0"
-    layers: tuple[LayerSpec, ...] = (LayerSpec("_conv_head", 32, 120), LayerSpec("_blocks.15", 16, 64))
+    layers: tuple[LayerSpec, ...] = (LayerSpec("_conv_head", 32, 80), LayerSpec("_blocks.15", 16, 48))
     neuron_seed: int = 17
     exclude: tuple[tuple[str, tuple[int, ...]], ...] = (("_conv_head", POWER_STUDY_UNITS),)
     targets: tuple[str, ...] = ("weight-label", "caption-activation")
     n_held: int = 10
-    n_compared: int = 6
+    n_compared: int = 4
     explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout"))
     score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
     seed: int = 0
@@ -236,15 +238,11 @@ def compare(scores: np.ndarray) -> dict:
 
 
 def sensitivity(own: np.ndarray, neutral: np.ndarray, pool: Pool, j: int) -> tuple[float, float]:
-    """(lift of the own explanation on unit j's held-out top over its unseen random items, minus
-    the neutral explanation's lift, in SDs of the own random predictions; corr(own, neutral) on the
-    random items). `own` and `neutral` are predictions over the whole item list (NaN elsewhere)."""
+    """`vse.validate.explanation_sensitivity` for unit j: its held-out top items against its unseen
+    random items. `own` and `neutral` are predictions over the whole item list (NaN elsewhere)."""
     u = pool.units[j]
     rest = np.setdiff1d(np.setdiff1d(pool.rand, u.shown), u.top)
-    sd = float(np.std(own[pool.rand]))
-    lift = (own[u.held].mean() - own[rest].mean()) - (neutral[u.held].mean() - neutral[rest].mean())
-    corr = correlation_score(own[pool.rand], neutral[pool.rand]) / 100.0
-    return (float(lift / sd) if sd > 0 else 0.0), float(corr)
+    return explanation_sensitivity(own, neutral, u.held, rest, pool.rand)
 
 
 def standardise(pred: np.ndarray, rand: np.ndarray) -> np.ndarray:
@@ -280,7 +278,7 @@ def run_simulator_study(study: SimulatorStudy, open_llm: Callable, embeddings, *
     """Record or replay the study. open_llm(stem) gives an LLM on that cassette (vse.run.Opener);
     embeddings: a `vse.embedding_simulator.EmbeddingStore` (recording or replaying)."""
     from vse.api import explain_neuron, fewshot_neurons
-    from vse.embedding_simulator import cosine_predictions
+    from vse.embedding_simulator import EmbeddingSimulator
 
     explanations: list[dict] = []
     rows: list[Row] = []
@@ -316,8 +314,9 @@ def run_simulator_study(study: SimulatorStudy, open_llm: Callable, embeddings, *
                 for pool in pools:  # target by target: the few-shot prefix stays in the server's cache
                     llm_pred[pool.target][i] = predict(llm, pool, rec.explanation, pool.needed(i, study.n_compared))
         for pool in pools:
-            emb = np.stack([cosine_predictions(embeddings, e, pool.texts) for e in texts_of_layer])
-            emb_neutral = cosine_predictions(embeddings, NEUTRAL_EXPLANATION, pool.texts)
+            embedder = EmbeddingSimulator(embeddings)
+            emb = np.stack([embedder.predict(None, SimContext(pool.target, (), e), pool.texts).values for e in texts_of_layer])
+            emb_neutral = np.array(embedder.predict(None, SimContext(pool.target, (), NEUTRAL_EXPLANATION), pool.texts).values)
             llm_p, llm_n = llm_pred[pool.target], neutral_llm[pool.target]
             both = np.stack([(standardise(llm_p[i], pool.rand) + standardise(emb[i], pool.rand)) / 2 for i in range(len(units))])
             both_n = (standardise(llm_n, pool.rand) + standardise(emb_neutral, pool.rand)) / 2

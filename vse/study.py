@@ -20,7 +20,7 @@ from vse.explain import ExplainConfig
 from vse.neurons import draw_neurons, load_target
 from vse.paper_tables import ExplanationScore, score_rows
 from vse.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
-from vse.validate import Comparison, build_pool, compare, item_sets, markdown, score_matrix
+from vse.validate import Comparison, build_pool, compare, explanation_sensitivity, item_sets, markdown, score_matrix
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,10 @@ def pools(study: Study, units: list[int]) -> list[Pool]:
     for t, kind in enumerate(study.targets):
         targets = [load_target(f"{study.model}/{study.layer}/{u}", kind) for u in units]
         values = [x.values for x in targets]
-        items, rand = build_pool(values, study.n_top, study.n_random, seeds.rng(study.seed, "pool", t))
-        sets = [item_sets(v, items, rand, study.n_top, study.explain.n_pairs) for v in values]
+        # Rank as the explainer ranked (raw values; "scaled" for the studies recorded before issue 17).
+        order_by = values if study.explain.rank_by == "scaled" else [x.strength for x in targets]
+        items, rand = build_pool(order_by, study.n_top, study.n_random, seeds.rng(study.seed, "pool", t))
+        sets = [item_sets(v, items, rand, study.n_top, study.explain.n_pairs) for v in order_by]
         out.append(Pool(kind, items, [targets[0].texts[i] for i in items], [v[items].astype(float) for v in values], sets))
     return out
 
@@ -147,12 +149,14 @@ def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool
         for method in study.methods:
             p = np.array([preds[(method, 0, u, pool.target)] for u in units])
             prior = np.array(neutral[pool.target])
-            for name, attr in (("uniform", "uniform"), ("top-and-random", "top_and_random"), ("top-and-random-heldout", "heldout")):
+            sens = [explanation_sensitivity(p[j], prior, x.held, x.unseen_random, x.uniform) for j, x in enumerate(pool.sets)]
+            reads = {"sensitivity": float(np.mean([a for a, _ in sens])), "corr_with_neutral": float(np.mean([c for _, c in sens]))}
+            for name, attr in (("uniform", "uniform"), ("top-and-random", "top_and_random"), ("top-and-random-heldout", "heldout"), ("recall-free", "recall_free")):
                 sets = [getattr(s, attr) for s in pool.sets]
                 for corrected in (False, True):
                     s = score_matrix(p, pool.truths, sets, prior if corrected else None)
                     label = name + (" (prior-corrected)" if corrected else "")
-                    rows.append(compare(s, protocol=label, target=pool.target, method=method))
+                    rows.append(replace(compare(s, protocol=label, target=pool.target, method=method), **reads))
     return {
         "units": units,
         "explanations": explanations,
@@ -177,6 +181,6 @@ def explanation_scores(study: Study, units: list[int], ps: list[Pool], explanati
 
 def summary_json(rows: list[Comparison]) -> str:
     """results/<study>/summary.json: the keys issue 8 names, one object per table row."""
-    keys = ("protocol", "target", "method", "n_neurons", "matched_mean", "mismatched_mean", "wins", "mean_rank", "p_value", "neurons_needed_for_p01")
+    keys = ("protocol", "target", "method", "n_neurons", "matched_mean", "mismatched_mean", "wins", "rank1", "mean_rank", "p_value", "neurons_needed_for_p01", "sensitivity", "corr_with_neutral")
     data = [{k: r.to_json()[k] for k in keys} for r in rows]
     return json.dumps(data, indent=2, sort_keys=True) + "\n"

@@ -15,6 +15,7 @@ simulator. The protocols are item sets within that pool (`item_sets`):
 - top-and-random: the neuron's top ``n_top`` items plus the random items;
 - top-and-random-heldout: only the neuron's odd top ranks (never shown to the explainer, who saw
   the even ranks of the top 2 x n_pairs) plus the random items outside everything it was shown;
+- recall-free: the random items the explainer was never shown (one exact pass, no recall);
 and each of them prior-corrected (the neutral explanation's predictions subtracted).
 """
 
@@ -37,6 +38,9 @@ class ItemSets:
     uniform: np.ndarray
     top_and_random: np.ndarray
     heldout: np.ndarray
+    held: np.ndarray  # the held-out top items alone (never shown)
+    unseen_random: np.ndarray  # the random items outside the top and outside what was shown
+    recall_free: np.ndarray  # the random items the explainer was never shown (one exact pass)
 
 
 def build_pool(values: list[np.ndarray], n_top: int, n_random: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +67,10 @@ def item_sets(values: np.ndarray, pool: np.ndarray, rand: np.ndarray, n_top: int
     tr = sorted({where[int(i)] for i in top} | set(uniform))
     ho_random = [where[int(i)] for i in rand if int(i) not in shown and int(i) not in set(top.tolist())]
     ho = sorted({where[int(i)] for i in held} | set(ho_random))
-    return ItemSets(np.array(uniform, dtype=int), np.array(tr, dtype=int), np.array(ho, dtype=int))  # int even when empty: they index arrays
+    held_pool = sorted({where[int(i)] for i in held})
+    as_int = lambda x: np.array(x, dtype=int)  # noqa: E731 - int even when empty: they index arrays
+    unseen = sorted(where[int(i)] for i in rand if int(i) not in shown)
+    return ItemSets(as_int(uniform), as_int(tr), as_int(ho), as_int(held_pool), as_int(sorted(ho_random)), as_int(unseen))
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,9 @@ class Comparison:
     p_value: float
     p_wilcoxon: float
     neurons_needed_for_p01: int | None
+    rank1: int = 0  # neurons whose own explanation ranks first
+    sensitivity: float | None = None  # see `explanation_sensitivity` (mean over neurons)
+    corr_with_neutral: float | None = None
 
     def to_json(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -114,7 +124,25 @@ def compare(scores: np.ndarray, *, protocol: str, target: str, method: str) -> C
         p_w = float(st.wilcoxon(diffs, alternative="greater").pvalue)
     except ValueError:  # every difference 0
         p_w = 1.0
-    return Comparison(protocol, target, method, k, float(matched.mean()), float(mismatched.mean()), int(np.sum(diffs > 0)), float(rank.mean()), p_t, p_w, neurons_needed(diffs))
+    return Comparison(protocol, target, method, k, float(matched.mean()), float(mismatched.mean()), int(np.sum(diffs > 0)), float(rank.mean()), p_t, p_w, neurons_needed(diffs), int(np.sum(rank == 1)))
+
+
+def explanation_sensitivity(own: np.ndarray, neutral: np.ndarray, held: np.ndarray, rest: np.ndarray, rand: np.ndarray) -> tuple[float, float]:
+    """Does the simulator read the explanation? Two numbers for one neuron.
+
+    lift: how much the own explanation raises the predictions on the neuron's held-out top items
+        over its unseen random items (``rest``), minus the same lift under the neutral explanation,
+        in standard deviations of the own predictions over the random items ``rand`` (so that
+        simulators on different scales compare). 0: the explanation adds nothing to the item names.
+    corr: Pearson r of the own and the neutral predictions over ``rand``; near 1, the simulator
+        predicts much the same whatever the explanation says.
+    """
+    own, neutral = np.asarray(own, dtype=float), np.asarray(neutral, dtype=float)
+    if len(held) == 0 or len(rest) == 0:
+        return 0.0, correlation_score(own[rand], neutral[rand]) / 100.0
+    sd = float(np.std(own[rand]))
+    lift = (own[held].mean() - own[rest].mean()) - (neutral[held].mean() - neutral[rest].mean())
+    return (float(lift / sd) if sd > 0 else 0.0), correlation_score(own[rand], neutral[rand]) / 100.0
 
 
 def score_matrix(pred: np.ndarray, truths: list[np.ndarray], sets: list[np.ndarray], prior: np.ndarray | None = None) -> np.ndarray:
@@ -129,9 +157,10 @@ def score_matrix(pred: np.ndarray, truths: list[np.ndarray], sets: list[np.ndarr
 
 
 def markdown(rows: list[Comparison]) -> str:
-    head = "| protocol | target | method | neurons | matched | mismatched | own > others | mean rank of own | p (t, one-sided) | p (Wilcoxon) | neurons for p < 0.01 |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+    head = "| protocol | target | method | neurons | matched | mismatched | own > others | own ranked 1st | mean rank of own | p (t, one-sided) | p (Wilcoxon) | neurons for p < 0.01 | sensitivity | corr with neutral |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
     body = "".join(
-        f"| {r.protocol} | {r.target} | {r.method} | {r.n_neurons} | {r.matched_mean:.1f} | {r.mismatched_mean:.1f} | {r.wins}/{r.n_neurons} | {r.mean_rank:.2f} | {r.p_value:.4f} | {r.p_wilcoxon:.4f} | {'-' if r.neurons_needed_for_p01 is None else r.neurons_needed_for_p01} |\n"
+        f"| {r.protocol} | {r.target} | {r.method} | {r.n_neurons} | {r.matched_mean:.1f} | {r.mismatched_mean:.1f} | {r.wins}/{r.n_neurons} | {r.rank1} | {r.mean_rank:.2f} | {r.p_value:.4f} | {r.p_wilcoxon:.4f} | {'-' if r.neurons_needed_for_p01 is None else r.neurons_needed_for_p01} | {fmt(r.sensitivity)} | {fmt(r.corr_with_neutral)} |\n"
         for r in rows
     )
     return head + body
