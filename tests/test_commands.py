@@ -69,3 +69,28 @@ def test_validate_replays_the_power_study_from_its_cassettes(tmp_path, monkeypat
 def test_validate_needs_three_units():
     result = run("validate", "efficientnet_lite0/_conv_head", "--units", "1,2", "--replay")
     assert result.exit_code == 2 and "at least 3" in result.output
+
+
+def test_score_defaults_to_the_embedding_simulator_over_every_unseen_item(tmp_path, monkeypatch):
+    # What the simulator study recommends: no LLM, no server; recorded next to the cassette, replayed from there.
+    import numpy as np
+
+    import vse.embedding_simulator as es
+    import vse.llm.server as server
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(server, "LocalServer", lambda *a, **k: pytest.fail("no server for the embedding simulator"))
+    monkeypatch.setattr(es, "_live_encoder", lambda: lambda texts: np.array([[len(t), t.count("e"), 1.0] for t in texts], dtype=np.float32))
+    args = ["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "dogs", "--cassette", "c.json.gz", "--out", "r.jsonl"]
+    live = run(*args)
+    assert live.exit_code == 0, live.output
+    assert (tmp_path / "c.embeddings.npz").exists() and not (tmp_path / "c.json.gz").exists()
+    replay = run(*args[:-2], "--replay")
+    assert replay.exit_code == 0, replay.output
+    assert replay.output.splitlines()[0] == live.output.splitlines()[0]
+    import json
+
+    rec = json.loads((tmp_path / "r.jsonl").read_text())
+    assert rec["provenance"]["simulator"] == "embedding" and rec["provenance"]["protocol"] == "recall-free"
+    assert rec["passes"] == 1 and rec["half_width"] == 0.0  # one exact pass over the unseen items
+    assert len(rec["details"][0]["items"]) == 1000 - 50  # every class outside the top 2 x 25

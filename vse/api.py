@@ -74,6 +74,8 @@ class LLM:
     store: PredictionStore = field(default_factory=PredictionStore)
     checkpoint: Callable[[], None] | None = None  # called after every pass (recording saves there)
     in_flight: int = 1
+    #: the embedding simulator's store (`vse.embedding_simulator.EmbeddingStore`), when it is used
+    embeddings: object | None = None
 
     @classmethod
     def from_client(cls, client: LLMClient, api: str = "completions") -> "LLM":
@@ -265,7 +267,7 @@ def score_explanation(
         config = ScoreConfig(**{**config.__dict__, "api": llm.api})
     scored = load_target(neuron, target, polarity, source=source)
     fewshot = fewshot_neurons(neuron, target, polarity)
-    result = _score(llm.client, explanation, scored, fewshot, config, seed=seed, store=llm.store, progress=progress, checkpoint=checkpoint, in_flight=llm.in_flight)
+    result = _score(llm.client, explanation, scored, fewshot, config, seed=seed, store=llm.store, progress=progress, checkpoint=checkpoint, in_flight=llm.in_flight, embeddings=llm.embeddings)
     prov = llm.provenance([f.target.neuron for f in fewshot], seed, simulator=config.mode, protocol=config.label)
     fields = {k: v for k, v in result.__dict__.items()}
     return ScoreRecord(neuron=neuron, method=method, explanation=explanation, explanation_seed=explanation_seed, target=target, polarity=polarity, provenance=prov, **fields)

@@ -52,6 +52,25 @@ def _llm(base_url: str | None, model: str | None, api: str, cassette: Path, repl
         yield stack.enter_context(LLM.open(base_url, model=model, api=api, cassette=cassette, record=not replay, in_flight=in_flight))
 
 
+@contextlib.contextmanager
+def _embedding_llm(cassette: Path, replay: bool, api: str):
+    """An `LLM` for the embedding simulator: no server, no calls; the embeddings are recorded next
+    to the cassette (``*.embeddings.npz``) and replayed from there."""
+    from vse.api import LLM
+    from vse.embedding_simulator import ENCODER, EmbeddingStore
+    from vse.llm.client import ClientConfig, LLMClient
+
+    path = cassette.with_name(cassette.name.removesuffix(".json.gz") + ".embeddings.npz")
+    if replay and not path.exists():
+        raise click.ClickException(f"embedding store {path} does not exist: run the same command without --replay first")
+    llm = LLM(LLMClient(ClientConfig(base_url="http://no-llm.invalid/v1", max_retries=0)), api, reported_model=ENCODER)
+    llm.embeddings = EmbeddingStore(path, record=not replay)
+    try:
+        yield llm
+    finally:
+        llm.embeddings.save()
+
+
 def _write_jsonl(path: Path | None, records: list) -> None:
     if path is None:
         return
@@ -142,9 +161,13 @@ Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""
 @click.option("--explanation", default=None, help="An explanation to score (completes 'the main thing this neuron does is find').")
 @click.option("--from", "from_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Score every record of a JSONL file that `vse explain` wrote.")
 @click.option("--polarity", type=click.Choice(POLARITIES), default="positive", show_default=True, help="Score on the positive, flipped or signed values.")
-@click.option("--protocol", type=click.Choice(PROTOCOLS), default="uniform", show_default=True)
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="recall-free", show_default=True,
+              help="recall-free: every item the explainer cannot have seen, once (what the simulator study recommends); "
+                   "uniform: the paper's Algorithm 1.")
 @click.option("--prior-corrected", is_flag=True, help="Subtract a neutral explanation's predictions before the correlation.")
-@click.option("--mode", type=click.Choice(MODES), default="one", show_default=True, help="Simulation mode (one: one item per call, expected values).")
+@click.option("--mode", type=click.Choice(MODES), default="embedding", show_default=True,
+              help="Simulator. embedding: cosine of sentence embeddings, no LLM (what the simulator study recommends for "
+                   "comparing and selecting explanations); one: the paper's LLM simulator, one item per call, expected values.")
 @click.option("--n-items", type=click.IntRange(min=2), default=50, show_default=True, help="Items per pass.")
 @click.option("--max-passes", type=click.IntRange(min=3), default=15, show_default=True, help="Algorithm 1's cap on passes.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Append one JSONL record per scored explanation here.")
@@ -182,7 +205,7 @@ def score(neuron, target, explanation, from_file, polarity, protocol, prior_corr
     if not replay:
         check_writable(cassette, "--cassette")
     records = []
-    with _llm(base_url, model, api, cassette, replay, port, in_flight) as llm:
+    with (_embedding_llm(cassette, replay, api) if mode == "embedding" else _llm(base_url, model, api, cassette, replay, port, in_flight)) as llm:
         for text, method, e_seed, pol in todo:
             rec = score_explanation(neuron, text, target, llm=llm, config=config, polarity=polarity, method=method, explanation_seed=e_seed, seed=seed, progress=sys.stderr.isatty(), source=Source(probe) if probe else Source())
             records.append(rec)
@@ -192,7 +215,8 @@ def score(neuron, target, explanation, from_file, polarity, protocol, prior_corr
         spread = ", ".join(f"{r.mean:.1f}" for r in records)
         click.echo(f"best of {len(records)}: {best.mean:.2f} ± {best.half_width:.2f} ({best.explanation}); all: {spread}")
     if not replay:
-        click.echo(f"recorded to {cassette} (replay: the same command with --replay)", err=True)
+        where = cassette.with_name(cassette.name.removesuffix(".json.gz") + ".embeddings.npz") if mode == "embedding" else cassette
+        click.echo(f"recorded to {where} (replay: the same command with --replay)", err=True)
     _write_jsonl(out, records)
 
 

@@ -94,7 +94,8 @@ class ScoreConfig:
             raise ValueError(f"fewshot_draw must be 'per-run' or 'per-pass', got {self.fewshot_draw!r}")
         if self.fewshot_strategy is not None:
             get_strategy(self.fewshot_strategy)
-        make_simulator(self.mode, self.api)  # refuses impossible pairs (echo over chat) early
+        if self.mode != "embedding":  # the embedding simulator needs its store, given at run time
+            make_simulator(self.mode, self.api)  # refuses impossible pairs (echo over chat) early
 
     @property
     def label(self) -> str:
@@ -140,6 +141,7 @@ def predict_items(
     store: PredictionStore | None = None,
     in_flight: int = 1,
     seed: int = 0,
+    embeddings=None,
 ) -> Simulation:
     """The one way to predict a neuron's values for item texts from an explanation.
 
@@ -161,11 +163,12 @@ def predict_items(
         call; the local llama.cpp server serves its slots in parallel, a remote endpoint as many
         as it allows (``--in-flight`` on the commands).
     seed: the sampling seed of modes that sample (``list``); one-item mode ignores it.
+    embeddings: the `EmbeddingStore` of mode ``embedding`` (`vse.embedding_simulator`: no LLM).
 
     For the server's prompt cache, call it explanation by explanation: consecutive requests then
     share the prompt up to the item.
     """
-    simulator = make_simulator(config.mode, config.api, top_logprobs=config.top_logprobs, split_ten=config.split_ten)
+    simulator = make_simulator(config.mode, config.api, top_logprobs=config.top_logprobs, split_ten=config.split_ten, embeddings=embeddings)
     ctx = SimContext(kind, tuple(examples), explanation, signed)
     return simulator.predict(client, ctx, texts, seed=seed, store=store, in_flight=in_flight)
 
@@ -193,6 +196,7 @@ def score_explanation(
     progress: bool = True,
     checkpoint: Callable[[], None] | None = None,
     in_flight: int = 1,
+    embeddings=None,
 ) -> ScoreResult:
     """Algorithm 1 for one explanation on one target; `checkpoint()` runs after every pass.
 
@@ -207,7 +211,7 @@ def score_explanation(
     bar = tqdm(total=rule.max_runs, desc=f"score {target.neuron} on {target.kind}", unit="pass", leave=False, disable=not progress)
 
     def predict(text: str, examples: tuple[Example, ...], texts: list[str], index: int) -> Simulation:
-        return predict_items(client, text, texts, kind=target.kind, examples=examples, config=config, signed=target.signed, store=store, in_flight=in_flight, seed=seeds.llm_seed(seed, "pass", index))
+        return predict_items(client, text, texts, kind=target.kind, examples=examples, config=config, signed=target.signed, store=store, in_flight=in_flight, seed=seeds.llm_seed(seed, "pass", index), embeddings=embeddings)
 
     def one_pass(_i: int) -> float:
         nonlocal usage, calls, failed

@@ -59,7 +59,7 @@ from vse.simulate import (
 )
 from vse.store import PredictionStore
 
-MODES = ("one", "list", "list-logprobs", "echo")
+MODES = ("one", "list", "list-logprobs", "echo", "embedding")
 APIS = ("completions", "chat")
 
 #: Value assumed for a negative branch whose magnitude was not read (the middle of -10..-1).
@@ -354,8 +354,17 @@ class EchoSimulator(Simulator):
         return simulate_echo(client, prompt, texts, top_logprobs=self.top_logprobs)
 
 
-def make_simulator(mode: str, api: str = "completions", *, top_logprobs: int = 20, split_ten: bool = False) -> Simulator:
-    """The simulator for a mode name; a clear error for an unknown mode or an impossible pairing."""
+def make_simulator(mode: str, api: str = "completions", *, top_logprobs: int = 20, split_ten: bool = False, embeddings=None) -> Simulator:
+    """The simulator for a mode name; a clear error for an unknown mode or an impossible pairing.
+
+    embeddings: the `vse.embedding_simulator.EmbeddingStore` the ``embedding`` mode reads (no LLM).
+    """
+    if mode == "embedding":
+        if embeddings is None:
+            raise ValueError("simulation mode 'embedding' needs an embedding store (vse.embedding_simulator.EmbeddingStore)")
+        from vse.embedding_simulator import EmbeddingSimulator  # it builds on this module
+
+        return EmbeddingSimulator(embeddings)
     if mode == "one":
         return OneItemSimulator(api, top_logprobs=top_logprobs, split_ten=split_ten)
     if mode in ("list", "list-logprobs"):
