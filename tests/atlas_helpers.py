@@ -127,7 +127,7 @@ def label_and_build(tmp_path: Path, monkeypatch) -> tuple[Path, Path, list[dict]
     seen = fake_llm(monkeypatch)
     probe = make_probe(tmp_path / "shapes")
     runner = CliRunner()
-    r = runner.invoke(main, ["label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score",
+    r = runner.invoke(main, ["label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score", "--simulator", "one",
                              "--base-url", "http://llm.test/v1", "--model", "scripted", "--no-progress"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     labels = tmp_path / "labels" / "tinynet__conv__caption-activation__shapes.jsonl"

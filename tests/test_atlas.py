@@ -29,7 +29,7 @@ def labelled(tmp_path, monkeypatch):
     register_tinynet(monkeypatch)
     seen = fake_llm(monkeypatch)
     probe = make_probe(tmp_path / "shapes")
-    r = _run("label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score",
+    r = _run("label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score", "--simulator", "one",
              "--base-url", "http://llm.test/v1", "--model", "scripted", "--no-progress")
     assert r.exit_code == 0, r.output
     return tmp_path, probe, seen
@@ -50,7 +50,7 @@ def test_label_probe_explains_and_scores_every_unit_and_resumes(labelled):
         assert any(c in p for p in item_prompts for c in CAPTIONS)
     assert all(s["body"]["model"] == "scripted" for s in seen)
     n_calls = len(seen)
-    r = _run("label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score",
+    r = _run("label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score", "--simulator", "one",
              "--base-url", "http://llm.test/v1", "--model", "scripted", "--no-progress")
     assert r.exit_code == 0 and "skipped 4 already done" in r.output
     assert len(seen) == n_calls  # resumed: nothing asked again

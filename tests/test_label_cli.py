@@ -64,7 +64,7 @@ def _records(path):
 def test_label_explains_scores_and_resumes(api, tmp_path):
     out = tmp_path / "l.jsonl"
     args = ["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:6", "--workers", "3",
-            "--score", "--n", "2", "--base-url", "http://a.test/v1", "--base-url", "http://b.test/v1",
+            "--score", "--simulator", "one", "--n", "2", "--base-url", "http://a.test/v1", "--base-url", "http://b.test/v1",
             "--out", str(out), "--no-progress"]
     r = CliRunner().invoke(label_cmd, args)
     assert r.exit_code == 0, r.output
@@ -106,7 +106,7 @@ def test_shard_and_default_out_name(api, tmp_path, monkeypatch):
 
 def test_dry_run_prices_without_calling(api):
     r = CliRunner().invoke(label_cmd, ["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--dry-run",
-                                       "--score", "--price-per-1k-tokens", "0.5"])
+                                       "--score", "--simulator", "one", "--price-per-1k-tokens", "0.5"])
     assert r.exit_code == 0, r.output
     est = json.loads(r.output.strip().splitlines()[-1])
     # the whole layer (320 units, width from the fixtures) x (1 explanation + 3 scoring calls)
@@ -142,7 +142,7 @@ def test_in_flight_reaches_each_workers_llm(api, tmp_path):
         return scored(neuron_id, explanation, target, llm=llm, progress=progress)
 
     api.score_explanation = score_explanation
-    args = ["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:2", "--workers", "2", "--score",
+    args = ["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:2", "--workers", "2", "--score", "--simulator", "one",
             "--base-url", "http://a.test/v1", "--out", str(tmp_path / "l.jsonl"), "--no-progress"]
     assert CliRunner().invoke(label_cmd, [*args, "--in-flight", "3"]).exit_code == 0
     assert seen == [3, 3]

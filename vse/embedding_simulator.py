@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -69,6 +70,7 @@ class EmbeddingStore:
         self.path = Path(self.path)
         self._vectors: dict[str, np.ndarray] = {}
         self._dirty = False
+        self._lock = threading.Lock()  # `vse label --workers` embeds from several threads
         if self.path.exists():
             try:
                 data = np.load(self.path, allow_pickle=False)
@@ -84,6 +86,13 @@ class EmbeddingStore:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors [len(texts), dim], as float64 (computed from the stored float16)."""
+        with self._lock:
+            self._fill(texts)
+            out = np.stack([self._vectors[text_key(t)].astype(np.float64) for t in texts]) if texts else np.zeros((0, 0))
+        norms = np.linalg.norm(out, axis=1, keepdims=True) if len(out) else 1.0
+        return out / np.where(norms > 0, norms, 1.0)
+
+    def _fill(self, texts: Sequence[str]) -> None:
         missing = sorted({t for t in texts if text_key(t) not in self._vectors})
         if missing:
             if not self.record:
@@ -94,14 +103,15 @@ class EmbeddingStore:
             for text, v in zip(missing, vectors):
                 self._vectors[text_key(text)] = v.astype(np.float16)
             self._dirty = True
-        out = np.stack([self._vectors[text_key(t)].astype(np.float64) for t in texts]) if texts else np.zeros((0, 0))
-        norms = np.linalg.norm(out, axis=1, keepdims=True) if len(out) else 1.0
-        return out / np.where(norms > 0, norms, 1.0)
 
     def save(self) -> None:
         """Write the store (sorted by key, so the same texts give the same bytes)."""
-        if not self._dirty:
-            return
+        with self._lock:
+            if not self._dirty:
+                return
+            self._write()
+
+    def _write(self) -> None:
         keys = sorted(self._vectors)
         buf = io.BytesIO()
         np.savez_compressed(buf, keys=np.array(keys), vectors=np.stack([self._vectors[k] for k in keys]), encoder=np.array(json.dumps(ENCODER)))

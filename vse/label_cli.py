@@ -51,8 +51,11 @@ def layer_width(model: str, layer: str) -> int | None:
         return None
 
 
-def make_work(model: str, layer: str, method: str, *, score: bool, target: str, n: int, client_for, api: str = "completions", source=None, in_flight: int | None = None):
+def make_work(model: str, layer: str, method: str, *, score: bool, target: str, n: int, client_for, api: str = "completions", source=None, in_flight: int | None = None, embeddings=None):
     """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``.
+
+    ``embeddings``: an `EmbeddingStore`: score with the embedding simulator over every unseen item (what
+    the simulator study recommends); None: the paper's LLM simulator and Algorithm 1.
 
     ``source``: a `vse.neurons.Source` naming a probe folder (``--probe``), else the fixtures.
     ``in_flight``: one-item predictions each worker sends at once (None: the server's slots)."""
@@ -73,7 +76,12 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
         if score:
             texts = [e.to_json()["explanation"] for e in explanations]
             record["target"] = target
-            record["scores"] = [vse_api.score_explanation(neuron, t, target, llm=llm, progress=False, **where).to_json() for t in texts]
+            how = dict(where)
+            if embeddings is not None:
+                from vse.score import ScoreConfig
+
+                llm.embeddings, how["config"] = embeddings, ScoreConfig(api=api, mode="embedding", protocol="recall-free")
+            record["scores"] = [vse_api.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json() for t in texts]
         # The client is this thread's own (per_thread), so the difference is this unit's cost.
         used = client.usage
         record["usage"] = {"prompt_tokens": used.prompt_tokens - before.prompt_tokens,
@@ -94,6 +102,10 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
               help="With --score: one-item predictions each worker sends at once (default: the local server's slots; "
                    "1 for an endpoint that does not report them). Results do not depend on it.")
 @click.option("--score/--no-score", default=False, show_default=True, help="Also score each explanation.")
+@click.option("--simulator", type=click.Choice(["embedding", "one"]), default="embedding", show_default=True,
+              help="With --score: embedding = sentence-embedding cosine over every item the explainer cannot have seen "
+                   "(no LLM calls; what the simulator study recommends; embeddings kept in OUT.embeddings.npz); "
+                   "one = the paper's LLM simulator with Algorithm 1.")
 @click.option("--target", default=None, type=click.Choice(["caption-activation", "weight-label", "weight-clip"]), help="What --score simulates (default: the method's own pairs; weight-label for clip-dissect and weight-explanation).")
 @click.option("--n", "n_explanations", default=1, show_default=True, help="Explanations per unit.")
 @click.option("--shard", default=None, metavar="I/N", help="Only units at positions p with p % N == I.")
@@ -109,7 +121,7 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and price without calling anything.")
 @click.option("--price-per-1k-tokens", "price", type=float, default=None, help="Price for --dry-run.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm bar on stderr.")
-def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, target, n_explanations, shard, base_urls, llm_model,
+def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, simulator, target, n_explanations, shard, base_urls, llm_model,
               out, probe, device, dry_run, price, progress):
     """Label every unit of MODEL/LAYER (or --units A:B): one JSONL record per unit, written as it finishes."""
     model, sep, layer = model_layer.partition("/")
@@ -139,7 +151,8 @@ def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, t
     if probe is not None:
         source = _probe_source(model, layer, method, target if score else None, probe, device, dry_run)
     if dry_run:
-        _dry_run(model, layer, method, shard_units(units, shard_t), n=n_explanations, score=score, target=target,
+        # The embedding simulator makes no LLM call: only the explanations cost anything.
+        _dry_run(model, layer, method, shard_units(units, shard_t), n=n_explanations, score=score and simulator == "one", target=target,
                  price=price, api=api)
         return
     from vse.llm.client import ClientConfig, LLMClient
@@ -152,8 +165,13 @@ def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, t
         suffix = f".shard{shard_t[0]}of{shard_t[1]}" if shard_t else ""
         probe_part = f"__{probe.resolve().name}" if probe is not None else ""
         out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
+    embeddings = None
+    if score and simulator == "embedding":
+        from vse.embedding_simulator import EmbeddingStore
+
+        embeddings = EmbeddingStore(Path(out).with_suffix(".embeddings.npz"), record=True)
     work = make_work(model, layer, method, score=score, target=target, n=n_explanations, client_for=client_for, api=api,
-                     source=source, in_flight=in_flight)
+                     source=source, in_flight=in_flight, embeddings=embeddings)
     try:
         # A dead endpoint (the client's circuit breaker is open), or one that refuses every request
         # (401/403/404: key, URL, model), stops the run: it is not one unit's failure.
@@ -162,6 +180,9 @@ def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, t
     except RunStopped as stopped:
         stopped.resume = resume_command(click.get_current_context(), out)
         raise
+    finally:
+        if embeddings is not None:
+            embeddings.save()  # what was embedded so far serves the resumed run too
     if not progress:
         click.echo(str(summary), err=True)
     if summary.failed:
