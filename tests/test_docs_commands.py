@@ -106,19 +106,23 @@ def problems_in(text: str) -> list[str]:
                     problems.append(f"`vse {path}` has no option {w}")
     for sentence in _sentences(text):
         spans = SPAN.findall(sentence)
-        # Which commands the sentence's lone options belong to: a table row's first cell, or the
-        # commands after "on" ("`--model NAME` on `vse explain`, `vse score`"); else any command.
+        # Which commands the sentence's lone options belong to: a table row's first cell, or, for the
+        # options before "on", the commands after it ("`--model NAME` on `vse explain`, `vse score`");
+        # else (any other option of the sentence) some command.
+        claimed = spans
         if sentence.lstrip().startswith("|"):
             owner = sentence.strip().strip("|").split("|")[0]
+        elif " on `vse " in sentence:
+            before, after = sentence.split(" on `vse ", 1)
+            owner, claimed = "`vse " + after, SPAN.findall(before)
         else:
-            owner = sentence.split(" on `vse ", 1)[1] if " on `vse " in sentence else ""
-            owner = "`vse " + owner if owner else ""
+            owner = ""
         named = [r for s in SPAN.findall(owner) for words in _calls(s) if not isinstance(r := _resolve(words), str)]
         for s in spans:
             if not OPTION.match(s.split()[0] if s.split() else "") or CALL.search(s):
                 continue
             for w in [x for x in s.split() if OPTION.match(x)]:
-                if named:  # "on `vse a`, `vse b`": an option of each
+                if named and s in claimed:  # "on `vse a`, `vse b`": an option of each
                     lacking = [p for p, cmd, _r in named if w not in _options(cmd)]
                     if lacking:
                         where = ", ".join(f"`vse {p}`" for p in lacking)
@@ -144,6 +148,7 @@ vse explain N --method weight-label \\
 | `vse score NEURON --target T` | scores; `--explanation`, `--bogus` |
 
 Use `--units A:B` on `vse explain`, `vse label`. `--replay` works with `vse explain`; `--nothing` works nowhere.
+Pass `--in-flight N` on `vse score`, `vse label` (per worker, on top of `--workers`).
 """
     assert problems_in(text) == [
         "--bogus is not an option of `vse score` (in: | `vse score NEURON --target T` | scores; `--explanation`, `--bogus` |...)",
