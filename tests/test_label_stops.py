@@ -147,15 +147,18 @@ def test_two_runs_on_one_out_get_one_clear_line(tmp_path, monkeypatch):
 @pytest.mark.enable_socket
 @pytest.mark.parametrize("args", [
     ["explain", f"{LAYER}/3", "--method", "weight-label"],
-    ["score", f"{LAYER}/3", "--target", "weight-label", "--explanation", "dogs"],
+    ["score", f"{LAYER}/3", "--target", "weight-label", "--explanation", "dogs", "--mode", "one", "--protocol", "uniform"],
     ["validate", LAYER, "--units", "1,2,3", "--methods", "weight-label", "--targets", "weight-label"],
 ])
-def test_every_llm_command_stops_within_seconds_on_a_closed_port(args, tmp_path, monkeypatch):
+def test_every_llm_command_stops_within_seconds_on_a_closed_port(args, tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     url = f"http://127.0.0.1:{closed_port()}/v1"
     t0 = time.monotonic()
     result = CliRunner().invoke(main, args + ["--base-url", url])
-    assert time.monotonic() - t0 < 20  # 3.5-5 s on an idle machine (one thread: 5 tries, backoff 0.5 s doubling)
+    # 3.5-5 s on an idle machine (one thread: 5 tries, backoff 0.5 s doubling); the bound leaves room
+    # for a loaded one. Load-independent: 4 retries in all, then the breaker, not 5 per call.
+    assert time.monotonic() - t0 < 60
+    assert len([r for r in caplog.records if "; retry " in r.getMessage()]) <= 4
     assert result.exit_code == 1, (result.output, result.stderr, result.exception)
     [line] = error_lines(result.stderr)
     assert f"{url} is down" in line and "refused the connection" in line and "HTTPConnectionPool" not in result.stderr

@@ -233,7 +233,7 @@ def test_without_build_tools_the_local_server_is_refused_before_the_model_downlo
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     for args in (["explain", f"{NEURON}/3", "--method", "weight-label"],
-                 ["score", f"{NEURON}/3", "--target", "weight-label", "--explanation", "x"],
+                 ["score", f"{NEURON}/3", "--target", "weight-label", "--explanation", "x", "--mode", "one"],
                  ["validate", NEURON, "--units", "1,2,3"],
                  ["reproduce", "--record", "--experiment", "chat-vs-completions-baseline"]):
         one_line(run(*args), 1, "cmake", "not found on PATH", "apt-get install", "--base-url")
