@@ -17,7 +17,7 @@ def row(unit, method, index, corr, target="weight-label", protocol="uniform", ac
 
 
 def test_score_rows_score_each_protocol_on_its_items():
-    sets = ItemSets(uniform=np.array([0, 1, 2]), top_and_random=np.array([0, 1, 2, 3]), heldout=np.array([1, 2, 3]))
+    sets = ItemSets(uniform=np.array([0, 1, 2]), top_and_random=np.array([0, 1, 2, 3]), heldout=np.array([1, 2, 3]), held=np.array([3]), unseen_random=np.array([1, 2]), recall_free=np.array([0, 1, 2]))
     pred, true = [0.0, 1.0, 2.0, 0.0], [0, 1, 2, 9]
     uni, held = pt.score_rows(7, "weight-label", 1, "x", "weight-label", pred, true, sets)
     assert (uni.protocol, uni.n_items, uni.corr, uni.acc, uni.mse, uni.mae) == ("uniform", 3, pytest.approx(100.0), 1.0, 0.0, 0.0)
