@@ -186,7 +186,7 @@ def test_vse_score_records_in_flight_and_replays_the_same_line_with_any_in_fligh
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VSE_BASE_URL", raising=False)
     cassette = str(tmp_path / "score.json.gz")
-    args = ["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "dogs", "--max-passes", "3", "--cassette", cassette]
+    args = ["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "dogs", "--mode", "one", "--protocol", "uniform", "--max-passes", "3", "--cassette", cassette]
     live = CliRunner().invoke(main, [*args, "--base-url", server, "--in-flight", "4"])
     assert live.exit_code == 0, live.output
     assert Slots.max_active == 4 and Slots.posts > 50
