@@ -36,7 +36,7 @@ from pathlib import Path
 import requests
 
 from vse.llm.client import parse_logprobs
-from vse.llm.server import LocalServer, assemble_model, free_port
+from vse.llm.server import LocalServer, assemble_model, free_port, stop_on_signals
 from vse.simulate import SimulationError, expected_value, number_distribution
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,4 +215,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with stop_on_signals():  # a SIGTERM (e.g. `timeout`) still stops both servers
+        main()
