@@ -93,4 +93,4 @@ def test_score_defaults_to_the_embedding_simulator_over_every_unseen_item(tmp_pa
     rec = json.loads((tmp_path / "r.jsonl").read_text())
     assert rec["provenance"]["simulator"] == "embedding" and rec["provenance"]["protocol"] == "recall-free"
     assert rec["passes"] == 1 and rec["half_width"] == 0.0  # one exact pass over the unseen items
-    assert len(rec["details"][0]["items"]) == 1000 - 50  # every class outside the top 2 x 25
+    assert len(rec["details"][0]["items"]) == 1000 - 25  # every class outside the top 25 the explainer is shown

@@ -175,7 +175,7 @@ def test_recall_free_leaves_out_the_top_by_raw_value_and_nothing_else():
     scaled = np.array([10, 10, 10, 10, 3, 0, 0, 1])
     raw = np.array([0.97, 0.99, 0.98, 1.0, 0.3, 0.0, 0.01, 0.1])
     rng = np.random.default_rng(0)
-    idx = select("recall-free", scaled, 1, rng, n_shown=1, strength=raw)
-    # the top 2 x 1 by raw value are items 3 and 1 (by scaled integers, index order would pick 0 and 1)
+    idx = select("recall-free", scaled, 1, rng, n_shown=2, strength=raw)
+    # the top 2 by raw value are items 3 and 1 (by scaled integers, index order would pick 0 and 1)
     assert idx.tolist() == [0, 2, 4, 5, 6, 7]
     assert select("recall-free", scaled, 1, rng, n_shown=0).tolist() == list(range(8))
