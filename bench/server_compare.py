@@ -37,7 +37,7 @@ import requests
 
 from vse.llm.client import parse_logprobs
 from vse.llm.server import LocalServer, assemble_model, free_port, stop_on_signals
-from vse.simulate import SimulationError, expected_value, number_distribution
+from vse.method.simulators.numbers import SimulationError, expected_value, number_distribution
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CASSETTE = ROOT / "cassettes" / "power-study" / "efficientnet_lite0___conv_head__100.json.gz"
@@ -106,10 +106,28 @@ def post(session: requests.Session, base_url: str, body: bytes) -> tuple[float, 
 @contextlib.contextmanager
 def old_server(python: str, model: Path, port: int, log_path: Path):
     """llama-cpp-python's server with the logprobs patch, as `vse llm serve` started it before."""
-    cmd = [python, str(ROOT / "bench" / "fastlogprobs.py"), "--model", str(model), "--model_alias", model.name,
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--logits_all", "true"]
+    cmd = [
+        python,
+        str(ROOT / "bench" / "fastlogprobs.py"),
+        "--model",
+        str(model),
+        "--model_alias",
+        model.name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        "2",
+        "--logits_all",
+        "true",
+    ]
     with log_path.open("wb") as logf:
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     try:
         url = f"http://127.0.0.1:{port}/v1"
         t0 = time.monotonic()
@@ -144,9 +162,37 @@ def run_in_flight(base_url: str, bodies: list[bytes], k: int) -> float:
     return time.perf_counter() - t
 
 
+def table(servers: list[tuple[Tally, str]], n_items: int, cassette: Path) -> str:
+    ks = sorted({k for t, _ in servers for k in t.in_flight})
+    lines = [
+        f"Requests: the first {n_items} one-item requests recorded in `{cassette.relative_to(ROOT)}`, "
+        f"and its first explanation request; both servers up at once, 2 threads each.\n"
+    ]
+    head = "| server | median s/call | items/s, 1 in flight | " + "".join(f"{k} in flight | " for k in ks)
+    lines.append(
+        head + "top token as recorded | EV diff vs recorded (median) | explanation call s (cold; warm median) |"
+    )
+    lines.append("|---" * (6 + len(ks)) + "|")
+    for tally, _ in servers:
+        per = statistics.median(tally.one_at_a_time)
+        rate1 = len(tally.one_at_a_time) / sum(tally.one_at_a_time)
+        rates = "".join(f"{c / s:.2f} | " for c, s in (tally.in_flight[k] for k in ks))
+        ev = f"{statistics.median(tally.ev_diffs):.3f}" if tally.ev_diffs else "-"
+        warm = statistics.median(tally.explain[1:]) if len(tally.explain) > 1 else float("nan")
+        lines.append(
+            f"| {tally.name} | {per:.3f} | {rate1:.2f} | {rates}{tally.same_token}/{tally.compared} | {ev} | "
+            f"{tally.explain[0]:.2f}; {warm:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--old-python", default=None, help="a Python with llama-cpp-python[server]==0.3.36 (default: skip the old server)")
+    ap.add_argument(
+        "--old-python",
+        default=None,
+        help="a Python with llama-cpp-python[server]==0.3.36 (default: skip the old server)",
+    )
     ap.add_argument("--cassette", type=Path, default=DEFAULT_CASSETTE)
     ap.add_argument("--n", type=int, default=120, help="one-item requests to send (the first N recorded)")
     ap.add_argument("--in-flight", default="2,4", help="concurrency levels besides 1")
@@ -189,29 +235,23 @@ def main() -> None:
             if (i + 1) % 20 == 0:
                 print(f"one at a time: {i + 1}/{len(items)}", file=sys.stderr)
 
+        # Printed now too, so a run cut off during the in-flight part still leaves numbers.
+        print(table(servers, len(items), args.cassette), file=sys.stderr, flush=True)
         bodies = [r.body for r in items]
         for k in [int(x) for x in args.in_flight.split(",") if x]:
+            # Untimed warm-up: each of the k slots first evaluates the shared prompt prefix once
+            # (about 1,000 tokens, 10-15 s a slot here); a study pays that once per slot, then sends
+            # thousands of predictions, so the timed blocks measure the steady state.
+            for tally, url in servers:
+                run_in_flight(url, bodies[: 2 * k], k)
             for b, start in enumerate(range(0, len(bodies), args.block)):
-                block = bodies[start:start + args.block]
+                block = bodies[start : start + args.block]
                 for tally, url in servers if b % 2 == 0 else servers[::-1]:
                     calls, secs = tally.in_flight.get(k, (0, 0.0))
                     tally.in_flight[k] = (calls + len(block), secs + run_in_flight(url, block, k))
             print(f"{k} in flight: done", file=sys.stderr)
 
-    ks = sorted({k for t, _ in servers for k in t.in_flight})
-    print(f"Requests: the first {len(items)} one-item requests recorded in `{args.cassette.relative_to(ROOT)}`, "
-          f"and its first explanation request; both servers up at once, 2 threads each.\n")
-    head = "| server | median s/call | items/s, 1 in flight | " + " | ".join(f"{k} in flight" for k in ks)
-    print(head + " | top token as recorded | EV diff vs recorded (median) | explanation call s (cold; warm median) |")
-    print("|---" * (6 + len(ks)) + "|")
-    for tally, _ in servers:
-        per = statistics.median(tally.one_at_a_time)
-        rate1 = len(tally.one_at_a_time) / sum(tally.one_at_a_time)
-        rates = " | ".join(f"{c / s:.2f}" for c, s in (tally.in_flight[k] for k in ks))
-        ev = f"{statistics.median(tally.ev_diffs):.3f}" if tally.ev_diffs else "-"
-        warm = statistics.median(tally.explain[1:]) if len(tally.explain) > 1 else float("nan")
-        print(f"| {tally.name} | {per:.3f} | {rate1:.2f} | {rates} | {tally.same_token}/{tally.compared} | {ev} | "
-              f"{tally.explain[0]:.2f}; {warm:.2f} |")
+    print(table(servers, len(items), args.cassette))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Simulators: predict a neuron's values from an explanation, behind one interface."""

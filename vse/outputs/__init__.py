@@ -1,0 +1,1 @@
+"""Outputs derived from records alone: tables, plots, the HTML report and the atlas."""

@@ -1,0 +1,1 @@
+"""Studies: the recorded experiments as data, each kind run through one interface."""
