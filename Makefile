@@ -49,7 +49,12 @@ $(OLD_SERVER_VENV)/.stamp:
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(OLD_SERVER_VENV)/bin/pip install -q 'llama-cpp-python[server]==0.3.36'
 	touch $@
 
+# Style and layering first (seconds): ruff (line length 120) and import-linter's layers contract
+# (pyproject.toml; docs/ARCHITECTURE.md), then the offline test suite.
 test: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not live"
 
 # A replay that changes a committed result fails here with the diff (when run inside a git clone).

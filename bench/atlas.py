@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from browser import find_chromium, run_check  # noqa: E402
 
-from vse.atlas import build_atlas  # noqa: E402
+from vse.outputs.atlas import build_atlas  # noqa: E402
 
 
 def synthetic_labels(path: Path, units: int, seed: int = 0) -> None:
@@ -29,15 +29,46 @@ def synthetic_labels(path: Path, units: int, seed: int = 0) -> None:
     with path.open("w", encoding="utf-8") as f:
         for u in range(units):
             neuron = f"efficientnet_lite0/_conv_head/{u}"
-            text = f"synthetic explanation {u}: " + " ".join(rng.choice(["red", "round", "animal", "tool", "water", "hat"], size=int(rng.integers(4, 16))))
+            text = f"synthetic explanation {u}: " + " ".join(
+                rng.choice(["red", "round", "animal", "tool", "water", "hat"], size=int(rng.integers(4, 16)))
+            )
             items = [int(i) for i in rng.choice(700, 40, replace=False)]
-            score = {"neuron": neuron, "method": "caption-activation", "polarity": "positive", "explanation": text,
-                     "target": "caption-activation", "mean": float(rng.normal(10, 15)), "half_width": float(rng.uniform(2, 8)),
-                     "passes": int(rng.integers(3, 16)), "hit_cap": False, "provenance": {"protocol": "uniform"},
-                     "details": [{"items": items, "true": [int(x) for x in rng.integers(0, 11, 40)], "predicted": [float(x) for x in rng.random(40) * 10]}]}
-            rec = {"unit": u, "neuron": neuron, "method": "caption-activation", "target": "caption-activation",
-                   "explanations": [{"neuron": neuron, "method": "caption-activation", "polarity": "positive", "explanation": text,
-                                     "calls": 1, "completion_tokens": int(rng.integers(8, 40))}], "scores": [score]}
+            score = {
+                "neuron": neuron,
+                "method": "caption-activation",
+                "polarity": "positive",
+                "explanation": text,
+                "target": "caption-activation",
+                "mean": float(rng.normal(10, 15)),
+                "half_width": float(rng.uniform(2, 8)),
+                "passes": int(rng.integers(3, 16)),
+                "hit_cap": False,
+                "provenance": {"protocol": "uniform"},
+                "details": [
+                    {
+                        "items": items,
+                        "true": [int(x) for x in rng.integers(0, 11, 40)],
+                        "predicted": [float(x) for x in rng.random(40) * 10],
+                    }
+                ],
+            }
+            rec = {
+                "unit": u,
+                "neuron": neuron,
+                "method": "caption-activation",
+                "target": "caption-activation",
+                "explanations": [
+                    {
+                        "neuron": neuron,
+                        "method": "caption-activation",
+                        "polarity": "positive",
+                        "explanation": text,
+                        "calls": 1,
+                        "completion_tokens": int(rng.integers(8, 40)),
+                    }
+                ],
+                "scores": [score],
+            }
             f.write(json.dumps(rec) + "\n")
 
 
@@ -68,9 +99,11 @@ def main() -> None:
     card_kb = [p.stat().st_size / 1e3 for p in cards]
     imgs = list((args.out / "img").rglob("*.*"))
     print(f"build: {build_s:.1f} s; {summary}")
-    print(f"index.html {summary.index_bytes / 1e3:.0f} kB; assets {sum(p.stat().st_size for p in (args.out / 'assets').iterdir()) / 1e3:.1f} kB; "
-          f"card pages median {statistics.median(card_kb):.1f} kB (max {max(card_kb):.1f}); {len(imgs)} image files, "
-          f"{sum(p.stat().st_size for p in imgs) / 1e6:.2f} MB")
+    print(
+        f"index.html {summary.index_bytes / 1e3:.0f} kB; assets {sum(p.stat().st_size for p in (args.out / 'assets').iterdir()) / 1e3:.1f} kB; "
+        f"card pages median {statistics.median(card_kb):.1f} kB (max {max(card_kb):.1f}); {len(imgs)} image files, "
+        f"{sum(p.stat().st_size for p in imgs) / 1e6:.2f} MB"
+    )
     if find_chromium() is None:
         print("no chromium: load and sort times not measured")
         return
@@ -82,8 +115,13 @@ def main() -> None:
         print(f"index {key}: median {statistics.median(vals):.0f} ms (runs: {', '.join(f'{v:.0f}' for v in vals)})")
     print(f"rows {runs[0]['rows']}, shown after search {runs[0]['shown']}")
     card = cards[len(cards) // 2]
-    ready = [json.loads(run_check(card, "return +document.documentElement.getAttribute('data-ready-ms');", eager=True)) for _ in range(args.repeats)]
-    print(f"card {card.name}: scripts done at median {statistics.median(ready):.0f} ms with its 12 images loaded before the check")
+    ready = [
+        json.loads(run_check(card, "return +document.documentElement.getAttribute('data-ready-ms');", eager=True))
+        for _ in range(args.repeats)
+    ]
+    print(
+        f"card {card.name}: scripts done at median {statistics.median(ready):.0f} ms with its 12 images loaded before the check"
+    )
 
 
 if __name__ == "__main__":

@@ -75,17 +75,25 @@ def main(argv=None) -> int:
         h_times.append(h)
         ratios.append(h / p)
     res = {
-        "model": args.model, "layers": args.layers, "pooling": args.pooling, "batch": args.batch, "pairs": args.pairs,
-        "torch_threads": torch.get_num_threads(), "device": str(dev),
+        "model": args.model,
+        "layers": args.layers,
+        "pooling": args.pooling,
+        "batch": args.batch,
+        "pairs": args.pairs,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "plain_median_s": statistics.median(p_times), "hooked_median_s": statistics.median(h_times),
+        "plain_median_s": statistics.median(p_times),
+        "hooked_median_s": statistics.median(h_times),
         "ratio_median_of_pairs": statistics.median(ratios),
         "ratio_of_medians": statistics.median(h_times) / statistics.median(p_times),
         "plain_images_per_s": args.batch / statistics.median(p_times),
         "hooked_images_per_s": args.batch / statistics.median(h_times),
     }
-    print(f"extraction vs plain forward, {args.model}, batch {args.batch}, layers {', '.join(args.layers)}, "
-          f"on {res['device_name']}:")
+    print(
+        f"extraction vs plain forward, {args.model}, batch {args.batch}, layers {', '.join(args.layers)}, "
+        f"on {res['device_name']}:"
+    )
     print(f"  plain  {res['plain_median_s']:.3f} s/batch ({res['plain_images_per_s']:.1f} img/s)")
     print(f"  hooked {res['hooked_median_s']:.3f} s/batch ({res['hooked_images_per_s']:.1f} img/s)")
     verdict = "OK (< 5%)" if res["ratio_median_of_pairs"] < 1.05 else "over the 5% target"

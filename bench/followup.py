@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vse.simulators import read_value
-from vse.stats import correlation_score
+from vse.core.stats import correlation_score
+from vse.method.simulators.llm import read_value
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -37,24 +37,38 @@ def main() -> None:
             follows += 1
             continue
         firsts.append(json.loads(it["response"]["body"]["string"])["choices"][0]["logprobs"]["top_logprobs"][0])
-    records = [json.loads(line) for line in gzip.decompress((DATA / "issue3-unit1089-results.jsonl.gz").read_bytes()).decode().splitlines()]
+    records = [
+        json.loads(line)
+        for line in gzip.decompress((DATA / "issue3-unit1089-results.jsonl.gz").read_bytes()).decode().splitlines()
+    ]
     passes = [(r["method"], r["explanation_seed"], p) for r in records for p in r["passes"]]
     assert sum(len(p["predicted"]) for _, _, p in passes) == len(firsts), "cassette and results disagree"
     it = iter(firsts)
     recorded, single, rows = [], [], []
     for method, seed, p in passes:
-        one = [read_value(lambda s, top=next(it): top if s == "" else None, signed=False, split_ten=False).value for _ in p["predicted"]]
+        one = [
+            read_value(lambda s, top=next(it): top if s == "" else None, signed=False, split_ten=False).value
+            for _ in p["predicted"]
+        ]
         recorded += p["predicted"]
         single += one
         rows.append((method, seed, correlation_score(p["predicted"], p["true"]), correlation_score(one, p["true"])))
     a, b = np.array(recorded), np.array(single)
-    print(f"items: {len(firsts)}; calls with the split: {len(firsts) + follows}; without: {len(firsts)} ({len(firsts) / (len(firsts) + follows):.0%})")
-    print(f"predictions with vs without the split: Pearson r = {np.corrcoef(a, b)[0, 1]:.4f}; mean |difference| = {np.abs(a - b).mean():.3f} (0..10 scale)")
+    print(
+        f"items: {len(firsts)}; calls with the split: {len(firsts) + follows}; without: {len(firsts)} ({len(firsts) / (len(firsts) + follows):.0%})"
+    )
+    print(
+        f"predictions with vs without the split: Pearson r = {np.corrcoef(a, b)[0, 1]:.4f}; mean |difference| = {np.abs(a - b).mean():.3f} (0..10 scale)"
+    )
     d = np.array([r[3] - r[2] for r in rows])
-    print(f"pass scores ({len(rows)}): without minus with the split: mean {d.mean():+.2f}, mean |.| {np.abs(d).mean():.2f}, max |.| {np.abs(d).max():.2f}")
+    print(
+        f"pass scores ({len(rows)}): without minus with the split: mean {d.mean():+.2f}, mean |.| {np.abs(d).mean():.2f}, max |.| {np.abs(d).max():.2f}"
+    )
     for key in dict.fromkeys((r[0], r[1]) for r in rows):
         mine = [r for r in rows if (r[0], r[1]) == key]
-        print(f"  {key[0]} seed {key[1]}: mean score {np.mean([r[2] for r in mine]):+.2f} with the split (recorded), {np.mean([r[3] for r in mine]):+.2f} without")
+        print(
+            f"  {key[0]} seed {key[1]}: mean score {np.mean([r[2] for r in mine]):+.2f} with the split (recorded), {np.mean([r[3] for r in mine]):+.2f} without"
+        )
 
 
 if __name__ == "__main__":

@@ -24,14 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from vse import seeds  # noqa: E402
-from vse.api import fewshot_neurons  # noqa: E402
+from vse.core import seeds  # noqa: E402
+from vse.core.stats import StopRule  # noqa: E402
+from vse.data.loader import load_target  # noqa: E402
 from vse.llm.client import ClientConfig, LLMClient  # noqa: E402
 from vse.llm.server import LocalServer, assemble_model  # noqa: E402
-from vse.neurons import load_target  # noqa: E402
-from vse.score import ScoreConfig, fewshot_examples, predict_items, score_explanation  # noqa: E402
-from vse.stats import StopRule  # noqa: E402
-from vse.store import PredictionStore  # noqa: E402
+from vse.method.pipeline import fewshot_neurons  # noqa: E402
+from vse.method.prediction_store import PredictionStore  # noqa: E402
+from vse.method.score import ScoreConfig, fewshot_examples, predict_items, score_explanation  # noqa: E402
 
 NEURON = "efficientnet_lite0/_conv_head/100"
 TARGET = "weight-label"
@@ -59,7 +59,16 @@ def main(argv=None) -> int:
 
         def run(in_flight: int) -> tuple[float, list[float]]:
             t = time.perf_counter()
-            sim = predict_items(client, EXPLANATION, texts, kind=TARGET, examples=examples, config=config, store=PredictionStore(), in_flight=in_flight)
+            sim = predict_items(
+                client,
+                EXPLANATION,
+                texts,
+                kind=TARGET,
+                examples=examples,
+                config=config,
+                store=PredictionStore(),
+                in_flight=in_flight,
+            )
             return time.perf_counter() - t, sim.values
 
         run(1)  # warm-up: the few-shot prefix into the server's cache
@@ -72,21 +81,39 @@ def main(argv=None) -> int:
                 values[n].append(v)
                 print(f"round {r}: {n} in flight: {args.items / s:.2f} items/s", file=sys.stderr)
         ref = np.array(values[1][0])
-        print(f"\n{server.build.describe()}; {args.items} one-item predictions per run, {args.rounds} rounds; load average at start {load:.2f} on {os.cpu_count()} CPUs\n")
+        print(
+            f"\n{server.build.describe()}; {args.items} one-item predictions per run, {args.rounds} rounds; load average at start {load:.2f} on {os.cpu_count()} CPUs\n"
+        )
         print("| in flight | items/s (median) | runs | max abs diff vs 1 in flight | mean abs diff |")
         print("|---|---|---|---|---|")
         for n in SETTINGS:
             diffs = np.abs(np.array(values[n]) - ref)
             rate = args.items / statistics.median(seconds[n])
-            print(f"| {n} | {rate:.2f} | {', '.join(f'{args.items / s:.2f}' for s in seconds[n])} | {diffs.max():.4f} | {diffs.mean():.4f} |")
+            print(
+                f"| {n} | {rate:.2f} | {', '.join(f'{args.items / s:.2f}' for s in seconds[n])} | {diffs.max():.4f} | {diffs.mean():.4f} |"
+            )
 
         if args.score:
-            print("\n| one scored explanation (Algorithm 1, uniform, 50 items a pass) | wall s | passes | calls | score |")
+            print(
+                "\n| one scored explanation (Algorithm 1, uniform, 50 items a pass) | wall s | passes | calls | score |"
+            )
             print("|---|---|---|---|---|")
             for n in (1, 4):
                 t = time.perf_counter()
-                res = score_explanation(client, EXPLANATION, target, fewshot, ScoreConfig(stop=StopRule(max_runs=5)), seed=0, store=PredictionStore(), progress=False, in_flight=n)
-                print(f"| {n} in flight | {time.perf_counter() - t:.1f} | {res.passes} | {res.calls} | {res.mean:.2f} ± {res.half_width:.2f} |")
+                res = score_explanation(
+                    client,
+                    EXPLANATION,
+                    target,
+                    fewshot,
+                    ScoreConfig(stop=StopRule(max_runs=5)),
+                    seed=0,
+                    store=PredictionStore(),
+                    progress=False,
+                    in_flight=n,
+                )
+                print(
+                    f"| {n} in flight | {time.perf_counter() - t:.1f} | {res.passes} | {res.calls} | {res.mean:.2f} ± {res.half_width:.2f} |"
+                )
     return 0
 
 

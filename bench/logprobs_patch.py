@@ -10,9 +10,8 @@ import builtins
 import time
 
 import numpy as np
-from llama_cpp.llama import Llama
-
 from fastlogprobs import LazyLogprobs, _fast_sorted  # bench/fastlogprobs.py (run from bench/)
+from llama_cpp.llama import Llama
 
 
 def best_of(f, repeat=3):
@@ -34,7 +33,10 @@ def main() -> None:
     lazy = best_of(lambda: list(zip([0], LazyLogprobs(scores, original=original)[799:])))
     slow_sort = best_of(lambda: builtins.sorted(zip(row, range(len(row))), reverse=True)[:20])
     fast_sort = best_of(lambda: _fast_sorted(zip(row, range(len(row))), reverse=True)[:20])
-    assert builtins.sorted(zip(row, range(len(row))), reverse=True)[:20] == _fast_sorted(zip(row, range(len(row))), reverse=True)[:20]
+    assert (
+        builtins.sorted(zip(row, range(len(row))), reverse=True)[:20]
+        == _fast_sorted(zip(row, range(len(row))), reverse=True)[:20]
+    )
 
     print("| step (per call) | llama-cpp-python 0.3.36 | vse patch | speed-up |")
     print("|---|---|---|---|")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from vse.llm.batch import requests_from_cassette
 from vse.llm.cassettes import GzipJsonPersister, _JsonSerializer
-from vse.pricing import CHARS_PER_TOKEN, dry_run, estimate_tokens, paper_cost
+from vse.llm.pricing import CHARS_PER_TOKEN, dry_run, estimate_tokens, paper_cost
 
 REPO = Path(__file__).resolve().parents[1]
 CASSETTE = REPO / "bench/data/issue3-unit1089.json.gz"
@@ -43,22 +43,34 @@ def main(argv=None) -> int:
     odd_err = (odd_pred - sum(real_tok[1::2])) / sum(real_tok[1::2])
     paper_one = paper_cost(1, price_per_1k=P)
     print(f"price {P} per 1k tokens; CHARS_PER_TOKEN = {CHARS_PER_TOKEN}\n")
-    print("| one neuron (unit 1089, weight-label, 3 explanations) | calls | prompt tokens | completion tokens | price |")
+    print(
+        "| one neuron (unit 1089, weight-label, 3 explanations) | calls | prompt tokens | completion tokens | price |"
+    )
     print("|---|---|---|---|---|")
-    print(f"| dry run (recorded requests, chars / {CHARS_PER_TOKEN}) | {est.calls} | {est.prompt_tokens} | "
-          f"<= {est.max_completion_tokens} | {est.price:.2f} (upper bound) |")
-    print(f"| real (config.json usage) | {usage['calls']} | {usage['prompt_tokens']} | {usage['completion_tokens']} | "
-          f"{real_price:.2f} |")
+    print(
+        f"| dry run (recorded requests, chars / {CHARS_PER_TOKEN}) | {est.calls} | {est.prompt_tokens} | "
+        f"<= {est.max_completion_tokens} | {est.price:.2f} (upper bound) |"
+    )
+    print(
+        f"| real (config.json usage) | {usage['calls']} | {usage['prompt_tokens']} | {usage['completion_tokens']} | "
+        f"{real_price:.2f} |"
+    )
     print(f"| paper formula (Sec. 3.2.3: 25 calls x 2.5k tokens) | 25 | 62500 | - | {paper_one:.4f} |")
     print()
-    print(f"prompt tokens, dry run vs real: {(est.prompt_tokens - usage['prompt_tokens']) / usage['prompt_tokens']:+.3%} "
-          f"(fitted on this cassette); per request |error| median {statistics.median(errs):.2%}, "
-          f"max {max(errs):.2%}; fit on even requests -> odd requests' total {odd_err:+.3%}")
-    print(f"mean prompt length {usage['prompt_tokens'] / usage['calls']:.0f} tokens/call; "
-          f"{usage['calls']} calls/neuron vs the paper's 25")
-    print(f"layer of {args.neurons}: real-run rate {real_price * args.neurons:.2f}; paper formula "
-          f"{paper_cost(args.neurons, price_per_1k=P):.2f}; paper's AlexNet example 4096 x 25 x 2.5 x 0.0015 = "
-          f"{paper_cost(4096):.2f} (printed as 389 in the paper)")
+    print(
+        f"prompt tokens, dry run vs real: {(est.prompt_tokens - usage['prompt_tokens']) / usage['prompt_tokens']:+.3%} "
+        f"(fitted on this cassette); per request |error| median {statistics.median(errs):.2%}, "
+        f"max {max(errs):.2%}; fit on even requests -> odd requests' total {odd_err:+.3%}"
+    )
+    print(
+        f"mean prompt length {usage['prompt_tokens'] / usage['calls']:.0f} tokens/call; "
+        f"{usage['calls']} calls/neuron vs the paper's 25"
+    )
+    print(
+        f"layer of {args.neurons}: real-run rate {real_price * args.neurons:.2f}; paper formula "
+        f"{paper_cost(args.neurons, price_per_1k=P):.2f}; paper's AlexNet example 4096 x 25 x 2.5 x 0.0015 = "
+        f"{paper_cost(4096):.2f} (printed as 389 in the paper)"
+    )
     return 0
 
 

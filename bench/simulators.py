@@ -20,25 +20,29 @@ import sys
 import time
 from dataclasses import replace
 
-from vse.api import LLM, explain_neuron, fewshot_neurons
-from vse.explain import ExplainConfig
+from vse.core.stats import StopRule
+from vse.data.loader import load_target
 from vse.llm.client import ClientConfig, LLMClient
-from vse.neurons import load_target
-from vse.prompts import EXPLANATION_PREFIX
-from vse.score import ScoreConfig, score_explanation
-from vse.simulate import SimulationError
-from vse.simulators import MODES
-from vse.stats import StopRule
+from vse.method.explain import ExplainConfig
+from vse.method.pipeline import LLM, explain_neuron, fewshot_neurons
+from vse.method.prompts import EXPLANATION_PREFIX
+from vse.method.score import ScoreConfig, score_explanation
+from vse.method.simulators.llm import MODES
+from vse.method.simulators.numbers import SimulationError
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base-url", help="use this server instead of starting the local one")
     ap.add_argument("--port", type=int, default=0, help="port for the local server (0: any free port)")
-    ap.add_argument("--neuron", default="efficientnet_lite0/_conv_head/903", help="a dev neuron by default (never evaluated)")
+    ap.add_argument(
+        "--neuron", default="efficientnet_lite0/_conv_head/903", help="a dev neuron by default (never evaluated)"
+    )
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--max-passes", type=int, default=10, help="Algorithm 1's cap for every mode")
-    ap.add_argument("--echo-max-passes", type=int, default=3, help="cap for echo (about 0.3 s per prompt token on 2 CPU cores)")
+    ap.add_argument(
+        "--echo-max-passes", type=int, default=3, help="cap for echo (about 0.3 s per prompt token on 2 CPU cores)"
+    )
     ap.add_argument("--explanation", help="explanation to score (default: generate one with seed 0)")
     args = ap.parse_args()
 
@@ -57,7 +61,10 @@ def main() -> int:
             llm = LLM.from_client(LLMClient(ClientConfig(base_url=base_url)))
             text = explain_neuron(args.neuron, "weight-label", llm=llm, config=ExplainConfig())[0].explanation
         print(f"neuron {target.neuron}; explanation: {EXPLANATION_PREFIX} {text}", flush=True)
-        print(f"pairs: {base.n_items} target items a pass, {base.n_fewshot_pairs} pairs for each of {len(fewshot)} few-shot neurons\n", flush=True)
+        print(
+            f"pairs: {base.n_items} target items a pass, {base.n_fewshot_pairs} pairs for each of {len(fewshot)} few-shot neurons\n",
+            flush=True,
+        )
         rows = []
         for mode in args.modes.split(","):
             cap = args.echo_max_passes if mode == "echo" else args.max_passes
@@ -73,9 +80,31 @@ def main() -> int:
             except SimulationError as err:
                 outcome, score, failed = "failed", str(err)[:60], "all"
             wall = time.perf_counter() - start
-            rows.append((mode, client.calls, client.usage.prompt_tokens, client.usage.completion_tokens, f"{wall:.0f}", f"{wall / max(client.calls, 1):.2f}", outcome, score, failed))
+            rows.append(
+                (
+                    mode,
+                    client.calls,
+                    client.usage.prompt_tokens,
+                    client.usage.completion_tokens,
+                    f"{wall:.0f}",
+                    f"{wall / max(client.calls, 1):.2f}",
+                    outcome,
+                    score,
+                    failed,
+                )
+            )
             print(f"done {mode}: {rows[-1]}", file=sys.stderr, flush=True)
-    head = ("mode", "calls", "prompt tokens", "completion tokens", "wall s", "s/call", "passes to half-width<5", "score ± 90% CI", "failed passes")
+    head = (
+        "mode",
+        "calls",
+        "prompt tokens",
+        "completion tokens",
+        "wall s",
+        "s/call",
+        "passes to half-width<5",
+        "score ± 90% CI",
+        "failed passes",
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for row in rows:

@@ -29,8 +29,9 @@ class StubServer(ThreadingHTTPServer):
     # 16+ concurrent clients connect at once; the default backlog of 5 would refuse some.
     request_queue_size = 128
 
-    def __init__(self, port: int = 0, *, delay_s: float = 0.05, max_requests: int = 100_000,
-                 lifetime_s: float = 600.0) -> None:
+    def __init__(
+        self, port: int = 0, *, delay_s: float = 0.05, max_requests: int = 100_000, lifetime_s: float = 600.0
+    ) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.delay_s = delay_s
         self.max_requests = max_requests
@@ -130,13 +131,26 @@ class _Handler(BaseHTTPRequestHandler):
             obj = "text_completion"
         else:
             prompt_chars = sum(len(str(m.get("content", ""))) for m in req.get("messages", []))
-            choice = {"index": 0, "message": {"role": "assistant", "content": REPLY_TEXT.strip()},
-                      "logprobs": None, "finish_reason": "stop"}
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": REPLY_TEXT.strip()},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
             obj = "chat.completion"
         usage = {"prompt_tokens": max(1, prompt_chars // 4), "completion_tokens": 8}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        self._send(200, {"id": f"stub-{self.server.count}", "object": obj, "created": 0, "model": model,
-                         "choices": [choice], "usage": usage})
+        self._send(
+            200,
+            {
+                "id": f"stub-{self.server.count}",
+                "object": obj,
+                "created": 0,
+                "model": model,
+                "choices": [choice],
+                "usage": usage,
+            },
+        )
 
 
 def main(argv=None) -> int:

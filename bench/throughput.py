@@ -2,7 +2,7 @@
 
 Each unit's work is ``--calls`` real `LLMClient.complete` calls (vse's client, one client per
 worker thread) to `bench.stub_server`, which answers each after ``--delay`` seconds; records go
-through `vse.label.label_units` (O_APPEND + fsync per unit), so the figure includes all of vse's
+through `vse.studies.unit_runner.label_units` (O_APPEND + fsync per unit), so the figure includes all of vse's
 own overhead. Ideal = workers / (calls x delay); target: 16 workers within 10 % of it.
 
     python -m bench.throughput [--delay 0.1] [--calls 3] [--workers 1 4 16] [--units-per-worker 20]
@@ -19,12 +19,11 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
-from vse.label import label_units, per_thread
 from vse.llm.client import ClientConfig, LLMClient
+from vse.studies.unit_runner import label_units, per_thread
 
 
 def make_work(calls: int, timeout_s: float = 30.0):
@@ -47,9 +46,20 @@ def make_work(calls: int, timeout_s: float = 30.0):
 def start_stub(delay: float, max_requests: int, lifetime: float) -> tuple[subprocess.Popen, str]:
     """The stub in its own process, so its threads do not compete with the labeller's for the GIL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.stub_server", "--delay", str(delay), "--max-requests", str(max_requests),
-         "--lifetime", str(lifetime)],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+        [
+            sys.executable,
+            "-m",
+            "bench.stub_server",
+            "--delay",
+            str(delay),
+            "--max-requests",
+            str(max_requests),
+            "--lifetime",
+            str(lifetime),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
     )
     url = proc.stdout.readline().strip()
     if not url.startswith("http://127.0.0.1:"):
@@ -66,8 +76,14 @@ def bench(args) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for w in args.workers:
                 n = w * args.units_per_worker
-                s = label_units(range(n), make_work(args.calls), out=Path(tmp) / f"w{w}.jsonl", workers=w,
-                                base_urls=[url], progress=False)
+                s = label_units(
+                    range(n),
+                    make_work(args.calls),
+                    out=Path(tmp) / f"w{w}.jsonl",
+                    workers=w,
+                    base_urls=[url],
+                    progress=False,
+                )
                 if s.done != n or s.failed:
                     raise RuntimeError(f"{w} workers: {s}")
                 rate = s.done / s.wall_s
@@ -93,8 +109,14 @@ def bench(args) -> int:
 
 
 def label_only(args) -> int:
-    s = label_units(range(args.units), make_work(args.calls), out=Path(args.out), workers=args.workers,
-                    base_urls=args.base_url, progress=False)
+    s = label_units(
+        range(args.units),
+        make_work(args.calls),
+        out=Path(args.out),
+        workers=args.workers,
+        base_urls=args.base_url,
+        progress=False,
+    )
     print(json.dumps(s.to_json()))
     return 0
 

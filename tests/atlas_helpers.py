@@ -13,8 +13,20 @@ from pathlib import Path
 
 import requests
 
-CAPTIONS = ["A red square.", "A green circle.", "A blue triangle.", "A yellow star.", "A black cat.", "A white dog.",
-            "A purple flower.", "An orange car.", "A grey house.", "A pink cake.", "A brown shoe.", "A cyan boat."]
+CAPTIONS = [
+    "A red square.",
+    "A green circle.",
+    "A blue triangle.",
+    "A yellow star.",
+    "A black cat.",
+    "A white dog.",
+    "A purple flower.",
+    "An orange car.",
+    "A grey house.",
+    "A pink cake.",
+    "A brown shoe.",
+    "A cyan boat.",
+]
 EXPLANATION = "plain shapes in bright colours, such as squares and circles"
 
 
@@ -70,7 +82,7 @@ def register_tinynet(monkeypatch) -> None:
 
     monkeypatch.setattr(models, "load_model", load_model)
     try:  # the pre-flight check of a model's weights knows only the registry: tinynet has none to find
-        from vse import preflight
+        from vse.cli import preflight
     except ImportError:
         return
     real_check = preflight.check_weights
@@ -83,11 +95,26 @@ def _reply(body: dict) -> dict:
         h = int(hashlib.sha256(prompt.encode("utf-8")).hexdigest(), 16)
         digit = str(h % 11) if h % 11 < 10 else "0"
         top = {str(d): (-0.2 if str(d) == digit else -3.0 - d / 10) for d in range(10)}
-        return {"choices": [{"text": digit, "index": 0, "finish_reason": "length",
-                             "logprobs": {"tokens": [digit], "token_logprobs": [-0.2], "top_logprobs": [top], "text_offset": [0]}}],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 1, "total_tokens": 101}}
-    return {"choices": [{"text": " " + EXPLANATION, "index": 0, "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": 500, "completion_tokens": 12, "total_tokens": 512}}
+        return {
+            "choices": [
+                {
+                    "text": digit,
+                    "index": 0,
+                    "finish_reason": "length",
+                    "logprobs": {
+                        "tokens": [digit],
+                        "token_logprobs": [-0.2],
+                        "top_logprobs": [top],
+                        "text_offset": [0],
+                    },
+                }
+            ],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 1, "total_tokens": 101},
+        }
+    return {
+        "choices": [{"text": " " + EXPLANATION, "index": 0, "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 500, "completion_tokens": 12, "total_tokens": 512},
+    }
 
 
 def fake_llm(monkeypatch) -> list[dict]:
@@ -120,17 +147,37 @@ def label_and_build(tmp_path: Path, monkeypatch) -> tuple[Path, Path, list[dict]
     """`vse label tinynet/conv --probe DIR --score` then `vse atlas`: (site folder, probe folder, requests seen)."""
     from click.testing import CliRunner
 
-    from vse.cli import main
+    from vse.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     register_tinynet(monkeypatch)
     seen = fake_llm(monkeypatch)
     probe = make_probe(tmp_path / "shapes")
     runner = CliRunner()
-    r = runner.invoke(main, ["label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score", "--simulator", "one",
-                             "--base-url", "http://llm.test/v1", "--model", "scripted", "--no-progress"], catch_exceptions=False)
+    r = runner.invoke(
+        main,
+        [
+            "label",
+            "tinynet/conv",
+            "--probe",
+            str(probe),
+            "--method",
+            "caption-activation",
+            "--score",
+            "--simulator",
+            "one",
+            "--base-url",
+            "http://llm.test/v1",
+            "--model",
+            "scripted",
+            "--no-progress",
+        ],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     labels = tmp_path / "labels" / "tinynet__conv__caption-activation__shapes.jsonl"
-    r = runner.invoke(main, ["atlas", str(labels), "--out", str(tmp_path / "site"), "--probe", str(probe)], catch_exceptions=False)
+    r = runner.invoke(
+        main, ["atlas", str(labels), "--out", str(tmp_path / "site"), "--probe", str(probe)], catch_exceptions=False
+    )
     assert r.exit_code == 0, r.output
     return tmp_path / "site", probe, seen

@@ -29,8 +29,18 @@ def dump_dom(url: str, *, timeout: float = 240) -> str:
     if exe is None:
         raise RuntimeError("no chromium on PATH")
     with tempfile.TemporaryDirectory(prefix="vse-chromium-") as profile:
-        args = [exe, "--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-                f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--window-size=1280,900", "--dump-dom", url]
+        args = [
+            exe,
+            "--headless",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-default-browser-check",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            "--window-size=1280,900",
+            "--dump-dom",
+            url,
+        ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             args.insert(1, "--no-sandbox")  # chromium refuses to run as root with its sandbox (CI containers)
         out = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
@@ -46,9 +56,11 @@ def run_check(page: Path, script: str, *, fragment: str = "", eager: bool = True
     if eager:
         text = text.replace(' loading="lazy"', "")
     check = page.with_name(f"check-{page.name}")
-    wrapped = ("<pre id=\"check-result\"></pre><script>window.addEventListener('load', function () {"
-               "var out; try { out = (function () {" + script + "})(); } catch (e) { out = {error: String(e)}; }"
-               "document.getElementById('check-result').textContent = JSON.stringify(out); });</script>")
+    wrapped = (
+        "<pre id=\"check-result\"></pre><script>window.addEventListener('load', function () {"
+        "var out; try { out = (function () {" + script + "})(); } catch (e) { out = {error: String(e)}; }"
+        "document.getElementById('check-result').textContent = JSON.stringify(out); });</script>"
+    )
     check.write_text(text.replace("</body>", wrapped + "\n</body>"), encoding="utf-8")
     dom = dump_dom(check.resolve().as_uri() + fragment)
     m = re.search(r'<pre id="check-result">(.*?)</pre>', dom, re.S)

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from vse.api import LLM, METHODS, explain_neuron, score_explanation
-from vse.neurons import TARGET_KINDS
-from vse.records import ExplanationRecord, Provenance, prompts_hash
-from vse.targets import POLARITIES
+from vse.core.target import POLARITIES
+from vse.data.loader import TARGET_KINDS
+from vse.method.pipeline import LLM, METHODS, explain_neuron, score_explanation
+from vse.method.records import ExplanationRecord, Provenance, prompts_hash
 from vse.vision import fixtures
 
 NEURON = "efficientnet_lite0/_conv_head/2"
@@ -60,10 +60,13 @@ def test_unknown_method_names_the_allowed_ones():
         assert m in str(err.value)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: explain_neuron(NEURON, "clip-dissect", llm=llm(), polarity="up"),
-    lambda: score_explanation(NEURON, "dogs", "weight-label", llm=llm(), polarity="up"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: explain_neuron(NEURON, "clip-dissect", llm=llm(), polarity="up"),
+        lambda: score_explanation(NEURON, "dogs", "weight-label", llm=llm(), polarity="up"),
+    ],
+)
 def test_unknown_polarity_names_the_allowed_ones(call):
     with pytest.raises(ValueError, match="polarity 'up' is not one of") as err:
         call()

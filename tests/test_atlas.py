@@ -9,11 +9,11 @@ import json
 import re
 
 import pytest
+from atlas_helpers import CAPTIONS, EXPLANATION, fake_llm, make_probe, register_tinynet
 from click.testing import CliRunner
 
-from atlas_helpers import CAPTIONS, EXPLANATION, fake_llm, make_probe, register_tinynet
-from vse.atlas import Card, Explanation, Score, SimItem, cards_from_records, cut_reason, render_card
-from vse.cli import main
+from vse.cli.main import main
+from vse.outputs.atlas import Card, Explanation, Score, SimItem, cards_from_records, cut_reason, render_card
 
 
 def _run(*args):
@@ -29,8 +29,22 @@ def labelled(tmp_path, monkeypatch):
     register_tinynet(monkeypatch)
     seen = fake_llm(monkeypatch)
     probe = make_probe(tmp_path / "shapes")
-    r = _run("label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score", "--simulator", "one",
-             "--base-url", "http://llm.test/v1", "--model", "scripted", "--no-progress")
+    r = _run(
+        "label",
+        "tinynet/conv",
+        "--probe",
+        str(probe),
+        "--method",
+        "caption-activation",
+        "--score",
+        "--simulator",
+        "one",
+        "--base-url",
+        "http://llm.test/v1",
+        "--model",
+        "scripted",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     return tmp_path, probe, seen
 
@@ -50,8 +64,22 @@ def test_label_probe_explains_and_scores_every_unit_and_resumes(labelled):
         assert any(c in p for p in item_prompts for c in CAPTIONS)
     assert all(s["body"]["model"] == "scripted" for s in seen)
     n_calls = len(seen)
-    r = _run("label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score", "--simulator", "one",
-             "--base-url", "http://llm.test/v1", "--model", "scripted", "--no-progress")
+    r = _run(
+        "label",
+        "tinynet/conv",
+        "--probe",
+        str(probe),
+        "--method",
+        "caption-activation",
+        "--score",
+        "--simulator",
+        "one",
+        "--base-url",
+        "http://llm.test/v1",
+        "--model",
+        "scripted",
+        "--no-progress",
+    )
     assert r.exit_code == 0 and "skipped 4 already done" in r.output
     assert len(seen) == n_calls  # resumed: nothing asked again
     assert list((tmp_path / ".vse-cache").glob("tinynet__conv__caption-activation__shapes-*.npz"))
@@ -61,8 +89,12 @@ def test_label_probe_refuses_pairs_it_cannot_compute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     register_tinynet(monkeypatch)
     probe = make_probe(tmp_path / "shapes")
-    r = CliRunner().invoke(main, ["label", "tinynet/conv", "--probe", str(probe), "--method", "weight-clip", "--units", "0:2"])
-    assert r.exit_code == 2 and "with --probe, methods and targets can be caption-activation or weight-label" in r.output
+    r = CliRunner().invoke(
+        main, ["label", "tinynet/conv", "--probe", str(probe), "--method", "weight-clip", "--units", "0:2"]
+    )
+    assert (
+        r.exit_code == 2 and "with --probe, methods and targets can be caption-activation or weight-label" in r.output
+    )
 
 
 def test_label_probe_without_captions_fails_before_any_call(tmp_path, monkeypatch):
@@ -72,7 +104,19 @@ def test_label_probe_without_captions_fails_before_any_call(tmp_path, monkeypatc
     seen = fake_llm(monkeypatch)
     probe = make_probe(tmp_path / "shapes")
     (probe / "img03.txt").unlink()
-    r = CliRunner().invoke(main, ["label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--base-url", "http://llm.test/v1"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "label",
+            "tinynet/conv",
+            "--probe",
+            str(probe),
+            "--method",
+            "caption-activation",
+            "--base-url",
+            "http://llm.test/v1",
+        ],
+    )
     assert r.exit_code in (1, 2) and "img03" in r.output and "caption" in r.output and "Traceback" not in r.output
     assert seen == []
 
@@ -110,20 +154,50 @@ def test_atlas_of_nothing_is_one_clear_line(tmp_path):
 
 def test_cut_reason_from_the_record():
     assert cut_reason({"cut": True}).startswith("cut off by the token budget (finish_reason")
-    assert cut_reason({"completion_tokens": 60, "calls": 1}, 60) == "cut off by the token budget (60 of max_tokens 60 used)"
+    assert (
+        cut_reason({"completion_tokens": 60, "calls": 1}, 60)
+        == "cut off by the token budget (60 of max_tokens 60 used)"
+    )
     assert cut_reason({"completion_tokens": 59, "calls": 1}, 60) == ""
     assert cut_reason({"completion_tokens": 60, "calls": 2}, 60) == ""  # two calls: a retry, not proof of a cut
     assert cut_reason({"explanation": "birds and insects"}) == ""  # no cost recorded: not judged from punctuation
 
 
 def test_cards_group_every_record_shape_per_neuron_and_sort_units_numerically():
-    expl = {"neuron": "m/l/10", "method": "weight-label", "polarity": "negative", "explanation": "cats", "calls": 1, "completion_tokens": 60}
-    score = {"neuron": "m/l/10", "method": "weight-label", "polarity": "negative", "explanation": "cats", "target": "weight-label",
-             "mean": 12.5, "half_width": 3.0, "passes": 4, "provenance": {"protocol": "uniform"},
-             "details": [{"items": [3, 1], "true": [5, 0], "predicted": [4.5, 1.0]}]}
-    study_row = {"neuron": "m/l/2", "method": "clip-dissect", "explanation": "dog", "target": "caption-activation",
-                 "protocol": "top-and-random-heldout", "mean": 7.0}
-    label = {"unit": 9, "neuron": "m/l/9", "explanations": [dict(expl, neuron="m/l/9", polarity="positive")], "scores": []}
+    expl = {
+        "neuron": "m/l/10",
+        "method": "weight-label",
+        "polarity": "negative",
+        "explanation": "cats",
+        "calls": 1,
+        "completion_tokens": 60,
+    }
+    score = {
+        "neuron": "m/l/10",
+        "method": "weight-label",
+        "polarity": "negative",
+        "explanation": "cats",
+        "target": "weight-label",
+        "mean": 12.5,
+        "half_width": 3.0,
+        "passes": 4,
+        "provenance": {"protocol": "uniform"},
+        "details": [{"items": [3, 1], "true": [5, 0], "predicted": [4.5, 1.0]}],
+    }
+    study_row = {
+        "neuron": "m/l/2",
+        "method": "clip-dissect",
+        "explanation": "dog",
+        "target": "caption-activation",
+        "protocol": "top-and-random-heldout",
+        "mean": 7.0,
+    }
+    label = {
+        "unit": 9,
+        "neuron": "m/l/9",
+        "explanations": [dict(expl, neuron="m/l/9", polarity="positive")],
+        "scores": [],
+    }
     cards, failed = cards_from_records([expl, score, study_row, label, {"unit": 4, "status": "failed", "error": "x"}])
     assert [c.neuron for c in cards] == ["m/l/2", "m/l/9", "m/l/10"]
     assert failed == ["unit 4: x"]
@@ -137,8 +211,18 @@ def test_cards_group_every_record_shape_per_neuron_and_sort_units_numerically():
 
 
 def test_a_card_shows_polarity_cut_scores_and_escapes_text():
-    card = Card("m/l/1", (Explanation("weight-label", "both", "<b>cats</b> & dogs", "cut off by the token budget",
-                                      (Score("weight-label", "uniform", 10.0, 2.0, 3, False, (SimItem(0, -4, -3.5, "cat"),), 1),)),))
+    card = Card(
+        "m/l/1",
+        (
+            Explanation(
+                "weight-label",
+                "both",
+                "<b>cats</b> & dogs",
+                "cut off by the token budget",
+                (Score("weight-label", "uniform", 10.0, 2.0, 3, False, (SimItem(0, -4, -3.5, "cat"),), 1),),
+            ),
+        ),
+    )
     html = render_card(card)
     assert 'data-neuron="m/l/1"' in html and 'class="pol pol-both"' in html
     assert "&lt;b&gt;cats&lt;/b&gt; &amp; dogs" in html and "<b>cats</b>" not in html
@@ -150,14 +234,34 @@ def test_atlas_reads_results_folders_too(tmp_path):
     """`vse atlas results/power-study ...`: a study's explanations and its scores.csv make the cards (what `make atlas-demo` does)."""
     folder = tmp_path / "power-study"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"experiment": {"model": "efficientnet_lite0", "layer": "_conv_head"}}))
-    (folder / "explanations.jsonl").write_text(json.dumps({"neuron": "efficientnet_lite0/_conv_head/9", "method": "weight-label",
-                                                           "polarity": "positive", "explanation": "hats", "calls": 1, "completion_tokens": 5}) + "\n")
-    (folder / "scores.csv").write_text("unit,method,index,explanation,target,protocol,n_items,corr\n9,weight-label,0,hats,weight-label,uniform,40,12.5\n")
+    (folder / "config.json").write_text(
+        json.dumps({"experiment": {"model": "efficientnet_lite0", "layer": "_conv_head"}})
+    )
+    (folder / "explanations.jsonl").write_text(
+        json.dumps(
+            {
+                "neuron": "efficientnet_lite0/_conv_head/9",
+                "method": "weight-label",
+                "polarity": "positive",
+                "explanation": "hats",
+                "calls": 1,
+                "completion_tokens": 5,
+            }
+        )
+        + "\n"
+    )
+    (folder / "scores.csv").write_text(
+        "unit,method,index,explanation,target,protocol,n_items,corr\n9,weight-label,0,hats,weight-label,uniform,40,12.5\n"
+    )
     r = CliRunner().invoke(main, ["atlas", str(folder), "--out", str(tmp_path / "site")])
     assert r.exit_code == 0, r.output
     card = (tmp_path / "site" / "cards" / "efficientnet_lite0___conv_head__9.html").read_text()
-    assert "hats" in card and "12.50" in card and "Highest-weighted classes" in card and "Top-activating probe images (12 of 700)" in card
+    assert (
+        "hats" in card
+        and "12.50" in card
+        and "Highest-weighted classes" in card
+        and "Top-activating probe images (12 of 700)" in card
+    )
 
 
 def test_weight_label_on_a_probe_model_shows_the_classes_it_read(tmp_path, monkeypatch):
@@ -166,12 +270,25 @@ def test_weight_label_on_a_probe_model_shows_the_classes_it_read(tmp_path, monke
     register_tinynet(monkeypatch)
     fake_llm(monkeypatch)
     probe = make_probe(tmp_path / "shapes")
-    r = _run("label", "tinynet/conv", "--probe", str(probe), "--method", "weight-label", "--units", "0:2",
-             "--base-url", "http://llm.test/v1", "--no-progress")
+    r = _run(
+        "label",
+        "tinynet/conv",
+        "--probe",
+        str(probe),
+        "--method",
+        "weight-label",
+        "--units",
+        "0:2",
+        "--base-url",
+        "http://llm.test/v1",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     labels = tmp_path / "labels" / "tinynet__conv__weight-label__shapes.jsonl"
     r = _run("atlas", str(labels), "--out", str(tmp_path / "site"), "--probe", str(probe))
     assert r.exit_code == 0, r.output
     card = (tmp_path / "site" / "cards" / "tinynet__conv__1.html").read_text()
     assert "Highest-weighted classes (what Weight-Label reads)" in card
-    assert all(f"<td>{c}</td>" in card for c in ("apple", "boat", "cat"))  # the tiny net's 3 classes, with their weights
+    assert all(
+        f"<td>{c}</td>" in card for c in ("apple", "boat", "cat")
+    )  # the tiny net's 3 classes, with their weights

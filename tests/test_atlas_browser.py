@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from atlas_helpers import CAPTIONS, label_and_build
 from browser import find_chromium, run_check
 
-pytestmark = [pytest.mark.skipif(find_chromium() is None, reason="no chromium on PATH (apt-get install -y chromium); the atlas browser test needs it"),
-              pytest.mark.slow]
+pytestmark = [
+    pytest.mark.skipif(
+        find_chromium() is None,
+        reason="no chromium on PATH (apt-get install -y chromium); the atlas browser test needs it",
+    ),
+    pytest.mark.slow,
+]
 
 
 @pytest.fixture
@@ -46,7 +50,9 @@ def test_index_sorts_searches_and_filters_in_chromium(site):
     out = json.loads(run_check(site / "index.html", INDEX_CHECK))
     assert "error" not in out, out
     assert out["rows"] == 4 and out["neurons"] == [f"tinynet/conv/{u}" for u in range(4)]
-    assert out["links"] == [f"cards/tinynet__conv__{u}.html" for u in range(4)] and all((site / h).is_file() for h in out["links"])
+    assert out["links"] == [f"cards/tinynet__conv__{u}.html" for u in range(4)] and all(
+        (site / h).is_file() for h in out["links"]
+    )
     assert out["desc"] == sorted(out["desc"], reverse=True) and out["aria1"] == "descending"
     assert out["asc"] == sorted(out["asc"]) and out["aria2"] == "ascending"
     assert out["byUnitDesc"] == ["3", "2", "1", "0"]
@@ -108,14 +114,16 @@ def test_the_committed_report_has_a_card_for_every_recorded_neuron_and_its_image
     import shutil
     from pathlib import Path
 
-    from vse.atlas import cards_from_records, folder_records
-    from vse.html import _experiments
+    from vse.outputs.atlas import cards_from_records, folder_records
+    from vse.outputs.report import _experiments
 
     results = Path(__file__).resolve().parent.parent / "results"
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
     out = json.loads(run_check(copy / "report.html", REPORT_CHECK))
-    expected = sorted(f"{d.name} {c.neuron}" for d in _experiments(results) for c in cards_from_records(folder_records(d))[0])
+    expected = sorted(
+        f"{d.name} {c.neuron}" for d in _experiments(results) for c in cards_from_records(folder_records(d))[0]
+    )
     assert sorted(out["neurons"]) == expected and len(expected) >= 25
     assert out["unbadged"] == 0  # polarity always shown
     assert out["images"] > 0 and out["broken"] == []
@@ -132,6 +140,8 @@ def test_a_link_from_the_report_index_opens_the_folded_card(tmp_path):
     page = (copy / "report.html").read_text(encoding="utf-8")
     target = "power-study/efficientnet_lite0___conv_head__351"
     assert f'href="#{target}"' in page  # the index row's link
-    check = ("var el = document.getElementById('" + target + "'); return {found: !!el, "
-             "open: !!el && Array.prototype.slice.call(document.querySelectorAll('details')).filter(function (d) { return d.contains(el); }).every(function (d) { return d.open; })};")
+    check = (
+        "var el = document.getElementById('" + target + "'); return {found: !!el, "
+        "open: !!el && Array.prototype.slice.call(document.querySelectorAll('details')).filter(function (d) { return d.contains(el); }).every(function (d) { return d.open; })};"
+    )
     assert json.loads(run_check(copy / "report.html", check, fragment="#" + target)) == {"found": True, "open": True}

@@ -43,7 +43,11 @@ def test_write_set_swaps_the_whole_set_and_keeps_other_files(tmp_path):
     (out / "notes.txt").write_text("mine")
     write_set(out, {"config.json": "{2}", "results.jsonl": "r2", "table.md": "t2"})
     assert {p.name: p.read_text() for p in out.iterdir()} == {
-        "config.json": "{2}", "results.jsonl": "r2", "table.md": "t2", "notes.txt": "mine"}
+        "config.json": "{2}",
+        "results.jsonl": "r2",
+        "table.md": "t2",
+        "notes.txt": "mine",
+    }
     assert mode(out / "table.md") == 0o644
     assert sorted(p.name for p in out.parent.iterdir()) == ["exp"]  # no staging or old folder left
 
@@ -75,14 +79,33 @@ def test_write_set_takes_plain_names_only(tmp_path, name):
 
 def test_plot_is_written_atomically(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    from vse import report
+    from vse.outputs import tables as report
 
     seen = []
     monkeypatch.setattr(report, "write_atomic", lambda path, data: seen.append((path, data)))
-    from vse.records import Provenance, ScoreRecord
+    from vse.method.records import Provenance, ScoreRecord
 
-    record = ScoreRecord("m/l/1", "m", "x", 0, "t", "positive", 1.5, 0.5, 2, False, [1.0, 2.0], 0.5, 1.0, 1.0, 0, 0, 0, 0,
-                         Provenance("m", "completions", None, None, "h", (), 0))
+    record = ScoreRecord(
+        "m/l/1",
+        "m",
+        "x",
+        0,
+        "t",
+        "positive",
+        1.5,
+        0.5,
+        2,
+        False,
+        [1.0, 2.0],
+        0.5,
+        1.0,
+        1.0,
+        0,
+        0,
+        0,
+        0,
+        Provenance("m", "completions", None, None, "h", (), 0),
+    )
     report.plot_scores([record], tmp_path / "scores.png", "title")
     assert seen and seen[0][0] == tmp_path / "scores.png" and seen[0][1].startswith(b"\x89PNG")
     assert not (tmp_path / "scores.png").exists()  # nothing written in place

@@ -7,7 +7,7 @@ up here and has to be made on purpose.
 
 import pytest
 
-from vse.prompts import (
+from vse.method.prompts import (
     EXPLANATION_PREFIX,
     KINDS,
     TARGET_NAME,
@@ -47,7 +47,11 @@ WEIGHT_SIMULATE_HEAD = (
 def test_explain_messages_exact():
     got = explain_messages("weight-label", EX, "489", [Pair("snail", 9), Pair("lacewing", 10)])
     assert got == [
-        {"role": "system", "content": WEIGHT_EXPLAIN_HEAD + ' Answer with one sentence that starts "the main thing this neuron does is find".'},
+        {
+            "role": "system",
+            "content": WEIGHT_EXPLAIN_HEAD
+            + ' Answer with one sentence that starts "the main thing this neuron does is find".',
+        },
         {"role": "user", "content": "Neuron 7\nWeights:\n<start>\nbeagle\t6\npoodle\t10\n<end>\n"},
         {"role": "assistant", "content": "the main thing this neuron does is find dogs of many breeds."},
         {"role": "user", "content": "Neuron 489\nWeights:\n<start>\nsnail\t9\nlacewing\t10\n<end>\n"},
@@ -57,12 +61,22 @@ def test_explain_messages_exact():
 def test_simulate_one_messages_exact():
     got = simulate_one_messages("weight-label", EX, "insects.", "kite")
     assert got == [
-        {"role": "system", "content": WEIGHT_SIMULATE_HEAD + " You are shown one class at a time: answer with its weight alone, a whole number."},
-        {"role": "user", "content": "Explanation of neuron 7 behavior: the main thing this neuron does is find dogs of many breeds.\nbeagle"},
+        {
+            "role": "system",
+            "content": WEIGHT_SIMULATE_HEAD
+            + " You are shown one class at a time: answer with its weight alone, a whole number.",
+        },
+        {
+            "role": "user",
+            "content": "Explanation of neuron 7 behavior: the main thing this neuron does is find dogs of many breeds.\nbeagle",
+        },
         {"role": "assistant", "content": "6"},
         {"role": "user", "content": "poodle"},
         {"role": "assistant", "content": "10"},
-        {"role": "user", "content": "Explanation of neuron X behavior: the main thing this neuron does is find insects.\nkite"},
+        {
+            "role": "user",
+            "content": "Explanation of neuron X behavior: the main thing this neuron does is find insects.\nkite",
+        },
     ]
 
 
@@ -75,7 +89,10 @@ def test_simulate_one_messages_clean_the_item():
 def test_simulate_list_messages_exact():
     got = simulate_list_messages("weight-label", EX, "insects", ["kite", "screw"])
     assert got == [
-        {"role": "system", "content": WEIGHT_SIMULATE_HEAD + " Answer by copying the list with every unk replaced by a whole number."},
+        {
+            "role": "system",
+            "content": WEIGHT_SIMULATE_HEAD + " Answer by copying the list with every unk replaced by a whole number.",
+        },
         {
             "role": "user",
             "content": "Neuron 7\nExplanation of neuron 7 behavior: the main thing this neuron does is find dogs of many breeds.\n"
@@ -115,7 +132,9 @@ def test_every_kind_system_message_starts_with_its_task(key, signed):
     one = cases[1][0][0]["content"]
     assert one.endswith(f"You are shown one {kind.item} at a time: answer with its {kind.value} alone, a whole number.")
     # The headers of the target block use the kind's own header line.
-    assert cases[2][0][-1]["content"].startswith(f"Neuron {TARGET_NAME}\nExplanation of neuron {TARGET_NAME} behavior: ")
+    assert cases[2][0][-1]["content"].startswith(
+        f"Neuron {TARGET_NAME}\nExplanation of neuron {TARGET_NAME} behavior: "
+    )
     assert f"\n{kind.header}\n<start>\n" in cases[2][0][-1]["content"]
 
 

@@ -1,7 +1,7 @@
 from click.testing import CliRunner
 
 from vse import __version__
-from vse.cli import main
+from vse.cli.main import main
 
 
 def test_help_lists_the_tool():

@@ -12,9 +12,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from vse import run as run_module
-from vse.cli import main
+from vse.cli.main import main
 from vse.llm import client as client_module
+from vse.studies import runner as run_module
 
 EXP = "chat-vs-completions-baseline"  # the smallest recorded experiment
 
@@ -85,7 +85,9 @@ def test_bad_json_in_the_cassette_names_the_file(sandbox):
 def test_connection_refused_is_an_environment_error(sandbox, monkeypatch):
     monkeypatch.setattr(client_module.LLMClient, "_backoff", lambda self, attempt, retry_after, connection=False: 0.0)
     result = invoke("reproduce", "--record", "--experiment", EXP, "--base-url", "http://127.0.0.1:1")
-    line = assert_one_clear_line(result, 1, "http://127.0.0.1:1/v1 is down", "attempts in a row", "refused the connection")
+    line = assert_one_clear_line(
+        result, 1, "http://127.0.0.1:1/v1 is down", "attempts in a row", "refused the connection"
+    )
     assert "HTTPConnectionPool" not in result.stderr and len(line) < 250
 
 
@@ -111,7 +113,7 @@ def test_options_without_effect_are_named(sandbox):
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
-    from vse import experiments
+    from vse.studies import registry as experiments
 
     def bug(name):
         raise RuntimeError("a bug")
@@ -122,7 +124,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
 
 
 def test_classify():
-    from vse.cli_errors import classify
+    from vse.cli.errors import classify
     from vse.errors import UserError
     from vse.llm.errors import CassetteError
 
@@ -146,29 +148,37 @@ ModuleNotFoundError: No module named 'llama_cpp'"""
 
 
 def test_a_server_start_error_is_its_first_line_the_logs_last_line_and_what_to_install():
-    from vse.cli_errors import classify
+    from vse.cli.errors import classify
     from vse.llm.errors import ServerStartError
 
     code, message = classify(ServerStartError(LLAMA_CPP_LOG))
     assert code == 1 and "\n" not in message and "Traceback" not in message and "File " not in message
-    assert message.startswith("llama.cpp server exited with code 1 during start-up; log /home/u/.cache/vse/models/logs/server-4242.log")
+    assert message.startswith(
+        "llama.cpp server exited with code 1 during start-up; log /home/u/.cache/vse/models/logs/server-4242.log"
+    )
     assert "[last log line: ModuleNotFoundError: No module named 'llama_cpp']" in message
     assert "make llm-server" in message
 
 
-@pytest.mark.parametrize("module, command", [
-    ("llama_cpp", "make llm-server"), ("torch", "pip install -e '.[vision]'"), ("PIL.Image", "pip install -e '.[vision]'"),
-    ("matplotlib.pyplot", "pip install -e '.[report]'"), ("somepkg", "pip install somepkg"),
-])
+@pytest.mark.parametrize(
+    "module, command",
+    [
+        ("llama_cpp", "make llm-server"),
+        ("torch", "pip install -e '.[vision]'"),
+        ("PIL.Image", "pip install -e '.[vision]'"),
+        ("matplotlib.pyplot", "pip install -e '.[report]'"),
+        ("somepkg", "pip install somepkg"),
+    ],
+)
 def test_a_missing_module_is_named_with_the_command_that_installs_it(module, command):
-    from vse.cli_errors import classify
+    from vse.cli.errors import classify
 
     code, message = classify(ModuleNotFoundError(f"No module named '{module}'", name=module))
     assert code == 1 and f"No module named '{module}'" in message and command in message
 
 
 def test_a_hint_on_an_error_is_appended():
-    from vse.cli_errors import classify
+    from vse.cli.errors import classify
     from vse.llm.errors import LLMError
 
     err = LLMError("the thing failed")
@@ -177,7 +187,7 @@ def test_a_hint_on_an_error_is_appended():
 
 
 def test_out_of_memory_is_an_environment_error_with_what_to_do():
-    from vse.cli_errors import classify
+    from vse.cli.errors import classify
 
     class OutOfMemoryError(RuntimeError):  # torch.cuda.OutOfMemoryError's name
         pass
@@ -185,7 +195,11 @@ def test_out_of_memory_is_an_environment_error_with_what_to_do():
     code, message = classify(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore"))
     assert code == 1 and "--batch-size" in message and "\n" not in message
     code, message = classify(RuntimeError("CUDA error: no kernel image is available for execution on the device\nhint"))
-    assert code == 1 and message == "GPU error: CUDA error: no kernel image is available for execution on the device (try --device cpu)"
+    assert (
+        code == 1
+        and message
+        == "GPU error: CUDA error: no kernel image is available for execution on the device (try --device cpu)"
+    )
     assert classify(RuntimeError("some bug")) is None
 
 
@@ -199,7 +213,9 @@ def test_missing_build_tools_for_the_local_server_are_one_line_naming_them(tmp_p
     if not hasattr(server, "build_llama_server"):
         pytest.skip("the server module has no llama-server build yet")
     monkeypatch.setattr(shutil, "which", lambda *_a, **_k: None)
-    monkeypatch.setattr(server, "endpoint_or_local", lambda stack, base_url, port=None: server.build_llama_server(tmp_path))
+    monkeypatch.setattr(
+        server, "endpoint_or_local", lambda stack, base_url, port=None: server.build_llama_server(tmp_path)
+    )
     monkeypatch.delenv("VSE_BASE_URL", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -210,20 +226,28 @@ def test_missing_build_tools_for_the_local_server_are_one_line_naming_them(tmp_p
 
 def test_every_error_class_a_user_can_cause_is_classified():
     """The project's own error classes, each with an exit status: none would reach the user as a traceback."""
-    from vse.cli_errors import classify
-    from vse.label import OutputBusy, RunStopped
+    from vse.cli.errors import classify
     from vse.llm import errors as E
+    from vse.studies.unit_runner import OutputBusy, RunStopped
     from vse.vision.datasets import UnreadableImage
     from vse.vision.models import VisionModelError, WeightsMissingError
 
     samples = [
-        E.LLMHTTPError(400, "bad", "http://h/v1"), E.LLMRetriesExhausted("http://h/v1", 3, 503, "busy"),
-        E.LLMEndpointDown("http://h:1", 5, "refused the connection"), E.LLMResponseError("http://h/v1", "no choices", "{}"),
-        E.CassetteMiss("c.json.gz", "POST", "/v1/completions", "{}"), E.CassetteError("c.json.gz", "cut short"),
-        E.ModelAssemblyError("part 3 is corrupt"), E.ServerStartError("did not start"),
-        OutputBusy(__import__("pathlib").Path("o.jsonl")), RunStopped(E.LLMEndpointDown("http://h:1", 5, "x"), done=1, total=2, done_now=1, out="o"),
-        VisionModelError("unknown layer"), WeightsMissingError("no weights"), UnreadableImage("a.png: bad"),
-        PermissionError(13, "Permission denied", "out/x"), IsADirectoryError(21, "Is a directory", "d"),
+        E.LLMHTTPError(400, "bad", "http://h/v1"),
+        E.LLMRetriesExhausted("http://h/v1", 3, 503, "busy"),
+        E.LLMEndpointDown("http://h:1", 5, "refused the connection"),
+        E.LLMResponseError("http://h/v1", "no choices", "{}"),
+        E.CassetteMiss("c.json.gz", "POST", "/v1/completions", "{}"),
+        E.CassetteError("c.json.gz", "cut short"),
+        E.ModelAssemblyError("part 3 is corrupt"),
+        E.ServerStartError("did not start"),
+        OutputBusy(__import__("pathlib").Path("o.jsonl")),
+        RunStopped(E.LLMEndpointDown("http://h:1", 5, "x"), done=1, total=2, done_now=1, out="o"),
+        VisionModelError("unknown layer"),
+        WeightsMissingError("no weights"),
+        UnreadableImage("a.png: bad"),
+        PermissionError(13, "Permission denied", "out/x"),
+        IsADirectoryError(21, "Is a directory", "d"),
     ]
     for exc in samples:
         verdict = classify(exc)

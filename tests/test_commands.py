@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from vse.cli import main
+from vse.cli.main import main
 
 
 def run(*args):
@@ -16,11 +16,61 @@ def run(*args):
     ("args", "fragment"),
     [
         (["explain", "bad/neuron", "--method", "weight-label", "--replay"], "not MODEL/LAYER/INDEX"),
-        (["explain", "efficientnet_lite0/_conv_head/99999", "--method", "clip-dissect", "--base-url", "http://127.0.0.1:9/v1"], "out of range"),
-        (["explain", "efficientnet_lite0/_conv_head/5", "--method", "weight-label", "--replay", "--cassette", "nowhere/x.json.gz"], "does not exist"),
-        (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "x", "--replay", "--cassette", "nowhere/x.json.gz"], "does not exist"),
-        (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-clip", "--explanation", "x", "--replay", "--cassette", "nowhere/x.json.gz"], "no weight-clip fixtures for efficientnet_lite0/_conv_head"),
-        (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label"], "exactly one of --explanation TEXT or --from FILE"),
+        (
+            [
+                "explain",
+                "efficientnet_lite0/_conv_head/99999",
+                "--method",
+                "clip-dissect",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+            ],
+            "out of range",
+        ),
+        (
+            [
+                "explain",
+                "efficientnet_lite0/_conv_head/5",
+                "--method",
+                "weight-label",
+                "--replay",
+                "--cassette",
+                "nowhere/x.json.gz",
+            ],
+            "does not exist",
+        ),
+        (
+            [
+                "score",
+                "efficientnet_lite0/_conv_head/5",
+                "--target",
+                "weight-label",
+                "--explanation",
+                "x",
+                "--replay",
+                "--cassette",
+                "nowhere/x.json.gz",
+            ],
+            "does not exist",
+        ),
+        (
+            [
+                "score",
+                "efficientnet_lite0/_conv_head/5",
+                "--target",
+                "weight-clip",
+                "--explanation",
+                "x",
+                "--replay",
+                "--cassette",
+                "nowhere/x.json.gz",
+            ],
+            "no weight-clip fixtures for efficientnet_lite0/_conv_head",
+        ),
+        (
+            ["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label"],
+            "exactly one of --explanation TEXT or --from FILE",
+        ),
     ],
 )
 def test_user_mistakes_get_one_clear_line(args, fragment, tmp_path, monkeypatch):
@@ -34,7 +84,16 @@ def test_user_mistakes_get_one_clear_line(args, fragment, tmp_path, monkeypatch)
 def test_clip_dissect_needs_no_llm_call(tmp_path, monkeypatch):
     # The baseline's label comes from the fixtures; with an unreachable server the command still works.
     monkeypatch.chdir(tmp_path)
-    result = run("explain", "efficientnet_lite0/_conv_head/5", "--method", "clip-dissect", "--base-url", "http://127.0.0.1:9/v1", "--out", "o.jsonl")
+    result = run(
+        "explain",
+        "efficientnet_lite0/_conv_head/5",
+        "--method",
+        "clip-dissect",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--out",
+        "o.jsonl",
+    )
     assert result.exit_code == 0, result.output
     assert "the main thing this neuron does is find truck" in result.output
     assert '"method": "clip-dissect"' in (tmp_path / "o.jsonl").read_text()
@@ -61,9 +120,23 @@ def test_validate_replays_the_power_study_from_its_cassettes(tmp_path, monkeypat
     shutil.copytree(repo / "cassettes/power-study", cassettes)
     monkeypatch.chdir(tmp_path)
     units = ",".join(str(u) for u in study["units"])
-    result = run("validate", "efficientnet_lite0/_conv_head", "--units", units, "--cassettes", str(cassettes), "--replay", "--out", "s.json", "--rank-by", "scaled")
+    result = run(
+        "validate",
+        "efficientnet_lite0/_conv_head",
+        "--units",
+        units,
+        "--cassettes",
+        str(cassettes),
+        "--replay",
+        "--out",
+        "s.json",
+        "--rank-by",
+        "scaled",
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "s.json").read_text()) == json.loads((repo / "results/power-study/summary.json").read_text())
+    assert json.loads((tmp_path / "s.json").read_text()) == json.loads(
+        (repo / "results/power-study/summary.json").read_text()
+    )
 
 
 def test_validate_needs_three_units():
@@ -75,13 +148,28 @@ def test_score_defaults_to_the_embedding_simulator_over_every_unseen_item(tmp_pa
     # What the simulator study recommends: no LLM, no server; recorded next to the cassette, replayed from there.
     import numpy as np
 
-    import vse.embedding_simulator as es
     import vse.llm.server as server
+    import vse.method.simulators.embedding as es
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(server, "LocalServer", lambda *a, **k: pytest.fail("no server for the embedding simulator"))
-    monkeypatch.setattr(es, "_live_encoder", lambda: lambda texts: np.array([[len(t), t.count("e"), 1.0] for t in texts], dtype=np.float32))
-    args = ["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "dogs", "--cassette", "c.json.gz", "--out", "r.jsonl"]
+    monkeypatch.setattr(
+        es,
+        "_live_encoder",
+        lambda: lambda texts: np.array([[len(t), t.count("e"), 1.0] for t in texts], dtype=np.float32),
+    )
+    args = [
+        "score",
+        "efficientnet_lite0/_conv_head/5",
+        "--target",
+        "weight-label",
+        "--explanation",
+        "dogs",
+        "--cassette",
+        "c.json.gz",
+        "--out",
+        "r.jsonl",
+    ]
     live = run(*args)
     assert live.exit_code == 0, live.output
     assert (tmp_path / "c.embeddings.npz").exists() and not (tmp_path / "c.json.gz").exists()

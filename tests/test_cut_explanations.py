@@ -8,10 +8,10 @@ import json
 import pytest
 import requests
 
-from vse.api import LLM, explain_neuron
-from vse.explain import NEW_MAX_TOKENS, ExplainConfig, trim_to_sentence
 from vse.llm.client import ClientConfig, LLMClient
-from vse.records import ExplanationRecord
+from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig, trim_to_sentence
+from vse.method.pipeline import LLM, explain_neuron
+from vse.method.records import ExplanationRecord
 
 NEURON = "efficientnet_lite0/_conv_head/414"
 
@@ -32,8 +32,12 @@ def _serve(monkeypatch, text: str, finish: str) -> list[dict]:
         resp = requests.Response()
         resp.status_code, resp.url, resp.encoding = 200, url, "utf-8"
         resp.headers["Content-Type"] = "application/json"
-        resp._content = json.dumps({"choices": [{"text": text, "index": 0, "finish_reason": finish, "logprobs": None}],
-                                    "usage": {"prompt_tokens": 700, "completion_tokens": 60, "total_tokens": 760}}).encode()
+        resp._content = json.dumps(
+            {
+                "choices": [{"text": text, "index": 0, "finish_reason": finish, "logprobs": None}],
+                "usage": {"prompt_tokens": 700, "completion_tokens": 60, "total_tokens": 760},
+            }
+        ).encode()
         return resp
 
     def get(self, url, timeout=None, **kw):
@@ -63,7 +67,9 @@ def test_a_pinned_config_sends_its_budget_and_only_marks_the_cut(monkeypatch, ll
     seen = _serve(monkeypatch, " hats and caps. It also responds to things that are worn on the", "length")
     [rec] = explain_neuron(NEURON, "weight-label", llm=llm, config=ExplainConfig())
     assert seen[0]["max_tokens"] == 60  # what the recorded experiments sent: their cassettes still match
-    assert rec.explanation == "hats and caps. It also responds to things that are worn on the" and rec.cut == "unfinished"
+    assert (
+        rec.explanation == "hats and caps. It also responds to things that are worn on the" and rec.cut == "unfinished"
+    )
 
 
 def test_a_reply_that_ends_on_its_own_has_no_cut_in_its_json(monkeypatch, llm):

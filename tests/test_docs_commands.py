@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import pytest
 
-from vse.cli import main
+from vse.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -10,8 +10,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 
-from vse import figures
-from vse import html as report_html
+from vse.outputs import figures
+from vse.outputs import report as report_html
 from vse.vision import fixtures
 
 NEURON = "efficientnet_lite0/_conv_head/5"
@@ -83,24 +83,67 @@ def _fake_results(root: Path) -> Path:
         f"| {NEURON} | clip-dissect | a \\| pipe | 12.00 ± 4.00 (6) |\n"
         "\nEvery explanation:\n\n"
         "| a | b |\n|:--|--:|\n| 1 < 2 | x & y |\n"
-        "\nA long one:\n\n| k | k2 |\n|---|---|\n" + long_rows +
-        "\nLLM usage: 3 calls\n\n![pass scores](scores.png)\n![missing](nowhere.png)\n"
+        "\nA long one:\n\n| k | k2 |\n|---|---|\n"
+        + long_rows
+        + "\nLLM usage: 3 calls\n\n![pass scores](scores.png)\n![missing](nowhere.png)\n"
         "\nEvery number above replays from: `cassettes/weight-label-demo/x.json.gz`\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     prov = {"protocol": "uniform"}
     records = [
-        {"neuron": NEURON, "method": "weight-label", "explanation": "trucks <b>and</b> sledges", "target": "weight-label",
-         "mean": 41.2, "half_width": 3.1, "passes": 4, "hit_cap": False, "polarity": "negative", "provenance": prov,
-         "details": [{"items": [3, 7], "true": [10, 0], "predicted": [8.5, 1.0]}]},
-        {"neuron": NEURON, "method": "weight-label", "explanation": "vehicles", "target": "weight-label",
-         "mean": 20.0, "half_width": 4.9, "passes": 10, "hit_cap": True, "polarity": "negative", "provenance": prov},
-        {"neuron": "efficientnet_lite0/_blocks.15/17", "method": "clip-dissect", "explanation": "apple",
-         "target": "caption-activation", "mean": 0.0, "half_width": 2.0, "passes": 3, "hit_cap": False, "provenance": prov},
+        {
+            "neuron": NEURON,
+            "method": "weight-label",
+            "explanation": "trucks <b>and</b> sledges",
+            "target": "weight-label",
+            "mean": 41.2,
+            "half_width": 3.1,
+            "passes": 4,
+            "hit_cap": False,
+            "polarity": "negative",
+            "provenance": prov,
+            "details": [{"items": [3, 7], "true": [10, 0], "predicted": [8.5, 1.0]}],
+        },
+        {
+            "neuron": NEURON,
+            "method": "weight-label",
+            "explanation": "vehicles",
+            "target": "weight-label",
+            "mean": 20.0,
+            "half_width": 4.9,
+            "passes": 10,
+            "hit_cap": True,
+            "polarity": "negative",
+            "provenance": prov,
+        },
+        {
+            "neuron": "efficientnet_lite0/_blocks.15/17",
+            "method": "clip-dissect",
+            "explanation": "apple",
+            "target": "caption-activation",
+            "mean": 0.0,
+            "half_width": 2.0,
+            "passes": 3,
+            "hit_cap": False,
+            "provenance": prov,
+        },
     ]
     (exp / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    (exp / "config.json").write_text(json.dumps({"experiment": {"model": "efficientnet_lite0", "layer": "_conv_head",
-                                                                "polarity": "negative", "explain": {"max_tokens": 60}},
-                                                 "cassettes": ["cassettes/weight-label-demo/x.json.gz"]}) + "\n", encoding="utf-8")
+    (exp / "config.json").write_text(
+        json.dumps(
+            {
+                "experiment": {
+                    "model": "efficientnet_lite0",
+                    "layer": "_conv_head",
+                    "polarity": "negative",
+                    "explain": {"max_tokens": 60},
+                },
+                "cassettes": ["cassettes/weight-label-demo/x.json.gz"],
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     (exp / "scores.png").write_bytes(figures.top_images_grid(NEURON, n=1))  # any PNG will do
     study = root / "results" / "a-study"
     study.mkdir()
@@ -108,12 +151,28 @@ def _fake_results(root: Path) -> Path:
     (study / "table.md").write_text("# a-study\n\n| strategy | mean |\n|---|---|\n| Top | 1.0 |\n", encoding="utf-8")
     power = root / "results" / "power-study"
     power.mkdir()
-    (power / "config.json").write_text(json.dumps({"experiment": {"model": "efficientnet_lite0", "layer": "_conv_head"}}), encoding="utf-8")
-    (power / "explanations.jsonl").write_text(json.dumps(
-        {"neuron": "efficientnet_lite0/_conv_head/9", "method": "weight-label", "polarity": "positive", "calls": 1,
-         "completion_tokens": 60, "explanation": "things such as a"}) + "\n", encoding="utf-8")
-    (power / "scores.csv").write_text("unit,method,index,explanation,target,protocol,n_items,corr,acc,mse,mae\n"
-                                      "9,weight-label,0,things such as a,weight-label,uniform,40,9.5,0.1,12,3\n", encoding="utf-8")
+    (power / "config.json").write_text(
+        json.dumps({"experiment": {"model": "efficientnet_lite0", "layer": "_conv_head"}}), encoding="utf-8"
+    )
+    (power / "explanations.jsonl").write_text(
+        json.dumps(
+            {
+                "neuron": "efficientnet_lite0/_conv_head/9",
+                "method": "weight-label",
+                "polarity": "positive",
+                "calls": 1,
+                "completion_tokens": 60,
+                "explanation": "things such as a",
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    (power / "scores.csv").write_text(
+        "unit,method,index,explanation,target,protocol,n_items,corr,acc,mse,mae\n"
+        "9,weight-label,0,things such as a,weight-label,uniform,40,9.5,0.1,12,3\n",
+        encoding="utf-8",
+    )
     return root / "results"
 
 
@@ -143,13 +202,17 @@ def test_report_sections_cards_escaping_folding_and_links(tmp_path):
     # the power study first, then the rest by name
     assert page.index('id="power-study"') < page.index('id="a-study"') < page.index('id="weight-label-demo"')
     # a card for every neuron of every experiment, the power study's read from its scores.csv
-    assert sorted(parser.neurons) == sorted([NEURON, "efficientnet_lite0/_blocks.15/17", "efficientnet_lite0/_conv_head/9"])
-    power = page[page.index('id="power-study"'):page.index('id="a-study"')]
-    assert "things such as a" in power and "9.50" in power and '<mark class="cut"' in power  # cut: 60 of 60 tokens in one call
+    assert sorted(parser.neurons) == sorted(
+        [NEURON, "efficientnet_lite0/_blocks.15/17", "efficientnet_lite0/_conv_head/9"]
+    )
+    power = page[page.index('id="power-study"') : page.index('id="a-study"')]
+    assert (
+        "things such as a" in power and "9.50" in power and '<mark class="cut"' in power
+    )  # cut: 60 of 60 tokens in one call
     assert "1 explanation (1 cut off by the token budget)" in power
     # polarity always shown: the negative run's card says so, and shows the bottom images
-    card = page[page.index(f'data-neuron="{NEURON}" data-polarity'):]
-    card = card[:card.index("</article>")]
+    card = page[page.index(f'data-neuron="{NEURON}" data-polarity') :]
+    card = card[: card.index("</article>")]
     assert 'class="pol pol-negative"' in card and "Bottom-activating probe images (12 of 700" in card
     assert "Top-activating" not in card and "Lowest-weighted classes" in card
     assert "<svg" in card and "true 10, simulated 8.50" in card  # one pass's items, true vs simulated
@@ -190,18 +253,23 @@ def test_report_is_stable_once_its_images_are_written(tmp_path):
 
 def test_markdown_tables():
     out = report_html.markdown_to_html("intro <x>\n\n| h1 | h2 |\n|---|---|\n| a | `c<d>` |\ntail")
-    assert out == ("<p>intro &lt;x&gt;</p>\n<table>\n<thead><tr><th>h1</th><th>h2</th></tr></thead>\n<tbody>\n"
-                   "<tr><td>a</td><td><code>c&lt;d&gt;</code></td></tr>\n</tbody>\n</table>\n<p>tail</p>")
+    assert out == (
+        "<p>intro &lt;x&gt;</p>\n<table>\n<thead><tr><th>h1</th><th>h2</th></tr></thead>\n<tbody>\n"
+        "<tr><td>a</td><td><code>c&lt;d&gt;</code></td></tr>\n</tbody>\n</table>\n<p>tail</p>"
+    )
 
 
 def test_the_paper_tables_sections_show_the_papers_numbers_beside_vses(tmp_path):
     study = tmp_path / "results" / "table1-second-last-layer"
     study.mkdir(parents=True)
-    (study / "methods.csv").write_text("method,target,protocol,best,mean,n_neurons,n_explanations\n"
-                                       "weight-label,weight-label,uniform,40.9234,31.58,3,3\n"
-                                       "weight-label,weight-label,top-and-random-heldout,41.29,32.3,3,3\n", encoding="utf-8")
+    (study / "methods.csv").write_text(
+        "method,target,protocol,best,mean,n_neurons,n_explanations\n"
+        "weight-label,weight-label,uniform,40.9234,31.58,3,3\n"
+        "weight-label,weight-label,top-and-random-heldout,41.29,32.3,3,3\n",
+        encoding="utf-8",
+    )
     page = report_html.build_report(tmp_path / "results")
-    row = page[page.index("<tr><td>weight-label</td>"):]
-    row = row[:row.index("</tr>")]
+    row = page[page.index("<tr><td>weight-label</td>") :]
+    row = row[: row.index("</tr>")]
     # vse's uniform best (mean) beside the paper's Table 1 cell; the held-out row is not the paper's protocol
     assert '<td class="num">40.92 (31.58)</td><td class="num">51.58</td>' in row and "41.29" not in row

@@ -20,10 +20,10 @@ import pytest
 
 from vse.llm.cassettes import use_cassette
 from vse.llm.client import ClientConfig, Completion, LLMClient, TokenLogprob, Usage
-from vse.prompts import Example, Pair
-from vse.score import ScoreConfig, predict_items
-from vse.simulate import SimulationError
-from vse.store import PredictionStore
+from vse.method.prediction_store import PredictionStore
+from vse.method.prompts import Example, Pair
+from vse.method.score import ScoreConfig, predict_items
+from vse.method.simulators.numbers import SimulationError
 
 EXAMPLES = (Example("unit 7", (Pair("a dog", 8), Pair("a cat", 1)), "dogs"),)
 TEXTS = [f"item {i}" for i in range(16)] + ["item 3", "item 0"]  # two repeats: predicted once each
@@ -59,8 +59,19 @@ class Slots(BaseHTTPRequestHandler):
             token = max(top, key=top.get)
             body = {
                 "object": "text_completion",
-                "choices": [{"index": 0, "text": token, "finish_reason": "length",
-                             "logprobs": {"tokens": [token], "token_logprobs": [top[token]], "top_logprobs": [top], "text_offset": [0]}}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "text": token,
+                        "finish_reason": "length",
+                        "logprobs": {
+                            "tokens": [token],
+                            "token_logprobs": [top[token]],
+                            "top_logprobs": [top],
+                            "text_offset": [0],
+                        },
+                    }
+                ],
                 "usage": {"prompt_tokens": len(req["prompt"]) // 4, "completion_tokens": 1},
             }
             data = json.dumps(body).encode()
@@ -91,7 +102,9 @@ def server():
 
 
 def predict(client, in_flight, store=None, explanation="dogs"):
-    return predict_items(client, explanation, TEXTS, kind="weight-label", examples=EXAMPLES, store=store, in_flight=in_flight)
+    return predict_items(
+        client, explanation, TEXTS, kind="weight-label", examples=EXAMPLES, store=store, in_flight=in_flight
+    )
 
 
 @pytest.mark.enable_socket
@@ -108,7 +121,11 @@ def test_in_flight_overlaps_requests_and_gives_the_sequential_values(server):
     assert Slots.max_active == 4  # really 4 at once (16 requests of 50 ms each)
     assert Slots.posts == 16
     assert concurrent.values == sequential.values
-    assert (concurrent.calls, concurrent.usage, concurrent.unresolved) == (sequential.calls, sequential.usage, sequential.unresolved)
+    assert (concurrent.calls, concurrent.usage, concurrent.unresolved) == (
+        sequential.calls,
+        sequential.usage,
+        sequential.unresolved,
+    )
     assert (four.calls, four.usage) == (one.calls, one.usage)  # the client's totals, summed from 4 threads
     assert concurrent.values[16] == concurrent.values[3] and concurrent.values[17] == concurrent.values[0]
     assert len(set(concurrent.values)) > 5  # the items really differ
@@ -120,7 +137,9 @@ def test_recorded_in_flight_replays_the_same_values_with_any_in_flight(server, t
     cassette = tmp_path / "inflight.json.gz"
     with use_cassette(cassette, record=True):
         live = predict(LLMClient(ClientConfig(base_url=server, max_retries=0)), 4, PredictionStore())
-        neutral = predict(LLMClient(ClientConfig(base_url=server, max_retries=0)), 4, PredictionStore(), "nothing in particular")
+        neutral = predict(
+            LLMClient(ClientConfig(base_url=server, max_retries=0)), 4, PredictionStore(), "nothing in particular"
+        )
     assert Slots.max_active > 1
     stored = json.loads(gzip.decompress(cassette.read_bytes()))["interactions"]
     assert len(stored) == 32  # every reply recorded once, none lost by concurrent appends
@@ -157,7 +176,9 @@ def test_the_first_unreadable_item_in_order_is_the_error_and_only_earlier_items_
     texts = ["ok 0", "ok 1", "bad 2", "ok 3", "bad 4"] + [f"ok {i}" for i in range(5, 30)]
     store = PredictionStore()
     with pytest.raises(SimulationError, match="item 'bad 2'"):
-        predict_items(Failing(), "dogs", texts, kind="weight-label", examples=EXAMPLES, store=store, in_flight=in_flight)
+        predict_items(
+            Failing(), "dogs", texts, kind="weight-label", examples=EXAMPLES, store=store, in_flight=in_flight
+        )
     assert len(store) == 2  # "ok 0" and "ok 1", as one after the other
 
 
@@ -173,7 +194,15 @@ def test_list_mode_takes_in_flight_and_ignores_it():
         def complete(self, prompt, **kw):
             return Completion("a\t3\nb\t7\n<end>", [], Usage(5, 5), "stop")
 
-    sim = predict_items(Lister(), "dogs", ["a", "b"], kind="weight-label", examples=EXAMPLES, config=ScoreConfig(mode="list"), in_flight=4)
+    sim = predict_items(
+        Lister(),
+        "dogs",
+        ["a", "b"],
+        kind="weight-label",
+        examples=EXAMPLES,
+        config=ScoreConfig(mode="list"),
+        in_flight=4,
+    )
     assert sim.values == [3.0, 7.0]
 
 
@@ -181,12 +210,27 @@ def test_list_mode_takes_in_flight_and_ignores_it():
 def test_vse_score_records_in_flight_and_replays_the_same_line_with_any_in_flight(server, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from vse.cli import main
+    from vse.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VSE_BASE_URL", raising=False)
     cassette = str(tmp_path / "score.json.gz")
-    args = ["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "dogs", "--mode", "one", "--protocol", "uniform", "--max-passes", "3", "--cassette", cassette]
+    args = [
+        "score",
+        "efficientnet_lite0/_conv_head/5",
+        "--target",
+        "weight-label",
+        "--explanation",
+        "dogs",
+        "--mode",
+        "one",
+        "--protocol",
+        "uniform",
+        "--max-passes",
+        "3",
+        "--cassette",
+        cassette,
+    ]
     live = CliRunner().invoke(main, [*args, "--base-url", server, "--in-flight", "4"])
     assert live.exit_code == 0, live.output
     assert Slots.max_active == 4 and Slots.posts > 50
@@ -201,9 +245,12 @@ def test_vse_score_records_in_flight_and_replays_the_same_line_with_any_in_fligh
 def test_in_flight_zero_is_refused_by_the_commands():
     from click.testing import CliRunner
 
-    from vse.cli import main
+    from vse.cli.main import main
 
-    for args in (["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "x"],
-                 ["validate", "efficientnet_lite0/_conv_head", "--units", "1,2,3"], ["label", "efficientnet_lite0/_conv_head", "--method", "weight-label"]):
+    for args in (
+        ["score", "efficientnet_lite0/_conv_head/5", "--target", "weight-label", "--explanation", "x"],
+        ["validate", "efficientnet_lite0/_conv_head", "--units", "1,2,3"],
+        ["label", "efficientnet_lite0/_conv_head", "--method", "weight-label"],
+    ):
         result = CliRunner().invoke(main, [*args, "--in-flight", "0"])
         assert result.exit_code == 2 and "--in-flight" in result.output, result.output

@@ -1,4 +1,4 @@
-"""vse.label: concurrency, resume, failures, shards, and a kill -9 of a real labelling run."""
+"""vse.studies.unit_runner: concurrency, resume, failures, shards, and a kill -9 of a real labelling run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from vse.label import OutputBusy, done_units, label_units, parse_shard, per_thread, read_records, shard_units
+from vse.studies.unit_runner import (
+    OutputBusy,
+    done_units,
+    label_units,
+    parse_shard,
+    per_thread,
+    read_records,
+    shard_units,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,8 +35,14 @@ def _lines(path: Path) -> list[dict]:
 
 def test_labels_every_unit_once_and_resumes(tmp_path):
     out = tmp_path / "l.jsonl"
-    s = label_units(range(10), lambda u, url: {"unit": u, "usage": {"prompt_tokens": 3, "completion_tokens": 1}},
-                    out=out, workers=3, base_urls=["a"], progress=False)
+    s = label_units(
+        range(10),
+        lambda u, url: {"unit": u, "usage": {"prompt_tokens": 3, "completion_tokens": 1}},
+        out=out,
+        workers=3,
+        base_urls=["a"],
+        progress=False,
+    )
     assert (s.done, s.skipped, s.failed, s.prompt_tokens, s.completion_tokens) == (10, 0, 0, 30, 10)
     assert sorted(r["unit"] for r in _lines(out)) == list(range(10))
     calls = []
@@ -138,14 +152,33 @@ def _env():
 
 def test_kill_9_mid_run_then_resume(tmp_path):
     """A real run: a labelling subprocess calling vse's LLMClient against the stub server, killed with SIGKILL."""
-    stub = subprocess.Popen([sys.executable, "-m", "bench.stub_server", "--delay", "0.05", "--max-requests", "2000",
-                             "--lifetime", "120"], cwd=REPO, env=_env(), stdout=subprocess.PIPE, text=True)
+    stub = subprocess.Popen(
+        [sys.executable, "-m", "bench.stub_server", "--delay", "0.05", "--max-requests", "2000", "--lifetime", "120"],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = stub.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
         out = tmp_path / "layer.jsonl"
-        cmd = [sys.executable, "-m", "bench.throughput", "label", "--base-url", url, "--units", "80",
-               "--workers", "4", "--calls", "2", "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.throughput",
+            "label",
+            "--base-url",
+            url,
+            "--units",
+            "80",
+            "--workers",
+            "4",
+            "--calls",
+            "2",
+            "--out",
+            str(out),
+        ]
         run = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 12):

@@ -1,4 +1,4 @@
-"""`vse label` with stand-ins for vse.api: the command's own plumbing, with no LLM."""
+"""`vse label` with stand-ins for vse.method.pipeline: the command's own plumbing, with no LLM."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import vse
-from vse.label_cli import label_cmd, layer_width, parse_units
+from vse.cli.label import label_cmd, layer_width, parse_units
 from vse.llm.client import Usage
 
 
@@ -38,7 +38,9 @@ def api(monkeypatch):
         # what a real call does to the thread's client: the label command reads the difference
         client.usage = client.usage + Usage(100 * n, 10 * n)
         client.calls += n
-        return [_Rec(neuron=neuron_id, method=method, explanation=f"{method} explanation {k} of {unit}") for k in range(n)]
+        return [
+            _Rec(neuron=neuron_id, method=method, explanation=f"{method} explanation {k} of {unit}") for k in range(n)
+        ]
 
     def score_explanation(neuron_id, explanation, target, *, llm, progress=True):
         client = llm.client
@@ -51,9 +53,13 @@ def api(monkeypatch):
             yield "completions", {"prompt": "x" * 288, "max_tokens": 10, "model": "local"}
 
     fake.explain_neuron, fake.score_explanation, fake.plan_requests = explain_neuron, score_explanation, plan_requests
-    fake.LLM = types.SimpleNamespace(from_client=lambda client, api="completions": types.SimpleNamespace(client=client, api=api))
-    monkeypatch.setitem(__import__("sys").modules, "vse.api", fake)
-    monkeypatch.setattr(vse, "api", fake, raising=False)
+    fake.LLM = types.SimpleNamespace(
+        from_client=lambda client, api="completions": types.SimpleNamespace(client=client, api=api)
+    )
+    monkeypatch.setitem(__import__("sys").modules, "vse.method.pipeline", fake)
+    import vse.method
+
+    monkeypatch.setattr(vse.method, "pipeline", fake, raising=False)
     return fake
 
 
@@ -63,16 +69,37 @@ def _records(path):
 
 def test_label_explains_scores_and_resumes(api, tmp_path):
     out = tmp_path / "l.jsonl"
-    args = ["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:6", "--workers", "3",
-            "--score", "--simulator", "one", "--n", "2", "--base-url", "http://a.test/v1", "--base-url", "http://b.test/v1",
-            "--out", str(out), "--no-progress"]
+    args = [
+        "efficientnet_lite0/_conv_head",
+        "--method",
+        "weight-label",
+        "--units",
+        "0:6",
+        "--workers",
+        "3",
+        "--score",
+        "--simulator",
+        "one",
+        "--n",
+        "2",
+        "--base-url",
+        "http://a.test/v1",
+        "--base-url",
+        "http://b.test/v1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     r = CliRunner().invoke(label_cmd, args)
     assert r.exit_code == 0, r.output
     recs = _records(out)
     assert sorted(x["unit"] for x in recs) == list(range(6))
     rec = next(x for x in recs if x["unit"] == 4)
     assert rec["neuron"] == "efficientnet_lite0/_conv_head/4" and len(rec["explanations"]) == 2
-    assert [s["explanation"] for s in rec["scores"]] == ["weight-label explanation 0 of 4", "weight-label explanation 1 of 4"]
+    assert [s["explanation"] for s in rec["scores"]] == [
+        "weight-label explanation 0 of 4",
+        "weight-label explanation 1 of 4",
+    ]
     assert rec["target"] == "weight-label" and rec["scores"][0]["score"] == 42.0
     # per-unit usage from the thread's own client: 2 explanations + 2 scores
     assert rec["usage"] == {"prompt_tokens": 300, "completion_tokens": 22, "calls": 4}
@@ -85,7 +112,18 @@ def test_label_explains_scores_and_resumes(api, tmp_path):
 
 def test_failed_units_are_recorded_exit_1_and_retried(api, tmp_path):
     out = tmp_path / "l.jsonl"
-    args = ["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--units", "0:3", "--out", str(out), "--no-progress", "--base-url", "http://a/v1"]
+    args = [
+        "efficientnet_lite0/_blocks.15",
+        "--method",
+        "weight-label",
+        "--units",
+        "0:3",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--base-url",
+        "http://a/v1",
+    ]
     api.fail = {1}
     r = CliRunner().invoke(label_cmd, args)
     assert r.exit_code == 1 and "failed 1" in r.output
@@ -97,16 +135,41 @@ def test_failed_units_are_recorded_exit_1_and_retried(api, tmp_path):
 
 def test_shard_and_default_out_name(api, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(label_cmd, ["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--units", "0:6", "--shard", "1/2", "--no-progress",
-                                       "--base-url", "http://a/v1"])
+    r = CliRunner().invoke(
+        label_cmd,
+        [
+            "efficientnet_lite0/_blocks.15",
+            "--method",
+            "weight-label",
+            "--units",
+            "0:6",
+            "--shard",
+            "1/2",
+            "--no-progress",
+            "--base-url",
+            "http://a/v1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = tmp_path / "labels" / "efficientnet_lite0__blocks.15__weight-label.shard1of2.jsonl"
     assert sorted(x["unit"] for x in _records(out)) == [1, 3, 5]
 
 
 def test_dry_run_prices_without_calling(api):
-    r = CliRunner().invoke(label_cmd, ["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--dry-run",
-                                       "--score", "--simulator", "one", "--price-per-1k-tokens", "0.5"])
+    r = CliRunner().invoke(
+        label_cmd,
+        [
+            "efficientnet_lite0/_blocks.15",
+            "--method",
+            "weight-label",
+            "--dry-run",
+            "--score",
+            "--simulator",
+            "one",
+            "--price-per-1k-tokens",
+            "0.5",
+        ],
+    )
     assert r.exit_code == 0, r.output
     est = json.loads(r.output.strip().splitlines()[-1])
     # the whole layer (320 units, width from the fixtures) x (1 explanation + 3 scoring calls)
@@ -115,12 +178,18 @@ def test_dry_run_prices_without_calling(api):
     assert "paper's formula" in r.output and not api.calls
 
 
-@pytest.mark.parametrize("args, message", [
-    (["nolayer", "--method", "weight-label", "--units", "0:2"], "MODEL/LAYER"),
-    (["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--units", "5:3"], "0 <= A < B"),
-    (["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--units", "0:2", "--shard", "2/2"], "0 <= I < N"),
-    (["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:2000"], "1280 units"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nolayer", "--method", "weight-label", "--units", "0:2"], "MODEL/LAYER"),
+        (["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--units", "5:3"], "0 <= A < B"),
+        (
+            ["efficientnet_lite0/_blocks.15", "--method", "weight-label", "--units", "0:2", "--shard", "2/2"],
+            "0 <= I < N",
+        ),
+        (["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:2000"], "1280 units"),
+    ],
+)
 def test_bad_arguments(args, message):
     r = CliRunner().invoke(label_cmd, args)
     assert r.exit_code == 2 and message in r.output
@@ -142,8 +211,23 @@ def test_in_flight_reaches_each_workers_llm(api, tmp_path):
         return scored(neuron_id, explanation, target, llm=llm, progress=progress)
 
     api.score_explanation = score_explanation
-    args = ["efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:2", "--workers", "2", "--score", "--simulator", "one",
-            "--base-url", "http://a.test/v1", "--out", str(tmp_path / "l.jsonl"), "--no-progress"]
+    args = [
+        "efficientnet_lite0/_conv_head",
+        "--method",
+        "weight-label",
+        "--units",
+        "0:2",
+        "--workers",
+        "2",
+        "--score",
+        "--simulator",
+        "one",
+        "--base-url",
+        "http://a.test/v1",
+        "--out",
+        str(tmp_path / "l.jsonl"),
+        "--no-progress",
+    ]
     assert CliRunner().invoke(label_cmd, [*args, "--in-flight", "3"]).exit_code == 0
     assert seen == [3, 3]
     seen.clear()

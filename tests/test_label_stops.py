@@ -1,6 +1,6 @@
 """`vse label` against an endpoint that is down, or dies mid-run, and two runs on one --out (issue 20).
 
-The label runs are real (vse.api on the fixtures, vse's LLMClient); the server is bench.stub_server in
+The label runs are real (vse.method.pipeline on the fixtures, vse's LLMClient); the server is bench.stub_server in
 its own process, killed with SIGKILL as a crash would.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vse.cli import main
-from vse.label import label_units
+from vse.cli.main import main
+from vse.studies.unit_runner import label_units
 
 REPO = Path(__file__).resolve().parents[1]
 LAYER = "efficientnet_lite0/_conv_head"
@@ -47,8 +47,24 @@ def test_a_closed_port_stops_the_run_within_seconds_with_the_resume_command(tmp_
     monkeypatch.chdir(tmp_path)
     url = f"http://127.0.0.1:{closed_port()}/v1"
     t0 = time.monotonic()
-    result = CliRunner().invoke(main, ["label", LAYER, "--method", "weight-label", "--units", "0:40", "--workers", "4",
-                                       "--base-url", url, "--out", "o.jsonl", "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "label",
+            LAYER,
+            "--method",
+            "weight-label",
+            "--units",
+            "0:40",
+            "--workers",
+            "4",
+            "--base-url",
+            url,
+            "--out",
+            "o.jsonl",
+            "--no-progress",
+        ],
+    )
     elapsed = time.monotonic() - t0
     assert elapsed < 20, elapsed  # 0.1 s on an idle machine
     assert result.exit_code == 1, (result.output, result.stderr, result.exception)
@@ -56,8 +72,22 @@ def test_a_closed_port_stops_the_run_within_seconds_with_the_resume_command(tmp_
     [line] = error_lines(result.stderr)
     assert f"{url} is down" in line and "0 of 40 units are done in o.jsonl" in line
     resume = line.split("resume with: ", 1)[1]
-    assert shlex.split(resume) == ["vse", "label", LAYER, "--method", "weight-label", "--units", "0:40", "--workers", "4",
-                                   "--base-url", url, "--no-progress", "--out", "o.jsonl"]
+    assert shlex.split(resume) == [
+        "vse",
+        "label",
+        LAYER,
+        "--method",
+        "weight-label",
+        "--units",
+        "0:40",
+        "--workers",
+        "4",
+        "--base-url",
+        url,
+        "--no-progress",
+        "--out",
+        "o.jsonl",
+    ]
     # Nothing was recorded against the units: they are not failures, the endpoint was.
     assert not (tmp_path / "o.jsonl").exists() or (tmp_path / "o.jsonl").read_text() == ""
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]  # stderr, outside pytest
@@ -65,8 +95,13 @@ def test_a_closed_port_stops_the_run_within_seconds_with_the_resume_command(tmp_
 
 
 def _start_stub(port: int = 0, delay: float = 0.05) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.stub_server", "--delay", str(delay), "--port", str(port),
-                             "--lifetime", "90"], cwd=REPO, env=_env(), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.stub_server", "--delay", str(delay), "--port", str(port), "--lifetime", "90"],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     return proc, proc.stdout.readline().strip()
 
 
@@ -74,9 +109,22 @@ def test_a_server_killed_mid_run_stops_it_and_the_resume_command_finishes_it(tmp
     stub, url = _start_stub()
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     out = tmp_path / "o.jsonl"
-    vse = [sys.executable, "-c", "from vse.cli import main; main()"]  # the `vse` script, in this interpreter
-    cmd = vse + ["label", LAYER, "--method", "weight-label", "--units", "0:40", "--workers", "4", "--base-url", url,
-                 "--out", str(out), "--no-progress"]
+    vse = [sys.executable, "-c", "from vse.cli.main import main; main()"]  # the `vse` script, in this interpreter
+    cmd = vse + [
+        "label",
+        LAYER,
+        "--method",
+        "weight-label",
+        "--units",
+        "0:40",
+        "--workers",
+        "4",
+        "--base-url",
+        url,
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     run = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -128,13 +176,29 @@ def test_two_runs_on_one_out_get_one_clear_line(tmp_path, monkeypatch):
         release.wait(10)
         return {"unit": unit}
 
-    holder = threading.Thread(target=label_units, args=([0], slow), kwargs=dict(out=out, base_urls=["x"], progress=False))
+    holder = threading.Thread(
+        target=label_units, args=([0], slow), kwargs=dict(out=out, base_urls=["x"], progress=False)
+    )
     holder.start()
     try:
         assert started.wait(10)
         monkeypatch.chdir(tmp_path)
-        result = CliRunner().invoke(main, ["label", LAYER, "--method", "weight-label", "--units", "0:3",
-                                           "--base-url", "http://127.0.0.1:9/v1", "--out", str(out), "--no-progress"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "label",
+                LAYER,
+                "--method",
+                "weight-label",
+                "--units",
+                "0:3",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ],
+        )
     finally:
         release.set()
         holder.join()
@@ -145,11 +209,25 @@ def test_two_runs_on_one_out_get_one_clear_line(tmp_path, monkeypatch):
 
 
 @pytest.mark.enable_socket
-@pytest.mark.parametrize("args", [
-    ["explain", f"{LAYER}/3", "--method", "weight-label"],
-    ["score", f"{LAYER}/3", "--target", "weight-label", "--explanation", "dogs", "--mode", "one", "--protocol", "uniform"],
-    ["validate", LAYER, "--units", "1,2,3", "--methods", "weight-label", "--targets", "weight-label"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["explain", f"{LAYER}/3", "--method", "weight-label"],
+        [
+            "score",
+            f"{LAYER}/3",
+            "--target",
+            "weight-label",
+            "--explanation",
+            "dogs",
+            "--mode",
+            "one",
+            "--protocol",
+            "uniform",
+        ],
+        ["validate", LAYER, "--units", "1,2,3", "--methods", "weight-label", "--targets", "weight-label"],
+    ],
+)
 def test_every_llm_command_stops_within_seconds_on_a_closed_port(args, tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     url = f"http://127.0.0.1:{closed_port()}/v1"
@@ -171,7 +249,9 @@ class _Refuses(__import__("http.server").server.BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.dumps({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}).encode()
+        body = json.dumps(
+            {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
+        ).encode()
         self.send_response(401)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -193,8 +273,24 @@ def test_an_endpoint_that_refuses_every_request_stops_the_run_after_the_first_un
     url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     monkeypatch.chdir(tmp_path)
     try:
-        result = CliRunner().invoke(main, ["label", LAYER, "--method", "weight-label", "--units", "0:40", "--workers", "4",
-                                           "--base-url", url, "--out", "o.jsonl", "--no-progress"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "label",
+                LAYER,
+                "--method",
+                "weight-label",
+                "--units",
+                "0:40",
+                "--workers",
+                "4",
+                "--base-url",
+                url,
+                "--out",
+                "o.jsonl",
+                "--no-progress",
+            ],
+        )
     finally:
         httpd.shutdown()
         httpd.server_close()

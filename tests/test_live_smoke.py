@@ -8,11 +8,11 @@ has to parse.
 
 import pytest
 
-from vse.api import LLM, explain_neuron, score_explanation
+from vse.core.stats import StopRule
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.server import LocalServer, assemble_model
-from vse.score import ScoreConfig
-from vse.stats import StopRule
+from vse.method.pipeline import LLM, explain_neuron, score_explanation
+from vse.method.score import ScoreConfig
 
 pytestmark = pytest.mark.live
 NEURON = "efficientnet_lite0/_conv_head/903"  # a prompt-development unit

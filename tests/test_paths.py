@@ -37,13 +37,15 @@ def test_an_installed_package_finds_the_clone_from_the_current_directory(tmp_pat
 def test_replay_writes_results_in_the_current_directory_without_importing_torch(tmp_path):
     code = (
         "import sys\n"
-        "from vse.cli import main\n"
+        "from vse.cli.main import main\n"
         "main(['reproduce'], standalone_mode=False)\n"
         "heavy = sorted(m for m in ('torch', 'torchvision', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     written = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "results").rglob("*") if p.is_file())
     assert written and all(p.startswith("results/") for p in written)
@@ -53,8 +55,18 @@ def test_replay_writes_results_in_the_current_directory_without_importing_torch(
 
 def test_piped_stderr_gets_no_progress_bars(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", "from vse.cli import main; main(['reproduce', '--experiment', 'chat-vs-completions-baseline'])"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from vse.cli.main import main; main(['reproduce', '--experiment', 'chat-vs-completions-baseline'])",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "\x1b[" not in proc.stderr and "\r" not in proc.stderr  # no cursor moves, no redrawn bars
     assert "## chat-vs-completions-baseline" in proc.stdout

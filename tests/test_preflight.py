@@ -11,7 +11,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from vse.cli import main
+from vse.cli.main import main
 
 NEURON = "efficientnet_lite0/_conv_head"
 
@@ -43,6 +43,7 @@ def tripwires(monkeypatch):
     def trip(what):
         def f(*_a, **_k):
             raise Tripwire(f"{what} was started before the input was checked")
+
         return f
 
     monkeypatch.setattr(server, "LocalServer", trip("the local LLM server"))
@@ -65,13 +66,16 @@ def probe(tmp_path):
     return folder
 
 
-@pytest.mark.parametrize("args", [
-    ["explain", f"{NEURON}/1280", "--method", "weight-label"],
-    ["explain", f"{NEURON}/99999", "--method", "caption-activation"],
-    ["explain", f"{NEURON}/5000", "--method", "clip-dissect"],
-    ["score", f"{NEURON}/1280", "--target", "weight-label", "--explanation", "dogs"],
-    ["validate", NEURON, "--units", "1,2,1280"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["explain", f"{NEURON}/1280", "--method", "weight-label"],
+        ["explain", f"{NEURON}/99999", "--method", "caption-activation"],
+        ["explain", f"{NEURON}/5000", "--method", "clip-dissect"],
+        ["score", f"{NEURON}/1280", "--target", "weight-label", "--explanation", "dogs"],
+        ["validate", NEURON, "--units", "1,2,1280"],
+    ],
+)
 def test_a_unit_beyond_the_layer_is_refused_before_any_server_starts(args, tripwires, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VSE_BASE_URL", raising=False)
@@ -81,18 +85,32 @@ def test_a_unit_beyond_the_layer_is_refused_before_any_server_starts(args, tripw
 
 def test_label_refuses_units_beyond_the_layer_before_any_call(tripwires, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run("label", NEURON, "--method", "weight-label", "--units", "1270:1300", "--base-url", "http://127.0.0.1:9/v1")
+    result = run(
+        "label", NEURON, "--method", "weight-label", "--units", "1270:1300", "--base-url", "http://127.0.0.1:9/v1"
+    )
     assert result.exit_code == 2 and "1280 units" in result.output + result.stderr
     assert not (tmp_path / "labels").exists()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["explain", "resnet50/layer4/3", "--method", "weight-label"], "no fixtures for model 'resnet50'"),
-    (["explain", f"{NEURON}/3", "--method", "weight-clip"], "no weight-clip fixtures for efficientnet_lite0/_conv_head"),
-    (["explain", f"{NEURON}/3", "--method", "weight-explanation"], "weight-explanation needs the next layer's weights"),
-    (["label", "resnet50/layer4", "--method", "weight-label", "--units", "0:4"], "no fixtures for model 'resnet50'"),
-    (["validate", NEURON, "--units", "1,2,3", "--methods", "weight-label,nope"], "unknown method 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["explain", "resnet50/layer4/3", "--method", "weight-label"], "no fixtures for model 'resnet50'"),
+        (
+            ["explain", f"{NEURON}/3", "--method", "weight-clip"],
+            "no weight-clip fixtures for efficientnet_lite0/_conv_head",
+        ),
+        (
+            ["explain", f"{NEURON}/3", "--method", "weight-explanation"],
+            "weight-explanation needs the next layer's weights",
+        ),
+        (
+            ["label", "resnet50/layer4", "--method", "weight-label", "--units", "0:4"],
+            "no fixtures for model 'resnet50'",
+        ),
+        (["validate", NEURON, "--units", "1,2,3", "--methods", "weight-label,nope"], "unknown method 'nope'"),
+    ],
+)
 def test_pairs_the_fixtures_lack_are_refused_first(args, fragment, tripwires, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     one_line(run(*args), 2, fragment)
@@ -100,26 +118,34 @@ def test_pairs_the_fixtures_lack_are_refused_first(args, fragment, tripwires, tm
 
 def test_a_model_whose_weights_are_not_in_the_torch_cache(tripwires, probe, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
-    for args in (["explain", "resnet18/layer4/3", "--method", "weight-label", "--probe", str(probe)],
-                 ["score", "resnet18/layer4/3", "--target", "caption-activation", "--explanation", "x", "--probe", str(probe)],
-                 ["label", "resnet18/layer4", "--method", "weight-label", "--units", "0:4", "--probe", str(probe)],
-                 ["activations", "--model", "resnet18", "--probe", str(probe), "--out", str(tmp_path / "acts")]):
+    for args in (
+        ["explain", "resnet18/layer4/3", "--method", "weight-label", "--probe", str(probe)],
+        ["score", "resnet18/layer4/3", "--target", "caption-activation", "--explanation", "x", "--probe", str(probe)],
+        ["label", "resnet18/layer4", "--method", "weight-label", "--units", "0:4", "--probe", str(probe)],
+        ["activations", "--model", "resnet18", "--probe", str(probe), "--out", str(tmp_path / "acts")],
+    ):
         line = one_line(run(*args), 1, "resnet18", "not in the torch hub cache", "resnet18-")
         assert str(tmp_path / "empty-torch-home") in line
     assert not (tmp_path / "acts").exists()
 
 
 def test_an_unknown_model_is_refused_with_the_known_ones(tripwires, probe):
-    one_line(run("explain", "nonet/x/1", "--method", "weight-label", "--probe", str(probe)), 2, "unknown model 'nonet'",
-             "efficientnet_lite0")
+    one_line(
+        run("explain", "nonet/x/1", "--method", "weight-label", "--probe", str(probe)),
+        2,
+        "unknown model 'nonet'",
+        "efficientnet_lite0",
+    )
 
 
 def test_an_empty_probe_folder(tripwires, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    for args in (["explain", f"{NEURON}/3", "--method", "caption-activation", "--probe", str(empty)],
-                 ["label", NEURON, "--method", "caption-activation", "--units", "0:3", "--probe", str(empty)],
-                 ["activations", "--probe", str(empty), "--out", str(tmp_path / "acts")]):
+    for args in (
+        ["explain", f"{NEURON}/3", "--method", "caption-activation", "--probe", str(empty)],
+        ["label", NEURON, "--method", "caption-activation", "--units", "0:3", "--probe", str(empty)],
+        ["activations", "--probe", str(empty), "--out", str(tmp_path / "acts")],
+    ):
         one_line(run(*args), 2, f"probe folder {empty} has no images")
 
 
@@ -128,9 +154,14 @@ def test_an_unreadable_probe_folder(tripwires, probe, tmp_path, monkeypatch):
     import os
 
     real = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if str(p) == str(probe) else real(p, mode, *a, **k))
-    one_line(run("activations", "--probe", str(probe), "--out", str(tmp_path / "acts")), 2,
-             f"probe folder {probe} cannot be read")
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, *a, **k: False if str(p) == str(probe) else real(p, mode, *a, **k)
+    )
+    one_line(
+        run("activations", "--probe", str(probe), "--out", str(tmp_path / "acts")),
+        2,
+        f"probe folder {probe} cannot be read",
+    )
     # explain's --probe is a click.Path: click says it first, as a usage error.
     result = run("explain", f"{NEURON}/3", "--method", "caption-activation", "--probe", str(probe))
     assert result.exit_code == 2 and "is not readable" in result.output + result.stderr
@@ -138,8 +169,13 @@ def test_an_unreadable_probe_folder(tripwires, probe, tmp_path, monkeypatch):
 
 def test_images_without_captions_are_refused_for_caption_activation(tripwires, probe):
     (probe / "img1.txt").unlink()
-    one_line(run("explain", f"{NEURON}/3", "--method", "caption-activation", "--probe", str(probe)), 2,
-             "1 of 3 images", "have no caption", "img1.png")
+    one_line(
+        run("explain", f"{NEURON}/3", "--method", "caption-activation", "--probe", str(probe)),
+        2,
+        "1 of 3 images",
+        "have no caption",
+        "img1.png",
+    )
 
 
 def test_with_a_probe_an_out_of_range_unit_is_refused_before_the_server(probe, monkeypatch, tmp_path):
@@ -149,9 +185,15 @@ def test_with_a_probe_an_out_of_range_unit_is_refused_before_the_server(probe, m
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(server, "endpoint_or_local", lambda *a, **k: (_ for _ in ()).throw(Tripwire("server")))
-    monkeypatch.setattr(activations, "extract_activations", lambda *a, **k: (_ for _ in ()).throw(Tripwire("extraction")))
-    one_line(run("explain", f"{NEURON}/1280", "--method", "caption-activation", "--probe", str(probe)), 2,
-             "unit 1280 is out of range", "1280 units")
+    monkeypatch.setattr(
+        activations, "extract_activations", lambda *a, **k: (_ for _ in ()).throw(Tripwire("extraction"))
+    )
+    one_line(
+        run("explain", f"{NEURON}/1280", "--method", "caption-activation", "--probe", str(probe)),
+        2,
+        "unit 1280 is out of range",
+        "1280 units",
+    )
 
 
 # -- vse activations: each option once, one extraction on --device --------------------------------
@@ -177,7 +219,9 @@ def test_activations_extract_once_on_the_device_asked(probe, tmp_path, monkeypat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(activations, "extract_activations", counting)
-    result = run("activations", "--probe", str(probe), "--out", str(tmp_path / "acts"), "--device", "cpu", "--batch-size", "2")
+    result = run(
+        "activations", "--probe", str(probe), "--out", str(tmp_path / "acts"), "--device", "cpu", "--batch-size", "2"
+    )
     assert result.exit_code == 0, (result.output, result.exception)
     assert calls == ["cpu"]
     assert (tmp_path / "acts" / "activations__conv_head.npz").exists()
@@ -190,20 +234,63 @@ def test_an_unwritable_out_or_cassette_is_refused_before_any_call(tripwires, tmp
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("x")
     for args, fragment in (
-        (["explain", f"{NEURON}/3", "--method", "weight-label", "--base-url", "http://127.0.0.1:9/v1", "--out", "afile/o.jsonl"],
-         "--out afile/o.jsonl: afile is a file, not a folder"),
-        (["score", f"{NEURON}/3", "--target", "weight-label", "--explanation", "x", "--base-url", "http://127.0.0.1:9/v1",
-          "--cassette", "afile/c.json.gz"], "--cassette afile/c.json.gz: afile is a file, not a folder"),
-        (["validate", NEURON, "--units", "1,2,3", "--base-url", "http://127.0.0.1:9/v1", "--out", "afile/s.json"],
-         "afile is a file, not a folder"),
+        (
+            [
+                "explain",
+                f"{NEURON}/3",
+                "--method",
+                "weight-label",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--out",
+                "afile/o.jsonl",
+            ],
+            "--out afile/o.jsonl: afile is a file, not a folder",
+        ),
+        (
+            [
+                "score",
+                f"{NEURON}/3",
+                "--target",
+                "weight-label",
+                "--explanation",
+                "x",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--cassette",
+                "afile/c.json.gz",
+            ],
+            "--cassette afile/c.json.gz: afile is a file, not a folder",
+        ),
+        (
+            ["validate", NEURON, "--units", "1,2,3", "--base-url", "http://127.0.0.1:9/v1", "--out", "afile/s.json"],
+            "afile is a file, not a folder",
+        ),
     ):
         one_line(run(*args), 2, fragment)
 
 
 def test_label_refuses_a_bad_base_url_before_recording_anything(tripwires, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    one_line(run("label", NEURON, "--method", "weight-label", "--units", "0:3", "--base-url", "http://127.0.0.1:9/v1",
-                 "--base-url", "ftp://x", "--out", "o.jsonl"), 2, "base URL must look like http://HOST:PORT/v1", "ftp://x")
+    one_line(
+        run(
+            "label",
+            NEURON,
+            "--method",
+            "weight-label",
+            "--units",
+            "0:3",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--base-url",
+            "ftp://x",
+            "--out",
+            "o.jsonl",
+        ),
+        2,
+        "base URL must look like http://HOST:PORT/v1",
+        "ftp://x",
+    )
     assert not (tmp_path / "o.jsonl").exists()
 
 
@@ -214,8 +301,19 @@ def test_dissect_names_a_file_that_is_not_an_activations_file(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.ones(3))
     (tmp_path / "caps.json").write_text("{}")
     for name in ("junk.npz", "other.npz"):
-        one_line(run("dissect", "--activations", str(tmp_path / name), "--captions", str(tmp_path / "caps.json"),
-                     "--out", str(tmp_path / "d.json")), 2, f"{tmp_path / name} is not an activations file written by `vse activations`")
+        one_line(
+            run(
+                "dissect",
+                "--activations",
+                str(tmp_path / name),
+                "--captions",
+                str(tmp_path / "caps.json"),
+                "--out",
+                str(tmp_path / "d.json"),
+            ),
+            2,
+            f"{tmp_path / name} is not an activations file written by `vse activations`",
+        )
 
 
 def test_without_build_tools_the_local_server_is_refused_before_the_model_download(tripwires, tmp_path, monkeypatch):
@@ -232,8 +330,10 @@ def test_without_build_tools_the_local_server_is_refused_before_the_model_downlo
     for name in ("VSE_BASE_URL", "OPENAI_BASE_URL", "VSE_LLAMA_SERVER"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    for args in (["explain", f"{NEURON}/3", "--method", "weight-label"],
-                 ["score", f"{NEURON}/3", "--target", "weight-label", "--explanation", "x", "--mode", "one"],
-                 ["validate", NEURON, "--units", "1,2,3"],
-                 ["reproduce", "--record", "--experiment", "chat-vs-completions-baseline"]):
+    for args in (
+        ["explain", f"{NEURON}/3", "--method", "weight-label"],
+        ["score", f"{NEURON}/3", "--target", "weight-label", "--explanation", "x", "--mode", "one"],
+        ["validate", NEURON, "--units", "1,2,3"],
+        ["reproduce", "--record", "--experiment", "chat-vs-completions-baseline"],
+    ):
         one_line(run(*args), 1, "cmake", "not found on PATH", "apt-get install", "--base-url")

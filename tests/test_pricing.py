@@ -1,4 +1,4 @@
-"""vse.pricing: the chars-per-token ratio recomputed from the recorded cassette, and the dry-run arithmetic."""
+"""vse.llm.pricing: the chars-per-token ratio recomputed from the recorded cassette, and the dry-run arithmetic."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from vse.llm.batch import requests_from_cassette
 from vse.llm.cassettes import GzipJsonPersister, _JsonSerializer
-from vse.pricing import CHARS_PER_TOKEN, CHAT_TOKENS_PER_MESSAGE, dry_run, paper_cost
+from vse.llm.pricing import CHARS_PER_TOKEN, CHAT_TOKENS_PER_MESSAGE, dry_run, paper_cost
 
 REPO = Path(__file__).resolve().parents[1]
 # The issue-3 recording (unit 1089, 3,190 calls), kept in bench/data/ as real traffic to measure on.
@@ -41,8 +41,13 @@ def test_dry_run_of_the_recorded_requests_matches_the_real_run(recorded):
 
 
 def test_chat_and_list_prompts_and_no_price():
-    chat = ("chat/completions", {"messages": [{"role": "system", "content": "a" * 288},
-                                              {"role": "user", "content": "b" * 288}], "max_tokens": 7})
+    chat = (
+        "chat/completions",
+        {
+            "messages": [{"role": "system", "content": "a" * 288}, {"role": "user", "content": "b" * 288}],
+            "max_tokens": 7,
+        },
+    )
     comp = ("completions", {"prompt": ["c" * 10, "d"], "max_tokens": None})
     est = dry_run([chat, comp])
     assert est.calls == 2 and est.prompt_chars == 587

@@ -2,7 +2,7 @@
 
 import pytest
 
-from vse.prompts import (
+from vse.method.prompts import (
     Example,
     Pair,
     explain_prompt,
@@ -79,7 +79,10 @@ def test_echo_prompt_fills_placeholders():
 
 def test_signed_scale_sentence():
     got = explain_prompt("weight-label", EX, "1", [Pair("a", -3)], signed=True)
-    assert "whole number from -10 to 10: positive numbers mean the unit pushes towards it, negative numbers mean it pushes against it" in got
+    assert (
+        "whole number from -10 to 10: positive numbers mean the unit pushes towards it, negative numbers mean it pushes against it"
+        in got
+    )
 
 
 @pytest.mark.parametrize("kind", ["weight-label", "weight-clip", "caption-activation"])

@@ -1,4 +1,4 @@
-"""Property tests of the scoring protocols' selection rules (vse.protocols).
+"""Property tests of the scoring protocols' selection rules (vse.core.protocols).
 
 The protocols are pure functions of (values, n, rng), so every rule in the module docstring is
 checked over generated value lists (with many ties, since scaled values are small integers)
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vse.protocols import PROTOCOLS, heldout_shown, heldout_top, ranks, select
+from vse.core.protocols import PROTOCOLS, heldout_shown, heldout_top, ranks, select
 
 # Small integers make ties common (the scaled values are 0..10); floats cover the general case.
 values_st = st.lists(
@@ -154,7 +154,9 @@ def test_different_seeds_differ_somewhere():
     # Guards against a selection that ignores the rng (then every seed would agree).
     values = np.arange(200, dtype=float)
     for protocol in ("uniform", "top-and-random", "top-and-random-heldout"):
-        picks = {tuple(sorted(select(protocol, values, 20, np.random.default_rng(s), n_shown=5).tolist())) for s in range(5)}
+        picks = {
+            tuple(sorted(select(protocol, values, 20, np.random.default_rng(s), n_shown=5).tolist())) for s in range(5)
+        }
         assert len(picks) > 1, protocol
 
 
@@ -170,7 +172,7 @@ def test_bad_protocol_and_n_are_refused():
 def test_recall_free_leaves_out_the_top_by_raw_value_and_nothing_else():
     import numpy as np
 
-    from vse.protocols import select
+    from vse.core.protocols import select
 
     scaled = np.array([10, 10, 10, 10, 3, 0, 0, 1])
     raw = np.array([0.97, 0.99, 0.98, 1.0, 0.3, 0.0, 0.01, 0.1])

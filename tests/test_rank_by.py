@@ -3,8 +3,8 @@ longer fall back to the item index."""
 
 import numpy as np
 
-from vse.explain import ExplainConfig, shown_indices
-from vse.targets import Target
+from vse.core.target import Target
+from vse.method.explain import ExplainConfig, shown_indices
 
 
 def _target(raw):

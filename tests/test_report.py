@@ -1,11 +1,32 @@
-from vse.records import Provenance, ScoreRecord
-from vse.report import best_of, best_of_table as markdown_table, plot_scores
+from vse.method.records import Provenance, ScoreRecord
+from vse.outputs.tables import best_of, plot_scores
+from vse.outputs.tables import best_of_table as markdown_table
 
 PROV = Provenance("m", "completions", None, None, "abc", (), 0)
 
 
 def _rec(method, seed, expl, scores, mean, hw, passes, cap, acc, mse, mae):
-    return ScoreRecord("m/l/1", method, expl, seed, "weight-label", "positive", mean, hw, passes, cap, scores, acc, mse, mae, 0, 0, 0, 0, PROV)
+    return ScoreRecord(
+        "m/l/1",
+        method,
+        expl,
+        seed,
+        "weight-label",
+        "positive",
+        mean,
+        hw,
+        passes,
+        cap,
+        scores,
+        acc,
+        mse,
+        mae,
+        0,
+        0,
+        0,
+        0,
+        PROV,
+    )
 
 
 RECORDS = [
@@ -24,8 +45,14 @@ def test_markdown_table_rows_and_cap_flag():
     table = markdown_table(RECORDS)
     lines = table.strip().splitlines()
     assert len(lines) == 4
-    assert "| m/l/1 | weight-label | the main thing this neuron does is find cats | 40.00 ± 16.90 (8, cap) | 25.0% | 5.00 | 2.00 |" in lines
-    assert "| m/l/1 | clip-dissect | the main thing this neuron does is find raspberry | 0.00 ± 1.70 (3) | 10.0% | 9.00 | 3.00 |" in lines
+    assert (
+        "| m/l/1 | weight-label | the main thing this neuron does is find cats | 40.00 ± 16.90 (8, cap) | 25.0% | 5.00 | 2.00 |"
+        in lines
+    )
+    assert (
+        "| m/l/1 | clip-dissect | the main thing this neuron does is find raspberry | 0.00 ± 1.70 (3) | 10.0% | 9.00 | 3.00 |"
+        in lines
+    )
 
 
 def test_plot_is_deterministic(tmp_path):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from vse.experiments import EXPERIMENTS, TableExperiment
 from vse.llm.cassettes import CassetteMiss
-from vse.run import Paths, run_experiment
+from vse.studies.registry import EXPERIMENTS, TableExperiment
+from vse.studies.runner import Paths, run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 CASSETTES = REPO / "cassettes"
@@ -33,7 +33,9 @@ def test_replay_is_offline_and_byte_identical(name, tmp_path):
     assert table_a == table_b
     assert _results(a) == _results(b)
     for rel, data in _results(a).items():
-        assert (REPO / "results" / rel).read_bytes() == data, f"results/{rel} differs from a replay: run `make reproduce` and commit"
+        assert (REPO / "results" / rel).read_bytes() == data, (
+            f"results/{rel} differs from a replay: run `make reproduce` and commit"
+        )
 
 
 def test_a_request_missing_from_the_cassette_names_the_cassette(tmp_path):

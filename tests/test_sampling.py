@@ -1,4 +1,4 @@
-"""Properties of the subset strategies (vse.sampling)."""
+"""Properties of the subset strategies (vse.core.sampling)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vse.sampling import (
+from vse.core.sampling import (
     STRATEGIES,
     get_strategy,
     highest_ratio,
@@ -21,9 +21,7 @@ from vse.sampling import (
 )
 
 # Scaled-integer-like values with plenty of zeros and ties (the realistic and the hard case).
-values_st = hnp.arrays(
-    np.int64, st.integers(0, 60), elements=st.one_of(st.just(0), st.integers(-10, 10))
-)
+values_st = hnp.arrays(np.int64, st.integers(0, 60), elements=st.one_of(st.just(0), st.integers(-10, 10)))
 ns = st.integers(0, 80)
 seeds = st.integers(0, 2**32 - 1)
 fractions = st.one_of(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]), st.floats(0, 1))
@@ -201,7 +199,10 @@ def test_highest_ratio_counts_and_takes_the_highest_nonzero(values, n, seed, fra
 
 
 @given(
-    st.integers(0, 30), st.integers(0, 30), st.integers(0, 40), seeds,
+    st.integers(0, 30),
+    st.integers(0, 30),
+    st.integers(0, 40),
+    seeds,
     st.sampled_from([0.5, 0.75, 0.9]),
 )
 def test_ratio_is_exact_when_both_kinds_are_plentiful(n_nonzero, n_zero, n, seed, fraction):

@@ -1,4 +1,4 @@
-"""Properties of the paper's integer scaling (vse.scaling)."""
+"""Properties of the paper's integer scaling (vse.core.scaling)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vse.scaling import flip_negative, scale_signed, scale_to_int
+from vse.core.scaling import flip_negative, scale_signed, scale_to_int
 
 # Bounded floats without subnormals-to-be: tiny magnitudes are snapped to 0 so that
 # multiplying by 2**k (k in [-16, 16]) is exact (no overflow, no loss of bits in subnormals).

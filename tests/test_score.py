@@ -5,16 +5,20 @@ import math
 import numpy as np
 import pytest
 
-from vse.explain import ExplainConfig, FewShotNeuron, explain
+from vse.core.stats import StopRule
+from vse.core.target import Target
 from vse.llm.client import Completion, TokenLogprob, Usage
-from vse.score import ScoreConfig, draw_items, score_explanation
-from vse.stats import StopRule
-from vse.targets import Target
+from vse.method.explain import ExplainConfig, FewShotNeuron, explain
+from vse.method.score import ScoreConfig, draw_items, score_explanation
 
 N = 200
 RAW = np.where(np.arange(N) % 3 == 0, np.linspace(0.0, 1.0, N), -0.1)
 TARGET = Target("m/l/5", "weight-label", tuple(f"class {i}" for i in range(N)), RAW)
-FEW = [FewShotNeuron(Target("m/l/1", "weight-label", tuple(f"class {i}" for i in range(N)), RAW[::-1].copy()), "reversed things")]
+FEW = [
+    FewShotNeuron(
+        Target("m/l/1", "weight-label", tuple(f"class {i}" for i in range(N)), RAW[::-1].copy()), "reversed things"
+    )
+]
 TRUE = {f"class {i}": int(v) for i, v in enumerate(TARGET.values)}
 
 
@@ -38,7 +42,9 @@ class Oracle:
 
 def test_perfect_simulator_scores_100_and_stops_at_the_minimum():
     client = Oracle(lambda v: v)
-    r = score_explanation(client, "x", TARGET, FEW, ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True), seed=0, progress=False)
+    r = score_explanation(
+        client, "x", TARGET, FEW, ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True), seed=0, progress=False
+    )
     assert r.passes == 3 and not r.hit_cap
     assert r.scores == [100.0, 100.0, 100.0] and r.mean == 100.0
     assert r.accuracy == 1.0 and r.mse == pytest.approx(0.0) and r.mae == pytest.approx(0.0)
@@ -46,13 +52,29 @@ def test_perfect_simulator_scores_100_and_stops_at_the_minimum():
 
 
 def test_inverted_simulator_scores_minus_100():
-    r = score_explanation(Oracle(lambda v: 10 - v), "x", TARGET, FEW, ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True), seed=0, progress=False)
+    r = score_explanation(
+        Oracle(lambda v: 10 - v),
+        "x",
+        TARGET,
+        FEW,
+        ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True),
+        seed=0,
+        progress=False,
+    )
     assert r.mean == pytest.approx(-100.0)
 
 
 def test_noisy_simulator_hits_the_cap_and_says_so():
     rng = np.random.default_rng(1)
-    r = score_explanation(Oracle(lambda v: int(rng.integers(0, 10))), "x", TARGET, FEW, ScoreConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=4)), seed=0, progress=False)
+    r = score_explanation(
+        Oracle(lambda v: int(rng.integers(0, 10))),
+        "x",
+        TARGET,
+        FEW,
+        ScoreConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=4)),
+        seed=0,
+        progress=False,
+    )
     assert r.passes == 4 and r.hit_cap
 
 
@@ -62,14 +84,28 @@ def test_failed_passes_are_recorded_not_dropped():
             return Completion("u", [TokenLogprob("unk", 0.0, {"unk": 0.0})], Usage(), "length")
 
     with pytest.raises(Exception, match="simulation passes failed"):
-        score_explanation(NoNumbers(None), "x", TARGET, FEW, ScoreConfig(n_items=10, n_fewshot_pairs=5, max_failed_passes=1), seed=0, progress=False)
+        score_explanation(
+            NoNumbers(None),
+            "x",
+            TARGET,
+            FEW,
+            ScoreConfig(n_items=10, n_fewshot_pairs=5, max_failed_passes=1),
+            seed=0,
+            progress=False,
+        )
 
 
 def test_passes_are_reproducible_from_the_seed():
-    a = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False)
-    b = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False)
+    a = score_explanation(
+        Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
+    )
+    b = score_explanation(
+        Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
+    )
     assert [p.items for p in a.details] == [p.items for p in b.details]
-    c = score_explanation(Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=8, progress=False)
+    c = score_explanation(
+        Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=8, progress=False
+    )
     assert [p.items for p in a.details] != [p.items for p in c.details]
 
 
@@ -80,7 +116,9 @@ def test_constant_subsets_are_redrawn():
     items, redraws = draw_items(t, ScoreConfig(n_items=10), np.random.default_rng(0))
     assert 0 in items and redraws > 0
     with pytest.raises(ValueError, match="constant values"):
-        draw_items(Target("m/l/3", "weight-label", ("a", "b"), np.zeros(2)), ScoreConfig(n_items=2), np.random.default_rng(0))
+        draw_items(
+            Target("m/l/3", "weight-label", ("a", "b"), np.zeros(2)), ScoreConfig(n_items=2), np.random.default_rng(0)
+        )
 
 
 def test_explain_retries_empty_replies_with_new_seeds():
@@ -107,7 +145,7 @@ def test_bad_config_is_refused():
 
 def test_the_store_predicts_each_item_once_per_explanation():
     # Fixed few-shot context: a second scoring of the same explanation reads the store, no call.
-    from vse.store import PredictionStore
+    from vse.method.prediction_store import PredictionStore
 
     store = PredictionStore()
     client = Oracle(lambda v: v)
@@ -127,10 +165,26 @@ def test_per_pass_fewshot_draws_change_the_prompt_prefix():
             prompts.append(prompt.rsplit("Neuron X", 1)[0])
             return super().complete(prompt, **kw)
 
-    score_explanation(Spy(lambda v: v), "x", TARGET, FEW, ScoreConfig(n_items=10, n_fewshot_pairs=5, fewshot_draw="per-pass", stop=StopRule(max_runs=3)), seed=0, progress=False)
+    score_explanation(
+        Spy(lambda v: v),
+        "x",
+        TARGET,
+        FEW,
+        ScoreConfig(n_items=10, n_fewshot_pairs=5, fewshot_draw="per-pass", stop=StopRule(max_runs=3)),
+        seed=0,
+        progress=False,
+    )
     assert len(set(prompts)) == 3
     prompts.clear()
-    score_explanation(Spy(lambda v: v), "x", TARGET, FEW, ScoreConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=3)), seed=0, progress=False)
+    score_explanation(
+        Spy(lambda v: v),
+        "x",
+        TARGET,
+        FEW,
+        ScoreConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=3)),
+        seed=0,
+        progress=False,
+    )
     assert len(set(prompts)) == 1
 
 
@@ -144,6 +198,16 @@ def test_prior_correction_subtracts_the_neutral_prediction():
             value = bias if "nothing in particular" in prompt else min(TRUE[item] // 2 + bias, 9)
             return Completion("x", [TokenLogprob("x", 0.0, {str(value): 0.0})], Usage(3, 1), "length")
 
-    plain = score_explanation(Biased(None), "x", TARGET, FEW, ScoreConfig(n_items=40, n_fewshot_pairs=5), seed=0, progress=False)
-    corrected = score_explanation(Biased(None), "x", TARGET, FEW, ScoreConfig(n_items=40, n_fewshot_pairs=5, prior_corrected=True), seed=0, progress=False)
+    plain = score_explanation(
+        Biased(None), "x", TARGET, FEW, ScoreConfig(n_items=40, n_fewshot_pairs=5), seed=0, progress=False
+    )
+    corrected = score_explanation(
+        Biased(None),
+        "x",
+        TARGET,
+        FEW,
+        ScoreConfig(n_items=40, n_fewshot_pairs=5, prior_corrected=True),
+        seed=0,
+        progress=False,
+    )
     assert corrected.mean > plain.mean and corrected.mean > 90

@@ -1,4 +1,4 @@
-"""Random streams (vse.seeds): reproducible, independent, and strict about their names.
+"""Random streams (vse.core.seeds): reproducible, independent, and strict about their names.
 
 Cassette replay depends on this: a resumed or extended run must send the same requests, so the
 same (seed, stream, path) must give the same draws, and adding a consumer must not shift another.
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vse import seeds
+from vse.core import seeds
 
 streams = st.sampled_from(sorted(seeds.STREAMS))
 paths = st.lists(st.integers(0, 1000), max_size=3)

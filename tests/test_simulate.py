@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vse.llm.client import Completion, TokenLogprob, Usage
-from vse.simulators import OneItemSimulator, SimContext
-from vse.simulate import (
+from vse.method.simulators.llm import OneItemSimulator, SimContext
+from vse.method.simulators.numbers import (
     SimulationError,
     expected_value,
     number_distribution,
@@ -87,7 +87,7 @@ _OLD_PAIR_LINE = re.compile(r"^(?P<text>.*?)(?:\t+|\s{2,}|\s*:\s*|\s+)(?P<value>
 @settings(max_examples=500)
 @given(st.text(alphabet=st.sampled_from(list("ab :\t-+1٣x²\u00a0")), max_size=12).map(str.strip))
 def test_linear_pair_line_means_what_the_old_regex_meant(line):
-    from vse.simulate import _PAIR_LINE
+    from vse.method.simulators.numbers import _PAIR_LINE
 
     old, new = _OLD_PAIR_LINE.match(line), _PAIR_LINE.match(line[::-1])
     assert (old is None) == (new is None), line
@@ -126,8 +126,31 @@ def test_unicode_digits_still_parse():
 
 
 @settings(max_examples=300)
-@given(reply=st.lists(st.sampled_from(["kite", "jellyfish", "crash helmet", " ", "\t", ":", "9" * 5000, "-", "٣",
-                                       "²", "\n", "<start>", "<end>", "1", "10", "+"]), max_size=30).map("".join))
+@given(
+    reply=st.lists(
+        st.sampled_from(
+            [
+                "kite",
+                "jellyfish",
+                "crash helmet",
+                " ",
+                "\t",
+                ":",
+                "9" * 5000,
+                "-",
+                "٣",
+                "²",
+                "\n",
+                "<start>",
+                "<end>",
+                "1",
+                "10",
+                "+",
+            ]
+        ),
+        max_size=30,
+    ).map("".join)
+)
 def test_parser_fuzz_near_valid_replies_only_raises_its_own_error(reply):
     try:
         values = parse_value_list(reply, TEXTS)
@@ -141,8 +164,13 @@ def test_number_distribution_ignores_superscripts_and_huge_keys():
     assert number_distribution({"①": -0.1, "٣": -0.1, "9" * 5000: -0.1, "05": -0.1, "3": 0.0}) == {3: 1.0}
 
 
-@given(st.dictionaries(st.text(max_size=6) | st.sampled_from(["²", " 5", "10", "9" * 5000]),
-                       st.floats(allow_nan=True, allow_infinity=True) | st.none(), max_size=8))
+@given(
+    st.dictionaries(
+        st.text(max_size=6) | st.sampled_from(["²", " 5", "10", "9" * 5000]),
+        st.floats(allow_nan=True, allow_infinity=True) | st.none(),
+        max_size=8,
+    )
+)
 def test_number_distribution_never_raises(top):
     dist = number_distribution(top)
     assert all(0 <= k <= 10 for k in dist) and all(0.0 <= p for p in dist.values())
@@ -176,7 +204,18 @@ def tok(t, top=None):
 
 
 def test_value_slots_find_numbers_after_tabs():
-    tokens = [tok("kite"), tok("\t"), tok("1", {"1": math.log(0.5), "2": math.log(0.5)}), tok("0", {"0": math.log(0.8), "\n": math.log(0.2)}), tok("\n"), tok("crash"), tok(" helmet"), tok("\t"), tok("3"), tok("\n")]
+    tokens = [
+        tok("kite"),
+        tok("\t"),
+        tok("1", {"1": math.log(0.5), "2": math.log(0.5)}),
+        tok("0", {"0": math.log(0.8), "\n": math.log(0.2)}),
+        tok("\n"),
+        tok("crash"),
+        tok(" helmet"),
+        tok("\t"),
+        tok("3"),
+        tok("\n"),
+    ]
     assert value_slots(tokens) == [2, 8]
     values = values_from_generated(tokens)
     # slot 1: P(1)=.5 split with P(0|1)=.8 -> .5*(.2*1 + .8*10) + .5*2
@@ -235,7 +274,7 @@ def test_simulate_list_retries_then_succeeds_then_gives_up():
 
 
 def test_list_over_chat_goes_through_the_same_retry_loop():
-    from vse.simulators import ListSimulator
+    from vse.method.simulators.llm import ListSimulator
 
     class Chat:
         def __init__(self, replies):
@@ -249,6 +288,9 @@ def test_list_over_chat_goes_through_the_same_retry_loop():
     sim = ListSimulator("chat").predict(client, CTX, TEXTS, seed=5)
     assert sim.values == [1.0, 2.0, 3.0] and (sim.calls, sim.retries, sim.usage) == (2, 1, Usage(14, 6))
     # the request fields the recorded chat lists were sent with: no stop, no logprobs
-    assert client.calls == [{"max_tokens": 52, "temperature": 0.0, "seed": 5}, {"max_tokens": 52, "temperature": 0.7, "seed": 6}]
+    assert client.calls == [
+        {"max_tokens": 52, "temperature": 0.0, "seed": 5},
+        {"max_tokens": 52, "temperature": 0.7, "seed": 6},
+    ]
     with pytest.raises(SimulationError, match="attempt 3: expected 3 value lines"):
         ListSimulator("chat").predict(Chat(["x"] * 3), CTX, TEXTS, seed=0)

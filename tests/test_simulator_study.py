@@ -4,8 +4,8 @@ embedding store that replays like a cassette."""
 import numpy as np
 import pytest
 
-from vse.embedding_simulator import EmbeddingMissing, EmbeddingStore, cosine_predictions
-from vse.simulator_study import Pool, StudyProtocol, UnitItems, compare, sensitivity, standardise
+from vse.method.simulators.embedding import EmbeddingMissing, EmbeddingStore, cosine_predictions
+from vse.studies.simulator import Pool, StudyProtocol, UnitItems, compare, sensitivity, standardise
 
 
 def _pool(n_units=4, size=40):
@@ -15,7 +15,13 @@ def _pool(n_units=4, size=40):
         order = rng.permutation(size)
         units.append(UnitItems(held=np.sort(order[1:6:2]), top=np.sort(order[:6]), shown=np.sort(order[0:6:2])))
     rand = np.sort(rng.choice(size, 12, replace=False))
-    return Pool("weight-label", tuple(f"t{i}" for i in range(size)), rng.integers(0, 11, (n_units, size)).astype(float), rand, tuple(units))
+    return Pool(
+        "weight-label",
+        tuple(f"t{i}" for i in range(size)),
+        rng.integers(0, 11, (n_units, size)).astype(float),
+        rand,
+        tuple(units),
+    )
 
 
 def test_recall_free_sets_never_hold_a_shown_item():
@@ -105,8 +111,8 @@ def test_replay_of_an_unknown_text_names_the_store(tmp_path):
 
 
 def test_embedding_simulator_predicts_through_the_simulator_interface(tmp_path):
-    from vse.embedding_simulator import EmbeddingSimulator
-    from vse.simulators import SimContext
+    from vse.method.simulators.embedding import EmbeddingSimulator
+    from vse.method.simulators.llm import SimContext
 
     store = EmbeddingStore(tmp_path / "e.npz", record=True, encode=_fake_encoder([]))
     sim = EmbeddingSimulator(store)

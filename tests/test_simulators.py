@@ -12,12 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vse.explain import FewShotNeuron
+from vse.core.stats import StopRule
+from vse.core.target import Target
 from vse.llm.client import Completion, TokenLogprob, Usage
-from vse.prompts import Example, Pair
-from vse.score import ScoreConfig, score_explanation
-from vse.simulate import SimulationError
-from vse.simulators import (
+from vse.method.explain import FewShotNeuron
+from vse.method.prompts import Example, Pair
+from vse.method.score import ScoreConfig, score_explanation
+from vse.method.simulators.llm import (
     MODES,
     UNREAD_NEGATIVE,
     EchoSimulator,
@@ -27,8 +28,7 @@ from vse.simulators import (
     make_simulator,
     read_value,
 )
-from vse.stats import StopRule
-from vse.targets import Target
+from vse.method.simulators.numbers import SimulationError
 
 L = math.log
 
@@ -235,7 +235,9 @@ def test_signed_context_refused_by_echo_before_any_call():
 
 def test_list_logprobs_over_chat_refused():
     with pytest.raises(ValueError, match="list-logprobs over chat"):
-        ListSimulator("chat", logprobs=True).predict(NoCalls(), SimContext("weight-label", EX, "insects"), ["kite"], seed=0)
+        ListSimulator("chat", logprobs=True).predict(
+            NoCalls(), SimContext("weight-label", EX, "insects"), ["kite"], seed=0
+        )
 
 
 # ----------------------------------------------------------------------------- signed scoring end to end

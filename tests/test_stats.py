@@ -1,4 +1,4 @@
-"""Properties of the scores, the confidence interval and the Algorithm 1 stopper (vse.stats)."""
+"""Properties of the scores, the confidence interval and the Algorithm 1 stopper (vse.core.stats)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vse.stats import (
+from vse.core.stats import (
     StopResult,
     StopRule,
     accuracy,
@@ -121,9 +121,7 @@ def test_correlation_errors_name_the_problem():
 @given(spread_lists, confidences)
 def test_ci_half_width_agrees_with_scipy_t_interval(scores, confidence):
     n = scores.size
-    lo, hi = scipy.stats.t.interval(
-        confidence, n - 1, loc=scores.mean(), scale=scipy.stats.sem(scores)
-    )
+    lo, hi = scipy.stats.t.interval(confidence, n - 1, loc=scores.mean(), scale=scipy.stats.sem(scores))
     assert ci_half_width(scores, confidence) == pytest.approx((hi - lo) / 2, rel=1e-9, abs=1e-9)
 
 
@@ -264,7 +262,11 @@ def test_wild_scores_run_to_the_cap_and_report_it(rule):
 def test_default_rule_is_the_papers():
     rule = StopRule()
     assert (rule.min_runs, rule.half_width, rule.confidence, rule.max_runs, rule.ddof) == (
-        3, 5.0, 0.90, 20, 1,
+        3,
+        5.0,
+        0.90,
+        20,
+        1,
     )
     # Paper numbers: scores 40, 42, 44 -> t_{0.95,2}=2.92 * 2/sqrt(3) = 3.37 < 5: stop at 3.
     assert run_until_confident(lambda i: 40.0 + 2 * i, rule).runs == 3

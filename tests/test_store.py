@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from vse.llm.client import Completion, TokenLogprob, Usage
-from vse.prompts import Example, Pair
-from vse.simulators import OneItemSimulator, SimContext
-from vse.store import PredictionStore
+from vse.method.prediction_store import PredictionStore
+from vse.method.prompts import Example, Pair
+from vse.method.simulators.llm import OneItemSimulator, SimContext
 
 EX = (Example("7", (Pair("beagle", 6), Pair("poodle", 10)), "dogs of many breeds"),)
 CTX = SimContext("weight-label", EX, "insects")
@@ -115,11 +115,22 @@ OTHER_EX = (Example("7", (Pair("beagle", 6), Pair("poodle", 9)), "dogs of many b
 @pytest.mark.parametrize(
     "change",
     [
-        pytest.param(lambda: (FakeClient(), "completions", SimContext("weight-label", OTHER_EX, "insects")), id="few-shot value"),
-        pytest.param(lambda: (FakeClient(), "completions", SimContext("weight-label", EX + OTHER_EX, "insects")), id="few-shot neurons"),
-        pytest.param(lambda: (FakeClient(), "completions", SimContext("weight-label", EX, "insects and bugs")), id="explanation"),
-        pytest.param(lambda: (FakeClient(), "completions", SimContext("weight-clip", EX, "insects")), id="kind wording"),
-        pytest.param(lambda: (FakeClient(), "completions", SimContext("weight-label", EX, "insects", signed=True)), id="signed"),
+        pytest.param(
+            lambda: (FakeClient(), "completions", SimContext("weight-label", OTHER_EX, "insects")), id="few-shot value"
+        ),
+        pytest.param(
+            lambda: (FakeClient(), "completions", SimContext("weight-label", EX + OTHER_EX, "insects")),
+            id="few-shot neurons",
+        ),
+        pytest.param(
+            lambda: (FakeClient(), "completions", SimContext("weight-label", EX, "insects and bugs")), id="explanation"
+        ),
+        pytest.param(
+            lambda: (FakeClient(), "completions", SimContext("weight-clip", EX, "insects")), id="kind wording"
+        ),
+        pytest.param(
+            lambda: (FakeClient(), "completions", SimContext("weight-label", EX, "insects", signed=True)), id="signed"
+        ),
         pytest.param(lambda: (FakeClient("other-model"), "completions", CTX), id="model"),
         pytest.param(lambda: (FakeClient(), "chat", CTX), id="api"),
     ],

@@ -1,4 +1,4 @@
-"""Matched vs mismatched validation (vse.validate): the statistics and the item sets.
+"""Matched vs mismatched validation (vse.core.discrimination): the statistics and the item sets.
 
 `compare` is checked on constructed score matrices whose answer is known (a strong diagonal
 must win everywhere; a weak or negative one must not look significant). `neurons_needed` is
@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sst
 
-from vse.protocols import ranks
-from vse.validate import build_pool, compare, item_sets, markdown, neurons_needed, score_matrix
+from vse.core.discrimination import build_pool, compare, item_sets, markdown, neurons_needed, score_matrix
+from vse.core.protocols import ranks
 
 K = 8
 
@@ -134,7 +134,9 @@ def test_neurons_needed_none_cases():
 # ----------------------------------------------------------------------------- pool and item sets
 
 neuron_values = st.integers(20, 80).flatmap(
-    lambda size: st.lists(st.lists(st.integers(-2, 10).map(float), min_size=size, max_size=size).map(np.array), min_size=1, max_size=4)
+    lambda size: st.lists(
+        st.lists(st.integers(-2, 10).map(float), min_size=size, max_size=size).map(np.array), min_size=1, max_size=4
+    )
 )
 
 

@@ -16,8 +16,14 @@ def load_reply(name: str) -> dict[str, Any]:
     return json.loads((DATA / name).read_text())
 
 
-def make_response(status: int = 200, body: Any = None, *, text: str | None = None, headers: dict | None = None,
-                  url: str = "http://llm.test/v1/x") -> requests.Response:
+def make_response(
+    status: int = 200,
+    body: Any = None,
+    *,
+    text: str | None = None,
+    headers: dict | None = None,
+    url: str = "http://llm.test/v1/x",
+) -> requests.Response:
     resp = requests.Response()
     resp.status_code = status
     resp.url = url

@@ -51,8 +51,10 @@ def test_export_matches_the_clients_bytes(round_trip):
 
 
 def test_export_splits_and_overrides_model(tmp_path):
-    reqs = [("chat/completions", {"model": "local", "messages": [{"role": "user", "content": str(i)}], "seed": None})
-            for i in range(5)]
+    reqs = [
+        ("chat/completions", {"model": "local", "messages": [{"role": "user", "content": str(i)}], "seed": None})
+        for i in range(5)
+    ]
     paths = export_batch_input(reqs, tmp_path / "in.jsonl", model="gpt-4o-mini", max_per_file=2)
     assert [p.name for p in paths] == ["in.part001.jsonl", "in.part002.jsonl", "in.part003.jsonl"]
     lines = [json.loads(x) for p in paths for x in p.read_text().splitlines()]
@@ -98,8 +100,9 @@ def test_import_appends_to_an_existing_cassette(tmp_path, round_trip):
     inp.write_text("".join(json.dumps(x) + "\n" for x in lines[:3]))
     body = {"choices": [{"text": " a", "index": 0, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1}}
     for k in range(3):
-        (tmp_path / f"out{k}.jsonl").write_text(json.dumps(
-            {"custom_id": lines[k]["custom_id"], "response": {"status_code": 200, "body": body}}) + "\n")
+        (tmp_path / f"out{k}.jsonl").write_text(
+            json.dumps({"custom_id": lines[k]["custom_id"], "response": {"status_code": 200, "body": body}}) + "\n"
+        )
     cassette = tmp_path / "c.json.gz"
     assert import_batch_output([inp], [tmp_path / "out0.jsonl"], cassette)["missing"] == 2
     import_batch_output([inp], [tmp_path / "out1.jsonl", tmp_path / "out2.jsonl"], cassette)

@@ -26,7 +26,10 @@ from vse.llm.errors import LLMEndpointDown, LLMRetriesExhausted
 from .fakes import FakeSession, Sleeps, make_response
 
 REPO = Path(__file__).resolve().parents[2]
-OK = {"choices": [{"text": "ok", "finish_reason": "stop", "index": 0}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+OK = {
+    "choices": [{"text": "ok", "finish_reason": "stop", "index": 0}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+}
 
 
 def closed_port() -> int:
@@ -63,8 +66,12 @@ def test_a_retry_is_one_short_line(caplog):
 
 
 def test_an_http_retry_line_names_the_status():
-    c = LLMClient(ClientConfig(base_url="http://h:1/v1"), session=FakeSession(make_response(503, {"error": {"message": "busy"}}),
-                  make_response(200, OK)), sleep=Sleeps(), rng=random.Random(0))
+    c = LLMClient(
+        ClientConfig(base_url="http://h:1/v1"),
+        session=FakeSession(make_response(503, {"error": {"message": "busy"}}), make_response(200, OK)),
+        sleep=Sleeps(),
+        rng=random.Random(0),
+    )
     with pytest.MonkeyPatch.context() as mp:
         seen = []
         mp.setattr(logging.getLogger("vse.llm.client"), "warning", lambda fmt, *a: seen.append(fmt % a))
@@ -74,18 +81,32 @@ def test_an_http_retry_line_names_the_status():
 
 def test_failures_are_described_in_words():
     assert describe_failure(refused()) == "refused the connection"
-    assert describe_failure(requests.ConnectionError(socket.gaierror(-2, "Name or service not known"))) == "is an unknown host name"
-    assert describe_failure(requests.ReadTimeout("Read timed out. (read timeout=120)"), 120) == "did not reply within 120 s"
-    assert describe_failure(requests.ConnectTimeout("Connection to h timed out. (connect timeout=10)")) == \
-        "did not accept the connection in time"
-    assert describe_failure(requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer"))) == \
-        "closed the connection mid-request"
+    assert (
+        describe_failure(requests.ConnectionError(socket.gaierror(-2, "Name or service not known")))
+        == "is an unknown host name"
+    )
+    assert (
+        describe_failure(requests.ReadTimeout("Read timed out. (read timeout=120)"), 120)
+        == "did not reply within 120 s"
+    )
+    assert (
+        describe_failure(requests.ConnectTimeout("Connection to h timed out. (connect timeout=10)"))
+        == "did not accept the connection in time"
+    )
+    assert (
+        describe_failure(requests.ConnectionError(ConnectionResetError(104, "Connection reset by peer")))
+        == "closed the connection mid-request"
+    )
 
 
 def test_the_breaker_opens_after_failures_in_a_row_and_fails_every_caller_at_once():
     cfg = ClientConfig(base_url="http://gone:1/v1", breaker_failures=3)
-    first = LLMClient(cfg, session=FakeSession(*[requests.ConnectionError("Connection refused")] * 3), sleep=Sleeps(),
-                      rng=random.Random(0))
+    first = LLMClient(
+        cfg,
+        session=FakeSession(*[requests.ConnectionError("Connection refused")] * 3),
+        sleep=Sleeps(),
+        rng=random.Random(0),
+    )
     with pytest.raises(LLMEndpointDown) as info:
         first.complete("Hi")
     assert "http://gone:1/v1 is down: 3 connection attempts in a row failed (refused the connection)" in str(info.value)
@@ -100,10 +121,19 @@ def test_the_breaker_opens_after_failures_in_a_row_and_fails_every_caller_at_onc
 
 
 def test_an_http_answer_resets_the_count_and_a_read_timeout_does_not_count():
-    script = [requests.ConnectionError("Connection refused")] * 2 + [make_response(503, {})] + \
-             [requests.ConnectionError("Connection refused")] * 2 + [requests.ReadTimeout("slow")] * 3 + [make_response(200, OK)]
-    c = LLMClient(ClientConfig(base_url="http://flaky:1/v1", breaker_failures=3, max_retries=10),
-                  session=FakeSession(*script), sleep=Sleeps(), rng=random.Random(0))
+    script = (
+        [requests.ConnectionError("Connection refused")] * 2
+        + [make_response(503, {})]
+        + [requests.ConnectionError("Connection refused")] * 2
+        + [requests.ReadTimeout("slow")] * 3
+        + [make_response(200, OK)]
+    )
+    c = LLMClient(
+        ClientConfig(base_url="http://flaky:1/v1", breaker_failures=3, max_retries=10),
+        session=FakeSession(*script),
+        sleep=Sleeps(),
+        rng=random.Random(0),
+    )
     assert c.complete("Hi").text == "ok"
     assert not c.breaker.is_open and c.breaker.failures == 0
 
@@ -165,8 +195,13 @@ def test_many_threads_against_a_closed_port_all_stop_within_seconds():
 def start_stub(port: int = 0) -> tuple[subprocess.Popen, str]:
     """bench.stub_server in its own process (so a kill -9 closes every connection, as a crash does)."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "bench.stub_server", "--delay", "0.01", "--port", str(port),
-                             "--lifetime", "60"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.stub_server", "--delay", "0.01", "--port", str(port), "--lifetime", "60"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     return proc, proc.stdout.readline().strip()
 
 
@@ -197,8 +232,13 @@ def test_a_host_that_drops_packets_opens_the_breaker_after_the_window_not_five_t
             return super().post(url, **kw)
 
     session = Slow(*[requests.ConnectTimeout("Connection to blackhole timed out. (connect timeout=5)")] * 5)
-    c = LLMClient(ClientConfig(base_url="http://blackhole:1/v1"), session=session, sleep=Sleeps(), rng=random.Random(0),
-                  breaker=breaker)
+    c = LLMClient(
+        ClientConfig(base_url="http://blackhole:1/v1"),
+        session=session,
+        sleep=Sleeps(),
+        rng=random.Random(0),
+        breaker=breaker,
+    )
     with pytest.raises(LLMEndpointDown, match="did not accept the connection in time"):
         c.complete("Hi")
     assert len(session.requests) == 3 and now[0] == 15.0  # failed at 5, 10, 15 s: open at 15 s (10 s after the first)

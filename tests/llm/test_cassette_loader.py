@@ -77,12 +77,23 @@ def test_a_flipped_byte_gives_a_cassette_error_or_loads(tmp_path_factory, small_
 
 
 @settings(max_examples=300)
-@given(st.binary(min_size=1, max_size=2000) | st.builds(lambda b: gzip_bytes(b), st.binary(max_size=500))
-       | st.builds(lambda t: gzip_bytes(t.encode()), st.text(max_size=200))
-       | st.builds(lambda v: gzip_bytes(json.dumps(v).encode()),
-                   st.recursive(st.none() | st.integers() | st.text(max_size=5),
-                                lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(
-                                    ["interactions", "request", "response", "version", "body"]), c, max_size=3))))
+@given(
+    st.binary(min_size=1, max_size=2000)
+    | st.builds(lambda b: gzip_bytes(b), st.binary(max_size=500))
+    | st.builds(lambda t: gzip_bytes(t.encode()), st.text(max_size=200))
+    | st.builds(
+        lambda v: gzip_bytes(json.dumps(v).encode()),
+        st.recursive(
+            st.none() | st.integers() | st.text(max_size=5),
+            lambda c: (
+                st.lists(c, max_size=3)
+                | st.dictionaries(
+                    st.sampled_from(["interactions", "request", "response", "version", "body"]), c, max_size=3
+                )
+            ),
+        ),
+    )
+)
 def test_arbitrary_bytes_give_only_a_cassette_error(tmp_path_factory, blob):
     path = tmp_path_factory.mktemp("any") / "x.json.gz"
     path.write_bytes(blob)

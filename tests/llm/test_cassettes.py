@@ -40,19 +40,32 @@ RECORDED_AT = "http://127.0.0.1:8765/v1"
 
 def completion_request(prompt: str, base_url: str = RECORDED_AT, **options) -> Request:
     body = encode_body({"model": "local", "prompt": prompt, "temperature": 0.0, "max_tokens": 1, **options})
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}", "User-Agent": "python-requests/2",
-               "OpenAI-Organization": "org-SECRET", "api-key": KEY, "Cookie": "session=SECRET"}
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {KEY}",
+        "User-Agent": "python-requests/2",
+        "OpenAI-Organization": "org-SECRET",
+        "api-key": KEY,
+        "Cookie": "session=SECRET",
+    }
     return Request("POST", f"{base_url}/completions", body, headers)
 
 
 def reply(text: str) -> dict:
-    body = {"choices": [{"text": text, "index": 0, "finish_reason": "length"}],
-            "usage": {"prompt_tokens": 2, "completion_tokens": 1}}
+    body = {
+        "choices": [{"text": text, "index": 0, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 1},
+    }
     return {
         "status": {"code": 200, "message": "OK"},
-        "headers": {"content-type": ["application/json"], "Set-Cookie": ["session=SECRET; Path=/"],
-                    "date": ["Wed, 25 Nov 2026 23:16:24 GMT"], "x-request-id": ["e1cec34f"],
-                    "openai-organization": ["org-SECRET"], "openai-processing-ms": ["26862"]},
+        "headers": {
+            "content-type": ["application/json"],
+            "Set-Cookie": ["session=SECRET; Path=/"],
+            "date": ["Wed, 25 Nov 2026 23:16:24 GMT"],
+            "x-request-id": ["e1cec34f"],
+            "openai-organization": ["org-SECRET"],
+            "openai-processing-ms": ["26862"],
+        },
         "body": {"string": json.dumps(body).encode()},
     }
 
@@ -237,8 +250,9 @@ def test_persister_round_trip(tmp_path):
     path = tmp_path / f"c{CASSETTE_SUFFIX}"
     request = scrub_request(completion_request("Hi"))
     response = scrub_response(reply("x"))
-    GzipJsonPersister.save_cassette(path, copy.deepcopy({"requests": [request], "responses": [response]}),
-                                    _JsonSerializer)
+    GzipJsonPersister.save_cassette(
+        path, copy.deepcopy({"requests": [request], "responses": [response]}), _JsonSerializer
+    )
     requests_, responses = GzipJsonPersister.load_cassette(path, _JsonSerializer)
     assert requests_[0].body == request.body and requests_[0].uri == request.uri
     assert responses[0]["body"]["string"] == response["body"]["string"]

@@ -24,8 +24,12 @@ class FakeOpenAI(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeOpenAI.seen_auth.append(self.headers.get("Authorization"))
-        reply = json.dumps({"choices": [{"text": body["prompt"][::-1], "finish_reason": "stop"}],
-                            "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+        reply = json.dumps(
+            {
+                "choices": [{"text": body["prompt"][::-1], "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Set-Cookie", "__cf_bm=SECRET-COOKIE; path=/")

@@ -17,7 +17,10 @@ from vse.llm.errors import LLMError, LLMHTTPError, LLMResponseError, LLMRetriesE
 from .fakes import FakeSession, Sleeps, load_reply, make_response
 
 URL = "http://127.0.0.1:8765/v1"
-OK = {"choices": [{"text": "ok", "finish_reason": "stop", "index": 0}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+OK = {
+    "choices": [{"text": "ok", "finish_reason": "stop", "index": 0}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+}
 
 
 def client(*script, **config) -> tuple[LLMClient, FakeSession, Sleeps]:
@@ -40,7 +43,9 @@ def test_complete_posts_minimal_sorted_body():
 
 
 def test_chat_body_has_logprob_options_only_when_asked():
-    c, s, _ = client(make_response(200, load_reply("chat_logprobs.json")), make_response(200, load_reply("chat_logprobs.json")))
+    c, s, _ = client(
+        make_response(200, load_reply("chat_logprobs.json")), make_response(200, load_reply("chat_logprobs.json"))
+    )
     msgs = [{"role": "user", "content": "Say 7"}]
     c.chat(msgs, max_tokens=1)
     c.chat(msgs, max_tokens=1, logprobs=True, top_logprobs=5, seed=3, stop=["\n"])
@@ -52,12 +57,23 @@ def test_chat_body_has_logprob_options_only_when_asked():
 def test_echo_and_logprobs_sent_for_legacy_completions():
     c, s, _ = client(make_response(200, load_reply("completion_echo.json")))
     c.complete("The capital of France is", max_tokens=1, logprobs=3, echo=True)
-    assert s.body() == {"model": "local", "prompt": "The capital of France is", "temperature": 0.0, "max_tokens": 1,
-                        "logprobs": 3, "echo": True}
+    assert s.body() == {
+        "model": "local",
+        "prompt": "The capital of France is",
+        "temperature": 0.0,
+        "max_tokens": 1,
+        "logprobs": 3,
+        "echo": True,
+    }
 
 
-@given(st.dictionaries(st.text(max_size=5), st.one_of(st.none(), st.integers(), st.text(max_size=10),
-                                                        st.lists(st.integers(), max_size=3)), max_size=6))
+@given(
+    st.dictionaries(
+        st.text(max_size=5),
+        st.one_of(st.none(), st.integers(), st.text(max_size=10), st.lists(st.integers(), max_size=3)),
+        max_size=6,
+    )
+)
 def test_encode_body_is_deterministic_and_drops_none(payload):
     reordered = dict(reversed(list(payload.items())))
     assert encode_body(payload) == encode_body(reordered)
@@ -76,16 +92,18 @@ def test_same_call_same_bytes():
 
 
 def test_429_honours_retry_after():
-    c, s, sleeps = client(make_response(429, {"error": {"message": "slow down"}}, headers={"Retry-After": "7"}),
-                          make_response(200, OK))
+    c, s, sleeps = client(
+        make_response(429, {"error": {"message": "slow down"}}, headers={"Retry-After": "7"}), make_response(200, OK)
+    )
     assert c.complete("Hi").text == "ok"
     assert sleeps == [7.0]
     assert len(s.requests) == 2
 
 
 def test_retry_after_is_capped():
-    c, _, sleeps = client(make_response(429, {}, headers={"Retry-After": "3600"}), make_response(200, OK),
-                          backoff_max_s=30.0)
+    c, _, sleeps = client(
+        make_response(429, {}, headers={"Retry-After": "3600"}), make_response(200, OK), backoff_max_s=30.0
+    )
     c.complete("Hi")
     assert sleeps == [30.0]
 
@@ -115,7 +133,9 @@ def test_connection_errors_are_retried(exc):
 
 
 def test_400_fails_at_once_with_the_servers_message():
-    body = {"error": {"message": "Requested tokens (5000) exceed context window of 4096", "type": "invalid_request_error"}}
+    body = {
+        "error": {"message": "Requested tokens (5000) exceed context window of 4096", "type": "invalid_request_error"}
+    }
     c, s, sleeps = client(make_response(400, body))
     with pytest.raises(LLMHTTPError) as info:
         c.complete("Hi")
@@ -139,7 +159,9 @@ def test_context_overflow_message_surfaces():
 
 
 def test_fastapi_validation_error_detail_surfaces():
-    body = {"detail": [{"loc": ["body", "max_tokens"], "msg": "Input should be a valid integer", "type": "int_parsing"}]}
+    body = {
+        "detail": [{"loc": ["body", "max_tokens"], "msg": "Input should be a valid integer", "type": "int_parsing"}]
+    }
     c, _, _ = client(make_response(422, body))
     with pytest.raises(LLMHTTPError, match="valid integer"):
         c.complete("Hi")
@@ -324,15 +346,23 @@ def test_echo_splits_prompt_and_generated_tokens_and_undoes_llama_cpp_shift():
     assert third.top == {k: v for k, v in raw_top[1].items() if k != " capital"}
     assert third.logprob == raw_top[1][" of"]
     assert out.tokens[0].top == {k: v for k, v in raw_top[4].items() if k != " is"}
-    assert out.tokens[0].logprob == raw_top[4][" Paris"] and max(out.tokens[0].top, key=out.tokens[0].top.get) == " Paris"
+    assert (
+        out.tokens[0].logprob == raw_top[4][" Paris"] and max(out.tokens[0].top, key=out.tokens[0].top.get) == " Paris"
+    )
 
 
 def test_echo_in_openai_layout_is_left_as_sent():
     prompt = "ab"
-    lp = {"tokens": ["a", "b", "c"], "token_logprobs": [None, -1.0, -0.5], "text_offset": [0, 1, 2],
-          "top_logprobs": [None, {"b": -1.0, "x": -0.7}, {"c": -0.5, "d": -1.5}]}
-    reply = {"choices": [{"text": "abc", "logprobs": lp, "finish_reason": "length"}],
-             "usage": {"prompt_tokens": 2, "completion_tokens": 1}}
+    lp = {
+        "tokens": ["a", "b", "c"],
+        "token_logprobs": [None, -1.0, -0.5],
+        "text_offset": [0, 1, 2],
+        "top_logprobs": [None, {"b": -1.0, "x": -0.7}, {"c": -0.5, "d": -1.5}],
+    }
+    reply = {
+        "choices": [{"text": "abc", "logprobs": lp, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 1},
+    }
     c, _, _ = client(make_response(200, reply))
     out = c.complete(prompt, max_tokens=1, logprobs=2, echo=True)
     assert out.text == "c"
@@ -356,8 +386,14 @@ def test_unreadable_logprobs_are_a_response_error():
         c.complete("x", logprobs=5)
 
 
-@pytest.mark.parametrize("bad", [make_response(200, text="<html>Bad gateway</html>"), make_response(200, {"choices": []}),
-                                 make_response(200, {"object": "text_completion"})])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        make_response(200, text="<html>Bad gateway</html>"),
+        make_response(200, {"choices": []}),
+        make_response(200, {"object": "text_completion"}),
+    ],
+)
 def test_malformed_200_is_retried_with_the_same_backoff(bad):
     c, s, sleeps = client(bad, make_response(200, OK))
     assert c.complete("Hi").text == "ok"
@@ -375,12 +411,15 @@ def test_malformed_200_every_time_ends_in_a_response_error_after_the_retries():
 # -- base URL and endpoint differences --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("given, expected", [
-    ("http://127.0.0.1:8765", "http://127.0.0.1:8765/v1"),
-    ("http://127.0.0.1:8765/", "http://127.0.0.1:8765/v1"),
-    ("http://127.0.0.1:8765/v1/", "http://127.0.0.1:8765/v1"),
-    ("https://api.example.com/openai/v1", "https://api.example.com/openai/v1"),
-])
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765/v1"),
+        ("http://127.0.0.1:8765/", "http://127.0.0.1:8765/v1"),
+        ("http://127.0.0.1:8765/v1/", "http://127.0.0.1:8765/v1"),
+        ("https://api.example.com/openai/v1", "https://api.example.com/openai/v1"),
+    ],
+)
 def test_base_url_is_normalised_in_one_place(given, expected):
     from vse.llm.client import normalize_base_url
 
@@ -402,17 +441,42 @@ def test_base_url_without_v1_posts_to_the_v1_path():
 
 
 # Shapes of the real 400 bodies: OpenAI names the field in `param`; vLLM (FastAPI) only in the message.
-OPENAI_400 = {"error": {"message": "Invalid value for 'logprobs': must be a boolean.", "type": "invalid_request_error",
-                        "param": "logprobs", "code": None}}
-VLLM_400 = {"object": "error", "type": "BadRequestError", "param": None, "code": 400,
-            "message": "[{'type': 'extra_forbidden', 'loc': ('body', 'echo'), 'msg': 'Extra inputs are not permitted', 'input': True}]"}
-VLLM_TOP = {"object": "error", "type": "BadRequestError", "param": None, "code": 400,
-            "message": "top_logprobs must be between 0 and 5, got 20"}
-FASTAPI_422 = {"detail": [{"loc": ["body", "seed"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}]}
+OPENAI_400 = {
+    "error": {
+        "message": "Invalid value for 'logprobs': must be a boolean.",
+        "type": "invalid_request_error",
+        "param": "logprobs",
+        "code": None,
+    }
+}
+VLLM_400 = {
+    "object": "error",
+    "type": "BadRequestError",
+    "param": None,
+    "code": 400,
+    "message": "[{'type': 'extra_forbidden', 'loc': ('body', 'echo'), 'msg': 'Extra inputs are not permitted', 'input': True}]",
+}
+VLLM_TOP = {
+    "object": "error",
+    "type": "BadRequestError",
+    "param": None,
+    "code": 400,
+    "message": "top_logprobs must be between 0 and 5, got 20",
+}
+FASTAPI_422 = {
+    "detail": [{"loc": ["body", "seed"], "msg": "Extra inputs are not permitted", "type": "extra_forbidden"}]
+}
 
 
-@pytest.mark.parametrize("status, body, field", [(400, OPENAI_400, "logprobs"), (400, VLLM_400, "echo"),
-                                                 (400, VLLM_TOP, "top_logprobs"), (422, FASTAPI_422, "seed")])
+@pytest.mark.parametrize(
+    "status, body, field",
+    [
+        (400, OPENAI_400, "logprobs"),
+        (400, VLLM_400, "echo"),
+        (400, VLLM_TOP, "top_logprobs"),
+        (422, FASTAPI_422, "seed"),
+    ],
+)
 def test_rejected_field_is_named_with_the_endpoint(status, body, field):
     c, s, sleeps = client(make_response(status, body))
     with pytest.raises(LLMHTTPError) as info:

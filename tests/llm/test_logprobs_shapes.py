@@ -12,14 +12,18 @@ import pytest
 from vse.llm.client import ClientConfig, LLMClient, parse_logprobs
 from vse.llm.errors import LLMResponseError
 from vse.llm.server import MODEL_FILE, describe_server
-from vse.simulate import expected_value, number_distribution
+from vse.method.simulators.numbers import expected_value, number_distribution
 
 from .fakes import FakeSession, Sleeps, load_reply, make_response
 
 
 def client(reply) -> LLMClient:
-    return LLMClient(ClientConfig(base_url="http://127.0.0.1:8765/v1"), session=FakeSession(make_response(200, reply)),
-                     sleep=Sleeps(), rng=random.Random(0))
+    return LLMClient(
+        ClientConfig(base_url="http://127.0.0.1:8765/v1"),
+        session=FakeSession(make_response(200, reply)),
+        sleep=Sleeps(),
+        rng=random.Random(0),
+    )
 
 
 def test_llama_server_completion_reply_reads_like_the_legacy_one():
@@ -44,7 +48,9 @@ def test_both_completion_shapes_give_the_same_kind_of_tokens():
     for tokens in (old_tokens, new_tokens):
         assert all(t.token in t.top and t.top[t.token] == t.logprob for t in tokens)
     # vse's number reader sees "4" as the likeliest number in both.
-    assert [max(number_distribution(t.top), key=number_distribution(t.top).get) for t in (old_tokens[1], new_tokens[1])] == [4, 4]
+    assert [
+        max(number_distribution(t.top), key=number_distribution(t.top).get) for t in (old_tokens[1], new_tokens[1])
+    ] == [4, 4]
     assert parse_logprobs(None) == ([], []) and parse_logprobs({"content": []}) == ([], [])
 
 
@@ -56,7 +62,8 @@ def test_llama_server_chat_reply_with_end_of_text_among_the_alternatives():
     raw = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
     probs = {int(e["token"]): math.exp(e["logprob"]) for e in raw}  # five digits: 1, 5, 8, 4, 6
     assert expected_value(number_distribution(out.tokens[0].top)) == pytest.approx(
-        sum(v * p for v, p in probs.items()) / sum(probs.values()))
+        sum(v * p for v, p in probs.items()) / sum(probs.values())
+    )
 
 
 def test_llama_server_ignores_echo_and_the_client_says_so():
@@ -72,4 +79,6 @@ def test_llama_server_models_reply_names_the_server_for_provenance():
     assert entry["id"] == MODEL_FILE and entry["meta"]["n_ctx"] == 4096
     name, slots = describe_server(entry)
     assert slots == 4
-    assert name.startswith("llama.cpp llama-server 0c1e570 (") and name.endswith("4 slots, context 16384 (4096 per slot)")
+    assert name.startswith("llama.cpp llama-server 0c1e570 (") and name.endswith(
+        "4 slots, context 16384 (4096 per slot)"
+    )

@@ -18,7 +18,10 @@ import pytest
 from vse.llm.cassettes import use_cassette
 from vse.llm.client import ClientConfig, LLMClient
 
-GOOD = {"choices": [{"text": "fine", "finish_reason": "stop", "index": 0}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+GOOD = {
+    "choices": [{"text": "fine", "finish_reason": "stop", "index": 0}],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+}
 # (status, body bytes): what the server answers to the 1st, 2nd, ... request.
 SCRIPT = [
     (500, b'{"error": {"message": "boom"}}'),

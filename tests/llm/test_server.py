@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vse.cli import main
+from vse.cli.main import main
 from vse.llm import server as srv
 from vse.llm.errors import ModelAssemblyError, ServerStartError
 
@@ -153,9 +153,27 @@ def test_command_line(tmp_path):
     server = srv.LocalServer("/models/m.gguf", port=8123, n_threads=4, extra_args=("--verbose",), llama_server=binary)
     assert server.base_url == "http://127.0.0.1:8123/v1"
     assert server.slots == 4 and server.n_ctx == 16384  # 4 slots x 4096 tokens
-    tags = ("llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:4,ctx:16384")
-    assert server.command() == ["/opt/llama-server", "-m", "/models/m.gguf", "--alias", "m.gguf", "--tags", tags,
-                                "--host", "127.0.0.1", "--port", "8123", "-c", "16384", "-np", "4", "-t", "4", "--verbose"]
+    tags = "llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:4,ctx:16384"
+    assert server.command() == [
+        "/opt/llama-server",
+        "-m",
+        "/models/m.gguf",
+        "--alias",
+        "m.gguf",
+        "--tags",
+        tags,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8123",
+        "-c",
+        "16384",
+        "-np",
+        "4",
+        "-t",
+        "4",
+        "--verbose",
+    ]
     assert "," not in " ".join(srv.BUILD_FLAGS)  # llama-server splits --tags on commas
 
 
@@ -175,14 +193,17 @@ def test_tags_round_trip_to_provenance():
     entry = {"id": "m.gguf", "owned_by": "llamacpp", "tags": sorted(build.tags()), "meta": {"n_ctx": 4096}}
     name, slots = srv.describe_server(entry)
     assert slots == 4
-    assert name == ("llama.cpp llama-server 0c1e570 (" + " ".join(srv.BUILD_FLAGS) + "); 4 slots, context 16384 (4096 per slot)")
+    assert name == (
+        "llama.cpp llama-server 0c1e570 (" + " ".join(srv.BUILD_FLAGS) + "); 4 slots, context 16384 (4096 per slot)"
+    )
 
 
 def test_user_binary_says_its_flags_are_unknown():
     build = srv.ServerBuild("abc1234", None, 2, 8192)
     assert srv.ServerBuild.from_tags(build.tags()) == build
     assert srv.describe_server({"owned_by": "llamacpp", "tags": build.tags()})[0] == (
-        "llama.cpp llama-server abc1234 (build flags unknown); 2 slots, context 8192 (4096 per slot)")
+        "llama.cpp llama-server abc1234 (build flags unknown); 2 slots, context 8192 (4096 per slot)"
+    )
 
 
 def test_old_server_and_foreign_llama_server_are_named_from_the_reply():
@@ -191,7 +212,9 @@ def test_old_server_and_foreign_llama_server_are_named_from_the_reply():
     assert srv.describe_server(old) == ("llama-cpp-python 0.3.36 (vse.llm.fastlogprobs)", None)
     foreign = {"id": "m.gguf", "owned_by": "llamacpp", "tags": [], "meta": {"n_ctx": 8192}}
     assert srv.describe_server(foreign) == (
-        "llama.cpp llama-server (not started by vse; build not reported; context 8192 per slot)", None)
+        "llama.cpp llama-server (not started by vse; build not reported; context 8192 per slot)",
+        None,
+    )
 
 
 # -- the binary: found, or built once and cached ------------------------------------------------------
@@ -206,7 +229,9 @@ def make_exe(path: Path, text: str = "#!/bin/sh\necho 'version: 7 (deadbee)'\n")
 
 def test_binary_from_option_then_environment(tmp_path, monkeypatch):
     opt = make_exe(tmp_path / "a" / "llama-server")
-    env = make_exe(tmp_path / "b" / "llama-server", "#!/bin/sh\necho 'version: 0.5.0-dev (build 1, commit 0c1e570)' >&2\n")
+    env = make_exe(
+        tmp_path / "b" / "llama-server", "#!/bin/sh\necho 'version: 0.5.0-dev (build 1, commit 0c1e570)' >&2\n"
+    )
     monkeypatch.setenv(srv.LLAMA_SERVER_ENV, str(env))
     assert srv.find_llama_server(opt) == srv.LlamaServerBinary(opt, "deadbee", None)
     assert srv.find_llama_server() == srv.LlamaServerBinary(env, "0c1e570", None)
@@ -226,8 +251,9 @@ def test_cached_build_is_found_without_building(tmp_path, monkeypatch):
     with pytest.raises(srv.ServerBuildError, match="not built yet"):
         srv.find_llama_server(cache_dir=tmp_path, build=False)
     make_exe(folder / "llama-server")
-    (folder / "build.json").write_text(json.dumps({"source_sha256": srv.SDIST_SHA256, "commit": "0c1e570",
-                                                   "flags": list(srv.BUILD_FLAGS)}))
+    (folder / "build.json").write_text(
+        json.dumps({"source_sha256": srv.SDIST_SHA256, "commit": "0c1e570", "flags": list(srv.BUILD_FLAGS)})
+    )
     monkeypatch.setattr(srv, "missing_build_tools", lambda: pytest.fail("must not build"))
     found = srv.find_llama_server(cache_dir=tmp_path)
     assert found == srv.LlamaServerBinary(folder / "llama-server", "0c1e570", srv.BUILD_FLAGS) and found.built_by_vse
@@ -241,12 +267,16 @@ def test_build_key_changes_with_the_flags(monkeypatch):
 
 def test_missing_tools_are_named_before_any_download(tmp_path, monkeypatch):
     monkeypatch.delenv(srv.LLAMA_SERVER_ENV, raising=False)
-    monkeypatch.setattr(srv.shutil, "which", lambda name: None if name in ("cmake", "c++", "g++", "clang++") else "/usr/bin/" + name)
+    monkeypatch.setattr(
+        srv.shutil, "which", lambda name: None if name in ("cmake", "c++", "g++", "clang++") else "/usr/bin/" + name
+    )
     monkeypatch.setattr(srv, "_download_sdist", lambda dest: pytest.fail("must not download"))
     with pytest.raises(srv.ServerBuildError) as err:
         srv.find_llama_server(cache_dir=tmp_path)
     msg = str(err.value)
-    assert "cmake, a C++ compiler (c++/g++/clang++) not found" in msg and "apt-get install -y cmake build-essential" in msg
+    assert (
+        "cmake, a C++ compiler (c++/g++/clang++) not found" in msg and "apt-get install -y cmake build-essential" in msg
+    )
     assert "\n" not in msg and "VSE_LLAMA_SERVER" in msg
 
 
@@ -259,7 +289,10 @@ def test_build_runs_cmake_in_a_temporary_folder_and_renames_it_into_place(tmp_pa
     sdist = tmp_path / "dl" / srv.SDIST_FILE
     sdist.parent.mkdir()
     with tarfile.open(sdist, "w:gz") as tar:
-        for name, data in [(f"{srv.SDIST_SUBDIR}/CMakeLists.txt", b"project(x)"), ("llama_cpp_python-0.3.36/setup.py", b"")]:
+        for name, data in [
+            (f"{srv.SDIST_SUBDIR}/CMakeLists.txt", b"project(x)"),
+            ("llama_cpp_python-0.3.36/setup.py", b""),
+        ]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -279,7 +312,7 @@ def test_build_runs_cmake_in_a_temporary_folder_and_renames_it_into_place(tmp_pa
 
     monkeypatch.setattr(srv.subprocess, "Popen", FakePopen)
     found = srv.build_llama_server(tmp_path, jobs=3)
-    assert calls[0][:2] == ["cmake", "-S"] and calls[0][-len(srv.BUILD_FLAGS):] == list(srv.BUILD_FLAGS)
+    assert calls[0][:2] == ["cmake", "-S"] and calls[0][-len(srv.BUILD_FLAGS) :] == list(srv.BUILD_FLAGS)
     assert calls[1][-4:] == ["--target", "llama-server", "-j", "3"]
     assert found.path == srv.server_build_dir(tmp_path) / "llama-server" and found.commit == srv.LLAMA_CPP_COMMIT
     assert sorted(p.name for p in (tmp_path / "llama-server").iterdir()) == [".lock", srv.build_key()]  # no leftovers
@@ -302,11 +335,15 @@ def test_failed_build_leaves_no_cached_binary_and_shows_the_log(tmp_path, monkey
             return 1
 
     monkeypatch.setattr(srv.subprocess, "Popen", FailingPopen)
-    with pytest.raises(srv.ServerBuildError, match=r"(?s)configure llama.cpp failed \(exit 1\).*no compiler works") as err:
+    with pytest.raises(
+        srv.ServerBuildError, match=r"(?s)configure llama.cpp failed \(exit 1\).*no compiler works"
+    ) as err:
         srv.build_llama_server(tmp_path)
     log_file = tmp_path / "llama-server" / f"{srv.build_key()}.build.log"
     assert sorted(p.name for p in (tmp_path / "llama-server").iterdir()) == [".lock", log_file.name]  # no binary
-    assert f"log {log_file}" in str(err.value) and "no compiler works" in log_file.read_text()  # the log outlives the build
+    assert (
+        f"log {log_file}" in str(err.value) and "no compiler works" in log_file.read_text()
+    )  # the log outlives the build
 
 
 def test_server_that_exits_fails_early_with_its_log(monkeypatch, tmp_path):

@@ -4,8 +4,15 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from vse.vision.activations import (LayerHooks, activations_on_batch, extract_activations, load_activations_npz,
-                                    pool, record_raw, save_activations)
+from vse.vision.activations import (
+    LayerHooks,
+    activations_on_batch,
+    extract_activations,
+    load_activations_npz,
+    pool,
+    record_raw,
+    save_activations,
+)
 from vse.vision.datasets import load_folder
 from vse.vision.models import HookPoint, VisionModelError, wrap_module
 
@@ -115,8 +122,8 @@ def test_worker_processes_and_cpu_device_give_the_old_numbers(lite0, tmp_path):
 def test_cuda_without_a_gpu_is_a_clear_error(tiny, tmp_path):
     from click.testing import CliRunner
 
+    from vse.cli.vision import activations_cmd
     from vse.vision.activations import resolve_device
-    from vse.vision.cli import activations_cmd
 
     with pytest.raises(ValueError, match="no CUDA GPU"):
         resolve_device("cuda")

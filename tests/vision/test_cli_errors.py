@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from vse.cli import main
+from vse.cli.main import main
 
 
 def run(*args):
@@ -76,12 +76,15 @@ def test_invalid_utf8_in_captions_tsv_names_the_line(images, tmp_path):
     clean_failure(r, 2, "captions.tsv:2", "not valid UTF-8")
 
 
-@pytest.mark.parametrize("args", [
-    ["activations", "--batch-size", "0", "--out", "x"],
-    ["captions", "--batch-size", "0", "--out", "x"],
-    ["dissect", "--activations", "{acts}", "--captions", "{acts}", "--top-k", "0", "--out", "x"],
-    ["weight-pairs", "efficientnet_lite0/_conv_head/1", "--top", "-3"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["activations", "--batch-size", "0", "--out", "x"],
+        ["captions", "--batch-size", "0", "--out", "x"],
+        ["dissect", "--activations", "{acts}", "--captions", "{acts}", "--top-k", "0", "--out", "x"],
+        ["weight-pairs", "efficientnet_lite0/_conv_head/1", "--top", "-3"],
+    ],
+)
 def test_out_of_range_numbers_are_usage_errors(args, tmp_path):
     acts = tmp_path / "a.npz"
     acts.write_bytes(b"")
@@ -91,16 +94,31 @@ def test_out_of_range_numbers_are_usage_errors(args, tmp_path):
 
 def _acts(tmp_path, n=2):
     ids = [f"i{k}.png" for k in range(n)]
-    np.savez_compressed(tmp_path / "acts.npz", activations=np.ones((n, 2), np.float16), image_ids=np.array(ids),
-                        pooling=np.array("mean"), layer=np.array("x"), model=np.array("m"))
+    np.savez_compressed(
+        tmp_path / "acts.npz",
+        activations=np.ones((n, 2), np.float16),
+        image_ids=np.array(ids),
+        pooling=np.array("mean"),
+        layer=np.array("x"),
+        model=np.array("m"),
+    )
     (tmp_path / "probe.json").write_text(json.dumps([{"id": i, "caption": "c"} for i in ids]))
     return tmp_path / "acts.npz", tmp_path / "probe.json"
 
 
 def test_missing_concepts_file(tmp_path):
     acts, caps = _acts(tmp_path)
-    r = run("dissect", "--activations", str(acts), "--captions", str(caps), "--concepts", str(tmp_path / "nope.txt"),
-            "--out", str(tmp_path / "d.json"))
+    r = run(
+        "dissect",
+        "--activations",
+        str(acts),
+        "--captions",
+        str(caps),
+        "--concepts",
+        str(tmp_path / "nope.txt"),
+        "--out",
+        str(tmp_path / "d.json"),
+    )
     clean_failure(r, 2, "--concepts", "nope.txt")
 
 

@@ -62,7 +62,8 @@ def test_svg_only_stamp_rendered(tmp_path):
     root = tmp_path / "stamps"
     (root / "food").mkdir(parents=True)
     (root / "food" / "dot.svg").write_text(
-        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><circle cx="5" cy="5" r="4" fill="blue"/></svg>')
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><circle cx="5" cy="5" r="4" fill="blue"/></svg>'
+    )
     (root / "food" / "dot.txt").write_text("A blue dot.\n")
     assert tuxpaint(root).items == []
     probe = tuxpaint(root, include_svg=True, svg_size=16)

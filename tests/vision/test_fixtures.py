@@ -13,7 +13,15 @@ def test_loader_module_imports_only_numpy_at_top():
     tree = ast.parse(Path(F.__file__).read_text())
     top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
     top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
-    assert top <= {"__future__", "io", "json", "os", "functools", "pathlib", "numpy"}  # stdlib + numpy: no torch, no PIL at import
+    assert top <= {
+        "__future__",
+        "io",
+        "json",
+        "os",
+        "functools",
+        "pathlib",
+        "numpy",
+    }  # stdlib + numpy: no torch, no PIL at import
 
 
 def test_weight_label_fixtures():

@@ -1,7 +1,13 @@
 import pytest
 
-from vse.vision.models import (VisionModelError, WeightsMissingError, load_model, neuron_id, parse_neuron_id,
-                               torchvision_checkpoint)
+from vse.vision.models import (
+    VisionModelError,
+    WeightsMissingError,
+    load_model,
+    neuron_id,
+    parse_neuron_id,
+    torchvision_checkpoint,
+)
 
 
 def test_neuron_ids_roundtrip():
@@ -17,7 +23,9 @@ def test_unknown_model_lists_known_names():
         load_model("no_such_net")
 
 
-@pytest.mark.parametrize("name, filename", [("alexnet", "alexnet-owt-7be5be79.pth"), ("vit_b_16", "vit_b_16-c867db91.pth")])
+@pytest.mark.parametrize(
+    "name, filename", [("alexnet", "alexnet-owt-7be5be79.pth"), ("vit_b_16", "vit_b_16-c867db91.pth")]
+)
 def test_missing_torchvision_weights_say_where_to_put_them(name, filename, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     assert torchvision_checkpoint(name) == (filename, str(tmp_path / "hub" / "checkpoints"))

@@ -52,7 +52,9 @@ def test_unknown_layer_lists_valid_names(tiny):
 def test_vit_layernorm_gamma_folded():
     from torchvision.models import VisionTransformer
 
-    vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=1, hidden_dim=8, mlp_dim=8, num_classes=3)
+    vit = VisionTransformer(
+        image_size=32, patch_size=16, num_layers=1, num_heads=1, hidden_dim=8, mlp_dim=8, num_classes=3
+    )
     with torch.no_grad():
         vit.encoder.ln.weight.copy_(torch.arange(1.0, 9.0))
     loaded = wrap_module("vit", vit, ["a", "b", "c"], image_size=32)

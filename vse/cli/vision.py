@@ -95,9 +95,11 @@ def _widths(loaded) -> dict[str, str]:
     names = loaded.layer_names()
     outputs: dict[str, object] = {}
     modules = dict(loaded.module.named_modules())
+
     def keep(name):
         def hook(_module, _args, out):  # returns None: a hook that returns a value replaces the output
             outputs.setdefault(name, out)
+
         return hook
 
     handles = [modules[n].register_forward_hook(keep(n)) for n in names if n in modules]
@@ -135,22 +137,42 @@ def _device(value: str) -> str:
 
 @click.command("activations")
 @click.option("--model", "model_name", default="efficientnet_lite0", show_default=True)
-@click.option("--probe", "probe_spec", default="tuxpaint", show_default=True,
-              help="'tuxpaint' or a folder of images (captions from captions.tsv/.json or <stem>.txt).")
+@click.option(
+    "--probe",
+    "probe_spec",
+    default="tuxpaint",
+    show_default=True,
+    help="'tuxpaint' or a folder of images (captions from captions.tsv/.json or <stem>.txt).",
+)
 @click.option("--layer", "layers", multiple=True, default=("_conv_head",), show_default=True)
-@click.option("--pooling", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
-              help="Conv maps: spatial mean (default) or max. ViT blocks always give the class token.")
+@click.option(
+    "--pooling",
+    type=click.Choice(["mean", "max"]),
+    default="mean",
+    show_default=True,
+    help="Conv maps: spatial mean (default) or max. ViT blocks always give the class token.",
+)
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=0, show_default=True, type=click.IntRange(min=0),
-              help="DataLoader worker processes for decoding.")
-@click.option("--device", default="cpu", show_default=True, callback=lambda _ctx, _param, value: _device(value),
-              help="Where the forward pass runs: cpu or cuda[:N].")
+@click.option(
+    "--workers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="DataLoader worker processes for decoding.",
+)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    callback=lambda _ctx, _param, value: _device(value),
+    help="Where the forward pass runs: cpu or cuda[:N].",
+)
 @click.option("--svg/--no-svg", default=True, show_default=True, help="Tux Paint: render SVG-only stamps (cairosvg).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
 def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers, device, svg, out_dir, download):
     """Extract pooled activations of LAYERs on a probe set to OUT/activations_<layer>.npz (float16)."""
-    from vse import preflight
+    from vse.cli import preflight
     from vse.vision.activations import extract_activations, save_activations
     from vse.vision.models import VisionModelError, WeightsMissingError, load_model
 
@@ -167,8 +189,9 @@ def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers
     except (VisionModelError, WeightsMissingError, FileNotFoundError) as exc:
         _fail(exc)
     # One pass, on --device.
-    result = extract_activations(loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers,
-                                 device=device)
+    result = extract_activations(
+        loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers, device=device
+    )
     skipped = list(probe.skipped) + list(result.skipped)
     _say_skipped(skipped)
     if not result.image_ids:
@@ -179,10 +202,16 @@ def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers
     for layer in layers:
         save_activations(out / f"activations_{layer}.npz", result, layer)
     caps = {it.id: it.caption for it in probe.items}
-    _write_text(out / "probe.json", json.dumps([{"id": i, "caption": caps[i]} for i in result.image_ids],
-                                               indent=1, ensure_ascii=False) + "\n")
-    record = probe.record() | {"model": model_name, "pooling": pooling, "n_images": len(result.image_ids),
-                               "layers": result.hook_points}
+    _write_text(
+        out / "probe.json",
+        json.dumps([{"id": i, "caption": caps[i]} for i in result.image_ids], indent=1, ensure_ascii=False) + "\n",
+    )
+    record = probe.record() | {
+        "model": model_name,
+        "pooling": pooling,
+        "n_images": len(result.image_ids),
+        "layers": result.hook_points,
+    }
     record["root"] = _portable(probe.root)
     # The reasons quote the image paths (from PIL too): write them under the portable root.
     for absolute in {str(probe.root), str(Path(probe.root).resolve())}:
@@ -205,13 +234,24 @@ def _matrix(model_name, layer, target, download):
 
 @click.command("weight-pairs")
 @click.argument("neuron")
-@click.option("--sign", type=click.Choice(["positive", "negative", "both"]), default="positive", show_default=True,
-              help="positive: zero the negatives (paper default); negative: flipped (App. C.3.1); both: signed.")
+@click.option(
+    "--sign",
+    type=click.Choice(["positive", "negative", "both"]),
+    default="positive",
+    show_default=True,
+    help="positive: zero the negatives (paper default); negative: flipped (App. C.3.1); both: signed.",
+)
 @click.option("--target", default=None, help="A later layer (Weight-CLIP); default: the classes (Weight-Label).")
-@click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="With --target: a dissect JSON naming the target's units.")
-@click.option("--top", default=25, show_default=True, type=click.IntRange(min=1),
-              help="How many pairs to print (largest first).")
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="With --target: a dissect JSON naming the target's units.",
+)
+@click.option(
+    "--top", default=25, show_default=True, type=click.IntRange(min=1), help="How many pairs to print (largest first)."
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all pairs here.")
 @click.option("--download", is_flag=True)
 def weight_pairs_cmd(neuron, sign, target, labels_file, top, json_out, download):
@@ -238,8 +278,13 @@ def weight_pairs_cmd(neuron, sign, target, labels_file, top, json_out, download)
     for lab, w in sorted(pairs, key=lambda p: -abs(p[1]))[:top]:
         click.echo(f"{w:+.5f}\t{lab}")
     if json_out:
-        _write_text(json_out, json.dumps({"neuron": neuron, "sign": sign, "target": m.target,
-                                              "chain": m.describe(), "pairs": pairs}, indent=1) + "\n")
+        _write_text(
+            json_out,
+            json.dumps(
+                {"neuron": neuron, "sign": sign, "target": m.target, "chain": m.describe(), "pairs": pairs}, indent=1
+            )
+            + "\n",
+        )
 
 
 def _dissect_labels(path: str, n_units: int, target: str) -> list[str]:
@@ -250,11 +295,14 @@ def _dissect_labels(path: str, n_units: int, target: str) -> list[str]:
         units = json.loads(read_utf8(Path(path)))["units"]
         labels = [str(u["label"]) for u in units]
     except (ValueError, KeyError, TypeError) as exc:
-        raise click.BadParameter(f"{path} is not a `vse dissect` JSON with units[].label ({type(exc).__name__}: {exc})",
-                                 param_hint="--labels") from None
+        raise click.BadParameter(
+            f"{path} is not a `vse dissect` JSON with units[].label ({type(exc).__name__}: {exc})",
+            param_hint="--labels",
+        ) from None
     if len(labels) != n_units:
-        raise click.BadParameter(f"{path} labels {len(labels)} units, but {target} has {n_units}",
-                                 param_hint="--labels")
+        raise click.BadParameter(
+            f"{path} labels {len(labels)} units, but {target} has {n_units}", param_hint="--labels"
+        )
     return labels
 
 
@@ -301,17 +349,37 @@ def captions_cmd(probe_spec, blip, batch_size, svg, out):
 
 
 @click.command("dissect")
-@click.option("--activations", "acts_file", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="An activations_<layer>.npz from `vse activations`.")
-@click.option("--captions", "captions_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Text backend: captions (probe.json / captions.json / .tsv) for the file's image ids.")
-@click.option("--backend", type=click.Choice(["text", "clip"]), default="text", show_default=True,
-              help="text: caption-concept MiniLM similarity, a stand-in for CLIP; clip: CLIP via transformers.")
+@click.option(
+    "--activations",
+    "acts_file",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="An activations_<layer>.npz from `vse activations`.",
+)
+@click.option(
+    "--captions",
+    "captions_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Text backend: captions (probe.json / captions.json / .tsv) for the file's image ids.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["text", "clip"]),
+    default="text",
+    show_default=True,
+    help="text: caption-concept MiniLM similarity, a stand-in for CLIP; clip: CLIP via transformers.",
+)
 @click.option("--clip", "clip_path", default=None, help="CLIP checkpoint (folder or hub name) for --backend clip.")
 @click.option("--probe", "probe_spec", default="tuxpaint", show_default=True, help="Images for --backend clip.")
 @click.option("--concepts", default="wordfreq20k", show_default=True, help="'wordfreq20k' or a word-list file.")
-@click.option("--top-k", default=100, show_default=True, type=click.IntRange(min=1),
-              help="soft-WPMI top-k images (capped at the image count).")
+@click.option(
+    "--top-k",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="soft-WPMI top-k images (capped at the image count).",
+)
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concepts, top_k, out):
     """CLIP-Dissect label for every unit in an activations file."""
@@ -322,16 +390,20 @@ def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concep
     from vse.vision.datasets import read_captions_file
 
     if concepts != "wordfreq20k" and not Path(concepts).is_file():
-        raise click.BadParameter(f"concept file {concepts} does not exist (give a word list, one per line, "
-                                 "or 'wordfreq20k')", param_hint="--concepts")
+        raise click.BadParameter(
+            f"concept file {concepts} does not exist (give a word list, one per line, or 'wordfreq20k')",
+            param_hint="--concepts",
+        )
     import zipfile
 
     try:
         data = load_activations_npz(acts_file)
     except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         # np.load says "pickled data" of any file that is not an .npz: name the file and what it should be.
-        raise UserError(f"{acts_file} is not an activations file written by `vse activations` "
-                        f"({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise UserError(
+            f"{acts_file} is not an activations file written by `vse activations` "
+            f"({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
     ids = data["image_ids"]
     if len(ids) == 0:
         raise UserError(f"{acts_file} holds no images: rerun `vse activations` on a folder with readable images")
@@ -342,7 +414,9 @@ def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concep
         table = read_captions_file(Path(captions_file))
         missing = [i for i in ids if not table.get(i)]
         if missing:
-            raise click.ClickException(f"{len(missing)} image ids have no caption in {captions_file}, e.g. {missing[:3]}")
+            raise click.ClickException(
+                f"{len(missing)} image ids have no caption in {captions_file}, e.g. {missing[:3]}"
+            )
         sim = D.caption_similarity([table[i] for i in ids], words, progress=True)
         backend_doc = D.TEXT_BACKEND
     else:
@@ -355,19 +429,36 @@ def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concep
         backend_doc = f"clip: {clip_path}"
     params = D.SoftWPMIParams(top_k=top_k)
     labels, _ = D.dissect(sim, np.asarray(data["activations"], dtype=np.float32), words, params)
-    _write_text(out, json.dumps({
-        "model": data["model"], "layer": data["layer"], "n_images": len(ids), "backend": backend_doc,
-        "concept_set": {"name": concepts, "size": len(words)}, "params": params.__dict__,
-        "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in labels],
-    }, indent=1, ensure_ascii=False) + "\n")
+    _write_text(
+        out,
+        json.dumps(
+            {
+                "model": data["model"],
+                "layer": data["layer"],
+                "n_images": len(ids),
+                "backend": backend_doc,
+                "concept_set": {"name": concepts, "size": len(words)},
+                "params": params.__dict__,
+                "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in labels],
+            },
+            indent=1,
+            ensure_ascii=False,
+        )
+        + "\n",
+    )
     click.echo(f"{len(labels)} units labelled -> {out}", err=True)
 
 
 @click.command("fixtures")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Default: the repository's fixtures/.")
 @click.option("--svg/--no-svg", default=True, show_default=True)
-@click.option("--step", "steps", multiple=True, type=click.Choice(["weights", "probe", "dissect", "weight_clip"]),
-              help="Only these steps (default: all, in order).")
+@click.option(
+    "--step",
+    "steps",
+    multiple=True,
+    type=click.Choice(["weights", "probe", "dissect", "weight_clip"]),
+    help="Only these steps (default: all, in order).",
+)
 def fixtures_cmd(out, svg, steps):
     """Regenerate fixtures/ from the real Tux Paint stamps and EfficientNet-Lite0 (see fixtures/README.md)."""
     from vse.vision.fixtures import build_fixtures, fixtures_root

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as st
 
-from vse.protocols import heldout_shown, heldout_top, ranks
-from vse.stats import correlation_score
+from vse.core.protocols import heldout_shown, heldout_top, ranks
+from vse.core.stats import correlation_score
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,9 @@ class ItemSets:
     recall_free: np.ndarray  # the random items the explainer was never shown (one exact pass)
 
 
-def build_pool(values: list[np.ndarray], n_top: int, n_random: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def build_pool(
+    values: list[np.ndarray], n_top: int, n_random: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(pool item indices into the full list, the shared random ones): every neuron's top 2 x n_top ranks... see below.
 
     The pool holds each neuron's ranks 0..n_top-1 (top-and-random, and its odd ranks for held-out)
@@ -70,7 +72,9 @@ def item_sets(values: np.ndarray, pool: np.ndarray, rand: np.ndarray, n_top: int
     held_pool = sorted({where[int(i)] for i in held})
     as_int = lambda x: np.array(x, dtype=int)  # noqa: E731 - int even when empty: they index arrays
     unseen = sorted(where[int(i)] for i in rand if int(i) not in shown)
-    return ItemSets(as_int(uniform), as_int(tr), as_int(ho), as_int(held_pool), as_int(sorted(ho_random)), as_int(unseen))
+    return ItemSets(
+        as_int(uniform), as_int(tr), as_int(ho), as_int(held_pool), as_int(sorted(ho_random)), as_int(unseen)
+    )
 
 
 @dataclass(frozen=True)
@@ -119,15 +123,34 @@ def compare(scores: np.ndarray, *, protocol: str, target: str, method: str) -> C
     mismatched = np.array([(s[:, j].sum() - s[j, j]) / (k - 1) for j in range(k)])
     diffs = matched - mismatched
     rank = np.array([1 + int(np.sum(np.delete(s[:, j], j) > s[j, j])) for j in range(k)])
-    p_t = float(st.ttest_1samp(diffs, 0.0, alternative="greater").pvalue) if np.ptp(diffs) > 0 else (0.0 if diffs.mean() > 0 else 1.0)
+    p_t = (
+        float(st.ttest_1samp(diffs, 0.0, alternative="greater").pvalue)
+        if np.ptp(diffs) > 0
+        else (0.0 if diffs.mean() > 0 else 1.0)
+    )
     try:
         p_w = float(st.wilcoxon(diffs, alternative="greater").pvalue)
     except ValueError:  # every difference 0
         p_w = 1.0
-    return Comparison(protocol, target, method, k, float(matched.mean()), float(mismatched.mean()), int(np.sum(diffs > 0)), float(rank.mean()), p_t, p_w, neurons_needed(diffs), int(np.sum(rank == 1)))
+    return Comparison(
+        protocol,
+        target,
+        method,
+        k,
+        float(matched.mean()),
+        float(mismatched.mean()),
+        int(np.sum(diffs > 0)),
+        float(rank.mean()),
+        p_t,
+        p_w,
+        neurons_needed(diffs),
+        int(np.sum(rank == 1)),
+    )
 
 
-def explanation_sensitivity(own: np.ndarray, neutral: np.ndarray, held: np.ndarray, rest: np.ndarray, rand: np.ndarray) -> tuple[float, float]:
+def explanation_sensitivity(
+    own: np.ndarray, neutral: np.ndarray, held: np.ndarray, rest: np.ndarray, rand: np.ndarray
+) -> tuple[float, float]:
     """Does the simulator read the explanation? Two numbers for one neuron.
 
     lift: how much the own explanation raises the predictions on the neuron's held-out top items
@@ -145,7 +168,9 @@ def explanation_sensitivity(own: np.ndarray, neutral: np.ndarray, held: np.ndarr
     return (float(lift / sd) if sd > 0 else 0.0), correlation_score(own[rand], neutral[rand]) / 100.0
 
 
-def score_matrix(pred: np.ndarray, truths: list[np.ndarray], sets: list[np.ndarray], prior: np.ndarray | None = None) -> np.ndarray:
+def score_matrix(
+    pred: np.ndarray, truths: list[np.ndarray], sets: list[np.ndarray], prior: np.ndarray | None = None
+) -> np.ndarray:
     """S[i, j]: correlation of explanation i's pool predictions with neuron j's values on its item set.
 
     pred: [explanations, pool]; truths[j]: neuron j's scaled values on the pool; sets[j]: pool
@@ -153,7 +178,9 @@ def score_matrix(pred: np.ndarray, truths: list[np.ndarray], sets: list[np.ndarr
     """
     p = pred - prior if prior is not None else pred
     k = len(truths)
-    return np.array([[correlation_score(p[i, sets[j]], truths[j][sets[j]]) for j in range(k)] for i in range(p.shape[0])])
+    return np.array(
+        [[correlation_score(p[i, sets[j]], truths[j][sets[j]]) for j in range(k)] for i in range(p.shape[0])]
+    )
 
 
 def markdown(rows: list[Comparison]) -> str:

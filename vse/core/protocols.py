@@ -15,7 +15,7 @@ Pure functions of (values, n, rng), like the subset strategies, so they are prop
   values) so that ties of the scaled integers do not decide which items those are. (Leaving out
   the top 2 x n_shown, which would also cover the held-out display, leaves nothing but zeros on a
   sparse unit of a small probe set: found labelling 234 captioned images, where a unit had 50
-  non-zero activations.) The simulator study (`vse.simulator_study`) knows what each explainer
+  non-zero activations.) The simulator study (`vse.studies.simulator`) knows what each explainer
   saw and leaves out exactly that.
 
 Prior correction (`prior_corrected`) is not a selection: it subtracts a neutral explanation's
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vse.scaling import as_finite_1d
+from vse.core.scaling import as_finite_1d
 
 PROTOCOLS = ("uniform", "top-and-random", "top-and-random-heldout", "all", "recall-free")
 
@@ -56,7 +56,15 @@ def outside(size: int, excluded) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def select(protocol: str, values: np.ndarray, n: int, rng: np.random.Generator, *, n_shown: int = 25, strength: np.ndarray | None = None) -> np.ndarray:
+def select(
+    protocol: str,
+    values: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    n_shown: int = 25,
+    strength: np.ndarray | None = None,
+) -> np.ndarray:
     """Indices of the items one pass predicts (order shuffled, so position never leaks the value).
 
     strength: the raw values, used by ``recall-free`` to find the top 2 x n_shown (default: values).

@@ -39,7 +39,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from vse.scaling import as_finite_1d
+from vse.core.scaling import as_finite_1d
 
 Strategy = Callable[[ArrayLike, int, np.random.Generator], np.ndarray]
 
@@ -66,8 +66,7 @@ def _check_n(n: int) -> int:
 def _check_rng(rng: object) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise ValueError(
-            f"rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(seed)), "
-            f"got {type(rng).__name__}"
+            f"rng must be a numpy.random.Generator (e.g. numpy.random.default_rng(seed)), got {type(rng).__name__}"
         )
     return rng
 
@@ -119,9 +118,7 @@ def random(values: ArrayLike, n: int, rng: np.random.Generator) -> np.ndarray:
     return _choose(_check_rng(rng), np.arange(arr.size, dtype=np.int64), k)
 
 
-def random_highlight_nonzero(
-    values: ArrayLike, n: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def random_highlight_nonzero(values: ArrayLike, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Bills et al.'s "random, highlight non-zero" (paper App. B.1.2). Returns a pair:
 
     * ``shown``: a uniform random subset, as :func:`random` (same rng draws, so the same seed
@@ -149,9 +146,7 @@ def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def random_ratio(
-    values: ArrayLike, n: int, rng: np.random.Generator, nonzero_fraction: float
-) -> np.ndarray:
+def random_ratio(values: ArrayLike, n: int, rng: np.random.Generator, nonzero_fraction: float) -> np.ndarray:
     """``round(n * nonzero_fraction)`` random non-zero items plus random zero items for the
     rest, shuffled together (paper's "Random x/y"). See the module docstring for shortfalls."""
     arr = as_finite_1d(values)
@@ -165,9 +160,7 @@ def random_ratio(
     return rng.permutation(picked).astype(np.int64)
 
 
-def highest_ratio(
-    values: ArrayLike, n: int, rng: np.random.Generator, top_fraction: float
-) -> np.ndarray:
+def highest_ratio(values: ArrayLike, n: int, rng: np.random.Generator, top_fraction: float) -> np.ndarray:
     """The ``round(n * top_fraction)`` highest non-zero items plus random zero items for the
     rest, shuffled together (paper's "Highest x/y"). See the module docstring for shortfalls.
 

@@ -17,7 +17,7 @@
   ``StopResult.hit_cap``.
 * :func:`accuracy`, :func:`mse`, :func:`mae` compare integer predictions directly.
 
-All inputs are validated like vse.scaling: 1-D, finite, errors name the bad index.
+All inputs are validated like vse.core.scaling: 1-D, finite, errors name the bad index.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats as _sps
 
-from vse.scaling import as_finite_1d
+from vse.core.scaling import as_finite_1d
 
 __all__ = [
     "StopResult",
@@ -46,9 +46,7 @@ __all__ = [
 ]
 
 
-def _pair(
-    predicted: ArrayLike, true: ArrayLike, *, allow_empty: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def _pair(predicted: ArrayLike, true: ArrayLike, *, allow_empty: bool) -> tuple[np.ndarray, np.ndarray]:
     p = as_finite_1d(predicted, "predicted")
     t = as_finite_1d(true, "true")
     if p.size != t.size:
@@ -142,13 +140,9 @@ class StopRule:
         if self.min_runs < 2:
             raise ValueError(f"StopRule.min_runs must be >= 2, got {self.min_runs}")
         if self.max_runs < self.min_runs:
-            raise ValueError(
-                f"StopRule.max_runs ({self.max_runs}) must be >= min_runs ({self.min_runs})"
-            )
+            raise ValueError(f"StopRule.max_runs ({self.max_runs}) must be >= min_runs ({self.min_runs})")
         hw = self.half_width
-        if isinstance(hw, bool) or not isinstance(hw, (int, float, np.number)) or not (
-            0 < hw < math.inf
-        ):
+        if isinstance(hw, bool) or not isinstance(hw, (int, float, np.number)) or not (0 < hw < math.inf):
             raise ValueError(f"StopRule.half_width must be a positive number, got {hw!r}")
         try:
             _check_confidence(self.confidence)

@@ -7,16 +7,32 @@ scaled over the *whole* list so that a subset's numbers mean the same as the ful
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Sequence
 
 import numpy as np
 
-from vse.prompts import Pair, get_kind
-from vse.scaling import flip_negative, scale_signed, scale_to_int
+from vse.core.scaling import flip_negative, scale_signed, scale_to_int
+from vse.core.vocab import Kind, Polarity, choices
 
-POLARITIES = ("positive", "negative", "both")
+POLARITIES = choices(Polarity)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One line a prompt shows: a text (caption, class name or concept) and its scaled value."""
+
+    text: str
+    value: int
+
+
+def check_kind(kind: str) -> Kind:
+    """The feature kind named ``kind``, with a clear error for anything else."""
+    try:
+        return Kind(kind)
+    except ValueError:
+        raise ValueError(f"unknown feature kind {kind!r}; known: {', '.join(choices(Kind))}") from None
 
 
 def parse_neuron_id(neuron: str) -> tuple[str, str, int]:
@@ -46,7 +62,7 @@ class Target:
     polarity: str = "positive"
 
     def __post_init__(self) -> None:
-        get_kind(self.kind)
+        check_kind(self.kind)
         parse_neuron_id(self.neuron)
         if self.polarity not in POLARITIES:
             raise ValueError(f"polarity {self.polarity!r} is not one of {POLARITIES}")

@@ -16,17 +16,17 @@ process (`functools.lru_cache`), however many neurons or targets a run loads.
 
 from __future__ import annotations
 
-import json
 import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from vse.targets import Target, parse_neuron_id
+from vse.core.target import Target, parse_neuron_id
 from vse.vision import fixtures
 
 KINDS = ("caption-activation", "weight-label", "weight-clip", "weight-explanation")
@@ -59,14 +59,18 @@ def _probe_key(probe: Path) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def _live_matrix(model: str, layer: str, kind: str, probe: Path, cache_dir: Path, device: str = "cpu") -> tuple[tuple[str, ...], np.ndarray]:
+def _live_matrix(
+    model: str, layer: str, kind: str, probe: Path, cache_dir: Path, device: str = "cpu"
+) -> tuple[tuple[str, ...], np.ndarray]:
     """(texts, raw [units, items]) computed from a live model, cached on disk."""
     texts, raw, _ids = live_pairs(model, layer, kind, probe, cache_dir, device)
     return texts, raw
 
 
-@lru_cache(maxsize=None)
-def live_pairs(model: str, layer: str, kind: str, probe: Path, cache_dir: Path, device: str = "cpu") -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...] | None]:
+@cache
+def live_pairs(
+    model: str, layer: str, kind: str, probe: Path, cache_dir: Path, device: str = "cpu"
+) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...] | None]:
     """(texts, raw [units, items], image ids) computed from a live model, cached on disk.
 
     The image ids (paths relative to the probe folder, in item order) let a page show the images
@@ -75,7 +79,9 @@ def live_pairs(model: str, layer: str, kind: str, probe: Path, cache_dir: Path, 
     import json as _json
 
     if kind not in ("weight-label", "caption-activation"):
-        raise ValueError(f"{kind} pairs need the next layer's labels (CLIP-Dissect or explanations): with --probe only weight-label and caption-activation are computed")
+        raise ValueError(
+            f"{kind} pairs need the next layer's labels (CLIP-Dissect or explanations): with --probe only weight-label and caption-activation are computed"
+        )
     key = f"{model}__{layer}__{kind}" + (f"__{probe.name}-{_probe_key(probe)}" if kind == "caption-activation" else "")
     path = cache_dir / f"{key}.npz"
     if path.exists():
@@ -98,15 +104,18 @@ def live_pairs(model: str, layer: str, kind: str, probe: Path, cache_dir: Path, 
         probe_set = load_folder(probe)
         missing = [it.id for it in probe_set.items if not it.caption]
         if missing:
-            raise ValueError(f"{len(missing)} images of {probe} have no caption (first: {missing[0]}): add <stem>.txt sidecars or a captions.tsv")
+            raise ValueError(
+                f"{len(missing)} images of {probe} have no caption (first: {missing[0]}): add <stem>.txt sidecars or a captions.tsv"
+            )
         result = extract_activations(loaded, probe_set, [layer], device=device)
         captions = {it.id: it.caption for it in probe_set.items}
         ids = tuple(result.image_ids)
         texts = tuple(captions[i] for i in ids)
         raw = np.asarray(result.activations[layer], dtype=np.float64).T
     cache_dir.mkdir(parents=True, exist_ok=True)
-    from vse.atomic import write_atomic
     import io
+
+    from vse.atomic import write_atomic
 
     buf = io.BytesIO()
     extra = {} if ids is None else {"ids": np.array(_json.dumps(list(ids)))}
@@ -115,7 +124,7 @@ def live_pairs(model: str, layer: str, kind: str, probe: Path, cache_dir: Path, 
     return texts, raw, ids
 
 
-@lru_cache(maxsize=None)
+@cache
 def _matrix(model: str, layer: str, kind: str) -> tuple[tuple[str, ...], np.ndarray]:
     """(texts, raw values [units, items]) of one kind for a whole layer, from the fixtures."""
     try:
@@ -129,7 +138,9 @@ def _matrix(model: str, layer: str, kind: str) -> tuple[tuple[str, ...], np.ndar
             acts, _ids = fixtures.load_activations(layer)
             return tuple(p["caption"] for p in fixtures.load_probe()), np.asarray(acts, dtype=np.float64).T
     except FileNotFoundError:
-        raise FileNotFoundError(f"no {kind} fixtures for {model}/{layer} (committed: efficientnet_lite0 weight-label for _conv_head and _blocks.15, weight-clip for _blocks.15, caption-activation for _conv_head and _blocks.15); for another model or layer pass --probe DIR") from None
+        raise FileNotFoundError(
+            f"no {kind} fixtures for {model}/{layer} (committed: efficientnet_lite0 weight-label for _conv_head and _blocks.15, weight-clip for _blocks.15, caption-activation for _conv_head and _blocks.15); for another model or layer pass --probe DIR"
+        ) from None
     raise ValueError(f"unknown pair kind {kind!r}; known: {', '.join(KINDS)}")
 
 
@@ -137,7 +148,14 @@ def layer_width(model: str, layer: str, kind: str = "weight-label") -> int:
     return _matrix(model, layer, kind)[1].shape[0]
 
 
-def load_target(neuron: str, kind: str, polarity: str = "positive", *, next_explanations: Mapping[int, str] | None = None, source: Source = FIXTURES) -> Target:
+def load_target(
+    neuron: str,
+    kind: str,
+    polarity: str = "positive",
+    *,
+    next_explanations: Mapping[int, str] | None = None,
+    source: Source = FIXTURES,
+) -> Target:
     """A neuron's full list of pairs of one kind (from `source`: the fixtures by default).
 
     ``next_explanations`` (kind ``weight-explanation`` only): explanations of next-layer units by
@@ -145,7 +163,9 @@ def load_target(neuron: str, kind: str, polarity: str = "positive", *, next_expl
     """
     model, layer, unit = parse_neuron_id(neuron)
     if source.probe is not None:
-        texts, raw = _live_matrix(model, layer, kind, Path(source.probe).resolve(), Path(source.cache_dir), source.device)
+        texts, raw = _live_matrix(
+            model, layer, kind, Path(source.probe).resolve(), Path(source.cache_dir), source.device
+        )
     else:
         texts, raw = _matrix(model, layer, kind)
     if not 0 <= unit < raw.shape[0]:
@@ -167,7 +187,9 @@ def fewshot_file(model: str, layer: str) -> dict:
     try:
         text = resources.files("vse.fewshot").joinpath(name).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileNotFoundError(f"no hand-labelled few-shot neurons for {model}/{layer}: vse/fewshot/{name} is missing") from None
+        raise FileNotFoundError(
+            f"no hand-labelled few-shot neurons for {model}/{layer}: vse/fewshot/{name} is missing"
+        ) from None
     return json.loads(text)
 
 
@@ -176,7 +198,9 @@ def fewshot_explanations(model: str, layer: str, kind: str) -> list[tuple[int, s
     data = fewshot_file(model, layer)
     entry = data["kinds"].get(kind)
     if entry is None:
-        raise ValueError(f"no hand-labelled few-shot neurons for {kind} pairs of {model}/{layer} (vse/fewshot/{model}__{layer}.json has {', '.join(data['kinds'])})")
+        raise ValueError(
+            f"no hand-labelled few-shot neurons for {kind} pairs of {model}/{layer} (vse/fewshot/{model}__{layer}.json has {', '.join(data['kinds'])})"
+        )
     return [(n["unit"], n["explanation"]) for n in entry["neurons"]]
 
 
@@ -190,7 +214,7 @@ def excluded_units(model: str, layer: str) -> set[int]:
 def draw_neurons(model: str, layer: str, n: int, seed: int, *, exclude: Sequence[int] = ()) -> list[int]:
     """Evaluation units drawn at random with `seed` (stream "neurons"), never few-shot or dev units
     (nor the units in `exclude`: e.g. those an earlier study looked at while designing this one)."""
-    from vse.seeds import rng
+    from vse.core.seeds import rng
 
     excluded = excluded_units(model, layer) | {int(u) for u in exclude}
     candidates = np.array([u for u in range(layer_width(model, layer)) if u not in excluded])

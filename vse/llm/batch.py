@@ -59,19 +59,28 @@ def batch_lines(requests: Iterable[tuple[str, dict[str, Any]]], *, model: str | 
         if model is not None:
             payload["model"] = model
         raw = encode_body(payload)
-        lines.append({"custom_id": _custom_id(i, raw), "method": "POST", "url": _url(endpoint),
-                      "body": json.loads(raw)})
+        lines.append(
+            {"custom_id": _custom_id(i, raw), "method": "POST", "url": _url(endpoint), "body": json.loads(raw)}
+        )
     return lines
 
 
-def export_batch_input(requests: Iterable[tuple[str, dict[str, Any]]], path: str | Path, *,
-                       model: str | None = None, max_per_file: int = MAX_REQUESTS_PER_FILE) -> list[Path]:
+def export_batch_input(
+    requests: Iterable[tuple[str, dict[str, Any]]],
+    path: str | Path,
+    *,
+    model: str | None = None,
+    max_per_file: int = MAX_REQUESTS_PER_FILE,
+) -> list[Path]:
     """Write batch input JSONL to ``path`` (or ``NAME.part001.jsonl``, ... above ``max_per_file``); the files written."""
     path = Path(path)
     lines = batch_lines(requests, model=model)
     chunks = [lines[i : i + max_per_file] for i in range(0, len(lines), max_per_file)] or [[]]
-    paths = [path] if len(chunks) == 1 else [path.with_name(f"{path.stem}.part{k + 1:03d}{path.suffix}")
-                                             for k in range(len(chunks))]
+    paths = (
+        [path]
+        if len(chunks) == 1
+        else [path.with_name(f"{path.stem}.part{k + 1:03d}{path.suffix}") for k in range(len(chunks))]
+    )
     for p, chunk in zip(paths, chunks, strict=True):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("".join(json.dumps(x, ensure_ascii=False, sort_keys=True) + "\n" for x in chunk), encoding="utf-8")
@@ -90,8 +99,13 @@ def _read_jsonl(paths: Sequence[str | Path]) -> list[dict]:
     return out
 
 
-def import_batch_output(inputs: Sequence[str | Path], outputs: Sequence[str | Path], cassette: str | Path, *,
-                        base_url: str = "https://api.openai.com/v1") -> dict[str, int]:
+def import_batch_output(
+    inputs: Sequence[str | Path],
+    outputs: Sequence[str | Path],
+    cassette: str | Path,
+    *,
+    base_url: str = "https://api.openai.com/v1",
+) -> dict[str, int]:
     """Append the successful replies of batch ``outputs`` to ``cassette`` (created if missing).
 
     ``inputs`` are the batch input files they answer (for each ``custom_id``'s request).
@@ -124,8 +138,12 @@ def import_batch_output(inputs: Sequence[str | Path], outputs: Sequence[str | Pa
         if kept is None:
             failed += 1
             continue
-        request = Request("POST", f"{origin.scheme}://{origin.netloc}{req['url']}", encode_body(req["body"]),
-                          {"Content-Type": "application/json"})
+        request = Request(
+            "POST",
+            f"{origin.scheme}://{origin.netloc}{req['url']}",
+            encode_body(req["body"]),
+            {"Content-Type": "application/json"},
+        )
         new_requests.append(scrub_request(request))
         new_responses.append(kept)
     try:

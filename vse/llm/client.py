@@ -37,8 +37,14 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import requests
 
-from vse.llm.errors import (LLMEndpointDown, LLMEndpointRejected, LLMError, LLMHTTPError, LLMResponseError,
-                           LLMRetriesExhausted)
+from vse.llm.errors import (
+    LLMEndpointDown,
+    LLMEndpointRejected,
+    LLMError,
+    LLMHTTPError,
+    LLMResponseError,
+    LLMRetriesExhausted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +197,9 @@ class ClientConfig:
         key = api_key or env.get("VSE_API_KEY") or None
         if key is None and (allow_openai_key_elsewhere or _host(url) == OPENAI_HOST):
             key = env.get("OPENAI_API_KEY") or None
-        return cls(base_url=normalize_base_url(url), model=model or env.get("VSE_MODEL") or "local", api_key=key, **overrides)
+        return cls(
+            base_url=normalize_base_url(url), model=model or env.get("VSE_MODEL") or "local", api_key=key, **overrides
+        )
 
 
 def encode_body(payload: Mapping[str, Any]) -> bytes:
@@ -335,8 +343,10 @@ def describe_failure(exc: BaseException, read_timeout_s: float | None = None) ->
         return f"did not reply within {read_timeout_s:.0f} s" if read_timeout_s else "did not reply in time"
     if has(ConnectionRefusedError) or "refused" in text:
         return "refused the connection"
-    if has(socket.gaierror) or any(w in text for w in ("name or service not known", "failed to resolve",
-                                                         "nodename nor servname", "name resolution")):
+    if has(socket.gaierror) or any(
+        w in text
+        for w in ("name or service not known", "failed to resolve", "nodename nor servname", "name resolution")
+    ):
         return "is an unknown host name"
     if has(http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError) or any(
         w in text for w in ("connection aborted", "reset by peer", "remote end closed")
@@ -362,8 +372,14 @@ class CircuitBreaker:
     a success closes it. Thread-safe: the label runner and the concurrent simulators share it.
     """
 
-    def __init__(self, endpoint: str, threshold: int = 5, cooldown_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic, window_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        threshold: int = 5,
+        cooldown_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        window_s: float = 10.0,
+    ) -> None:
         self.endpoint = endpoint
         self.threshold = threshold
         self.cooldown_s = cooldown_s
@@ -418,8 +434,12 @@ class CircuitBreaker:
             if (self.failures >= self.threshold or long_down) and self.opened_at is None:
                 self.opened_at = now
                 self._open.set()
-                log.warning("vse: %s is down (%s %d times in a row): stopping every call to it",
-                            _where(self.endpoint), reason, self.failures)
+                log.warning(
+                    "vse: %s is down (%s %d times in a row): stopping every call to it",
+                    _where(self.endpoint),
+                    reason,
+                    self.failures,
+                )
             return self.opened_at is not None
 
     def pause(self, seconds: float) -> None:
@@ -437,8 +457,9 @@ def breaker_for(config: ClientConfig) -> CircuitBreaker:
     with _BREAKERS_LOCK:
         breaker = _BREAKERS.get(key)
         if breaker is None:
-            breaker = _BREAKERS[key] = CircuitBreaker(key, config.breaker_failures, config.breaker_cooldown_s,
-                                                      window_s=config.breaker_window_s)
+            breaker = _BREAKERS[key] = CircuitBreaker(
+                key, config.breaker_failures, config.breaker_cooldown_s, window_s=config.breaker_window_s
+            )
         return breaker
 
 
@@ -511,7 +532,9 @@ def parse_legacy_logprobs(logprobs: Mapping[str, Any] | None) -> tuple[list[Toke
     tops = logprobs.get("top_logprobs") or [None] * len(tokens)
     offsets = logprobs.get("text_offset") or [None] * len(tokens)
     if not (len(lps) == len(tops) == len(tokens)):
-        raise ValueError(f"logprobs lists differ in length: {len(tokens)} tokens, {len(lps)} logprobs, {len(tops)} tops")
+        raise ValueError(
+            f"logprobs lists differ in length: {len(tokens)} tokens, {len(lps)} logprobs, {len(tops)} tops"
+        )
     out = [
         TokenLogprob(str(tok), _float(lp), {str(k): float(v) for k, v in (top or {}).items()})
         for tok, lp, top in zip(tokens, lps, tops, strict=True)
@@ -689,9 +712,13 @@ class LLMClient:
             if tokens and not text.startswith(prompt) and all(o is None for o in offsets):
                 # llama.cpp's llama-server answers 200 and drops `echo` without a word: the reply
                 # holds the generated tokens only. Splitting it would call them prompt tokens.
-                raise LLMResponseError(url, "the server ignored the request field 'echo' (no prompt tokens in the "
-                                       "reply; llama.cpp's llama-server does not echo): use a simulation mode "
-                                       "that does not send it", _snippet(text))
+                raise LLMResponseError(
+                    url,
+                    "the server ignored the request field 'echo' (no prompt tokens in the "
+                    "reply; llama.cpp's llama-server does not echo): use a simulation mode "
+                    "that does not send it",
+                    _snippet(text),
+                )
             if text.startswith(prompt):
                 text = text[len(prompt) :]
             if tokens and logprobs is not None and _echo_is_shifted(tokens, usage):
@@ -702,7 +729,11 @@ class LLMClient:
                 n_prompt = min(usage.prompt_tokens, len(tokens))
             prompt_tokens, tokens = tokens[:n_prompt], tokens[n_prompt:]
         return Completion(
-            text=text, tokens=tokens, usage=usage, finish_reason=choice.get("finish_reason"), prompt_tokens=prompt_tokens
+            text=text,
+            tokens=tokens,
+            usage=usage,
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=prompt_tokens,
         )
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -797,7 +828,9 @@ class LLMClient:
                     retry_after = _retry_after(resp)
             if attempt + 1 < attempts:
                 wait = self._backoff(attempt, retry_after, connection=connection_failure)
-                what = last_error if last_status is None else f"answered HTTP {last_status} ({_snippet(last_error, 60)})"
+                what = (
+                    last_error if last_status is None else f"answered HTTP {last_status} ({_snippet(last_error, 60)})"
+                )
                 log.warning("vse: %s %s; retry %d/%d in %.1f s", _where(url), what, attempt + 1, attempts - 1, wait)
                 self.sleep(wait)
         self._count_call()

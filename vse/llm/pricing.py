@@ -50,8 +50,10 @@ class DryRun:
     price: float | None
 
     def __str__(self) -> str:
-        s = (f"{self.calls} calls, ~{self.prompt_tokens} prompt tokens ({self.prompt_chars} characters / "
-             f"{CHARS_PER_TOKEN}) + at most {self.max_completion_tokens} completion tokens")
+        s = (
+            f"{self.calls} calls, ~{self.prompt_tokens} prompt tokens ({self.prompt_chars} characters / "
+            f"{CHARS_PER_TOKEN}) + at most {self.max_completion_tokens} completion tokens"
+        )
         if self.price is not None:
             s += f"; at {self.price_per_1k} per 1k tokens: {self.price:.2f}"
         return s
@@ -74,8 +76,12 @@ def estimate_tokens(text: str, chars_per_token: float = CHARS_PER_TOKEN) -> int:
     return math.ceil(len(text) / chars_per_token)
 
 
-def dry_run(requests: Iterable[tuple[str, dict[str, Any]]], *, price_per_1k: float | None = None,
-            chars_per_token: float = CHARS_PER_TOKEN) -> DryRun:
+def dry_run(
+    requests: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    price_per_1k: float | None = None,
+    chars_per_token: float = CHARS_PER_TOKEN,
+) -> DryRun:
     """Count and price ``(endpoint, payload)`` requests without sending any."""
     calls = chars = prompt_tokens = completion = 0
     for endpoint, payload in requests:
@@ -88,7 +94,8 @@ def dry_run(requests: Iterable[tuple[str, dict[str, Any]]], *, price_per_1k: flo
     return DryRun(calls, chars, prompt_tokens, completion, price_per_1k, price)
 
 
-def paper_cost(neurons: int, calls_per_neuron: float = 25, avg_prompt_ktokens: float = 2.5,
-               price_per_1k: float = 0.0015) -> float:
+def paper_cost(
+    neurons: int, calls_per_neuron: float = 25, avg_prompt_ktokens: float = 2.5, price_per_1k: float = 0.0015
+) -> float:
     """The paper's estimate (Sec. 3.2.3): neurons x calls per neuron x avg. prompt length (k tokens) x price per 1k."""
     return neurons * calls_per_neuron * avg_prompt_ktokens * price_per_1k

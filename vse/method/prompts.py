@@ -16,22 +16,16 @@ The builders take plain data (strings and ints) and return strings: no NumPy, no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+
+from vse.core.target import Pair
 
 #: Every explanation completes this sentence; the explain prompt ends with it.
 EXPLANATION_PREFIX = "the main thing this neuron does is find"
 #: Written where the simulator has to fill in a value (list layout).
 UNKNOWN = "unk"
 TAB = "\t"
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One line a prompt shows: a text (caption, class name or concept) and its scaled value."""
-
-    text: str
-    value: int
 
 
 @dataclass(frozen=True)
@@ -50,7 +44,7 @@ class Example:
 
 
 @dataclass(frozen=True)
-class Kind:
+class KindWording:
     """Wording of one feature kind: what the texts are and what the values mean."""
 
     key: str
@@ -75,8 +69,8 @@ _NEAR_OBJECT_HINT = (
     "objects (water next to fish) rather than the objects themselves."
 )
 
-KINDS: dict[str, Kind] = {
-    "weight-label": Kind(
+KINDS: dict[str, KindWording] = {
+    "weight-label": KindWording(
         key="weight-label",
         item="class",
         value="weight",
@@ -92,7 +86,7 @@ KINDS: dict[str, Kind] = {
             "(water next to fish), not only from the object. {scale} Many weights are 0."
         ),
     ),
-    "weight-clip": Kind(
+    "weight-clip": KindWording(
         key="weight-clip",
         item="concept",
         value="weight",
@@ -109,7 +103,7 @@ KINDS: dict[str, Kind] = {
             "each concept. {scale} Many weights are 0."
         ),
     ),
-    "weight-explanation": Kind(
+    "weight-explanation": KindWording(
         key="weight-explanation",
         item="description",
         value="weight",
@@ -126,7 +120,7 @@ KINDS: dict[str, Kind] = {
             "described unit. {scale} Many weights are 0."
         ),
     ),
-    "caption-activation": Kind(
+    "caption-activation": KindWording(
         key="caption-activation",
         item="image description",
         value="activation",
@@ -144,14 +138,14 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def get_kind(key: str) -> Kind:
+def get_kind(key: str) -> KindWording:
     try:
         return KINDS[key]
     except KeyError:
         raise ValueError(f"unknown feature kind {key!r}; known: {', '.join(KINDS)}") from None
 
 
-def _scale_sentence(kind: Kind, signed: bool) -> str:
+def _scale_sentence(kind: KindWording, signed: bool) -> str:
     if signed:
         return (
             f"Each {kind.value} is a whole number from -10 to 10: positive numbers mean the unit "
@@ -183,7 +177,9 @@ def _explanation_line(name: str, explanation: str | None) -> str:
 # ----------------------------------------------------------------------------- explain
 
 
-def explain_prompt(kind_key: str, examples: Sequence[Example], name: str, pairs: Sequence[Pair], *, signed: bool = False) -> str:
+def explain_prompt(
+    kind_key: str, examples: Sequence[Example], name: str, pairs: Sequence[Pair], *, signed: bool = False
+) -> str:
     """The prompt whose continuation is the target neuron's explanation.
 
     Each neuron's block: its name, its pairs, then the explanation sentence. The target's block
@@ -192,7 +188,12 @@ def explain_prompt(kind_key: str, examples: Sequence[Example], name: str, pairs:
     kind = get_kind(kind_key)
     parts = [kind.explain_task.format(scale=_scale_sentence(kind, signed)), "\n\n"]
     for ex in examples:
-        parts += [f"Neuron {ex.name}\n{kind.header}\n", _pairs_block(ex.pairs), _explanation_line(ex.name, ex.explanation), "\n"]
+        parts += [
+            f"Neuron {ex.name}\n{kind.header}\n",
+            _pairs_block(ex.pairs),
+            _explanation_line(ex.name, ex.explanation),
+            "\n",
+        ]
     parts += [f"Neuron {name}\n{kind.header}\n", _pairs_block(pairs), _explanation_line(name, None)]
     return "".join(parts)
 
@@ -212,15 +213,23 @@ def parse_explanation(completion: str) -> str:
 # ----------------------------------------------------------------------------- simulate
 
 
-def _simulate_head(kind: Kind, signed: bool) -> str:
+def _simulate_head(kind: KindWording, signed: bool) -> str:
     return kind.simulate_task.format(scale=_scale_sentence(kind, signed)) + "\n\n"
 
 
-def _neuron_head(kind: Kind, name: str, explanation: str) -> str:
+def _neuron_head(kind: KindWording, name: str, explanation: str) -> str:
     return f"Neuron {name}\n{_explanation_line(name, explanation)}{kind.header}\n"
 
 
-def simulate_list_prompt(kind_key: str, examples: Sequence[Example], name: str, explanation: str, texts: Sequence[str], *, signed: bool = False) -> str:
+def simulate_list_prompt(
+    kind_key: str,
+    examples: Sequence[Example],
+    name: str,
+    explanation: str,
+    texts: Sequence[str],
+    *,
+    signed: bool = False,
+) -> str:
     """The paper's layout: each neuron's texts with ``unk`` values, then the same list filled in.
 
     The target block ends after the opening ``<start>`` of the filled list, so the model writes
@@ -229,13 +238,21 @@ def simulate_list_prompt(kind_key: str, examples: Sequence[Example], name: str, 
     kind = get_kind(kind_key)
     parts = [_simulate_head(kind, signed)]
     for ex in examples:
-        parts += [_neuron_head(kind, ex.name, ex.explanation), _pairs_block(ex.pairs, hide_values=True), "\n", _pairs_block(ex.pairs), "\n"]
+        parts += [
+            _neuron_head(kind, ex.name, ex.explanation),
+            _pairs_block(ex.pairs, hide_values=True),
+            "\n",
+            _pairs_block(ex.pairs),
+            "\n",
+        ]
     target = [Pair(t, 0) for t in texts]
     parts += [_neuron_head(kind, name, explanation), _pairs_block(target, hide_values=True), "\n<start>\n"]
     return "".join(parts)
 
 
-def simulate_one_prefix(kind_key: str, examples: Sequence[Example], name: str, explanation: str, *, signed: bool = False) -> str:
+def simulate_one_prefix(
+    kind_key: str, examples: Sequence[Example], name: str, explanation: str, *, signed: bool = False
+) -> str:
     """The part of a one-item prompt that is the same for every item of the target.
 
     Few-shot blocks show only the filled list (no ``unk`` list), so the target's "<start>" line
@@ -255,7 +272,16 @@ def simulate_one_prompt(prefix: str, text: str) -> str:
     return f"{prefix}{_clean(text)}{TAB}"
 
 
-def simulate_echo_prompt(kind_key: str, examples: Sequence[Example], name: str, explanation: str, texts: Sequence[str], *, placeholder: int = 0, signed: bool = False) -> str:
+def simulate_echo_prompt(
+    kind_key: str,
+    examples: Sequence[Example],
+    name: str,
+    explanation: str,
+    texts: Sequence[str],
+    *,
+    placeholder: int = 0,
+    signed: bool = False,
+) -> str:
     """The list layout with the target's filled list written out with a placeholder value.
 
     Sent with ``echo`` and prompt logprobs, every value slot is scored in one forward pass: the
@@ -286,10 +312,15 @@ def _msg(role: str, content: str) -> Message:
     return {"role": role, "content": content}
 
 
-def explain_messages(kind_key: str, examples: Sequence[Example], name: str, pairs: Sequence[Pair], *, signed: bool = False) -> list[Message]:
+def explain_messages(
+    kind_key: str, examples: Sequence[Example], name: str, pairs: Sequence[Pair], *, signed: bool = False
+) -> list[Message]:
     """Chat form of `explain_prompt`: the assistant answers with the whole explanation sentence."""
     kind = get_kind(kind_key)
-    system = kind.explain_task.format(scale=_scale_sentence(kind, signed)) + f' Answer with one sentence that starts "{EXPLANATION_PREFIX}".'
+    system = (
+        kind.explain_task.format(scale=_scale_sentence(kind, signed))
+        + f' Answer with one sentence that starts "{EXPLANATION_PREFIX}".'
+    )
     messages = [_msg("system", system)]
     for ex in examples:
         messages += [
@@ -311,14 +342,16 @@ def parse_chat_explanation(reply: str) -> str:
     return parse_explanation(text.lstrip(":").strip())
 
 
-def _chat_simulate_system(kind: Kind, signed: bool, *, one: bool) -> str:
+def _chat_simulate_system(kind: KindWording, signed: bool, *, one: bool) -> str:
     task = kind.simulate_task.format(scale=_scale_sentence(kind, signed))
     if one:
         return task + f" You are shown one {kind.item} at a time: answer with its {kind.value} alone, a whole number."
     return task + " Answer by copying the list with every unk replaced by a whole number."
 
 
-def simulate_one_messages(kind_key: str, examples: Sequence[Example], explanation: str, text: str, *, signed: bool = False) -> list[Message]:
+def simulate_one_messages(
+    kind_key: str, examples: Sequence[Example], explanation: str, text: str, *, signed: bool = False
+) -> list[Message]:
     """Chat form of the one-item simulation: few-shot neurons as item-by-item exchanges.
 
     Each few-shot neuron's first user message carries its explanation and its first item; every
@@ -336,7 +369,9 @@ def simulate_one_messages(kind_key: str, examples: Sequence[Example], explanatio
     return messages
 
 
-def simulate_list_messages(kind_key: str, examples: Sequence[Example], explanation: str, texts: Sequence[str], *, signed: bool = False) -> list[Message]:
+def simulate_list_messages(
+    kind_key: str, examples: Sequence[Example], explanation: str, texts: Sequence[str], *, signed: bool = False
+) -> list[Message]:
     """Chat form of `simulate_list_prompt`: the assistant answers with the filled list."""
     kind = get_kind(kind_key)
     messages = [_msg("system", _chat_simulate_system(kind, signed, one=False))]

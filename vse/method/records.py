@@ -26,7 +26,7 @@ def prompts_hash() -> str:
     It changes exactly when the text a model is sent changes (any kind, either API), and not when
     a comment in the code does.
     """
-    from vse import prompts as P
+    from vse.method import prompts as P
 
     ex = [P.Example("1", (P.Pair("a", 0), P.Pair("b", 10)), "things")]
     pairs = [P.Pair("c", 3)]
@@ -57,7 +57,7 @@ class Provenance:
     simulator: simulation mode ("one", "list", ...), empty for explanations.
     protocol: scoring protocol, empty for explanations.
     fewshot: the few-shot neurons' ids.
-    seed: the run's root seed (vse.seeds derives every stream from it).
+    seed: the run's root seed (vse.core.seeds derives every stream from it).
     vse_version: the package version.
     """
 
@@ -102,7 +102,7 @@ class ExplanationRecord:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ExplanationRecord":
+    def from_json(cls, data: dict[str, Any]) -> ExplanationRecord:
         data = dict(data)
         prov = dict(data.pop("provenance"))
         prov["fewshot"] = tuple(prov.get("fewshot", ()))

@@ -1,8 +1,8 @@
 """Scoring an explanation on a target: simulation passes until the score is certain (Algorithm 1).
 
-One *pass* picks items with the run's protocol (`vse.protocols`; the paper's is ``uniform``: 50
+One *pass* picks items with the run's protocol (`vse.core.protocols`; the paper's is ``uniform``: 50
 random items), asks the simulator for their values and scores them with 100 x Pearson against
-the true scaled values. `vse.stats.run_until_confident` (Algorithm 1, written once) repeats
+the true scaled values. `vse.core.stats.run_until_confident` (Algorithm 1, written once) repeats
 passes until the 90% t-interval half-width is below the threshold (at least 3 passes, at most the
 cap; hitting the cap is reported). Protocol ``all`` predicts every item once: one exact pass,
 half-width 0.
@@ -25,24 +25,24 @@ Choices the paper leaves open, and ours:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from vse import seeds
-from vse.explain import FewShotNeuron
+from vse.core import seeds
+from vse.core.protocols import PROTOCOLS, select
+from vse.core.sampling import get_strategy
+from vse.core.stats import StopRule, accuracy, correlation_score, mae, mse, run_until_confident
+from vse.core.target import Target
 from vse.llm.client import LLMClient, Usage
-from vse.prompts import Example
-from vse.protocols import PROTOCOLS, select
-from vse.records import PassRecord
-from vse.sampling import get_strategy
-from vse.simulate import Simulation, SimulationError
-from vse.simulators import MODES, SimContext, make_simulator
-from vse.stats import StopRule, accuracy, correlation_score, mae, mse, run_until_confident
-from vse.store import PredictionStore
-from vse.targets import Target
+from vse.method.explain import FewShotNeuron
+from vse.method.prediction_store import PredictionStore
+from vse.method.prompts import Example
+from vse.method.records import PassRecord
+from vse.method.simulators.llm import MODES, SimContext, make_simulator
+from vse.method.simulators.numbers import Simulation, SimulationError
 
 MAX_REDRAWS = 100
 #: Protocols that predict a fixed item set once: one exact pass, no interval to narrow.
@@ -51,15 +51,20 @@ EXACT_PROTOCOLS = ("all", "recall-free")
 #: what the simulator predicts for it is its prior over the item texts alone.
 NEUTRAL_EXPLANATION = "nothing in particular"
 #: The paper's few-shot strategies (App. B): weights Random 75/25, captions Highest 50/50.
-FEWSHOT_STRATEGY = {"caption-activation": "highest-50/50", "weight-label": "random-75/25", "weight-clip": "random-75/25", "weight-explanation": "random-75/25"}
+FEWSHOT_STRATEGY = {
+    "caption-activation": "highest-50/50",
+    "weight-label": "random-75/25",
+    "weight-clip": "random-75/25",
+    "weight-explanation": "random-75/25",
+}
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
     """Knobs of explanation scoring (defaults: the paper's App. B.2.1 choices for weights).
 
-    mode: how predictions are read (vse.simulators.MODES). api: "completions" or "chat".
-    protocol: which items a pass predicts (vse.protocols.PROTOCOLS).
+    mode: how predictions are read (vse.method.simulators.llm.MODES). api: "completions" or "chat".
+    protocol: which items a pass predicts (vse.core.protocols.PROTOCOLS).
     prior_corrected: subtract the neutral explanation's predictions before the correlation.
     n_items: items per pass. n_shown: pairs the explainer saw (held-out protocol only).
     n_fewshot_pairs, fewshot_strategy: the pairs shown for each few-shot neuron (strategy None:
@@ -68,7 +73,7 @@ class ScoreConfig:
     stop: Algorithm 1's stopping rule. max_failed_passes: failures tolerated.
     top_logprobs: alternatives asked for at each token (logprob modes).
     split_ten: one-item mode: a follow-up call splits the mass on "1" into 1 and 10 (Qwen writes
-        10 as "1","0"); off by default, it doubles the calls (see vse.simulators).
+        10 as "1","0"); off by default, it doubles the calls (see vse.method.simulators.llm).
     """
 
     mode: str = "one"
@@ -105,7 +110,7 @@ class ScoreConfig:
 
 @dataclass
 class ScoreResult:
-    """Algorithm 1's outcome for one explanation on one target (see vse.records.ScoreRecord)."""
+    """Algorithm 1's outcome for one explanation on one target (see vse.method.records.ScoreRecord)."""
 
     mean: float
     half_width: float
@@ -122,11 +127,16 @@ class ScoreResult:
     details: list[PassRecord] = field(repr=False)
 
 
-def fewshot_examples(fewshot: Sequence[FewShotNeuron], config: ScoreConfig, rng: np.random.Generator) -> tuple[Example, ...]:
+def fewshot_examples(
+    fewshot: Sequence[FewShotNeuron], config: ScoreConfig, rng: np.random.Generator
+) -> tuple[Example, ...]:
     kinds = {f.target.kind for f in fewshot}
     name = config.fewshot_strategy or (FEWSHOT_STRATEGY[kinds.pop()] if len(kinds) == 1 else "random-75/25")
     strategy = get_strategy(name)
-    return tuple(Example(f.target.name, f.target.pairs(strategy(f.target.values, config.n_fewshot_pairs, rng)), f.explanation) for f in fewshot)
+    return tuple(
+        Example(f.target.name, f.target.pairs(strategy(f.target.values, config.n_fewshot_pairs, rng)), f.explanation)
+        for f in fewshot
+    )
 
 
 def predict_items(
@@ -146,7 +156,7 @@ def predict_items(
     """The one way to predict a neuron's values for item texts from an explanation.
 
     Every caller goes through it: Algorithm 1 (`score_explanation`), the studies
-    (`vse.study`, `vse.strategy_study`) and `vse validate`. It builds the simulator that
+    (`vse.studies.pooled`, `vse.studies.strategy`) and `vse validate`. It builds the simulator that
     ``config`` names (``mode``, ``api``, ``top_logprobs``, ``split_ten``: `make_simulator`) and the
     prompt context, and returns a `Simulation` whose ``values[i]`` is the prediction for
     ``texts[i]`` (plus the calls and tokens it cost).
@@ -163,12 +173,14 @@ def predict_items(
         call; the local llama.cpp server serves its slots in parallel, a remote endpoint as many
         as it allows (``--in-flight`` on the commands).
     seed: the sampling seed of modes that sample (``list``); one-item mode ignores it.
-    embeddings: the `EmbeddingStore` of mode ``embedding`` (`vse.embedding_simulator`: no LLM).
+    embeddings: the `EmbeddingStore` of mode ``embedding`` (`vse.method.simulators.embedding`: no LLM).
 
     For the server's prompt cache, call it explanation by explanation: consecutive requests then
     share the prompt up to the item.
     """
-    simulator = make_simulator(config.mode, config.api, top_logprobs=config.top_logprobs, split_ten=config.split_ten, embeddings=embeddings)
+    simulator = make_simulator(
+        config.mode, config.api, top_logprobs=config.top_logprobs, split_ten=config.split_ten, embeddings=embeddings
+    )
     ctx = SimContext(kind, tuple(examples), explanation, signed)
     return simulator.predict(client, ctx, texts, seed=seed, store=store, in_flight=in_flight)
 
@@ -176,12 +188,16 @@ def predict_items(
 def draw_items(target: Target, config: ScoreConfig, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """The items of one pass; redrawn while their true values are all equal."""
     for redraws in range(MAX_REDRAWS):
-        idx = select(config.protocol, target.values, config.n_items, rng, n_shown=config.n_shown, strength=target.strength)
+        idx = select(
+            config.protocol, target.values, config.n_items, rng, n_shown=config.n_shown, strength=target.strength
+        )
         if len(np.unique(target.values[idx])) > 1:
             return idx, redraws
         if config.protocol in EXACT_PROTOCOLS:
             break
-    raise ValueError(f"{target.neuron}: every drawn set of {config.n_items} items has constant values; the neuron has {np.count_nonzero(target.values)} non-zero values")
+    raise ValueError(
+        f"{target.neuron}: every drawn set of {config.n_items} items has constant values; the neuron has {np.count_nonzero(target.values)} non-zero values"
+    )
 
 
 def score_explanation(
@@ -208,10 +224,28 @@ def score_explanation(
     details: list[PassRecord] = []
     usage, calls, failed = Usage(), 0, 0
     rule = config.stop
-    bar = tqdm(total=rule.max_runs, desc=f"score {target.neuron} on {target.kind}", unit="pass", leave=False, disable=not progress)
+    bar = tqdm(
+        total=rule.max_runs,
+        desc=f"score {target.neuron} on {target.kind}",
+        unit="pass",
+        leave=False,
+        disable=not progress,
+    )
 
     def predict(text: str, examples: tuple[Example, ...], texts: list[str], index: int) -> Simulation:
-        return predict_items(client, text, texts, kind=target.kind, examples=examples, config=config, signed=target.signed, store=store, in_flight=in_flight, seed=seeds.llm_seed(seed, "pass", index), embeddings=embeddings)
+        return predict_items(
+            client,
+            text,
+            texts,
+            kind=target.kind,
+            examples=examples,
+            config=config,
+            signed=target.signed,
+            store=store,
+            in_flight=in_flight,
+            seed=seeds.llm_seed(seed, "pass", index),
+            embeddings=embeddings,
+        )
 
     def one_pass(_i: int) -> float:
         nonlocal usage, calls, failed
@@ -236,12 +270,18 @@ def score_explanation(
                 if checkpoint is not None:
                     checkpoint()
                 if failed > config.max_failed_passes:
-                    raise SimulationError(f"{target.neuron}: {failed} simulation passes failed, the last: {err}") from None
+                    raise SimulationError(
+                        f"{target.neuron}: {failed} simulation passes failed, the last: {err}"
+                    ) from None
                 continue
             score = correlation_score(predicted, true)
             calls += sim.calls
             usage = usage + sim.usage
-            details.append(PassRecord(index, items.tolist(), true, [round(v, 4) for v in sim.values], round(score, 4), sim.calls, redraws))
+            details.append(
+                PassRecord(
+                    index, items.tolist(), true, [round(v, 4) for v in sim.values], round(score, 4), sim.calls, redraws
+                )
+            )
             bar.update(1)
             if checkpoint is not None:
                 checkpoint()

@@ -5,7 +5,7 @@ protocol (and, for scored ones, one pass's true vs simulated values per item), i
 probe images with captions and activations (the bottom ones for negative polarity, both for
 signed), and the pairs a Weight-* method read (classes or next-layer units, with their weights).
 `render_card` turns a card into one ``<article data-neuron="MODEL/LAYER/UNIT">``; the results
-report (`vse.html`) and the atlas (`build_atlas`) are both made of these parts.
+report (`vse.outputs.report`) and the atlas (`build_atlas`) are both made of these parts.
 
 The atlas is a folder opened from disk (``index.html``; no server, no network): the index is one
 table (one row per explanation, sortable by any column, text search, a score filter; the state
@@ -15,7 +15,7 @@ so a 1280-unit layer opens fast. Every output is a pure function of the inputs: 
 no timestamps.
 
 Where the images come from: a probe folder (``--probe DIR``: activations through the cached
-extraction of `vse.neurons.live_pairs`, any registered model), else the committed fixtures
+extraction of `vse.data.loader.live_pairs`, any registered model), else the committed fixtures
 (EfficientNet-Lite0 on the Tux Paint stamps, 48 px thumbnails), else none (the card says so).
 """
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vse.targets import POLARITIES, parse_neuron_id
+from vse.core.target import POLARITIES, parse_neuron_id
 
 #: The explanation length the committed experiments allowed (ExplainConfig.max_tokens when they were
 #: recorded): a record that used all of it in one call was cut off by the model's budget.
@@ -196,7 +196,9 @@ class _Collector:
         return per.setdefault((str(method), str(polarity or "positive"), str(text)), {"cut": "", "scores": []})
 
     def explanation(self, rec: Mapping) -> None:
-        e = self._entry(rec["neuron"], rec.get("method", ""), rec.get("polarity", "positive"), rec.get("explanation", ""))
+        e = self._entry(
+            rec["neuron"], rec.get("method", ""), rec.get("polarity", "positive"), rec.get("explanation", "")
+        )
         e["cut"] = e["cut"] or cut_reason(rec, self.max_tokens)
 
     def score(self, rec: Mapping) -> None:
@@ -212,10 +214,21 @@ class _Collector:
         items: tuple[SimItem, ...] = ()
         if details:
             d = details[0]
-            items = tuple(SimItem(int(i), float(t), float(p)) for i, t, p in zip(d["items"], d["true"], d["predicted"]))[:N_SIM_ITEMS]
-        e["scores"].append(Score(str(rec.get("target", "")), protocol, _num(rec.get("mean")), _num(rec.get("half_width")),
-                                 rec.get("passes") if isinstance(rec.get("passes"), int) else None, bool(rec.get("hit_cap")),
-                                 items, len(details)))
+            items = tuple(
+                SimItem(int(i), float(t), float(p)) for i, t, p in zip(d["items"], d["true"], d["predicted"])
+            )[:N_SIM_ITEMS]
+        e["scores"].append(
+            Score(
+                str(rec.get("target", "")),
+                protocol,
+                _num(rec.get("mean")),
+                _num(rec.get("half_width")),
+                rec.get("passes") if isinstance(rec.get("passes"), int) else None,
+                bool(rec.get("hit_cap")),
+                items,
+                len(details),
+            )
+        )
 
     def add(self, rec: Mapping) -> None:
         if not isinstance(rec, Mapping):
@@ -238,12 +251,16 @@ class _Collector:
     def cards(self) -> list[Card]:
         out = []
         for neuron in sorted(self.data, key=neuron_key):
-            expls = tuple(Explanation(m, p, t, v["cut"], tuple(v["scores"])) for (m, p, t), v in self.data[neuron].items())
+            expls = tuple(
+                Explanation(m, p, t, v["cut"], tuple(v["scores"])) for (m, p, t), v in self.data[neuron].items()
+            )
             out.append(Card(neuron, expls))
         return out
 
 
-def cards_from_records(records: Iterable[Mapping], *, max_tokens: int | None = RECORDED_MAX_TOKENS) -> tuple[list[Card], list[str]]:
+def cards_from_records(
+    records: Iterable[Mapping], *, max_tokens: int | None = RECORDED_MAX_TOKENS
+) -> tuple[list[Card], list[str]]:
     """Cards (explanations and scores only, sorted by model, layer, unit) from any mix of records:
     `vse label` lines, `ExplanationRecord`s, `ScoreRecord`s and a study's per-neuron rows.
     Also returns the failed units' errors (a failed `vse label` line), so a page can list them."""
@@ -280,7 +297,7 @@ def folder_config(folder: Path) -> dict:
 
 
 def folder_records(folder: Path) -> list[dict]:
-    """Every explanation and score an experiment folder holds, as records `vse.atlas.cards_from_records` reads:
+    """Every explanation and score an experiment folder holds, as records `vse.outputs.atlas.cards_from_records` reads:
     explanations.jsonl / explanation.json (with their cost, so cut ones are known), results.jsonl (scores
     with their passes), neurons.jsonl (a study's per-neuron scores) or else scores.csv (the same, as CSV).
     Records without a polarity get the experiment's."""
@@ -297,12 +314,18 @@ def folder_records(folder: Path) -> list[dict]:
         with (folder / "scores.csv").open(encoding="utf-8", newline="") as f:
             for row in csv.DictReader(f):
                 if {"unit", "method", "explanation", "target", "corr"} <= set(row):
-                    records.append({"neuron": f"{model}/{layer}/{row['unit']}", "method": row["method"],
-                                    "explanation": row["explanation"], "target": row["target"],
-                                    "protocol": row.get("protocol", ""), "mean": float(row["corr"]) if row["corr"] else None})
+                    records.append(
+                        {
+                            "neuron": f"{model}/{layer}/{row['unit']}",
+                            "method": row["method"],
+                            "explanation": row["explanation"],
+                            "target": row["target"],
+                            "protocol": row.get("protocol", ""),
+                            "mean": float(row["corr"]) if row["corr"] else None,
+                        }
+                    )
     polarity = exp.get("polarity", "positive")
     return [r if "polarity" in r else {**r, "polarity": polarity} for r in records]
-
 
 
 # ----------------------------------------------------------------------------- where pairs and images come from
@@ -340,7 +363,7 @@ class ProbeLayer:
 
 
 class PairSource:
-    """Pairs for cards: a probe folder (any registered model, through `vse.neurons.live_pairs`) or the
+    """Pairs for cards: a probe folder (any registered model, through `vse.data.loader.live_pairs`) or the
     committed fixtures. Every lookup returns None when its data are not available (e.g. no fixtures
     for the layer), so a card shows what there is and says what there is not."""
 
@@ -354,7 +377,9 @@ class PairSource:
     def activations(self, model: str, layer: str) -> ProbeLayer | None:
         key = (model, layer)
         if key not in self._layers:
-            self._layers[key] = self._probe_layer(model, layer) if self.probe is not None else self._fixture_layer(model, layer)
+            self._layers[key] = (
+                self._probe_layer(model, layer) if self.probe is not None else self._fixture_layer(model, layer)
+            )
         return self._layers[key]
 
     def _fixture_layer(self, model: str, layer: str) -> ProbeLayer | None:
@@ -375,7 +400,7 @@ class PairSource:
         return ProbeLayer(fixtures.DEFAULT_PROBE, captions, np.asarray(acts, dtype=np.float64).T, image)
 
     def _probe_layer(self, model: str, layer: str) -> ProbeLayer:
-        from vse.neurons import live_pairs
+        from vse.data.loader import live_pairs
         from vse.vision.datasets import open_image
 
         texts, raw, ids = live_pairs(model, layer, "caption-activation", self.probe, self.cache_dir, self.device)
@@ -390,8 +415,10 @@ class PairSource:
                 img.thumbnail((px, px))
                 return img
 
-            return (sink.jpeg(f"img/{probe.name}/{stem}.jpg", lambda: sized(THUMB_PX)),
-                    sink.jpeg(f"img/{probe.name}/{stem}-full.jpg", lambda: sized(FULL_PX)))
+            return (
+                sink.jpeg(f"img/{probe.name}/{stem}.jpg", lambda: sized(THUMB_PX)),
+                sink.jpeg(f"img/{probe.name}/{stem}-full.jpg", lambda: sized(FULL_PX)),
+            )
 
         return ProbeLayer(probe.name, texts, raw, image)
 
@@ -406,7 +433,7 @@ class PairSource:
         if kind == "caption-activation":
             probe = self.activations(model, layer)
             return None if probe is None else (probe.texts, probe.raw)
-        from vse import neurons
+        from vse.data import loader as neurons
 
         try:
             if self.probe is not None and kind == "weight-label":
@@ -424,7 +451,9 @@ def _order(values: np.ndarray, n: int, highest: bool) -> list[int]:
     return [int(i) for i in np.argsort(keys, kind="stable")[:n]]
 
 
-def add_views(card: Card, source: PairSource, sink: ImageSink, *, n_images: int = N_IMAGES, n_classes: int = N_CLASSES) -> Card:
+def add_views(
+    card: Card, source: PairSource, sink: ImageSink, *, n_images: int = N_IMAGES, n_classes: int = N_CLASSES
+) -> Card:
     """The card with its images, Weight-* pairs and the texts of its simulated items filled in."""
     model, layer, unit = parse_neuron_id(card.neuron)
     pols = set(card.polarities)
@@ -434,7 +463,9 @@ def add_views(card: Card, source: PairSource, sink: ImageSink, *, n_images: int 
     n_probe = 0
     probe = source.activations(model, layer)
     if probe is None:
-        notes.append(f"No probe images for {model}/{layer}: the fixtures hold EfficientNet-Lite0's; pass --probe DIR for others.")
+        notes.append(
+            f"No probe images for {model}/{layer}: the fixtures hold EfficientNet-Lite0's; pass --probe DIR for others."
+        )
     elif not 0 <= unit < probe.raw.shape[0]:
         notes.append(f"Unit {unit} is outside the probe activations of {layer} ({probe.raw.shape[0]} units).")
     else:
@@ -463,8 +494,16 @@ def add_views(card: Card, source: PairSource, sink: ImageSink, *, n_images: int 
             continue
         texts, raw = pairs
         row = raw[unit]
-        hi = tuple(Item(texts[i], float(row[i])) for i in _order(row, n_classes, True)) if pols & {"positive", "both"} else ()
-        lo = tuple(Item(texts[i], float(row[i])) for i in _order(row, n_classes, False)) if pols & {"negative", "both"} else ()
+        hi = (
+            tuple(Item(texts[i], float(row[i])) for i in _order(row, n_classes, True))
+            if pols & {"positive", "both"}
+            else ()
+        )
+        lo = (
+            tuple(Item(texts[i], float(row[i])) for i in _order(row, n_classes, False))
+            if pols & {"negative", "both"}
+            else ()
+        )
         weights.append(WeightPairs(kind, hi, lo))
     expls = []
     for e in card.explanations:
@@ -473,10 +512,23 @@ def add_views(card: Card, source: PairSource, sink: ImageSink, *, n_images: int 
             pairs = source.pairs(model, layer, s.target) if s.items else None
             if pairs is not None and 0 <= unit < pairs[1].shape[0]:
                 texts = pairs[0]
-                s = replace(s, items=tuple(replace(it, text=texts[it.index]) if 0 <= it.index < len(texts) else it for it in s.items))
+                s = replace(
+                    s,
+                    items=tuple(
+                        replace(it, text=texts[it.index]) if 0 <= it.index < len(texts) else it for it in s.items
+                    ),
+                )
             scores.append(s)
         expls.append(replace(e, scores=tuple(scores)))
-    return replace(card, explanations=tuple(expls), top=top, bottom=bottom, n_probe=n_probe, weights=tuple(weights), notes=tuple(notes))
+    return replace(
+        card,
+        explanations=tuple(expls),
+        top=top,
+        bottom=bottom,
+        n_probe=n_probe,
+        weights=tuple(weights),
+        notes=tuple(notes),
+    )
 
 
 # ----------------------------------------------------------------------------- HTML parts
@@ -659,9 +711,11 @@ def score_text(s: Score) -> str:
 
 
 def polarity_badge(polarity: str) -> str:
-    meaning = {"positive": "explained from what drives the unit up",
-               "negative": "explained from what drives the unit down (values flipped)",
-               "both": "signed: explained from both ends"}.get(polarity, polarity)
+    meaning = {
+        "positive": "explained from what drives the unit up",
+        "negative": "explained from what drives the unit down (values flipped)",
+        "both": "signed: explained from both ends",
+    }.get(polarity, polarity)
     return f'<span class="pol pol-{esc(polarity)}" title="{esc(meaning)}">{esc(polarity)}</span>'
 
 
@@ -674,11 +728,19 @@ def _strip(title: str, items: Sequence[Item], prefix: str, small: bool) -> str:
     figs = []
     for it in items:
         cap = f"{it.text} — activation {it.value:.3f}"
-        img = (f'<a class="zoom" href="{esc(prefix + (it.full or it.image))}" data-caption="{esc(cap)}">'
-               f'<img{" class=small" if small else ""} src="{esc(prefix + it.image)}" alt="{esc(it.text)}" loading="lazy" '
-               f'width="128" height="128"></a>') if it.image else ""
-        figs.append(f'<figure class="thumb">{img}<figcaption>{esc(it.text)}<br><span class="v">{it.value:.3f}</span>'
-                    "</figcaption></figure>")
+        img = (
+            (
+                f'<a class="zoom" href="{esc(prefix + (it.full or it.image))}" data-caption="{esc(cap)}">'
+                f'<img{" class=small" if small else ""} src="{esc(prefix + it.image)}" alt="{esc(it.text)}" loading="lazy" '
+                f'width="128" height="128"></a>'
+            )
+            if it.image
+            else ""
+        )
+        figs.append(
+            f'<figure class="thumb">{img}<figcaption>{esc(it.text)}<br><span class="v">{it.value:.3f}</span>'
+            "</figcaption></figure>"
+        )
     return f'<h4>{esc(title)}</h4>\n<div class="strip">' + "".join(figs) + "</div>"
 
 
@@ -687,13 +749,17 @@ def _bars(items: Sequence[Item]) -> str:
     rows = []
     for it in items:
         w = round(100 * abs(it.value) / top)
-        rows.append(f'<tr><td>{esc(it.text)}</td><td class="bar"><span class="b{" neg" if it.value < 0 else ""}" '
-                    f'style="width:{w}%"></span></td><td class="num">{it.value:.4f}</td></tr>')
+        rows.append(
+            f'<tr><td>{esc(it.text)}</td><td class="bar"><span class="b{" neg" if it.value < 0 else ""}" '
+            f'style="width:{w}%"></span></td><td class="num">{it.value:.4f}</td></tr>'
+        )
     return '<table class="bars"><tbody>' + "".join(rows) + "</tbody></table>"
 
 
-WEIGHT_TITLES = {"weight-label": ("classes", "what Weight-Label reads"),
-                 "weight-clip": ("next-layer units (CLIP-Dissect labels)", "what Weight-CLIP reads")}
+WEIGHT_TITLES = {
+    "weight-label": ("classes", "what Weight-Label reads"),
+    "weight-clip": ("next-layer units (CLIP-Dissect labels)", "what Weight-CLIP reads"),
+}
 
 
 def sim_plot(s: Score) -> str:
@@ -708,15 +774,19 @@ def sim_plot(s: Score) -> str:
         return pad + (h - 2 * pad) * (hi - max(lo, min(hi, v))) / (hi - lo)
 
     y0 = y(0.0)
-    parts = [f'<svg class="simplot" role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}" '
-             f'aria-label="true vs simulated values of {len(items)} items">',
-             f'<line x1="{pad}" x2="{width - pad}" y1="{y0:.1f}" y2="{y0:.1f}" stroke="#999" stroke-width="0.5"/>']
+    parts = [
+        f'<svg class="simplot" role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}" '
+        f'aria-label="true vs simulated values of {len(items)} items">',
+        f'<line x1="{pad}" x2="{width - pad}" y1="{y0:.1f}" y2="{y0:.1f}" stroke="#999" stroke-width="0.5"/>',
+    ]
     for k, it in enumerate(items):
         x = pad + k * w_item
         for dx, v, color in ((0, it.true, "var(--true)"), (4, it.predicted, "var(--sim)")):
             top, bot = sorted((y(v), y0))
-            parts.append(f'<rect x="{x + dx}" y="{top:.1f}" width="4" height="{max(bot - top, 0.5):.1f}" fill="{color}">'
-                         f"<title>{esc(it.text or '#' + str(it.index))}: true {it.true:g}, simulated {it.predicted:.2f}</title></rect>")
+            parts.append(
+                f'<rect x="{x + dx}" y="{top:.1f}" width="4" height="{max(bot - top, 0.5):.1f}" fill="{color}">'
+                f"<title>{esc(it.text or '#' + str(it.index))}: true {it.true:g}, simulated {it.predicted:.2f}</title></rect>"
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -726,51 +796,79 @@ def _sim_section(e: Explanation) -> str:
     for s in e.scores:
         if not s.items:
             continue
-        rows = "".join(f"<tr><td>{esc(it.text or '#' + str(it.index))}</td><td class=\"num\">{it.true:g}</td>"
-                       f"<td class=\"num\">{it.predicted:.2f}</td></tr>"
-                       for it in sorted(s.items, key=lambda it: (-it.true, it.index)))
+        rows = "".join(
+            f'<tr><td>{esc(it.text or "#" + str(it.index))}</td><td class="num">{it.true:g}</td>'
+            f'<td class="num">{it.predicted:.2f}</td></tr>'
+            for it in sorted(s.items, key=lambda it: (-it.true, it.index))
+        )
         out.append(
             f'<div class="sim" data-target="{esc(s.column)}"><p><b>{esc(e.method)}</b> on <b>{esc(s.column)}</b>: score {esc(score_text(s))}. '
-            f'Pass 1 of {s.n_passes_kept}, {len(s.items)} items, sorted by the true value:'
+            f"Pass 1 of {s.n_passes_kept}, {len(s.items)} items, sorted by the true value:"
             '<span class="legend"><span style="background:var(--true)"></span>true<span style="background:var(--sim)"></span>simulated</span></p>'
-            f"{sim_plot(s)}<details><summary>the items</summary><table><thead><tr><th>item</th><th class=\"num\">true</th>"
-            f"<th class=\"num\">simulated</th></tr></thead><tbody>{rows}</tbody></table></details></div>")
+            f'{sim_plot(s)}<details><summary>the items</summary><table><thead><tr><th>item</th><th class="num">true</th>'
+            f'<th class="num">simulated</th></tr></thead><tbody>{rows}</tbody></table></details></div>'
+        )
     return "\n".join(out)
 
 
-def render_card(card: Card, *, prefix: str = "", heading: str = "h3", anchor: str | None = None, link: str | None = None) -> str:
+def render_card(
+    card: Card, *, prefix: str = "", heading: str = "h3", anchor: str | None = None, link: str | None = None
+) -> str:
     """One neuron as ``<article class="card" data-neuron=...>``; image paths get ``prefix`` (the way from
     the page to the site root). ``anchor``: the element id (default: the neuron's slug)."""
     pols = card.polarities
     title = f'<a href="{esc(link)}">{esc(card.neuron)}</a>' if link else esc(card.neuron)
-    parts = [f'<article class="card" id="{esc(anchor or card.slug)}" data-neuron="{esc(card.neuron)}" data-polarity="{esc(" ".join(pols))}">',
-             f"<header><{heading}>{title}</{heading}>" + " ".join(polarity_badge(p) for p in pols) + "</header>"]
+    parts = [
+        f'<article class="card" id="{esc(anchor or card.slug)}" data-neuron="{esc(card.neuron)}" data-polarity="{esc(" ".join(pols))}">',
+        f"<header><{heading}>{title}</{heading}>" + " ".join(polarity_badge(p) for p in pols) + "</header>",
+    ]
     columns = sorted({s.column for e in card.explanations for s in e.scores})
     head = "".join(f'<th class="num score" title="{esc(c)}">{column_head(c)}</th>' for c in columns)
     rows = []
     for e in card.explanations:
         by = {s.column: s for s in e.scores}
         cells = "".join(f'<td class="num">{esc(score_text(by[c])) if c in by else ""}</td>' for c in columns)
-        rows.append(f'<tr data-method="{esc(e.method)}"><td class="method">{esc(e.method)}</td><td>{polarity_badge(e.polarity)}</td>'
-                    f'<td class="text">{esc(e.text)}{cut_mark(e.cut)}</td>{cells}</tr>')
-    parts.append('<table class="expl"><thead><tr><th>method</th><th>polarity</th><th>explanation '
-                 '(“the main thing this neuron does is find …”)</th>' + head + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        rows.append(
+            f'<tr data-method="{esc(e.method)}"><td class="method">{esc(e.method)}</td><td>{polarity_badge(e.polarity)}</td>'
+            f'<td class="text">{esc(e.text)}{cut_mark(e.cut)}</td>{cells}</tr>'
+        )
+    parts.append(
+        '<table class="expl"><thead><tr><th>method</th><th>polarity</th><th>explanation '
+        "(“the main thing this neuron does is find …”)</th>"
+        + head
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
     if columns:
-        parts.append('<p class="note">Scores: 100 × Pearson r of simulated vs true values ± the 90% t-interval half-width (passes).</p>')
+        parts.append(
+            '<p class="note">Scores: 100 × Pearson r of simulated vs true values ± the 90% t-interval half-width (passes).</p>'
+        )
     sims = "\n".join(x for x in (_sim_section(e) for e in card.explanations) if x)
     if sims:
         parts.append("<h4>True vs simulated values per item</h4>\n" + sims)
     small = any(it.image and it.image.endswith(".png") for it in card.top + card.bottom)
     if card.top:
-        parts.append(_strip(f"Top-activating probe images ({len(card.top)} of {card.n_probe})", card.top, prefix, small))
+        parts.append(
+            _strip(f"Top-activating probe images ({len(card.top)} of {card.n_probe})", card.top, prefix, small)
+        )
     if card.bottom:
-        parts.append(_strip(f"Bottom-activating probe images ({len(card.bottom)} of {card.n_probe}, lowest first)", card.bottom, prefix, small))
+        parts.append(
+            _strip(
+                f"Bottom-activating probe images ({len(card.bottom)} of {card.n_probe}, lowest first)",
+                card.bottom,
+                prefix,
+                small,
+            )
+        )
     for w in card.weights:
         what, reads = WEIGHT_TITLES.get(w.kind, (w.kind, w.kind))
         if w.highest:
             parts.append(f"<h4>Highest-weighted {esc(what)} ({esc(reads)})</h4>" + _bars(w.highest))
         if w.lowest:
-            parts.append(f"<h4>Lowest-weighted {esc(what)} ({esc(reads)}, flipped for negative polarity)</h4>" + _bars(w.lowest))
+            parts.append(
+                f"<h4>Lowest-weighted {esc(what)} ({esc(reads)}, flipped for negative polarity)</h4>" + _bars(w.lowest)
+            )
     for note in card.notes:
         parts.append(f'<p class="note">{esc(note)}</p>')
     parts.append("</article>")
@@ -790,16 +888,31 @@ def score_columns(cards: Sequence[Card]) -> list[str]:
     return sorted({s.column for c in cards for e in c.explanations for s in e.scores})
 
 
-def render_index(cards: Sequence[Card], *, href: Callable[[int, Card], str], title: str, intro: str = "", failed: Sequence[str] = (),
-                 groups: Sequence[str] | None = None, heading: str = "h1") -> str:
+def render_index(
+    cards: Sequence[Card],
+    *,
+    href: Callable[[int, Card], str],
+    title: str,
+    intro: str = "",
+    failed: Sequence[str] = (),
+    groups: Sequence[str] | None = None,
+    heading: str = "h1",
+) -> str:
     """The index: one row per explanation of every card, sortable, searchable, filterable; ``href(k, card)``
     links row to card. ``groups`` (one per card, e.g. the experiment) adds a first column."""
     cols = score_columns(cards)
     heads = ['<th data-key="group" data-type="text">experiment</th>'] if groups is not None else []
-    heads += ['<th data-key="neuron" data-type="text">neuron</th>', '<th data-key="unit" data-type="num" class="num">unit</th>',
-              '<th data-key="polarity" data-type="text">polarity</th>', '<th data-key="method" data-type="text">method</th>',
-              '<th data-key="explanation" data-type="text">explanation</th>']
-    heads += [f'<th data-key="score-{k}" data-type="num" class="num score" title="{esc(c)}">{column_head(c)}</th>' for k, c in enumerate(cols)]
+    heads += [
+        '<th data-key="neuron" data-type="text">neuron</th>',
+        '<th data-key="unit" data-type="num" class="num">unit</th>',
+        '<th data-key="polarity" data-type="text">polarity</th>',
+        '<th data-key="method" data-type="text">method</th>',
+        '<th data-key="explanation" data-type="text">explanation</th>',
+    ]
+    heads += [
+        f'<th data-key="score-{k}" data-type="num" class="num score" title="{esc(c)}">{column_head(c)}</th>'
+        for k, c in enumerate(cols)
+    ]
     rows = []
     for k, card in enumerate(cards):
         _model, _layer, unit = parse_neuron_id(card.neuron)
@@ -812,30 +925,57 @@ def render_index(cards: Sequence[Card], *, href: Callable[[int, Card], str], tit
                 s = by.get(c)
                 v = "" if s is None or s.mean is None else f"{s.mean:.4f}"
                 cells.append(f'<td class="num" data-v="{v}">{"" if s is None else esc(score_text(s))}</td>')
-            rows.append(f'<tr data-neuron="{esc(card.neuron)}">{group}<td><a href="{link}">{esc(card.neuron)}</a></td>'
-                        f'<td class="num" data-v="{unit}">{unit}</td><td>{esc(e.polarity)}</td><td class="method">{esc(e.method)}</td>'
-                        f'<td class="text">{esc(e.text)}{cut_mark(e.cut)}</td>' + "".join(cells) + "</tr>")
-    options = '<option value="">any score column</option>' + "".join(f'<option value="score-{k}">{esc(c)}</option>' for k, c in enumerate(cols))
+            rows.append(
+                f'<tr data-neuron="{esc(card.neuron)}">{group}<td><a href="{link}">{esc(card.neuron)}</a></td>'
+                f'<td class="num" data-v="{unit}">{unit}</td><td>{esc(e.polarity)}</td><td class="method">{esc(e.method)}</td>'
+                f'<td class="text">{esc(e.text)}{cut_mark(e.cut)}</td>' + "".join(cells) + "</tr>"
+            )
+    options = '<option value="">any score column</option>' + "".join(
+        f'<option value="score-{k}">{esc(c)}</option>' for k, c in enumerate(cols)
+    )
     n_units = len({c.neuron for c in cards})  # a neuron in several experiments counts once
-    controls = ('<div class="controls"><label>Search <input id="q" type="search" placeholder="words in any column"></label>'
-                f'<label>Score <select id="scol">{options}</select></label>'
-                '<label>at least <input id="smin" type="number" step="1" style="width:6em"></label>'
-                f'<span id="count">{len(rows)} of {len(rows)} rows</span></div>')
+    controls = (
+        '<div class="controls"><label>Search <input id="q" type="search" placeholder="words in any column"></label>'
+        f'<label>Score <select id="scol">{options}</select></label>'
+        '<label>at least <input id="smin" type="number" step="1" style="width:6em"></label>'
+        f'<span id="count">{len(rows)} of {len(rows)} rows</span></div>'
+    )
     fails = ""
     if failed:
-        fails = (f"<details><summary>{len(failed)} unit(s) failed (rerun `vse label` to retry them)</summary><ul>"
-                 + "".join(f"<li>{esc(f)}</li>" for f in failed) + "</ul></details>")
-    table = ('<table id="units"><thead><tr>' + "".join(heads) + "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody></table>")
-    return (f"<{heading}>{esc(title)}</{heading}>\n<p class=\"summary\">{n_units} units, {len(rows)} explanations. {intro}</p>\n"
-            f"{fails}{controls}\n{table}")
+        fails = (
+            f"<details><summary>{len(failed)} unit(s) failed (rerun `vse label` to retry them)</summary><ul>"
+            + "".join(f"<li>{esc(f)}</li>" for f in failed)
+            + "</ul></details>"
+        )
+    table = (
+        '<table id="units"><thead><tr>'
+        + "".join(heads)
+        + "</tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody></table>"
+    )
+    return (
+        f'<{heading}>{esc(title)}</{heading}>\n<p class="summary">{n_units} units, {len(rows)} explanations. {intro}</p>\n'
+        f"{fails}{controls}\n{table}"
+    )
 
 
-def page(title: str, body: str, *, css: str | None = None, script: str | None = None, css_href: str | None = None, script_href: str | None = None) -> str:
+def page(
+    title: str,
+    body: str,
+    *,
+    css: str | None = None,
+    script: str | None = None,
+    css_href: str | None = None,
+    script_href: str | None = None,
+) -> str:
     head_css = f'<link rel="stylesheet" href="{esc(css_href)}">' if css_href else f"<style>{css or CSS}</style>"
     tail_js = f'<script src="{esc(script_href)}"></script>' if script_href else f"<script>{script or SCRIPT}</script>"
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{esc(title)}</title>\n{head_css}\n</head>\n<body>\n{body}\n{tail_js}\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n{head_css}\n</head>\n<body>\n{body}\n{tail_js}\n</body>\n</html>\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -849,11 +989,15 @@ class AtlasSummary:
     out: str
 
     def __str__(self) -> str:
-        return (f"atlas of {self.units} units ({self.explanations} explanations, {self.failed} failed units) -> "
-                f"{self.out}/index.html; {self.files} files, {self.bytes_total / 1e6:.1f} MB (index {self.index_bytes / 1e3:.0f} kB)")
+        return (
+            f"atlas of {self.units} units ({self.explanations} explanations, {self.failed} failed units) -> "
+            f"{self.out}/index.html; {self.files} files, {self.bytes_total / 1e6:.1f} MB (index {self.index_bytes / 1e3:.0f} kB)"
+        )
 
 
-def atlas_files(cards: Sequence[Card], *, title: str, intro: str = "", failed: Sequence[str] = (), sink: ImageSink | None = None) -> dict[str, bytes]:
+def atlas_files(
+    cards: Sequence[Card], *, title: str, intro: str = "", failed: Sequence[str] = (), sink: ImageSink | None = None
+) -> dict[str, bytes]:
     """Every file of the site, relative to its root: index.html, cards/*.html, assets/, and the images."""
     sink = sink or ImageSink()
     files: dict[str, bytes] = {"assets/atlas.css": CSS.encode("utf-8"), "assets/atlas.js": SCRIPT.encode("utf-8")}
@@ -870,15 +1014,24 @@ def atlas_files(cards: Sequence[Card], *, title: str, intro: str = "", failed: S
         if k + 1 < len(cards):
             nav.append(f'<a rel="next" href="{esc(cards[k + 1].slug)}.html">{esc(cards[k + 1].neuron)} →</a>')
         body = f'<nav class="pager">{"".join(nav)}</nav>\n' + render_card(card, prefix="../", heading="h1")
-        files[f"cards/{card.slug}.html"] = page(f"{card.neuron} · {title}", body, css_href="../assets/atlas.css",
-                                                script_href="../assets/atlas.js").encode("utf-8")
+        files[f"cards/{card.slug}.html"] = page(
+            f"{card.neuron} · {title}", body, css_href="../assets/atlas.css", script_href="../assets/atlas.js"
+        ).encode("utf-8")
     files.update(sink.files)
     return files
 
 
-def build_atlas(label_files: Sequence[Path], out: Path, *, probe: Path | None = None, cache_dir: Path = Path(".vse-cache"),
-                device: str = "cpu", title: str | None = None, max_tokens: int | None = RECORDED_MAX_TOKENS,
-                progress: bool = False) -> AtlasSummary:
+def build_atlas(
+    label_files: Sequence[Path],
+    out: Path,
+    *,
+    probe: Path | None = None,
+    cache_dir: Path = Path(".vse-cache"),
+    device: str = "cpu",
+    title: str | None = None,
+    max_tokens: int | None = RECORDED_MAX_TOKENS,
+    progress: bool = False,
+) -> AtlasSummary:
     """Read `vse label` (or explain/score) JSONL files, build every card, write the site under ``out``."""
     import sys
 
@@ -893,12 +1046,21 @@ def build_atlas(label_files: Sequence[Path], out: Path, *, probe: Path | None = 
     if not cards:
         raise ValueError(f"no explanations in {', '.join(str(p) for p in label_files)}: nothing to show")
     source, sink = PairSource(probe, cache_dir, device), ImageSink()
-    cards = [add_views(c, source, sink) for c in tqdm(cards, desc="atlas cards", unit="unit", file=sys.stderr, disable=not progress)]
+    cards = [
+        add_views(c, source, sink)
+        for c in tqdm(cards, desc="atlas cards", unit="unit", file=sys.stderr, disable=not progress)
+    ]
     layers = sorted({c.neuron.rsplit("/", 1)[0] for c in cards})
     title = title or f"vse atlas: {', '.join(layers)}"
-    where = f"probe images from {probe.name}" if probe is not None else "probe images from the committed fixtures where they exist"
-    intro = (f"Click a column to sort, type to search, set a minimum score to filter; each neuron links to its card ({where}). "
-             "Scores are 100 × Pearson r of simulated vs true values.")
+    where = (
+        f"probe images from {probe.name}"
+        if probe is not None
+        else "probe images from the committed fixtures where they exist"
+    )
+    intro = (
+        f"Click a column to sort, type to search, set a minimum score to filter; each neuron links to its card ({where}). "
+        "Scores are 100 × Pearson r of simulated vs true values."
+    )
     files = atlas_files(cards, title=title, intro=intro, failed=failed, sink=sink)
     out = Path(out)
     for rel in sorted(files):
@@ -906,5 +1068,12 @@ def build_atlas(label_files: Sequence[Path], out: Path, *, probe: Path | None = 
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             (out / rel).write_bytes(files[rel])
     write_atomic(out / "index.html", files["index.html"])  # last: the index never links to a card not yet written
-    return AtlasSummary(len(cards), sum(len(c.explanations) for c in cards), len(failed), len(files),
-                        sum(len(b) for b in files.values()), len(files["index.html"]), str(out))
+    return AtlasSummary(
+        len(cards),
+        sum(len(c.explanations) for c in cards),
+        len(failed),
+        len(files),
+        sum(len(b) for b in files.values()),
+        len(files["index.html"]),
+        str(out),
+    )

@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 
-from vse.targets import parse_neuron_id
+from vse.core.target import parse_neuron_id
 from vse.vision import fixtures
 
 GRID_COLUMNS = 6
@@ -33,7 +33,9 @@ def top_images(neuron: str, n: int = 12, root=None) -> list[dict]:
     column = acts[:, index]
     order = np.argsort(-column, kind="stable")[:n]
     probe = fixtures.load_probe(root=root)
-    return [{"row": int(r), "id": ids[r], "caption": probe[r]["caption"], "activation": float(column[r])} for r in order]
+    return [
+        {"row": int(r), "id": ids[r], "caption": probe[r]["caption"], "activation": float(column[r])} for r in order
+    ]
 
 
 def _caption(text: str) -> str:
@@ -67,8 +69,14 @@ def top_images_grid(neuron: str, n: int = 12, root=None) -> bytes:
     width, height = max(cols * cell_w + pad, 5.0), rows * cell_h + head + pad  # wide enough for the title
     left = (width - cols * cell_w) / 2
     fig = plt.figure(figsize=(width, height))
-    fig.text(0.5, 1 - 0.5 * head / height, f"{neuron}: top {len(top)} of {len(fixtures.load_probe(root=root))} probe images",
-             ha="center", va="center", fontsize=10)
+    fig.text(
+        0.5,
+        1 - 0.5 * head / height,
+        f"{neuron}: top {len(top)} of {len(fixtures.load_probe(root=root))} probe images",
+        ha="center",
+        va="center",
+        fontsize=10,
+    )
     for k, item in enumerate(top):
         r, c = divmod(k, cols)
         x = left + c * cell_w + (cell_w - img) / 2
@@ -79,7 +87,13 @@ def top_images_grid(neuron: str, n: int = 12, root=None) -> bytes:
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_color("0.85")
-        fig.text((x + img / 2) / width, (y_top - img - 0.04) / height,
-                 f"{_caption(item['caption'])}\nact {item['activation']:.3f}",
-                 ha="center", va="top", fontsize=7.5, linespacing=1.1)
+        fig.text(
+            (x + img / 2) / width,
+            (y_top - img - 0.04) / height,
+            f"{_caption(item['caption'])}\nact {item['activation']:.3f}",
+            ha="center",
+            va="top",
+            fontsize=7.5,
+            linespacing=1.1,
+        )
     return png_bytes(fig)

@@ -1,7 +1,7 @@
 """The paper's method and neuron tables, read from a study's pool predictions (no LLM call of their own).
 
-A study (vse.study) predicts every explanation once on each target's shared item pool. Here each
-explanation is scored on its own neuron under two item sets of that pool (vse.validate.item_sets):
+A study (vse.studies.pooled) predicts every explanation once on each target's shared item pool. Here each
+explanation is scored on its own neuron under two item sets of that pool (vse.core.discrimination.item_sets):
 - ``uniform``, the paper's protocol: the pool's random items, a uniform sample of the whole list;
 - ``top-and-random-heldout``, the protocol the power study found to discriminate: the neuron's
   odd top ranks (never shown to the explainer) plus the random items it was not shown.
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from vse.stats import accuracy, correlation_score, mae, mse
+from vse.core.stats import accuracy, correlation_score, mae, mse
 
 #: The item sets each explanation is scored on, and the attribute of `ItemSets` holding them.
 PROTOCOL_SETS = {"uniform": "uniform", "top-and-random-heldout": "heldout"}
@@ -58,13 +58,29 @@ class ExplanationScore:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
-def score_rows(unit: int, method: str, index: int, explanation: str, target: str, predicted, true, sets) -> list[ExplanationScore]:
+def score_rows(
+    unit: int, method: str, index: int, explanation: str, target: str, predicted, true, sets
+) -> list[ExplanationScore]:
     """The rows of one explanation on its own neuron: `predicted`/`true` over the pool, `sets` its ItemSets."""
     p, t = np.asarray(predicted, dtype=float), np.asarray(true, dtype=float)
     rows = []
     for protocol, attr in PROTOCOL_SETS.items():
         idx = getattr(sets, attr)
-        rows.append(ExplanationScore(unit, method, index, explanation, target, protocol, len(idx), correlation_score(p[idx], t[idx]), accuracy(np.rint(p[idx]), t[idx]), mse(p[idx], t[idx]), mae(p[idx], t[idx])))
+        rows.append(
+            ExplanationScore(
+                unit,
+                method,
+                index,
+                explanation,
+                target,
+                protocol,
+                len(idx),
+                correlation_score(p[idx], t[idx]),
+                accuracy(np.rint(p[idx]), t[idx]),
+                mse(p[idx], t[idx]),
+                mae(p[idx], t[idx]),
+            )
+        )
     return rows
 
 
@@ -98,13 +114,20 @@ class MethodCell:
 def method_cells(rows: list[ExplanationScore]) -> list[MethodCell]:
     best = best_of_n(rows)
     cells = []
-    keys = sorted({(r.method, r.target, r.protocol) for r in rows}, key=lambda k: (_order(rows, "method", k[0]), _order(rows, "target", k[1]), _order(rows, "protocol", k[2])))
+    keys = sorted(
+        {(r.method, r.target, r.protocol) for r in rows},
+        key=lambda k: (_order(rows, "method", k[0]), _order(rows, "target", k[1]), _order(rows, "protocol", k[2])),
+    )
     for method, target, protocol in keys:
         mine = [r for r in rows if (r.method, r.target, r.protocol) == (method, target, protocol)]
         units = sorted({r.unit for r in mine})
         b = [best[(u, method, target, protocol)].corr for u in units]
         n = max(sum(1 for r in mine if r.unit == u) for u in units)
-        cells.append(MethodCell(method, target, protocol, float(np.mean(b)), float(np.mean([r.corr for r in mine])), len(units), n))
+        cells.append(
+            MethodCell(
+                method, target, protocol, float(np.mean(b)), float(np.mean([r.corr for r in mine])), len(units), n
+            )
+        )
     return cells
 
 
@@ -129,7 +152,11 @@ def method_table(rows: list[ExplanationScore], protocol: str) -> str:
     for m in methods:
         n = max(at[(m, t)].n_explanations for t in targets if (m, t) in at)
         label = f"{m} (best of {n})" if n > 1 else m
-        body += f"| {label} | " + " | ".join(f"{at[(m, t)].best:.2f} ({at[(m, t)].mean:.2f})" if (m, t) in at else "-" for t in targets) + " |\n"
+        body += (
+            f"| {label} | "
+            + " | ".join(f"{at[(m, t)].best:.2f} ({at[(m, t)].mean:.2f})" if (m, t) in at else "-" for t in targets)
+            + " |\n"
+        )
     return head + body
 
 
@@ -157,7 +184,9 @@ def to_csv(records: list[dict]) -> str:
 
 
 def cells_csv(rows: list[ExplanationScore]) -> str:
-    return to_csv([{k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(c).items()} for c in method_cells(rows)])
+    return to_csv(
+        [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(c).items()} for c in method_cells(rows)]
+    )
 
 
 def rows_csv(rows: list[ExplanationScore]) -> str:
@@ -176,7 +205,9 @@ def render_explanation_scores(rows: list[ExplanationScore], title: str) -> bytes
     keys = list(dict.fromkeys((r.method, r.target) for r in rows))
     units = sorted({r.unit for r in rows})
     best = set(id(r) for r in best_of_n(rows).values())
-    fig, axes = plt.subplots(1, len(protocols), figsize=(5.5 * len(protocols), 0.32 * len(keys) + 1.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(protocols), figsize=(5.5 * len(protocols), 0.32 * len(keys) + 1.6), sharey=True, squeeze=False
+    )
     for ax, protocol in zip(axes[0], protocols):
         for c, unit in enumerate(units):
             # One scatter per unit (dots) and one for its best of N (rings): few artists, fast to draw.
@@ -184,7 +215,9 @@ def render_explanation_scores(rows: list[ExplanationScore], title: str) -> bytes
             ys = [keys.index((r.method, r.target)) + 0.12 * (c - (len(units) - 1) / 2) for r in mine]
             ax.scatter([r.corr for r in mine], ys, s=14, color=f"C{c}", label=f"unit {unit}", zorder=2)
             ringed = [(r.corr, y) for r, y in zip(mine, ys) if id(r) in best]
-            ax.scatter([x for x, _ in ringed], [y for _, y in ringed], s=60, facecolors="none", edgecolors=f"C{c}", zorder=3)
+            ax.scatter(
+                [x for x, _ in ringed], [y for _, y in ringed], s=60, facecolors="none", edgecolors=f"C{c}", zorder=3
+            )
         ax.axvline(0, color="0.8", lw=1, zorder=1)
         ax.set_title(protocol, fontsize=9)
         ax.set_xlabel("correlation score of each explanation on its own neuron")
@@ -193,6 +226,6 @@ def render_explanation_scores(rows: list[ExplanationScore], title: str) -> bytes
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title + " (ringed: best of N per neuron)", fontsize=9)
     fig.tight_layout()
-    from vse.figures import png_bytes
+    from vse.outputs.figures import png_bytes
 
     return png_bytes(fig)

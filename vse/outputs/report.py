@@ -1,4 +1,4 @@
-"""The results report: one HTML page over a results folder, made of the atlas's parts (`vse.atlas`).
+"""The results report: one HTML page over a results folder, made of the atlas's parts (`vse.outputs.atlas`).
 
 Sections in order of what matters (the power study and the paper's tables first, then the rest by
 name), each with a two-line summary (what it asks; what it holds, counted from its files), its tables
@@ -22,8 +22,8 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-from vse import atlas
-from vse.atlas import Card
+from vse.outputs import atlas
+from vse.outputs.atlas import Card
 
 REPORT = "report.html"
 IMAGES = "img"  # results/img/: the thumbnails the cards show (not an experiment)
@@ -39,13 +39,13 @@ PRIORITY = ("power-study", "table1-second-last-layer", "tables8-9-last-layer", "
 #: What each experiment asks, in words (numbers come from its files, never from here).
 QUESTIONS = {
     "power-study": "Does the score tell a neuron's own explanation from the other neurons'? Matched vs mismatched "
-                   "explanations under each scoring protocol, and how many neurons a difference needs.",
+    "explanations under each scoring protocol, and how many neurons a difference needs.",
     "table1-second-last-layer": "The paper's Table 1 rerun on the second-last hidden layer: every method's explanations "
-                                "scored on every target, beside the paper's numbers.",
+    "scored on every target, beside the paper's numbers.",
     "tables8-9-last-layer": "The paper's Tables 8-9 rerun on the last hidden layer: every method on every target, "
-                            "beside the paper's numbers.",
+    "beside the paper's numbers.",
     "fewshot-strategies": "The paper's Table 5: how the few-shot neurons' pairs are chosen for the simulator, over "
-                          "paired runs on one unit.",
+    "paired runs on one unit.",
     "all-methods-one-neuron": "Every explanation method on one unit of the second-last layer.",
     "chat-vs-completions": "The same neuron explained and scored through the chat endpoint.",
     "chat-vs-completions-baseline": "The same neuron through the completions endpoint (the baseline of chat-vs-completions).",
@@ -59,21 +59,41 @@ QUESTIONS = {
 PAPER = {
     "table1-second-last-layer": (
         "the paper's Table 1 (AlexNet's second-last hidden layer)",
-        {("clip-dissect", "caption-activation"): "0.0", ("clip-dissect", "weight-label"): "3.28", ("clip-dissect", "weight-clip"): "1.43",
-         ("caption-activation", "caption-activation"): "15.43", ("caption-activation", "weight-label"): "31.20", ("caption-activation", "weight-clip"): "6.51",
-         ("weight-label", "caption-activation"): "16.11", ("weight-label", "weight-label"): "51.58", ("weight-label", "weight-clip"): "8.27",
-         ("weight-clip", "caption-activation"): "5.47", ("weight-clip", "weight-label"): "9.38", ("weight-clip", "weight-clip"): "22.05"}),
+        {
+            ("clip-dissect", "caption-activation"): "0.0",
+            ("clip-dissect", "weight-label"): "3.28",
+            ("clip-dissect", "weight-clip"): "1.43",
+            ("caption-activation", "caption-activation"): "15.43",
+            ("caption-activation", "weight-label"): "31.20",
+            ("caption-activation", "weight-clip"): "6.51",
+            ("weight-label", "caption-activation"): "16.11",
+            ("weight-label", "weight-label"): "51.58",
+            ("weight-label", "weight-clip"): "8.27",
+            ("weight-clip", "caption-activation"): "5.47",
+            ("weight-clip", "weight-label"): "9.38",
+            ("weight-clip", "weight-clip"): "22.05",
+        },
+    ),
     "tables8-9-last-layer": (
         "the paper's Tables 8 / 9 (AlexNet's last hidden layer, neurons 489 / 150)",
-        {("clip-dissect", "weight-label"): "6.24 / -5.09", ("clip-dissect", "caption-activation"): "5.63 / 1.34",
-         ("weight-label", "weight-label"): "24.65 / 23.67", ("weight-label", "caption-activation"): "10.63 / 7.87",
-         ("caption-activation", "weight-label"): "17.76 / 18.60", ("caption-activation", "caption-activation"): "38.04 / 13.42"}),
+        {
+            ("clip-dissect", "weight-label"): "6.24 / -5.09",
+            ("clip-dissect", "caption-activation"): "5.63 / 1.34",
+            ("weight-label", "weight-label"): "24.65 / 23.67",
+            ("weight-label", "caption-activation"): "10.63 / 7.87",
+            ("caption-activation", "weight-label"): "17.76 / 18.60",
+            ("caption-activation", "caption-activation"): "38.04 / 13.42",
+        },
+    ),
 }
 
-CSS = atlas.CSS + """
+CSS = (
+    atlas.CSS
+    + """
 .toc li { margin: .15em 0; } img.plot { max-width: 100%; height: auto; }
 section > h2 { margin-bottom: .2em; } .facts { color: var(--muted); margin-top: 0; }
 """
+)
 
 
 def _href(*parts: str) -> str:
@@ -94,7 +114,7 @@ def _inline(text: str, folder: Path | None, prefix: str, embedded: set) -> str:
     ``folder`` (so the page never points at a missing file), else they stay as text."""
     out, pos = [], 0
     for m in _LINK.finditer(text):
-        out.append(_code(text[pos:m.start()]))
+        out.append(_code(text[pos : m.start()]))
         bang, label, target = m.groups()
         if folder is not None and "/" not in target and (folder / target).is_file():
             if bang:
@@ -124,7 +144,9 @@ def _cells(line: str) -> list[str]:
 _SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 
 
-def markdown_to_html(text: str, folder: Path | None = None, prefix: str = "", embedded: set | None = None, fold_rows: int | None = None) -> str:
+def markdown_to_html(
+    text: str, folder: Path | None = None, prefix: str = "", embedded: set | None = None, fold_rows: int | None = None
+) -> str:
     """The Markdown of a ``table.md``: tables (a ``| a | b |`` header, a ``|---|`` separator, rows) become
     ``<table>``; ``#`` lines headings (two levels down, under the experiment's own heading); other
     lines paragraphs (consecutive lines joined). Everything is escaped. Links and images resolve
@@ -153,8 +175,10 @@ def markdown_to_html(text: str, folder: Path | None = None, prefix: str = "", em
                 rows.append(_cells(lines[i]))
                 i += 1
             th = "".join(f"<th>{_inline(c, folder, prefix, embedded)}</th>" for c in head)
-            trs = "".join("<tr>" + "".join(f"<td>{_inline(c, folder, prefix, embedded)}</td>" for c in r) + "</tr>\n"
-                          for r in rows)
+            trs = "".join(
+                "<tr>" + "".join(f"<td>{_inline(c, folder, prefix, embedded)}</td>" for c in r) + "</tr>\n"
+                for r in rows
+            )
             table = f"<table>\n<thead><tr>{th}</tr></thead>\n<tbody>\n{trs}</tbody>\n</table>"
             if fold_rows is not None and len(rows) > fold_rows:  # a long table is folded, its size said
                 table = f"<details><summary>table of {len(rows)} rows</summary>\n{table}\n</details>"
@@ -218,12 +242,17 @@ def _facts(folder: Path, cards: list[Card]) -> str:
     parts = []
     if cards:
         parts.append(f"{len(cards)} neuron{'s' if len(cards) != 1 else ''} of {', '.join(layers)}")
-        parts.append(f"{len(expls)} explanation{'s' if len(expls) != 1 else ''}" + (f" ({cut} cut off by the token budget)" if cut else ""))
+        parts.append(
+            f"{len(expls)} explanation{'s' if len(expls) != 1 else ''}"
+            + (f" ({cut} cut off by the token budget)" if cut else "")
+        )
         parts.append(f"{n_scores} score{'s' if n_scores != 1 else ''}")
         parts.append("polarity " + ", ".join(pols))
     usage = config.get("usage") or {}
     if isinstance(usage, dict) and usage.get("calls") is not None:
-        parts.append(f"{usage['calls']} LLM calls, {usage.get('prompt_tokens', 0)} + {usage.get('completion_tokens', 0)} tokens")
+        parts.append(
+            f"{usage['calls']} LLM calls, {usage.get('prompt_tokens', 0)} + {usage.get('completion_tokens', 0)} tokens"
+        )
     return "; ".join(parts) + "." if parts else ""
 
 
@@ -242,12 +271,19 @@ def _paper_table(folder: Path) -> str:
         cells = []
         for t in targets:
             r = vse.get((m, t))
-            v = f"{float(r['best']):.2f}" + (f" ({float(r['mean']):.2f})" if r.get("mean") not in (None, "", r.get("best")) else "") if r else "–"
+            v = (
+                f"{float(r['best']):.2f}"
+                + (f" ({float(r['mean']):.2f})" if r.get("mean") not in (None, "", r.get("best")) else "")
+                if r
+                else "–"
+            )
             cells.append(f'<td class="num">{_esc(v)}</td><td class="num">{_esc(paper.get((m, t), "–"))}</td>')
         rows.append(f"<tr><td>{_esc(m)}</td>{''.join(cells)}</tr>")
-    return (f'<p>vse beside {_esc(what)}: uniform protocol, each vse cell the mean over its neurons of the best of N '
-            "(the mean of all N in brackets). Another network, LLM and probe set: compare which method wins where, not the level.</p>"
-            f"<table class=\"paper\"><thead><tr><th>method</th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f"<p>vse beside {_esc(what)}: uniform protocol, each vse cell the mean over its neurons of the best of N "
+        "(the mean of all N in brackets). Another network, LLM and probe set: compare which method wins where, not the level.</p>"
+        f'<table class="paper"><thead><tr><th>method</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
 
 
 def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> tuple[str, list[Card]]:
@@ -263,15 +299,24 @@ def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> t
     paper = _paper_table(folder)
     if paper:
         parts.append(paper)
-    files = sorted((p.name for p in folder.iterdir() if p.is_file()),
-                   key=lambda f: (LINKED_FIRST.index(f) if f in LINKED_FIRST else len(LINKED_FIRST), f))
+    files = sorted(
+        (p.name for p in folder.iterdir() if p.is_file()),
+        key=lambda f: (LINKED_FIRST.index(f) if f in LINKED_FIRST else len(LINKED_FIRST), f),
+    )
     links = [f for f in files if not f.endswith(".png")]
     if links:
-        parts.append('<p class="files">Files: ' + " ".join(f'<a href="{_esc(_href(name, f))}">{_esc(f)}</a>' for f in links) + "</p>")
+        parts.append(
+            '<p class="files">Files: '
+            + " ".join(f'<a href="{_esc(_href(name, f))}">{_esc(f)}</a>' for f in links)
+            + "</p>"
+        )
     cassettes = atlas.folder_config(folder).get("cassettes") or []
     if cassettes:
-        parts.append(f"<details><summary>{len(cassettes)} cassette{'s' if len(cassettes) != 1 else ''} replayed</summary><ul>"
-                     + "".join(f"<li><code>{_esc(c)}</code></li>" for c in cassettes) + "</ul></details>")
+        parts.append(
+            f"<details><summary>{len(cassettes)} cassette{'s' if len(cassettes) != 1 else ''} replayed</summary><ul>"
+            + "".join(f"<li><code>{_esc(c)}</code></li>" for c in cassettes)
+            + "</ul></details>"
+        )
     embedded: set = set()
     table = folder / "table.md"
     if table.is_file():
@@ -281,8 +326,10 @@ def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> t
     if cards:
         body = "\n".join(atlas.render_card(c, heading="h3", anchor=f"{name}/{c.slug}") for c in cards)
         opened = " open" if len(cards) <= OPEN_CARDS else ""
-        parts.append(f'<details class="cards"{opened}><summary>{len(cards)} neuron card{"s" if len(cards) != 1 else ""}: '
-                     "explanations, scores, true vs simulated values, probe images</summary>\n" + body + "\n</details>")
+        parts.append(
+            f'<details class="cards"{opened}><summary>{len(cards)} neuron card{"s" if len(cards) != 1 else ""}: '
+            "explanations, scores, true vs simulated values, probe images</summary>\n" + body + "\n</details>"
+        )
     parts.append("</section>")
     return "\n".join(parts), cards
 
@@ -292,27 +339,47 @@ def _render(results: Path) -> tuple[str, dict[str, bytes]]:
     source, sink = atlas.PairSource(), atlas.ImageSink()
     folders = _experiments(results)
     sections = [_section(d, source, sink) for d in folders]
-    toc = "".join(f'<li><a href="#{_esc(quote(d.name))}">{_esc(d.name)}</a> ({len(cards)} neuron{"s" if len(cards) != 1 else ""})</li>'
-                  for d, (_, cards) in zip(folders, sections))
+    toc = "".join(
+        f'<li><a href="#{_esc(quote(d.name))}">{_esc(d.name)}</a> ({len(cards)} neuron{"s" if len(cards) != 1 else ""})</li>'
+        for d, (_, cards) in zip(folders, sections)
+    )
     body = "\n".join(s for s, _ in sections) or '<p class="note">No experiments found.</p>'
     index_cards = [c for _, cards in sections for c in cards]
     groups = [d.name for d, (_, cards) in zip(folders, sections) for _ in cards]
     index = ""
     if index_cards:
-        index = ("<details class=\"index\"><summary>Index: every explanation of every experiment, sortable and searchable "
-                 "(click a neuron for its card)</summary>\n"
-                 + atlas.render_index(index_cards, href=lambda k, c: "#" + quote(f"{groups[k]}/{c.slug}"), title="Every explanation",
-                                      groups=groups, heading="h2",
-                                      intro="Click a column to sort, type to search, set a minimum score to filter.")
-                 + "\n</details>")
-    intro = ("<p class=\"summary\">Every table, card and image below is rebuilt from the committed fixtures and cassettes by "
-             "<code>make reproduce</code>. Scores are 100 × Pearson's r between the simulated and the true values, "
-             "± the 90% t-interval half-width, with the number of passes. Each neuron's card shows its explanations with their "
-             "polarity (" + atlas.polarity_badge("positive") + " " + atlas.polarity_badge("negative") + " " + atlas.polarity_badge("both")
-             + "), explanations the token budget cut off marked " + atlas.cut_mark("cut off by the token budget") + ", the true vs "
-             "simulated values of one pass, and the probe images (Tux Paint stamps, 48 px thumbnails; click to enlarge) with "
-             "their captions and activations.</p>")
-    page = atlas.page("vse results", "<h1>vse results</h1>\n" + intro + f"\n<ul class=\"toc\">{toc}</ul>\n{index}\n{body}", css=CSS)
+        index = (
+            '<details class="index"><summary>Index: every explanation of every experiment, sortable and searchable '
+            "(click a neuron for its card)</summary>\n"
+            + atlas.render_index(
+                index_cards,
+                href=lambda k, c: "#" + quote(f"{groups[k]}/{c.slug}"),
+                title="Every explanation",
+                groups=groups,
+                heading="h2",
+                intro="Click a column to sort, type to search, set a minimum score to filter.",
+            )
+            + "\n</details>"
+        )
+    intro = (
+        '<p class="summary">Every table, card and image below is rebuilt from the committed fixtures and cassettes by '
+        "<code>make reproduce</code>. Scores are 100 × Pearson's r between the simulated and the true values, "
+        "± the 90% t-interval half-width, with the number of passes. Each neuron's card shows its explanations with their "
+        "polarity ("
+        + atlas.polarity_badge("positive")
+        + " "
+        + atlas.polarity_badge("negative")
+        + " "
+        + atlas.polarity_badge("both")
+        + "), explanations the token budget cut off marked "
+        + atlas.cut_mark("cut off by the token budget")
+        + ", the true vs "
+        "simulated values of one pass, and the probe images (Tux Paint stamps, 48 px thumbnails; click to enlarge) with "
+        "their captions and activations.</p>"
+    )
+    page = atlas.page(
+        "vse results", "<h1>vse results</h1>\n" + intro + f'\n<ul class="toc">{toc}</ul>\n{index}\n{body}', css=CSS
+    )
     return page, dict(sink.files)
 
 

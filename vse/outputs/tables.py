@@ -8,13 +8,12 @@ deterministic for a given matplotlib (no timestamp, no software tag).
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-from vse.prompts import EXPLANATION_PREFIX
-from vse.records import ScoreRecord
 
 from vse.atomic import write_atomic
+from vse.method.prompts import EXPLANATION_PREFIX
+from vse.method.records import ScoreRecord
 
 
 def best_of(records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
@@ -34,7 +33,11 @@ def _cell(r: ScoreRecord | None) -> str:
 def best_of_table(records: Sequence[ScoreRecord]) -> str:
     """One row per (neuron, method): the best explanation's score on each target (Table 1's layout)."""
     targets = list(dict.fromkeys(r.target for r in records))
-    head = "| neuron | method | explanation | " + " | ".join(f"{t} score (±90% CI, passes)" for t in targets) + " | Acc | MSE | MAE |"
+    head = (
+        "| neuron | method | explanation | "
+        + " | ".join(f"{t} score (±90% CI, passes)" for t in targets)
+        + " | Acc | MSE | MAE |"
+    )
     lines = [head, "|" + "---|" * (len(targets) + 6)]
     rows: dict[tuple, dict[str, ScoreRecord]] = {}
     for r in best_of(records):
@@ -42,17 +45,24 @@ def best_of_table(records: Sequence[ScoreRecord]) -> str:
     for (neuron, method), by_target in rows.items():
         first = by_target.get(targets[0]) or next(iter(by_target.values()))
         cells = " | ".join(_cell(by_target.get(t)) for t in targets)
-        lines.append(f"| {neuron} | {method} | {EXPLANATION_PREFIX} {first.explanation} | {cells} | {100 * first.accuracy:.1f}% | {first.mse:.2f} | {first.mae:.2f} |")
+        lines.append(
+            f"| {neuron} | {method} | {EXPLANATION_PREFIX} {first.explanation} | {cells} | {100 * first.accuracy:.1f}% | {first.mse:.2f} | {first.mae:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def all_explanations_table(records: Sequence[ScoreRecord]) -> str:
     """Every scored explanation, not only the best: best of N picks the luckiest of overlapping intervals."""
-    lines = ["| neuron | method | seed | target | explanation | score ± 90% CI | passes | scores per pass | calls |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| neuron | method | seed | target | explanation | score ± 90% CI | passes | scores per pass | calls |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in records:
         seed = "" if r.explanation_seed is None else r.explanation_seed
         scores = ", ".join(f"{s:.1f}" for s in r.scores)
-        lines.append(f"| {r.neuron} | {r.method} | {seed} | {r.target} | {r.explanation} | {r.mean:.2f} ± {r.half_width:.2f} | {r.passes}{' (cap)' if r.hit_cap else ''} | {scores} | {r.calls} |")
+        lines.append(
+            f"| {r.neuron} | {r.method} | {seed} | {r.target} | {r.explanation} | {r.mean:.2f} ± {r.half_width:.2f} | {r.passes}{' (cap)' if r.hit_cap else ''} | {scores} | {r.calls} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -63,11 +73,22 @@ def render_scores(records: Sequence[ScoreRecord], title: str) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(records, key=lambda r: (r.neuron, r.target, r.method, r.explanation_seed if r.explanation_seed is not None else -1))
+    rows = sorted(
+        records,
+        key=lambda r: (r.neuron, r.target, r.method, r.explanation_seed if r.explanation_seed is not None else -1),
+    )
     fig, ax = plt.subplots(figsize=(9, 0.75 * len(rows) + 1.2))
     for y, r in enumerate(rows):
         ax.scatter(r.scores, [y] * len(r.scores), s=12, color="0.6", zorder=2)
-        ax.errorbar([r.mean], [y], xerr=[[r.half_width], [r.half_width]], fmt="o", color="C3" if r.method != "clip-dissect" else "C0", capsize=4, zorder=3)
+        ax.errorbar(
+            [r.mean],
+            [y],
+            xerr=[[r.half_width], [r.half_width]],
+            fmt="o",
+            color="C3" if r.method != "clip-dissect" else "C0",
+            capsize=4,
+            zorder=3,
+        )
     labels = [f"{r.method} ({r.target}): " + textwrap.shorten(r.explanation, 60) for r in rows]
     ax.set_yticks(range(len(rows)), ["\n".join(textwrap.wrap(label, 55)) for label in labels], fontsize=7)
     ax.axvline(0, color="0.8", lw=1, zorder=1)
@@ -75,7 +96,7 @@ def render_scores(records: Sequence[ScoreRecord], title: str) -> bytes:
     ax.set_title(title, fontsize=9)
     ax.invert_yaxis()
     fig.tight_layout()
-    from vse.figures import png_bytes
+    from vse.outputs.figures import png_bytes
 
     return png_bytes(fig)
 

@@ -1,4 +1,4 @@
-"""The power study: matched vs mismatched explanations under every protocol (see vse.validate).
+"""The power study: matched vs mismatched explanations under every protocol (see vse.core.discrimination).
 
 Recording is resumable per neuron: each neuron's explanations and their predictions on the
 shared pools live in one cassette (``cassettes/<study>/<model>__<layer>__<unit>.json.gz``), the
@@ -9,18 +9,26 @@ the fixtures and the study's seed, so a replay sends exactly the recorded reques
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
-from vse import seeds
-from vse.explain import ExplainConfig
-from vse.neurons import draw_neurons, load_target
-from vse.paper_tables import ExplanationScore, score_rows
-from vse.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
-from vse.validate import Comparison, build_pool, compare, explanation_sensitivity, item_sets, markdown, score_matrix
+from vse.core import seeds
+from vse.core.discrimination import (
+    Comparison,
+    build_pool,
+    compare,
+    explanation_sensitivity,
+    item_sets,
+    markdown,
+    score_matrix,
+)
+from vse.data.loader import draw_neurons, load_target
+from vse.method.explain import ExplainConfig
+from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
+from vse.outputs.paper_tables import ExplanationScore, score_rows
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,7 @@ class Study:
         the held-out protocol is fair; "clip-dissect" is the label).
     n_explanations: explanations per method and neuron (best of N in the method tables; the
         matched-vs-mismatched comparison uses each neuron's first one). clip-dissect has one.
-    targets: the pair kinds scored. n_top, n_random: the pool (see vse.validate).
+    targets: the pair kinds scored. n_top, n_random: the pool (see vse.core.discrimination).
     explain: explanation knobs. score: simulation knobs (mode must be "one"; few-shot drawn once).
     seed: root of the pool, few-shot and explanation seeds.
     units: explicit units (`vse validate --units`); empty = draw `n_neurons` with `neuron_seed`.
@@ -81,17 +89,30 @@ def pools(study: Study, units: list[int]) -> list[Pool]:
         order_by = values if study.explain.rank_by == "scaled" else [x.strength for x in targets]
         items, rand = build_pool(order_by, study.n_top, study.n_random, seeds.rng(study.seed, "pool", t))
         sets = [item_sets(v, items, rand, study.n_top, study.explain.n_pairs) for v in order_by]
-        out.append(Pool(kind, items, [targets[0].texts[i] for i in items], [v[items].astype(float) for v in values], sets))
+        out.append(
+            Pool(kind, items, [targets[0].texts[i] for i in items], [v[items].astype(float) for v in values], sets)
+        )
     return out
 
 
-def explain_one(llm, study: Study, unit: int, method: str, next_explanations: dict[int, str] | None = None) -> list[dict]:
+def explain_one(
+    llm, study: Study, unit: int, method: str, next_explanations: dict[int, str] | None = None
+) -> list[dict]:
     """The neuron's explanations by `method`: `n_explanations` of them (clip-dissect: its label)."""
-    from vse.api import explain_neuron
+    from vse.method.pipeline import explain_neuron
 
     n = 1 if method == "clip-dissect" else study.n_explanations
     nxt = next_explanations if method == "weight-explanation" else None
-    recs = explain_neuron(f"{study.model}/{study.layer}/{unit}", method, llm=llm, n=n, config=study.explain, seed=study.seed, next_explanations=nxt, progress=False)
+    recs = explain_neuron(
+        f"{study.model}/{study.layer}/{unit}",
+        method,
+        llm=llm,
+        n=n,
+        config=study.explain,
+        seed=study.seed,
+        next_explanations=nxt,
+        progress=False,
+    )
     return [dict(r.to_json(), index=k) for k, r in enumerate(recs)]
 
 
@@ -99,21 +120,37 @@ def next_layer(llm, study: Study, units: list[int], *, progress: bool = True) ->
     """vse's Weight-Label explanations of every next-layer unit the Weight-Explanation prompts
     of `units` (and of the few-shot neurons) show: recorded once for the whole study, in their
     own cassette, instead of once per neuron."""
-    from vse.api import next_layer_explanations, weight_explanation_units
+    from vse.method.pipeline import next_layer_explanations, weight_explanation_units
 
     neurons = [f"{study.model}/{study.layer}/{unit}" for unit in units]
     needed = sorted({u for n in neurons for u in weight_explanation_units(n, "positive", study.explain)})
-    return next_layer_explanations(neurons[0], llm=llm, units=needed, config=ExplainConfig(rank_by=study.explain.rank_by), seed=study.seed, progress=progress)
+    return next_layer_explanations(
+        neurons[0],
+        llm=llm,
+        units=needed,
+        config=ExplainConfig(rank_by=study.explain.rank_by),
+        seed=study.seed,
+        progress=progress,
+    )
 
 
 def predict_pool(llm, study: Study, pool: Pool, explanation: str) -> list[float]:
     """One explanation's predictions for every pool item (one-item mode, fixed few-shot draw)."""
-    from vse.api import fewshot_neurons
+    from vse.method.pipeline import fewshot_neurons
 
     neuron = f"{study.model}/{study.layer}/0"
     examples = fewshot_examples(fewshot_neurons(neuron, pool.target), study.score, seeds.rng(study.seed, "fewshot"))
     config = replace(study.score, api=llm.api)
-    sim = predict_items(llm.client, explanation, pool.texts, kind=pool.target, examples=examples, config=config, store=llm.store, in_flight=llm.in_flight)
+    sim = predict_items(
+        llm.client,
+        explanation,
+        pool.texts,
+        kind=pool.target,
+        examples=examples,
+        config=config,
+        store=llm.store,
+        in_flight=llm.in_flight,
+    )
     values = [round(v, 4) for v in sim.values]
     if llm.checkpoint is not None:
         llm.checkpoint()  # recording: an interruption loses at most this explanation's pool
@@ -143,15 +180,28 @@ def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool
             # server's prompt cache then computes once per target instead of once per explanation.
             for pool in ps:
                 for rec in recs:
-                    preds[(rec["method"], rec["index"], unit, pool.target)] = predict_pool(llm, study, pool, rec["explanation"])
+                    preds[(rec["method"], rec["index"], unit, pool.target)] = predict_pool(
+                        llm, study, pool, rec["explanation"]
+                    )
     rows: list[Comparison] = []
     for pool in ps:
         for method in study.methods:
             p = np.array([preds[(method, 0, u, pool.target)] for u in units])
             prior = np.array(neutral[pool.target])
-            sens = [explanation_sensitivity(p[j], prior, x.held, x.unseen_random, x.uniform) for j, x in enumerate(pool.sets)]
-            reads = {"sensitivity": float(np.mean([a for a, _ in sens])), "corr_with_neutral": float(np.mean([c for _, c in sens]))}
-            for name, attr in (("uniform", "uniform"), ("top-and-random", "top_and_random"), ("top-and-random-heldout", "heldout"), ("recall-free", "recall_free")):
+            sens = [
+                explanation_sensitivity(p[j], prior, x.held, x.unseen_random, x.uniform)
+                for j, x in enumerate(pool.sets)
+            ]
+            reads = {
+                "sensitivity": float(np.mean([a for a, _ in sens])),
+                "corr_with_neutral": float(np.mean([c for _, c in sens])),
+            }
+            for name, attr in (
+                ("uniform", "uniform"),
+                ("top-and-random", "top_and_random"),
+                ("top-and-random-heldout", "heldout"),
+                ("recall-free", "recall_free"),
+            ):
                 sets = [getattr(s, attr) for s in pool.sets]
                 for corrected in (False, True):
                     s = score_matrix(p, pool.truths, sets, prior if corrected else None)
@@ -168,19 +218,37 @@ def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool
     }
 
 
-def explanation_scores(study: Study, units: list[int], ps: list[Pool], explanations: list[dict], preds: dict) -> list[ExplanationScore]:
-    """Every explanation on its own neuron, per target and protocol (vse.paper_tables)."""
+def explanation_scores(
+    study: Study, units: list[int], ps: list[Pool], explanations: list[dict], preds: dict
+) -> list[ExplanationScore]:
+    """Every explanation on its own neuron, per target and protocol (vse.outputs.paper_tables)."""
     rows: list[ExplanationScore] = []
     for pool in ps:
         for rec in explanations:
             j = units.index(int(rec["neuron"].rsplit("/", 1)[1]))
             p = preds[(rec["method"], rec["index"], units[j], pool.target)]
-            rows += score_rows(units[j], rec["method"], rec["index"], rec["explanation"], pool.target, p, pool.truths[j], pool.sets[j])
+            rows += score_rows(
+                units[j], rec["method"], rec["index"], rec["explanation"], pool.target, p, pool.truths[j], pool.sets[j]
+            )
     return rows
 
 
 def summary_json(rows: list[Comparison]) -> str:
     """results/<study>/summary.json: the keys issue 8 names, one object per table row."""
-    keys = ("protocol", "target", "method", "n_neurons", "matched_mean", "mismatched_mean", "wins", "rank1", "mean_rank", "p_value", "neurons_needed_for_p01", "sensitivity", "corr_with_neutral")
+    keys = (
+        "protocol",
+        "target",
+        "method",
+        "n_neurons",
+        "matched_mean",
+        "mismatched_mean",
+        "wins",
+        "rank1",
+        "mean_rank",
+        "p_value",
+        "neurons_needed_for_p01",
+        "sensitivity",
+        "corr_with_neutral",
+    )
     data = [{k: r.to_json()[k] for k in keys} for r in rows]
     return json.dumps(data, indent=2, sort_keys=True) + "\n"

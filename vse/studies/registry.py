@@ -3,7 +3,7 @@
 `make reproduce` runs every experiment in `EXPERIMENTS` against its cassettes; `make record`
 runs them against the local LLM server and appends what the cassettes lack (resumable per
 neuron). Evaluation neurons are drawn with a fixed seed from the layer, excluding the
-hand-labelled few-shot neurons and the prompt-development neurons (`vse.neurons.draw_neurons`).
+hand-labelled few-shot neurons and the prompt-development neurons (`vse.data.loader.draw_neurons`).
 Experiments are data only: they never read files themselves.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from vse.explain import ExplainConfig
-from vse.score import ScoreConfig
-from vse.stats import StopRule
-from vse.strategy_study import StrategyStudy
-from vse.study import Study
-from vse.simulator_study import SimulatorStudy
+from vse.core.stats import StopRule
+from vse.method.explain import ExplainConfig
+from vse.method.score import ScoreConfig
+from vse.studies.pooled import Study
+from vse.studies.simulator import SimulatorStudy
+from vse.studies.strategy import StrategyStudy
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,11 @@ class TableExperiment:
     name: folder name under cassettes/ and results/.
     model, layer: the layer whose units are explained.
     n_neurons, neuron_seed: how many evaluation units are drawn, and the draw's seed.
-    methods: explanation methods (vse.api.METHODS); clip-dissect gives one label, the others
+    methods: explanation methods (vse.method.pipeline.METHODS); clip-dissect gives one label, the others
         `n_explanations` each (best of N).
     targets: the target kinds every explanation is scored on (Table 1's columns).
     polarity: of the pairs shown and scored ("both" = signed).
-    explain, score: the knobs. seed: root of every derived seed (vse.seeds).
+    explain, score: the knobs. seed: root of every derived seed (vse.core.seeds).
     """
 
     name: str
@@ -55,7 +55,9 @@ class TableExperiment:
 _SCALED = ExplainConfig(rank_by="scaled")
 
 #: Three passes of 50 uniformly drawn items (the paper's minimum), one item per call.
-_THREE_PASSES = ScoreConfig(mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3))
+_THREE_PASSES = ScoreConfig(
+    mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+)
 
 EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy] = {
     e.name: e
@@ -70,7 +72,9 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             targets=("caption-activation", "weight-label", "weight-clip"),
             # 15 pairs shown (not the paper's 25) and 40 items a pass: what this CPU records in ~25 min.
             explain=ExplainConfig(n_pairs=15, rank_by="scaled"),
-            score=ScoreConfig(mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)),
+            score=ScoreConfig(
+                mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+            ),
         ),
         # Issue 11: the same explain + score through /v1/completions and /v1/chat/completions.
         TableExperiment(
@@ -80,7 +84,14 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             methods=("weight-label",),
             targets=("weight-label",),
             explain=ExplainConfig(api="chat", rank_by="scaled"),
-            score=ScoreConfig(mode="one", api="chat", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)),
+            score=ScoreConfig(
+                mode="one",
+                api="chat",
+                protocol="uniform",
+                n_items=50,
+                n_fewshot_pairs=25,
+                stop=StopRule(min_runs=3, max_runs=3),
+            ),
         ),
         TableExperiment(
             name="chat-vs-completions-baseline",
@@ -99,7 +110,14 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             neuron_seed=11,
             methods=("weight-label",),
             targets=("weight-label",),
-            score=ScoreConfig(mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, fewshot_draw="per-pass", stop=StopRule(min_runs=3, max_runs=3)),
+            score=ScoreConfig(
+                mode="one",
+                protocol="uniform",
+                n_items=50,
+                n_fewshot_pairs=25,
+                fewshot_draw="per-pass",
+                stop=StopRule(min_runs=3, max_runs=3),
+            ),
         ),
         # App. C.3.2: both signs at once, scored on the signed scale by the default one-item simulator.
         TableExperiment(
@@ -110,7 +128,9 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             methods=("weight-label",),
             targets=("weight-label",),
             polarity="both",
-            score=ScoreConfig(mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)),
+            score=ScoreConfig(
+                mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+            ),
         ),
         # App. C.3.1: the same neuron's negative weights alone (flipped to magnitudes), explained and scored.
         TableExperiment(
@@ -121,12 +141,14 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             methods=("weight-label",),
             targets=("weight-label",),
             polarity="negative",
-            score=ScoreConfig(mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)),
+            score=ScoreConfig(
+                mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+            ),
         ),
         # Issue 9, the paper's Table 1 on the second-last hidden layer (320 channels out of _blocks.15):
         # every method, best of 3, on all three targets, 3 neurons drawn with seed 9. Predictions on
         # shared pools (each neuron's top 6 + 30 random items per target); scored under the paper's
-        # uniform protocol and the held-out one (vse.paper_tables). 15 pairs shown, held-out display.
+        # uniform protocol and the held-out one (vse.outputs.paper_tables). 15 pairs shown, held-out display.
         Study(
             name="table1-second-last-layer",
             layer="_blocks.15",
@@ -157,7 +179,12 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
         ),
         # Issue 9, the paper's Table 5 (App. B.2.1): how the few-shot neurons' Weight-Label pairs
         # are picked, 10 paired runs per strategy on one last-layer neuron drawn with seed 5.
-        StrategyStudy(name="fewshot-strategies", neuron_seed=5, n_runs=10, explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled")),
+        StrategyStudy(
+            name="fewshot-strategies",
+            neuron_seed=5,
+            n_runs=10,
+            explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
+        ),
         # Issue 8: does the score tell a neuron's own explanation from others'? 16 neurons.
         Study(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
         # Issue 17: which simulator and protocol separate explanations: 32 + 16 units, both targets.

@@ -14,29 +14,29 @@ import contextlib
 import json
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
-from vse.api import LLM, explain_neuron, score_explanation
-from vse.experiments import TableExperiment
+from vse.atomic import write_set
+from vse.data.loader import draw_neurons
 from vse.llm.cassettes import CASSETTE_SUFFIX, save_now, use_cassette
 from vse.llm.client import ClientConfig, LLMClient, Usage
-from vse.neurons import draw_neurons
-from vse.records import ScoreRecord
-from vse.atomic import write_set
+from vse.method.pipeline import LLM, explain_neuron, score_explanation
+from vse.method.records import ScoreRecord
+from vse.outputs.paper_tables import cells_csv, method_table, neuron_table, render_explanation_scores, rows_csv, to_csv
+from vse.outputs.tables import all_explanations_table, best_of_table, render_scores
 from vse.paths import data_root, results_root
-from vse.paper_tables import cells_csv, render_explanation_scores, method_table, neuron_table, rows_csv, to_csv
-from vse.report import all_explanations_table, best_of_table, render_scores
-from vse.strategy_study import StrategyStudy, render_runs, run_strategy_study, runs_csv
-from vse.strategy_study import markdown as strategy_markdown
-from vse.strategy_study import summary_rows as strategy_summary
-from vse.study import Study, run_study, summary_json
-from vse.simulator_study import SimulatorStudy, run_simulator_study
-from vse.simulator_study import markdown as simulator_markdown
-from vse.simulator_study import summary_json as simulator_summary_json
+from vse.studies.pooled import Study, run_study, summary_json
+from vse.studies.registry import TableExperiment
+from vse.studies.simulator import SimulatorStudy, run_simulator_study
+from vse.studies.simulator import markdown as simulator_markdown
+from vse.studies.simulator import summary_json as simulator_summary_json
+from vse.studies.strategy import StrategyStudy, render_runs, run_strategy_study, runs_csv
+from vse.studies.strategy import markdown as strategy_markdown
+from vse.studies.strategy import summary_rows as strategy_summary
 
 # The data's root, not the package's parent: after `pip install .` that is site-packages (vse.paths).
 REPO = data_root()
@@ -72,7 +72,9 @@ class Opener:
         if stem not in self.stems:
             self.stems.append(stem)
         if not self.record and not path.exists():
-            raise FileNotFoundError(f"cassette {path} is missing: record it with `make record` (vse reproduce --record)")
+            raise FileNotFoundError(
+                f"cassette {path} is missing: record it with `make record` (vse reproduce --record)"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         with use_cassette(path, record=self.record) as cassette:
             client = LLMClient(self.config)
@@ -101,11 +103,32 @@ def run_table(exp: TableExperiment, open_llm: Opener, *, progress: bool = True) 
             candidates = []
             for method in exp.methods:
                 n = 1 if method == "clip-dissect" else exp.n_explanations
-                candidates += explain_neuron(neuron, method, llm=llm, n=n, polarity=exp.polarity, config=exp.explain, seed=exp.seed, progress=progress)
+                candidates += explain_neuron(
+                    neuron,
+                    method,
+                    llm=llm,
+                    n=n,
+                    polarity=exp.polarity,
+                    config=exp.explain,
+                    seed=exp.seed,
+                    progress=progress,
+                )
             for target in exp.targets:
                 for c in candidates:
                     records.append(
-                        score_explanation(neuron, c.explanation, target, llm=llm, config=exp.score, polarity=exp.polarity, method=c.method, explanation_seed=c.seed, seed=exp.seed, progress=progress, checkpoint=llm.checkpoint)
+                        score_explanation(
+                            neuron,
+                            c.explanation,
+                            target,
+                            llm=llm,
+                            config=exp.score,
+                            polarity=exp.polarity,
+                            method=c.method,
+                            explanation_seed=c.seed,
+                            seed=exp.seed,
+                            progress=progress,
+                            checkpoint=llm.checkpoint,
+                        )
                     )
     return units, records
 
@@ -115,18 +138,36 @@ def study_tables(exp: Study, result: dict) -> str:
     rows = result["scores"]
     n = exp.n_explanations
     parts = []
-    for protocol, what in (("uniform", "the paper's protocol: the pool's random items"), ("top-and-random-heldout", "the neuron's held-out top items plus the random items it was not shown")):
-        cell = f"the mean over {len(result['units'])} neurons of the best of {n} explanations' score (the mean of all {n})" if n > 1 else f"the mean over {len(result['units'])} neurons (the same again: one explanation each)"
+    for protocol, what in (
+        ("uniform", "the paper's protocol: the pool's random items"),
+        ("top-and-random-heldout", "the neuron's held-out top items plus the random items it was not shown"),
+    ):
+        cell = (
+            f"the mean over {len(result['units'])} neurons of the best of {n} explanations' score (the mean of all {n})"
+            if n > 1
+            else f"the mean over {len(result['units'])} neurons (the same again: one explanation each)"
+        )
         parts.append(f"Method table, {protocol} ({what}); each cell: {cell}:\n\n" + method_table(rows, protocol))
     for method, target in (("weight-label", "weight-label"),):
         t = neuron_table(rows, method, target)
         if t:
-            parts.append(f"Neuron table ({method} explanations on the {target} target, uniform; Acc: rounded prediction equals the true 0..10 value):\n\n" + t)
+            parts.append(
+                f"Neuron table ({method} explanations on the {target} target, uniform; Acc: rounded prediction equals the true 0..10 value):\n\n"
+                + t
+            )
     parts.append("Matched vs mismatched (each neuron's first explanation of each method):\n\n" + result["table"])
     return "\n".join(parts)
 
 
-def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool = False, client_config: ClientConfig | None = None, paths: Paths = Paths(), progress: bool = True, in_flight: int = 1) -> str:
+def run_experiment(
+    exp: TableExperiment | Study | StrategyStudy,
+    *,
+    record: bool = False,
+    client_config: ClientConfig | None = None,
+    paths: Paths = Paths(),
+    progress: bool = True,
+    in_flight: int = 1,
+) -> str:
     """Run (replay or record) `exp`; write results/<name>/; return its table. in_flight: one-item
     predictions sent at once while recording (results and cassettes do not depend on it)."""
     config = client_config or ClientConfig(base_url=REPLAY_URL, model="local", max_retries=0 if not record else 5)
@@ -140,7 +181,7 @@ def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         if isinstance(exp, SimulatorStudy):
-            from vse.embedding_simulator import EmbeddingStore
+            from vse.method.simulators.embedding import EmbeddingStore
 
             store = EmbeddingStore(paths.cassettes / exp.name / "embeddings.npz", record=record)
             try:
@@ -148,7 +189,10 @@ def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool
             finally:
                 store.save()  # recording: what was embedded so far survives an interruption
             units = sorted({r["neuron"] for r in result["explanations"]})
-            table = simulator_markdown(result["rows"]) + f"\nEmbeddings replay from `cassettes/{exp.name}/embeddings.npz`.\n"
+            table = (
+                simulator_markdown(result["rows"])
+                + f"\nEmbeddings replay from `cassettes/{exp.name}/embeddings.npz`.\n"
+            )
             files["summary.json"] = simulator_summary_json(result["rows"])
             files["explanations.jsonl"] = "".join(json.dumps(r, sort_keys=True) + "\n" for r in result["explanations"])
             files["per-unit.csv"] = to_csv(result["per_unit"])
@@ -162,16 +206,25 @@ def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool
             files["scores.csv"] = rows_csv(result["scores"])
             files["methods.csv"] = cells_csv(result["scores"])
             if exp.figures:
-                files["scores.png"] = render_explanation_scores(result["scores"], f"{exp.name}: every explanation's score")
-                # What the HTML report lists beside each neuron's top-image grid (vse.html).
-                files["neurons.jsonl"] = "".join(json.dumps(dict(r.to_json(), neuron=f"{exp.model}/{exp.layer}/{r.unit}", mean=r.to_json()["corr"]), sort_keys=True) + "\n" for r in result["scores"])
+                files["scores.png"] = render_explanation_scores(
+                    result["scores"], f"{exp.name}: every explanation's score"
+                )
+                # What the HTML report lists beside each neuron's top-image grid (vse.outputs.report).
+                files["neurons.jsonl"] = "".join(
+                    json.dumps(
+                        dict(r.to_json(), neuron=f"{exp.model}/{exp.layer}/{r.unit}", mean=r.to_json()["corr"]),
+                        sort_keys=True,
+                    )
+                    + "\n"
+                    for r in result["scores"]
+                )
         elif isinstance(exp, StrategyStudy):
             result = run_strategy_study(exp, opener, progress=progress)
             units = [result["unit"]]
             rows = strategy_summary(exp, result["runs"])
             rec = result["explanation"]
             table = (
-                f"Neuron {rec['neuron']}, its {rec['method']} explanation: \"{rec['explanation']}\"; target {exp.target}; "
+                f'Neuron {rec["neuron"]}, its {rec["method"]} explanation: "{rec["explanation"]}"; target {exp.target}; '
                 f"{exp.n_runs} runs per variant, each of {exp.n_held} held-out top items + {exp.n_random} random items (uniform: the random ones only); "
                 "every variant sees the same items and few-shot draws in a run.\n\n" + strategy_markdown(rows)
             )
@@ -181,17 +234,37 @@ def run_experiment(exp: TableExperiment | Study | StrategyStudy, *, record: bool
             files["runs.png"] = render_runs(exp, result["runs"])
         else:
             units, records = run_table(exp, opener, progress=progress)
-            table = "Best of N per method:\n\n" + best_of_table(records) + "\nEvery explanation:\n\n" + all_explanations_table(records)
+            table = (
+                "Best of N per method:\n\n"
+                + best_of_table(records)
+                + "\nEvery explanation:\n\n"
+                + all_explanations_table(records)
+            )
             files["results.jsonl"] = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in records)
             files["scores.png"] = render_scores(records, f"{exp.name}: every explanation's simulation passes")
     finally:
         signal.signal(signal.SIGTERM, previous)
     usage = f"LLM usage: {opener.calls} calls, {opener.usage.prompt_tokens} prompt tokens, {opener.usage.completion_tokens} completion tokens\n"
-    totals = {"calls": opener.calls, "prompt_tokens": opener.usage.prompt_tokens, "completion_tokens": opener.usage.completion_tokens}
+    totals = {
+        "calls": opener.calls,
+        "prompt_tokens": opener.usage.prompt_tokens,
+        "completion_tokens": opener.usage.completion_tokens,
+    }
     cassettes = [f"cassettes/{exp.name}/{stem}{CASSETTE_SUFFIX}" for stem in opener.stems]
-    files["config.json"] = json.dumps({"experiment": exp.to_json(), "units": units, "usage": totals, "cassettes": cassettes}, indent=2, sort_keys=True) + "\n"
+    files["config.json"] = (
+        json.dumps(
+            {"experiment": exp.to_json(), "units": units, "usage": totals, "cassettes": cassettes},
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
     usage += "\nEvery number above replays from: " + ", ".join(f"`{c}`" for c in cassettes) + "\n"
-    plot = "\n![pass scores](scores.png)\n" if "scores.png" in files else ("\n![runs](runs.png)\n" if "runs.png" in files else "")
+    plot = (
+        "\n![pass scores](scores.png)\n"
+        if "scores.png" in files
+        else ("\n![runs](runs.png)\n" if "runs.png" in files else "")
+    )
     files["table.md"] = f"# {exp.name}\n\n{table}\n{usage}{plot}"
     # One set: a reader never sees config.json from one run beside table.md from another.
     write_set(out, files)

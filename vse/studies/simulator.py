@@ -26,7 +26,7 @@ Design (every choice here is fixed before recording; the numbers then decide the
   order (cyclic), because predicting every unit's top items with every explanation would cost
   n_neurons x n_neurons x n_held calls. Ranks are then out of n_compared.
 - Simulators: ``llm-one`` (the paper's one-item simulator: few-shot prompt, expected value of the
-  0..10 token), ``embedding`` (`vse.embedding_simulator`, no LLM), ``llm+embedding`` (the mean of
+  0..10 token), ``embedding`` (`vse.method.simulators.embedding`, no LLM), ``llm+embedding`` (the mean of
   the two, each standardised over the unit's random items: a simulator that needs both).
 - Sensitivity: how much the own explanation lifts the predictions on the unit's held-out top items
   over its unseen random items, minus the same lift under the neutral explanation, in standard
@@ -40,22 +40,22 @@ target by target), one per layer for the neutral explanation, and the embedding 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Callable
 
 import numpy as np
 from scipy import stats as st
 from tqdm import tqdm
 
-from vse import seeds
-from vse.explain import ExplainConfig, shown_indices
-from vse.neurons import draw_neurons, load_target
-from vse.protocols import ranks
-from vse.simulators import SimContext
-from vse.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
-from vse.stats import correlation_score
-from vse.validate import explanation_sensitivity
+from vse.core import seeds
+from vse.core.discrimination import explanation_sensitivity
+from vse.core.protocols import ranks
+from vse.core.stats import correlation_score
+from vse.data.loader import draw_neurons, load_target
+from vse.method.explain import ExplainConfig, shown_indices
+from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
+from vse.method.simulators.llm import SimContext
 
 
 class SimulatorName(StrEnum):
@@ -166,7 +166,9 @@ class Pool:
 def build_pool(study: SimulatorStudy, spec: LayerSpec, layer_index: int, units: list[int], target: str, t: int) -> Pool:
     targets = [load_target(f"{study.model}/{spec.layer}/{u}", target) for u in units]
     size = len(targets[0].texts)
-    rand = np.sort(seeds.rng(study.seed, "pool", layer_index, t).choice(size, size=min(spec.n_random, size), replace=False))
+    rand = np.sort(
+        seeds.rng(study.seed, "pool", layer_index, t).choice(size, size=min(spec.n_random, size), replace=False)
+    )
     items = []
     for x in targets:
         order = ranks(x.strength)
@@ -238,7 +240,7 @@ def compare(scores: np.ndarray) -> dict:
 
 
 def sensitivity(own: np.ndarray, neutral: np.ndarray, pool: Pool, j: int) -> tuple[float, float]:
-    """`vse.validate.explanation_sensitivity` for unit j: its held-out top items against its unseen
+    """`vse.core.discrimination.explanation_sensitivity` for unit j: its held-out top items against its unseen
     random items. `own` and `neutral` are predictions over the whole item list (NaN elsewhere)."""
     u = pool.units[j]
     rest = np.setdiff1d(np.setdiff1d(pool.rand, u.shown), u.top)
@@ -251,7 +253,15 @@ def standardise(pred: np.ndarray, rand: np.ndarray) -> np.ndarray:
     return (pred - float(np.mean(pred[rand]))) / (sd if sd > 0 else 1.0)
 
 
-def rows_for(simulator: str, pool: Pool, layer: str, pred: np.ndarray, neutral: np.ndarray, n_compared: int, protocols: tuple[StudyProtocol, ...]) -> list[Row]:
+def rows_for(
+    simulator: str,
+    pool: Pool,
+    layer: str,
+    pred: np.ndarray,
+    neutral: np.ndarray,
+    n_compared: int,
+    protocols: tuple[StudyProtocol, ...],
+) -> list[Row]:
     """Rows for one simulator on one pool. pred: [units, items] (NaN where not predicted)."""
     n = len(pool.units)
     sens = [sensitivity(pred[j], neutral, pool, j) for j in range(n)]
@@ -267,7 +277,18 @@ def rows_for(simulator: str, pool: Pool, layer: str, pred: np.ndarray, neutral: 
                     s[i, j] = correlation_score(p[i, items], pool.truths[j, items])
             c = compare(s)
             label = str(protocol) + (" (prior-corrected)" if corrected else "")
-            out.append(Row(simulator, label, pool.target, layer, n, sensitivity=float(np.mean([x[0] for x in sens])), corr_with_neutral=float(np.mean([x[1] for x in sens])), **c))
+            out.append(
+                Row(
+                    simulator,
+                    label,
+                    pool.target,
+                    layer,
+                    n,
+                    sensitivity=float(np.mean([x[0] for x in sens])),
+                    corr_with_neutral=float(np.mean([x[1] for x in sens])),
+                    **c,
+                )
+            )
     return out
 
 
@@ -275,10 +296,10 @@ def rows_for(simulator: str, pool: Pool, layer: str, pred: np.ndarray, neutral: 
 
 
 def run_simulator_study(study: SimulatorStudy, open_llm: Callable, embeddings, *, progress: bool = True) -> dict:
-    """Record or replay the study. open_llm(stem) gives an LLM on that cassette (vse.run.Opener);
-    embeddings: a `vse.embedding_simulator.EmbeddingStore` (recording or replaying)."""
-    from vse.api import explain_neuron, fewshot_neurons
-    from vse.embedding_simulator import EmbeddingSimulator
+    """Record or replay the study. open_llm(stem) gives an LLM on that cassette (vse.studies.runner.Opener);
+    embeddings: a `vse.method.simulators.embedding.EmbeddingStore` (recording or replaying)."""
+    from vse.method.pipeline import explain_neuron, fewshot_neurons
+    from vse.method.simulators.embedding import EmbeddingSimulator
 
     explanations: list[dict] = []
     rows: list[Row] = []
@@ -287,13 +308,26 @@ def run_simulator_study(study: SimulatorStudy, open_llm: Callable, embeddings, *
         units = study.units(spec)
         pools = [build_pool(study, spec, li, units, target, t) for t, target in enumerate(study.targets)]
         examples = {
-            p.target: fewshot_examples(fewshot_neurons(f"{study.model}/{spec.layer}/{units[0]}", p.target), study.score, seeds.rng(study.seed, "fewshot"))
+            p.target: fewshot_examples(
+                fewshot_neurons(f"{study.model}/{spec.layer}/{units[0]}", p.target),
+                study.score,
+                seeds.rng(study.seed, "fewshot"),
+            )
             for p in pools
         }
 
         def predict(llm, pool: Pool, explanation: str, items: np.ndarray) -> np.ndarray:
             full = np.full(len(pool.texts), np.nan)
-            sim = predict_items(llm.client, explanation, [pool.texts[i] for i in items], kind=pool.target, examples=examples[pool.target], config=study.score, store=llm.store, in_flight=llm.in_flight)
+            sim = predict_items(
+                llm.client,
+                explanation,
+                [pool.texts[i] for i in items],
+                kind=pool.target,
+                examples=examples[pool.target],
+                config=study.score,
+                store=llm.store,
+                in_flight=llm.in_flight,
+            )
             full[items] = np.round(sim.values, 4)
             if llm.checkpoint is not None:
                 llm.checkpoint()  # recording: an interruption loses at most this explanation's items
@@ -308,32 +342,58 @@ def run_simulator_study(study: SimulatorStudy, open_llm: Callable, embeddings, *
         for i, unit in enumerate(tqdm(units, desc=f"{study.name} {spec.layer}", unit="neuron", disable=not progress)):
             neuron = f"{study.model}/{spec.layer}/{unit}"
             with open_llm(f"{study.model}__{spec.layer}__{unit}") as llm:
-                [rec] = explain_neuron(neuron, "weight-label", llm=llm, n=1, config=study.explain, seed=study.seed, progress=False)
+                [rec] = explain_neuron(
+                    neuron, "weight-label", llm=llm, n=1, config=study.explain, seed=study.seed, progress=False
+                )
                 explanations.append(rec.to_json())
                 texts_of_layer.append(rec.explanation)
                 for pool in pools:  # target by target: the few-shot prefix stays in the server's cache
                     llm_pred[pool.target][i] = predict(llm, pool, rec.explanation, pool.needed(i, study.n_compared))
         for pool in pools:
             embedder = EmbeddingSimulator(embeddings)
-            emb = np.stack([embedder.predict(None, SimContext(pool.target, (), e), pool.texts).values for e in texts_of_layer])
-            emb_neutral = np.array(embedder.predict(None, SimContext(pool.target, (), NEUTRAL_EXPLANATION), pool.texts).values)
+            emb = np.stack(
+                [embedder.predict(None, SimContext(pool.target, (), e), pool.texts).values for e in texts_of_layer]
+            )
+            emb_neutral = np.array(
+                embedder.predict(None, SimContext(pool.target, (), NEUTRAL_EXPLANATION), pool.texts).values
+            )
             llm_p, llm_n = llm_pred[pool.target], neutral_llm[pool.target]
-            both = np.stack([(standardise(llm_p[i], pool.rand) + standardise(emb[i], pool.rand)) / 2 for i in range(len(units))])
+            both = np.stack(
+                [(standardise(llm_p[i], pool.rand) + standardise(emb[i], pool.rand)) / 2 for i in range(len(units))]
+            )
             both_n = (standardise(llm_n, pool.rand) + standardise(emb_neutral, pool.rand)) / 2
             llm_protocols = (StudyProtocol.UNIFORM, StudyProtocol.RECALL_FREE, StudyProtocol.HELDOUT)
             rows += rows_for(SimulatorName.LLM_ONE, pool, spec.layer, llm_p, llm_n, study.n_compared, llm_protocols)
-            rows += rows_for(SimulatorName.EMBEDDING, pool, spec.layer, emb, emb_neutral, study.n_compared, (*llm_protocols, StudyProtocol.RECALL_FREE_ALL))
-            rows += rows_for(SimulatorName.LLM_EMBEDDING, pool, spec.layer, both, both_n, study.n_compared, llm_protocols)
+            rows += rows_for(
+                SimulatorName.EMBEDDING,
+                pool,
+                spec.layer,
+                emb,
+                emb_neutral,
+                study.n_compared,
+                (*llm_protocols, StudyProtocol.RECALL_FREE_ALL),
+            )
+            rows += rows_for(
+                SimulatorName.LLM_EMBEDDING, pool, spec.layer, both, both_n, study.n_compared, llm_protocols
+            )
             for j, unit in enumerate(units):
                 items = pool.item_set(StudyProtocol.RECALL_FREE, j)
-                per_unit.append({
-                    "neuron": f"{study.model}/{spec.layer}/{unit}",
-                    "target": pool.target,
-                    "explanation": texts_of_layer[j],
-                    "recall_free_llm": round(correlation_score(llm_p[j, items], pool.truths[j, items]), 4),
-                    "recall_free_embedding": round(correlation_score(emb[j, items], pool.truths[j, items]), 4),
-                    "recall_free_all_embedding": round(correlation_score(emb[j, pool.item_set(StudyProtocol.RECALL_FREE_ALL, j)], pool.truths[j, pool.item_set(StudyProtocol.RECALL_FREE_ALL, j)]), 4),
-                })
+                per_unit.append(
+                    {
+                        "neuron": f"{study.model}/{spec.layer}/{unit}",
+                        "target": pool.target,
+                        "explanation": texts_of_layer[j],
+                        "recall_free_llm": round(correlation_score(llm_p[j, items], pool.truths[j, items]), 4),
+                        "recall_free_embedding": round(correlation_score(emb[j, items], pool.truths[j, items]), 4),
+                        "recall_free_all_embedding": round(
+                            correlation_score(
+                                emb[j, pool.item_set(StudyProtocol.RECALL_FREE_ALL, j)],
+                                pool.truths[j, pool.item_set(StudyProtocol.RECALL_FREE_ALL, j)],
+                            ),
+                            4,
+                        ),
+                    }
+                )
     if study.recommended != ("", ""):
         rows = [Row(**{**asdict(r), "recommended": (r.simulator, r.protocol) == study.recommended}) for r in rows]
     return {"explanations": explanations, "rows": rows, "per_unit": per_unit}

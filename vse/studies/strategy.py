@@ -22,21 +22,21 @@ runs in its own cassette, saved after every run.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
-from vse import seeds
-from vse.explain import ExplainConfig
-from vse.neurons import draw_neurons, load_target
-from vse.paper_tables import to_csv
-from vse.protocols import heldout_shown, heldout_top, outside
-from vse.score import ScoreConfig, fewshot_examples, predict_items
-from vse.stats import ci_half_width, correlation_score
+from vse.core import seeds
+from vse.core.protocols import heldout_shown, heldout_top, outside
+from vse.core.stats import ci_half_width, correlation_score
+from vse.data.loader import draw_neurons, load_target
+from vse.method.explain import ExplainConfig
+from vse.method.score import ScoreConfig, fewshot_examples, predict_items
+from vse.outputs.paper_tables import to_csv
 
-#: The paper's Table 5 rows (App. B.2.1), in vse.sampling's names.
+#: The paper's Table 5 rows (App. B.2.1), in vse.core.sampling's names.
 TABLE5 = (
     ("Baseline (random)", (("fewshot_strategy", "random"),)),
     ("Highest 50/50", (("fewshot_strategy", "highest-50/50"),)),
@@ -79,7 +79,9 @@ class StrategyStudy:
         return replace(self.score, **dict(overrides))
 
 
-def run_items(values: np.ndarray, n_held: int, n_random: int, n_shown: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def run_items(
+    values: np.ndarray, n_held: int, n_random: int, n_shown: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(all items of a run, its random ones): the held-out top ranks 1, 3, ... (`n_held` of them)
     plus `n_random` items drawn from those neither shown to the explainer nor held out."""
     held = heldout_top(values, n_held)
@@ -104,15 +106,20 @@ def _stem(label: str) -> str:
 
 
 def run_strategy_study(study: StrategyStudy, open_llm: Callable[[str], object], *, progress: bool = True) -> dict:
-    from vse.api import explain_neuron, fewshot_neurons
+    from vse.method.pipeline import explain_neuron, fewshot_neurons
 
     [unit] = draw_neurons(study.model, study.layer, 1, study.neuron_seed)
     neuron = f"{study.model}/{study.layer}/{unit}"
     with open_llm("explanation") as llm:
-        [rec] = explain_neuron(neuron, study.method, llm=llm, n=1, config=study.explain, seed=study.seed, progress=False)
+        [rec] = explain_neuron(
+            neuron, study.method, llm=llm, n=1, config=study.explain, seed=study.seed, progress=False
+        )
     target = load_target(neuron, study.target)
     fewshot = fewshot_neurons(neuron, study.target)
-    runs = [run_items(target.values, study.n_held, study.n_random, study.explain.n_pairs, seeds.rng(study.seed, "pass", r)) for r in range(study.n_runs)]
+    runs = [
+        run_items(target.values, study.n_held, study.n_random, study.explain.n_pairs, seeds.rng(study.seed, "pass", r))
+        for r in range(study.n_runs)
+    ]
     scores: list[RunScore] = []
     for label, overrides in tqdm(study.variants, desc=study.name, unit="variant", disable=not progress):
         config = study.config(overrides)
@@ -121,10 +128,28 @@ def run_strategy_study(study: StrategyStudy, open_llm: Callable[[str], object], 
             for r, (items, rand) in enumerate(runs):
                 examples = fewshot_examples(fewshot, config, seeds.rng(study.seed, "fewshot", r))
                 texts = [target.texts[i] for i in items]
-                pred = np.array(predict_items(llm.client, rec.explanation, texts, kind=study.target, examples=examples, config=config, store=llm.store, in_flight=llm.in_flight).values)
+                pred = np.array(
+                    predict_items(
+                        llm.client,
+                        rec.explanation,
+                        texts,
+                        kind=study.target,
+                        examples=examples,
+                        config=config,
+                        store=llm.store,
+                        in_flight=llm.in_flight,
+                    ).values
+                )
                 true = target.values[items].astype(float)
                 is_rand = np.isin(items, rand)
-                scores.append(RunScore(label, r, round(correlation_score(pred, true), 4), round(correlation_score(pred[is_rand], true[is_rand]), 4)))
+                scores.append(
+                    RunScore(
+                        label,
+                        r,
+                        round(correlation_score(pred, true), 4),
+                        round(correlation_score(pred[is_rand], true[is_rand]), 4),
+                    )
+                )
                 if llm.checkpoint is not None:
                     llm.checkpoint()
     return {"unit": unit, "explanation": rec.to_json(), "runs": scores, "n_items": [len(i) for i, _ in runs]}
@@ -155,7 +180,10 @@ def summary_rows(study: StrategyStudy, runs: list[RunScore]) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     head = "| protocol | variant | runs | mean ± 90% CI | paired difference from the baseline ± 90% CI |\n|---|---|---|---|---|\n"
-    return head + "".join(f"| {r['protocol']} | {r['variant']} | {r['runs']} | {r['mean']:.2f} ± {r['ci90']:.2f} | {r['diff_vs_baseline']:+.2f} ± {r['diff_ci90']:.2f} |\n" for r in rows)
+    return head + "".join(
+        f"| {r['protocol']} | {r['variant']} | {r['runs']} | {r['mean']:.2f} ± {r['ci90']:.2f} | {r['diff_vs_baseline']:+.2f} ± {r['diff_ci90']:.2f} |\n"
+        for r in rows
+    )
 
 
 def runs_csv(runs: list[RunScore]) -> str:
@@ -175,7 +203,9 @@ def render_runs(study: StrategyStudy, runs: list[RunScore]) -> bytes:
         for y, label in enumerate(labels):
             x = np.array([getattr(s, protocol) for s in runs if s.variant == label])
             ax.scatter(x, [y] * len(x), s=12, color="0.6", zorder=2)
-            ax.errorbar([x.mean()], [y], xerr=[[ci_half_width(x)], [ci_half_width(x)]], fmt="o", color="C3", capsize=4, zorder=3)
+            ax.errorbar(
+                [x.mean()], [y], xerr=[[ci_half_width(x)], [ci_half_width(x)]], fmt="o", color="C3", capsize=4, zorder=3
+            )
         ax.axvline(0, color="0.8", lw=1, zorder=1)
         ax.set_title("uniform (random items)" if protocol == "uniform" else "top-and-random-heldout", fontsize=9)
         ax.set_xlabel("correlation score per run, mean ± 90% CI")
@@ -183,6 +213,6 @@ def render_runs(study: StrategyStudy, runs: list[RunScore]) -> bytes:
     axes[0].invert_yaxis()
     fig.suptitle(f"{study.name}: {study.n_runs} runs per variant", fontsize=9)
     fig.tight_layout()
-    from vse.figures import png_bytes
+    from vse.outputs.figures import png_bytes
 
     return png_bytes(fig)

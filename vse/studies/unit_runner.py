@@ -50,8 +50,10 @@ class OutputBusy(UserError):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        super().__init__(f"{path} is being written by another labelling run right now: wait for it to finish, "
-                         "or give this run its own --out (each shard its own file)")
+        super().__init__(
+            f"{path} is being written by another labelling run right now: wait for it to finish, "
+            "or give this run its own --out (each shard its own file)"
+        )
 
 
 class RunStopped(Exception):
@@ -61,8 +63,9 @@ class RunStopped(Exception):
     this run's list; done_now: finished in this run; resume: the command that resumes (set by the CLI).
     """
 
-    def __init__(self, cause: BaseException, *, done: int, total: int, done_now: int, out: str,
-                 resume: str | None = None) -> None:
+    def __init__(
+        self, cause: BaseException, *, done: int, total: int, done_now: int, out: str, resume: str | None = None
+    ) -> None:
         self.cause = cause
         self.done = done
         self.total = total
@@ -74,8 +77,9 @@ class RunStopped(Exception):
     def __str__(self) -> str:
         hint = getattr(self.cause, "hint", None)
         cause = f"{self.cause} ({hint})" if isinstance(hint, str) and hint else str(self.cause)
-        text = (f"stopped: {cause}. {self.done} of {self.total} units are done in {self.out} "
-                f"({self.done_now} in this run)")
+        text = (
+            f"stopped: {cause}. {self.done} of {self.total} units are done in {self.out} ({self.done_now} in this run)"
+        )
         return text + (f"; resume with: {self.resume}" if self.resume else "; rerun the same command to resume")
 
 

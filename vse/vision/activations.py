@@ -16,9 +16,10 @@ as the input of ``_avg_pooling``). Pooling happens inside the hook so only ``[N,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class LayerHooks:
         t = t.detach()
         self.outputs[layer].append(t if self.pooling is None else pool(t, self.pooling).float().cpu())
 
-    def __enter__(self) -> "LayerHooks":
+    def __enter__(self) -> LayerHooks:
         modules = dict(self.loaded.module.named_modules())
         for layer, point in self.points.items():
             m = modules[point.module]
@@ -182,8 +183,14 @@ def extract_activations(
     dev = resolve_device(device)
     loaded.module.to(dev)
     # Pinned host memory lets the copy to the GPU overlap with the next batch's loading.
-    loader = DataLoader(_ProbeTensors(probe, loaded.transform), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, collate_fn=_collate, pin_memory=dev.type == "cuda")
+    loader = DataLoader(
+        _ProbeTensors(probe, loaded.transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=dev.type == "cuda",
+    )
     ids: list[str] = []
     skipped: list[dict] = []
     n_forwards = 0
@@ -205,8 +212,9 @@ def extract_activations(
         layer: (torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32))
         for layer, outs in hooks.outputs.items()
     }
-    return ActivationResult(loaded.name, pooling, ids, acts,
-                            {layer: p.doc for layer, p in hooks.points.items()}, skipped)
+    return ActivationResult(
+        loaded.name, pooling, ids, acts, {layer: p.doc for layer, p in hooks.points.items()}, skipped
+    )
 
 
 def save_activations(path: str | Path, result: ActivationResult, layer: str) -> Path:

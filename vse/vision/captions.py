@@ -9,9 +9,10 @@ randomly-initialised config, which checks the plumbing only; such captions mean 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def sidecar_captions(probe) -> list[dict]:
@@ -30,7 +31,7 @@ class BlipCaptioner:
     prompt: str | None = None  # conditional captioning prefix, e.g. "a picture of"
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, **kw) -> "BlipCaptioner":
+    def from_pretrained(cls, name_or_path: str, **kw) -> BlipCaptioner:
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
         try:
@@ -39,7 +40,8 @@ class BlipCaptioner:
         except OSError as exc:
             raise FileNotFoundError(
                 f"could not load BLIP {name_or_path!r} ({exc}); give a local folder holding a BLIP captioning "
-                "checkpoint (config.json, weights, tokenizer and preprocessor files)") from exc
+                "checkpoint (config.json, weights, tokenizer and preprocessor files)"
+            ) from exc
         return cls(model, processor, **kw)
 
     def caption(self, images: Sequence, progress: bool = False) -> list[str]:

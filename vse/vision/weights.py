@@ -41,8 +41,24 @@ import numpy as np
 SIGNS = ("positive", "negative", "both")
 
 _IGNORED = {
-    "ReLU", "ReLU6", "GELU", "SiLU", "Hardswish", "Hardsigmoid", "Tanh", "Sigmoid", "LeakyReLU", "ELU",
-    "Mish", "Dropout", "Dropout1d", "Dropout2d", "AlphaDropout", "Identity", "Flatten", "Softmax",
+    "ReLU",
+    "ReLU6",
+    "GELU",
+    "SiLU",
+    "Hardswish",
+    "Hardsigmoid",
+    "Tanh",
+    "Sigmoid",
+    "LeakyReLU",
+    "ELU",
+    "Mish",
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "AlphaDropout",
+    "Identity",
+    "Flatten",
+    "Softmax",
 }
 
 
@@ -114,8 +130,10 @@ def _position(loaded, events, layer: str) -> int:
     key = ("pre" if point.kind == "input" else "post", point.module)
     hits = [i for i, (k, n, _) in enumerate(events) if (k, n) == key]
     if len(hits) != 1:
-        raise ProductUndefined(f"layer {layer!r} runs {len(hits)} times in a forward pass of {loaded.name}; "
-                               "the product needs a layer that runs exactly once")
+        raise ProductUndefined(
+            f"layer {layer!r} runs {len(hits)} times in a forward pass of {loaded.name}; "
+            "the product needs a layer that runs exactly once"
+        )
     return hits[0]
 
 
@@ -129,7 +147,8 @@ def path_modules(loaded, layer: str, target: str | None = None) -> list[str]:
             # e.g. efficientnet_lite0/_fc/3: the classifier's own units are the classes.
             raise ProductUndefined(
                 f"layer {layer!r} is {loaded.name}'s output layer (its units are the classes): Weight-Label "
-                f"pairs are for a hidden layer before it, e.g. the one the classifier reads")
+                f"pairs are for a hidden layer before it, e.g. the one the classifier reads"
+            )
         raise ProductUndefined(f"target {target!r} does not come after layer {layer!r} in {loaded.name}")
     units = _units(loaded.module)
     return [n for k, n, _ in events[start + 1 : end + 1] if k == "post" and n in units]
@@ -161,21 +180,26 @@ def _affine(name: str, m, width: int) -> tuple[np.ndarray | None, np.ndarray | N
         size = m.output_size if isinstance(m.output_size, tuple) else (m.output_size,)
         if all(s in (1, None) for s in size):
             return None, None, "ignored"
-        raise ProductUndefined(f"{name} ({t}, output size {m.output_size}) keeps a spatial map: "
-                               "the product is only defined through global pooling")
+        raise ProductUndefined(
+            f"{name} ({t}, output size {m.output_size}) keeps a spatial map: "
+            "the product is only defined through global pooling"
+        )
     if isinstance(m, nn.Linear):
         W = m.weight.detach().double().numpy()
         b = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(W.shape[0])
         if W.shape[1] != width:
-            raise ProductUndefined(f"{name} (Linear) reads {W.shape[1]} features but the chain has {width} units "
-                                   "here (a flattened spatial map?): the product is not defined per unit")
+            raise ProductUndefined(
+                f"{name} (Linear) reads {W.shape[1]} features but the chain has {width} units "
+                "here (a flattened spatial map?): the product is not defined per unit"
+            )
         return W, b, "linear"
     if isinstance(m, nn.Conv2d):
         padded = not isinstance(m.padding, str) and any(p != 0 for p in m.padding)
         if m.kernel_size != (1, 1) or m.groups != 1 or padded:
             raise ProductUndefined(
                 f"{name} is a {m.kernel_size[0]}x{m.kernel_size[1]} convolution (groups={m.groups}, padding={m.padding}): "
-                "only 1x1 convolutions with groups=1 and no padding are linear maps on channels")
+                "only 1x1 convolutions with groups=1 and no padding are linear maps on channels"
+            )
         W = m.weight.detach().double().numpy()[:, :, 0, 0]
         b = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(W.shape[0])
         return W, b, "linear"
@@ -194,7 +218,8 @@ def _affine(name: str, m, width: int) -> tuple[np.ndarray | None, np.ndarray | N
         return np.diag(gamma), beta, "scale (folded, normalisation ignored)"
     raise ProductUndefined(
         f"{name} ({t}) is not a per-unit linear map: the eq. 1 product is only defined through Linear, 1x1 Conv2d, "
-        "BatchNorm, LayerNorm (gamma), elementwise activations, dropout, global average pooling and flatten")
+        "BatchNorm, LayerNorm (gamma), elementwise activations, dropout, global average pooling and flatten"
+    )
 
 
 def weights_to(loaded, layer: str, target: str | None = None) -> WeightMatrix:
@@ -220,7 +245,9 @@ def weights_to(loaded, layer: str, target: str | None = None) -> WeightMatrix:
     return WeightMatrix(loaded.name, layer, target or "output", W.T.astype(np.float32), b.astype(np.float32), steps)
 
 
-def weight_label_pairs(matrix: WeightMatrix, unit: int, labels: list[str], sign: str = "positive") -> list[tuple[str, float]]:
+def weight_label_pairs(
+    matrix: WeightMatrix, unit: int, labels: list[str], sign: str = "positive"
+) -> list[tuple[str, float]]:
     """``(label, weight)`` for one unit, in label order, after :func:`select_sign`."""
     n_units, n_out = matrix.weights.shape
     if not 0 <= unit < n_units:
@@ -237,6 +264,11 @@ def save_weight_matrix(path, matrix: WeightMatrix) -> None:
     from pathlib import Path
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, weights=matrix.weights.astype(np.float32), layer=np.array(matrix.layer),
-                        model=np.array(matrix.model), target=np.array(matrix.target),
-                        chain=np.array(matrix.describe()))
+    np.savez_compressed(
+        path,
+        weights=matrix.weights.astype(np.float32),
+        layer=np.array(matrix.layer),
+        model=np.array(matrix.model),
+        target=np.array(matrix.target),
+        chain=np.array(matrix.describe()),
+    )

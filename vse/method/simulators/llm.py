@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Mapping, Sequence
+from typing import ClassVar
 
 from vse.llm.client import LLMClient, Usage
-from vse.prompts import (
+from vse.method.prediction_store import PredictionStore
+from vse.method.prompts import (
     TARGET_NAME,
     Example,
     simulate_echo_prompt,
@@ -49,7 +51,7 @@ from vse.prompts import (
     simulate_one_prefix,
     simulate_one_prompt,
 )
-from vse.simulate import (
+from vse.method.simulators.numbers import (
     Simulation,
     SimulationError,
     number_distribution,
@@ -57,7 +59,6 @@ from vse.simulate import (
     simulate_list,
     token_mass,
 )
-from vse.store import PredictionStore
 
 MODES = ("one", "list", "list-logprobs", "echo", "embedding")
 APIS = ("completions", "chat")
@@ -83,8 +84,8 @@ class SimContext:
 
 
 # ----------------------------------------------------------------------------- reading numbers
-# One number reader for every mode: `vse.simulate.number_distribution` (the number tokens
-# 0..10, "10" as one token included) and `vse.simulate.token_mass` (one token, e.g. "-").
+# One number reader for every mode: `vse.method.simulators.numbers.number_distribution` (the number tokens
+# 0..10, "10" as one token included) and `vse.method.simulators.numbers.token_mass` (one token, e.g. "-").
 
 
 @dataclass
@@ -95,7 +96,13 @@ class ValueReading:
     unresolved: int = 0  # branches above the threshold that could not be read
 
 
-def read_value(after: Callable[[str], Mapping[str, float] | None], *, signed: bool, threshold: float = 0.05, split_ten: bool = False) -> ValueReading:
+def read_value(
+    after: Callable[[str], Mapping[str, float] | None],
+    *,
+    signed: bool,
+    threshold: float = 0.05,
+    split_ten: bool = False,
+) -> ValueReading:
     """Expected value from the token tree below the prompt.
 
     ``after(suffix)`` returns the top logprobs of the token that follows ``prompt + suffix``
@@ -174,7 +181,16 @@ class Simulator:
         if ctx.signed and not self.signed_ok:
             raise ValueError(f"simulation mode {self.mode!r} cannot predict signed values")
 
-    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None, in_flight: int = 1) -> Simulation:
+    def predict(
+        self,
+        client: LLMClient,
+        ctx: SimContext,
+        texts: Sequence[str],
+        *,
+        seed: int,
+        store: PredictionStore | None = None,
+        in_flight: int = 1,
+    ) -> Simulation:
         raise NotImplementedError
 
 
@@ -184,7 +200,14 @@ class OneItemSimulator(Simulator):
     mode = "one"
     per_item = True
 
-    def __init__(self, api: str = "completions", *, top_logprobs: int = 20, followup_threshold: float = 0.05, split_ten: bool = False) -> None:
+    def __init__(
+        self,
+        api: str = "completions",
+        *,
+        top_logprobs: int = 20,
+        followup_threshold: float = 0.05,
+        split_ten: bool = False,
+    ) -> None:
         super().__init__(api, top_logprobs=top_logprobs)
         self.followup_threshold = followup_threshold
         self.split_ten = split_ten
@@ -192,11 +215,16 @@ class OneItemSimulator(Simulator):
     def prefix_id(self, client: LLMClient, ctx: SimContext) -> str:
         """Identity of everything but the item: model, API, knobs and the exact prompt prefix."""
         if self.api == "completions":
-            prefix: object = simulate_one_prefix(ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, signed=ctx.signed)
+            prefix: object = simulate_one_prefix(
+                ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, signed=ctx.signed
+            )
         else:
             prefix = simulate_one_messages(ctx.kind, ctx.examples, ctx.explanation, "", signed=ctx.signed)
         model = getattr(getattr(client, "config", None), "model", None)  # test fakes may carry no config
-        blob = json.dumps([model, self.api, self.top_logprobs, self.followup_threshold, self.split_ten, ctx.signed, prefix], sort_keys=True)
+        blob = json.dumps(
+            [model, self.api, self.top_logprobs, self.followup_threshold, self.split_ten, ctx.signed, prefix],
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def _read(self, client: LLMClient, ctx: SimContext, text: str) -> tuple[ValueReading, int, Usage]:
@@ -204,7 +232,9 @@ class OneItemSimulator(Simulator):
         seen: dict[str, Mapping[str, float] | None] = {}
 
         if self.api == "completions":
-            prompt = simulate_one_prompt(simulate_one_prefix(ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, signed=ctx.signed), text)
+            prompt = simulate_one_prompt(
+                simulate_one_prefix(ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, signed=ctx.signed), text
+            )
 
             def ask(suffix: str) -> None:
                 nonlocal calls, usage
@@ -222,7 +252,13 @@ class OneItemSimulator(Simulator):
                 if suffix:  # a chat reply cannot be continued: the branch stays unread
                     seen[suffix] = None
                     return
-                reply = client.chat(messages, max_tokens=2 if ctx.signed else 1, temperature=0.0, logprobs=True, top_logprobs=self.top_logprobs)
+                reply = client.chat(
+                    messages,
+                    max_tokens=2 if ctx.signed else 1,
+                    temperature=0.0,
+                    logprobs=True,
+                    top_logprobs=self.top_logprobs,
+                )
                 calls, usage = calls + 1, usage + reply.usage
                 if reply.tokens:
                     seen[""] = reply.tokens[0].top
@@ -240,7 +276,16 @@ class OneItemSimulator(Simulator):
             raise SimulationError(f"item {text!r}: {err}") from None
         return reading, calls, usage
 
-    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None, in_flight: int = 1) -> Simulation:
+    def predict(
+        self,
+        client: LLMClient,
+        ctx: SimContext,
+        texts: Sequence[str],
+        *,
+        seed: int,
+        store: PredictionStore | None = None,
+        in_flight: int = 1,
+    ) -> Simulation:
         """Values for `texts`, in their order; the store's misses are sent `in_flight` at a time.
 
         Identical to predicting one text after the other, whatever `in_flight`: values are placed
@@ -331,12 +376,25 @@ class ListSimulator(Simulator):
         self.logprobs = logprobs
         self.mode = "list-logprobs" if logprobs else "list"
 
-    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None, in_flight: int = 1) -> Simulation:
+    def predict(
+        self,
+        client: LLMClient,
+        ctx: SimContext,
+        texts: Sequence[str],
+        *,
+        seed: int,
+        store: PredictionStore | None = None,
+        in_flight: int = 1,
+    ) -> Simulation:
         self.check(ctx)
         low = -10 if ctx.signed else 0
         if self.api == "completions":
-            prompt = simulate_list_prompt(ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, texts, signed=ctx.signed)
-            return simulate_list(client, prompt, texts, logprobs=self.logprobs, seed=seed, top_logprobs=self.top_logprobs, low=low)
+            prompt = simulate_list_prompt(
+                ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, texts, signed=ctx.signed
+            )
+            return simulate_list(
+                client, prompt, texts, logprobs=self.logprobs, seed=seed, top_logprobs=self.top_logprobs, low=low
+            )
         messages = simulate_list_messages(ctx.kind, ctx.examples, ctx.explanation, texts, signed=ctx.signed)
         return simulate_list(client, messages, texts, logprobs=self.logprobs, seed=seed, low=low, chat=True)
 
@@ -348,21 +406,34 @@ class EchoSimulator(Simulator):
     signed_ok = False
     apis = ("completions",)
 
-    def predict(self, client: LLMClient, ctx: SimContext, texts: Sequence[str], *, seed: int, store: PredictionStore | None = None, in_flight: int = 1) -> Simulation:
+    def predict(
+        self,
+        client: LLMClient,
+        ctx: SimContext,
+        texts: Sequence[str],
+        *,
+        seed: int,
+        store: PredictionStore | None = None,
+        in_flight: int = 1,
+    ) -> Simulation:
         self.check(ctx)
         prompt = simulate_echo_prompt(ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, texts)
         return simulate_echo(client, prompt, texts, top_logprobs=self.top_logprobs)
 
 
-def make_simulator(mode: str, api: str = "completions", *, top_logprobs: int = 20, split_ten: bool = False, embeddings=None) -> Simulator:
+def make_simulator(
+    mode: str, api: str = "completions", *, top_logprobs: int = 20, split_ten: bool = False, embeddings=None
+) -> Simulator:
     """The simulator for a mode name; a clear error for an unknown mode or an impossible pairing.
 
-    embeddings: the `vse.embedding_simulator.EmbeddingStore` the ``embedding`` mode reads (no LLM).
+    embeddings: the `vse.method.simulators.embedding.EmbeddingStore` the ``embedding`` mode reads (no LLM).
     """
     if mode == "embedding":
         if embeddings is None:
-            raise ValueError("simulation mode 'embedding' needs an embedding store (vse.embedding_simulator.EmbeddingStore)")
-        from vse.embedding_simulator import EmbeddingSimulator  # it builds on this module
+            raise ValueError(
+                "simulation mode 'embedding' needs an embedding store (vse.method.simulators.embedding.EmbeddingStore)"
+            )
+        from vse.method.simulators.embedding import EmbeddingSimulator  # it builds on this module
 
         return EmbeddingSimulator(embeddings)
     if mode == "one":
@@ -371,6 +442,8 @@ def make_simulator(mode: str, api: str = "completions", *, top_logprobs: int = 2
         return ListSimulator(api, top_logprobs=top_logprobs, logprobs=mode == "list-logprobs")
     if mode == "echo":
         if api == "chat":
-            raise ValueError("simulation mode 'echo' needs prompt logprobs, which /chat/completions does not offer: use --api completions")
+            raise ValueError(
+                "simulation mode 'echo' needs prompt logprobs, which /chat/completions does not offer: use --api completions"
+            )
         return EchoSimulator(api, top_logprobs=top_logprobs)
     raise ValueError(f"simulation mode {mode!r} is not one of {MODES}")

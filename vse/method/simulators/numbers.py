@@ -1,7 +1,7 @@
 """Simulation's reply readers: parse sampled lists, read expected values from logprobs.
 
 The simulators themselves (one item per call, whole lists, echo) live behind one interface in
-`vse.simulators`; this module holds what they share: `Simulation` (what a pass produced),
+`vse.method.simulators.llm`; this module holds what they share: `Simulation` (what a pass produced),
 `SimulationError`, the tolerant-but-strict list parser, the number-token distributions, and the
 list and echo calls.
 
@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from vse.llm.client import LLMClient, TokenLogprob, Usage
+
 
 class SimulationError(ValueError):
     """A simulation reply could not be turned into values (after retries, where they apply)."""
@@ -93,7 +94,7 @@ def number_distribution(top: Mapping[str, float] | None, *, high: int = 10) -> d
     """Probabilities of the number tokens 0..high among a position's top logprobs.
 
     The one number reader of every mode (list-logprobs, echo, and the one-item reader
-    `vse.simulators.read_value`). Keys are stripped of whitespace (servers send " 5" and "5");
+    `vse.method.simulators.llm.read_value`). Keys are stripped of whitespace (servers send " 5" and "5");
     several keys for one number add up. Non-number tokens are dropped, so the result sums to the
     mass the model put on numbers (<= 1). A key "10" (tokenizers with one token for it) counts
     as 10. Empty for an empty or missing ``top``.
@@ -103,8 +104,7 @@ def number_distribution(top: Mapping[str, float] | None, *, high: int = 10) -> d
         k = key.strip() if isinstance(key, str) else ""
         # isascii: str.isdigit also accepts "²" and "①", which int() refuses. The length check
         # keeps int() away from huge keys; a leading zero ("05") is not a number token.
-        if (k.isascii() and k.isdigit() and len(k) <= len(str(high)) and (len(k) == 1 or k[0] != "0")
-                and int(k) <= high):
+        if k.isascii() and k.isdigit() and len(k) <= len(str(high)) and (len(k) == 1 or k[0] != "0") and int(k) <= high:
             p = _probability(logprob)
             if p is not None:
                 dist[int(k)] = dist.get(int(k), 0.0) + p
@@ -143,7 +143,9 @@ def token_mass(top: Mapping[str, float] | None, token: str) -> float:
     position's top logprobs; 0 when ``top`` is empty or None."""
     if not top:
         return 0.0
-    return sum(p for k, lp in top.items() if isinstance(k, str) and k.strip() == token and (p := _probability(lp)) is not None)
+    return sum(
+        p for k, lp in top.items() if isinstance(k, str) and k.strip() == token and (p := _probability(lp)) is not None
+    )
 
 
 @dataclass
@@ -155,7 +157,7 @@ class Simulation:
     usage: tokens those calls used.
     retries: replies rejected and asked again (list modes).
     unresolved: one-item branches ("1" vs "10", a minus sign) above the follow-up threshold that
-        could not be read and were approximated (chat; see vse.simulators.read_value).
+        could not be read and were approximated (chat; see vse.method.simulators.llm.read_value).
     """
 
     values: list[float]
@@ -197,7 +199,19 @@ def values_from_generated(tokens: Sequence[TokenLogprob]) -> list[float]:
     return values
 
 
-def simulate_list(client: LLMClient, prompt: str | list[dict], texts: Sequence[str], *, logprobs: bool, max_retries: int = 2, retry_temperature: float = 0.7, seed: int = 0, top_logprobs: int = 20, low: int = 0, chat: bool = False) -> Simulation:
+def simulate_list(
+    client: LLMClient,
+    prompt: str | list[dict],
+    texts: Sequence[str],
+    *,
+    logprobs: bool,
+    max_retries: int = 2,
+    retry_temperature: float = 0.7,
+    seed: int = 0,
+    top_logprobs: int = 20,
+    low: int = 0,
+    chat: bool = False,
+) -> Simulation:
     """The whole list in one reply; parse it, retry a malformed one, then give up loudly.
 
     prompt: the completion prompt; with ``chat`` the messages (``/chat/completions``, whose reply

@@ -1,0 +1,76 @@
+"""The method's vocabulary, one StrEnum per concept.
+
+Members are strings (``Method.WEIGHT_LABEL == "weight-label"``), so results, cassettes and command-line
+options keep their plain spellings; the enums name the choices once and let a typo fail at import.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Method(StrEnum):
+    """How an explanation is made (the rows of the paper's Table 1, plus Weight-Explanation)."""
+
+    CAPTION_ACTIVATION = "caption-activation"
+    WEIGHT_LABEL = "weight-label"
+    WEIGHT_CLIP = "weight-clip"
+    WEIGHT_EXPLANATION = "weight-explanation"
+    CLIP_DISSECT = "clip-dissect"
+
+
+class Kind(StrEnum):
+    """Which (text, value) pairs a prompt shows: a feature kind of a neuron."""
+
+    CAPTION_ACTIVATION = "caption-activation"
+    WEIGHT_LABEL = "weight-label"
+    WEIGHT_CLIP = "weight-clip"
+    WEIGHT_EXPLANATION = "weight-explanation"
+
+
+#: The kinds a neuron can be scored on (a weight-explanation target would need every next unit explained).
+TARGET_KINDS: tuple[Kind, ...] = (Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP)
+
+
+class Polarity(StrEnum):
+    """Which side of the values is shown and scored."""
+
+    POSITIVE = "positive"  # negatives become 0 (the paper's default)
+    NEGATIVE = "negative"  # flipped to magnitudes (App. C.3.1)
+    BOTH = "both"  # signed, -10..10 (App. C.3.2)
+
+
+class Api(StrEnum):
+    """The OpenAI-compatible endpoint a call goes to."""
+
+    COMPLETIONS = "completions"
+    CHAT = "chat"
+
+
+class Mode(StrEnum):
+    """How a simulator predicts values (`vse.method.simulators`)."""
+
+    ONE = "one"  # one item a call, the expected value of the next token's digits (the paper's)
+    LIST = "list"  # every item in one call, values generated
+    LIST_LOGPROBS = "list-logprobs"  # every item in one call, values read from logprobs
+    ECHO = "echo"  # one call, the prompt's placeholders scored (needs a server that echoes)
+    EMBEDDING = "embedding"  # no LLM: the cosine of text embeddings
+
+
+class Protocol(StrEnum):
+    """Which items a simulation pass predicts (`vse.core.protocols`)."""
+
+    UNIFORM = "uniform"
+    TOP_AND_RANDOM = "top-and-random"
+    TOP_AND_RANDOM_HELDOUT = "top-and-random-heldout"
+    ALL = "all"
+    RECALL_FREE = "recall-free"
+
+
+#: Protocols that score one fixed set of items in one exact pass (no sampling, no Algorithm 1 loop).
+EXACT_PROTOCOLS: tuple[Protocol, ...] = (Protocol.ALL, Protocol.RECALL_FREE)
+
+
+def choices(enum: type[StrEnum]) -> tuple[str, ...]:
+    """The plain spellings of an enum's members, in order (for command-line choices and messages)."""
+    return tuple(m.value for m in enum)
