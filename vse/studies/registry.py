@@ -9,46 +9,14 @@ Experiments are data only: they never read files themselves.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 from vse.core.stats import StopRule
 from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
-from vse.studies.pooled import Study
+from vse.studies.kind import StudyKind
+from vse.studies.matched import MatchedStudy
 from vse.studies.simulator import SimulatorStudy
 from vse.studies.strategy import StrategyStudy
-
-
-@dataclass(frozen=True)
-class TableExperiment:
-    """Explain neurons by several methods and score every explanation on several targets.
-
-    name: folder name under cassettes/ and results/.
-    model, layer: the layer whose units are explained.
-    n_neurons, neuron_seed: how many evaluation units are drawn, and the draw's seed.
-    methods: explanation methods (vse.method.pipeline.METHODS); clip-dissect gives one label, the others
-        `n_explanations` each (best of N).
-    targets: the target kinds every explanation is scored on (Table 1's columns).
-    polarity: of the pairs shown and scored ("both" = signed).
-    explain, score: the knobs. seed: root of every derived seed (vse.core.seeds).
-    """
-
-    name: str
-    model: str = "efficientnet_lite0"
-    layer: str = "_conv_head"
-    n_neurons: int = 1
-    neuron_seed: int = 0
-    methods: tuple[str, ...] = ("weight-label", "clip-dissect")
-    targets: tuple[str, ...] = ("weight-label",)
-    n_explanations: int = 1
-    polarity: str = "positive"
-    explain: ExplainConfig = field(default_factory=ExplainConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    seed: int = 0
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
+from vse.studies.table import TableExperiment
 
 #: The experiments recorded before issue 17 ranked the shown pairs by their scaled integers
 #: (ties by index); pinned so that they keep sending the recorded requests.
@@ -59,7 +27,7 @@ _THREE_PASSES = ScoreConfig(
     mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
 )
 
-EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy] = {
+EXPERIMENTS: dict[str, StudyKind] = {
     e.name: e
     for e in [
         # Issue 7: one second-last-layer neuron, every method, every target (a small Table 1).
@@ -149,7 +117,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
         # every method, best of 3, on all three targets, 3 neurons drawn with seed 9. Predictions on
         # shared pools (each neuron's top 6 + 30 random items per target); scored under the paper's
         # uniform protocol and the held-out one (vse.outputs.paper_tables). 15 pairs shown, held-out display.
-        Study(
+        MatchedStudy(
             name="table1-second-last-layer",
             layer="_blocks.15",
             n_neurons=3,
@@ -164,7 +132,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             figures=True,
         ),
         # Issue 9, the paper's Tables 8-9 on the last hidden layer (1280 units out of _conv_head).
-        Study(
+        MatchedStudy(
             name="tables8-9-last-layer",
             n_neurons=3,
             neuron_seed=89,
@@ -186,7 +154,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
         ),
         # Issue 8: does the score tell a neuron's own explanation from others'? 16 neurons.
-        Study(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
+        MatchedStudy(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
         # Issue 17: which simulator and protocol separate explanations: 32 + 16 units, both targets.
         # The recommendation was read off its numbers after recording (README).
         SimulatorStudy(recommended=("embedding", "recall-free-all")),
@@ -194,7 +162,7 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
 }
 
 
-def get_experiment(name: str) -> TableExperiment | Study | StrategyStudy | SimulatorStudy:
+def get_experiment(name: str) -> StudyKind:
     try:
         return EXPERIMENTS[name]
     except KeyError:
