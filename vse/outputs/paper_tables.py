@@ -27,9 +27,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from vse.core.stats import accuracy, correlation_score, mae, mse
+from vse.core.vocab import Protocol
+from vse.outputs.figures import png_bytes
 
 #: The item sets each explanation is scored on, and the attribute of `ItemSets` holding them.
-PROTOCOL_SETS = {"uniform": "uniform", "top-and-random-heldout": "heldout"}
+PROTOCOL_SETS = {Protocol.UNIFORM: "uniform", Protocol.TOP_AND_RANDOM_HELDOUT: "heldout"}
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,7 @@ def method_table(rows: list[ExplanationScore], protocol: str) -> str:
     return head + body
 
 
-def neuron_table(rows: list[ExplanationScore], method: str, target: str, protocol: str = "uniform") -> str:
+def neuron_table(rows: list[ExplanationScore], method: str, target: str, protocol: str = Protocol.UNIFORM) -> str:
     """Markdown: the paper's Table 2 for `method` on `target`: per neuron, its best of N."""
     best = best_of_n(rows)
     picked = [best[k] for k in sorted(best) if k[1:] == (method, target, protocol)]
@@ -199,6 +201,7 @@ def rows_csv(rows: list[ExplanationScore]) -> str:
 def render_explanation_scores(rows: list[ExplanationScore], title: str) -> bytes:
     """Every explanation's score per (method, target) as dots, one panel per protocol; the best of
     N per neuron ringed. PNG bytes (the caller writes them with the rest of the result set)."""
+    # matplotlib is imported here, not at the top, so that `vse --help` stays fast.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,6 +232,4 @@ def render_explanation_scores(rows: list[ExplanationScore], title: str) -> bytes
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title + " (ringed: best of N per neuron)", fontsize=9)
     fig.tight_layout()
-    from vse.outputs.figures import png_bytes
-
     return png_bytes(fig)

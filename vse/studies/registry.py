@@ -10,11 +10,12 @@ Experiments are data only: they never read files themselves.
 from __future__ import annotations
 
 from vse.core.stats import StopRule
+from vse.core.vocab import Api, Kind, Method, Mode, Polarity, Protocol
 from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
 from vse.studies.kind import StudyKind
 from vse.studies.matched import MatchedStudy
-from vse.studies.simulator import SimulatorStudy
+from vse.studies.simulator import SimulatorName, SimulatorStudy, StudyProtocol
 from vse.studies.strategy import StrategyStudy
 from vse.studies.table import TableExperiment
 
@@ -24,7 +25,7 @@ _SCALED = ExplainConfig(rank_by="scaled")
 
 #: Three passes of 50 uniformly drawn items (the paper's minimum), one item per call.
 _THREE_PASSES = ScoreConfig(
-    mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+    mode=Mode.ONE, protocol=Protocol.UNIFORM, n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
 )
 
 EXPERIMENTS: dict[str, StudyKind] = {
@@ -36,12 +37,22 @@ EXPERIMENTS: dict[str, StudyKind] = {
             layer="_blocks.15",
             n_neurons=1,
             neuron_seed=7,
-            methods=("caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect"),
-            targets=("caption-activation", "weight-label", "weight-clip"),
+            methods=(
+                Method.CAPTION_ACTIVATION,
+                Method.WEIGHT_LABEL,
+                Method.WEIGHT_CLIP,
+                Method.WEIGHT_EXPLANATION,
+                Method.CLIP_DISSECT,
+            ),
+            targets=(Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP),
             # 15 pairs shown (not the paper's 25) and 40 items a pass: what this CPU records in ~25 min.
             explain=ExplainConfig(n_pairs=15, rank_by="scaled"),
             score=ScoreConfig(
-                mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+                mode=Mode.ONE,
+                protocol=Protocol.UNIFORM,
+                n_items=40,
+                n_fewshot_pairs=25,
+                stop=StopRule(min_runs=3, max_runs=3),
             ),
         ),
         # Issue 11: the same explain + score through /v1/completions and /v1/chat/completions.
@@ -49,13 +60,13 @@ EXPERIMENTS: dict[str, StudyKind] = {
             name="chat-vs-completions",
             n_neurons=1,
             neuron_seed=11,
-            methods=("weight-label",),
-            targets=("weight-label",),
-            explain=ExplainConfig(api="chat", rank_by="scaled"),
+            methods=(Method.WEIGHT_LABEL,),
+            targets=(Kind.WEIGHT_LABEL,),
+            explain=ExplainConfig(api=Api.CHAT, rank_by="scaled"),
             score=ScoreConfig(
-                mode="one",
-                api="chat",
-                protocol="uniform",
+                mode=Mode.ONE,
+                api=Api.CHAT,
+                protocol=Protocol.UNIFORM,
                 n_items=50,
                 n_fewshot_pairs=25,
                 stop=StopRule(min_runs=3, max_runs=3),
@@ -66,8 +77,8 @@ EXPERIMENTS: dict[str, StudyKind] = {
             explain=_SCALED,
             n_neurons=1,
             neuron_seed=11,
-            methods=("weight-label",),
-            targets=("weight-label",),
+            methods=(Method.WEIGHT_LABEL,),
+            targets=(Kind.WEIGHT_LABEL,),
             score=_THREE_PASSES,
         ),
         # Issue 8: the paper's per-pass few-shot draws on the same neuron and item draws as the baseline.
@@ -76,11 +87,11 @@ EXPERIMENTS: dict[str, StudyKind] = {
             explain=_SCALED,
             n_neurons=1,
             neuron_seed=11,
-            methods=("weight-label",),
-            targets=("weight-label",),
+            methods=(Method.WEIGHT_LABEL,),
+            targets=(Kind.WEIGHT_LABEL,),
             score=ScoreConfig(
-                mode="one",
-                protocol="uniform",
+                mode=Mode.ONE,
+                protocol=Protocol.UNIFORM,
                 n_items=50,
                 n_fewshot_pairs=25,
                 fewshot_draw="per-pass",
@@ -93,11 +104,15 @@ EXPERIMENTS: dict[str, StudyKind] = {
             explain=_SCALED,
             n_neurons=1,
             neuron_seed=3,
-            methods=("weight-label",),
-            targets=("weight-label",),
-            polarity="both",
+            methods=(Method.WEIGHT_LABEL,),
+            targets=(Kind.WEIGHT_LABEL,),
+            polarity=Polarity.BOTH,
             score=ScoreConfig(
-                mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+                mode=Mode.ONE,
+                protocol=Protocol.UNIFORM,
+                n_items=40,
+                n_fewshot_pairs=25,
+                stop=StopRule(min_runs=3, max_runs=3),
             ),
         ),
         # App. C.3.1: the same neuron's negative weights alone (flipped to magnitudes), explained and scored.
@@ -106,11 +121,15 @@ EXPERIMENTS: dict[str, StudyKind] = {
             explain=_SCALED,
             n_neurons=1,
             neuron_seed=3,
-            methods=("weight-label",),
-            targets=("weight-label",),
-            polarity="negative",
+            methods=(Method.WEIGHT_LABEL,),
+            targets=(Kind.WEIGHT_LABEL,),
+            polarity=Polarity.NEGATIVE,
             score=ScoreConfig(
-                mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+                mode=Mode.ONE,
+                protocol=Protocol.UNIFORM,
+                n_items=40,
+                n_fewshot_pairs=25,
+                stop=StopRule(min_runs=3, max_runs=3),
             ),
         ),
         # Issue 9, the paper's Table 1 on the second-last hidden layer (320 channels out of _blocks.15):
@@ -122,9 +141,15 @@ EXPERIMENTS: dict[str, StudyKind] = {
             layer="_blocks.15",
             n_neurons=3,
             neuron_seed=9,
-            methods=("clip-dissect", "caption-activation", "weight-label", "weight-clip", "weight-explanation"),
+            methods=(
+                Method.CLIP_DISSECT,
+                Method.CAPTION_ACTIVATION,
+                Method.WEIGHT_LABEL,
+                Method.WEIGHT_CLIP,
+                Method.WEIGHT_EXPLANATION,
+            ),
             n_explanations=3,
-            targets=("caption-activation", "weight-label", "weight-clip"),
+            targets=(Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP),
             n_top=6,
             n_random=30,
             explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
@@ -136,9 +161,9 @@ EXPERIMENTS: dict[str, StudyKind] = {
             name="tables8-9-last-layer",
             n_neurons=3,
             neuron_seed=89,
-            methods=("clip-dissect", "weight-label", "caption-activation"),
+            methods=(Method.CLIP_DISSECT, Method.WEIGHT_LABEL, Method.CAPTION_ACTIVATION),
             n_explanations=3,
-            targets=("weight-label", "caption-activation"),
+            targets=(Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION),
             n_top=6,
             n_random=30,
             explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
@@ -157,7 +182,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
         MatchedStudy(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
         # Issue 17: which simulator and protocol separate explanations: 32 + 16 units, both targets.
         # The recommendation was read off its numbers after recording (README).
-        SimulatorStudy(recommended=("embedding", "recall-free-all")),
+        SimulatorStudy(recommended=(SimulatorName.EMBEDDING, StudyProtocol.RECALL_FREE_ALL)),
     ]
 }
 
