@@ -2,7 +2,7 @@
 
 Each unit's work is ``--calls`` real `LLMClient.complete` calls (vse's client, one client per
 worker thread) to `bench.stub_server`, which answers each after ``--delay`` seconds; records go
-through `vse.studies.unit_runner.label_units` (O_APPEND + fsync per unit), so the figure includes all of vse's
+through `vse.studies.layer_labelling.label_units` (O_APPEND + fsync per unit), so the figure includes all of vse's
 own overhead. Ideal = workers / (calls x delay); target: 16 workers within 10 % of it.
 
     python -m bench.throughput [--delay 0.1] [--calls 3] [--workers 1 4 16] [--units-per-worker 20]
@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from vse.llm.client import ClientConfig, LLMClient
-from vse.studies.unit_runner import label_units, per_thread
+from vse.studies.layer_labelling import label_units, per_thread
 
 
 def make_work(calls: int, timeout_s: float = 30.0):

@@ -228,7 +228,7 @@ def test_every_error_class_a_user_can_cause_is_classified():
     """The project's own error classes, each with an exit status: none would reach the user as a traceback."""
     from vse.cli.errors import classify
     from vse.llm import errors as E
-    from vse.studies.unit_runner import OutputBusy, RunStopped
+    from vse.studies.layer_labelling import OutputBusy, RunStopped
     from vse.vision.datasets import UnreadableImage
     from vse.vision.models import VisionModelError, WeightsMissingError
 

@@ -1,4 +1,4 @@
-"""vse.studies.unit_runner: concurrency, resume, failures, shards, and a kill -9 of a real labelling run."""
+"""vse.studies.layer_labelling: concurrency, resume, failures, shards, and a kill -9 of a real labelling run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vse.studies.unit_runner import (
+from vse.studies.layer_labelling import (
     OutputBusy,
     done_units,
     label_units,

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from vse.cli.main import main
-from vse.studies.unit_runner import label_units
+from vse.studies.layer_labelling import label_units
 
 REPO = Path(__file__).resolve().parents[1]
 LAYER = "efficientnet_lite0/_conv_head"

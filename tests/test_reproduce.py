@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from vse.llm.cassettes import CassetteMiss
-from vse.studies.registry import EXPERIMENTS, TableExperiment
+from vse.studies.registry import EXPERIMENTS
 from vse.studies.runner import Paths, run_experiment
+from vse.studies.table import TableExperiment
 
 REPO = Path(__file__).resolve().parents[1]
 CASSETTES = REPO / "cassettes"

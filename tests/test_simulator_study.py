@@ -4,14 +4,15 @@ embedding store that replays like a cassette."""
 import numpy as np
 import pytest
 
+from vse.core.discrimination import match
 from vse.method.simulators.embedding import EmbeddingMissing, EmbeddingStore, cosine_predictions
-from vse.studies.simulator import Pool, StudyProtocol, UnitItems, compare, sensitivity, standardise
+from vse.studies.simulator import Pool, StudyProtocol, UnitItems, sensitivity, standardise
 
 
 def _pool(n_units=4, size=40):
     rng = np.random.default_rng(0)
     units = []
-    for j in range(n_units):
+    for _ in range(n_units):
         order = rng.permutation(size)
         units.append(UnitItems(held=np.sort(order[1:6:2]), top=np.sort(order[:6]), shown=np.sort(order[0:6:2])))
     rand = np.sort(rng.choice(size, 12, replace=False))
@@ -44,16 +45,16 @@ def test_every_compared_explanation_is_predicted_on_the_items_it_is_scored_on():
     assert set(pool.needed(-1, 3).tolist()) >= set(np.concatenate([u.held for u in pool.units]).tolist())
 
 
-def test_compare_ignores_explanations_not_compared():
+def test_match_ignores_explanations_not_compared():
     s = np.array([[50.0, np.nan, 0.0], [10.0, 40.0, np.nan], [np.nan, 0.0, 30.0]])
-    c = compare(s)
-    assert c["n_compared"] == 2
-    assert c["wins"] == 3 and c["rank1"] == 3 and c["mean_rank"] == 1.0
-    assert c["matched_mean"] == pytest.approx(40.0)
-    assert c["mismatched_mean"] == pytest.approx((10.0 + 0.0 + 0.0) / 3)
+    c = match(s)
+    assert c.n_compared == 2
+    assert c.wins == 3 and c.rank1 == 3 and c.mean_rank == 1.0
+    assert c.matched_mean == pytest.approx(40.0)
+    assert c.mismatched_mean == pytest.approx((10.0 + 0.0 + 0.0) / 3)
     s[1, 0] = 60.0  # unit 0's own explanation now loses to explanation 1
-    c = compare(s)
-    assert c["rank1"] == 2 and c["wins"] == 2 and c["mean_rank"] == pytest.approx(4 / 3)
+    c = match(s)
+    assert c.rank1 == 2 and c.wins == 2 and c.mean_rank == pytest.approx(4 / 3)
 
 
 def test_sensitivity_is_zero_when_the_explanation_changes_nothing():

@@ -61,8 +61,8 @@ def test_a_run_scores_every_variant_on_the_same_items(monkeypatch):
         seen.append((examples, tuple(texts)))
         return type("S", (), {"values": [float("dog" in t or "terrier" in t) * 5 for t in texts]})()
 
-    monkeypatch.setattr(ss, "predict_items", predict_items)
-    monkeypatch.setattr("vse.method.pipeline.explain_neuron", lambda *a, **k: [_Rec()])
+    monkeypatch.setattr("vse.method.predict.predict_items", predict_items)
+    monkeypatch.setattr(ss, "explain_neuron", lambda *a, **k: [_Rec()])
     saved = []
 
     @contextlib.contextmanager
@@ -81,7 +81,7 @@ def test_a_run_scores_every_variant_on_the_same_items(monkeypatch):
 
     study = ss.StrategyStudy(name="t", neuron_seed=5, n_runs=2, variants=ss.TABLE5[:2])
     out = ss.run_strategy_study(study, open_llm, progress=False)
-    assert [(s.variant, s.run) for s in out["runs"]] == [
+    assert [(s.variant, s.run) for s in out.runs] == [
         ("Baseline (random)", 0),
         ("Baseline (random)", 1),
         ("Highest 50/50", 0),
@@ -90,4 +90,4 @@ def test_a_run_scores_every_variant_on_the_same_items(monkeypatch):
     assert seen[0][1] == seen[2][1] and seen[1][1] == seen[3][1]  # paired items
     assert seen[0][0] != seen[2][0]  # the strategies show different few-shot pairs
     assert saved == ["baseline-random"] * 2 + ["highest-50-50"] * 2
-    assert ss.render_runs(study, out["runs"]).startswith(b"\x89PNG")
+    assert ss.render_runs(study, out.runs).startswith(b"\x89PNG")

@@ -444,8 +444,8 @@ def validate(
 ):
     from vse.llm.client import ClientConfig
     from vse.method.explain import ExplainConfig
-    from vse.studies.pooled import Study, run_study, summary_json
-    from vse.studies.runner import Opener, Paths
+    from vse.studies.cassette_llms import CassetteLLMs, Paths
+    from vse.studies.matched import MatchedStudy, run_matched_study, summary_json
 
     name, sep, layer = model_layer.partition("/")
     if not sep or "/" in layer:
@@ -465,7 +465,7 @@ def validate(
         preflight.check_weight_explanation(layer)
     preflight.check_units(name, layer, unit_list, preflight.kinds_for(method_list, target_list))
     preflight.check_writable(out)
-    study = Study(
+    study = MatchedStudy(
         name=cassette_dir.name,
         model=name,
         layer=layer,
@@ -489,7 +489,7 @@ def validate(
                 check_local_server()  # before the model file is assembled
             base_url = endpoint_or_local(stack, base_url, port)
             config = ClientConfig.from_env(base_url=base_url, model=model)
-        opener = Opener(
+        opener = CassetteLLMs(
             study.name,
             api,
             not replay,
@@ -497,11 +497,11 @@ def validate(
             Paths(cassette_dir.parent, Path("results")),
             in_flight=in_flight if in_flight is not None or not replay else 1,
         )
-        result = run_study(study, opener, progress=sys.stderr.isatty())
-    click.echo(result["table"])
+        result = run_matched_study(study, opener, progress=sys.stderr.isatty())
+    click.echo(result.comparison)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(summary_json(result["rows"]), encoding="utf-8")
+        out.write_text(summary_json(result.rows), encoding="utf-8")
 
 
 def register(group: click.Group) -> None:

@@ -113,7 +113,7 @@ def classify(exc: BaseException) -> tuple[int, str] | None:
 
 def _classify(exc: BaseException) -> tuple[int, str] | None:
     from vse.llm.errors import LLMError, ModelAssemblyError, ServerStartError
-    from vse.studies.unit_runner import RunStopped
+    from vse.studies.layer_labelling import RunStopped
 
     if isinstance(exc, UserError):
         return EXIT_INPUT, str(exc)

@@ -1,7 +1,7 @@
 """``vse label MODEL/LAYER``: explain (and optionally score) every unit of a layer; see docs/labelling.md.
 
 Thin: parses options, builds the per-unit work from `vse.method.pipeline` (imported lazily, inside the work,
-so this module loads without the LLM core), and hands it to `vse.studies.unit_runner.label_units`, which does
+so this module loads without the LLM core), and hands it to `vse.studies.layer_labelling.label_units`, which does
 the concurrency, resume, sharding, progress bar and summary. ``--dry-run`` prices the run from
 the requests `vse.method.pipeline.plan_requests` says it would send (`vse.llm.pricing`), calling nothing.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from vse.studies.unit_runner import RunStopped, label_units, parse_shard, per_thread, shard_units
+from vse.studies.layer_labelling import RunStopped, label_units, parse_shard, per_thread, shard_units
 
 
 def parse_units(text: str | None, width: int | None) -> list[int]:

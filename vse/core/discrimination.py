@@ -22,12 +22,13 @@ and each of them prior-corrected (the neutral explanation's predictions subtract
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats as st
 
-from vse.core.protocols import heldout_shown, heldout_top, ranks
+from vse.core.markdown import Column, markdown_table
+from vse.core.protocols import among, heldout_shown, heldout_top, ranks
 from vse.core.stats import correlation_score
 
 
@@ -67,11 +68,11 @@ def item_sets(values: np.ndarray, pool: np.ndarray, rand: np.ndarray, n_top: int
     held = heldout_top(values, n_top // 2)  # ranks 1, 3, ... below n_top
     uniform = [where[int(i)] for i in rand]
     tr = sorted({where[int(i)] for i in top} | set(uniform))
-    ho_random = [where[int(i)] for i in rand if int(i) not in shown and int(i) not in set(top.tolist())]
+    ho_random = [where[int(i)] for i in among(rand, shown | set(top.tolist()))]
     ho = sorted({where[int(i)] for i in held} | set(ho_random))
     held_pool = sorted({where[int(i)] for i in held})
     as_int = lambda x: np.array(x, dtype=int)  # noqa: E731 - int even when empty: they index arrays
-    unseen = sorted(where[int(i)] for i in rand if int(i) not in shown)
+    unseen = sorted(where[int(i)] for i in among(rand, shown))
     return ItemSets(
         as_int(uniform), as_int(tr), as_int(ho), as_int(held_pool), as_int(sorted(ho_random)), as_int(unseen)
     )
@@ -115,36 +116,71 @@ def neurons_needed(diffs: np.ndarray, alpha: float = 0.01, limit: int = 10_000) 
     return None
 
 
-def compare(scores: np.ndarray, *, protocol: str, target: str, method: str) -> Comparison:
-    """From S[i, j] = score of neuron i's explanation on neuron j's values (same method)."""
+@dataclass(frozen=True)
+class Matched:
+    """Matched vs mismatched over units, read from one score matrix (`match`)."""
+
+    n_compared: int  # explanations compared per unit, the own one included (ranks are out of it)
+    matched_mean: float
+    mismatched_mean: float
+    wins: int  # units whose own score beats the mean of the others compared
+    rank1: int  # units whose own explanation ranks first
+    mean_rank: float
+    p_value: float  # one-sided paired t-test of own minus the others' mean over units
+    p_wilcoxon: float
+    diffs: np.ndarray = field(repr=False, compare=False)  # own minus the others' mean, per unit
+
+
+def match(scores: np.ndarray) -> Matched:
+    """From S[i, j] = explanation i's score on unit j's values (NaN where i is not compared on j).
+
+    rank: 1 + how many compared explanations score strictly higher than the own one (ties do not
+    push it down); p: one-sided paired t-test (and Wilcoxon) of own minus the others' mean over units.
+    """
     s = np.asarray(scores, dtype=float)
-    k = s.shape[0]
-    matched = np.diag(s)
-    mismatched = np.array([(s[:, j].sum() - s[j, j]) / (k - 1) for j in range(k)])
+    k = s.shape[1]
+    matched = np.array([s[j, j] for j in range(k)])
+    others = [np.array([s[i, j] for i in range(s.shape[0]) if i != j and np.isfinite(s[i, j])]) for j in range(k)]
+    mismatched = np.array([o.mean() for o in others])
     diffs = matched - mismatched
-    rank = np.array([1 + int(np.sum(np.delete(s[:, j], j) > s[j, j])) for j in range(k)])
-    p_t = (
-        float(st.ttest_1samp(diffs, 0.0, alternative="greater").pvalue)
-        if np.ptp(diffs) > 0
-        else (0.0 if diffs.mean() > 0 else 1.0)
-    )
+    rank = np.array([1 + int(np.sum(o > m)) for o, m in zip(others, matched, strict=True)])
+    if np.ptp(diffs) > 0:
+        p_t = float(st.ttest_1samp(diffs, 0.0, alternative="greater").pvalue)
+    else:
+        p_t = 0.0 if diffs.mean() > 0 else 1.0
     try:
         p_w = float(st.wilcoxon(diffs, alternative="greater").pvalue)
     except ValueError:  # every difference 0
         p_w = 1.0
+    return Matched(
+        n_compared=int(max(len(o) for o in others) + 1),
+        matched_mean=float(matched.mean()),
+        mismatched_mean=float(mismatched.mean()),
+        wins=int(np.sum(diffs > 0)),
+        rank1=int(np.sum(rank == 1)),
+        mean_rank=float(rank.mean()),
+        p_value=p_t,
+        p_wilcoxon=p_w,
+        diffs=diffs,
+    )
+
+
+def compare(scores: np.ndarray, *, protocol: str, target: str, method: str) -> Comparison:
+    """From S[i, j] = score of neuron i's explanation on neuron j's values (same method, all compared)."""
+    m = match(scores)
     return Comparison(
         protocol,
         target,
         method,
-        k,
-        float(matched.mean()),
-        float(mismatched.mean()),
-        int(np.sum(diffs > 0)),
-        float(rank.mean()),
-        p_t,
-        p_w,
-        neurons_needed(diffs),
-        int(np.sum(rank == 1)),
+        len(m.diffs),
+        m.matched_mean,
+        m.mismatched_mean,
+        m.wins,
+        m.mean_rank,
+        m.p_value,
+        m.p_wilcoxon,
+        neurons_needed(m.diffs),
+        m.rank1,
     )
 
 
@@ -183,11 +219,30 @@ def score_matrix(
     )
 
 
+def _two(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+#: The matched-vs-mismatched table's columns (`markdown`).
+COLUMNS = (
+    Column("protocol", lambda r: r.protocol),
+    Column("target", lambda r: r.target),
+    Column("method", lambda r: r.method),
+    Column("neurons", lambda r: f"{r.n_neurons}"),
+    Column("matched", lambda r: f"{r.matched_mean:.1f}"),
+    Column("mismatched", lambda r: f"{r.mismatched_mean:.1f}"),
+    Column("own > others", lambda r: f"{r.wins}/{r.n_neurons}"),
+    Column("own ranked 1st", lambda r: f"{r.rank1}"),
+    Column("mean rank of own", lambda r: f"{r.mean_rank:.2f}"),
+    Column("p (t, one-sided)", lambda r: f"{r.p_value:.4f}"),
+    Column("p (Wilcoxon)", lambda r: f"{r.p_wilcoxon:.4f}"),
+    Column(
+        "neurons for p < 0.01", lambda r: "-" if r.neurons_needed_for_p01 is None else f"{r.neurons_needed_for_p01}"
+    ),
+    Column("sensitivity", lambda r: _two(r.sensitivity)),
+    Column("corr with neutral", lambda r: _two(r.corr_with_neutral)),
+)
+
+
 def markdown(rows: list[Comparison]) -> str:
-    head = "| protocol | target | method | neurons | matched | mismatched | own > others | own ranked 1st | mean rank of own | p (t, one-sided) | p (Wilcoxon) | neurons for p < 0.01 | sensitivity | corr with neutral |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-    fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
-    body = "".join(
-        f"| {r.protocol} | {r.target} | {r.method} | {r.n_neurons} | {r.matched_mean:.1f} | {r.mismatched_mean:.1f} | {r.wins}/{r.n_neurons} | {r.rank1} | {r.mean_rank:.2f} | {r.p_value:.4f} | {r.p_wilcoxon:.4f} | {'-' if r.neurons_needed_for_p01 is None else r.neurons_needed_for_p01} | {fmt(r.sensitivity)} | {fmt(r.corr_with_neutral)} |\n"
-        for r in rows
-    )
-    return head + body
+    return markdown_table(COLUMNS, rows)

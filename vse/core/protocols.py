@@ -28,8 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from vse.core.scaling import as_finite_1d
+from vse.core.vocab import Protocol, choices
 
-PROTOCOLS = ("uniform", "top-and-random", "top-and-random-heldout", "all", "recall-free")
+PROTOCOLS = choices(Protocol)
 
 
 def ranks(values: np.ndarray) -> np.ndarray:
@@ -56,6 +57,23 @@ def outside(size: int, excluded) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+def among(items: np.ndarray, excluded) -> np.ndarray:
+    """The `items` not in `excluded`, in their order: what is left of a fixed random draw."""
+    items = np.asarray(items)
+    return items[~np.isin(items, np.asarray(sorted(set(int(i) for i in excluded)), dtype=int))]
+
+
+def draw_outside(size: int, excluded, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to `n` of the indices 0..size-1 outside `excluded`, drawn without replacement (in draw order).
+
+    The one random draw of a protocol's items: a scoring pass (`select`) and a strategy-study run
+    (`vse.studies.strategy`) take theirs here. With nothing to draw, `rng` is not touched.
+    """
+    rest = outside(size, excluded)
+    k = min(n, len(rest))
+    return rng.choice(rest, size=k, replace=False) if k else np.array([], dtype=int)
+
+
 def select(
     protocol: str,
     values: np.ndarray,
@@ -75,22 +93,20 @@ def select(
         raise ValueError(f"scoring protocol {protocol!r} is not one of {PROTOCOLS}")
     if n < 1:
         raise ValueError(f"a pass needs at least 1 item, got {n}")
-    if protocol == "all":
+    if protocol == Protocol.ALL:
         return np.arange(size)
-    if protocol == "recall-free":
+    if protocol == Protocol.RECALL_FREE:
         order = ranks(x if strength is None else strength)
         return np.sort(order[n_shown:])
     n = min(n, size)
-    if protocol == "uniform":
+    if protocol == Protocol.UNIFORM:
         return rng.choice(size, size=n, replace=False)
     order = ranks(x)
-    if protocol == "top-and-random":
+    if protocol == Protocol.TOP_AND_RANDOM:
         top = order[: n // 2]
         excluded = set(top.tolist())
     else:  # held out: the odd ranks of the top; nothing the explainer saw may come in at random
         top = heldout_top(x, n // 2)
         excluded = set(order[: 2 * max(n_shown, n // 2)].tolist())
-    rest = outside(size, excluded)
-    k = min(n - len(top), len(rest))
-    picked = np.concatenate([top, rng.choice(rest, size=k, replace=False) if k else np.array([], dtype=int)])
+    picked = np.concatenate([top, draw_outside(size, excluded, n - len(top), rng)])
     return rng.permutation(picked.astype(int))

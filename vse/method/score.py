@@ -156,7 +156,7 @@ def predict_items(
     """The one way to predict a neuron's values for item texts from an explanation.
 
     Every caller goes through it: Algorithm 1 (`score_explanation`), the studies
-    (`vse.studies.pooled`, `vse.studies.strategy`) and `vse validate`. It builds the simulator that
+    (`vse.studies.matched`, `vse.studies.strategy`) and `vse validate`. It builds the simulator that
     ``config`` names (``mode``, ``api``, ``top_logprobs``, ``split_ten``: `make_simulator`) and the
     prompt context, and returns a `Simulation` whose ``values[i]`` is the prediction for
     ``texts[i]`` (plus the calls and tokens it cost).

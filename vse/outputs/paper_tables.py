@@ -1,6 +1,6 @@
 """The paper's method and neuron tables, read from a study's pool predictions (no LLM call of their own).
 
-A study (vse.studies.pooled) predicts every explanation once on each target's shared item pool. Here each
+A study (vse.studies.matched) predicts every explanation once on each target's shared item pool. Here each
 explanation is scored on its own neuron under two item sets of that pool (vse.core.discrimination.item_sets):
 - ``uniform``, the paper's protocol: the pool's random items, a uniform sample of the whole list;
 - ``top-and-random-heldout``, the protocol the power study found to discriminate: the neuron's
@@ -27,9 +27,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from vse.core.stats import accuracy, correlation_score, mae, mse
+from vse.core.vocab import Protocol
+from vse.outputs.figures import png_bytes
 
 #: The item sets each explanation is scored on, and the attribute of `ItemSets` holding them.
-PROTOCOL_SETS = {"uniform": "uniform", "top-and-random-heldout": "heldout"}
+PROTOCOL_SETS = {Protocol.UNIFORM: "uniform", Protocol.TOP_AND_RANDOM_HELDOUT: "heldout"}
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,7 @@ def method_table(rows: list[ExplanationScore], protocol: str) -> str:
     return head + body
 
 
-def neuron_table(rows: list[ExplanationScore], method: str, target: str, protocol: str = "uniform") -> str:
+def neuron_table(rows: list[ExplanationScore], method: str, target: str, protocol: str = Protocol.UNIFORM) -> str:
     """Markdown: the paper's Table 2 for `method` on `target`: per neuron, its best of N."""
     best = best_of_n(rows)
     picked = [best[k] for k in sorted(best) if k[1:] == (method, target, protocol)]
@@ -168,7 +170,10 @@ def neuron_table(rows: list[ExplanationScore], method: str, target: str, protoco
         return ""
     head = "| neuron | Corr. | Acc. | MSE | MAE |\n|---|---|---|---|---|\n"
     body = "".join(f"| {r.unit} | {r.corr:.2f} | {100 * r.acc:.0f}% | {r.mse:.2f} | {r.mae:.2f} |\n" for r in picked)
-    avg = f"| Avg. | {np.mean([r.corr for r in picked]):.2f} | {100 * np.mean([r.acc for r in picked]):.2f}% | {np.mean([r.mse for r in picked]):.2f} | {np.mean([r.mae for r in picked]):.2f} |\n"
+    avg = (
+        f"| Avg. | {np.mean([r.corr for r in picked]):.2f} | {100 * np.mean([r.acc for r in picked]):.2f}% "
+        f"| {np.mean([r.mse for r in picked]):.2f} | {np.mean([r.mae for r in picked]):.2f} |\n"
+    )
     return head + body + avg
 
 
@@ -196,6 +201,7 @@ def rows_csv(rows: list[ExplanationScore]) -> str:
 def render_explanation_scores(rows: list[ExplanationScore], title: str) -> bytes:
     """Every explanation's score per (method, target) as dots, one panel per protocol; the best of
     N per neuron ringed. PNG bytes (the caller writes them with the rest of the result set)."""
+    # matplotlib is imported here, not at the top, so that `vse --help` stays fast.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,13 +214,13 @@ def render_explanation_scores(rows: list[ExplanationScore], title: str) -> bytes
     fig, axes = plt.subplots(
         1, len(protocols), figsize=(5.5 * len(protocols), 0.32 * len(keys) + 1.6), sharey=True, squeeze=False
     )
-    for ax, protocol in zip(axes[0], protocols):
+    for ax, protocol in zip(axes[0], protocols, strict=True):
         for c, unit in enumerate(units):
             # One scatter per unit (dots) and one for its best of N (rings): few artists, fast to draw.
             mine = [r for r in rows if (r.protocol, r.unit) == (protocol, unit)]
             ys = [keys.index((r.method, r.target)) + 0.12 * (c - (len(units) - 1) / 2) for r in mine]
             ax.scatter([r.corr for r in mine], ys, s=14, color=f"C{c}", label=f"unit {unit}", zorder=2)
-            ringed = [(r.corr, y) for r, y in zip(mine, ys) if id(r) in best]
+            ringed = [(r.corr, y) for r, y in zip(mine, ys, strict=True) if id(r) in best]
             ax.scatter(
                 [x for x, _ in ringed], [y for _, y in ringed], s=60, facecolors="none", edgecolors=f"C{c}", zorder=3
             )
@@ -226,6 +232,4 @@ def render_explanation_scores(rows: list[ExplanationScore], title: str) -> bytes
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title + " (ringed: best of N per neuron)", fontsize=9)
     fig.tight_layout()
-    from vse.outputs.figures import png_bytes
-
     return png_bytes(fig)

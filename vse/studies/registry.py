@@ -9,46 +9,15 @@ Experiments are data only: they never read files themselves.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 from vse.core.stats import StopRule
+from vse.core.vocab import Api, Kind, Method, Mode, Polarity, Protocol
 from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
-from vse.studies.pooled import Study
-from vse.studies.simulator import SimulatorStudy
+from vse.studies.kind import StudyKind
+from vse.studies.matched import MatchedStudy
+from vse.studies.simulator import SimulatorName, SimulatorStudy, StudyProtocol
 from vse.studies.strategy import StrategyStudy
-
-
-@dataclass(frozen=True)
-class TableExperiment:
-    """Explain neurons by several methods and score every explanation on several targets.
-
-    name: folder name under cassettes/ and results/.
-    model, layer: the layer whose units are explained.
-    n_neurons, neuron_seed: how many evaluation units are drawn, and the draw's seed.
-    methods: explanation methods (vse.method.pipeline.METHODS); clip-dissect gives one label, the others
-        `n_explanations` each (best of N).
-    targets: the target kinds every explanation is scored on (Table 1's columns).
-    polarity: of the pairs shown and scored ("both" = signed).
-    explain, score: the knobs. seed: root of every derived seed (vse.core.seeds).
-    """
-
-    name: str
-    model: str = "efficientnet_lite0"
-    layer: str = "_conv_head"
-    n_neurons: int = 1
-    neuron_seed: int = 0
-    methods: tuple[str, ...] = ("weight-label", "clip-dissect")
-    targets: tuple[str, ...] = ("weight-label",)
-    n_explanations: int = 1
-    polarity: str = "positive"
-    explain: ExplainConfig = field(default_factory=ExplainConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    seed: int = 0
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
+from vse.studies.table import TableExperiment
 
 #: The experiments recorded before issue 17 ranked the shown pairs by their scaled integers
 #: (ties by index); pinned so that they keep sending the recorded requests.
@@ -56,10 +25,10 @@ _SCALED = ExplainConfig(rank_by="scaled")
 
 #: Three passes of 50 uniformly drawn items (the paper's minimum), one item per call.
 _THREE_PASSES = ScoreConfig(
-    mode="one", protocol="uniform", n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+    mode=Mode.ONE, protocol=Protocol.UNIFORM, n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
 )
 
-EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy] = {
+EXPERIMENTS: dict[str, StudyKind] = {
     e.name: e
     for e in [
         # Issue 7: one second-last-layer neuron, every method, every target (a small Table 1).
@@ -68,12 +37,22 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             layer="_blocks.15",
             n_neurons=1,
             neuron_seed=7,
-            methods=("caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect"),
-            targets=("caption-activation", "weight-label", "weight-clip"),
+            methods=(
+                Method.CAPTION_ACTIVATION,
+                Method.WEIGHT_LABEL,
+                Method.WEIGHT_CLIP,
+                Method.WEIGHT_EXPLANATION,
+                Method.CLIP_DISSECT,
+            ),
+            targets=(Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP),
             # 15 pairs shown (not the paper's 25) and 40 items a pass: what this CPU records in ~25 min.
             explain=ExplainConfig(n_pairs=15, rank_by="scaled"),
             score=ScoreConfig(
-                mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+                mode=Mode.ONE,
+                protocol=Protocol.UNIFORM,
+                n_items=40,
+                n_fewshot_pairs=25,
+                stop=StopRule(min_runs=3, max_runs=3),
             ),
         ),
         # Issue 11: the same explain + score through /v1/completions and /v1/chat/completions.
@@ -81,13 +60,13 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             name="chat-vs-completions",
             n_neurons=1,
             neuron_seed=11,
-            methods=("weight-label",),
-            targets=("weight-label",),
-            explain=ExplainConfig(api="chat", rank_by="scaled"),
+            methods=(Method.WEIGHT_LABEL,),
+            targets=(Kind.WEIGHT_LABEL,),
+            explain=ExplainConfig(api=Api.CHAT, rank_by="scaled"),
             score=ScoreConfig(
-                mode="one",
-                api="chat",
-                protocol="uniform",
+                mode=Mode.ONE,
+                api=Api.CHAT,
+                protocol=Protocol.UNIFORM,
                 n_items=50,
                 n_fewshot_pairs=25,
                 stop=StopRule(min_runs=3, max_runs=3),
@@ -98,8 +77,8 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             explain=_SCALED,
             n_neurons=1,
             neuron_seed=11,
-            methods=("weight-label",),
-            targets=("weight-label",),
+            methods=(Method.WEIGHT_LABEL,),
+            targets=(Kind.WEIGHT_LABEL,),
             score=_THREE_PASSES,
         ),
         # Issue 8: the paper's per-pass few-shot draws on the same neuron and item draws as the baseline.
@@ -108,11 +87,11 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             explain=_SCALED,
             n_neurons=1,
             neuron_seed=11,
-            methods=("weight-label",),
-            targets=("weight-label",),
+            methods=(Method.WEIGHT_LABEL,),
+            targets=(Kind.WEIGHT_LABEL,),
             score=ScoreConfig(
-                mode="one",
-                protocol="uniform",
+                mode=Mode.ONE,
+                protocol=Protocol.UNIFORM,
                 n_items=50,
                 n_fewshot_pairs=25,
                 fewshot_draw="per-pass",
@@ -125,11 +104,15 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             explain=_SCALED,
             n_neurons=1,
             neuron_seed=3,
-            methods=("weight-label",),
-            targets=("weight-label",),
-            polarity="both",
+            methods=(Method.WEIGHT_LABEL,),
+            targets=(Kind.WEIGHT_LABEL,),
+            polarity=Polarity.BOTH,
             score=ScoreConfig(
-                mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+                mode=Mode.ONE,
+                protocol=Protocol.UNIFORM,
+                n_items=40,
+                n_fewshot_pairs=25,
+                stop=StopRule(min_runs=3, max_runs=3),
             ),
         ),
         # App. C.3.1: the same neuron's negative weights alone (flipped to magnitudes), explained and scored.
@@ -138,25 +121,35 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             explain=_SCALED,
             n_neurons=1,
             neuron_seed=3,
-            methods=("weight-label",),
-            targets=("weight-label",),
-            polarity="negative",
+            methods=(Method.WEIGHT_LABEL,),
+            targets=(Kind.WEIGHT_LABEL,),
+            polarity=Polarity.NEGATIVE,
             score=ScoreConfig(
-                mode="one", protocol="uniform", n_items=40, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
+                mode=Mode.ONE,
+                protocol=Protocol.UNIFORM,
+                n_items=40,
+                n_fewshot_pairs=25,
+                stop=StopRule(min_runs=3, max_runs=3),
             ),
         ),
         # Issue 9, the paper's Table 1 on the second-last hidden layer (320 channels out of _blocks.15):
         # every method, best of 3, on all three targets, 3 neurons drawn with seed 9. Predictions on
         # shared pools (each neuron's top 6 + 30 random items per target); scored under the paper's
         # uniform protocol and the held-out one (vse.outputs.paper_tables). 15 pairs shown, held-out display.
-        Study(
+        MatchedStudy(
             name="table1-second-last-layer",
             layer="_blocks.15",
             n_neurons=3,
             neuron_seed=9,
-            methods=("clip-dissect", "caption-activation", "weight-label", "weight-clip", "weight-explanation"),
+            methods=(
+                Method.CLIP_DISSECT,
+                Method.CAPTION_ACTIVATION,
+                Method.WEIGHT_LABEL,
+                Method.WEIGHT_CLIP,
+                Method.WEIGHT_EXPLANATION,
+            ),
             n_explanations=3,
-            targets=("caption-activation", "weight-label", "weight-clip"),
+            targets=(Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP),
             n_top=6,
             n_random=30,
             explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
@@ -164,13 +157,13 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             figures=True,
         ),
         # Issue 9, the paper's Tables 8-9 on the last hidden layer (1280 units out of _conv_head).
-        Study(
+        MatchedStudy(
             name="tables8-9-last-layer",
             n_neurons=3,
             neuron_seed=89,
-            methods=("clip-dissect", "weight-label", "caption-activation"),
+            methods=(Method.CLIP_DISSECT, Method.WEIGHT_LABEL, Method.CAPTION_ACTIVATION),
             n_explanations=3,
-            targets=("weight-label", "caption-activation"),
+            targets=(Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION),
             n_top=6,
             n_random=30,
             explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
@@ -186,15 +179,15 @@ EXPERIMENTS: dict[str, TableExperiment | Study | StrategyStudy | SimulatorStudy]
             explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
         ),
         # Issue 8: does the score tell a neuron's own explanation from others'? 16 neurons.
-        Study(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
+        MatchedStudy(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
         # Issue 17: which simulator and protocol separate explanations: 32 + 16 units, both targets.
         # The recommendation was read off its numbers after recording (README).
-        SimulatorStudy(recommended=("embedding", "recall-free-all")),
+        SimulatorStudy(recommended=(SimulatorName.EMBEDDING, StudyProtocol.RECALL_FREE_ALL)),
     ]
 }
 
 
-def get_experiment(name: str) -> TableExperiment | Study | StrategyStudy | SimulatorStudy:
+def get_experiment(name: str) -> StudyKind:
     try:
         return EXPERIMENTS[name]
     except KeyError:

@@ -40,22 +40,28 @@ target by target), one per layer for the neutral explanation, and the embedding 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
-from scipy import stats as st
 from tqdm import tqdm
 
 from vse.core import seeds
-from vse.core.discrimination import explanation_sensitivity
+from vse.core.discrimination import explanation_sensitivity, match
+from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import ranks
 from vse.core.stats import correlation_score
+from vse.core.vocab import Kind, Method
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig, shown_indices
-from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
+from vse.method.pipeline import explain_neuron, fewshot_neurons
+from vse.method.predict import predict_explanation
+from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig
+from vse.method.simulators.embedding import EmbeddingSimulator, EmbeddingStore
 from vse.method.simulators.llm import SimContext
+from vse.outputs.paper_tables import to_csv
+from vse.studies.cassette_llms import CassetteLLMs
+from vse.studies.kind import StudyKind
 
 
 class SimulatorName(StrEnum):
@@ -84,8 +90,8 @@ class LayerSpec:
 POWER_STUDY_UNITS = (351, 1277, 620, 1144, 1225, 1257, 965, 100, 572, 459, 1063, 924, 931, 771, 636, 227)
 
 
-@dataclass(frozen=True)
-class SimulatorStudy:
+@dataclass(frozen=True, kw_only=True)
+class SimulatorStudy(StudyKind):
     """Simulators x protocols x targets x layers, matched vs mismatched (module doc).
 
     name: folder under cassettes/ and results/. layers: `LayerSpec`s. neuron_seed: the draw.
@@ -97,20 +103,23 @@ class SimulatorStudy:
     """
 
     name: str = "simulator-study"
-    model: str = "efficientnet_lite0"
     layers: tuple[LayerSpec, ...] = (LayerSpec("_conv_head", 32, 80), LayerSpec("_blocks.15", 16, 48))
     neuron_seed: int = 17
     exclude: tuple[tuple[str, tuple[int, ...]], ...] = (("_conv_head", POWER_STUDY_UNITS),)
-    targets: tuple[str, ...] = ("weight-label", "caption-activation")
+    targets: tuple[str, ...] = (Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION)
     n_held: int = 10
     n_compared: int = 4
     explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout"))
     score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
-    seed: int = 0
     recommended: tuple[str, str] = ("", "")
 
-    def to_json(self) -> dict:
-        return asdict(self)
+    def run(self, llms: CassetteLLMs, *, progress: bool = True) -> SimulatorResult:
+        """The embeddings replay from (and record to) ``cassettes/<name>/embeddings.npz`` beside the cassettes."""
+        store = EmbeddingStore(llms.folder / "embeddings.npz", record=llms.record)
+        try:
+            return run_simulator_study(self, llms, store, progress=progress)
+        finally:
+            store.save()  # recording: what was embedded so far survives an interruption
 
     def units(self, spec: LayerSpec) -> list[int]:
         excluded = dict(self.exclude).get(spec.layer, ())
@@ -172,7 +181,7 @@ def build_pool(study: SimulatorStudy, spec: LayerSpec, layer_index: int, units: 
     items = []
     for x in targets:
         order = ranks(x.strength)
-        shown = np.sort(shown_indices(x, study.explain)) if target == "weight-label" else np.array([], dtype=int)
+        shown = np.sort(shown_indices(x, study.explain)) if target == Kind.WEIGHT_LABEL else np.array([], dtype=int)
         items.append(UnitItems(np.sort(order[1 : 2 * study.n_held : 2]), np.sort(order[: 2 * study.n_held]), shown))
     return Pool(target, targets[0].texts, np.stack([x.values.astype(float) for x in targets]), rand, tuple(items))
 
@@ -203,40 +212,6 @@ class Row:
 
     def to_json(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-
-
-def compare(scores: np.ndarray) -> dict:
-    """From S[i, j] (NaN where explanation i is not compared on unit j): matched vs mismatched.
-
-    wins: units whose own score beats the mean of the others compared; rank: 1 + how many compared
-    explanations score strictly higher than the own one; p: one-sided paired t-test (and Wilcoxon)
-    of own minus the others' mean over units.
-    """
-    s = np.asarray(scores, dtype=float)
-    k = s.shape[1]
-    matched = np.array([s[j, j] for j in range(k)])
-    others = [np.array([s[i, j] for i in range(s.shape[0]) if i != j and np.isfinite(s[i, j])]) for j in range(k)]
-    mismatched = np.array([o.mean() for o in others])
-    diffs = matched - mismatched
-    rank = np.array([1 + int(np.sum(o > m)) for o, m in zip(others, matched)])
-    if np.ptp(diffs) > 0:
-        p_t = float(st.ttest_1samp(diffs, 0.0, alternative="greater").pvalue)
-    else:
-        p_t = 0.0 if diffs.mean() > 0 else 1.0
-    try:
-        p_w = float(st.wilcoxon(diffs, alternative="greater").pvalue)
-    except ValueError:  # every difference 0
-        p_w = 1.0
-    return {
-        "n_compared": int(max(len(o) for o in others) + 1),
-        "matched_mean": float(matched.mean()),
-        "mismatched_mean": float(mismatched.mean()),
-        "wins": int(np.sum(diffs > 0)),
-        "rank1": int(np.sum(rank == 1)),
-        "mean_rank": float(rank.mean()),
-        "p_value": p_t,
-        "p_wilcoxon": p_w,
-    }
 
 
 def sensitivity(own: np.ndarray, neutral: np.ndarray, pool: Pool, j: int) -> tuple[float, float]:
@@ -275,7 +250,7 @@ def rows_for(
                 who = pool.compared(j, n_compared) if protocol is StudyProtocol.HELDOUT else range(n)
                 for i in who:
                     s[i, j] = correlation_score(p[i, items], pool.truths[j, items])
-            c = compare(s)
+            m = match(s)
             label = str(protocol) + (" (prior-corrected)" if corrected else "")
             out.append(
                 Row(
@@ -284,9 +259,16 @@ def rows_for(
                     pool.target,
                     layer,
                     n,
+                    n_compared=m.n_compared,
+                    matched_mean=m.matched_mean,
+                    mismatched_mean=m.mismatched_mean,
+                    wins=m.wins,
+                    rank1=m.rank1,
+                    mean_rank=m.mean_rank,
+                    p_value=m.p_value,
+                    p_wilcoxon=m.p_wilcoxon,
                     sensitivity=float(np.mean([x[0] for x in sens])),
                     corr_with_neutral=float(np.mean([x[1] for x in sens])),
-                    **c,
                 )
             )
     return out
@@ -295,42 +277,62 @@ def rows_for(
 # ----------------------------------------------------------------------------- running
 
 
-def run_simulator_study(study: SimulatorStudy, open_llm: Callable, embeddings, *, progress: bool = True) -> dict:
-    """Record or replay the study. open_llm(stem) gives an LLM on that cassette (vse.studies.runner.Opener);
-    embeddings: a `vse.method.simulators.embedding.EmbeddingStore` (recording or replaying)."""
-    from vse.method.pipeline import explain_neuron, fewshot_neurons
-    from vse.method.simulators.embedding import EmbeddingSimulator
+@dataclass(frozen=True)
+class SimulatorResult:
+    """A simulator study's run: every explanation, the summary rows, each unit's recall-free scores."""
 
+    name: str
+    explanations: list[dict]
+    rows: list[Row]
+    per_unit: list[dict]
+
+    @property
+    def units(self) -> list[str]:
+        """The neurons explained, as ids ("model/layer/unit"), sorted."""
+        return sorted({r["neuron"] for r in self.explanations})
+
+    @property
+    def table(self) -> str:
+        return markdown(self.rows) + f"\nEmbeddings replay from `cassettes/{self.name}/embeddings.npz`.\n"
+
+    @property
+    def figure(self) -> str:
+        return ""
+
+    def files(self) -> dict[str, str | bytes]:
+        return {
+            "summary.json": summary_json(self.rows),
+            "explanations.jsonl": "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.explanations),
+            "per-unit.csv": to_csv(self.per_unit),
+        }
+
+
+def run_simulator_study(
+    study: SimulatorStudy, open_llm: CassetteLLMs, embeddings: EmbeddingStore, *, progress: bool = True
+) -> SimulatorResult:
+    """Record or replay the study. open_llm(stem) gives an LLM on that cassette;
+    embeddings: the embedding simulator's store (recording or replaying)."""
     explanations: list[dict] = []
     rows: list[Row] = []
     per_unit: list[dict] = []
     for li, spec in enumerate(study.layers):
         units = study.units(spec)
         pools = [build_pool(study, spec, li, units, target, t) for t, target in enumerate(study.targets)]
-        examples = {
-            p.target: fewshot_examples(
-                fewshot_neurons(f"{study.model}/{spec.layer}/{units[0]}", p.target),
-                study.score,
-                seeds.rng(study.seed, "fewshot"),
-            )
-            for p in pools
-        }
+        fewshot = {p.target: fewshot_neurons(f"{study.model}/{spec.layer}/{units[0]}", p.target) for p in pools}
 
-        def predict(llm, pool: Pool, explanation: str, items: np.ndarray) -> np.ndarray:
-            full = np.full(len(pool.texts), np.nan)
-            sim = predict_items(
-                llm.client,
+        def predict(llm, pool: Pool, explanation: str, items: np.ndarray, fewshot=fewshot) -> np.ndarray:
+            """The explanation's predictions over the pool's whole item list, NaN outside `items`."""
+            values = predict_explanation(
+                llm,
                 explanation,
                 [pool.texts[i] for i in items],
                 kind=pool.target,
-                examples=examples[pool.target],
+                fewshot=fewshot[pool.target],
                 config=study.score,
-                store=llm.store,
-                in_flight=llm.in_flight,
+                rng=seeds.rng(study.seed, "fewshot"),
             )
-            full[items] = np.round(sim.values, 4)
-            if llm.checkpoint is not None:
-                llm.checkpoint()  # recording: an interruption loses at most this explanation's items
+            full = np.full(len(pool.texts), np.nan)
+            full[items] = np.round(values, 4)
             return full
 
         neutral_llm: dict[str, np.ndarray] = {}
@@ -343,7 +345,7 @@ def run_simulator_study(study: SimulatorStudy, open_llm: Callable, embeddings, *
             neuron = f"{study.model}/{spec.layer}/{unit}"
             with open_llm(f"{study.model}__{spec.layer}__{unit}") as llm:
                 [rec] = explain_neuron(
-                    neuron, "weight-label", llm=llm, n=1, config=study.explain, seed=study.seed, progress=False
+                    neuron, Method.WEIGHT_LABEL, llm=llm, n=1, config=study.explain, seed=study.seed, progress=False
                 )
                 explanations.append(rec.to_json())
                 texts_of_layer.append(rec.explanation)
@@ -395,20 +397,32 @@ def run_simulator_study(study: SimulatorStudy, open_llm: Callable, embeddings, *
                     }
                 )
     if study.recommended != ("", ""):
-        rows = [Row(**{**asdict(r), "recommended": (r.simulator, r.protocol) == study.recommended}) for r in rows]
-    return {"explanations": explanations, "rows": rows, "per_unit": per_unit}
+        rows = [replace(r, recommended=(r.simulator, r.protocol) == study.recommended) for r in rows]
+    return SimulatorResult(study.name, explanations, rows, per_unit)
+
+
+#: The simulator study's table columns (`markdown`).
+COLUMNS = (
+    Column("simulator", lambda r: f"{r.simulator}{' (recommended)' if r.recommended else ''}"),
+    Column("protocol", lambda r: r.protocol),
+    Column("target", lambda r: r.target),
+    Column("layer", lambda r: r.layer),
+    Column("neurons", lambda r: f"{r.n_neurons}"),
+    Column("compared", lambda r: f"{r.n_compared}"),
+    Column("matched", lambda r: f"{r.matched_mean:.1f}"),
+    Column("mismatched", lambda r: f"{r.mismatched_mean:.1f}"),
+    Column("own > others", lambda r: f"{r.wins}/{r.n_neurons}"),
+    Column("own ranked 1st", lambda r: f"{r.rank1}"),
+    Column("mean rank", lambda r: f"{r.mean_rank:.2f}"),
+    Column("p (t, one-sided)", lambda r: f"{r.p_value:.2g}"),
+    Column("p (Wilcoxon)", lambda r: f"{r.p_wilcoxon:.2g}"),
+    Column("sensitivity", lambda r: f"{r.sensitivity:.2f}"),
+    Column("corr with neutral", lambda r: f"{r.corr_with_neutral:.2f}"),
+)
 
 
 def markdown(rows: list[Row]) -> str:
-    head = (
-        "| simulator | protocol | target | layer | neurons | compared | matched | mismatched | own > others | own ranked 1st | mean rank | p (t, one-sided) | p (Wilcoxon) | sensitivity | corr with neutral |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    return head + "".join(
-        f"| {r.simulator}{' (recommended)' if r.recommended else ''} | {r.protocol} | {r.target} | {r.layer} | {r.n_neurons} | {r.n_compared} | {r.matched_mean:.1f} | {r.mismatched_mean:.1f} | "
-        f"{r.wins}/{r.n_neurons} | {r.rank1} | {r.mean_rank:.2f} | {r.p_value:.2g} | {r.p_wilcoxon:.2g} | {r.sensitivity:.2f} | {r.corr_with_neutral:.2f} |\n"
-        for r in rows
-    )
+    return markdown_table(COLUMNS, rows)
 
 
 def summary_json(rows: list[Row]) -> str:

@@ -21,20 +21,27 @@ runs in its own cassette, saved after every run.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from tqdm import tqdm
 
 from vse.core import seeds
-from vse.core.protocols import heldout_shown, heldout_top, outside
+from vse.core.markdown import Column, markdown_table
+from vse.core.protocols import draw_outside, heldout_shown, heldout_top
 from vse.core.stats import ci_half_width, correlation_score
+from vse.core.vocab import Kind, Method, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig
-from vse.method.score import ScoreConfig, fewshot_examples, predict_items
+from vse.method.pipeline import explain_neuron, fewshot_neurons
+from vse.method.predict import predict_explanation
+from vse.method.score import ScoreConfig
+from vse.outputs.figures import png_bytes
 from vse.outputs.paper_tables import to_csv
+from vse.studies.cassette_llms import CassetteLLMs
+from vse.studies.kind import OneLayerStudy
 
 #: The paper's Table 5 rows (App. B.2.1), in vse.core.sampling's names.
 TABLE5 = (
@@ -46,8 +53,8 @@ TABLE5 = (
 )
 
 
-@dataclass(frozen=True)
-class StrategyStudy:
+@dataclass(frozen=True, kw_only=True)
+class StrategyStudy(OneLayerStudy):
     """One explanation, scored under each variant `n_runs` times.
 
     name: folder under cassettes/ and results/. model, layer, neuron_seed: the neuron (one, drawn).
@@ -58,22 +65,17 @@ class StrategyStudy:
     seed: root of the explanation, item and few-shot seeds.
     """
 
-    name: str
-    model: str = "efficientnet_lite0"
-    layer: str = "_conv_head"
-    neuron_seed: int = 0
-    method: str = "weight-label"
-    target: str = "weight-label"
+    method: str = Method.WEIGHT_LABEL
+    target: str = Kind.WEIGHT_LABEL
     variants: tuple = TABLE5
     n_runs: int = 10
     n_held: int = 4
     n_random: int = 30
     explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout", n_pairs=15))
     score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
-    seed: int = 0
 
-    def to_json(self) -> dict:
-        return asdict(self)
+    def run(self, llms: CassetteLLMs, *, progress: bool = True) -> StrategyResult:
+        return run_strategy_study(self, llms, progress=progress)
 
     def config(self, overrides) -> ScoreConfig:
         return replace(self.score, **dict(overrides))
@@ -85,9 +87,8 @@ def run_items(
     """(all items of a run, its random ones): the held-out top ranks 1, 3, ... (`n_held` of them)
     plus `n_random` items drawn from those neither shown to the explainer nor held out."""
     held = heldout_top(values, n_held)
-    exclude = set(heldout_shown(values, n_shown).tolist()) | set(held.tolist())
-    candidates = outside(len(values), exclude)
-    rand = np.sort(rng.choice(candidates, size=min(n_random, len(candidates)), replace=False))
+    excluded = set(heldout_shown(values, n_shown).tolist()) | set(held.tolist())
+    rand = np.sort(draw_outside(len(values), excluded, n_random, rng))
     return np.union1d(held, rand), rand
 
 
@@ -105,9 +106,45 @@ def _stem(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
-def run_strategy_study(study: StrategyStudy, open_llm: Callable[[str], object], *, progress: bool = True) -> dict:
-    from vse.method.pipeline import explain_neuron, fewshot_neurons
+@dataclass(frozen=True)
+class StrategyResult:
+    """A strategy study's run: its one unit and explanation, and every run's scores."""
 
+    study: StrategyStudy
+    unit: int
+    explanation: dict  # the explanation's record (ExplanationRecord.to_json)
+    runs: list[RunScore]
+    n_items: list[int]  # items per run
+
+    @property
+    def units(self) -> list[int]:
+        return [self.unit]
+
+    @property
+    def table(self) -> str:
+        study, rec = self.study, self.explanation
+        return (
+            f'Neuron {rec["neuron"]}, its {rec["method"]} explanation: "{rec["explanation"]}"; target {study.target}; '
+            f"{study.n_runs} runs per variant, each of {study.n_held} held-out top items + {study.n_random} random "
+            "items (uniform: the random ones only); "
+            "every variant sees the same items and few-shot draws in a run.\n\n"
+            + markdown(summary_rows(study, self.runs))
+        )
+
+    @property
+    def figure(self) -> str:
+        return "\n![runs](runs.png)\n"
+
+    def files(self) -> dict[str, str | bytes]:
+        return {
+            "explanation.json": json.dumps(self.explanation, indent=2, sort_keys=True) + "\n",
+            "runs.csv": runs_csv(self.runs),
+            "summary.csv": to_csv(summary_rows(self.study, self.runs)),
+            "runs.png": render_runs(self.study, self.runs),
+        }
+
+
+def run_strategy_study(study: StrategyStudy, open_llm: CassetteLLMs, *, progress: bool = True) -> StrategyResult:
     [unit] = draw_neurons(study.model, study.layer, 1, study.neuron_seed)
     neuron = f"{study.model}/{study.layer}/{unit}"
     with open_llm("explanation") as llm:
@@ -124,21 +161,17 @@ def run_strategy_study(study: StrategyStudy, open_llm: Callable[[str], object], 
     for label, overrides in tqdm(study.variants, desc=study.name, unit="variant", disable=not progress):
         config = study.config(overrides)
         with open_llm(_stem(label)) as llm:
-            config = replace(config, api=llm.api)
             for r, (items, rand) in enumerate(runs):
-                examples = fewshot_examples(fewshot, config, seeds.rng(study.seed, "fewshot", r))
-                texts = [target.texts[i] for i in items]
                 pred = np.array(
-                    predict_items(
-                        llm.client,
+                    predict_explanation(
+                        llm,
                         rec.explanation,
-                        texts,
+                        [target.texts[i] for i in items],
                         kind=study.target,
-                        examples=examples,
+                        fewshot=fewshot,
                         config=config,
-                        store=llm.store,
-                        in_flight=llm.in_flight,
-                    ).values
+                        rng=seeds.rng(study.seed, "fewshot", r),
+                    )
                 )
                 true = target.values[items].astype(float)
                 is_rand = np.isin(items, rand)
@@ -150,9 +183,7 @@ def run_strategy_study(study: StrategyStudy, open_llm: Callable[[str], object], 
                         round(correlation_score(pred[is_rand], true[is_rand]), 4),
                     )
                 )
-                if llm.checkpoint is not None:
-                    llm.checkpoint()
-    return {"unit": unit, "explanation": rec.to_json(), "runs": scores, "n_items": [len(i) for i, _ in runs]}
+    return StrategyResult(study, unit, rec.to_json(), scores, [len(i) for i, _ in runs])
 
 
 def summary_rows(study: StrategyStudy, runs: list[RunScore]) -> list[dict]:
@@ -166,7 +197,7 @@ def summary_rows(study: StrategyStudy, runs: list[RunScore]) -> list[dict]:
             d = x - ref
             out.append(
                 {
-                    "protocol": "uniform" if protocol == "uniform" else "top-and-random-heldout",
+                    "protocol": Protocol.UNIFORM if protocol == "uniform" else Protocol.TOP_AND_RANDOM_HELDOUT,
                     "variant": label,
                     "runs": len(x),
                     "mean": round(float(x.mean()), 2),
@@ -178,12 +209,20 @@ def summary_rows(study: StrategyStudy, runs: list[RunScore]) -> list[dict]:
     return out
 
 
+#: The strategy table's columns (`markdown`): one row of `summary_rows` each.
+COLUMNS = (
+    Column("protocol", lambda r: r["protocol"]),
+    Column("variant", lambda r: r["variant"]),
+    Column("runs", lambda r: f"{r['runs']}"),
+    Column("mean ± 90% CI", lambda r: f"{r['mean']:.2f} ± {r['ci90']:.2f}"),
+    Column(
+        "paired difference from the baseline ± 90% CI", lambda r: f"{r['diff_vs_baseline']:+.2f} ± {r['diff_ci90']:.2f}"
+    ),
+)
+
+
 def markdown(rows: list[dict]) -> str:
-    head = "| protocol | variant | runs | mean ± 90% CI | paired difference from the baseline ± 90% CI |\n|---|---|---|---|---|\n"
-    return head + "".join(
-        f"| {r['protocol']} | {r['variant']} | {r['runs']} | {r['mean']:.2f} ± {r['ci90']:.2f} | {r['diff_vs_baseline']:+.2f} ± {r['diff_ci90']:.2f} |\n"
-        for r in rows
-    )
+    return markdown_table(COLUMNS, rows)
 
 
 def runs_csv(runs: list[RunScore]) -> str:
@@ -192,6 +231,7 @@ def runs_csv(runs: list[RunScore]) -> str:
 
 def render_runs(study: StrategyStudy, runs: list[RunScore]) -> bytes:
     """Every run's score per variant (dots) with the mean ± 90% CI, one panel per protocol."""
+    # matplotlib is imported here, not at the top, so that `vse --help` stays fast.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,7 +239,7 @@ def render_runs(study: StrategyStudy, runs: list[RunScore]) -> bytes:
 
     labels = [label for label, _ in study.variants]
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(labels) + 1.6), sharey=True)
-    for ax, protocol in zip(axes, ("uniform", "heldout")):
+    for ax, protocol in zip(axes, ("uniform", "heldout"), strict=True):
         for y, label in enumerate(labels):
             x = np.array([getattr(s, protocol) for s in runs if s.variant == label])
             ax.scatter(x, [y] * len(x), s=12, color="0.6", zorder=2)
@@ -213,6 +253,4 @@ def render_runs(study: StrategyStudy, runs: list[RunScore]) -> bytes:
     axes[0].invert_yaxis()
     fig.suptitle(f"{study.name}: {study.n_runs} runs per variant", fontsize=9)
     fig.tight_layout()
-    from vse.outputs.figures import png_bytes
-
     return png_bytes(fig)

@@ -9,8 +9,7 @@ the fixtures and the study's seed, so a replay sends exactly the recorded reques
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tqdm import tqdm
@@ -25,14 +24,34 @@ from vse.core.discrimination import (
     markdown,
     score_matrix,
 )
+from vse.core.vocab import Kind, Method, Polarity, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig
-from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
-from vse.outputs.paper_tables import ExplanationScore, score_rows
+from vse.method.pipeline import (
+    LLM,
+    explain_neuron,
+    fewshot_neurons,
+    next_layer_explanations,
+    weight_explanation_units,
+)
+from vse.method.predict import predict_explanation
+from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig
+from vse.outputs.paper_tables import (
+    ExplanationScore,
+    cells_csv,
+    method_table,
+    neuron_table,
+    render_explanation_scores,
+    rows_csv,
+    score_rows,
+    to_csv,
+)
+from vse.studies.cassette_llms import CassetteLLMs
+from vse.studies.kind import MethodsStudy
 
 
-@dataclass(frozen=True)
-class Study:
+@dataclass(frozen=True, kw_only=True)
+class MatchedStudy(MethodsStudy):
     """A matched-vs-mismatched study.
 
     name: folder under cassettes/ and results/.
@@ -49,24 +68,18 @@ class Study:
         explanations and scores (the paper's Figures 1, 4, 11); off for the 16-neuron power study.
     """
 
-    name: str
-    model: str = "efficientnet_lite0"
-    layer: str = "_conv_head"
     n_neurons: int = 16
     neuron_seed: int = 2026
-    methods: tuple[str, ...] = ("weight-label", "clip-dissect")
-    n_explanations: int = 1
-    targets: tuple[str, ...] = ("weight-label", "caption-activation")
+    targets: tuple[str, ...] = (Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION)
     n_top: int = 6
     n_random: int = 40
     explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout"))
     score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
-    seed: int = 0
     units: tuple[int, ...] = ()
     figures: bool = False
 
-    def to_json(self) -> dict:
-        return asdict(self)
+    def run(self, llms: CassetteLLMs, *, progress: bool = True) -> MatchedResult:
+        return run_matched_study(self, llms, progress=progress)
 
 
 @dataclass
@@ -80,7 +93,7 @@ class Pool:
     sets: list
 
 
-def pools(study: Study, units: list[int]) -> list[Pool]:
+def pools(study: MatchedStudy, units: list[int]) -> list[Pool]:
     out = []
     for t, kind in enumerate(study.targets):
         targets = [load_target(f"{study.model}/{study.layer}/{u}", kind) for u in units]
@@ -96,18 +109,15 @@ def pools(study: Study, units: list[int]) -> list[Pool]:
 
 
 def explain_one(
-    llm, study: Study, unit: int, method: str, next_explanations: dict[int, str] | None = None
+    llm: LLM, study: MatchedStudy, unit: int, method: str, next_explanations: dict[int, str] | None = None
 ) -> list[dict]:
     """The neuron's explanations by `method`: `n_explanations` of them (clip-dissect: its label)."""
-    from vse.method.pipeline import explain_neuron
-
-    n = 1 if method == "clip-dissect" else study.n_explanations
-    nxt = next_explanations if method == "weight-explanation" else None
+    nxt = next_explanations if method == Method.WEIGHT_EXPLANATION else None
     recs = explain_neuron(
         f"{study.model}/{study.layer}/{unit}",
         method,
         llm=llm,
-        n=n,
+        n=study.n_for(method),
         config=study.explain,
         seed=study.seed,
         next_explanations=nxt,
@@ -116,14 +126,12 @@ def explain_one(
     return [dict(r.to_json(), index=k) for k, r in enumerate(recs)]
 
 
-def next_layer(llm, study: Study, units: list[int], *, progress: bool = True) -> dict[int, str]:
+def next_layer(llm: LLM, study: MatchedStudy, units: list[int], *, progress: bool = True) -> dict[int, str]:
     """vse's Weight-Label explanations of every next-layer unit the Weight-Explanation prompts
     of `units` (and of the few-shot neurons) show: recorded once for the whole study, in their
     own cassette, instead of once per neuron."""
-    from vse.method.pipeline import next_layer_explanations, weight_explanation_units
-
     neurons = [f"{study.model}/{study.layer}/{unit}" for unit in units]
-    needed = sorted({u for n in neurons for u in weight_explanation_units(n, "positive", study.explain)})
+    needed = sorted({u for n in neurons for u in weight_explanation_units(n, Polarity.POSITIVE, study.explain)})
     return next_layer_explanations(
         neurons[0],
         llm=llm,
@@ -134,30 +142,103 @@ def next_layer(llm, study: Study, units: list[int], *, progress: bool = True) ->
     )
 
 
-def predict_pool(llm, study: Study, pool: Pool, explanation: str) -> list[float]:
+def predict_pool(llm: LLM, study: MatchedStudy, pool: Pool, explanation: str) -> list[float]:
     """One explanation's predictions for every pool item (one-item mode, fixed few-shot draw)."""
-    from vse.method.pipeline import fewshot_neurons
-
-    neuron = f"{study.model}/{study.layer}/0"
-    examples = fewshot_examples(fewshot_neurons(neuron, pool.target), study.score, seeds.rng(study.seed, "fewshot"))
-    config = replace(study.score, api=llm.api)
-    sim = predict_items(
-        llm.client,
+    values = predict_explanation(
+        llm,
         explanation,
         pool.texts,
         kind=pool.target,
-        examples=examples,
-        config=config,
-        store=llm.store,
-        in_flight=llm.in_flight,
+        fewshot=fewshot_neurons(f"{study.model}/{study.layer}/0", pool.target),
+        config=study.score,
+        rng=seeds.rng(study.seed, "fewshot"),
     )
-    values = [round(v, 4) for v in sim.values]
-    if llm.checkpoint is not None:
-        llm.checkpoint()  # recording: an interruption loses at most this explanation's pool
-    return values
+    return [round(v, 4) for v in values]
 
 
-def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class MatchedResult:
+    """A matched-vs-mismatched run: the explanations, the comparison rows, every explanation's scores."""
+
+    study: MatchedStudy
+    units: list[int]
+    explanations: list[dict]
+    pools: dict[str, dict]  # target -> the pool's items and size
+    rows: list[Comparison]
+    scores: list[ExplanationScore]
+
+    @property
+    def comparison(self) -> str:
+        """The matched-vs-mismatched table (what `vse validate` prints)."""
+        return markdown(self.rows)
+
+    @property
+    def table(self) -> str:
+        """The method tables (both protocols), the neuron table, the comparison."""
+        n = self.study.n_explanations
+        parts = []
+        for protocol, what in (
+            (Protocol.UNIFORM, "the paper's protocol: the pool's random items"),
+            (
+                Protocol.TOP_AND_RANDOM_HELDOUT,
+                "the neuron's held-out top items plus the random items it was not shown",
+            ),
+        ):
+            cell = (
+                f"the mean over {len(self.units)} neurons of the best of {n} explanations' score (the mean of all {n})"
+                if n > 1
+                else f"the mean over {len(self.units)} neurons (the same again: one explanation each)"
+            )
+            parts.append(
+                f"Method table, {protocol} ({what}); each cell: {cell}:\n\n" + method_table(self.scores, protocol)
+            )
+        for method, target in ((Method.WEIGHT_LABEL, Kind.WEIGHT_LABEL),):
+            t = neuron_table(self.scores, method, target)
+            if t:
+                parts.append(
+                    f"Neuron table ({method} explanations on the {target} target, uniform; "
+                    "Acc: rounded prediction equals the true 0..10 value):\n\n" + t
+                )
+        parts.append("Matched vs mismatched (each neuron's first explanation of each method):\n\n" + self.comparison)
+        return "\n".join(parts)
+
+    @property
+    def figure(self) -> str:
+        return "\n![pass scores](scores.png)\n" if self.study.figures else ""
+
+    def files(self) -> dict[str, str | bytes]:
+        files: dict[str, str | bytes] = {
+            "explanations.jsonl": "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.explanations),
+            "summary.json": summary_json(self.rows),
+            "comparison.csv": to_csv([r.to_json() for r in self.rows]),
+            "scores.csv": rows_csv(self.scores),
+            "methods.csv": cells_csv(self.scores),
+        }
+        if self.study.figures:
+            study = self.study
+            files["scores.png"] = render_explanation_scores(self.scores, f"{study.name}: every explanation's score")
+            # What the HTML report lists beside each neuron's top-image grid (vse.outputs.report).
+            files["neurons.jsonl"] = "".join(
+                json.dumps(
+                    dict(r.to_json(), neuron=f"{study.model}/{study.layer}/{r.unit}", mean=r.to_json()["corr"]),
+                    sort_keys=True,
+                )
+                + "\n"
+                for r in self.scores
+            )
+        return files
+
+
+#: The comparison's protocols and the `ItemSets` attribute holding each one's items.
+COMPARED_SETS = (
+    (Protocol.UNIFORM, "uniform"),
+    (Protocol.TOP_AND_RANDOM, "top_and_random"),
+    (Protocol.TOP_AND_RANDOM_HELDOUT, "heldout"),
+    (Protocol.RECALL_FREE, "recall_free"),
+)
+
+
+def run_matched_study(study: MatchedStudy, open_llm: CassetteLLMs, *, progress: bool = True) -> MatchedResult:
     """Record or replay the study; `open_llm(cassette_stem)` is a context manager giving an LLM."""
     units = list(study.units) or draw_neurons(study.model, study.layer, study.n_neurons, study.neuron_seed)
     ps = pools(study, units)
@@ -169,7 +250,7 @@ def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool
         for pool in ps:
             neutral[pool.target] = predict_pool(llm, study, pool, NEUTRAL_EXPLANATION)
     nxt = None
-    if "weight-explanation" in study.methods:
+    if Method.WEIGHT_EXPLANATION in study.methods:
         with open_llm("next-layer") as llm:
             nxt = next_layer(llm, study, units, progress=progress)
     for unit in tqdm(units, desc=study.name, unit="neuron", disable=not progress):
@@ -192,34 +273,27 @@ def run_study(study: Study, open_llm: Callable[[str], object], *, progress: bool
                 explanation_sensitivity(p[j], prior, x.held, x.unseen_random, x.uniform)
                 for j, x in enumerate(pool.sets)
             ]
-            reads = {
-                "sensitivity": float(np.mean([a for a, _ in sens])),
-                "corr_with_neutral": float(np.mean([c for _, c in sens])),
-            }
-            for name, attr in (
-                ("uniform", "uniform"),
-                ("top-and-random", "top_and_random"),
-                ("top-and-random-heldout", "heldout"),
-                ("recall-free", "recall_free"),
-            ):
+            sensitivity = float(np.mean([a for a, _ in sens]))
+            corr_with_neutral = float(np.mean([c for _, c in sens]))
+            for protocol, attr in COMPARED_SETS:
                 sets = [getattr(s, attr) for s in pool.sets]
                 for corrected in (False, True):
                     s = score_matrix(p, pool.truths, sets, prior if corrected else None)
-                    label = name + (" (prior-corrected)" if corrected else "")
-                    rows.append(replace(compare(s, protocol=label, target=pool.target, method=method), **reads))
-    return {
-        "units": units,
-        "explanations": explanations,
-        "pools": {p.target: {"items": p.items.tolist(), "size": len(p.items)} for p in ps},
-        "rows": rows,
-        "table": markdown(rows),
-        "summary": [r.to_json() for r in rows],
-        "scores": explanation_scores(study, units, ps, explanations, preds),
-    }
+                    label = protocol + (" (prior-corrected)" if corrected else "")
+                    c = compare(s, protocol=label, target=pool.target, method=method)
+                    rows.append(replace(c, sensitivity=sensitivity, corr_with_neutral=corr_with_neutral))
+    return MatchedResult(
+        study,
+        units,
+        explanations,
+        {p.target: {"items": p.items.tolist(), "size": len(p.items)} for p in ps},
+        rows,
+        explanation_scores(study, units, ps, explanations, preds),
+    )
 
 
 def explanation_scores(
-    study: Study, units: list[int], ps: list[Pool], explanations: list[dict], preds: dict
+    study: MatchedStudy, units: list[int], ps: list[Pool], explanations: list[dict], preds: dict
 ) -> list[ExplanationScore]:
     """Every explanation on its own neuron, per target and protocol (vse.outputs.paper_tables)."""
     rows: list[ExplanationScore] = []
