@@ -11,7 +11,7 @@ from vse.studies.simulator import Pool, StudyProtocol, UnitItems, compare, sensi
 def _pool(n_units=4, size=40):
     rng = np.random.default_rng(0)
     units = []
-    for j in range(n_units):
+    for _j in range(n_units):
         order = rng.permutation(size)
         units.append(UnitItems(held=np.sort(order[1:6:2]), top=np.sort(order[:6]), shown=np.sort(order[0:6:2])))
     rand = np.sort(rng.choice(size, 12, replace=False))
@@ -111,8 +111,8 @@ def test_replay_of_an_unknown_text_names_the_store(tmp_path):
 
 
 def test_embedding_simulator_predicts_through_the_simulator_interface(tmp_path):
+    from vse.method.simulators import SimContext
     from vse.method.simulators.embedding import EmbeddingSimulator
-    from vse.method.simulators.llm import SimContext
 
     store = EmbeddingStore(tmp_path / "e.npz", record=True, encode=_fake_encoder([]))
     sim = EmbeddingSimulator(store)

@@ -136,7 +136,7 @@ def next_layer(llm, study: Study, units: list[int], *, progress: bool = True) ->
 
 def predict_pool(llm, study: Study, pool: Pool, explanation: str) -> list[float]:
     """One explanation's predictions for every pool item (one-item mode, fixed few-shot draw)."""
-    from vse.method.pipeline import fewshot_neurons
+    from vse.method.fewshot import fewshot_neurons
 
     neuron = f"{study.model}/{study.layer}/0"
     examples = fewshot_examples(fewshot_neurons(neuron, pool.target), study.score, seeds.rng(study.seed, "fewshot"))

@@ -55,7 +55,7 @@ from vse.core.stats import correlation_score
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig, shown_indices
 from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig, fewshot_examples, predict_items
-from vse.method.simulators.llm import SimContext
+from vse.method.simulators import SimContext
 
 
 class SimulatorName(StrEnum):
@@ -298,7 +298,8 @@ def rows_for(
 def run_simulator_study(study: SimulatorStudy, open_llm: Callable, embeddings, *, progress: bool = True) -> dict:
     """Record or replay the study. open_llm(stem) gives an LLM on that cassette (vse.studies.runner.Opener);
     embeddings: a `vse.method.simulators.embedding.EmbeddingStore` (recording or replaying)."""
-    from vse.method.pipeline import explain_neuron, fewshot_neurons
+    from vse.method.fewshot import fewshot_neurons
+    from vse.method.pipeline import explain_neuron
     from vse.method.simulators.embedding import EmbeddingSimulator
 
     explanations: list[dict] = []

@@ -106,7 +106,8 @@ def _stem(label: str) -> str:
 
 
 def run_strategy_study(study: StrategyStudy, open_llm: Callable[[str], object], *, progress: bool = True) -> dict:
-    from vse.method.pipeline import explain_neuron, fewshot_neurons
+    from vse.method.fewshot import fewshot_neurons
+    from vse.method.pipeline import explain_neuron
 
     [unit] = draw_neurons(study.model, study.layer, 1, study.neuron_seed)
     neuron = f"{study.model}/{study.layer}/{unit}"
