@@ -24,6 +24,7 @@ from vse.core.target import Target
 from vse.core.vocab import Api, choices
 from vse.llm.client import LLMClient, Usage
 from vse.method.prompts import Example, explain_messages, explain_prompt, parse_chat_explanation, parse_explanation
+from vse.method.retry import Rejected, first_usable
 
 #: The explanation budget of new runs (`vse explain`, `vse label`, any call without a pinned config). The
 #: recorded experiments allowed 60 tokens (and keep it, so their cassettes replay): 14 of their 200
@@ -135,9 +136,11 @@ def explain(
     A reply stopped by ``max_tokens`` (finish_reason "length") is marked ``cut="unfinished"``; with
     ``trim`` it is cut back to its last full sentence when it has one (``cut="trimmed"``)."""
     prompt = build_prompt(target, fewshot, config)
-    usage, calls, errors = Usage(), 0, []
-    for attempt in range(config.max_retries + 1):
-        s = seed + 1000 * attempt  # retries get seeds that no first attempt uses
+    usage, calls = Usage(), 0
+
+    def attempt(k: int) -> Explanation:
+        nonlocal usage, calls
+        s = seed + 1000 * k  # retries get seeds that no first attempt uses
         if config.api == Api.CHAT:
             reply = client.chat(
                 prompt, max_tokens=config.max_tokens, temperature=config.temperature, seed=s, stop=["\n"]
@@ -152,8 +155,7 @@ def explain(
         try:
             text = parse(reply.text)
         except ValueError as err:
-            errors.append(str(err))
-            continue
+            raise Rejected(str(err)) from None
         cut = ""
         if reply.finish_reason == "length":
             cut = "unfinished"
@@ -161,4 +163,8 @@ def explain(
             if short:
                 text, cut = short, "trimmed"
         return Explanation(text, seed=s, usage=usage, calls=calls, cut=cut)
-    raise ValueError(f"{target.neuron}: no usable explanation after {calls} calls: {'; '.join(errors)}")
+
+    result, reasons = first_usable(config.max_retries + 1, attempt)
+    if result is None:
+        raise ValueError(f"{target.neuron}: no usable explanation after {calls} calls: {'; '.join(reasons)}")
+    return result

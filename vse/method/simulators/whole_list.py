@@ -7,7 +7,7 @@
   *expected value* over the number tokens (as OpenAI's neuron-explainer does), read by
   `vse.method.simulators.numbers.values_from_generated`.
 
-Chat and completions share one retry loop (`simulate_list`).
+Chat and completions share one retry loop (`simulate_list`, through `vse.method.retry`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from vse.core.vocab import Api, Mode
 from vse.llm.client import LLMClient
 from vse.method.prediction_store import PredictionStore
 from vse.method.prompts import TARGET_NAME, simulate_list_messages, simulate_list_prompt
+from vse.method.retry import Rejected, first_usable
 from vse.method.simulators.base import SimContext, Simulation, SimulationError, Simulator
 from vse.method.simulators.numbers import parse_value_list, values_from_generated
 
@@ -45,18 +46,18 @@ def simulate_list(
         raise ValueError("list-logprobs over chat is not implemented: use --api completions, or mode 'one' or 'list'")
     out = Simulation(values=[])
     max_tokens = 12 * len(texts) + 16  # a line is a few tokens of text, a tab, a number and \n
-    errors: list[str] = []
-    for attempt in range(max_retries + 1):
-        temperature = 0.0 if attempt == 0 else retry_temperature
+
+    def attempt(k: int) -> Simulation:
+        temperature = 0.0 if k == 0 else retry_temperature
         if chat:
-            completion = client.chat(prompt, max_tokens=max_tokens, temperature=temperature, seed=seed + attempt)  # type: ignore[arg-type]
+            completion = client.chat(prompt, max_tokens=max_tokens, temperature=temperature, seed=seed + k)  # type: ignore[arg-type]
             text = completion.text.replace("<start>", "", 1)
         else:
             completion = client.complete(
                 prompt,  # type: ignore[arg-type]
                 max_tokens=max_tokens,
                 temperature=temperature,
-                seed=seed + attempt,
+                seed=seed + k,
                 stop=["<end>"],
                 logprobs=top_logprobs if logprobs else None,
             )
@@ -72,11 +73,15 @@ def simulate_list(
                 out.values = values
             else:
                 out.values = [float(v) for v in sampled]
-            return out
         except SimulationError as err:
-            errors.append(f"attempt {attempt + 1}: {err}")
             out.retries += 1
-    raise SimulationError("; ".join(errors))
+            raise Rejected(f"attempt {k + 1}: {err}") from None
+        return out
+
+    result, reasons = first_usable(max_retries + 1, attempt)
+    if result is None:
+        raise SimulationError("; ".join(reasons))
+    return result
 
 
 class ListSimulator(Simulator):
