@@ -5,7 +5,7 @@ Qwen writes 10 as "1","0", so the first token "1" means 1 or 10. Until now a fol
 calls per item. This benchmark replays the recorded issue-3 experiment (unit 1089, 4
 explanations x 8 passes x 50 classes, with the follow-ups; `bench/data/`) and recomputes every
 prediction both ways from the recorded replies: with the split (the recorded values) and with
-"1" counted as 1 (`split_ten=False`, vse's default now, one call per item). It prints how
+"1" counted as 1 (`ten_followup=False`, vse's default now, one call per item). It prints how
 close the predictions are and how every pass score moves. Offline, seconds.
 
     python bench/followup.py
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vse.core.stats import correlation_score
-from vse.method.simulators.llm import read_value
+from vse.method.simulators.numbers import read_value
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -47,7 +47,7 @@ def main() -> None:
     recorded, single, rows = [], [], []
     for method, seed, p in passes:
         one = [
-            read_value(lambda s, top=next(it): top if s == "" else None, signed=False, split_ten=False).value
+            read_value(lambda s, top=next(it): top if s == "" else None, signed=False, ten_followup=False).value
             for _ in p["predicted"]
         ]
         recorded += p["predicted"]

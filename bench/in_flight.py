@@ -29,9 +29,9 @@ from vse.core.stats import StopRule  # noqa: E402
 from vse.data.loader import load_target  # noqa: E402
 from vse.llm.client import ClientConfig, LLMClient  # noqa: E402
 from vse.llm.server import LocalServer, assemble_model  # noqa: E402
-from vse.method.pipeline import fewshot_neurons  # noqa: E402
+from vse.method.fewshot import fewshot_neurons  # noqa: E402
 from vse.method.prediction_store import PredictionStore  # noqa: E402
-from vse.method.score import ScoreConfig, fewshot_examples, predict_items, score_explanation  # noqa: E402
+from vse.method.score import ScoreConfig, fewshot_examples, predict_items, score_target  # noqa: E402
 
 NEURON = "efficientnet_lite0/_conv_head/100"
 TARGET = "weight-label"
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
             print("|---|---|---|---|---|")
             for n in (1, 4):
                 t = time.perf_counter()
-                res = score_explanation(
+                res = score_target(
                     client,
                     EXPLANATION,
                     target,

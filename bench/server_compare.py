@@ -37,7 +37,8 @@ import requests
 
 from vse.llm.client import parse_logprobs
 from vse.llm.server import LocalServer, assemble_model, free_port, stop_on_signals
-from vse.method.simulators.numbers import SimulationError, expected_value, number_distribution
+from vse.method.simulators import SimulationError
+from vse.method.simulators.numbers import expected_value, number_distribution
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CASSETTE = ROOT / "cassettes" / "power-study" / "efficientnet_lite0___conv_head__100.json.gz"

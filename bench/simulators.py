@@ -24,11 +24,11 @@ from vse.core.stats import StopRule
 from vse.data.loader import load_target
 from vse.llm.client import ClientConfig, LLMClient
 from vse.method.explain import ExplainConfig
-from vse.method.pipeline import LLM, explain_neuron, fewshot_neurons
+from vse.method.fewshot import fewshot_neurons
+from vse.method.pipeline import LLM, explain_neuron
 from vse.method.prompts import EXPLANATION_PREFIX
-from vse.method.score import ScoreConfig, score_explanation
-from vse.method.simulators.llm import MODES
-from vse.method.simulators.numbers import SimulationError
+from vse.method.score import ScoreConfig, score_target
+from vse.method.simulators import MODES, SimulationError
 
 
 def main() -> int:
@@ -73,7 +73,7 @@ def main() -> int:
             client = LLMClient(ClientConfig(base_url=base_url, timeout_s=1800))
             start = time.perf_counter()
             try:
-                r = score_explanation(client, text, target, fewshot, config, seed=0)
+                r = score_target(client, text, target, fewshot, config, seed=0)
                 outcome = f"{r.passes}{' (hit cap)' if r.hit_cap else ''}"
                 score = f"{r.mean:.1f} ± {r.half_width:.1f}"
                 failed = r.failed_passes

@@ -23,7 +23,7 @@ from vse.llm.client import ClientConfig, Completion, LLMClient, TokenLogprob, Us
 from vse.method.prediction_store import PredictionStore
 from vse.method.prompts import Example, Pair
 from vse.method.score import ScoreConfig, predict_items
-from vse.method.simulators.numbers import SimulationError
+from vse.method.simulators import SimulationError
 
 EXAMPLES = (Example("unit 7", (Pair("a dog", 8), Pair("a cat", 1)), "dogs"),)
 TEXTS = [f"item {i}" for i in range(16)] + ["item 3", "item 0"]  # two repeats: predicted once each

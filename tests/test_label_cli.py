@@ -1,4 +1,4 @@
-"""`vse label` with stand-ins for vse.method.pipeline: the command's own plumbing, with no LLM."""
+"""`vse label` with stand-ins for vse.method.pipeline and vse.method.plan: the command's own plumbing, with no LLM."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-import vse
 from vse.cli.label import label_cmd, layer_width, parse_units
 from vse.llm.client import Usage
 
@@ -49,7 +48,7 @@ def api(monkeypatch):
         return _Rec(neuron=neuron_id, explanation=explanation, target=target, score=42.0)
 
     def plan_requests(neuron_id, method, *, n, score, target, api="completions"):
-        for k in range(n + (3 if score else 0)):
+        for _k in range(n + (3 if score else 0)):
             yield "completions", {"prompt": "x" * 288, "max_tokens": 10, "model": "local"}
 
     fake.explain_neuron, fake.score_explanation, fake.plan_requests = explain_neuron, score_explanation, plan_requests
@@ -57,9 +56,11 @@ def api(monkeypatch):
         from_client=lambda client, api="completions": types.SimpleNamespace(client=client, api=api)
     )
     monkeypatch.setitem(__import__("sys").modules, "vse.method.pipeline", fake)
+    monkeypatch.setitem(__import__("sys").modules, "vse.method.plan", fake)  # --dry-run's plan_requests
     import vse.method
 
     monkeypatch.setattr(vse.method, "pipeline", fake, raising=False)
+    monkeypatch.setattr(vse.method, "plan", fake, raising=False)
     return fake
 
 

@@ -9,7 +9,7 @@ from vse.core.stats import StopRule
 from vse.core.target import Target
 from vse.llm.client import Completion, TokenLogprob, Usage
 from vse.method.explain import ExplainConfig, FewShotNeuron, explain
-from vse.method.score import ScoreConfig, draw_items, score_explanation
+from vse.method.score import ScoreConfig, draw_items, score_target
 
 N = 200
 RAW = np.where(np.arange(N) % 3 == 0, np.linspace(0.0, 1.0, N), -0.1)
@@ -42,7 +42,7 @@ class Oracle:
 
 def test_perfect_simulator_scores_100_and_stops_at_the_minimum():
     client = Oracle(lambda v: v)
-    r = score_explanation(
+    r = score_target(
         client, "x", TARGET, FEW, ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True), seed=0, progress=False
     )
     assert r.passes == 3 and not r.hit_cap
@@ -52,7 +52,7 @@ def test_perfect_simulator_scores_100_and_stops_at_the_minimum():
 
 
 def test_inverted_simulator_scores_minus_100():
-    r = score_explanation(
+    r = score_target(
         Oracle(lambda v: 10 - v),
         "x",
         TARGET,
@@ -66,7 +66,7 @@ def test_inverted_simulator_scores_minus_100():
 
 def test_noisy_simulator_hits_the_cap_and_says_so():
     rng = np.random.default_rng(1)
-    r = score_explanation(
+    r = score_target(
         Oracle(lambda v: int(rng.integers(0, 10))),
         "x",
         TARGET,
@@ -84,7 +84,7 @@ def test_failed_passes_are_recorded_not_dropped():
             return Completion("u", [TokenLogprob("unk", 0.0, {"unk": 0.0})], Usage(), "length")
 
     with pytest.raises(Exception, match="simulation passes failed"):
-        score_explanation(
+        score_target(
             NoNumbers(None),
             "x",
             TARGET,
@@ -96,14 +96,14 @@ def test_failed_passes_are_recorded_not_dropped():
 
 
 def test_passes_are_reproducible_from_the_seed():
-    a = score_explanation(
+    a = score_target(
         Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
     )
-    b = score_explanation(
+    b = score_target(
         Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
     )
     assert [p.items for p in a.details] == [p.items for p in b.details]
-    c = score_explanation(
+    c = score_target(
         Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=8, progress=False
     )
     assert [p.items for p in a.details] != [p.items for p in c.details]
@@ -150,9 +150,9 @@ def test_the_store_predicts_each_item_once_per_explanation():
     store = PredictionStore()
     client = Oracle(lambda v: v)
     config = ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True)
-    first = score_explanation(client, "x", TARGET, FEW, config, seed=0, store=store, progress=False)
+    first = score_target(client, "x", TARGET, FEW, config, seed=0, store=store, progress=False)
     calls = client.calls
-    again = score_explanation(client, "x", TARGET, FEW, config, seed=0, store=store, progress=False)
+    again = score_target(client, "x", TARGET, FEW, config, seed=0, store=store, progress=False)
     assert calls == first.calls > 0 and client.calls == calls and again.calls == 0
     assert again.scores == first.scores
 
@@ -165,7 +165,7 @@ def test_per_pass_fewshot_draws_change_the_prompt_prefix():
             prompts.append(prompt.rsplit("Neuron X", 1)[0])
             return super().complete(prompt, **kw)
 
-    score_explanation(
+    score_target(
         Spy(lambda v: v),
         "x",
         TARGET,
@@ -176,7 +176,7 @@ def test_per_pass_fewshot_draws_change_the_prompt_prefix():
     )
     assert len(set(prompts)) == 3
     prompts.clear()
-    score_explanation(
+    score_target(
         Spy(lambda v: v),
         "x",
         TARGET,
@@ -198,10 +198,10 @@ def test_prior_correction_subtracts_the_neutral_prediction():
             value = bias if "nothing in particular" in prompt else min(TRUE[item] // 2 + bias, 9)
             return Completion("x", [TokenLogprob("x", 0.0, {str(value): 0.0})], Usage(3, 1), "length")
 
-    plain = score_explanation(
+    plain = score_target(
         Biased(None), "x", TARGET, FEW, ScoreConfig(n_items=40, n_fewshot_pairs=5), seed=0, progress=False
     )
-    corrected = score_explanation(
+    corrected = score_target(
         Biased(None),
         "x",
         TARGET,

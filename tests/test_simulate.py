@@ -1,20 +1,21 @@
 import math
+import re
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vse.llm.client import Completion, TokenLogprob, Usage
-from vse.method.simulators.llm import OneItemSimulator, SimContext
+from vse.method.simulators import OneItemSimulator, SimContext, SimulationError
 from vse.method.simulators.numbers import (
-    SimulationError,
     expected_value,
     number_distribution,
     parse_value_list,
-    simulate_list,
     value_slots,
     values_from_generated,
 )
+from vse.method.simulators.whole_list import simulate_list
 
 TEXTS = ["kite", "jellyfish", "crash helmet"]
 CTX = SimContext("weight-label", (), "kites")
@@ -73,12 +74,9 @@ def test_parser_fuzz_only_raises_its_own_error(reply, texts):
 def test_parser_roundtrips_well_formed_lists(values, data):
     texts = [f"item {i}" for i in range(len(values))]
     sep = data.draw(st.sampled_from(["\t", "  ", ": ", " \t "]))
-    reply = "<start>\n" + "".join(f"{t}{sep}{v}\n" for t, v in zip(texts, values)) + "<end>"
+    reply = "<start>\n" + "".join(f"{t}{sep}{v}\n" for t, v in zip(texts, values, strict=False)) + "<end>"
     assert parse_value_list(reply, texts) == values
 
-
-import re
-import time
 
 # The old forward regex: quadratic, but its meaning is the reference for the linear one.
 _OLD_PAIR_LINE = re.compile(r"^(?P<text>.*?)(?:\t+|\s{2,}|\s*:\s*|\s+)(?P<value>[-+]?\d+)\s*$")
@@ -246,7 +244,7 @@ def test_simulate_one_uses_shared_prefix_and_follows_up_on_one():
         return Completion("x", [TokenLogprob("x", 0.0, top)], Usage(10, 1), "length")
 
     client = FakeClient(answer)
-    sim = OneItemSimulator(split_ten=True).predict(client, CTX, ["kite", "jellyfish"], seed=0)
+    sim = OneItemSimulator(ten_followup=True).predict(client, CTX, ["kite", "jellyfish"], seed=0)
     prefix = client.prompts[0][0].removesuffix("kite\t")
     assert [p for p, _ in client.prompts] == [prefix + "kite\t", prefix + "kite\t1", prefix + "jellyfish\t"]
     assert all(kw["max_tokens"] == 1 and kw["logprobs"] == 20 for _, kw in client.prompts)
@@ -274,7 +272,7 @@ def test_simulate_list_retries_then_succeeds_then_gives_up():
 
 
 def test_list_over_chat_goes_through_the_same_retry_loop():
-    from vse.method.simulators.llm import ListSimulator
+    from vse.method.simulators import ListSimulator
 
     class Chat:
         def __init__(self, replies):

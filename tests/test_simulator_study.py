@@ -112,8 +112,8 @@ def test_replay_of_an_unknown_text_names_the_store(tmp_path):
 
 
 def test_embedding_simulator_predicts_through_the_simulator_interface(tmp_path):
+    from vse.method.simulators import SimContext
     from vse.method.simulators.embedding import EmbeddingSimulator
-    from vse.method.simulators.llm import SimContext
 
     store = EmbeddingStore(tmp_path / "e.npz", record=True, encode=_fake_encoder([]))
     sim = EmbeddingSimulator(store)

@@ -17,18 +17,17 @@ from vse.core.target import Target
 from vse.llm.client import Completion, TokenLogprob, Usage
 from vse.method.explain import FewShotNeuron
 from vse.method.prompts import Example, Pair
-from vse.method.score import ScoreConfig, score_explanation
-from vse.method.simulators.llm import (
+from vse.method.score import ScoreConfig, score_target
+from vse.method.simulators import (
     MODES,
-    UNREAD_NEGATIVE,
     EchoSimulator,
     ListSimulator,
     OneItemSimulator,
     SimContext,
+    SimulationError,
     make_simulator,
-    read_value,
 )
-from vse.method.simulators.numbers import SimulationError
+from vse.method.simulators.numbers import UNREAD_NEGATIVE, read_value
 
 L = math.log
 
@@ -138,52 +137,52 @@ def test_signed_value_is_within_minus_10_and_10(first, neg):
 # ----------------------------------------------------------------------------- split 1 vs 10
 
 
-def test_mass_on_one_counts_as_one_without_split_ten():
+def test_mass_on_one_counts_as_one_without_the_ten_followup():
     tree = Tree({"": {"1": L(0.6), "0": L(0.4)}, "1": {"0": 0.0}})
     r = read_value(tree, signed=False)
     assert tree.asked == [""]  # no follow-up unless asked for
     assert r.value == pytest.approx(0.6)
 
 
-def test_split_ten_follows_up_above_the_threshold():
+def test_ten_followup_follows_up_above_the_threshold():
     tree = Tree({"": {"1": L(0.6), "0": L(0.4)}, "1": {"0": L(0.5), "\n": L(0.5)}})
-    r = read_value(tree, signed=False, split_ten=True)
+    r = read_value(tree, signed=False, ten_followup=True)
     assert tree.asked == ["", "1"]
     assert r.value == pytest.approx(0.6 * (0.5 * 1 + 0.5 * 10))
 
 
-def test_split_ten_not_below_the_threshold():
+def test_ten_followup_not_below_the_threshold():
     tree = Tree({"": {"1": L(0.01), "5": L(0.99)}, "1": {"0": 0.0}})
-    r = read_value(tree, signed=False, split_ten=True, threshold=0.05)
+    r = read_value(tree, signed=False, ten_followup=True, threshold=0.05)
     assert tree.asked == [""]
     assert r.value == pytest.approx(0.01 + 0.99 * 5)
 
 
-def test_split_ten_unreadable_branch_counts_as_one_and_unresolved():
+def test_ten_followup_unreadable_branch_counts_as_one_and_unresolved():
     tree = Tree({"": {"1": L(0.5), "3": L(0.5)}})
-    r = read_value(tree, signed=False, split_ten=True)
+    r = read_value(tree, signed=False, ten_followup=True)
     assert tree.asked == ["", "1"]
     assert r.value == pytest.approx(0.5 * 1 + 0.5 * 3)
     assert r.unresolved == 1
 
 
-def test_split_ten_in_the_negative_branch():
+def test_ten_followup_in_the_negative_branch():
     tree = Tree({"": {"-": 0.0}, "-": {"1": 0.0}, "-1": {"0": 0.0}})
-    r = read_value(tree, signed=True, split_ten=True)
+    r = read_value(tree, signed=True, ten_followup=True)
     assert tree.asked == ["", "-", "-1"]
     assert r.value == pytest.approx(-10.0)
 
 
-def test_split_ten_negative_branch_threshold_is_of_the_whole_number_mass():
+def test_ten_followup_negative_branch_threshold_is_of_the_whole_number_mass():
     # "-1" carries 0.1 x 0.3 = 3% of the number mass: below the 5% threshold, so no call, even
     # though "1" is 30% of the "-" branch on its own.
     tree = Tree({"": {"-": L(0.1), "5": L(0.9)}, "-": {"1": L(0.3), "5": L(0.7)}, "-1": {"0": 0.0}})
-    r = read_value(tree, signed=True, split_ten=True, threshold=0.05)
+    r = read_value(tree, signed=True, ten_followup=True, threshold=0.05)
     assert tree.asked == ["", "-"]
     assert r.value == pytest.approx(0.9 * 5 + 0.1 * -(0.3 * 1 + 0.7 * 5))
     # With more mass on "-" the same branch is worth reading.
     tree = Tree({"": {"-": L(0.5), "5": L(0.5)}, "-": {"1": L(0.3), "5": L(0.7)}, "-1": {"0": 0.0}})
-    read_value(tree, signed=True, split_ten=True, threshold=0.05)
+    read_value(tree, signed=True, ten_followup=True, threshold=0.05)
     assert tree.asked == ["", "-", "-1"]
 
 
@@ -196,7 +195,7 @@ def test_make_simulator_modes():
     assert make_simulator("list-logprobs").mode == "list-logprobs"
     assert isinstance(make_simulator("echo"), EchoSimulator)
     assert make_simulator("one", "chat").api == "chat"
-    assert make_simulator("one", split_ten=True).split_ten is True
+    assert make_simulator("one", ten_followup=True).ten_followup is True
 
 
 def test_make_simulator_refuses_echo_over_chat_clearly():
@@ -248,7 +247,7 @@ RAW = np.array([(i % 3 - 1) * (1 + i % 7) / 7.0 for i in range(N)])
 TEXTS = tuple(f"class {i}" for i in range(N))
 SIGNED = Target("m/l/5", "weight-label", TEXTS, RAW, polarity="both")
 FEW = [FewShotNeuron(Target("m/l/1", "weight-label", TEXTS, RAW[::-1].copy(), polarity="both"), "reversed things")]
-TRUE = {t: int(v) for t, v in zip(TEXTS, SIGNED.values)}
+TRUE = {t: int(v) for t, v in zip(TEXTS, SIGNED.values, strict=False)}
 
 
 class SignedOracle:
@@ -282,11 +281,11 @@ def test_signed_scoring_through_the_default_one_item_simulator():
     client = SignedOracle()
     config = ScoreConfig(n_items=20, n_fewshot_pairs=6, stop=StopRule(max_runs=4))
     assert config.mode == "one"  # the default simulator is the one under test
-    r = score_explanation(client, "things", SIGNED, FEW, config, seed=0, progress=False)
+    r = score_target(client, "things", SIGNED, FEW, config, seed=0, progress=False)
     assert math.isfinite(r.mean) and r.mean > 80  # the oracle tracks the sign, so it scores high
     assert client.minus_followups > 0  # the "-" branch was read, not approximated
     for p in r.details:
-        for true, pred in zip(p.true, p.predicted):
+        for true, pred in zip(p.true, p.predicted, strict=False):
             if true < 0:
                 # 0.9 of the mass on -|v|, 0.1 on 0: clearly negative, near 0.9 x true.
                 assert pred == pytest.approx(0.9 * max(true, -9), abs=1e-3)

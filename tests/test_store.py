@@ -13,7 +13,7 @@ import pytest
 from vse.llm.client import Completion, TokenLogprob, Usage
 from vse.method.prediction_store import PredictionStore
 from vse.method.prompts import Example, Pair
-from vse.method.simulators.llm import OneItemSimulator, SimContext
+from vse.method.simulators import OneItemSimulator, SimContext
 
 EX = (Example("7", (Pair("beagle", 6), Pair("poodle", 10)), "dogs of many breeds"),)
 CTX = SimContext("weight-label", EX, "insects")
@@ -148,8 +148,8 @@ def test_a_changed_prefix_model_or_api_never_hits(change):
 
 
 def test_simulator_knobs_are_part_of_the_key():
-    # split_ten changes how a value is read, so its predictions must not be shared either.
+    # ten_followup changes how a value is read, so its predictions must not be shared either.
     store, client = PredictionStore(), FakeClient()
-    OneItemSimulator(split_ten=False).predict(client, CTX, TEXTS, seed=0, store=store)
-    OneItemSimulator(split_ten=True).predict(client, CTX, TEXTS, seed=0, store=store)
+    OneItemSimulator(ten_followup=False).predict(client, CTX, TEXTS, seed=0, store=store)
+    OneItemSimulator(ten_followup=True).predict(client, CTX, TEXTS, seed=0, store=store)
     assert store.hits == 0

@@ -18,8 +18,22 @@ import click
 from vse.core.protocols import PROTOCOLS
 from vse.core.target import POLARITIES
 from vse.data.loader import TARGET_KINDS
-from vse.method.pipeline import METHOD_HELP, METHODS, TARGET_HELP
-from vse.method.simulators.llm import APIS, MODES
+from vse.method.pipeline import METHODS
+from vse.method.simulators import APIS, MODES
+
+# CLI help text, moved out of vse.method.pipeline (issue 19); helper C's vse/cli/options.py supersedes this.
+METHOD_HELP = {
+    "caption-activation": "the LLM reads the captions of the images the neuron responds to most",
+    "weight-label": "the LLM reads the classes the neuron's weights support most (deeper layers: the eq. 1 product)",
+    "weight-clip": "the LLM reads the next layer's units it feeds most, named by their CLIP-Dissect labels",
+    "weight-explanation": "as weight-clip, the next layer's units named by vse's own explanations of them",
+    "clip-dissect": "CLIP-Dissect's one-concept label, used as the explanation (the baseline)",
+}
+TARGET_HELP = {
+    "caption-activation": "activations on the probe images, predicted from their captions",
+    "weight-label": "weights to the classes, predicted from the class names",
+    "weight-clip": "weights to the next layer's units, predicted from their CLIP-Dissect labels",
+}
 
 #: Where a user's live calls are recorded unless --cassette says otherwise: under the current folder's
 #: vse-runs/, never among the clone's committed cassettes/ (the clone's .gitignore ignores vse-runs/).

@@ -3,7 +3,7 @@
 Thin: parses options, builds the per-unit work from `vse.method.pipeline` (imported lazily, inside the work,
 so this module loads without the LLM core), and hands it to `vse.studies.layer_labelling.label_units`, which does
 the concurrency, resume, sharding, progress bar and summary. ``--dry-run`` prices the run from
-the requests `vse.method.pipeline.plan_requests` says it would send (`vse.llm.pricing`), calling nothing.
+the requests `vse.method.plan.plan_requests` says it would send (`vse.llm.pricing`), calling nothing.
 """
 
 from __future__ import annotations
@@ -356,13 +356,13 @@ def resume_command(ctx: click.Context, out) -> str:
 
 
 def _dry_run(model, layer, method, units, *, n, score, target, price, api="completions") -> None:
-    """Price the run from `vse.method.pipeline.plan_requests`, the requests the prompt builders would make."""
+    """Price the run from `vse.method.plan.plan_requests`, the requests the prompt builders would make."""
     from vse.llm.pricing import dry_run, paper_cost
 
     try:
-        from vse.method.pipeline import plan_requests
+        from vse.method.plan import plan_requests
     except ImportError as exc:
-        raise click.ClickException(f"--dry-run needs vse.method.pipeline.plan_requests (the LLM core): {exc}") from exc
+        raise click.ClickException(f"--dry-run needs vse.method.plan.plan_requests (the LLM core): {exc}") from exc
 
     def requests():
         for unit in units:

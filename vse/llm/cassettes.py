@@ -19,7 +19,7 @@ Policy
   subtlety when resuming a recording: an interaction appended earlier in the same session can
   be played back to a later identical request instead of calling the server again.
 - **Threads**: requests may be in flight from several threads at once (one-item predictions,
-  `vse.method.simulators.llm.OneItemSimulator.predict`); the cassette's bookkeeping runs under one lock
+  `vse.method.simulators.one_item.OneItemSimulator.predict`); the cassette's bookkeeping runs under one lock
   (`_serialize_access`). Recorded interactions then lie in the order the replies came back,
   which a replay does not depend on: each is found by its request bytes, whatever the order
   or the number in flight. Only identical requests replay in recorded order, and the predictions

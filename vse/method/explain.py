@@ -21,10 +21,11 @@ import numpy as np
 from vse.core.protocols import heldout_shown
 from vse.core.sampling import top
 from vse.core.target import Target
+from vse.core.vocab import Api, choices
 from vse.llm.client import LLMClient, Usage
 from vse.method.prompts import Example, explain_messages, explain_prompt, parse_chat_explanation, parse_explanation
+from vse.method.retry import Rejected, first_usable
 
-APIS = ("completions", "chat")
 #: The explanation budget of new runs (`vse explain`, `vse label`, any call without a pinned config). The
 #: recorded experiments allowed 60 tokens (and keep it, so their cassettes replay): 14 of their 200
 #: explanation replies stopped there mid-sentence (finish_reason "length"), while the longest reply that
@@ -42,7 +43,8 @@ class ExplainConfig:
     max_tokens: the longest explanation the model may write.
     max_retries: further attempts (new seed) when a reply holds no usable explanation.
     shown: "top" (the paper) or "heldout" (every other rank, see the module doc).
-    api: "completions" (plain few-shot text) or "chat" (messages).
+    api: "completions" (plain few-shot text) or "chat" (messages); the LLM's endpoint wins
+        (`vse.method.llm.on_llm_endpoint`).
     rank_by: how "top" is ordered: "raw" (the raw activations or weights; the default) or
         "scaled" (the 0..10 integers, ties broken by item index: what the experiments recorded
         before issue 17 used, kept so their cassettes replay). On dense units most of the top 50
@@ -62,8 +64,8 @@ class ExplainConfig:
             raise ValueError(f"shown must be 'top' or 'heldout', got {self.shown!r}")
         if self.rank_by not in ("raw", "scaled"):
             raise ValueError(f"rank_by must be 'raw' or 'scaled', got {self.rank_by!r}")
-        if self.api not in APIS:
-            raise ValueError(f"api {self.api!r} is not one of {APIS}")
+        if self.api not in choices(Api):
+            raise ValueError(f"api {self.api!r} is not one of {choices(Api)}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def build_prompt(target: Target, fewshot: Sequence[FewShotNeuron], config: Expla
     """The request content: a prompt string (completions) or a message list (chat)."""
     examples = top_examples(fewshot, config.n_pairs, config.rank_by)
     pairs = target.pairs(shown_indices(target, config))
-    if config.api == "chat":
+    if config.api == Api.CHAT:
         return explain_messages(target.kind, examples, target.name, pairs, signed=target.signed)
     return explain_prompt(target.kind, examples, target.name, pairs, signed=target.signed)
 
@@ -134,10 +136,12 @@ def explain(
     A reply stopped by ``max_tokens`` (finish_reason "length") is marked ``cut="unfinished"``; with
     ``trim`` it is cut back to its last full sentence when it has one (``cut="trimmed"``)."""
     prompt = build_prompt(target, fewshot, config)
-    usage, calls, errors = Usage(), 0, []
-    for attempt in range(config.max_retries + 1):
-        s = seed + 1000 * attempt  # retries get seeds that no first attempt uses
-        if config.api == "chat":
+    usage, calls = Usage(), 0
+
+    def attempt(k: int) -> Explanation:
+        nonlocal usage, calls
+        s = seed + 1000 * k  # retries get seeds that no first attempt uses
+        if config.api == Api.CHAT:
             reply = client.chat(
                 prompt, max_tokens=config.max_tokens, temperature=config.temperature, seed=s, stop=["\n"]
             )
@@ -151,8 +155,7 @@ def explain(
         try:
             text = parse(reply.text)
         except ValueError as err:
-            errors.append(str(err))
-            continue
+            raise Rejected(str(err)) from None
         cut = ""
         if reply.finish_reason == "length":
             cut = "unfinished"
@@ -160,4 +163,8 @@ def explain(
             if short:
                 text, cut = short, "trimmed"
         return Explanation(text, seed=s, usage=usage, calls=calls, cut=cut)
-    raise ValueError(f"{target.neuron}: no usable explanation after {calls} calls: {'; '.join(errors)}")
+
+    result, reasons = first_usable(config.max_retries + 1, attempt)
+    if result is None:
+        raise ValueError(f"{target.neuron}: no usable explanation after {calls} calls: {'; '.join(reasons)}")
+    return result

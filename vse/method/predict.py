@@ -8,12 +8,10 @@ so a study's requests are built one way only (and replay from its cassettes).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-
 import numpy as np
 
 from vse.method.explain import FewShotNeuron
-from vse.method.pipeline import LLM
+from vse.method.llm import LLM, on_llm_endpoint
 from vse.method.score import ScoreConfig, fewshot_examples, predict_items
 
 
@@ -42,7 +40,7 @@ def predict_explanation(
         list(texts),
         kind=kind,
         examples=examples,
-        config=replace(config, api=llm.api),
+        config=on_llm_endpoint(config, llm),
         store=llm.store,
         in_flight=llm.in_flight,
     )

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vse.core.target import Pair
+from vse.core.vocab import Kind
 
 #: Every explanation completes this sentence; the explain prompt ends with it.
 EXPLANATION_PREFIX = "the main thing this neuron does is find"
@@ -69,9 +70,9 @@ _NEAR_OBJECT_HINT = (
     "objects (water next to fish) rather than the objects themselves."
 )
 
-KINDS: dict[str, KindWording] = {
-    "weight-label": KindWording(
-        key="weight-label",
+KINDS: dict[Kind, KindWording] = {
+    Kind.WEIGHT_LABEL: KindWording(
+        key=Kind.WEIGHT_LABEL,
         item="class",
         value="weight",
         header="Weights:",
@@ -86,8 +87,8 @@ KINDS: dict[str, KindWording] = {
             "(water next to fish), not only from the object. {scale} Many weights are 0."
         ),
     ),
-    "weight-clip": KindWording(
-        key="weight-clip",
+    Kind.WEIGHT_CLIP: KindWording(
+        key=Kind.WEIGHT_CLIP,
         item="concept",
         value="weight",
         header="Weights:",
@@ -103,8 +104,8 @@ KINDS: dict[str, KindWording] = {
             "each concept. {scale} Many weights are 0."
         ),
     ),
-    "weight-explanation": KindWording(
-        key="weight-explanation",
+    Kind.WEIGHT_EXPLANATION: KindWording(
+        key=Kind.WEIGHT_EXPLANATION,
         item="description",
         value="weight",
         header="Weights:",
@@ -120,8 +121,8 @@ KINDS: dict[str, KindWording] = {
             "described unit. {scale} Many weights are 0."
         ),
     ),
-    "caption-activation": KindWording(
-        key="caption-activation",
+    Kind.CAPTION_ACTIVATION: KindWording(
+        key=Kind.CAPTION_ACTIVATION,
         item="image description",
         value="activation",
         header="Activations:",

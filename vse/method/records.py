@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from vse import __version__
+from vse.method import prompts as P
 
 
 def prompts_hash() -> str:
@@ -26,8 +27,6 @@ def prompts_hash() -> str:
     It changes exactly when the text a model is sent changes (any kind, either API), and not when
     a comment in the code does.
     """
-    from vse.method import prompts as P
-
     ex = [P.Example("1", (P.Pair("a", 0), P.Pair("b", 10)), "things")]
     pairs = [P.Pair("c", 3)]
     rendered = []
@@ -162,4 +161,7 @@ class ScoreRecord:
     def line(self) -> str:
         """How the CLI prints it: score ± half-width (passes) beside Acc/MSE/MAE."""
         cap = ", cap" if self.hit_cap else ""
-        return f"{self.mean:.2f} ± {self.half_width:.2f} ({self.passes}{cap})  Acc {100 * self.accuracy:.1f}%  MSE {self.mse:.2f}  MAE {self.mae:.2f}"
+        return (
+            f"{self.mean:.2f} ± {self.half_width:.2f} ({self.passes}{cap})  "
+            f"Acc {100 * self.accuracy:.1f}%  MSE {self.mse:.2f}  MAE {self.mae:.2f}"
+        )

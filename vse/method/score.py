@@ -36,26 +36,25 @@ from vse.core.protocols import PROTOCOLS, select
 from vse.core.sampling import get_strategy
 from vse.core.stats import StopRule, accuracy, correlation_score, mae, mse, run_until_confident
 from vse.core.target import Target
+from vse.core.vocab import EXACT_PROTOCOLS, Kind, Mode
 from vse.llm.client import LLMClient, Usage
 from vse.method.explain import FewShotNeuron
 from vse.method.prediction_store import PredictionStore
 from vse.method.prompts import Example
 from vse.method.records import PassRecord
-from vse.method.simulators.llm import MODES, SimContext, make_simulator
-from vse.method.simulators.numbers import Simulation, SimulationError
+from vse.method.simulators import MODES, SimContext, Simulation, SimulationError, make_simulator
+from vse.method.simulators.embedding import EmbeddingStore
 
 MAX_REDRAWS = 100
-#: Protocols that predict a fixed item set once: one exact pass, no interval to narrow.
-EXACT_PROTOCOLS = ("all", "recall-free")
 #: The explanation whose predictions a prior-corrected score subtracts: it names no feature, so
 #: what the simulator predicts for it is its prior over the item texts alone.
 NEUTRAL_EXPLANATION = "nothing in particular"
 #: The paper's few-shot strategies (App. B): weights Random 75/25, captions Highest 50/50.
 FEWSHOT_STRATEGY = {
-    "caption-activation": "highest-50/50",
-    "weight-label": "random-75/25",
-    "weight-clip": "random-75/25",
-    "weight-explanation": "random-75/25",
+    Kind.CAPTION_ACTIVATION: "highest-50/50",
+    Kind.WEIGHT_LABEL: "random-75/25",
+    Kind.WEIGHT_CLIP: "random-75/25",
+    Kind.WEIGHT_EXPLANATION: "random-75/25",
 }
 
 
@@ -63,17 +62,20 @@ FEWSHOT_STRATEGY = {
 class ScoreConfig:
     """Knobs of explanation scoring (defaults: the paper's App. B.2.1 choices for weights).
 
-    mode: how predictions are read (vse.method.simulators.llm.MODES). api: "completions" or "chat".
+    mode: how predictions are read (`vse.core.vocab.Mode`). api: "completions" or "chat" (the LLM's
+        endpoint wins: `vse.method.llm.on_llm_endpoint`).
     protocol: which items a pass predicts (vse.core.protocols.PROTOCOLS).
     prior_corrected: subtract the neutral explanation's predictions before the correlation.
-    n_items: items per pass. n_shown: pairs the explainer saw (held-out protocol only).
+    n_items: items per pass. n_shown: pairs the explainer saw (`ExplainConfig.n_pairs`), which the
+        held-out and recall-free protocols leave out; the name is kept as recorded configs spell it.
     n_fewshot_pairs, fewshot_strategy: the pairs shown for each few-shot neuron (strategy None:
         the paper's choice for the target kind, `FEWSHOT_STRATEGY`).
     fewshot_draw: "per-run" (once per scoring run, store-friendly) or "per-pass" (the paper).
     stop: Algorithm 1's stopping rule. max_failed_passes: failures tolerated.
     top_logprobs: alternatives asked for at each token (logprob modes).
     split_ten: one-item mode: a follow-up call splits the mass on "1" into 1 and 10 (Qwen writes
-        10 as "1","0"); off by default, it doubles the calls (see vse.method.simulators.llm).
+        10 as "1","0"); off by default, it doubles the calls (the simulator's ``ten_followup``, see
+        vse.method.simulators.one_item; the field keeps the name recorded configs use).
     """
 
     mode: str = "one"
@@ -99,7 +101,7 @@ class ScoreConfig:
             raise ValueError(f"fewshot_draw must be 'per-run' or 'per-pass', got {self.fewshot_draw!r}")
         if self.fewshot_strategy is not None:
             get_strategy(self.fewshot_strategy)
-        if self.mode != "embedding":  # the embedding simulator needs its store, given at run time
+        if self.mode != Mode.EMBEDDING:  # the embedding simulator needs its store, given at run time
             make_simulator(self.mode, self.api)  # refuses impossible pairs (echo over chat) early
 
     @property
@@ -151,11 +153,11 @@ def predict_items(
     store: PredictionStore | None = None,
     in_flight: int = 1,
     seed: int = 0,
-    embeddings=None,
+    embeddings: EmbeddingStore | None = None,
 ) -> Simulation:
     """The one way to predict a neuron's values for item texts from an explanation.
 
-    Every caller goes through it: Algorithm 1 (`score_explanation`), the studies
+    Every caller goes through it: Algorithm 1 (`score_target`), the studies
     (`vse.studies.matched`, `vse.studies.strategy`) and `vse validate`. It builds the simulator that
     ``config`` names (``mode``, ``api``, ``top_logprobs``, ``split_ten``: `make_simulator`) and the
     prompt context, and returns a `Simulation` whose ``values[i]`` is the prediction for
@@ -179,7 +181,7 @@ def predict_items(
     share the prompt up to the item.
     """
     simulator = make_simulator(
-        config.mode, config.api, top_logprobs=config.top_logprobs, split_ten=config.split_ten, embeddings=embeddings
+        config.mode, config.api, top_logprobs=config.top_logprobs, ten_followup=config.split_ten, embeddings=embeddings
     )
     ctx = SimContext(kind, tuple(examples), explanation, signed)
     return simulator.predict(client, ctx, texts, seed=seed, store=store, in_flight=in_flight)
@@ -196,11 +198,12 @@ def draw_items(target: Target, config: ScoreConfig, rng: np.random.Generator) ->
         if config.protocol in EXACT_PROTOCOLS:
             break
     raise ValueError(
-        f"{target.neuron}: every drawn set of {config.n_items} items has constant values; the neuron has {np.count_nonzero(target.values)} non-zero values"
+        f"{target.neuron}: every drawn set of {config.n_items} items has constant values; "
+        f"the neuron has {np.count_nonzero(target.values)} non-zero values"
     )
 
 
-def score_explanation(
+def score_target(
     client: LLMClient,
     explanation: str,
     target: Target,
@@ -212,7 +215,7 @@ def score_explanation(
     progress: bool = True,
     checkpoint: Callable[[], None] | None = None,
     in_flight: int = 1,
-    embeddings=None,
+    embeddings: EmbeddingStore | None = None,
 ) -> ScoreResult:
     """Algorithm 1 for one explanation on one target; `checkpoint()` runs after every pass.
 

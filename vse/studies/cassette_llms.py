@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vse.llm.cassettes import CASSETTE_SUFFIX, save_now, use_cassette
 from vse.llm.client import ClientConfig, LLMClient, Usage
-from vse.method.pipeline import LLM
+from vse.method.llm import LLM
 from vse.paths import data_root, results_root
 
 # The data's root, not the package's parent: after `pip install .` that is site-packages (vse.paths).

@@ -27,13 +27,9 @@ from vse.core.discrimination import (
 from vse.core.vocab import Kind, Method, Polarity, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig
-from vse.method.pipeline import (
-    LLM,
-    explain_neuron,
-    fewshot_neurons,
-    next_layer_explanations,
-    weight_explanation_units,
-)
+from vse.method.fewshot import fewshot_neurons
+from vse.method.llm import LLM
+from vse.method.pipeline import explain_neuron, next_layer_explanations, weight_explanation_units
 from vse.method.predict import predict_explanation
 from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig
 from vse.outputs.paper_tables import (

@@ -54,11 +54,12 @@ from vse.core.stats import correlation_score
 from vse.core.vocab import Kind, Method
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig, shown_indices
-from vse.method.pipeline import explain_neuron, fewshot_neurons
+from vse.method.fewshot import fewshot_neurons
+from vse.method.pipeline import explain_neuron
 from vse.method.predict import predict_explanation
 from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig
 from vse.method.simulators.embedding import EmbeddingSimulator, EmbeddingStore
-from vse.method.simulators.llm import SimContext
+from vse.method.simulators import SimContext
 from vse.outputs.paper_tables import to_csv
 from vse.studies.cassette_llms import CassetteLLMs
 from vse.studies.kind import StudyKind

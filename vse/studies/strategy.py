@@ -35,7 +35,8 @@ from vse.core.stats import ci_half_width, correlation_score
 from vse.core.vocab import Kind, Method, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig
-from vse.method.pipeline import explain_neuron, fewshot_neurons
+from vse.method.fewshot import fewshot_neurons
+from vse.method.pipeline import explain_neuron
 from vse.method.predict import predict_explanation
 from vse.method.score import ScoreConfig
 from vse.outputs.figures import png_bytes

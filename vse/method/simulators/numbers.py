@@ -1,34 +1,34 @@
-"""Simulation's reply readers: parse sampled lists, read expected values from logprobs.
+"""Reading numbers: the one reader of every simulator, and the list parser.
 
-The simulators themselves (one item per call, whole lists, echo) live behind one interface in
-`vse.method.simulators.llm`; this module holds what they share: `Simulation` (what a pass produced),
-`SimulationError`, the tolerant-but-strict list parser, the number-token distributions, and the
-list and echo calls.
+- `parse_value_list`: the integers of a written list (``list`` mode), tolerant but strict.
+- The number reader, from logprobs: `number_distribution` (the number tokens 0..10 among a
+  position's top logprobs), `token_mass` (one token, e.g. "-"), and `expected_value` (their
+  expected value, the mass on "1" split between 1 and 10 where a next token says how). Every
+  logprob mode reads through them: ``one`` through `read_value` (the token tree below a one-item
+  prompt, follow-up calls for "-" and optionally "1"), ``list-logprobs`` through
+  `values_from_generated` (the value slots of the list it wrote), ``echo`` at the prompt's slots.
 
-- ``list``: the model writes the whole filled list in one reply; a reply that does not give
-  exactly one integer per expected line, in order, is retried (fresh seed, non-zero temperature)
-  and after ``max_retries`` recorded as a failure.
-- ``list-logprobs``: the same call with ``logprobs``; the prediction at each value slot is the
-  *expected value* over the number tokens (as OpenAI's neuron-explainer does). Where the model
-  wrote "1" the next position's distribution splits it between 1 and 10.
-- ``echo``: the list layout with placeholder values, sent once with ``echo`` so the server
-  returns prompt logprobs: every value slot in one forward pass (llama.cpp: ``--logits_all
-  true``; slow on a CPU). No continuation is visible, so the mass on "1" counts as 1.
+What differs between the modes is only where the next token's logprobs come from, so how much of
+"1" is 10 is read the way each source allows:
+- ``list-logprobs``: the token the model wrote after "1" is in the reply: P("0") at that position.
+- ``one`` (``ten_followup``): a follow-up call on ``prompt + "1"``; "0" against ending the number
+  (anything but another digit), since "1" followed by another digit is outside 0..10.
+- ``echo``: no continuation is visible, so the mass on "1" counts as 1 (as ``one`` without the
+  follow-up).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-from vse.llm.client import LLMClient, TokenLogprob, Usage
+from vse.llm.client import TokenLogprob
+from vse.method.simulators.base import SimulationError
 
-
-class SimulationError(ValueError):
-    """A simulation reply could not be turned into values (after retries, where they apply)."""
-
+#: Value assumed for a negative branch whose magnitude was not read (the middle of -10..-1).
+UNREAD_NEGATIVE = -5.0
 
 # ----------------------------------------------------------------------------- sampled lists
 
@@ -72,7 +72,7 @@ def parse_value_list(reply: str, texts: Sequence[str], *, low: int = 0, high: in
     if len(found) != len(expected):
         raise SimulationError(f"expected {len(expected)} value lines, found {len(found)}")
     values: list[int] = []
-    for (number, text, value), want, original in zip(found, expected, texts):
+    for (number, text, value), want, original in zip(found, expected, texts, strict=True):
         if _norm(text) != want:
             raise SimulationError(f"line {number}: expected {original!r}, got {text!r}")
         if len(value.lstrip("+-")) > _MAX_DIGITS:
@@ -93,8 +93,8 @@ def parse_value_list(reply: str, texts: Sequence[str], *, low: int = 0, high: in
 def number_distribution(top: Mapping[str, float] | None, *, high: int = 10) -> dict[int, float]:
     """Probabilities of the number tokens 0..high among a position's top logprobs.
 
-    The one number reader of every mode (list-logprobs, echo, and the one-item reader
-    `vse.method.simulators.llm.read_value`). Keys are stripped of whitespace (servers send " 5" and "5");
+    The start of every mode's reading (list-logprobs, echo, and the one-item reader
+    `read_value`). Keys are stripped of whitespace (servers send " 5" and "5");
     several keys for one number add up. Non-number tokens are dropped, so the result sums to the
     mass the model put on numbers (<= 1). A key "10" (tokenizers with one token for it) counts
     as 10. Empty for an empty or missing ``top``.
@@ -120,14 +120,14 @@ def expected_value(dist: Mapping[int, float], *, p_ten_given_one: float = 0.0) -
     total = sum(dist.values())
     if total <= 0:
         raise SimulationError("no number among the top tokens")
-    q = min(max(p_ten_given_one, 0.0), 1.0)
-    ev = 0.0
-    for value, p in dist.items():
-        if value == 1:
-            ev += p * (1.0 * (1 - q) + 10.0 * q)
-        else:
-            ev += p * value
-    return ev / total
+    return _value_mass(dist, min(max(p_ten_given_one, 0.0), 1.0)) / total
+
+
+def _value_mass(dist: Mapping[int, float], p_ten_given_one: float) -> float:
+    """Sum of probability x value over a number distribution, not renormalised: the one place a
+    distribution becomes a value. The mass on "1" counts as 10 with ``p_ten_given_one``, else 1."""
+    p1 = dist.get(1, 0.0)
+    return sum(p * d for d, p in dist.items() if d != 1) + p1 * (1.0 + 9.0 * p_ten_given_one)
 
 
 def _probability(logprob: object) -> float | None:
@@ -146,25 +146,6 @@ def token_mass(top: Mapping[str, float] | None, token: str) -> float:
     return sum(
         p for k, lp in top.items() if isinstance(k, str) and k.strip() == token and (p := _probability(lp)) is not None
     )
-
-
-@dataclass
-class Simulation:
-    """What one simulation pass produced.
-
-    values: one predicted value per requested text (expected values or sampled integers).
-    calls: LLM calls made (retries and follow-ups included).
-    usage: tokens those calls used.
-    retries: replies rejected and asked again (list modes).
-    unresolved: one-item branches ("1" vs "10", a minus sign) above the follow-up threshold that
-        could not be read and were approximated (chat; see vse.method.simulators.llm.read_value).
-    """
-
-    values: list[float]
-    calls: int = 0
-    usage: Usage = field(default_factory=Usage)
-    retries: int = 0
-    unresolved: int = 0
 
 
 def value_slots(tokens: Sequence[TokenLogprob], start_offset: int = 0) -> list[int]:
@@ -199,71 +180,64 @@ def values_from_generated(tokens: Sequence[TokenLogprob]) -> list[float]:
     return values
 
 
-def simulate_list(
-    client: LLMClient,
-    prompt: str | list[dict],
-    texts: Sequence[str],
+@dataclass
+class ValueReading:
+    """The expected value of one item, and how it was read."""
+
+    value: float
+    unresolved: int = 0  # branches above the threshold that could not be read
+
+
+def read_value(
+    after: Callable[[str], Mapping[str, float] | None],
     *,
-    logprobs: bool,
-    max_retries: int = 2,
-    retry_temperature: float = 0.7,
-    seed: int = 0,
-    top_logprobs: int = 20,
-    low: int = 0,
-    chat: bool = False,
-) -> Simulation:
-    """The whole list in one reply; parse it, retry a malformed one, then give up loudly.
+    signed: bool,
+    threshold: float = 0.05,
+    ten_followup: bool = False,
+) -> ValueReading:
+    """Expected value from the token tree below a one-item prompt (``one`` mode).
 
-    prompt: the completion prompt; with ``chat`` the messages (``/chat/completions``, whose reply
-    may begin with the ``<start>`` the prompt ends with). Attempt k samples at temperature 0, then
-    ``retry_temperature``, with seed ``seed + k``.
+    ``after(suffix)`` returns the top logprobs of the token that follows ``prompt + suffix``
+    (suffix "" is the first token), or None when that branch cannot be read. It is called for
+    "" always; for "-" when signed; for "1" and "-1" (the follow-up that splits 1 from 10) only
+    with ``ten_followup``; each only when the branch carries at least ``threshold`` of the number
+    mass. Without the follow-up the mass on "1" counts as 1.
     """
-    if chat and logprobs:
-        raise ValueError("list-logprobs over chat is not implemented: use --api completions, or mode 'one' or 'list'")
-    out = Simulation(values=[])
-    max_tokens = 12 * len(texts) + 16  # a line is a few tokens of text, a tab, a number and \n
-    errors: list[str] = []
-    for attempt in range(max_retries + 1):
-        temperature = 0.0 if attempt == 0 else retry_temperature
-        if chat:
-            completion = client.chat(prompt, max_tokens=max_tokens, temperature=temperature, seed=seed + attempt)  # type: ignore[arg-type]
-            text = completion.text.replace("<start>", "", 1)
-        else:
-            completion = client.complete(
-                prompt,  # type: ignore[arg-type]
-                max_tokens=max_tokens,
-                temperature=temperature,
-                seed=seed + attempt,
-                stop=["<end>"],
-                logprobs=top_logprobs if logprobs else None,
-            )
-            text = completion.text
-        out.calls += 1
-        out.usage = out.usage + completion.usage
-        try:
-            sampled = parse_value_list(text, texts, low=low)
-            if logprobs:
-                values = values_from_generated(completion.tokens)
-                if len(values) != len(texts):
-                    raise SimulationError(f"found {len(values)} value slots in the logprobs, expected {len(texts)}")
-                out.values = values
+    unresolved = 0
+
+    def magnitude(prefix: str, dist: dict[int, float], total: float, share: float = 1.0) -> float:
+        # share: the branch's part of the whole number mass ("-" branch: P("-")), so "-1" is
+        # followed only when it carries `threshold` of the number mass, as documented above.
+        nonlocal unresolved
+        q = 0.0
+        if ten_followup and share * dist.get(1, 0.0) / total >= threshold:
+            top = after(prefix + "1")
+            if top is None:
+                unresolved += 1
             else:
-                out.values = [float(v) for v in sampled]
-            return out
-        except SimulationError as err:
-            errors.append(f"attempt {attempt + 1}: {err}")
-            out.retries += 1
-    raise SimulationError("; ".join(errors))
+                digits = number_distribution(top)
+                stop = 1.0 - sum(digits.values())  # mass on anything but another digit ends the number
+                q = token_mass(top, "0") / max(token_mass(top, "0") + max(stop, 0.0), 1e-12) if digits else 0.0
+        return _value_mass(dist, q)
 
-
-def simulate_echo(client: LLMClient, prompt: str, texts: Sequence[str], *, top_logprobs: int = 20) -> Simulation:
-    """Every value slot scored from prompt logprobs in a single call (``echo`` mode)."""
-    completion = client.complete(prompt, max_tokens=1, temperature=0.0, logprobs=top_logprobs, echo=True)
-    out = Simulation(values=[], calls=1, usage=completion.usage)
-    tokens = completion.prompt_tokens or []
-    start = prompt.rfind("<start>\n")
-    slots = value_slots(tokens, start_offset=start)
-    if len(slots) != len(texts):
-        raise SimulationError(f"echo: found {len(slots)} value slots in the prompt logprobs, expected {len(texts)}")
-    out.values = [expected_value(number_distribution(tokens[i].top)) for i in slots]
-    return out
+    first = after("")
+    if not first:
+        raise SimulationError("no logprobs for the value token")
+    dist = number_distribution(first)
+    p_minus = token_mass(first, "-") if signed else 0.0
+    total = sum(dist.values()) + p_minus
+    if total <= 0:
+        raise SimulationError(f"no number among the top tokens: {sorted(first)[:8]}")
+    ev = magnitude("", dist, total) if dist else 0.0
+    if p_minus > 0:
+        neg = UNREAD_NEGATIVE
+        if p_minus / total >= threshold:
+            top = after("-")
+            ndist = number_distribution(top)
+            if top is None or not ndist:
+                unresolved += 1  # no magnitude read (no reply, or no digit in it): UNREAD_NEGATIVE stands
+            else:
+                ntotal = sum(ndist.values())
+                neg = -magnitude("-", ndist, ntotal, p_minus / total) / ntotal
+        ev += p_minus * neg
+    return ValueReading(ev / total, unresolved)
