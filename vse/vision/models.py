@@ -150,25 +150,6 @@ def _unit_dim(t) -> int:
     return t.shape[1] if t.dim() == 4 else t.shape[-1]
 
 
-# -- neuron ids ---------------------------------------------------------------------------------
-def neuron_id(model: str, layer: str, index: int) -> str:
-    return f"{model}/{layer}/{index}"
-
-
-def parse_neuron_id(text: str) -> tuple[str, str, int]:
-    """``"efficientnet_lite0/_conv_head/489"`` -> ``("efficientnet_lite0", "_conv_head", 489)``."""
-    parts = text.split("/")
-    if len(parts) != 3 or not all(parts):
-        raise VisionModelError(
-            f"bad neuron id {text!r}: expected MODEL/LAYER/INDEX, e.g. efficientnet_lite0/_conv_head/489"
-        )
-    try:
-        index = int(parts[2])
-    except ValueError:
-        raise VisionModelError(f"bad neuron id {text!r}: INDEX {parts[2]!r} is not an integer") from None
-    return parts[0], parts[1], index
-
-
 # -- registry -----------------------------------------------------------------------------------
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet class names, from torchvision's metadata (no download)."""
