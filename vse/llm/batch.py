@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.request import Request
 
+from vse.atomic import read_jsonl
 from vse.llm.cassettes import CASSETTE_SUFFIX, GzipJsonPersister, _JsonSerializer, scrub_request, scrub_response
 from vse.llm.client import encode_body
 
@@ -88,15 +89,8 @@ def export_batch_input(
 
 
 def _read_jsonl(paths: Sequence[str | Path]) -> list[dict]:
-    out = []
-    for p in paths:
-        for n, line in enumerate(Path(p).read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError as exc:
-                    raise ValueError(f"{p}:{n}: not JSON ({exc})") from None
-    return out
+    """Every line of the files, in order (a batch input or output file is one JSON object a line)."""
+    return [rec for p in paths for rec in read_jsonl(p)]
 
 
 def import_batch_output(

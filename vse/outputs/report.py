@@ -200,12 +200,7 @@ def markdown_to_html(
     return "\n".join(out)
 
 
-# -- records ----------------------------------------------------------------------------------
-def read_records(path: Path) -> list[dict]:
-    """The JSON objects of a JSONL file that name a neuron (other lines are ignored)."""
-    return [r for r in atlas.read_jsonl(path) if isinstance(r.get("neuron"), str)]
-
-
+# -- cards ------------------------------------------------------------------------------------
 def experiment_cards(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> list[Card]:
     exp = atlas.folder_config(folder).get("experiment") or {}
     max_tokens = (exp.get("explain") or {}).get("max_tokens", atlas.RECORDED_MAX_TOKENS)
@@ -341,11 +336,11 @@ def _render(results: Path) -> tuple[str, dict[str, bytes]]:
     sections = [_section(d, source, sink) for d in folders]
     toc = "".join(
         f'<li><a href="#{_esc(quote(d.name))}">{_esc(d.name)}</a> ({len(cards)} neuron{"s" if len(cards) != 1 else ""})</li>'
-        for d, (_, cards) in zip(folders, sections)
+        for d, (_, cards) in zip(folders, sections, strict=True)
     )
     body = "\n".join(s for s, _ in sections) or '<p class="note">No experiments found.</p>'
     index_cards = [c for _, cards in sections for c in cards]
-    groups = [d.name for d, (_, cards) in zip(folders, sections) for _ in cards]
+    groups = [d.name for d, (_, cards) in zip(folders, sections, strict=True) for _ in cards]
     index = ""
     if index_cards:
         index = (

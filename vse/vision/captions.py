@@ -73,7 +73,7 @@ def caption_probe(probe, captioner: BlipCaptioner, progress: bool = True) -> lis
             ids.append(it.id)
         except UnreadableImage as exc:
             probe.skipped.append({"id": it.id, "reason": str(exc)})
-    return [{"id": i, "caption": c} for i, c in zip(ids, captioner.caption(images, progress=progress))]
+    return [{"id": i, "caption": c} for i, c in zip(ids, captioner.caption(images, progress=progress), strict=True)]
 
 
 def write_captions(path: str | Path, captions: list[dict]) -> Path:

@@ -255,7 +255,7 @@ def weight_label_pairs(
     if len(labels) != n_out:
         raise ValueError(f"{len(labels)} labels for {n_out} outputs of {matrix.target}")
     w = select_sign(matrix.weights[unit], sign)
-    return [(lab, float(v)) for lab, v in zip(labels, w)]
+    return [(lab, float(v)) for lab, v in zip(labels, w, strict=True)]
 
 
 def save_weight_matrix(path, matrix: WeightMatrix) -> None:
