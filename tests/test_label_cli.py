@@ -56,10 +56,9 @@ def api(monkeypatch):
     fake.LLM = types.SimpleNamespace(
         from_client=lambda client, api="completions": types.SimpleNamespace(client=client, api=api)
     )
-    monkeypatch.setitem(__import__("sys").modules, "vse.method.pipeline", fake)
-    import vse.method
+    import vse.cli.label
 
-    monkeypatch.setattr(vse.method, "pipeline", fake, raising=False)
+    monkeypatch.setattr(vse.cli.label, "pipeline", fake)  # what `vse label` calls
     return fake
 
 
