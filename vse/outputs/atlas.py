@@ -705,9 +705,9 @@ def score_text(s: Score) -> str:
 
 def polarity_badge(polarity: str) -> str:
     meaning = {
-        "positive": "explained from what drives the unit up",
-        "negative": "explained from what drives the unit down (values flipped)",
-        "both": "signed: explained from both ends",
+        Polarity.POSITIVE: "explained from what drives the unit up",
+        Polarity.NEGATIVE: "explained from what drives the unit down (values flipped)",
+        Polarity.BOTH: "signed: explained from both ends",
     }.get(polarity, polarity)
     return f'<span class="pol pol-{esc(polarity)}" title="{esc(meaning)}">{esc(polarity)}</span>'
 
@@ -750,8 +750,8 @@ def _bars(items: Sequence[Item]) -> str:
 
 
 WEIGHT_TITLES = {
-    "weight-label": ("classes", "what Weight-Label reads"),
-    "weight-clip": ("next-layer units (CLIP-Dissect labels)", "what Weight-CLIP reads"),
+    Kind.WEIGHT_LABEL: ("classes", "what Weight-Label reads"),
+    Kind.WEIGHT_CLIP: ("next-layer units (CLIP-Dissect labels)", "what Weight-CLIP reads"),
 }
 
 

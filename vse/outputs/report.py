@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
+from vse.core.vocab import Polarity, Protocol
 from vse.outputs import atlas
 from vse.outputs.atlas import Card
 
@@ -257,7 +258,7 @@ def _paper_table(folder: Path) -> str:
         return ""
     what, paper = PAPER[folder.name]
     with (folder / "methods.csv").open(encoding="utf-8", newline="") as f:
-        vse = {(r["method"], r["target"]): r for r in csv.DictReader(f) if r.get("protocol") == "uniform"}
+        vse = {(r["method"], r["target"]): r for r in csv.DictReader(f) if r.get("protocol") == Protocol.UNIFORM}
     methods = list(dict.fromkeys(m for m, _ in list(paper) + list(vse)))
     targets = list(dict.fromkeys(t for _, t in list(paper) + list(vse)))
     head = "".join(f"<th>{_esc(t)}: vse</th><th>paper</th>" for t in targets)
@@ -361,11 +362,11 @@ def _render(results: Path) -> tuple[str, dict[str, bytes]]:
         "<code>make reproduce</code>. Scores are 100 × Pearson's r between the simulated and the true values, "
         "± the 90% t-interval half-width, with the number of passes. Each neuron's card shows its explanations with their "
         "polarity ("
-        + atlas.polarity_badge("positive")
+        + atlas.polarity_badge(Polarity.POSITIVE)
         + " "
-        + atlas.polarity_badge("negative")
+        + atlas.polarity_badge(Polarity.NEGATIVE)
         + " "
-        + atlas.polarity_badge("both")
+        + atlas.polarity_badge(Polarity.BOTH)
         + "), explanations the token budget cut off marked "
         + atlas.cut_mark("cut off by the token budget")
         + ", the true vs "

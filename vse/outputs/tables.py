@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vse.atomic import write_atomic
+from vse.core.vocab import Method
 from vse.method.prompts import EXPLANATION_PREFIX
 from vse.method.records import ScoreRecord
 from vse.outputs.figures import png_bytes
@@ -89,7 +90,7 @@ def render_scores(records: Sequence[ScoreRecord], title: str) -> bytes:
             [y],
             xerr=[[r.half_width], [r.half_width]],
             fmt="o",
-            color="C3" if r.method != "clip-dissect" else "C0",
+            color="C3" if r.method != Method.CLIP_DISSECT else "C0",
             capsize=4,
             zorder=3,
         )

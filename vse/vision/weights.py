@@ -38,7 +38,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SIGNS = ("positive", "negative", "both")
+from vse.core.vocab import Polarity, choices
+
+#: The signs a weight can be read with: the polarities (`vse.core.vocab.Polarity`).
+SIGNS = choices(Polarity)
 
 _IGNORED = {
     "ReLU",
@@ -92,13 +95,13 @@ class WeightMatrix:
         return f"{self.model}: {self.layer} -> {chain} -> {self.target}"
 
 
-def select_sign(w: np.ndarray, sign: str = "positive") -> np.ndarray:
+def select_sign(w: np.ndarray, sign: str = Polarity.POSITIVE) -> np.ndarray:
     """``positive``: max(w, 0); ``negative``: max(-w, 0) (flipped); ``both``: w unchanged."""
-    if sign == "positive":
+    if sign == Polarity.POSITIVE:
         return np.maximum(w, 0)
-    if sign == "negative":
+    if sign == Polarity.NEGATIVE:
         return np.maximum(-w, 0)
-    if sign == "both":
+    if sign == Polarity.BOTH:
         return np.asarray(w).copy()
     raise ValueError(f"unknown sign {sign!r}; choose one of {', '.join(SIGNS)}")
 
@@ -247,7 +250,7 @@ def weights_to(loaded, layer: str, target: str | None = None) -> WeightMatrix:
 
 
 def weight_label_pairs(
-    matrix: WeightMatrix, unit: int, labels: list[str], sign: str = "positive"
+    matrix: WeightMatrix, unit: int, labels: list[str], sign: str = Polarity.POSITIVE
 ) -> list[tuple[str, float]]:
     """``(label, weight)`` for one unit, in label order, after :func:`select_sign`."""
     n_units, n_out = matrix.weights.shape
