@@ -10,7 +10,6 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-import vse
 from vse.cli.label import label_cmd, layer_width, parse_units
 from vse.llm.client import Usage
 
@@ -49,7 +48,7 @@ def api(monkeypatch):
         return _Rec(neuron=neuron_id, explanation=explanation, target=target, score=42.0)
 
     def plan_requests(neuron_id, method, *, n, score, target, api="completions"):
-        for k in range(n + (3 if score else 0)):
+        for _ in range(n + (3 if score else 0)):
             yield "completions", {"prompt": "x" * 288, "max_tokens": 10, "model": "local"}
 
     fake.explain_neuron, fake.score_explanation, fake.plan_requests = explain_neuron, score_explanation, plan_requests
