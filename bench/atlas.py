@@ -73,12 +73,15 @@ def synthetic_labels(path: Path, units: int, seed: int = 0) -> None:
 
 
 SORT = r"""
-var t = document.getElementById('units'), th = t.querySelector('th[data-key="score-0"]'), q = document.getElementById('q');
+var t = document.getElementById('units'), q = document.getElementById('q');
+var th = t.querySelector('th[data-key="score-0"]');
 // each time includes the layout it forces (offsetHeight), not only the script
 var t0 = performance.now(); th.click(); void document.body.offsetHeight; var sort1 = performance.now() - t0;
 t0 = performance.now(); th.click(); void document.body.offsetHeight; var sort2 = performance.now() - t0;
-t0 = performance.now(); q.value = 'animal water'; q.dispatchEvent(new Event('input')); void document.body.offsetHeight; var search = performance.now() - t0;
-return {ready: +document.documentElement.getAttribute('data-ready-ms'), sort_desc_ms: sort1, sort_asc_ms: sort2, search_ms: search,
+t0 = performance.now(); q.value = 'animal water'; q.dispatchEvent(new Event('input'));
+void document.body.offsetHeight; var search = performance.now() - t0;
+return {ready: +document.documentElement.getAttribute('data-ready-ms'),
+        sort_desc_ms: sort1, sort_asc_ms: sort2, search_ms: search,
         rows: t.tBodies[0].rows.length, shown: +t.getAttribute('data-shown')};
 """
 
@@ -100,7 +103,8 @@ def main() -> None:
     imgs = list((args.out / "img").rglob("*.*"))
     print(f"build: {build_s:.1f} s; {summary}")
     print(
-        f"index.html {summary.index_bytes / 1e3:.0f} kB; assets {sum(p.stat().st_size for p in (args.out / 'assets').iterdir()) / 1e3:.1f} kB; "
+        f"index.html {summary.index_bytes / 1e3:.0f} kB; assets "
+        f"{sum(p.stat().st_size for p in (args.out / 'assets').iterdir()) / 1e3:.1f} kB; "
         f"card pages median {statistics.median(card_kb):.1f} kB (max {max(card_kb):.1f}); {len(imgs)} image files, "
         f"{sum(p.stat().st_size for p in imgs) / 1e6:.2f} MB"
     )
@@ -120,7 +124,8 @@ def main() -> None:
         for _ in range(args.repeats)
     ]
     print(
-        f"card {card.name}: scripts done at median {statistics.median(ready):.0f} ms with its 12 images loaded before the check"
+        f"card {card.name}: scripts done at median {statistics.median(ready):.0f} ms with its 12 images loaded before "
+        "the check"
     )
 
 

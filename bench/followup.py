@@ -46,28 +46,32 @@ def main() -> None:
     it = iter(firsts)
     recorded, single, rows = [], [], []
     for method, seed, p in passes:
-        one = [
-            read_value(lambda s, top=next(it): top if s == "" else None, signed=False, ten_followup=False).value
-            for _ in p["predicted"]
-        ]
+        one = []
+        for _ in p["predicted"]:
+            top = next(it)
+            one.append(read_value(lambda s, top=top: top if s == "" else None, signed=False, ten_followup=False).value)
         recorded += p["predicted"]
         single += one
         rows.append((method, seed, correlation_score(p["predicted"], p["true"]), correlation_score(one, p["true"])))
     a, b = np.array(recorded), np.array(single)
     print(
-        f"items: {len(firsts)}; calls with the split: {len(firsts) + follows}; without: {len(firsts)} ({len(firsts) / (len(firsts) + follows):.0%})"
+        f"items: {len(firsts)}; calls with the split: {len(firsts) + follows}; without: {len(firsts)} "
+        f"({len(firsts) / (len(firsts) + follows):.0%})"
     )
     print(
-        f"predictions with vs without the split: Pearson r = {np.corrcoef(a, b)[0, 1]:.4f}; mean |difference| = {np.abs(a - b).mean():.3f} (0..10 scale)"
+        f"predictions with vs without the split: Pearson r = {np.corrcoef(a, b)[0, 1]:.4f}; mean |difference| = "
+        f"{np.abs(a - b).mean():.3f} (0..10 scale)"
     )
     d = np.array([r[3] - r[2] for r in rows])
     print(
-        f"pass scores ({len(rows)}): without minus with the split: mean {d.mean():+.2f}, mean |.| {np.abs(d).mean():.2f}, max |.| {np.abs(d).max():.2f}"
+        f"pass scores ({len(rows)}): without minus with the split: mean {d.mean():+.2f}, mean |.| "
+        f"{np.abs(d).mean():.2f}, max |.| {np.abs(d).max():.2f}"
     )
     for key in dict.fromkeys((r[0], r[1]) for r in rows):
         mine = [r for r in rows if (r[0], r[1]) == key]
         print(
-            f"  {key[0]} seed {key[1]}: mean score {np.mean([r[2] for r in mine]):+.2f} with the split (recorded), {np.mean([r[3] for r in mine]):+.2f} without"
+            f"  {key[0]} seed {key[1]}: mean score {np.mean([r[2] for r in mine]):+.2f} with the split (recorded), "
+            f"{np.mean([r[3] for r in mine]):+.2f} without"
         )
 
 

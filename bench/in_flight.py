@@ -82,7 +82,8 @@ def main(argv=None) -> int:
                 print(f"round {r}: {n} in flight: {args.items / s:.2f} items/s", file=sys.stderr)
         ref = np.array(values[1][0])
         print(
-            f"\n{server.build.describe()}; {args.items} one-item predictions per run, {args.rounds} rounds; load average at start {load:.2f} on {os.cpu_count()} CPUs\n"
+            f"\n{server.build.describe()}; {args.items} one-item predictions per run, {args.rounds} rounds; load "
+            f"average at start {load:.2f} on {os.cpu_count()} CPUs\n"
         )
         print("| in flight | items/s (median) | runs | max abs diff vs 1 in flight | mean abs diff |")
         print("|---|---|---|---|---|")
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
             diffs = np.abs(np.array(values[n]) - ref)
             rate = args.items / statistics.median(seconds[n])
             print(
-                f"| {n} | {rate:.2f} | {', '.join(f'{args.items / s:.2f}' for s in seconds[n])} | {diffs.max():.4f} | {diffs.mean():.4f} |"
+                f"| {n} | {rate:.2f} | {', '.join(f'{args.items / s:.2f}' for s in seconds[n])} | {diffs.max():.4f} | "
+                f"{diffs.mean():.4f} |"
             )
 
         if args.score:
@@ -112,7 +114,8 @@ def main(argv=None) -> int:
                     in_flight=n,
                 )
                 print(
-                    f"| {n} in flight | {time.perf_counter() - t:.1f} | {res.passes} | {res.calls} | {res.mean:.2f} ± {res.half_width:.2f} |"
+                    f"| {n} in flight | {time.perf_counter() - t:.1f} | {res.passes} | {res.calls} | {res.mean:.2f} ± "
+                    f"{res.half_width:.2f} |"
                 )
     return 0
 

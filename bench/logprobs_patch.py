@@ -29,13 +29,13 @@ def main() -> None:
     original = Llama.logits_to_logprobs
     row = original(scores[-1])
 
-    full = best_of(lambda: list(zip([0], original(scores)[799:])))
-    lazy = best_of(lambda: list(zip([0], LazyLogprobs(scores, original=original)[799:])))
-    slow_sort = best_of(lambda: builtins.sorted(zip(row, range(len(row))), reverse=True)[:20])
-    fast_sort = best_of(lambda: _fast_sorted(zip(row, range(len(row))), reverse=True)[:20])
+    full = best_of(lambda: list(zip([0], original(scores)[799:], strict=False)))
+    lazy = best_of(lambda: list(zip([0], LazyLogprobs(scores, original=original)[799:], strict=False)))
+    slow_sort = best_of(lambda: builtins.sorted(zip(row, range(len(row)), strict=False), reverse=True)[:20])
+    fast_sort = best_of(lambda: _fast_sorted(zip(row, range(len(row)), strict=False), reverse=True)[:20])
     assert (
-        builtins.sorted(zip(row, range(len(row))), reverse=True)[:20]
-        == _fast_sorted(zip(row, range(len(row))), reverse=True)[:20]
+        builtins.sorted(zip(row, range(len(row)), strict=False), reverse=True)[:20]
+        == _fast_sorted(zip(row, range(len(row)), strict=False), reverse=True)[:20]
     )
 
     print("| step (per call) | llama-cpp-python 0.3.36 | vse patch | speed-up |")

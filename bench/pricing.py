@@ -1,6 +1,7 @@
 """Benchmark: dry-run estimate vs the real usage of the recorded experiment, and the paper's formula.
 
-The requests are the recorded run's own (the issue-3 recording, ``bench/data/issue3-unit1089.json.gz``), i.e. exactly what
+The requests are the recorded run's own (the issue-3 recording, ``bench/data/issue3-unit1089.json.gz``), i.e.
+exactly what
 the prompt builders produced; the real usage is ``bench/data/issue3-unit1089-config.json``.
 CHARS_PER_TOKEN was fitted on this very cassette, so the total agrees by construction; the
 held-out check (fit on even requests, predict odd) and the per-request errors say how far it carries.

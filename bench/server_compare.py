@@ -199,6 +199,9 @@ def main() -> None:
     ap.add_argument("--in-flight", default="2,4", help="concurrency levels besides 1")
     ap.add_argument("--block", type=int, default=20, help="requests per block when interleaving the in-flight runs")
     ap.add_argument("--explain-repeats", type=int, default=3)
+    ap.add_argument("--new-threads", type=int, default=2, help="llama-server's -t (the old server keeps 2)")
+    ap.add_argument("--new-slots", type=int, default=4, help="llama-server's -np")
+    ap.add_argument("--new-args", default="", help="extra llama-server arguments, space-separated (e.g. '--poll 0')")
     args = ap.parse_args()
 
     items, explanation = load_requests(args.cassette, args.n)
@@ -208,8 +211,26 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         servers: list[tuple[Tally, str]] = []
         t0 = time.monotonic()
-        new = stack.enter_context(LocalServer(model, port=free_port(), log_path=logs / "bench-llama-server.log"))
-        servers.append((Tally(f"llama-server {new.binary.commit} (-np {new.slots} -c {new.n_ctx} -t 2)"), new.base_url))
+        new = stack.enter_context(
+            LocalServer(
+                model,
+                port=free_port(),
+                n_threads=args.new_threads,
+                slots=args.new_slots,
+                extra_args=args.new_args.split(),
+                log_path=logs / "bench-llama-server.log",
+            )
+        )
+        servers.append(
+            (
+                Tally(
+                    f"llama-server {new.binary.commit} "
+                    + f"(-np {new.slots} -c {new.n_ctx} -t {args.new_threads} {args.new_args}".rstrip()
+                    + ")"
+                ),
+                new.base_url,
+            )
+        )
         print(f"llama-server up in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         if args.old_python:
             t0 = time.monotonic()
@@ -243,7 +264,7 @@ def main() -> None:
             # Untimed warm-up: each of the k slots first evaluates the shared prompt prefix once
             # (about 1,000 tokens, 10-15 s a slot here); a study pays that once per slot, then sends
             # thousands of predictions, so the timed blocks measure the steady state.
-            for tally, url in servers:
+            for _tally, url in servers:
                 run_in_flight(url, bodies[: 2 * k], k)
             for b, start in enumerate(range(0, len(bodies), args.block)):
                 block = bodies[start : start + args.block]

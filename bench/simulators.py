@@ -20,12 +20,12 @@ import sys
 import time
 from dataclasses import replace
 
+from vse import LLM, explain_neuron
 from vse.core.stats import StopRule
 from vse.data.loader import load_target
 from vse.llm.client import ClientConfig, LLMClient
 from vse.method.explain import ExplainConfig
 from vse.method.fewshot import fewshot_neurons
-from vse.method.pipeline import LLM, explain_neuron
 from vse.method.prompts import EXPLANATION_PREFIX
 from vse.method.score import ScoreConfig, score_target
 from vse.method.simulators import MODES, SimulationError
@@ -62,7 +62,8 @@ def main() -> int:
             text = explain_neuron(args.neuron, "weight-label", llm=llm, config=ExplainConfig())[0].explanation
         print(f"neuron {target.neuron}; explanation: {EXPLANATION_PREFIX} {text}", flush=True)
         print(
-            f"pairs: {base.n_items} target items a pass, {base.n_fewshot_pairs} pairs for each of {len(fewshot)} few-shot neurons\n",
+            f"pairs: {base.n_items} target items a pass, {base.n_fewshot_pairs} pairs for each of {len(fewshot)} "
+            "few-shot neurons\n",
             flush=True,
         )
         rows = []

@@ -118,7 +118,8 @@ def _reply(body: dict) -> dict:
 
 
 def fake_llm(monkeypatch) -> list[dict]:
-    """Answer every `requests.Session` call in process like a small OpenAI-compatible server; returns the requests seen."""
+    """Answer every `requests.Session` call in process like a small OpenAI-compatible server; returns the
+    requests seen."""
     seen: list[dict] = []
 
     def respond(status: int, body: dict, url: str) -> requests.Response:

@@ -231,7 +231,8 @@ def test_a_card_shows_polarity_cut_scores_and_escapes_text():
 
 
 def test_atlas_reads_results_folders_too(tmp_path):
-    """`vse atlas results/power-study ...`: a study's explanations and its scores.csv make the cards (what `make atlas-demo` does)."""
+    """`vse atlas results/power-study ...`: a study's explanations and its scores.csv make the cards
+    (what `make atlas-demo` does)."""
     folder = tmp_path / "power-study"
     folder.mkdir()
     (folder / "config.json").write_text(

@@ -68,7 +68,8 @@ def test_simulate_one_messages_exact():
         },
         {
             "role": "user",
-            "content": "Explanation of neuron 7 behavior: the main thing this neuron does is find dogs of many breeds.\nbeagle",
+            "content": "Explanation of neuron 7 behavior: the main thing this neuron does is find dogs of many breeds."
+            "\nbeagle",
         },
         {"role": "assistant", "content": "6"},
         {"role": "user", "content": "poodle"},
@@ -95,7 +96,8 @@ def test_simulate_list_messages_exact():
         },
         {
             "role": "user",
-            "content": "Neuron 7\nExplanation of neuron 7 behavior: the main thing this neuron does is find dogs of many breeds.\n"
+            "content": "Neuron 7\n"
+            "Explanation of neuron 7 behavior: the main thing this neuron does is find dogs of many breeds.\n"
             "Weights:\n<start>\nbeagle\tunk\npoodle\tunk\n<end>\n",
         },
         {"role": "assistant", "content": "<start>\nbeagle\t6\npoodle\t10\n<end>\n"},

@@ -139,12 +139,14 @@ def test_classify():
 
 # -- missing pieces of the local server, missing modules (issue 20) -------------------------------
 
-LLAMA_CPP_LOG = """llama.cpp server exited with code 1 during start-up; log /home/u/.cache/vse/models/logs/server-4242.log:
-Traceback (most recent call last):
+LLAMA_CPP_LOG = (
+    "llama.cpp server exited with code 1 during start-up; log /home/u/.cache/vse/models/logs/server-4242.log:\n"
+    """Traceback (most recent call last):
   File "<frozen runpy>", line 198, in _run_module_as_main
   File "/x/vse/llm/fastlogprobs.py", line 12, in <module>
     import llama_cpp
 ModuleNotFoundError: No module named 'llama_cpp'"""
+)
 
 
 def test_a_server_start_error_is_its_first_line_the_logs_last_line_and_what_to_install():

@@ -8,9 +8,9 @@ import json
 import pytest
 import requests
 
+from vse import LLM, explain_neuron
 from vse.llm.client import ClientConfig, LLMClient
 from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig, trim_to_sentence
-from vse.method.pipeline import LLM, explain_neuron
 from vse.method.records import ExplanationRecord
 
 NEURON = "efficientnet_lite0/_conv_head/414"

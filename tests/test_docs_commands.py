@@ -24,6 +24,7 @@ FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
 SPAN = re.compile(r"`([^`\n]+)`")
 CALL = re.compile(r"(?<![\w./$-])vse[ \t]+(.*)")
 OPTION = re.compile(r"^--[a-z][a-z0-9-]*$")
+PY_IMPORT = re.compile(r"\s*(from|import)\s+vse\b")
 
 
 def _options(cmd: click.Command) -> set[str]:
@@ -71,6 +72,8 @@ def _calls(code: str) -> list[list[str]]:
     out = []
     for line in code.splitlines():
         line = line.split(" #", 1)[0]
+        if PY_IMPORT.match(line):  # `from vse import LLM` is Python, not a command
+            continue
         for m in CALL.finditer(line):
             segment = re.split(r"[|;&)]|\s>\s", m.group(1))[0]
             words = [w.strip("[]()'\",") for w in segment.split()]
@@ -151,7 +154,8 @@ Use `--units A:B` on `vse explain`, `vse label`. `--replay` works with `vse expl
 Pass `--in-flight N` on `vse score`, `vse label` (per worker, on top of `--workers`).
 """
     assert problems_in(text) == [
-        "--bogus is not an option of `vse score` (in: | `vse score NEURON --target T` | scores; `--explanation`, `--bogus` |...)",
+        "--bogus is not an option of `vse score` "
+        "(in: | `vse score NEURON --target T` | scores; `--explanation`, `--bogus` |...)",
         "--nothing is not an option of any command (in: `--nothing` works nowhere....)",
         "--units is not an option of `vse explain` (in: Use `--units A:B` on `vse explain`, `vse label`....)",
         "`vse explain` has no option --nope",

@@ -52,7 +52,7 @@ def test_grid_shows_the_top_activating_rows(monkeypatch):
     want = np.argsort(-acts[:, 17], kind="stable")[:12]
     assert [t["row"] for t in top] == want.tolist()
     assert [t["id"] for t in top] == [ids[r] for r in want]
-    assert all(a["activation"] >= b["activation"] for a, b in zip(top, top[1:]))
+    assert all(a["activation"] >= b["activation"] for a, b in zip(top, top[1:], strict=False))
     assert top[0]["activation"] == pytest.approx(float(acts[:, 17].max()))
 
     asked = []

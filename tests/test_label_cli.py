@@ -48,19 +48,17 @@ def api(monkeypatch):
         return _Rec(neuron=neuron_id, explanation=explanation, target=target, score=42.0)
 
     def plan_requests(neuron_id, method, *, n, score, target, api="completions"):
-        for _k in range(n + (3 if score else 0)):
+        for _ in range(n + (3 if score else 0)):
             yield "completions", {"prompt": "x" * 288, "max_tokens": 10, "model": "local"}
 
     fake.explain_neuron, fake.score_explanation, fake.plan_requests = explain_neuron, score_explanation, plan_requests
     fake.LLM = types.SimpleNamespace(
         from_client=lambda client, api="completions": types.SimpleNamespace(client=client, api=api)
     )
-    monkeypatch.setitem(__import__("sys").modules, "vse.method.pipeline", fake)
-    monkeypatch.setitem(__import__("sys").modules, "vse.method.plan", fake)  # --dry-run's plan_requests
-    import vse.method
+    import vse.cli.label
 
-    monkeypatch.setattr(vse.method, "pipeline", fake, raising=False)
-    monkeypatch.setattr(vse.method, "plan", fake, raising=False)
+    monkeypatch.setattr(vse.cli.label, "pipeline", fake)  # what `vse label` calls
+    monkeypatch.setattr(vse.cli.label, "plan", fake)  # --dry-run's plan_requests
     return fake
 
 

@@ -8,10 +8,10 @@ has to parse.
 
 import pytest
 
+from vse import LLM, explain_neuron, score_explanation
 from vse.core.stats import StopRule
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.server import LocalServer, assemble_model
-from vse.method.pipeline import LLM, explain_neuron, score_explanation
 from vse.method.score import ScoreConfig
 
 pytestmark = pytest.mark.live

@@ -39,7 +39,8 @@ def test_replay_writes_results_in_the_current_directory_without_importing_torch(
         "import sys\n"
         "from vse.cli.main import main\n"
         "main(['reproduce'], standalone_mode=False)\n"
-        "heavy = sorted(m for m in ('torch', 'torchvision', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'transformers', 'sentence_transformers') if m in "
+        "sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

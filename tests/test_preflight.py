@@ -36,7 +36,8 @@ class Tripwire(Exception):
 
 @pytest.fixture
 def tripwires(monkeypatch):
-    """Starting a server, assembling the model, loading a vision model, extracting, or calling the LLM fails the test."""
+    """Starting a server, assembling the model, loading a vision model, extracting, or calling the LLM fails
+    the test."""
     from vse.llm import client, server
     from vse.vision import activations, models
 

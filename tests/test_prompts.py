@@ -80,8 +80,8 @@ def test_echo_prompt_fills_placeholders():
 def test_signed_scale_sentence():
     got = explain_prompt("weight-label", EX, "1", [Pair("a", -3)], signed=True)
     assert (
-        "whole number from -10 to 10: positive numbers mean the unit pushes towards it, negative numbers mean it pushes against it"
-        in got
+        "whole number from -10 to 10: positive numbers mean the unit pushes towards it, negative numbers mean it "
+        "pushes against it" in got
     )
 
 

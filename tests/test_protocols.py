@@ -38,7 +38,7 @@ def test_ranks_are_descending_with_ties_by_lower_index(values):
     order = ranks(values)
     # A permutation: every index exactly once.
     assert sorted(order.tolist()) == list(range(len(values)))
-    for a, b in zip(order[:-1], order[1:]):
+    for a, b in zip(order[:-1], order[1:], strict=False):
         # Highest first; equal values keep index order (the tie rule everything else relies on).
         assert values[a] > values[b] or (values[a] == values[b] and a < b)
 

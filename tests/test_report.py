@@ -46,12 +46,12 @@ def test_markdown_table_rows_and_cap_flag():
     lines = table.strip().splitlines()
     assert len(lines) == 4
     assert (
-        "| m/l/1 | weight-label | the main thing this neuron does is find cats | 40.00 ± 16.90 (8, cap) | 25.0% | 5.00 | 2.00 |"
-        in lines
+        "| m/l/1 | weight-label | the main thing this neuron does is find cats "
+        "| 40.00 ± 16.90 (8, cap) | 25.0% | 5.00 | 2.00 |" in lines
     )
     assert (
-        "| m/l/1 | clip-dissect | the main thing this neuron does is find raspberry | 0.00 ± 1.70 (3) | 10.0% | 9.00 | 3.00 |"
-        in lines
+        "| m/l/1 | clip-dissect | the main thing this neuron does is find raspberry "
+        "| 0.00 ± 1.70 (3) | 10.0% | 9.00 | 3.00 |" in lines
     )
 
 

@@ -326,7 +326,7 @@ def test_accuracy_is_the_fraction_of_exact_matches(ab):
     a, b = ab
     acc = accuracy(a, b)
     assert 0.0 <= acc <= 1.0
-    assert acc == pytest.approx(sum(x == y for x, y in zip(a, b)) / a.size)
+    assert acc == pytest.approx(sum(x == y for x, y in zip(a, b, strict=False)) / a.size)
     assert acc == accuracy(b, a)
 
 

@@ -19,10 +19,10 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def test_the_default_user_cassette_is_not_among_the_committed_cassettes():
-    from vse.cli import commands
+    from vse.cli import options
 
-    assert commands.DEFAULT_CASSETTES.parts[0] == "vse-runs"
-    assert not commands.DEFAULT_CASSETTES.is_absolute()
+    assert options.DEFAULT_CASSETTES.parts[0] == "vse-runs"
+    assert not options.DEFAULT_CASSETTES.is_absolute()
     ignored = git(
         REPO,
         "check-ignore",

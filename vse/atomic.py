@@ -1,4 +1,5 @@
-"""Writing result files so that a reader never sees a half-written file, or a mix of two runs.
+"""vse's file I/O: writing result files so that a reader never sees a half-written file, or a mix of
+two runs, and reading JSON Lines back.
 
 - `write_atomic(path, data)`: the data go to a temporary file in the same folder, are flushed
   to disk (fsync), and the temporary file is renamed over ``path`` (``os.replace``, atomic on
@@ -13,16 +14,20 @@
   reader can find it missing, but never mixed. Files in ``folder`` that are not in ``files``
   are carried over into the new set unchanged, so the swap loses nothing it was not asked to
   replace. One writer at a time: two concurrent `write_set` calls on one folder are not safe.
+- `read_jsonl(path)`: the JSON value of each non-blank line of a JSONL file; a line that is not JSON
+  is an error naming the file and line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -101,3 +106,20 @@ def write_set(folder: Path | str, files: Mapping[str, bytes | str]) -> None:
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def read_jsonl(path: Path | str) -> list[Any]:
+    """The JSON value of each non-blank line of ``path`` (UTF-8), in order.
+
+    A line that is not JSON raises ValueError naming ``path`` and the line number: a results or
+    batch file is never read past a corrupt line as if it were shorter.
+    """
+    out = []
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError as exc:
+            raise ValueError(f"{path}:{lineno}: not JSON ({exc})") from None
+    return out

@@ -46,7 +46,7 @@ def test_export_matches_the_clients_bytes(round_trip):
     assert len(lines) == len(reqs) == 3190
     assert {x["method"] for x in lines} == {"POST"} and {x["url"] for x in lines} == {"/v1/completions"}
     assert len({x["custom_id"] for x in lines}) == len(lines)
-    for (endpoint, payload), line in zip(reqs[:50], lines[:50], strict=True):
+    for (_endpoint, payload), line in zip(reqs[:50], lines[:50], strict=True):
         assert encode_body(line["body"]) == encode_body(payload)
 
 

@@ -454,7 +454,8 @@ VLLM_400 = {
     "type": "BadRequestError",
     "param": None,
     "code": 400,
-    "message": "[{'type': 'extra_forbidden', 'loc': ('body', 'echo'), 'msg': 'Extra inputs are not permitted', 'input': True}]",
+    "message": "[{'type': 'extra_forbidden', 'loc': ('body', 'echo'), "
+    "'msg': 'Extra inputs are not permitted', 'input': True}]",
 }
 VLLM_TOP = {
     "object": "error",

@@ -40,7 +40,7 @@ def test_dissect_command_text_backend(tmp_path):
         model=np.array("m"),
     )
     caps = ["A cat.", "A kitten asleep.", "A red truck.", "A lorry on the road."]
-    (tmp_path / "probe.json").write_text(json.dumps([{"id": i, "caption": c} for i, c in zip(ids, caps)]))
+    (tmp_path / "probe.json").write_text(json.dumps([{"id": i, "caption": c} for i, c in zip(ids, caps, strict=True)]))
     (tmp_path / "concepts.txt").write_text("cat\ntruck\nsoup\n")
     r = CliRunner().invoke(
         main,

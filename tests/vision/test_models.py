@@ -1,11 +1,10 @@
 import pytest
 
+from vse.core.target import neuron_id, neuron_stem, parse_neuron_id
 from vse.vision.models import (
     VisionModelError,
     WeightsMissingError,
     load_model,
-    neuron_id,
-    parse_neuron_id,
     torchvision_checkpoint,
 )
 
@@ -13,8 +12,9 @@ from vse.vision.models import (
 def test_neuron_ids_roundtrip():
     assert parse_neuron_id("efficientnet_lite0/_blocks.15/7") == ("efficientnet_lite0", "_blocks.15", 7)
     assert neuron_id("alexnet", "classifier.5", 489) == "alexnet/classifier.5/489"
-    for bad in ("a/b", "a/b/c", "a//3"):
-        with pytest.raises(VisionModelError, match="MODEL/LAYER/INDEX|not an integer"):
+    assert neuron_stem(*parse_neuron_id("alexnet/classifier.5/489")) == "alexnet__classifier.5__489"
+    for bad in ("a/b", "a/b/c", "a//3", "/b/3", "a/b/-1", "a/b/3/4"):
+        with pytest.raises(ValueError, match="is not MODEL/LAYER/INDEX"):
             parse_neuron_id(bad)
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from vse.outputs.atlas import build_atlas
+
 
 @click.command("atlas")
 @click.argument("labels", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
@@ -35,7 +37,8 @@ import click
     type=int,
     default=60,
     show_default=True,
-    help="The explanation budget of records that do not say whether they were cut (a record that used all of it in one call is marked).",
+    help="The explanation budget of records that do not say whether they were cut "
+    "(a record that used all of it in one call is marked).",
 )
 def atlas_cmd(labels, out, probe, device, title, max_tokens):
     """Build a browsable atlas of labelled units: DIR/index.html (sortable, searchable index) and one card per neuron.
@@ -44,8 +47,6 @@ def atlas_cmd(labels, out, probe, device, title, max_tokens):
     under results/ (their explanations and scores). The site is static:
     open it from disk, no server, no network.
     """
-    from vse.outputs.atlas import build_atlas
-
     summary = build_atlas(
         list(labels), out, probe=probe, device=device, title=title, max_tokens=max_tokens, progress=sys.stderr.isatty()
     )

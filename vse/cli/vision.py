@@ -1,30 +1,40 @@
 """Vision commands of the ``vse`` CLI (thin: parse options, call one library function, save/print).
 
 * ``vse layers``        list a model's layer names (and a layer's width)
-* ``vse activations``   pooled activations of layers on a probe set -> ``activations_<layer>.npz`` + probe.json + run_record.json
+* ``vse activations``   pooled activations of layers on a probe set -> ``activations_<layer>.npz``, probe.json,
+                        run_record.json
 * ``vse weight-pairs``  Weight-Label (or Weight-CLIP) pairs of one neuron ``MODEL/LAYER/INDEX``
 * ``vse weight-matrix`` the whole weight matrix of a layer to the classes (eq. 1) or to a later layer -> .npz
 * ``vse captions``      captions of a probe set: its sidecar captions, or BLIP (``--blip PATH``)
 * ``vse dissect``       CLIP-Dissect labels of a layer from an activations file (text or CLIP backend)
 * ``vse fixtures``      regenerate ``fixtures/`` from the real stamps and model (``make fixtures``)
 
-Heavy libraries are imported inside the commands so ``vse --help`` stays fast.
+Heavy libraries (torch, transformers) are imported inside the commands so ``vse --help`` stays fast; the
+vse.vision modules themselves import them lazily, and are imported here as modules (tests swap
+``models.load_model`` and ``activations.extract_activations``).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import click
+import numpy as np
 
+from vse.atomic import write_atomic
+from vse.cli import preflight
+from vse.core.target import parse_neuron_id
+from vse.core.vocab import Polarity, choices
 from vse.errors import UserError
+from vse.vision import activations, captions, datasets, fixtures, models, weights
+from vse.vision import dissect as D
+from vse.vision.models import VisionModelError, WeightsMissingError
 
 
 def _probe(spec: str, include_svg: bool):
-    from vse.vision import datasets
-
     if spec == "tuxpaint":
         return datasets.tuxpaint(include_svg=include_svg)
     return datasets.load_folder(spec)
@@ -59,9 +69,7 @@ def _say_skipped(skipped: list[dict]) -> None:
 
 
 def _write_text(path: str | Path, text: str) -> None:
-    from vse.atomic import write_atomic  # creates missing parent folders
-
-    write_atomic(path, text)
+    write_atomic(path, text)  # creates missing parent folders
 
 
 @click.command("layers")
@@ -71,13 +79,11 @@ def _write_text(path: str | Path, text: str) -> None:
 @click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
 def layers_cmd(model_arg, model_opt, layer, download):
     """List MODEL's layer names (aliases first, then every module) with their widths (units)."""
-    from vse.vision.models import VisionModelError, WeightsMissingError, load_model
-
     if model_arg and model_opt and model_arg != model_opt:
         raise click.UsageError(f"MODEL {model_arg!r} and --model {model_opt!r} disagree; give one")
     model_name = model_arg or model_opt or "efficientnet_lite0"
     try:
-        loaded = load_model(model_name, download=download)
+        loaded = models.load_model(model_name, download=download)
         if layer:
             point = loaded.hook_point(layer)
             click.echo(f"{model_name}/{layer}: {loaded.layer_width(layer)} units; {point.doc}")
@@ -90,7 +96,7 @@ def layers_cmd(model_arg, model_opt, layer, download):
 
 def _widths(loaded) -> dict[str, str]:
     """Every layer's width from one forward pass on the dummy input ("-" where the output is not a tensor)."""
-    import torch
+    import torch  # here, not at the top: `vse --help` must not load torch
 
     names = loaded.layer_names()
     outputs: dict[str, object] = {}
@@ -126,10 +132,8 @@ def _widths(loaded) -> dict[str, str]:
 
 def _device(value: str) -> str:
     """--device checked before any model loads, so a missing GPU is a one-line error."""
-    from vse.vision.activations import resolve_device
-
     try:
-        resolve_device(value)
+        activations.resolve_device(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     return value
@@ -172,10 +176,6 @@ def _device(value: str) -> str:
 @click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
 def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers, device, svg, out_dir, download):
     """Extract pooled activations of LAYERs on a probe set to OUT/activations_<layer>.npz (float16)."""
-    from vse.cli import preflight
-    from vse.vision.activations import extract_activations, save_activations
-    from vse.vision.models import VisionModelError, WeightsMissingError, load_model
-
     # The cheap checks first (issue 20): the probe folder, then the weights on disk, then the model.
     if probe_spec != "tuxpaint":
         preflight.check_probe(probe_spec)
@@ -183,13 +183,13 @@ def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers
         preflight.check_weights(model_name)
     try:
         probe = _probe(probe_spec, svg)
-        loaded = load_model(model_name, download=download)
+        loaded = models.load_model(model_name, download=download)
         for layer in layers:
             loaded.hook_point(layer)
     except (VisionModelError, WeightsMissingError, FileNotFoundError) as exc:
         _fail(exc)
     # One pass, on --device.
-    result = extract_activations(
+    result = activations.extract_activations(
         loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers, device=device
     )
     skipped = list(probe.skipped) + list(result.skipped)
@@ -200,7 +200,7 @@ def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for layer in layers:
-        save_activations(out / f"activations_{layer}.npz", result, layer)
+        activations.save_activations(out / f"activations_{layer}.npz", result, layer)
     caps = {it.id: it.caption for it in probe.items}
     _write_text(
         out / "probe.json",
@@ -222,13 +222,10 @@ def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers
 
 
 def _matrix(model_name, layer, target, download):
-    from vse.vision.models import VisionModelError, WeightsMissingError, load_model
-    from vse.vision.weights import ProductUndefined, weights_to
-
     try:
-        loaded = load_model(model_name, download=download)
-        return loaded, weights_to(loaded, layer, target)
-    except (VisionModelError, WeightsMissingError, ProductUndefined) as exc:
+        loaded = models.load_model(model_name, download=download)
+        return loaded, weights.weights_to(loaded, layer, target)
+    except (VisionModelError, WeightsMissingError, weights.ProductUndefined) as exc:
         _fail(exc)
 
 
@@ -236,8 +233,8 @@ def _matrix(model_name, layer, target, download):
 @click.argument("neuron")
 @click.option(
     "--sign",
-    type=click.Choice(["positive", "negative", "both"]),
-    default="positive",
+    type=click.Choice(choices(Polarity)),
+    default=Polarity.POSITIVE.value,
     show_default=True,
     help="positive: zero the negatives (paper default); negative: flipped (App. C.3.1); both: signed.",
 )
@@ -256,12 +253,9 @@ def _matrix(model_name, layer, target, download):
 @click.option("--download", is_flag=True)
 def weight_pairs_cmd(neuron, sign, target, labels_file, top, json_out, download):
     """Weight-Label pairs of NEURON (MODEL/LAYER/INDEX), e.g. efficientnet_lite0/_conv_head/489."""
-    from vse.vision.models import VisionModelError, parse_neuron_id
-    from vse.vision.weights import weight_label_pairs
-
     try:
         model_name, layer, index = parse_neuron_id(neuron)
-    except VisionModelError as exc:
+    except ValueError as exc:
         _fail(exc)
     loaded, m = _matrix(model_name, layer, target, download)
     try:
@@ -274,7 +268,7 @@ def weight_pairs_cmd(neuron, sign, target, labels_file, top, json_out, download)
         labels = _dissect_labels(labels_file, m.weights.shape[1], f"{model_name}/{target}")
     else:
         labels = [f"{model_name}/{target}/{i}" for i in range(m.weights.shape[1])]
-    pairs = weight_label_pairs(m, index, labels, sign)
+    pairs = weights.weight_label_pairs(m, index, labels, sign)
     for lab, w in sorted(pairs, key=lambda p: -abs(p[1]))[:top]:
         click.echo(f"{w:+.5f}\t{lab}")
     if json_out:
@@ -289,10 +283,8 @@ def weight_pairs_cmd(neuron, sign, target, labels_file, top, json_out, download)
 
 def _dissect_labels(path: str, n_units: int, target: str) -> list[str]:
     """The unit labels of a `vse dissect` JSON; anything else is an error naming the file."""
-    from vse.vision.datasets import read_utf8
-
     try:
-        units = json.loads(read_utf8(Path(path)))["units"]
+        units = json.loads(datasets.read_utf8(Path(path)))["units"]
         labels = [str(u["label"]) for u in units]
     except (ValueError, KeyError, TypeError) as exc:
         raise click.BadParameter(
@@ -314,10 +306,8 @@ def _dissect_labels(path: str, n_units: int, target: str) -> list[str]:
 @click.option("--download", is_flag=True)
 def weight_matrix_cmd(model_name, layer, target, out, download):
     """Save the raw signed weights [units, outputs] from LAYER to the classes (eq. 1) or to TARGET."""
-    from vse.vision.weights import save_weight_matrix
-
     _, m = _matrix(model_name, layer, target, download)
-    save_weight_matrix(out, m)
+    weights.save_weight_matrix(out, m)
     click.echo(f"{m.weights.shape[0]}x{m.weights.shape[1]}: {m.describe()} -> {out}")
 
 
@@ -329,18 +319,16 @@ def weight_matrix_cmd(model_name, layer, target, out, download):
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="JSON list of {id, caption}.")
 def captions_cmd(probe_spec, blip, batch_size, svg, out):
     """Captions of a probe set: its sidecar captions, or generated by BLIP (--blip)."""
-    from vse.vision.captions import BlipCaptioner, caption_probe, sidecar_captions, write_captions
-
     try:
         probe = _probe(probe_spec, svg)
         if blip:
-            caps = caption_probe(probe, BlipCaptioner.from_pretrained(blip, batch_size=batch_size))
+            caps = captions.caption_probe(probe, captions.BlipCaptioner.from_pretrained(blip, batch_size=batch_size))
         else:
-            caps = sidecar_captions(probe.verify())  # unreadable images are counted, not listed as captioned
+            caps = captions.sidecar_captions(probe.verify())  # unreadable images are counted, not listed as captioned
     except FileNotFoundError as exc:
         _fail(exc)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_captions(out, caps)
+    captions.write_captions(out, caps)
     _say_skipped(probe.skipped)
     if probe.skipped:
         Path(out).with_suffix(".skipped.json").write_text(json.dumps(probe.skipped, indent=1) + "\n", encoding="utf-8")
@@ -383,21 +371,13 @@ def captions_cmd(probe_spec, blip, batch_size, svg, out):
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concepts, top_k, out):
     """CLIP-Dissect label for every unit in an activations file."""
-    import numpy as np
-
-    from vse.vision import dissect as D
-    from vse.vision.activations import load_activations_npz
-    from vse.vision.datasets import read_captions_file
-
     if concepts != "wordfreq20k" and not Path(concepts).is_file():
         raise click.BadParameter(
             f"concept file {concepts} does not exist (give a word list, one per line, or 'wordfreq20k')",
             param_hint="--concepts",
         )
-    import zipfile
-
     try:
-        data = load_activations_npz(acts_file)
+        data = activations.load_activations_npz(acts_file)
     except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         # np.load says "pickled data" of any file that is not an .npz: name the file and what it should be.
         raise UserError(
@@ -411,7 +391,7 @@ def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concep
     if backend == "text":
         if not captions_file:
             raise click.UsageError("--backend text needs --captions")
-        table = read_captions_file(Path(captions_file))
+        table = datasets.read_captions_file(Path(captions_file))
         missing = [i for i in ids if not table.get(i)]
         if missing:
             raise click.ClickException(
@@ -461,11 +441,9 @@ def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concep
 )
 def fixtures_cmd(out, svg, steps):
     """Regenerate fixtures/ from the real Tux Paint stamps and EfficientNet-Lite0 (see fixtures/README.md)."""
-    from vse.vision.fixtures import build_fixtures, fixtures_root
-
     kw = {"steps": steps} if steps else {}
-    build_fixtures(out, include_svg=svg, **kw)
-    click.echo(f"fixtures written to {fixtures_root(out)}", err=True)
+    fixtures.build_fixtures(out, include_svg=svg, **kw)
+    click.echo(f"fixtures written to {fixtures.fixtures_root(out)}", err=True)
 
 
 COMMANDS = (layers_cmd, activations_cmd, weight_pairs_cmd, weight_matrix_cmd, captions_cmd, dissect_cmd, fixtures_cmd)

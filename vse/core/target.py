@@ -36,11 +36,27 @@ def check_kind(kind: str) -> Kind:
 
 
 def parse_neuron_id(neuron: str) -> tuple[str, str, int]:
-    """``MODEL/LAYER/INDEX`` -> (model, layer, index), with a clear error for anything else."""
+    """``MODEL/LAYER/INDEX`` -> (model, layer, index), with a clear error for anything else.
+
+    ``"efficientnet_lite0/_conv_head/489"`` -> ``("efficientnet_lite0", "_conv_head", 489)``.
+    """
     parts = neuron.split("/")
-    if len(parts) != 3 or not parts[2].isdigit():
+    if len(parts) != 3 or not all(parts) or not parts[2].isdigit():
         raise ValueError(f"neuron id {neuron!r} is not MODEL/LAYER/INDEX (e.g. efficientnet_lite0/_conv_head/489)")
     return parts[0], parts[1], int(parts[2])
+
+
+def neuron_id(model: str, layer: str, index: int) -> str:
+    """(model, layer, index) -> ``MODEL/LAYER/INDEX``: the inverse of `parse_neuron_id`."""
+    return f"{model}/{layer}/{index}"
+
+
+def neuron_stem(model: str, layer: str, unit: int | str) -> str:
+    """A file-name-safe name of a neuron, ``MODEL__LAYER__UNIT``: the stem of its cassettes and atlas card.
+
+    For a neuron id: ``neuron_stem(*parse_neuron_id(neuron))``.
+    """
+    return f"{model}__{layer}__{unit}"
 
 
 @dataclass(frozen=True)
@@ -59,7 +75,7 @@ class Target:
     kind: str
     texts: tuple[str, ...]
     raw: np.ndarray = field(repr=False)
-    polarity: str = "positive"
+    polarity: str = Polarity.POSITIVE
 
     def __post_init__(self) -> None:
         check_kind(self.kind)
@@ -76,14 +92,14 @@ class Target:
 
     @property
     def signed(self) -> bool:
-        return self.polarity == "both"
+        return self.polarity == Polarity.BOTH
 
     @cached_property
     def values(self) -> np.ndarray:
         """The scaled integers (0..10, or -10..10 when signed)."""
-        if self.polarity == "both":
+        if self.polarity == Polarity.BOTH:
             return scale_signed(self.raw)
-        if self.polarity == "negative":
+        if self.polarity == Polarity.NEGATIVE:
             return scale_to_int(flip_negative(self.raw))
         return scale_to_int(self.raw)
 
@@ -91,7 +107,7 @@ class Target:
     def strength(self) -> np.ndarray:
         """The raw values oriented like `values` (negative polarity flipped): an order without the
         ties of the scaled integers, which it refines (scaling is monotone)."""
-        return -self.raw if self.polarity == "negative" else np.asarray(self.raw, dtype=np.float64)
+        return -self.raw if self.polarity == Polarity.NEGATIVE else np.asarray(self.raw, dtype=np.float64)
 
     def pairs(self, indices: Sequence[int]) -> tuple[Pair, ...]:
         return tuple(Pair(self.texts[i], int(self.values[i])) for i in indices)

@@ -6,6 +6,7 @@ options keep their plain spellings; the enums name the choices once and let a ty
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -71,6 +72,10 @@ class Protocol(StrEnum):
 EXACT_PROTOCOLS: tuple[Protocol, ...] = (Protocol.ALL, Protocol.RECALL_FREE)
 
 
-def choices(enum: type[StrEnum]) -> tuple[str, ...]:
-    """The plain spellings of an enum's members, in order (for command-line choices and messages)."""
-    return tuple(m.value for m in enum)
+def choices(members: type[StrEnum] | Iterable[StrEnum]) -> tuple[str, ...]:
+    """The plain spellings of an enum's members (or of some members, e.g. `TARGET_KINDS`), in order.
+
+    For command-line choices and messages: `click.Choice` is given these strings, not the members (given
+    members, click matches the members' *names*, ``WEIGHT_LABEL``, not their values).
+    """
+    return tuple(m.value for m in members)

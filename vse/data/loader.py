@@ -17,6 +17,7 @@ process (`functools.lru_cache`), however many neurons or targets a run loads.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,12 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
+from vse.atomic import write_atomic
+from vse.core import vocab
+from vse.core.seeds import rng
 from vse.core.target import Target, parse_neuron_id
-from vse.vision import fixtures
+from vse.core.vocab import Kind, Polarity, choices
+from vse.vision import activations, datasets, fixtures, models, weights
 
-KINDS = ("caption-activation", "weight-label", "weight-clip", "weight-explanation")
+#: The feature kinds, as plain strings (`vse.core.vocab.Kind`).
+KINDS = choices(Kind)
 #: The kinds a neuron can be scored on (a weight-explanation target would need every next unit explained).
-TARGET_KINDS = ("caption-activation", "weight-label", "weight-clip")
+TARGET_KINDS = choices(vocab.TARGET_KINDS)
 
 
 @dataclass(frozen=True)
@@ -76,50 +82,41 @@ def live_pairs(
     The image ids (paths relative to the probe folder, in item order) let a page show the images
     behind the values; weight-label pairs have none. A cache written before ids were kept is
     recomputed once."""
-    import json as _json
-
-    if kind not in ("weight-label", "caption-activation"):
+    if kind not in (Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION):
         raise ValueError(
-            f"{kind} pairs need the next layer's labels (CLIP-Dissect or explanations): with --probe only weight-label and caption-activation are computed"
+            f"{kind} pairs need the next layer's labels (CLIP-Dissect or explanations): "
+            "with --probe only weight-label and caption-activation are computed"
         )
-    key = f"{model}__{layer}__{kind}" + (f"__{probe.name}-{_probe_key(probe)}" if kind == "caption-activation" else "")
+    key = f"{model}__{layer}__{kind}"  # the layer's cache (preflight globs these names)
+    if kind == Kind.CAPTION_ACTIVATION:
+        key += f"__{probe.name}-{_probe_key(probe)}"
     path = cache_dir / f"{key}.npz"
     if path.exists():
         data = np.load(path, allow_pickle=False)
-        ids = tuple(_json.loads(str(data["ids"]))) if "ids" in data.files else None
-        if kind == "weight-label" or ids is not None:
-            return tuple(_json.loads(str(data["texts"]))), np.asarray(data["raw"], dtype=np.float64), ids
-    from vse.vision.models import load_model
-
-    loaded = load_model(model)
-    if kind == "weight-label":
-        from vse.vision.weights import weights_to
-
-        raw = np.asarray(weights_to(loaded, layer).weights, dtype=np.float64)
+        ids = tuple(json.loads(str(data["ids"]))) if "ids" in data.files else None
+        if kind == Kind.WEIGHT_LABEL or ids is not None:
+            return tuple(json.loads(str(data["texts"]))), np.asarray(data["raw"], dtype=np.float64), ids
+    loaded = models.load_model(model)
+    if kind == Kind.WEIGHT_LABEL:
+        raw = np.asarray(weights.weights_to(loaded, layer).weights, dtype=np.float64)
         texts, ids = tuple(loaded.class_names), None
     else:
-        from vse.vision.activations import extract_activations
-        from vse.vision.datasets import load_folder
-
-        probe_set = load_folder(probe)
+        probe_set = datasets.load_folder(probe)
         missing = [it.id for it in probe_set.items if not it.caption]
         if missing:
             raise ValueError(
-                f"{len(missing)} images of {probe} have no caption (first: {missing[0]}): add <stem>.txt sidecars or a captions.tsv"
+                f"{len(missing)} images of {probe} have no caption (first: {missing[0]}): "
+                "add <stem>.txt sidecars or a captions.tsv"
             )
-        result = extract_activations(loaded, probe_set, [layer], device=device)
+        result = activations.extract_activations(loaded, probe_set, [layer], device=device)
         captions = {it.id: it.caption for it in probe_set.items}
         ids = tuple(result.image_ids)
         texts = tuple(captions[i] for i in ids)
         raw = np.asarray(result.activations[layer], dtype=np.float64).T
     cache_dir.mkdir(parents=True, exist_ok=True)
-    import io
-
-    from vse.atomic import write_atomic
-
     buf = io.BytesIO()
-    extra = {} if ids is None else {"ids": np.array(_json.dumps(list(ids)))}
-    np.savez_compressed(buf, texts=np.array(_json.dumps(list(texts))), raw=raw.astype(np.float32), **extra)
+    extra = {} if ids is None else {"ids": np.array(json.dumps(list(ids)))}
+    np.savez_compressed(buf, texts=np.array(json.dumps(list(texts))), raw=raw.astype(np.float32), **extra)
     write_atomic(path, buf.getvalue())
     return texts, raw, ids
 
@@ -128,30 +125,32 @@ def live_pairs(
 def _matrix(model: str, layer: str, kind: str) -> tuple[tuple[str, ...], np.ndarray]:
     """(texts, raw values [units, items]) of one kind for a whole layer, from the fixtures."""
     try:
-        if kind == "weight-label":
-            weights, names = fixtures.load_weight_label(layer, model)
-            return tuple(names), np.asarray(weights, dtype=np.float64)
-        if kind in ("weight-clip", "weight-explanation"):
-            weights, labels = fixtures.load_weight_clip(layer, model)
-            return tuple(str(x) for x in labels), np.asarray(weights, dtype=np.float64)
-        if kind == "caption-activation":
+        if kind == Kind.WEIGHT_LABEL:
+            matrix, names = fixtures.load_weight_label(layer, model)
+            return tuple(names), np.asarray(matrix, dtype=np.float64)
+        if kind in (Kind.WEIGHT_CLIP, Kind.WEIGHT_EXPLANATION):
+            matrix, labels = fixtures.load_weight_clip(layer, model)
+            return tuple(str(x) for x in labels), np.asarray(matrix, dtype=np.float64)
+        if kind == Kind.CAPTION_ACTIVATION:
             acts, _ids = fixtures.load_activations(layer)
             return tuple(p["caption"] for p in fixtures.load_probe()), np.asarray(acts, dtype=np.float64).T
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"no {kind} fixtures for {model}/{layer} (committed: efficientnet_lite0 weight-label for _conv_head and _blocks.15, weight-clip for _blocks.15, caption-activation for _conv_head and _blocks.15); for another model or layer pass --probe DIR"
+            f"no {kind} fixtures for {model}/{layer} (committed: efficientnet_lite0 weight-label for _conv_head "
+            "and _blocks.15, weight-clip for _blocks.15, caption-activation for _conv_head and _blocks.15); "
+            "for another model or layer pass --probe DIR"
         ) from None
     raise ValueError(f"unknown pair kind {kind!r}; known: {', '.join(KINDS)}")
 
 
-def layer_width(model: str, layer: str, kind: str = "weight-label") -> int:
+def layer_width(model: str, layer: str, kind: str = Kind.WEIGHT_LABEL) -> int:
     return _matrix(model, layer, kind)[1].shape[0]
 
 
 def load_target(
     neuron: str,
     kind: str,
-    polarity: str = "positive",
+    polarity: str = Polarity.POSITIVE,
     *,
     next_explanations: Mapping[int, str] | None = None,
     source: Source = FIXTURES,
@@ -171,7 +170,7 @@ def load_target(
     if not 0 <= unit < raw.shape[0]:
         raise ValueError(f"{neuron}: unit {unit} out of range; {layer} has {raw.shape[0]} units")
     values = raw[unit]
-    if kind == "weight-explanation":
+    if kind == Kind.WEIGHT_EXPLANATION:
         if not next_explanations:
             raise ValueError(f"{neuron}: a weight-explanation target needs explanations of the next layer's units")
         keep = sorted(next_explanations)
@@ -199,7 +198,8 @@ def fewshot_explanations(model: str, layer: str, kind: str) -> list[tuple[int, s
     entry = data["kinds"].get(kind)
     if entry is None:
         raise ValueError(
-            f"no hand-labelled few-shot neurons for {kind} pairs of {model}/{layer} (vse/fewshot/{model}__{layer}.json has {', '.join(data['kinds'])})"
+            f"no hand-labelled few-shot neurons for {kind} pairs of {model}/{layer} "
+            f"(vse/fewshot/{model}__{layer}.json has {', '.join(data['kinds'])})"
         )
     return [(n["unit"], n["explanation"]) for n in entry["neurons"]]
 
@@ -214,8 +214,6 @@ def excluded_units(model: str, layer: str) -> set[int]:
 def draw_neurons(model: str, layer: str, n: int, seed: int, *, exclude: Sequence[int] = ()) -> list[int]:
     """Evaluation units drawn at random with `seed` (stream "neurons"), never few-shot or dev units
     (nor the units in `exclude`: e.g. those an earlier study looked at while designing this one)."""
-    from vse.core.seeds import rng
-
     excluded = excluded_units(model, layer) | {int(u) for u in exclude}
     candidates = np.array([u for u in range(layer_width(model, layer)) if u not in excluded])
     return [int(u) for u in rng(seed, "neurons").choice(candidates, size=n, replace=False)]

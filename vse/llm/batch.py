@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.request import Request
 
+from vse.atomic import read_jsonl
 from vse.llm.cassettes import CASSETTE_SUFFIX, GzipJsonPersister, _JsonSerializer, scrub_request, scrub_response
 from vse.llm.client import encode_body
 
@@ -72,7 +73,8 @@ def export_batch_input(
     model: str | None = None,
     max_per_file: int = MAX_REQUESTS_PER_FILE,
 ) -> list[Path]:
-    """Write batch input JSONL to ``path`` (or ``NAME.part001.jsonl``, ... above ``max_per_file``); the files written."""
+    """Write batch input JSONL to ``path`` (or ``NAME.part001.jsonl``, ... above ``max_per_file``); returns
+    the files written."""
     path = Path(path)
     lines = batch_lines(requests, model=model)
     chunks = [lines[i : i + max_per_file] for i in range(0, len(lines), max_per_file)] or [[]]
@@ -88,15 +90,8 @@ def export_batch_input(
 
 
 def _read_jsonl(paths: Sequence[str | Path]) -> list[dict]:
-    out = []
-    for p in paths:
-        for n, line in enumerate(Path(p).read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError as exc:
-                    raise ValueError(f"{p}:{n}: not JSON ({exc})") from None
-    return out
+    """Every line of the files, in order (a batch input or output file is one JSON object a line)."""
+    return [rec for p in paths for rec in read_jsonl(p)]
 
 
 def import_batch_output(

@@ -37,6 +37,7 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import requests
 
+from vse.llm.cassettes import translate_vcr_error
 from vse.llm.errors import (
     LLMEndpointDown,
     LLMEndpointRejected,
@@ -368,8 +369,9 @@ class CircuitBreaker:
     Closed: calls go through; an HTTP answer of any status resets the count (the server is there).
     After ``threshold`` failures in a row, or failures in a row for ``window_s`` seconds, it opens:
     `check` raises `LLMEndpointDown` for ``cooldown_s``, and `pause` (the wait between retries)
-    returns at once, so every worker stops within seconds. After the cool-down one more try is let through; a failure reopens it at once,
-    a success closes it. Thread-safe: the label runner and the concurrent simulators share it.
+    returns at once, so every worker stops within seconds. After the cool-down one more try is let
+    through; a failure reopens it at once, a success closes it. Thread-safe: the label runner and the
+    concurrent simulators share it.
     """
 
     def __init__(
@@ -471,10 +473,6 @@ def reset_breakers() -> None:
 
 def _cassette_miss(exc: BaseException) -> LLMError | None:
     """vcrpy's replay miss (raised from inside requests), as our `CassetteMiss`; else None."""
-    try:
-        from vse.llm.cassettes import translate_vcr_error
-    except ImportError:  # pragma: no cover - vcrpy is a core dependency
-        return None
     return translate_vcr_error(exc)
 
 

@@ -24,7 +24,10 @@ class LLMEndpointRejected(LLMHTTPError):
     """HTTP 401, 403 or 404: the endpoint refuses every request of this kind (a wrong key, a wrong
     base URL or path, a model it does not serve), not this one request. A run stops on it."""
 
-    hint = "check --base-url (an OpenAI-compatible API ends in /v1), the API key (VSE_API_KEY / OPENAI_API_KEY) and --model"
+    hint = (
+        "check --base-url (an OpenAI-compatible API ends in /v1), the API key (VSE_API_KEY / OPENAI_API_KEY) "
+        "and --model"
+    )
 
 
 class LLMRetriesExhausted(LLMError):

@@ -1,6 +1,6 @@
 """The Python API: the same verbs as the command line, end to end on a neuron id.
 
->>> from vse.method.pipeline import LLM, explain_neuron, score_explanation      # doctest: +SKIP
+>>> from vse import LLM, explain_neuron, score_explanation      # doctest: +SKIP
 >>> with LLM.open("http://127.0.0.1:8765/v1", cassette="my-run.json.gz", record=True) as llm:
 ...     [rec] = explain_neuron("efficientnet_lite0/_conv_head/17", "weight-label", llm=llm)
 ...     print(score_explanation("efficientnet_lite0/_conv_head/17", rec.explanation, "weight-label", llm=llm).line())

@@ -8,6 +8,7 @@ so a study's requests are built one way only (and replay from its cassettes).
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 
 from vse.method.explain import FewShotNeuron

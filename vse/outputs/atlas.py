@@ -27,13 +27,19 @@ import html
 import io
 import json
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from vse.core.target import POLARITIES, parse_neuron_id
+from vse.atomic import read_jsonl, write_atomic
+from vse.core.target import POLARITIES, neuron_stem, parse_neuron_id
+from vse.core.vocab import Kind, Method, Polarity
+from vse.data import loader
+from vse.vision import datasets, fixtures
 
 #: The explanation length the committed experiments allowed (ExplainConfig.max_tokens when they were
 #: recorded): a record that used all of it in one call was cut off by the model's budget.
@@ -140,7 +146,7 @@ class Card:
 
     @property
     def polarities(self) -> tuple[str, ...]:
-        seen = {e.polarity for e in self.explanations} or {"positive"}
+        seen = {e.polarity for e in self.explanations} or {Polarity.POSITIVE}
         return tuple(p for p in POLARITIES if p in seen)
 
     @property
@@ -150,7 +156,7 @@ class Card:
 
 def slug(neuron: str) -> str:
     """A file-name-safe id of a neuron: ``model__layer__unit``."""
-    return neuron.replace("/", "__")
+    return neuron_stem(*parse_neuron_id(neuron))
 
 
 def neuron_key(neuron: str) -> tuple[str, str, int]:
@@ -193,17 +199,17 @@ class _Collector:
     def _entry(self, neuron: str, method: str, polarity: str, text: str) -> dict:
         parse_neuron_id(neuron)
         per = self.data.setdefault(neuron, {})
-        return per.setdefault((str(method), str(polarity or "positive"), str(text)), {"cut": "", "scores": []})
+        return per.setdefault((str(method), str(polarity or Polarity.POSITIVE), str(text)), {"cut": "", "scores": []})
 
     def explanation(self, rec: Mapping) -> None:
         e = self._entry(
-            rec["neuron"], rec.get("method", ""), rec.get("polarity", "positive"), rec.get("explanation", "")
+            rec["neuron"], rec.get("method", ""), rec.get("polarity", Polarity.POSITIVE), rec.get("explanation", "")
         )
         e["cut"] = e["cut"] or cut_reason(rec, self.max_tokens)
 
     def score(self, rec: Mapping) -> None:
         neuron, method = rec["neuron"], rec.get("method", "")
-        polarity, text = rec.get("polarity", "positive"), rec.get("explanation", "")
+        polarity, text = rec.get("polarity", Polarity.POSITIVE), rec.get("explanation", "")
         if method == "user":  # `vse score` / `vse label` name no method: the explanation's own, when it is known
             known = [m for (m, p, t) in self.data.get(neuron, {}) if (p, t) == (polarity, text)]
             method = known[0] if known else method
@@ -214,8 +220,10 @@ class _Collector:
         items: tuple[SimItem, ...] = ()
         if details:
             d = details[0]
+            # A record is shown as it was written: lists of unequal length show the items all three have.
             items = tuple(
-                SimItem(int(i), float(t), float(p)) for i, t, p in zip(d["items"], d["true"], d["predicted"])
+                SimItem(int(i), float(t), float(p))
+                for i, t, p in zip(d["items"], d["true"], d["predicted"], strict=False)
             )[:N_SIM_ITEMS]
         e["scores"].append(
             Score(
@@ -270,19 +278,9 @@ def cards_from_records(
     return c.cards(), c.failed
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The JSON objects of a JSONL file; a bad line is an error naming the file and line."""
-    out = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{path}:{lineno}: not JSON ({exc})") from None
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+def read_objects(path: Path) -> list[dict]:
+    """The JSON objects of a JSONL file (other values are skipped); a bad line is an error naming the file and line."""
+    return [rec for rec in read_jsonl(path) if isinstance(rec, dict)]
 
 
 def folder_config(folder: Path) -> dict:
@@ -306,7 +304,7 @@ def folder_records(folder: Path) -> list[dict]:
     records: list[dict] = []
     for name in ("explanations.jsonl", "results.jsonl", "neurons.jsonl"):
         if (folder / name).is_file():
-            records += [r for r in read_jsonl(folder / name) if isinstance(r.get("neuron"), str)]
+            records += [r for r in read_objects(folder / name) if isinstance(r.get("neuron"), str)]
     if (folder / "explanation.json").is_file():
         one = json.loads((folder / "explanation.json").read_text(encoding="utf-8"))
         records += [one] if isinstance(one, dict) else []
@@ -324,7 +322,7 @@ def folder_records(folder: Path) -> list[dict]:
                             "mean": float(row["corr"]) if row["corr"] else None,
                         }
                     )
-    polarity = exp.get("polarity", "positive")
+    polarity = exp.get("polarity", Polarity.POSITIVE)
     return [r if "polarity" in r else {**r, "polarity": polarity} for r in records]
 
 
@@ -383,8 +381,6 @@ class PairSource:
         return self._layers[key]
 
     def _fixture_layer(self, model: str, layer: str) -> ProbeLayer | None:
-        from vse.vision import fixtures
-
         if model != fixtures.DEFAULT_MODEL:
             return None
         try:
@@ -400,10 +396,9 @@ class PairSource:
         return ProbeLayer(fixtures.DEFAULT_PROBE, captions, np.asarray(acts, dtype=np.float64).T, image)
 
     def _probe_layer(self, model: str, layer: str) -> ProbeLayer:
-        from vse.data.loader import live_pairs
-        from vse.vision.datasets import open_image
-
-        texts, raw, ids = live_pairs(model, layer, "caption-activation", self.probe, self.cache_dir, self.device)
+        texts, raw, ids = loader.live_pairs(
+            model, layer, Kind.CAPTION_ACTIVATION, self.probe, self.cache_dir, self.device
+        )
         probe = self.probe
         assert ids is not None  # caption-activation pairs always keep their image ids
 
@@ -411,7 +406,7 @@ class PairSource:
             stem = hashlib.sha256(ids[i].encode("utf-8")).hexdigest()[:16]
 
             def sized(px: int):
-                img = open_image(probe / ids[i])
+                img = datasets.open_image(probe / ids[i])
                 img.thumbnail((px, px))
                 return img
 
@@ -430,17 +425,15 @@ class PairSource:
         return self._kinds[key]
 
     def _pairs(self, model, layer, kind):
-        if kind == "caption-activation":
+        if kind == Kind.CAPTION_ACTIVATION:
             probe = self.activations(model, layer)
             return None if probe is None else (probe.texts, probe.raw)
-        from vse.data import loader as neurons
-
         try:
-            if self.probe is not None and kind == "weight-label":
-                texts, raw, _ = neurons.live_pairs(model, layer, kind, self.probe, self.cache_dir, self.device)
+            if self.probe is not None and kind == Kind.WEIGHT_LABEL:
+                texts, raw, _ = loader.live_pairs(model, layer, kind, self.probe, self.cache_dir, self.device)
                 return texts, raw
-            if model == neurons.fixtures.DEFAULT_MODEL:
-                return neurons._matrix(model, layer, kind)
+            if model == fixtures.DEFAULT_MODEL:
+                return loader._matrix(model, layer, kind)
         except (FileNotFoundError, ValueError):
             return None
         return None
@@ -479,14 +472,14 @@ def add_views(
                 out.append(Item(probe.texts[i], float(col[i]), thumb, full))
             return tuple(out)
 
-        if pols & {"positive", "both"}:
+        if pols & {Polarity.POSITIVE, Polarity.BOTH}:
             top = strip(True)
-        if pols & {"negative", "both"}:
+        if pols & {Polarity.NEGATIVE, Polarity.BOTH}:
             bottom = strip(False)
     weights = []
     methods = {e.method for e in card.explanations}
-    for kind in ("weight-label", "weight-clip"):
-        if kind not in methods and not (kind == "weight-label" and "weight-explanation" in methods):
+    for kind in (Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP):
+        if kind not in methods and not (kind == Kind.WEIGHT_LABEL and Method.WEIGHT_EXPLANATION in methods):
             continue
         pairs = source.pairs(model, layer, kind)
         if pairs is None or not 0 <= unit < pairs[1].shape[0]:
@@ -496,12 +489,12 @@ def add_views(
         row = raw[unit]
         hi = (
             tuple(Item(texts[i], float(row[i])) for i in _order(row, n_classes, True))
-            if pols & {"positive", "both"}
+            if pols & {Polarity.POSITIVE, Polarity.BOTH}
             else ()
         )
         lo = (
             tuple(Item(texts[i], float(row[i])) for i in _order(row, n_classes, False))
-            if pols & {"negative", "both"}
+            if pols & {Polarity.NEGATIVE, Polarity.BOTH}
             else ()
         )
         weights.append(WeightPairs(kind, hi, lo))
@@ -712,9 +705,9 @@ def score_text(s: Score) -> str:
 
 def polarity_badge(polarity: str) -> str:
     meaning = {
-        "positive": "explained from what drives the unit up",
-        "negative": "explained from what drives the unit down (values flipped)",
-        "both": "signed: explained from both ends",
+        Polarity.POSITIVE: "explained from what drives the unit up",
+        Polarity.NEGATIVE: "explained from what drives the unit down (values flipped)",
+        Polarity.BOTH: "signed: explained from both ends",
     }.get(polarity, polarity)
     return f'<span class="pol pol-{esc(polarity)}" title="{esc(meaning)}">{esc(polarity)}</span>'
 
@@ -757,8 +750,8 @@ def _bars(items: Sequence[Item]) -> str:
 
 
 WEIGHT_TITLES = {
-    "weight-label": ("classes", "what Weight-Label reads"),
-    "weight-clip": ("next-layer units (CLIP-Dissect labels)", "what Weight-CLIP reads"),
+    Kind.WEIGHT_LABEL: ("classes", "what Weight-Label reads"),
+    Kind.WEIGHT_CLIP: ("next-layer units (CLIP-Dissect labels)", "what Weight-CLIP reads"),
 }
 
 
@@ -1033,15 +1026,9 @@ def build_atlas(
     progress: bool = False,
 ) -> AtlasSummary:
     """Read `vse label` (or explain/score) JSONL files, build every card, write the site under ``out``."""
-    import sys
-
-    from tqdm import tqdm
-
-    from vse.atomic import write_atomic
-
     records: list[dict] = []
     for path in label_files:  # a JSONL file, or a results folder of `vse reproduce`
-        records += folder_records(Path(path)) if Path(path).is_dir() else read_jsonl(Path(path))
+        records += folder_records(Path(path)) if Path(path).is_dir() else read_objects(Path(path))
     cards, failed = cards_from_records(records, max_tokens=max_tokens)
     if not cards:
         raise ValueError(f"no explanations in {', '.join(str(p) for p in label_files)}: nothing to show")

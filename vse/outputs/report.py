@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
+from vse.core.vocab import Polarity, Protocol
 from vse.outputs import atlas
 from vse.outputs.atlas import Card
 
@@ -200,12 +201,7 @@ def markdown_to_html(
     return "\n".join(out)
 
 
-# -- records ----------------------------------------------------------------------------------
-def read_records(path: Path) -> list[dict]:
-    """The JSON objects of a JSONL file that name a neuron (other lines are ignored)."""
-    return [r for r in atlas.read_jsonl(path) if isinstance(r.get("neuron"), str)]
-
-
+# -- cards ------------------------------------------------------------------------------------
 def experiment_cards(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> list[Card]:
     exp = atlas.folder_config(folder).get("experiment") or {}
     max_tokens = (exp.get("explain") or {}).get("max_tokens", atlas.RECORDED_MAX_TOKENS)
@@ -262,7 +258,7 @@ def _paper_table(folder: Path) -> str:
         return ""
     what, paper = PAPER[folder.name]
     with (folder / "methods.csv").open(encoding="utf-8", newline="") as f:
-        vse = {(r["method"], r["target"]): r for r in csv.DictReader(f) if r.get("protocol") == "uniform"}
+        vse = {(r["method"], r["target"]): r for r in csv.DictReader(f) if r.get("protocol") == Protocol.UNIFORM}
     methods = list(dict.fromkeys(m for m, _ in list(paper) + list(vse)))
     targets = list(dict.fromkeys(t for _, t in list(paper) + list(vse)))
     head = "".join(f"<th>{_esc(t)}: vse</th><th>paper</th>" for t in targets)
@@ -341,11 +337,11 @@ def _render(results: Path) -> tuple[str, dict[str, bytes]]:
     sections = [_section(d, source, sink) for d in folders]
     toc = "".join(
         f'<li><a href="#{_esc(quote(d.name))}">{_esc(d.name)}</a> ({len(cards)} neuron{"s" if len(cards) != 1 else ""})</li>'
-        for d, (_, cards) in zip(folders, sections)
+        for d, (_, cards) in zip(folders, sections, strict=True)
     )
     body = "\n".join(s for s, _ in sections) or '<p class="note">No experiments found.</p>'
     index_cards = [c for _, cards in sections for c in cards]
-    groups = [d.name for d, (_, cards) in zip(folders, sections) for _ in cards]
+    groups = [d.name for d, (_, cards) in zip(folders, sections, strict=True) for _ in cards]
     index = ""
     if index_cards:
         index = (
@@ -366,11 +362,11 @@ def _render(results: Path) -> tuple[str, dict[str, bytes]]:
         "<code>make reproduce</code>. Scores are 100 × Pearson's r between the simulated and the true values, "
         "± the 90% t-interval half-width, with the number of passes. Each neuron's card shows its explanations with their "
         "polarity ("
-        + atlas.polarity_badge("positive")
+        + atlas.polarity_badge(Polarity.POSITIVE)
         + " "
-        + atlas.polarity_badge("negative")
+        + atlas.polarity_badge(Polarity.NEGATIVE)
         + " "
-        + atlas.polarity_badge("both")
+        + atlas.polarity_badge(Polarity.BOTH)
         + "), explanations the token budget cut off marked "
         + atlas.cut_mark("cut off by the token budget")
         + ", the true vs "

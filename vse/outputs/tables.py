@@ -1,4 +1,5 @@
-"""Tables and plots derived from result records (never hand-edited; rebuilt by every replay).
+"""The best-of tables and the pass-score plot of a table experiment, derived from its score records
+(never hand-edited; rebuilt by every replay). The HTML report over all results is `vse.outputs.report`.
 
 Plot: for every scored explanation, each simulation pass's score as a dot and the mean with its
 90% t-interval as a bar, so the spread Algorithm 1 fights is visible at a glance. PNG bytes are
@@ -12,8 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vse.atomic import write_atomic
+from vse.core.vocab import Method
 from vse.method.prompts import EXPLANATION_PREFIX
 from vse.method.records import ScoreRecord
+from vse.outputs.figures import png_bytes
 
 
 def best_of(records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
@@ -46,7 +49,8 @@ def best_of_table(records: Sequence[ScoreRecord]) -> str:
         first = by_target.get(targets[0]) or next(iter(by_target.values()))
         cells = " | ".join(_cell(by_target.get(t)) for t in targets)
         lines.append(
-            f"| {neuron} | {method} | {EXPLANATION_PREFIX} {first.explanation} | {cells} | {100 * first.accuracy:.1f}% | {first.mse:.2f} | {first.mae:.2f} |"
+            f"| {neuron} | {method} | {EXPLANATION_PREFIX} {first.explanation} | {cells} "
+            f"| {100 * first.accuracy:.1f}% | {first.mse:.2f} | {first.mae:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -61,14 +65,15 @@ def all_explanations_table(records: Sequence[ScoreRecord]) -> str:
         seed = "" if r.explanation_seed is None else r.explanation_seed
         scores = ", ".join(f"{s:.1f}" for s in r.scores)
         lines.append(
-            f"| {r.neuron} | {r.method} | {seed} | {r.target} | {r.explanation} | {r.mean:.2f} ± {r.half_width:.2f} | {r.passes}{' (cap)' if r.hit_cap else ''} | {scores} | {r.calls} |"
+            f"| {r.neuron} | {r.method} | {seed} | {r.target} | {r.explanation} "
+            f"| {r.mean:.2f} ± {r.half_width:.2f} | {r.passes}{' (cap)' if r.hit_cap else ''} | {scores} | {r.calls} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def render_scores(records: Sequence[ScoreRecord], title: str) -> bytes:
     """The pass-score plot as PNG bytes (written by the caller, with the rest of a result set)."""
-    import matplotlib
+    import matplotlib  # here, not at the top: `vse --help` must not load matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -85,7 +90,7 @@ def render_scores(records: Sequence[ScoreRecord], title: str) -> bytes:
             [y],
             xerr=[[r.half_width], [r.half_width]],
             fmt="o",
-            color="C3" if r.method != "clip-dissect" else "C0",
+            color="C3" if r.method != Method.CLIP_DISSECT else "C0",
             capsize=4,
             zorder=3,
         )
@@ -96,8 +101,6 @@ def render_scores(records: Sequence[ScoreRecord], title: str) -> bytes:
     ax.set_title(title, fontsize=9)
     ax.invert_yaxis()
     fig.tight_layout()
-    from vse.outputs.figures import png_bytes
-
     return png_bytes(fig)
 
 

@@ -58,8 +58,8 @@ from vse.method.fewshot import fewshot_neurons
 from vse.method.pipeline import explain_neuron
 from vse.method.predict import predict_explanation
 from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig
-from vse.method.simulators.embedding import EmbeddingSimulator, EmbeddingStore
 from vse.method.simulators import SimContext
+from vse.method.simulators.embedding import EmbeddingSimulator, EmbeddingStore
 from vse.outputs.paper_tables import to_csv
 from vse.studies.cassette_llms import CassetteLLMs
 from vse.studies.kind import StudyKind

@@ -1,0 +1,1 @@
+"""The vision side: models, probe images, activations, weights, captions, CLIP-Dissect, fixtures."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vse.vision.datasets import UnreadableImage
+
 
 def sidecar_captions(probe) -> list[dict]:
     """``[{"id", "caption"}]`` of a :class:`~vse.vision.datasets.ProbeSet`, uncaptioned items as None."""
@@ -64,8 +66,6 @@ class BlipCaptioner:
 
 def caption_probe(probe, captioner: BlipCaptioner, progress: bool = True) -> list[dict]:
     """Caption every readable item of ``probe`` with the model; unreadable ones go to ``probe.skipped``."""
-    from vse.vision.datasets import UnreadableImage
-
     ids, images = [], []
     for it in probe.items:
         try:
@@ -73,7 +73,7 @@ def caption_probe(probe, captioner: BlipCaptioner, progress: bool = True) -> lis
             ids.append(it.id)
         except UnreadableImage as exc:
             probe.skipped.append({"id": it.id, "reason": str(exc)})
-    return [{"id": i, "caption": c} for i, c in zip(ids, captioner.caption(images, progress=progress))]
+    return [{"id": i, "caption": c} for i, c in zip(ids, captioner.caption(images, progress=progress), strict=True)]
 
 
 def write_captions(path: str | Path, captions: list[dict]) -> Path:

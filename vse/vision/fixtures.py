@@ -4,17 +4,22 @@ Loaders (no torch, no pickle; ``root`` defaults to the repository's ``fixtures/`
 ``$VSE_FIXTURES`` when set):
 
 * :func:`load_class_names` ``(model="efficientnet_lite0", root=None) -> list[str]``
-* :func:`load_weight_label` ``(layer, model="efficientnet_lite0", root=None) -> (weights [units, 1000] float32, class_names)``
-* :func:`load_weight_clip` ``(layer="_blocks.15", model="efficientnet_lite0", root=None) -> (weights [units, next_units] float32, labels)``
+* :func:`load_weight_label` ``(layer, model="efficientnet_lite0", root=None)
+  -> (weights [units, 1000] float32, class_names)``
+* :func:`load_weight_clip` ``(layer="_blocks.15", model="efficientnet_lite0", root=None)
+  -> (weights [units, next_units] float32, labels)``
 * :func:`load_probe` ``(probe="tuxpaint", root=None) -> list[{"id", "caption"}]``
-* :func:`load_activations` ``(layer, probe="tuxpaint", root=None) -> (activations [n_images, units] float32, image_ids)``
+* :func:`load_activations` ``(layer, probe="tuxpaint", root=None)
+  -> (activations [n_images, units] float32, image_ids)``
 * :func:`load_dissect` ``(layer="_conv_head", probe="tuxpaint", root=None) -> list[{"unit", "label", "score"}]``
 * :func:`load_run_record` ``(probe="tuxpaint", root=None) -> dict``
 * :func:`load_thumbnail` ``(i, probe="tuxpaint", root=None) -> PIL.Image`` (RGB, THUMB_SIZE square) and
   :func:`load_thumbnails` ``(probe="tuxpaint", root=None) -> list[PIL.Image]``: probe image ``i`` (probe.json
   / activation row order) as the model saw it, shrunk; read from the atlas ``thumbnails.png`` (PIL only)
 
-:func:`build_fixtures` regenerates everything from the real stamps and model (``vse fixtures``).
+:func:`build_fixtures` regenerates everything from the real stamps and model (``vse fixtures``). The
+builders import the rest of vse.vision (and PIL, tqdm) inside themselves: this module's top imports are
+stdlib and numpy only, so the loaders stay importable without them (tested).
 """
 
 from __future__ import annotations

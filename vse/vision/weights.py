@@ -38,7 +38,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SIGNS = ("positive", "negative", "both")
+from vse.core.vocab import Polarity, choices
+
+#: The signs a weight can be read with: the polarities (`vse.core.vocab.Polarity`).
+SIGNS = choices(Polarity)
 
 _IGNORED = {
     "ReLU",
@@ -92,13 +95,13 @@ class WeightMatrix:
         return f"{self.model}: {self.layer} -> {chain} -> {self.target}"
 
 
-def select_sign(w: np.ndarray, sign: str = "positive") -> np.ndarray:
+def select_sign(w: np.ndarray, sign: str = Polarity.POSITIVE) -> np.ndarray:
     """``positive``: max(w, 0); ``negative``: max(-w, 0) (flipped); ``both``: w unchanged."""
-    if sign == "positive":
+    if sign == Polarity.POSITIVE:
         return np.maximum(w, 0)
-    if sign == "negative":
+    if sign == Polarity.NEGATIVE:
         return np.maximum(-w, 0)
-    if sign == "both":
+    if sign == Polarity.BOTH:
         return np.asarray(w).copy()
     raise ValueError(f"unknown sign {sign!r}; choose one of {', '.join(SIGNS)}")
 
@@ -197,7 +200,8 @@ def _affine(name: str, m, width: int) -> tuple[np.ndarray | None, np.ndarray | N
         padded = not isinstance(m.padding, str) and any(p != 0 for p in m.padding)
         if m.kernel_size != (1, 1) or m.groups != 1 or padded:
             raise ProductUndefined(
-                f"{name} is a {m.kernel_size[0]}x{m.kernel_size[1]} convolution (groups={m.groups}, padding={m.padding}): "
+                f"{name} is a {m.kernel_size[0]}x{m.kernel_size[1]} convolution "
+                f"(groups={m.groups}, padding={m.padding}): "
                 "only 1x1 convolutions with groups=1 and no padding are linear maps on channels"
             )
         W = m.weight.detach().double().numpy()[:, :, 0, 0]
@@ -246,7 +250,7 @@ def weights_to(loaded, layer: str, target: str | None = None) -> WeightMatrix:
 
 
 def weight_label_pairs(
-    matrix: WeightMatrix, unit: int, labels: list[str], sign: str = "positive"
+    matrix: WeightMatrix, unit: int, labels: list[str], sign: str = Polarity.POSITIVE
 ) -> list[tuple[str, float]]:
     """``(label, weight)`` for one unit, in label order, after :func:`select_sign`."""
     n_units, n_out = matrix.weights.shape
@@ -255,7 +259,7 @@ def weight_label_pairs(
     if len(labels) != n_out:
         raise ValueError(f"{len(labels)} labels for {n_out} outputs of {matrix.target}")
     w = select_sign(matrix.weights[unit], sign)
-    return [(lab, float(v)) for lab, v in zip(labels, w)]
+    return [(lab, float(v)) for lab, v in zip(labels, w, strict=True)]
 
 
 def save_weight_matrix(path, matrix: WeightMatrix) -> None:

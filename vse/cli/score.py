@@ -1,0 +1,230 @@
+"""`vse score NEURON --target T`: score explanations of a neuron with Algorithm 1
+(`vse.method.pipeline.score_explanation`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from vse.cli.options import (
+    DEFAULT_CASSETTES,
+    TARGET_HELP,
+    bullets,
+    in_flight_option,
+    llm_options,
+    open_llm,
+    write_jsonl,
+)
+from vse.cli.preflight import check_neuron, check_writable
+from vse.core.stats import StopRule
+from vse.core.target import neuron_stem, parse_neuron_id
+from vse.core.vocab import TARGET_KINDS, Mode, Polarity, Protocol, choices
+from vse.data.loader import Source
+from vse.llm.client import ClientConfig, LLMClient
+from vse.method.llm import LLM
+from vse.method.pipeline import score_explanation
+from vse.method.records import ExplanationRecord
+from vse.method.score import ScoreConfig
+from vse.method.simulators.embedding import ENCODER, EmbeddingStore
+
+
+def _embeddings_path(cassette: Path) -> Path:
+    """Where the embedding simulator keeps its embeddings: next to the cassette it would have used."""
+    return cassette.with_name(cassette.name.removesuffix(".json.gz") + ".embeddings.npz")
+
+
+@contextlib.contextmanager
+def _embedding_llm(cassette: Path, replay: bool, api: str):
+    """An `LLM` for the embedding simulator: no server, no calls; the embeddings are recorded next
+    to the cassette (``*.embeddings.npz``) and replayed from there."""
+    path = _embeddings_path(cassette)
+    if replay and not path.exists():
+        raise click.ClickException(
+            f"embedding store {path} does not exist: run the same command without --replay first"
+        )
+    llm = LLM(LLMClient(ClientConfig(base_url="http://no-llm.invalid/v1", max_retries=0)), api, reported_model=ENCODER)
+    llm.embeddings = EmbeddingStore(path, record=not replay)
+    try:
+        yield llm
+    finally:
+        llm.embeddings.save()
+
+
+def _explanations(explanation: str | None, from_file: Path | None, neuron: str, polarity: str) -> list[tuple]:
+    """(text, method, explanation seed, polarity) of each explanation to score: the one given, or each
+    record of a `vse explain` JSONL file (all of this neuron)."""
+    if (explanation is None) == (from_file is None):
+        raise click.UsageError("give exactly one of --explanation TEXT or --from FILE")
+    if explanation is not None:
+        return [(explanation, "user", None, polarity)]
+    todo = []
+    for number, line in enumerate(from_file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = ExplanationRecord.from_json(json.loads(line))
+        except (ValueError, KeyError, TypeError) as err:
+            raise click.ClickException(f"{from_file}:{number}: not a `vse explain` record ({err})") from None
+        if rec.neuron != neuron:
+            raise click.ClickException(f"{from_file}:{number}: explains {rec.neuron}, not {neuron}")
+        todo.append((rec.explanation, rec.method, rec.seed, rec.polarity))
+    return todo
+
+
+@click.command(
+    help=f"""Score explanations of a neuron (MODEL/LAYER/INDEX) on a target with Algorithm 1.
+
+\b
+Targets:
+{bullets(TARGET_HELP)}
+
+\b
+Protocols (which items a pass predicts):
+  uniform: random items (the paper's); top-and-random: the top half plus random (Bills et al.);
+  top-and-random-heldout: only top items the explainer never saw, plus random;
+  all: every item once (exact, no interval).
+
+Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation."""
+)
+@click.argument("neuron")
+@click.option(
+    "--target",
+    type=click.Choice(choices(TARGET_KINDS)),
+    required=True,
+    help="Which values to predict (see above).",
+)
+@click.option(
+    "--explanation",
+    default=None,
+    help="An explanation to score (completes 'the main thing this neuron does is find').",
+)
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Score every record of a JSONL file that `vse explain` wrote.",
+)
+@click.option(
+    "--polarity",
+    type=click.Choice(choices(Polarity)),
+    default=Polarity.POSITIVE.value,
+    show_default=True,
+    help="Score on the positive, flipped or signed values.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(choices(Protocol)),
+    default=Protocol.RECALL_FREE.value,
+    show_default=True,
+    help="recall-free: every item the explainer cannot have seen, once (what the simulator study recommends); "
+    "uniform: the paper's Algorithm 1.",
+)
+@click.option(
+    "--prior-corrected",
+    is_flag=True,
+    help="Subtract a neutral explanation's predictions before the correlation.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(choices(Mode)),
+    default=Mode.EMBEDDING.value,
+    show_default=True,
+    help="Simulator. embedding: cosine of sentence embeddings, no LLM (what the simulator study recommends for "
+    "comparing and selecting explanations); one: the paper's LLM simulator, one item per call, expected values.",
+)
+@click.option(
+    "--n-items",
+    type=click.IntRange(min=2),
+    default=50,
+    show_default=True,
+    help="Items per pass.",
+)
+@click.option(
+    "--max-passes",
+    type=click.IntRange(min=3),
+    default=15,
+    show_default=True,
+    help="Algorithm 1's cap on passes.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append one JSONL record per scored explanation here.",
+)
+@llm_options
+@in_flight_option
+def score(
+    neuron,
+    target,
+    explanation,
+    from_file,
+    polarity,
+    protocol,
+    prior_corrected,
+    mode,
+    n_items,
+    max_passes,
+    out,
+    seed,
+    base_url,
+    model,
+    api,
+    cassette,
+    replay,
+    port,
+    probe,
+    in_flight,
+):
+    check_neuron(neuron, targets=[target], probe=probe)
+    check_writable(out)
+    todo = _explanations(explanation, from_file, neuron, polarity)
+    config = ScoreConfig(
+        mode=mode,
+        api=api,
+        protocol=protocol,
+        prior_corrected=prior_corrected,
+        n_items=n_items,
+        stop=StopRule(max_runs=max_passes),
+    )
+    stem = neuron_stem(*parse_neuron_id(neuron))
+    cassette = cassette or DEFAULT_CASSETTES / f"{stem}__score-{target}-{polarity}-{protocol}-{api}.json.gz"
+    if not replay:
+        check_writable(cassette, "--cassette")
+    records = []
+    with (
+        _embedding_llm(cassette, replay, api)
+        if mode == Mode.EMBEDDING
+        else open_llm(base_url, model, api, cassette, replay, port, in_flight)
+    ) as llm:
+        for text, method, e_seed, _pol in todo:
+            rec = score_explanation(
+                neuron,
+                text,
+                target,
+                llm=llm,
+                config=config,
+                polarity=polarity,
+                method=method,
+                explanation_seed=e_seed,
+                seed=seed,
+                progress=sys.stderr.isatty(),
+                source=Source(probe) if probe else Source(),
+            )
+            records.append(rec)
+            click.echo(f"{rec.line()}  [{method}] {text}")
+    if len(records) > 1:
+        best = max(records, key=lambda r: r.mean)
+        spread = ", ".join(f"{r.mean:.1f}" for r in records)
+        click.echo(
+            f"best of {len(records)}: {best.mean:.2f} ± {best.half_width:.2f} ({best.explanation}); all: {spread}"
+        )
+    if not replay:
+        where = _embeddings_path(cassette) if mode == Mode.EMBEDDING else cassette
+        click.echo(f"recorded to {where} (replay: the same command with --replay)", err=True)
+    write_jsonl(out, records)
