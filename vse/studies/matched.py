@@ -24,6 +24,7 @@ from vse.core.discrimination import (
     markdown,
     score_matrix,
 )
+from vse.core.target import neuron_stem
 from vse.core.vocab import Kind, Method, Polarity, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig
@@ -250,7 +251,7 @@ def run_matched_study(study: MatchedStudy, open_llm: CassetteLLMs, *, progress: 
         with open_llm("next-layer") as llm:
             nxt = next_layer(llm, study, units, progress=progress)
     for unit in tqdm(units, desc=study.name, unit="neuron", disable=not progress):
-        with open_llm(f"{study.model}__{study.layer}__{unit}") as llm:
+        with open_llm(neuron_stem(study.model, study.layer, unit)) as llm:
             recs = [r for method in study.methods for r in explain_one(llm, study, unit, method, nxt)]
             explanations += recs
             # Target by target: consecutive requests share the few-shot context, which the

@@ -51,6 +51,7 @@ from vse.core.discrimination import explanation_sensitivity, match
 from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import ranks
 from vse.core.stats import correlation_score
+from vse.core.target import neuron_stem
 from vse.core.vocab import Kind, Method
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig, shown_indices
@@ -344,7 +345,7 @@ def run_simulator_study(
         texts_of_layer = []
         for i, unit in enumerate(tqdm(units, desc=f"{study.name} {spec.layer}", unit="neuron", disable=not progress)):
             neuron = f"{study.model}/{spec.layer}/{unit}"
-            with open_llm(f"{study.model}__{spec.layer}__{unit}") as llm:
+            with open_llm(neuron_stem(study.model, spec.layer, unit)) as llm:
                 [rec] = explain_neuron(
                     neuron, Method.WEIGHT_LABEL, llm=llm, n=1, config=study.explain, seed=study.seed, progress=False
                 )
