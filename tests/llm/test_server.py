@@ -152,8 +152,8 @@ def test_command_line(tmp_path):
     binary = srv.LlamaServerBinary(Path("/opt/llama-server"), "0c1e570", srv.BUILD_FLAGS)
     server = srv.LocalServer("/models/m.gguf", port=8123, n_threads=4, extra_args=("--verbose",), llama_server=binary)
     assert server.base_url == "http://127.0.0.1:8123/v1"
-    assert server.slots == 4 and server.n_ctx == 16384  # 4 slots x 4096 tokens
-    tags = "llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:4,ctx:16384"
+    assert server.slots == 8 and server.n_ctx == 32768  # 8 slots x 4096 tokens
+    tags = "llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:8,ctx:32768"
     assert server.command() == [
         "/opt/llama-server",
         "-m",
@@ -167,9 +167,9 @@ def test_command_line(tmp_path):
         "--port",
         "8123",
         "-c",
-        "16384",
+        "32768",
         "-np",
-        "4",
+        "8",
         "-t",
         "4",
         "--verbose",

@@ -65,7 +65,7 @@ def build_server(llama_server: Path | None, cache_dir: Path | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(
     "--slots",
-    default=4,
+    default=server.DEFAULT_SLOTS,
     show_default=True,
     type=click.IntRange(min=1),
     help="Requests served in parallel (llama-server -np); clients may keep this many in flight.",

@@ -14,6 +14,7 @@ from vse.atomic import write_atomic
 from vse.cli.errors import warn_no_effect
 from vse.cli.options import endpoint
 from vse.llm.client import ClientConfig
+from vse.llm.server import DEFAULT_SLOTS
 from vse.outputs.report import report_files
 from vse.studies import registry
 from vse.studies.runner import Paths, run_experiment
@@ -51,7 +52,7 @@ from vse.studies.runner import Paths, run_experiment
 @click.option(
     "--in-flight",
     type=click.IntRange(min=1),
-    default=4,
+    default=DEFAULT_SLOTS,
     show_default=True,
     help="One-item predictions sent at once when recording (the local server's slots; results do not depend on it).",
 )

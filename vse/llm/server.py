@@ -251,7 +251,10 @@ BUILD_FLAGS = (
 LLAMA_SERVER_ENV = "VSE_LLAMA_SERVER"
 #: Slots (parallel sequences, ``-np``) and context per slot: the longest vse prompt (an
 #: explanation with its few-shot examples, or a one-item simulation prefix) is under 2,000 tokens.
-DEFAULT_SLOTS = 4
+#: 8 slots, because on 2 CPU cores a batch step costs about the same for 1 or 8 sequences: with 8 one-item
+#: predictions in flight llama-server answered 6.44 items/s against 5.35 with 4 (`make bench-server`,
+#: bench/RESULTS.md). Their KV cache (32,768 tokens) takes about 0.9 GB.
+DEFAULT_SLOTS = 8
 CTX_PER_SLOT = 4096
 _PIP_SIMPLE = "https://pypi.org/simple/{package}/"
 _DEBIAN_TOOLS = "sudo apt-get install -y cmake build-essential"
