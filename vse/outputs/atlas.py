@@ -49,7 +49,6 @@ N_CLASSES = 10  # Weight-* pairs per list
 N_SIM_ITEMS = 60  # items of one pass in the true-vs-simulated plot (a pass has 40-50)
 THUMB_PX = 128  # probe-folder thumbnails (the fixtures' are 48 px, shown at 96)
 FULL_PX = 512  # probe-folder images when enlarged
-SENTENCE_END = (".", "!", "?", '"', "'", ")")
 
 
 # ----------------------------------------------------------------------------- the data of a card
