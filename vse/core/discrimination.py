@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as st
 
+from vse.core import exact
 from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import among, heldout_shown, heldout_top, ranks
 from vse.core.stats import correlation_score
+from vse.core.tquantile import t_quantile
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,14 @@ def neurons_needed(diffs: np.ndarray, alpha: float = 0.01, limit: int = 10_000) 
     """Smallest n at which the measured effect (mean/sd of the paired differences) gives a
     one-sided t-test p < alpha; None when the effect is not positive."""
     d = np.asarray(diffs, dtype=float)
-    if d.size < 2 or d.mean() <= 0:
+    if d.size < 2 or exact.mean(d) <= 0:
         return None
-    if d.std(ddof=1) == 0:  # the same positive difference every time: significant from n = 2 (p = 0, as in `compare`)
+    sd = exact.std(d, ddof=1)
+    if sd == 0:  # the same positive difference every time: significant from n = 2 (p = 0, as in `compare`)
         return 2
-    effect = d.mean() / d.std(ddof=1)
+    effect = exact.mean(d) / sd
     for n in range(2, limit + 1):
-        if effect * math.sqrt(n) > st.t.ppf(1 - alpha, n - 1):
+        if effect * math.sqrt(n) > t_quantile(1 - alpha, n - 1):
             return n
     return None
 
@@ -131,6 +134,17 @@ class Matched:
     diffs: np.ndarray = field(repr=False, compare=False)  # own minus the others' mean, per unit
 
 
+def paired_t_greater(diffs: np.ndarray) -> float:
+    """One-sided p of a one-sample t-test that the mean of ``diffs`` is above 0 (non-constant diffs).
+
+    The statistic comes from exact sums (scipy's ``ttest_1samp`` sums through NumPy); the tail
+    probability from scipy's t distribution.
+    """
+    n = len(diffs)
+    t = exact.mean(diffs) / (exact.std(diffs, ddof=1) / math.sqrt(n))
+    return float(st.t.sf(t, n - 1))
+
+
 def match(scores: np.ndarray) -> Matched:
     """From S[i, j] = explanation i's score on unit j's values (NaN where i is not compared on j).
 
@@ -141,24 +155,24 @@ def match(scores: np.ndarray) -> Matched:
     k = s.shape[1]
     matched = np.array([s[j, j] for j in range(k)])
     others = [np.array([s[i, j] for i in range(s.shape[0]) if i != j and np.isfinite(s[i, j])]) for j in range(k)]
-    mismatched = np.array([o.mean() for o in others])
+    mismatched = np.array([exact.mean(o) for o in others])
     diffs = matched - mismatched
     rank = np.array([1 + int(np.sum(o > m)) for o, m in zip(others, matched, strict=True)])
     if np.ptp(diffs) > 0:
-        p_t = float(st.ttest_1samp(diffs, 0.0, alternative="greater").pvalue)
+        p_t = paired_t_greater(diffs)
     else:
-        p_t = 0.0 if diffs.mean() > 0 else 1.0
+        p_t = 0.0 if exact.mean(diffs) > 0 else 1.0
     try:
         p_w = float(st.wilcoxon(diffs, alternative="greater").pvalue)
     except ValueError:  # every difference 0
         p_w = 1.0
     return Matched(
         n_compared=int(max(len(o) for o in others) + 1),
-        matched_mean=float(matched.mean()),
-        mismatched_mean=float(mismatched.mean()),
+        matched_mean=exact.mean(matched),
+        mismatched_mean=exact.mean(mismatched),
         wins=int(np.sum(diffs > 0)),
         rank1=int(np.sum(rank == 1)),
-        mean_rank=float(rank.mean()),
+        mean_rank=exact.mean(rank),
         p_value=p_t,
         p_wilcoxon=p_w,
         diffs=diffs,
@@ -199,8 +213,9 @@ def explanation_sensitivity(
     own, neutral = np.asarray(own, dtype=float), np.asarray(neutral, dtype=float)
     if len(held) == 0 or len(rest) == 0:
         return 0.0, correlation_score(own[rand], neutral[rand]) / 100.0
-    sd = float(np.std(own[rand]))
-    lift = (own[held].mean() - own[rest].mean()) - (neutral[held].mean() - neutral[rest].mean())
+    sd = exact.std(own[rand])
+    m = exact.mean
+    lift = (m(own[held]) - m(own[rest])) - (m(neutral[held]) - m(neutral[rest]))
     return (float(lift / sd) if sd > 0 else 0.0), correlation_score(own[rand], neutral[rand]) / 100.0
 
 

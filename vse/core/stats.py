@@ -17,7 +17,8 @@
   ``StopResult.hit_cap``.
 * :func:`accuracy`, :func:`mse`, :func:`mae` compare integer predictions directly.
 
-All inputs are validated like vse.core.scaling: 1-D, finite, errors name the bad index.
+All inputs are validated like vse.core.scaling: 1-D, finite, errors name the bad index. Every
+sum goes through vse.core.exact, so a score has the same bits on every machine.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats as _sps
 
+from vse.core import exact
 from vse.core.scaling import as_finite_1d
+from vse.core.tquantile import t_quantile
 
 __all__ = [
     "StopResult",
@@ -56,18 +58,6 @@ def _pair(predicted: ArrayLike, true: ArrayLike, *, allow_empty: bool) -> tuple[
     return p, t
 
 
-def _centred_unit(x: np.ndarray) -> np.ndarray | None:
-    """``x`` scaled to max |x| = 1 and then centred; None if ``x`` is constant.
-
-    Scaling first keeps sums of squares from overflowing (values ~1e200) or underflowing
-    (~1e-200); Pearson r is invariant to it.
-    """
-    if np.all(x == x[0]):
-        return None
-    x = x / np.abs(x).max()
-    return x - x.mean()
-
-
 def correlation_score(predicted: ArrayLike, true: ArrayLike) -> float:
     """100 x Pearson correlation of ``predicted`` and ``true``, in [-100, 100].
 
@@ -75,15 +65,9 @@ def correlation_score(predicted: ArrayLike, true: ArrayLike) -> float:
     ValueError if the lengths differ or any value is NaN/inf (naming the index).
     """
     p, t = _pair(predicted, true, allow_empty=True)
-    if p.size < 2:
+    r = exact.pearson(p, t)
+    if r is None:
         return 0.0
-    pc, tc = _centred_unit(p), _centred_unit(t)
-    if pc is None or tc is None:
-        return 0.0
-    denom = math.sqrt(float(np.dot(pc, pc)) * float(np.dot(tc, tc)))
-    if not denom > 0:  # only reachable through extreme float cancellation
-        return 0.0
-    r = float(np.dot(pc, tc)) / denom
     # |r| can exceed 1 by an ulp through rounding; keep the documented range.
     return min(100.0, max(-100.0, 100.0 * r))
 
@@ -100,10 +84,10 @@ def ci_half_width(scores: ArrayLike, confidence: float = 0.90, *, ddof: int = 1)
     n = x.size
     if n < 2:
         return math.inf
-    # Centring on the first score makes identical scores give exactly 0 (np.std of [0.1]*3 is
-    # ~1e-17 otherwise) and improves precision for large, close scores; std is shift-invariant.
-    s = float(np.std(x - x[0], ddof=ddof))
-    t = float(_sps.t.ppf((1.0 + confidence) / 2.0, n - 1))
+    # Centring on the first score makes identical scores give exactly 0 and improves precision
+    # for large, close scores; std is shift-invariant.
+    s = exact.std(x - x[0], ddof=ddof)
+    t = t_quantile((1.0 + confidence) / 2.0, n - 1)
     return t * s / math.sqrt(n)
 
 
@@ -193,7 +177,7 @@ def summarize(scores: ArrayLike, rule: StopRule) -> StopResult:
     hw = ci_half_width(x, rule.confidence, ddof=rule.ddof)
     return StopResult(
         scores=[float(v) for v in x],
-        mean=float(x.mean()),
+        mean=exact.mean(x),
         half_width=hw,
         runs=int(x.size),
         hit_cap=bool(x.size >= rule.max_runs and not hw < rule.half_width),
@@ -219,16 +203,16 @@ def run_until_confident(score_once: Callable[[int], float], rule: StopRule) -> S
 def accuracy(predicted: ArrayLike, true: ArrayLike) -> float:
     """Fraction of exact matches, in [0, 1] (the paper reports it as a percentage)."""
     p, t = _pair(predicted, true, allow_empty=False)
-    return float(np.mean(p == t))
+    return exact.mean(p == t)
 
 
 def mse(predicted: ArrayLike, true: ArrayLike) -> float:
     """Mean squared error."""
     p, t = _pair(predicted, true, allow_empty=False)
-    return float(np.mean((p - t) ** 2))
+    return exact.mean((p - t) ** 2)
 
 
 def mae(predicted: ArrayLike, true: ArrayLike) -> float:
     """Mean absolute error."""
     p, t = _pair(predicted, true, allow_empty=False)
-    return float(np.mean(np.abs(p - t)))
+    return exact.mean(np.abs(p - t))

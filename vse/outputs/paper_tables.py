@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from vse.core import exact
 from vse.core.stats import accuracy, correlation_score, mae, mse
 from vse.core.vocab import Protocol
 from vse.outputs.figures import png_bytes
@@ -126,9 +127,7 @@ def method_cells(rows: list[ExplanationScore]) -> list[MethodCell]:
         b = [best[(u, method, target, protocol)].corr for u in units]
         n = max(sum(1 for r in mine if r.unit == u) for u in units)
         cells.append(
-            MethodCell(
-                method, target, protocol, float(np.mean(b)), float(np.mean([r.corr for r in mine])), len(units), n
-            )
+            MethodCell(method, target, protocol, exact.mean(b), exact.mean([r.corr for r in mine]), len(units), n)
         )
     return cells
 
@@ -171,8 +170,8 @@ def neuron_table(rows: list[ExplanationScore], method: str, target: str, protoco
     head = "| neuron | Corr. | Acc. | MSE | MAE |\n|---|---|---|---|---|\n"
     body = "".join(f"| {r.unit} | {r.corr:.2f} | {100 * r.acc:.0f}% | {r.mse:.2f} | {r.mae:.2f} |\n" for r in picked)
     avg = (
-        f"| Avg. | {np.mean([r.corr for r in picked]):.2f} | {100 * np.mean([r.acc for r in picked]):.2f}% "
-        f"| {np.mean([r.mse for r in picked]):.2f} | {np.mean([r.mae for r in picked]):.2f} |\n"
+        f"| Avg. | {exact.mean([r.corr for r in picked]):.2f} | {100 * exact.mean([r.acc for r in picked]):.2f}% "
+        f"| {exact.mean([r.mse for r in picked]):.2f} | {exact.mean([r.mae for r in picked]):.2f} |\n"
     )
     return head + body + avg
 

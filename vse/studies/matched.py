@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from tqdm import tqdm
 
-from vse.core import seeds
+from vse.core import exact, seeds
 from vse.core.discrimination import (
     Comparison,
     build_pool,
@@ -270,8 +270,8 @@ def run_matched_study(study: MatchedStudy, open_llm: CassetteLLMs, *, progress: 
                 explanation_sensitivity(p[j], prior, x.held, x.unseen_random, x.uniform)
                 for j, x in enumerate(pool.sets)
             ]
-            sensitivity = float(np.mean([a for a, _ in sens]))
-            corr_with_neutral = float(np.mean([c for _, c in sens]))
+            sensitivity = exact.mean([a for a, _ in sens])
+            corr_with_neutral = exact.mean([c for _, c in sens])
             for protocol, attr in COMPARED_SETS:
                 sets = [getattr(s, attr) for s in pool.sets]
                 for corrected in (False, True):

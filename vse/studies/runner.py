@@ -13,10 +13,16 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-from vse.atomic import write_set
+from vse.atomic import write_atomic, write_set
 from vse.llm.cassettes import CASSETTE_SUFFIX
 from vse.llm.client import ClientConfig
+from vse.outputs.compare import REL_TOL, Comparison, compare_trees, read_tree
+from vse.outputs.report import report_files
+from vse.studies import registry
 from vse.studies.cassette_llms import CassetteLLMs, Paths
 from vse.studies.kind import StudyKind
 
@@ -72,8 +78,50 @@ def run_experiment(
     return table + "\n" + usage
 
 
+def reproduce(
+    names: Sequence[str] = (),
+    *,
+    record: bool = False,
+    client_config: ClientConfig | None = None,
+    paths: Paths = _PATHS,
+    progress: bool = True,
+    in_flight: int = 1,
+) -> Iterator[tuple[str, str]]:
+    """Run every experiment in ``names`` (default: all), yielding (name, table) as each finishes,
+    then write the HTML report and its images, derived from every results folder."""
+    for name in names or tuple(registry.EXPERIMENTS):
+        exp = registry.get_experiment(name)
+        yield (
+            name,
+            run_experiment(
+                exp, record=record, client_config=client_config, paths=paths, progress=progress, in_flight=in_flight
+            ),
+        )
+    for rel, data in report_files(paths.results).items():
+        write_atomic(paths.results / rel, data)
+
+
+def check_replay(names: Sequence[str] = (), *, against: Path, rel_tol: float = REL_TOL) -> Comparison:
+    """Replay ``names`` (default: all) into a scratch folder and compare every number with ``against``.
+
+    Only the replayed experiments' folders are compared (and the report, when every experiment is
+    replayed); ``against`` is left untouched.
+    """
+    with tempfile.TemporaryDirectory(prefix="vse-check-") as tmp:
+        scratch = Path(tmp) / "results"
+        for _ in reproduce(names, paths=Paths(_PATHS.cassettes, scratch), progress=False):
+            pass
+        got = read_tree(scratch)
+    expected = read_tree(against)
+    if names:
+        keep = tuple(f"{n}/" for n in names)
+        got = {k: v for k, v in got.items() if k.startswith(keep)}
+        expected = {k: v for k, v in expected.items() if k.startswith(keep)}
+    return compare_trees(expected, got, rel_tol)
+
+
 def _exit_on_sigterm(signum, frame):  # pragma: no cover - exercised by hand
     sys.exit(128 + signum)
 
 
-__all__ = ["CassetteLLMs", "Paths", "run_experiment"]
+__all__ = ["CassetteLLMs", "Paths", "check_replay", "reproduce", "run_experiment"]

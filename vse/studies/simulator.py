@@ -46,7 +46,7 @@ from enum import StrEnum
 import numpy as np
 from tqdm import tqdm
 
-from vse.core import seeds
+from vse.core import exact, seeds
 from vse.core.discrimination import explanation_sensitivity, match
 from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import ranks
@@ -226,8 +226,8 @@ def sensitivity(own: np.ndarray, neutral: np.ndarray, pool: Pool, j: int) -> tup
 
 def standardise(pred: np.ndarray, rand: np.ndarray) -> np.ndarray:
     """Predictions in SDs from their mean over the random items (how simulators are combined)."""
-    sd = float(np.std(pred[rand]))
-    return (pred - float(np.mean(pred[rand]))) / (sd if sd > 0 else 1.0)
+    sd = exact.std(pred[rand])
+    return (pred - exact.mean(pred[rand])) / (sd if sd > 0 else 1.0)
 
 
 def rows_for(
@@ -269,8 +269,8 @@ def rows_for(
                     mean_rank=m.mean_rank,
                     p_value=m.p_value,
                     p_wilcoxon=m.p_wilcoxon,
-                    sensitivity=float(np.mean([x[0] for x in sens])),
-                    corr_with_neutral=float(np.mean([x[1] for x in sens])),
+                    sensitivity=exact.mean([x[0] for x in sens]),
+                    corr_with_neutral=exact.mean([x[1] for x in sens]),
                 )
             )
     return out

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from tqdm import tqdm
 
-from vse.core import seeds
+from vse.core import exact, seeds
 from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import draw_outside, heldout_shown, heldout_top
 from vse.core.stats import ci_half_width, correlation_score
@@ -201,9 +201,9 @@ def summary_rows(study: StrategyStudy, runs: list[RunScore]) -> list[dict]:
                     "protocol": Protocol.UNIFORM if protocol == "uniform" else Protocol.TOP_AND_RANDOM_HELDOUT,
                     "variant": label,
                     "runs": len(x),
-                    "mean": round(float(x.mean()), 2),
+                    "mean": round(exact.mean(x), 2),
                     "ci90": round(ci_half_width(x), 2),
-                    "diff_vs_baseline": round(float(d.mean()), 2),
+                    "diff_vs_baseline": round(exact.mean(d), 2),
                     "diff_ci90": round(ci_half_width(d), 2) if label != base else 0.0,
                 }
             )
@@ -245,7 +245,13 @@ def render_runs(study: StrategyStudy, runs: list[RunScore]) -> bytes:
             x = np.array([getattr(s, protocol) for s in runs if s.variant == label])
             ax.scatter(x, [y] * len(x), s=12, color="0.6", zorder=2)
             ax.errorbar(
-                [x.mean()], [y], xerr=[[ci_half_width(x)], [ci_half_width(x)]], fmt="o", color="C3", capsize=4, zorder=3
+                [exact.mean(x)],
+                [y],
+                xerr=[[ci_half_width(x)], [ci_half_width(x)]],
+                fmt="o",
+                color="C3",
+                capsize=4,
+                zorder=3,
             )
         ax.axvline(0, color="0.8", lw=1, zorder=1)
         ax.set_title("uniform (random items)" if protocol == "uniform" else "top-and-random-heldout", fontsize=9)

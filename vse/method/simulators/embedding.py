@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from vse.atomic import write_atomic
+from vse.core import exact
 from vse.core.vocab import Api, Mode
 from vse.llm.client import LLMClient
 from vse.method.prediction_store import PredictionStore
@@ -92,7 +93,8 @@ class EmbeddingStore:
             out = (
                 np.stack([self._vectors[text_key(t)].astype(np.float64) for t in texts]) if texts else np.zeros((0, 0))
             )
-        norms = np.linalg.norm(out, axis=1, keepdims=True) if len(out) else 1.0
+        # Exact norms (vse.core.exact), not np.linalg: the cosines are recorded numbers.
+        norms = np.array([[exact.norm(row)] for row in out]) if len(out) else 1.0
         return out / np.where(norms > 0, norms, 1.0)
 
     def _fill(self, texts: Sequence[str]) -> None:
@@ -134,7 +136,7 @@ class EmbeddingStore:
 def cosine_predictions(store: EmbeddingStore, explanation: str, texts: Sequence[str]) -> np.ndarray:
     """The embedding simulator's predictions: cos(explanation, item) for every text."""
     e = store.embed([explanation])[0]
-    return store.embed(list(texts)) @ e
+    return np.array([exact.dot(v, e) for v in store.embed(list(texts))])
 
 
 class EmbeddingSimulator(Simulator):

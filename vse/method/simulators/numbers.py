@@ -117,7 +117,7 @@ def expected_value(dist: Mapping[int, float], *, p_ten_given_one: float = 0.0) -
     ``p_ten_given_one`` splits the mass on "1" between 1 and 10 for tokenizers that write 10
     as "1","0". Raises SimulationError when no number token is present.
     """
-    total = sum(dist.values())
+    total = math.fsum(dist.values())
     if total <= 0:
         raise SimulationError("no number among the top tokens")
     return _value_mass(dist, min(max(p_ten_given_one, 0.0), 1.0)) / total
@@ -127,7 +127,7 @@ def _value_mass(dist: Mapping[int, float], p_ten_given_one: float) -> float:
     """Sum of probability x value over a number distribution, not renormalised: the one place a
     distribution becomes a value. The mass on "1" counts as 10 with ``p_ten_given_one``, else 1."""
     p1 = dist.get(1, 0.0)
-    return sum(p * d for d, p in dist.items() if d != 1) + p1 * (1.0 + 9.0 * p_ten_given_one)
+    return math.fsum(p * d for d, p in dist.items() if d != 1) + p1 * (1.0 + 9.0 * p_ten_given_one)
 
 
 def _probability(logprob: object) -> float | None:
@@ -143,7 +143,7 @@ def token_mass(top: Mapping[str, float] | None, token: str) -> float:
     position's top logprobs; 0 when ``top`` is empty or None."""
     if not top:
         return 0.0
-    return sum(
+    return math.fsum(
         p for k, lp in top.items() if isinstance(k, str) and k.strip() == token and (p := _probability(lp)) is not None
     )
 
@@ -216,7 +216,7 @@ def read_value(
                 unresolved += 1
             else:
                 digits = number_distribution(top)
-                stop = 1.0 - sum(digits.values())  # mass on anything but another digit ends the number
+                stop = 1.0 - math.fsum(digits.values())  # mass on anything but another digit ends the number
                 q = token_mass(top, "0") / max(token_mass(top, "0") + max(stop, 0.0), 1e-12) if digits else 0.0
         return _value_mass(dist, q)
 
@@ -225,7 +225,7 @@ def read_value(
         raise SimulationError("no logprobs for the value token")
     dist = number_distribution(first)
     p_minus = token_mass(first, "-") if signed else 0.0
-    total = sum(dist.values()) + p_minus
+    total = math.fsum(dist.values()) + p_minus
     if total <= 0:
         raise SimulationError(f"no number among the top tokens: {sorted(first)[:8]}")
     ev = magnitude("", dist, total) if dist else 0.0
@@ -237,7 +237,7 @@ def read_value(
             if top is None or not ndist:
                 unresolved += 1  # no magnitude read (no reply, or no digit in it): UNREAD_NEGATIVE stands
             else:
-                ntotal = sum(ndist.values())
+                ntotal = math.fsum(ndist.values())
                 neg = -magnitude("-", ndist, ntotal, p_minus / total) / ntotal
         ev += p_minus * neg
     return ValueReading(ev / total, unresolved)

@@ -1,0 +1,116 @@
+"""Sums, means, spreads and dot products that give the same bits on every machine.
+
+Every number vse writes under results/ is a reduction of many floats: a Pearson r, a mean score,
+a half-width, a cosine. Floating-point addition is not associative, so a reduction's last bits
+depend on the order its terms are added in, and that order is not ours to fix when a library
+picks it: OpenBLAS chooses a kernel per CPU (and per OPENBLAS_CORETYPE, thread count, cache
+size), and NumPy's reductions may be vectorised differently per SIMD level. A replay on another
+machine then writes other digits (found comparing a clone on an AMD EPYC with the committed
+results).
+
+Here every sum is ``math.fsum``: the correctly rounded sum of its terms, whatever their order,
+on any CPU. Products and quotients of two floats are correctly rounded by IEEE 754 on their
+own, so a dot product as the fsum of elementwise products is exact up to one rounding per
+product, and the same everywhere. The cost is a Python loop over the terms: microseconds for the
+few hundred items of a simulation pass, far below an LLM call.
+
+What is not covered, because no pure function can cover it: transcendental functions
+(``math.exp``, ``math.log``, scipy's t quantile) come from the platform's libm, which may differ
+between C libraries; see :mod:`vse.core.tquantile` for the one vse's results lean on.
+
+Nothing here may call BLAS (``np.dot``, ``@``, ``matmul``, ``einsum``, ``linalg``) or NumPy's
+own reductions; ``tests/core/test_exact.py`` checks the source for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["cosine", "dot", "fsum", "mean", "norm", "pearson", "std", "var"]
+
+
+def _floats(x: ArrayLike | Iterable[float]) -> list[float]:
+    """``x`` as a flat list of Python floats (``tolist`` keeps every bit of a float64)."""
+    return np.asarray(x, dtype=np.float64).ravel().tolist()
+
+
+def fsum(x: ArrayLike | Iterable[float]) -> float:
+    """The correctly rounded sum of ``x`` (0.0 when empty)."""
+    return math.fsum(_floats(x))
+
+
+def mean(x: ArrayLike | Iterable[float]) -> float:
+    """The correctly rounded sum divided by the count; ValueError when empty."""
+    v = _floats(x)
+    if not v:
+        raise ValueError("mean of an empty sequence")
+    return math.fsum(v) / len(v)
+
+
+def var(x: ArrayLike | Iterable[float], ddof: int = 0) -> float:
+    """Variance with ``ddof`` (0: population, 1: sample): fsum of squared deviations from the mean.
+
+    Two passes (mean first) rather than the sum of squares minus the squared sum, which cancels
+    catastrophically for large, close values. ValueError when there are not more than ``ddof`` values.
+    """
+    v = _floats(x)
+    if len(v) <= ddof:
+        raise ValueError(f"variance with ddof={ddof} needs more than {ddof} values, got {len(v)}")
+    m = math.fsum(v) / len(v)
+    return math.fsum((a - m) * (a - m) for a in v) / (len(v) - ddof)
+
+
+def std(x: ArrayLike | Iterable[float], ddof: int = 0) -> float:
+    """The square root of :func:`var` (``math.sqrt`` is correctly rounded by IEEE 754)."""
+    return math.sqrt(var(x, ddof))
+
+
+def dot(a: ArrayLike, b: ArrayLike) -> float:
+    """fsum of the elementwise products of two equally long vectors."""
+    x, y = _floats(a), _floats(b)
+    if len(x) != len(y):
+        raise ValueError(f"dot of vectors of {len(x)} and {len(y)} items")
+    return math.fsum(p * q for p, q in zip(x, y, strict=True))
+
+
+def norm(a: ArrayLike) -> float:
+    """Euclidean length: sqrt of the fsum of squares."""
+    return math.sqrt(dot(a, a))
+
+
+def cosine(a: ArrayLike, b: ArrayLike) -> float:
+    """cos of the angle between two vectors; 0.0 when either has length 0."""
+    na, nb = norm(a), norm(b)
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return dot(a, b) / (na * nb)
+
+
+def pearson(x: ArrayLike, y: ArrayLike) -> float | None:
+    """Pearson r of two equally long vectors; None when fewer than 2 items or either is constant.
+
+    Each side is first divided by its largest magnitude (r is invariant to it), so sums of squares
+    neither overflow (values ~1e200) nor underflow (~1e-200), then centred on its exact mean.
+    |r| can exceed 1 by an ulp; callers that promise [-1, 1] clip.
+    """
+    a, b = _floats(x), _floats(y)
+    if len(a) != len(b):
+        raise ValueError(f"pearson of vectors of {len(a)} and {len(b)} items")
+    if len(a) < 2 or min(a) == max(a) or min(b) == max(b):
+        return None
+    ca, cb = _centred_unit(a), _centred_unit(b)
+    denom = math.sqrt(math.fsum(p * p for p in ca) * math.fsum(q * q for q in cb))
+    if not denom > 0:  # only reachable through extreme cancellation
+        return None
+    return math.fsum(p * q for p, q in zip(ca, cb, strict=True)) / denom
+
+
+def _centred_unit(v: list[float]) -> list[float]:
+    peak = max(abs(a) for a in v)
+    u = [a / peak for a in v]
+    m = math.fsum(u) / len(u)
+    return [a - m for a in u]
