@@ -1,5 +1,6 @@
 """Where data are found and results go: a non-editable install must not write into site-packages,
-and the replay must not need torch (the light install of `make reproduce` has none)."""
+and the replay must not need torch (the light install of `make reproduce` has none: checked by
+tests/studies/replay_without_blas.py, which every `make test` runs)."""
 
 from __future__ import annotations
 
@@ -32,26 +33,6 @@ def test_an_installed_package_finds_the_clone_from_the_current_directory(tmp_pat
     assert data_root(site, cwd=clone / "sub") == clone
     # Nowhere to be found: the current directory; a missing cassette then names the path.
     assert data_root(site, cwd=site) == site.resolve()
-
-
-def test_replay_writes_results_in_the_current_directory_without_importing_torch(tmp_path):
-    code = (
-        "import sys\n"
-        "from vse.cli.main import main\n"
-        "main(['reproduce'], standalone_mode=False)\n"
-        "heavy = sorted(m for m in ('torch', 'torchvision', 'transformers', 'sentence_transformers') if m in "
-        "sys.modules)\n"
-        "assert not heavy, heavy\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    written = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "results").rglob("*") if p.is_file())
-    assert written and all(p.startswith("results/") for p in written)
-    for rel in written:
-        assert (tmp_path / rel).read_bytes() == (REPO / rel).read_bytes(), rel
 
 
 def test_piped_stderr_gets_no_progress_bars(tmp_path):

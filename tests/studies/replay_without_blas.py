@@ -24,7 +24,9 @@ def _guard(module, name):
     def guarded(*args, **kwargs):
         caller = sys._getframe(1).f_globals.get("__name__", "")
         if caller == "vse" or caller.startswith("vse."):
-            raise AssertionError(f"{caller} called numpy {module.__name__}.{name}: a recorded number through BLAS")
+            raise AssertionError(
+                f"{caller} called numpy {module.__name__}.{name}: a recorded number through BLAS or a NumPy reduction"
+            )
         return real(*args, **kwargs)
 
     setattr(module, name, guarded)

@@ -157,7 +157,7 @@ def match(scores: np.ndarray) -> Matched:
     others = [np.array([s[i, j] for i in range(s.shape[0]) if i != j and np.isfinite(s[i, j])]) for j in range(k)]
     mismatched = np.array([exact.mean(o) for o in others])
     diffs = matched - mismatched
-    rank = np.array([1 + int(np.sum(o > m)) for o, m in zip(others, matched, strict=True)])
+    rank = np.array([1 + int(np.count_nonzero(o > m)) for o, m in zip(others, matched, strict=True)])
     if np.ptp(diffs) > 0:
         p_t = paired_t_greater(diffs)
     else:
@@ -170,8 +170,8 @@ def match(scores: np.ndarray) -> Matched:
         n_compared=int(max(len(o) for o in others) + 1),
         matched_mean=exact.mean(matched),
         mismatched_mean=exact.mean(mismatched),
-        wins=int(np.sum(diffs > 0)),
-        rank1=int(np.sum(rank == 1)),
+        wins=int(np.count_nonzero(diffs > 0)),
+        rank1=int(np.count_nonzero(rank == 1)),
         mean_rank=exact.mean(rank),
         p_value=p_t,
         p_wilcoxon=p_w,

@@ -174,18 +174,13 @@ def _walk(name: str, path: str, a: object, b: object, out: Comparison) -> None:
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _walk(name, f"{path}[{i}]", x, y, out)
     elif _is_number(a) and _is_number(b):
-        _full_precision(name, path, float(a), float(b), out)
+        _printed(name, path, json.dumps(a), json.dumps(b), out)
     elif a != b:
         out.differences.append(Difference(name, path, json.dumps(a)[:80], json.dumps(b)[:80]))
 
 
 def _is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _full_precision(name: str, where: str, a: float, b: float, out: Comparison) -> None:
-    """A JSON number: its shortest repr tells whether it was rounded before it was written."""
-    _printed(name, where, repr(a), repr(b), out)
 
 
 def _compare_csv(name: str, a: str, b: str, out: Comparison) -> None:
@@ -225,7 +220,10 @@ def _printed(name: str, where: str, a: str, b: str, out: Comparison) -> None:
     unit of the last decimal apart is a rounding flip; integers must match."""
     out.numbers_compared += 1
     da, db = Decimal(a), Decimal(b)
-    if da == db:
+    if da == db or a == b:
+        return
+    if not (da.is_finite() and db.is_finite()):
+        out.differences.append(Difference(name, where, a, b))
         return
     places = max(-da.as_tuple().exponent, -db.as_tuple().exponent, 0)
     fa, fb = float(a), float(b)

@@ -1,0 +1,155 @@
+"""vse.core.exact: correctly rounded sums, so a recorded number has the same bits on every machine."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vse.core import exact
+
+REPO = Path(__file__).resolve().parents[2]
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+vectors = st.lists(finite, min_size=1, max_size=60)
+
+
+def pairs(min_size: int = 1):
+    return st.integers(min_size, 40).flatmap(lambda n: st.tuples(*(st.lists(finite, min_size=n, max_size=n),) * 2))
+
+
+@given(vectors, st.randoms(use_true_random=False))
+def test_fsum_and_mean_do_not_depend_on_the_order_of_the_terms(x, rnd):
+    y = list(x)
+    rnd.shuffle(y)
+    assert exact.fsum(x) == exact.fsum(y)
+    assert exact.mean(x) == exact.mean(y)
+    assert exact.var(x) == exact.var(y)
+
+
+@given(pairs(), st.randoms(use_true_random=False))
+def test_dot_and_pearson_do_not_depend_on_the_order_of_the_items(ab, rnd):
+    a, b = ab
+    order = list(range(len(a)))
+    rnd.shuffle(order)
+    a2, b2 = [a[i] for i in order], [b[i] for i in order]
+    assert exact.dot(a, b) == exact.dot(a2, b2) == exact.dot(b, a)
+    assert exact.pearson(a, b) == exact.pearson(a2, b2)
+
+
+@given(vectors)
+def test_fsum_and_mean_agree_with_numpy_to_rounding(x):
+    assert exact.fsum(x) == pytest.approx(float(np.sum(x)), rel=1e-9, abs=1e-6)
+    assert exact.mean(x) == pytest.approx(float(np.mean(x)), rel=1e-9, abs=1e-6)
+
+
+def test_fsum_is_exact_where_naive_sums_are_not():
+    assert exact.fsum([1e16, 1.0, -1e16]) == 1.0
+    assert exact.fsum([0.1] * 10) == 1.0
+    assert exact.fsum([]) == 0.0
+
+
+@given(vectors, st.sampled_from([0, 1]))
+def test_var_and_std_agree_with_numpy(x, ddof):
+    if len(x) <= ddof:
+        with pytest.raises(ValueError, match="ddof"):
+            exact.var(x, ddof)
+        return
+    v = exact.var(x, ddof)
+    assert v >= 0
+    assert v == pytest.approx(float(np.var(x, ddof=ddof)), rel=1e-7, abs=1e-6)
+    assert exact.std(x, ddof) == math.sqrt(v)
+
+
+def test_the_variance_of_equal_values_is_zero_and_an_empty_mean_raises():
+    assert exact.var([0.1] * 7, 1) == 0.0
+    with pytest.raises(ValueError, match="empty"):
+        exact.mean([])
+
+
+@given(pairs(min_size=2))
+def test_pearson_agrees_with_numpy_and_stays_in_range(ab):
+    a, b = ab
+    r = exact.pearson(a, b)
+    if min(a) == max(a) or min(b) == max(b):
+        assert r is None
+        return
+    assert r is not None and -1 - 1e-12 <= r <= 1 + 1e-12
+    ref = np.corrcoef(a, b)[0, 1]
+    if np.isfinite(ref):
+        assert r == pytest.approx(ref, abs=1e-6)
+
+
+def test_pearson_is_scale_free_and_survives_extreme_magnitudes():
+    assert exact.pearson([1e200, 2e200, 3e200], [1e-200, 2e-200, 4e-200]) == pytest.approx(
+        exact.pearson([1, 2, 3], [1, 2, 4]), rel=1e-15
+    )
+    assert exact.pearson([1.0], [2.0]) is None
+    with pytest.raises(ValueError, match="3 and 2"):
+        exact.pearson([1, 2, 3], [1, 2])
+
+
+@given(pairs())
+def test_cosine_is_symmetric_bounded_and_zero_for_a_null_vector(ab):
+    a, b = ab
+    c = exact.cosine(a, b)
+    assert c == exact.cosine(b, a)
+    assert -1 - 1e-12 <= c <= 1 + 1e-12
+    assert exact.cosine(a, [0.0] * len(a)) == 0.0
+    assert exact.norm(a) == pytest.approx(float(np.linalg.norm(a)), rel=1e-12)
+
+
+# --- the check that keeps BLAS and NumPy reductions off the scoring paths -------------------------------
+
+#: Folders whose code computes what results/ records. vision/ is left out: it runs the models that
+#: made the committed fixtures (inputs to a replay, never recomputed by one).
+SCORING_PATHS = ["core", "method", "outputs", "studies", "data", "llm"]
+BLAS_NAMES = {"dot", "vdot", "inner", "matmul", "einsum", "tensordot", "corrcoef", "cov", "linalg"}
+REDUCTIONS = {"mean", "sum", "std", "var", "average", "nanmean", "nansum", "median", "prod", "cumsum"}
+
+
+def _chain(node: ast.expr) -> list[str]:
+    """np.linalg.norm -> ["np", "linalg", "norm"]; x.mean -> ["?", "mean"]."""
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    names.append(node.id if isinstance(node, ast.Name) else "?")
+    return names[::-1]
+
+
+def offending_calls(source: str) -> list[str]:
+    """`@`, np.<BLAS or reduction>(...) and x.<reduction or dot>(...) in a module's source."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+            found.append(f"line {node.lineno}: @")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            chain = _chain(node.func)
+            if chain[0] in {"np", "numpy"}:
+                bad = [n for n in chain[1:] if n in BLAS_NAMES | REDUCTIONS]
+            elif chain[0] == "exact":  # vse.core.exact's own
+                bad = []
+            else:  # a method on an array: x.mean(), x.dot(y)
+                bad = [chain[-1]] if chain[-1] in REDUCTIONS | {"dot"} else []
+            found += [f"line {node.lineno}: .{bad[0]}"] if bad else []
+    return found
+
+
+def test_the_check_finds_what_it_looks_for():
+    src = "a = x @ y\nb = np.dot(x, y)\nc = x.mean()\nd = np.linalg.norm(x)\ne = exact.mean(x)\nf = r.mean\n"
+    assert [f.split(": ")[1] for f in offending_calls(src)] == ["@", ".dot", ".mean", ".linalg"]
+
+
+def test_no_scoring_path_sums_through_blas_or_numpy_reductions():
+    bad = {}
+    for folder in SCORING_PATHS:
+        for path in sorted((REPO / "vse" / folder).rglob("*.py")):
+            found = offending_calls(path.read_text())
+            if found:
+                bad[path.relative_to(REPO).as_posix()] = found
+    assert not bad, f"use vse.core.exact instead: {bad}"
