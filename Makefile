@@ -2,11 +2,9 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-# The torch/torchvision pair that imports together on this workplace's machines (see README).
-TORCH   := torch==2.14.1 torchvision==0.29.1
 PORT    ?= 8765
 
-.PHONY: help venv test reproduce record smoke llm-server llm-binary bench bench-server fixtures clean
+.PHONY: help venv test reproduce record smoke llm-server llm-binary bench bench-server fixtures atlas-demo lock clean
 
 help:
 	@echo "make test        run the offline test suite (installs .venv first)"
@@ -18,22 +16,34 @@ help:
 	@echo "make bench-server  the old llama-cpp-python server vs llama-server, same recorded requests"
 	@echo "make fixtures    regenerate fixtures/ from the real images and models"
 	@echo "make atlas-demo  build an atlas of every recorded neuron (build/atlas-demo/index.html)"
+	@echo "make lock        rewrite requirements/*.txt (exact versions and hashes) from pyproject.toml"
 
 venv: $(VENV)/.stamp
 
-# Two layers in one .venv. The light one is all the offline replay needs (numpy, scipy, requests,
-# vcrpy, click, tqdm, matplotlib): no torch, no CUDA wheels, so `make reproduce` on a fresh clone
-# installs in well under a minute. The full one adds the vision extras and the test tools.
-$(VENV)/.stamp-light: pyproject.toml
+# Two layers in one .venv, each installed from a lock file: exact versions with their hashes
+# (requirements/*.txt, written by `make lock`), so a clone made next year replays with the numpy,
+# scipy and matplotlib that wrote results/. The light one is all the offline replay needs: no torch,
+# no CUDA wheels, so `make reproduce` on a fresh clone installs in well under a minute. The full one
+# adds the vision extras (torch==2.14.1 and torchvision==0.29.1, pinned in pyproject.toml) and the
+# test tools. vse itself goes in editable, without dependencies: the lock decided them.
+$(VENV)/.stamp-light: pyproject.toml requirements/replay.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[report]'
+	$(BIN)/pip install -q --require-hashes -r requirements/replay.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.stamp: $(VENV)/.stamp-light
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[vision,report,dev]'
+$(VENV)/.stamp: $(VENV)/.stamp-light requirements/test.txt
+	$(BIN)/pip install -q --require-hashes -r requirements/test.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
+
+# Rewrite the lock files from pyproject.toml (after changing a dependency; then `make reproduce`
+# and commit both). uv resolves for every platform at once, one version per package.
+LOCK := $(BIN)/uv pip compile -q pyproject.toml --generate-hashes --python-version 3.11 --universal --fork-strategy fewest --no-header
+lock: $(VENV)/.stamp-light
+	$(BIN)/pip install -q 'uv==0.13.9'
+	$(LOCK) --extra report -o requirements/replay.txt
+	$(LOCK) --extra vision --extra report --extra dev -o requirements/test.txt
 
 # llama.cpp's llama-server, built once from the pinned source (the llama-cpp-python 0.3.36 sdist's
 # vendor/llama.cpp) into the model cache (about 10 minutes on 2 cores; needs cmake and a C++
@@ -57,12 +67,17 @@ test: venv
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not live"
 
-# A replay that changes a committed result fails here with the diff (when run inside a git clone).
+# A replay that changes a committed result fails here (when run inside a git clone), and then
+# compares every number with the committed files, so last-bit noise (another libm, another CPU
+# architecture) reads apart from a changed result: `vse reproduce --check`, README "Same numbers".
 reproduce: $(VENV)/.stamp-light
 	$(BIN)/vse reproduce
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-	  git diff --exit-code --stat -- results || { echo "results/ differ from the committed ones (git diff results)"; exit 1; }; \
-	  test -z "$$(git status --porcelain --untracked-files=all -- results)" || { git status --short -- results; echo "results/ holds files the commit lacks"; exit 1; }; fi
+	  if ! git diff --quiet -- results || test -n "$$(git status --porcelain --untracked-files=all -- results)"; then \
+	    git status --short -- results | head -20; \
+	    echo "results/ differ from the committed ones; every number compared with the commit:"; \
+	    d=$$(mktemp -d); git archive HEAD results | tar -x -C "$$d"; \
+	    $(BIN)/vse reproduce --check --against "$$d/results"; rm -rf "$$d"; exit 1; fi; fi
 
 record: llm-binary
 	$(BIN)/vse reproduce --record
