@@ -39,7 +39,7 @@ def assert_one_clear_line(result, code: int, *fragments: str) -> str:
 def sandbox(tmp_path, monkeypatch):
     """Cassettes and results under tmp_path; the real cassette copied in."""
     paths = run_module.Paths(cassettes=tmp_path / "cassettes", results=tmp_path / "results")
-    monkeypatch.setitem(run_module.run_experiment.__kwdefaults__, "paths", paths)
+    monkeypatch.setattr(run_module, "_PATHS", paths)
     real = sorted(run_module.Paths().cassettes.joinpath(EXP).glob("*.json.gz"))[0]
     target = paths.cassettes / EXP / real.name
     target.parent.mkdir(parents=True)

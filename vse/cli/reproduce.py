@@ -17,7 +17,7 @@ from vse.llm.client import ClientConfig
 from vse.llm.server import DEFAULT_SLOTS
 from vse.outputs.compare import REL_TOL, Verdict
 from vse.studies import registry
-from vse.studies.runner import Paths, check_replay
+from vse.studies.runner import check_replay, current_paths
 from vse.studies.runner import reproduce as run_all
 
 
@@ -98,7 +98,7 @@ def reproduce(
     if check:
         if record:
             raise click.UsageError("--check replays only; drop --record")
-        folder = against or Paths().results
+        folder = against or current_paths().results
         if not folder.is_dir():
             raise click.UsageError(f"--check: no results folder at {folder}")
         comparison = check_replay(names, against=folder, rel_tol=rel_tol)
@@ -118,4 +118,4 @@ def reproduce(
             names, record=record, client_config=config, progress=sys.stderr.isatty(), in_flight=in_flight
         ):
             click.echo(f"## {name}\n\n{table}")
-        click.echo(f"report: {Paths().results / 'report.html'}", err=True)
+        click.echo(f"report: {current_paths().results / 'report.html'}", err=True)

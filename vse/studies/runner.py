@@ -27,7 +27,12 @@ from vse.studies.cassette_llms import CassetteLLMs, Paths
 from vse.studies.kind import StudyKind
 
 REPLAY_URL = "http://replay.invalid/v1"
-_PATHS = Paths()  # where `make reproduce` reads and writes, fixed at import
+_PATHS = Paths()  # where `make reproduce` reads and writes, fixed at import (tests swap it)
+
+
+def current_paths() -> Paths:
+    """Where replays read cassettes and write results unless told otherwise."""
+    return _PATHS
 
 
 def run_experiment(
@@ -35,12 +40,13 @@ def run_experiment(
     *,
     record: bool = False,
     client_config: ClientConfig | None = None,
-    paths: Paths = _PATHS,
+    paths: Paths | None = None,
     progress: bool = True,
     in_flight: int = 1,
 ) -> str:
     """Run (replay or record) `exp`; write results/<name>/; return its table. in_flight: one-item
     predictions sent at once while recording (results and cassettes do not depend on it)."""
+    paths = paths or _PATHS
     config = client_config or ClientConfig(base_url=REPLAY_URL, model="local", max_retries=0 if not record else 5)
     llms = CassetteLLMs(exp.name, exp.score.api, record, config, paths, in_flight=in_flight if record else 1)
     previous = signal.getsignal(signal.SIGTERM)
@@ -83,12 +89,13 @@ def reproduce(
     *,
     record: bool = False,
     client_config: ClientConfig | None = None,
-    paths: Paths = _PATHS,
+    paths: Paths | None = None,
     progress: bool = True,
     in_flight: int = 1,
 ) -> Iterator[tuple[str, str]]:
     """Run every experiment in ``names`` (default: all), yielding (name, table) as each finishes,
     then write the HTML report and its images, derived from every results folder."""
+    paths = paths or _PATHS
     for name in names or tuple(registry.EXPERIMENTS):
         exp = registry.get_experiment(name)
         yield (
@@ -124,4 +131,4 @@ def _exit_on_sigterm(signum, frame):  # pragma: no cover - exercised by hand
     sys.exit(128 + signum)
 
 
-__all__ = ["CassetteLLMs", "Paths", "check_replay", "reproduce", "run_experiment"]
+__all__ = ["CassetteLLMs", "Paths", "check_replay", "current_paths", "reproduce", "run_experiment"]
