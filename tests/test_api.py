@@ -10,7 +10,7 @@ import pytest
 
 from vse import LLM, explain_neuron, score_explanation
 from vse.core.target import POLARITIES
-from vse.data.loader import TARGET_KINDS
+from vse.core.vocab import TARGET_KINDS
 from vse.method.pipeline import METHODS
 from vse.method.records import ExplanationRecord, Provenance, prompts_hash
 from vse.vision import fixtures

@@ -9,7 +9,7 @@ import pytest
 
 from vse.method.prompts import (
     EXPLANATION_PREFIX,
-    KINDS,
+    KIND_WORDING,
     TARGET_NAME,
     Example,
     Pair,
@@ -112,10 +112,10 @@ def test_simulate_list_messages_exact():
 # ----------------------------------------------------------------------------- every kind
 
 
-@pytest.mark.parametrize("key", list(KINDS))
+@pytest.mark.parametrize("key", list(KIND_WORDING))
 @pytest.mark.parametrize("signed", [False, True])
 def test_every_kind_system_message_starts_with_its_task(key, signed):
-    kind = KINDS[key]
+    kind = KIND_WORDING[key]
     scale = "from -10 to 10" if signed else "from 0 to 10"
     cases = [
         (explain_messages(key, EX, "489", [Pair("a", 1), Pair("b", 2)], signed=signed), kind.explain_task),
@@ -143,7 +143,7 @@ def test_every_kind_system_message_starts_with_its_task(key, signed):
 # ----------------------------------------------------------------------------- prefix cache, target name
 
 
-@pytest.mark.parametrize("key", list(KINDS))
+@pytest.mark.parametrize("key", list(KIND_WORDING))
 @pytest.mark.parametrize("signed", [False, True])
 def test_one_item_messages_for_two_items_share_all_but_the_last(key, signed):
     a = simulate_one_messages(key, EX, "insects", "kite", signed=signed)

@@ -17,7 +17,7 @@ import click
 
 from vse.cli import preflight
 from vse.core.target import neuron_id
-from vse.core.vocab import TARGET_KINDS, Api, Kind, Method, Mode, Protocol, choices
+from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Api, Kind, Method, Mode, Protocol, choices
 from vse.data.loader import Source, live_pairs
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
@@ -302,7 +302,6 @@ def label_cmd(
 
 
 #: The kinds a probe folder lets vse compute with the model itself (the others need the next layer's labels).
-PROBE_KINDS = (Kind.CAPTION_ACTIVATION.value, Kind.WEIGHT_LABEL.value)
 
 
 def _probe_source(model: str, layer: str, method: str, target: str | None, probe: Path, device: str, dry_run: bool):

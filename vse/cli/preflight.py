@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from vse.core.target import parse_neuron_id
-from vse.core.vocab import Kind, Method
+from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Kind, Method
 from vse.data import loader
 from vse.errors import UserError
 from vse.llm import server
@@ -34,7 +34,6 @@ KIND_OF_METHOD = {
     Method.CLIP_DISSECT: Method.CLIP_DISSECT,
 }
 #: The kinds a probe folder lets vse compute with the model itself.
-LIVE_KINDS = (Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION)
 
 
 def kinds_for(methods: Iterable[str] = (), targets: Iterable[str] = ()) -> list[str]:
@@ -45,8 +44,8 @@ def kinds_for(methods: Iterable[str] = (), targets: Iterable[str] = ()) -> list[
             raise UserError(f"unknown method {method!r}; known: {', '.join(KIND_OF_METHOD)}")
         kinds.append(KIND_OF_METHOD[method])
     for target in targets:
-        if target not in loader.TARGET_KINDS:
-            raise UserError(f"unknown target {target!r}; known: {', '.join(loader.TARGET_KINDS)}")
+        if target not in TARGET_KINDS:
+            raise UserError(f"unknown target {target!r}; known: {', '.join(TARGET_KINDS)}")
         kinds.append(target)
     return list(dict.fromkeys(kinds))
 
@@ -196,10 +195,10 @@ def check_units(
             _fixture_width(model, layer, Kind.WEIGHT_LABEL)
         ]
     else:
-        other = [k for k in kinds if k not in LIVE_KINDS]
+        other = [k for k in kinds if k not in PROBE_KINDS]
         if other:
             raise UserError(
-                f"with --probe vse computes {' and '.join(LIVE_KINDS)} pairs, not {other[0]} "
+                f"with --probe vse computes {' and '.join(PROBE_KINDS)} pairs, not {other[0]} "
                 "(it needs the next layer's labels): drop --probe to use the fixtures"
             )
         check_probe(probe, captions=Kind.CAPTION_ACTIVATION in kinds)

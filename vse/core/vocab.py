@@ -31,6 +31,9 @@ class Kind(StrEnum):
 
 #: The kinds a neuron can be scored on (a weight-explanation target would need every next unit explained).
 TARGET_KINDS: tuple[Kind, ...] = (Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP)
+#: The kinds a live model gives from a folder of the user's images (`--probe`): weight-clip needs CLIP,
+#: weight-explanation every next-layer unit explained first.
+PROBE_KINDS: tuple[Kind, ...] = (Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL)
 
 
 class Polarity(StrEnum):

@@ -28,16 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from vse.atomic import write_atomic
-from vse.core import vocab
 from vse.core.seeds import rng
 from vse.core.target import Target, parse_neuron_id
-from vse.core.vocab import Kind, Polarity, choices
+from vse.core.vocab import Kind, Polarity
 from vse.vision import activations, datasets, fixtures, models, weights
-
-#: The feature kinds, as plain strings (`vse.core.vocab.Kind`).
-KINDS = choices(Kind)
-#: The kinds a neuron can be scored on (a weight-explanation target would need every next unit explained).
-TARGET_KINDS = choices(vocab.TARGET_KINDS)
 
 
 @dataclass(frozen=True)
@@ -140,7 +134,7 @@ def _matrix(model: str, layer: str, kind: str) -> tuple[tuple[str, ...], np.ndar
             "and _blocks.15, weight-clip for _blocks.15, caption-activation for _conv_head and _blocks.15); "
             "for another model or layer pass --probe DIR"
         ) from None
-    raise ValueError(f"unknown pair kind {kind!r}; known: {', '.join(KINDS)}")
+    raise ValueError(f"unknown pair kind {kind!r}; known: {', '.join(Kind)}")
 
 
 def layer_width(model: str, layer: str, kind: str = Kind.WEIGHT_LABEL) -> int:

@@ -20,8 +20,8 @@ from tqdm import tqdm
 from vse.core import seeds
 from vse.core.sampling import top
 from vse.core.target import POLARITIES, parse_neuron_id
-from vse.core.vocab import Kind, Method, Polarity, choices
-from vse.data.loader import FIXTURES, KINDS, TARGET_KINDS, Source, clip_dissect_label, fewshot_explanations, load_target
+from vse.core.vocab import TARGET_KINDS, Kind, Method, Polarity, choices
+from vse.data.loader import FIXTURES, Source, clip_dissect_label, fewshot_explanations, load_target
 from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig, explain, shown_indices
 from vse.method.fewshot import fewshot_neurons
 from vse.method.llm import LLM, on_llm_endpoint
@@ -183,10 +183,8 @@ def score_explanation(
 
 
 __all__ = [
-    "KINDS",
     "LLM",
     "METHODS",
-    "TARGET_KINDS",
     "explain_neuron",
     "fewshot_neurons",
     "next_layer_explanations",

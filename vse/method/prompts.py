@@ -70,7 +70,7 @@ _NEAR_OBJECT_HINT = (
     "objects (water next to fish) rather than the objects themselves."
 )
 
-KINDS: dict[Kind, KindWording] = {
+KIND_WORDING: dict[Kind, KindWording] = {
     Kind.WEIGHT_LABEL: KindWording(
         key=Kind.WEIGHT_LABEL,
         item="class",
@@ -141,9 +141,9 @@ KINDS: dict[Kind, KindWording] = {
 
 def get_kind(key: str) -> KindWording:
     try:
-        return KINDS[key]
+        return KIND_WORDING[key]
     except KeyError:
-        raise ValueError(f"unknown feature kind {key!r}; known: {', '.join(KINDS)}") from None
+        raise ValueError(f"unknown feature kind {key!r}; known: {', '.join(KIND_WORDING)}") from None
 
 
 def _scale_sentence(kind: KindWording, signed: bool) -> str:

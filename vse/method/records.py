@@ -30,7 +30,7 @@ def prompts_hash() -> str:
     ex = [P.Example("1", (P.Pair("a", 0), P.Pair("b", 10)), "things")]
     pairs = [P.Pair("c", 3)]
     rendered = []
-    for kind in sorted(P.KINDS):
+    for kind in sorted(P.KIND_WORDING):
         for signed in (False, True):
             rendered += [
                 P.explain_prompt(kind, ex, "2", pairs, signed=signed),
