@@ -4,10 +4,11 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 8765
 
-.PHONY: help venv test reproduce record smoke llm-server llm-binary bench bench-server fixtures atlas-demo lock clean
+.PHONY: help venv test test-fast reproduce record smoke llm-server llm-binary bench bench-server fixtures atlas-demo lock clean
 
 help:
 	@echo "make test        run the offline test suite (installs .venv first)"
+	@echo "make test-fast   the same without the slow cross-environment replays"
 	@echo "make reproduce   replay the recorded cassettes offline and rebuild every table"
 	@echo "make record      re-record the experiments against the local LLM server (resumable)"
 	@echo "make llm-server  assemble the local Qwen2.5-Coder-1.5B GGUF, build llama-server once, serve on 127.0.0.1:$(PORT)"
@@ -70,6 +71,14 @@ test: venv
 # A replay that changes a committed result fails here (when run inside a git clone), and then
 # compares every number with the committed files, so last-bit noise (another libm, another CPU
 # architecture) reads apart from a changed result: `vse reproduce --check`, README "Same numbers".
+# The same checks without the tests marked slow (the four cross-environment replays of every
+# experiment, about 2 minutes of the suite's 5 on 2 cores): for a quick loop while editing.
+test-fast: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not live and not slow"
+
 reproduce: $(VENV)/.stamp-light
 	$(BIN)/vse reproduce
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \

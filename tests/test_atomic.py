@@ -75,37 +75,3 @@ def test_write_set_failing_half_way_leaves_the_previous_set_whole(tmp_path, monk
 def test_write_set_takes_plain_names_only(tmp_path, name):
     with pytest.raises(ValueError, match="plain file names"):
         write_set(tmp_path / "x", {name: "1"})
-
-
-def test_plot_is_written_atomically(tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
-    from vse.outputs import tables as report
-
-    seen = []
-    monkeypatch.setattr(report, "write_atomic", lambda path, data: seen.append((path, data)))
-    from vse.method.records import Provenance, ScoreRecord
-
-    record = ScoreRecord(
-        "m/l/1",
-        "m",
-        "x",
-        0,
-        "t",
-        "positive",
-        1.5,
-        0.5,
-        2,
-        False,
-        [1.0, 2.0],
-        0.5,
-        1.0,
-        1.0,
-        0,
-        0,
-        0,
-        0,
-        Provenance("m", "completions", None, None, "h", (), 0),
-    )
-    report.plot_scores([record], tmp_path / "scores.png", "title")
-    assert seen and seen[0][0] == tmp_path / "scores.png" and seen[0][1].startswith(b"\x89PNG")
-    assert not (tmp_path / "scores.png").exists()  # nothing written in place

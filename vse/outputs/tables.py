@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 
-from vse.atomic import write_atomic
 from vse.core.vocab import Method
 from vse.method.prompts import EXPLANATION_PREFIX
 from vse.method.records import ScoreRecord
@@ -102,8 +100,3 @@ def render_scores(records: Sequence[ScoreRecord], title: str) -> bytes:
     ax.invert_yaxis()
     fig.tight_layout()
     return png_bytes(fig)
-
-
-def plot_scores(records: Sequence[ScoreRecord], path: Path, title: str) -> None:
-    # Rendered in memory, then renamed into place: a kill mid-write must not leave a 0-byte PNG.
-    write_atomic(path, render_scores(records, title))

