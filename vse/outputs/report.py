@@ -9,22 +9,22 @@ signed) and the classes a Weight-* method read.
 
 Images are files: each probe thumbnail the cards show is written once under ``results/img/`` (48 px PNGs
 from the committed fixtures). The page has inline CSS and one small inline script (click an image to
-enlarge it); no network. The output is a pure function of the folder's content (sorted folders, no
-timestamps), so two replays give the same bytes. :func:`report_files` returns the page and the images;
+enlarge it), read from ``vse/outputs/assets/`` (the atlas's, then ``report.css``); no network. The
+output is a pure function of the folder's content (sorted folders, no timestamps), so two replays give
+the same bytes. :func:`report_files` returns the page and the images;
 the caller writes them under the results folder.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import re
 from pathlib import Path
 from urllib.parse import quote
 
 from vse.core.vocab import Polarity, Protocol
 from vse.outputs import atlas
-from vse.outputs.atlas import Card
+from vse.outputs.atlas import Card, esc
 
 REPORT = "report.html"
 IMAGES = "img"  # results/img/: the thumbnails the cards show (not an experiment)
@@ -41,17 +41,19 @@ PRIORITY = ("power-study", "table1-second-last-layer", "tables8-9-last-layer", "
 QUESTIONS = {
     "power-study": "Does the score tell a neuron's own explanation from the other neurons'? Matched vs mismatched "
     "explanations under each scoring protocol, and how many neurons a difference needs.",
-    "table1-second-last-layer": "The paper's Table 1 rerun on the second-last hidden layer: every method's explanations "
-    "scored on every target, beside the paper's numbers.",
+    "table1-second-last-layer": "The paper's Table 1 rerun on the second-last hidden layer: "
+    "every method's explanations scored on every target, beside the paper's numbers.",
     "tables8-9-last-layer": "The paper's Tables 8-9 rerun on the last hidden layer: every method on every target, "
     "beside the paper's numbers.",
     "fewshot-strategies": "The paper's Table 5: how the few-shot neurons' pairs are chosen for the simulator, over "
     "paired runs on one unit.",
     "all-methods-one-neuron": "Every explanation method on one unit of the second-last layer.",
     "chat-vs-completions": "The same neuron explained and scored through the chat endpoint.",
-    "chat-vs-completions-baseline": "The same neuron through the completions endpoint (the baseline of chat-vs-completions).",
+    "chat-vs-completions-baseline": "The same neuron through the completions endpoint "
+    "(the baseline of chat-vs-completions).",
     "fewshot-per-pass": "The paper's per-pass few-shot draws, on the neuron and items of the baseline.",
-    "negative-one-neuron": "One unit explained and scored from what drives it down (negative polarity, values flipped).",
+    "negative-one-neuron": "One unit explained and scored from what drives it down "
+    "(negative polarity, values flipped).",
     "signed-one-neuron": "The same unit explained and scored on signed values (-10..10, both polarities).",
 }
 
@@ -88,21 +90,12 @@ PAPER = {
     ),
 }
 
-CSS = (
-    atlas.CSS
-    + """
-.toc li { margin: .15em 0; } img.plot { max-width: 100%; height: auto; }
-section > h2 { margin-bottom: .2em; } .facts { color: var(--muted); margin-top: 0; }
-"""
-)
+# The atlas's style, then the report's own (a table of contents, plots, the summary lines).
+CSS = atlas.CSS + "\n" + atlas.asset("report.css")
 
 
 def _href(*parts: str) -> str:
     return "/".join(quote(p) for p in parts)
-
-
-def _esc(text) -> str:
-    return html.escape(str(text), quote=True)
 
 
 # -- a tiny Markdown subset: `| a | b |` tables, `#` headings, links and images, paragraphs ---------------
@@ -120,9 +113,9 @@ def _inline(text: str, folder: Path | None, prefix: str, embedded: set) -> str:
         if folder is not None and "/" not in target and (folder / target).is_file():
             if bang:
                 embedded.add(target)
-                out.append(f'<img class="plot" src="{_esc(_href(prefix, target))}" alt="{_esc(label)}">')
+                out.append(f'<img class="plot" src="{esc(_href(prefix, target))}" alt="{esc(label)}">')
             else:
-                out.append(f'<a href="{_esc(_href(prefix, target))}">{_esc(label)}</a>')
+                out.append(f'<a href="{esc(_href(prefix, target))}">{esc(label)}</a>')
         else:
             out.append(_code(m.group(0)))
         pos = m.end()
@@ -132,7 +125,7 @@ def _inline(text: str, folder: Path | None, prefix: str, embedded: set) -> str:
 
 def _code(text: str) -> str:
     parts = _CODE.split(text)  # odd items are inside backticks
-    return "".join(f"<code>{_esc(p)}</code>" if i % 2 else _esc(p) for i, p in enumerate(parts))
+    return "".join(f"<code>{esc(p)}</code>" if i % 2 else esc(p) for i, p in enumerate(parts))
 
 
 def _cells(line: str) -> list[str]:
@@ -161,7 +154,7 @@ def markdown_to_html(
         if para:
             text = "<p>" + " ".join(_inline(p, folder, prefix, embedded) for p in para) + "</p>"
             if fold_rows is not None and para[0].startswith(CASSETTE_LINE):  # the long list of cassettes: folded
-                text = f"<details><summary>{_esc(CASSETTE_LINE.rstrip(': '))}</summary>{text}</details>"
+                text = f"<details><summary>{esc(CASSETTE_LINE.rstrip(': '))}</summary>{text}</details>"
             out.append(text)
             para.clear()
 
@@ -261,7 +254,7 @@ def _paper_table(folder: Path) -> str:
         vse = {(r["method"], r["target"]): r for r in csv.DictReader(f) if r.get("protocol") == Protocol.UNIFORM}
     methods = list(dict.fromkeys(m for m, _ in list(paper) + list(vse)))
     targets = list(dict.fromkeys(t for _, t in list(paper) + list(vse)))
-    head = "".join(f"<th>{_esc(t)}: vse</th><th>paper</th>" for t in targets)
+    head = "".join(f"<th>{esc(t)}: vse</th><th>paper</th>" for t in targets)
     rows = []
     for m in methods:
         cells = []
@@ -273,11 +266,12 @@ def _paper_table(folder: Path) -> str:
                 if r
                 else "–"
             )
-            cells.append(f'<td class="num">{_esc(v)}</td><td class="num">{_esc(paper.get((m, t), "–"))}</td>')
-        rows.append(f"<tr><td>{_esc(m)}</td>{''.join(cells)}</tr>")
+            cells.append(f'<td class="num">{esc(v)}</td><td class="num">{esc(paper.get((m, t), "–"))}</td>')
+        rows.append(f"<tr><td>{esc(m)}</td>{''.join(cells)}</tr>")
     return (
-        f"<p>vse beside {_esc(what)}: uniform protocol, each vse cell the mean over its neurons of the best of N "
-        "(the mean of all N in brackets). Another network, LLM and probe set: compare which method wins where, not the level.</p>"
+        f"<p>vse beside {esc(what)}: uniform protocol, each vse cell the mean over its neurons of the best of N "
+        "(the mean of all N in brackets). Another network, LLM and probe set: "
+        "compare which method wins where, not the level.</p>"
         f'<table class="paper"><thead><tr><th>method</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
     )
 
@@ -286,12 +280,12 @@ def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> t
     name = folder.name
     cards = experiment_cards(folder, source, sink)
     question = QUESTIONS.get(name) or _first_paragraph(folder)
-    parts = [f'<section id="{_esc(name)}">', f"<h2>{_esc(name)}</h2>"]
+    parts = [f'<section id="{esc(name)}">', f"<h2>{esc(name)}</h2>"]
     if question:
-        parts.append(f'<p class="summary">{_esc(question)}</p>')
+        parts.append(f'<p class="summary">{esc(question)}</p>')
     facts = _facts(folder, cards)
     if facts:
-        parts.append(f'<p class="facts">{_esc(facts)}</p>')
+        parts.append(f'<p class="facts">{esc(facts)}</p>')
     paper = _paper_table(folder)
     if paper:
         parts.append(paper)
@@ -303,14 +297,14 @@ def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> t
     if links:
         parts.append(
             '<p class="files">Files: '
-            + " ".join(f'<a href="{_esc(_href(name, f))}">{_esc(f)}</a>' for f in links)
+            + " ".join(f'<a href="{esc(_href(name, f))}">{esc(f)}</a>' for f in links)
             + "</p>"
         )
     cassettes = atlas.folder_config(folder).get("cassettes") or []
     if cassettes:
         parts.append(
             f"<details><summary>{len(cassettes)} cassette{'s' if len(cassettes) != 1 else ''} replayed</summary><ul>"
-            + "".join(f"<li><code>{_esc(c)}</code></li>" for c in cassettes)
+            + "".join(f"<li><code>{esc(c)}</code></li>" for c in cassettes)
             + "</ul></details>"
         )
     embedded: set = set()
@@ -318,7 +312,7 @@ def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> t
     if table.is_file():
         parts.append(markdown_to_html(table.read_text(encoding="utf-8"), folder, name, embedded, fold_rows=FOLD_ROWS))
     if (folder / PLOT).is_file() and PLOT not in embedded:
-        parts.append(f'<img class="plot" src="{_esc(_href(name, PLOT))}" alt="pass scores of {_esc(name)}">')
+        parts.append(f'<img class="plot" src="{esc(_href(name, PLOT))}" alt="pass scores of {esc(name)}">')
     if cards:
         body = "\n".join(atlas.render_card(c, heading="h3", anchor=f"{name}/{c.slug}") for c in cards)
         opened = " open" if len(cards) <= OPEN_CARDS else ""
@@ -336,7 +330,8 @@ def _render(results: Path) -> tuple[str, dict[str, bytes]]:
     folders = _experiments(results)
     sections = [_section(d, source, sink) for d in folders]
     toc = "".join(
-        f'<li><a href="#{_esc(quote(d.name))}">{_esc(d.name)}</a> ({len(cards)} neuron{"s" if len(cards) != 1 else ""})</li>'
+        f'<li><a href="#{esc(quote(d.name))}">{esc(d.name)}</a>'
+        f" ({len(cards)} neuron{'s' if len(cards) != 1 else ''})</li>"
         for d, (_, cards) in zip(folders, sections, strict=True)
     )
     body = "\n".join(s for s, _ in sections) or '<p class="note">No experiments found.</p>'
@@ -360,8 +355,8 @@ def _render(results: Path) -> tuple[str, dict[str, bytes]]:
     intro = (
         '<p class="summary">Every table, card and image below is rebuilt from the committed fixtures and cassettes by '
         "<code>make reproduce</code>. Scores are 100 × Pearson's r between the simulated and the true values, "
-        "± the 90% t-interval half-width, with the number of passes. Each neuron's card shows its explanations with their "
-        "polarity ("
+        "± the 90% t-interval half-width, with the number of passes. "
+        "Each neuron's card shows its explanations with their polarity ("
         + atlas.polarity_badge(Polarity.POSITIVE)
         + " "
         + atlas.polarity_badge(Polarity.NEGATIVE)
@@ -369,9 +364,8 @@ def _render(results: Path) -> tuple[str, dict[str, bytes]]:
         + atlas.polarity_badge(Polarity.BOTH)
         + "), explanations the token budget cut off marked "
         + atlas.cut_mark("cut off by the token budget")
-        + ", the true vs "
-        "simulated values of one pass, and the probe images (Tux Paint stamps, 48 px thumbnails; click to enlarge) with "
-        "their captions and activations.</p>"
+        + ", the true vs simulated values of one pass, and the probe images "
+        "(Tux Paint stamps, 48 px thumbnails; click to enlarge) with their captions and activations.</p>"
     )
     page = atlas.page(
         "vse results", "<h1>vse results</h1>\n" + intro + f'\n<ul class="toc">{toc}</ul>\n{index}\n{body}', css=CSS

@@ -1,0 +1,119 @@
+"""What is known of one neuron, as data: its explanations and their scores, its probe images and the
+pairs a Weight-* method read. `from_records` fills in the explanations and scores, `sources` the
+images and pairs, `render` turns a card into HTML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vse.core.target import POLARITIES, neuron_stem, parse_neuron_id
+from vse.core.vocab import Polarity
+
+
+@dataclass(frozen=True)
+class Item:
+    """One shown pair: a text (caption, class name, next-layer label), its value, and an image.
+
+    image / full: paths relative to the site's root (thumbnail, enlarged); None for text pairs.
+    """
+
+    text: str
+    value: float
+    image: str | None = None
+    full: str | None = None
+
+
+@dataclass(frozen=True)
+class SimItem:
+    """One item of a scoring pass: its index in the target, its text, the true (scaled) value and
+    the simulated (expected) one."""
+
+    index: int
+    true: float
+    predicted: float
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Score:
+    """One explanation's score on one target under one protocol.
+
+    mean, half_width, passes, hit_cap: Algorithm 1's outcome (None where the record has no interval).
+    items: the first pass's items (true vs simulated), empty when the record keeps no passes.
+    n_passes_kept: how many passes the record holds (the plot shows the first).
+    """
+
+    target: str
+    protocol: str
+    mean: float | None
+    half_width: float | None = None
+    passes: int | None = None
+    hit_cap: bool = False
+    items: tuple[SimItem, ...] = ()
+    n_passes_kept: int = 0
+
+    @property
+    def column(self) -> str:
+        return f"{self.target} · {self.protocol}" if self.protocol else self.target
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One explanation of a neuron and every score it got.
+
+    cut: why the text is known to stop mid-sentence ("" when it is not): the model hit its token
+        budget (``finish_reason == "length"``, recorded as ``"cut"`` by new runs, or for older
+        records: one call that used all of ``max_tokens``).
+    """
+
+    method: str
+    polarity: str
+    text: str
+    cut: str = ""
+    scores: tuple[Score, ...] = ()
+
+    def best(self) -> float | None:
+        means = [s.mean for s in self.scores if s.mean is not None]
+        return max(means) if means else None
+
+
+@dataclass(frozen=True)
+class WeightPairs:
+    """The pairs a Weight-* method reads for one neuron: ``kind`` ("weight-label": classes; "weight-clip":
+    next-layer units by their CLIP-Dissect labels), the highest-weighted and the lowest-weighted ones."""
+
+    kind: str
+    highest: tuple[Item, ...] = ()
+    lowest: tuple[Item, ...] = ()
+
+
+@dataclass(frozen=True)
+class Card:
+    """Everything shown for one neuron (see the module doc). ``notes``: what could not be shown, and why."""
+
+    neuron: str
+    explanations: tuple[Explanation, ...]
+    top: tuple[Item, ...] = ()
+    bottom: tuple[Item, ...] = ()
+    n_probe: int = 0
+    weights: tuple[WeightPairs, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def polarities(self) -> tuple[str, ...]:
+        seen = {e.polarity for e in self.explanations} or {Polarity.POSITIVE}
+        return tuple(p for p in POLARITIES if p in seen)
+
+    @property
+    def slug(self) -> str:
+        return slug(self.neuron)
+
+
+def slug(neuron: str) -> str:
+    """A file-name-safe id of a neuron: ``model__layer__unit``."""
+    return neuron_stem(*parse_neuron_id(neuron))
+
+
+def neuron_key(neuron: str) -> tuple[str, str, int]:
+    model, layer, unit = parse_neuron_id(neuron)
+    return model, layer, unit
