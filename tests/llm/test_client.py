@@ -493,3 +493,37 @@ def test_a_400_naming_no_optional_field_is_left_as_the_server_said():
     with pytest.raises(LLMHTTPError) as info:
         c.complete("Hi")
     assert "request field" not in str(info.value)
+
+
+class _GetSession:
+    """Answers `get` from a script (FakeSession answers `post` only)."""
+
+    def __init__(self, *script):
+        self.script = list(script)
+        self.requests = []
+
+    def get(self, url, *, headers, timeout):
+        self.requests.append({"url": url, "headers": dict(headers), "timeout": timeout})
+        item = self.script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+def test_get_json_retries_like_a_completion_but_is_not_counted():
+    session = _GetSession(make_response(503, {"error": {"message": "loading"}}), make_response(200, {"data": []}))
+    sleeps = Sleeps()
+    c = LLMClient(ClientConfig(base_url="http://h:1/v1", api_key="k"), session=session, sleep=sleeps)
+    assert c.get_json("models") == {"data": []}
+    assert [r["url"] for r in session.requests] == ["http://h:1/v1/models"] * 2 and len(sleeps) == 1
+    # No body, so no Content-Type; the key goes along as for any call to the endpoint.
+    assert session.requests[0]["headers"] == {"Authorization": "Bearer k"}
+    assert c.calls == 0
+
+
+def test_get_json_fails_at_once_on_a_page_that_is_not_json():
+    session = _GetSession(make_response(200, text="<html>"))
+    c = LLMClient(ClientConfig(base_url="http://h:1/v1"), session=session, sleep=Sleeps())
+    with pytest.raises(LLMResponseError, match="not JSON"):
+        c.get_json("models")
+    assert len(session.requests) == 1

