@@ -527,3 +527,11 @@ def test_get_json_fails_at_once_on_a_page_that_is_not_json():
     with pytest.raises(LLMResponseError, match="not JSON"):
         c.get_json("models")
     assert len(session.requests) == 1
+
+
+def test_a_server_on_this_machine_gets_a_long_read_timeout_a_remote_one_does_not():
+    # A loopback server that keeps the connection open is busy, not dead: no second copy of the request.
+    assert ClientConfig.from_env(base_url="http://127.0.0.1:8765/v1").timeout_s == 900.0
+    assert ClientConfig.from_env(base_url="http://localhost:8765").timeout_s == 900.0
+    assert ClientConfig.from_env(base_url="http://gpu-box:8000/v1").timeout_s == 120.0
+    assert ClientConfig.from_env(base_url="http://127.0.0.1:8765/v1", timeout_s=30.0).timeout_s == 30.0

@@ -152,7 +152,9 @@ def fake_server(monkeypatch, tmp_path, code: str, **kwargs) -> srv.LocalServer:
 
 def test_command_line(tmp_path):
     binary = srv.LlamaServerBinary(Path("/opt/llama-server"), "0c1e570", srv.BUILD_FLAGS)
-    server = srv.LocalServer("/models/m.gguf", port=8123, n_threads=4, extra_args=("--verbose",), llama_server=binary)
+    server = srv.LocalServer(
+        "/models/m.gguf", port=8123, n_threads=4, extra_args=("--verbose",), llama_server=binary, cache_dir=tmp_path
+    )
     assert server.base_url == "http://127.0.0.1:8123/v1"
     assert server.slots == 8 and server.n_ctx == 32768  # 8 slots x 4096 tokens
     tags = "llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:8,ctx:32768"
@@ -174,6 +176,8 @@ def test_command_line(tmp_path):
         "8",
         "-t",
         "4",
+        "--slot-save-path",  # a warm slot is copied into the others from here (vse.llm.slots)
+        f"{tmp_path}/slots/8123/",
         "--verbose",
     ]
     assert "," not in " ".join(srv.BUILD_FLAGS)  # llama-server splits --tags on commas

@@ -62,6 +62,7 @@ from vcr.serialize import deserialize, serialize
 
 from vse.atomic import write_atomic
 from vse.llm.errors import CassetteError, CassetteMiss
+from vse.llm.slots import UNRECORDED
 
 __all__ = [
     "CASSETTE_SUFFIX",
@@ -91,12 +92,15 @@ _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 
 
 def scrub_request(request: Any) -> Any:
-    """vcrpy ``before_record_request``: a copy with only the kept headers and a port-free loopback URI.
+    """vcrpy ``before_record_request``: a copy with only the kept headers and a port-free loopback URI;
+    None (vcrpy then neither stores nor matches it: it goes to the server) for an `UNRECORDED` request.
 
     It copies because vcrpy also calls it on the live request (to match it): the real
     request must still carry its Authorization header to the server. A new Request with its own
     header dict is enough (the body is immutable bytes); a deepcopy per call was a third of a replay's time.
     """
+    if any(name.lower() == UNRECORDED.lower() for name in request.headers):
+        return None  # slot warm-up (vse.llm.slots): not part of any result, never stored, never replayed
     request = Request(request.method, request.uri, request.body, dict(request.headers))
     for name in list(request.headers):
         if name.lower() not in KEEP_REQUEST_HEADERS or name.lower() in SECRET_HEADERS:

@@ -55,6 +55,7 @@ from vse.llm.logprobs import (
     unshift_echo,
 )
 from vse.llm.replies import Completion, TokenLogprob, Usage
+from vse.llm.slots import SlotWarmer
 from vse.llm.transport import POOL_CONNECTIONS, completion_body, encode_body, json_object, new_session
 
 __all__ = [
@@ -110,6 +111,9 @@ class LLMClient:
         self.sleep = sleep if sleep is not None else self.breaker.pause
         self.rng = rng if rng is not None else random.Random()
         self.usage = Usage()
+        #: copies a simulation's shared prompt prefix into every slot of a live llama-server
+        #: (`vse.llm.slots`); set by `vse.method.llm.LLM.from_client`, None elsewhere
+        self.warmer: SlotWarmer | None = None
         self._count_lock = threading.Lock()
         self.calls = 0
         #: replies that carried no `usage` field (counted as 0 tokens)

@@ -35,6 +35,12 @@ def normalize_base_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
+#: Hosts that are this machine: a server there that keeps a connection open is alive.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: The read timeout for a server on this machine (`ClientConfig.from_env`).
+LOCAL_TIMEOUT_S = 900.0
+
+
 @dataclass(frozen=True, repr=False)
 class ClientConfig:
     """Where and how to call the LLM.
@@ -102,13 +108,18 @@ class ClientConfig:
         api_key: argument, else ``VSE_API_KEY``, else ``OPENAI_API_KEY`` but only when the base URL's
             host is api.openai.com (or ``allow_openai_key_elsewhere``), so an OpenAI key is never
             sent to some other server by accident.
-        overrides: other fields (timeout_s, max_retries, ...).
+        overrides: other fields (timeout_s, max_retries, ...). Without a timeout_s, a server on this
+            machine gets `LOCAL_TIMEOUT_S`: a loopback server that has died refuses the connection at
+            once, so one that keeps it open is busy, not dead (a cold 2-core llama-server may queue a
+            request for minutes), and a second copy of the request would only make it busier.
         """
         env = os.environ
         url = base_url or env.get("VSE_BASE_URL") or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         key = api_key or env.get("VSE_API_KEY") or None
         if key is None and (allow_openai_key_elsewhere or _host(url) == OPENAI_HOST):
             key = env.get("OPENAI_API_KEY") or None
+        if "timeout_s" not in overrides and _host(url) in LOOPBACK_HOSTS:
+            overrides["timeout_s"] = LOCAL_TIMEOUT_S
         return cls(
             base_url=normalize_base_url(url), model=model or env.get("VSE_MODEL") or "local", api_key=key, **overrides
         )

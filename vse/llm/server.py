@@ -212,6 +212,8 @@ class LocalServer:
         self._binary_arg = llama_server
         self.cache_dir = cache_dir
         self.log_path = Path(log_path) if log_path else default_cache_dir() / "logs" / f"server-{self.port}.log"
+        # Where a slot's prompt cache is saved to be copied into the others (vse.llm.slots): one per port.
+        self.slot_dir = (cache_dir or default_cache_dir()) / "slots" / str(self.port)
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen | None = None
         self.start_seconds: float | None = None
@@ -244,6 +246,7 @@ class LocalServer:
             "-c", str(self.n_ctx),
             "-np", str(self.slots),
             "-t", str(self.n_threads),
+            "--slot-save-path", f"{self.slot_dir}/",  # lets vse.llm.slots copy a warm slot into the others
             *self.extra_args,
         ]  # fmt: skip
 
@@ -262,6 +265,7 @@ class LocalServer:
             raise ServerStartError(f"{self.host}:{self.port} is already in use (another server running?)")
         command = self.command()  # finds (or builds) the binary first: that is not start-up time
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.slot_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         with self.log_path.open("wb") as logf:
             self.proc = subprocess.Popen(

@@ -22,6 +22,7 @@ from vse.core.vocab import Api
 from vse.llm.cassettes import use_cassette
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.server import MODEL_FILE, MODEL_SHA256, describe_server
+from vse.llm.slots import SlotWarmer
 from vse.method.explain import ExplainConfig
 from vse.method.prediction_store import PredictionStore
 from vse.method.records import Provenance, prompts_hash
@@ -58,10 +59,14 @@ class LLM:
     embeddings: EmbeddingStore | None = None
 
     @classmethod
-    def from_client(cls, client: LLMClient, api: str = Api.COMPLETIONS) -> LLM:
+    def from_client(cls, client: LLMClient, api: str = Api.COMPLETIONS, *, warm_slots: bool = False) -> LLM:
+        """warm_slots: on a live llama-server with several slots, compute each simulation's shared
+        prompt prefix once and copy it into every slot (`vse.llm.slots`); never on a replay."""
         llm = cls(client, api)
         llm.identify()
         llm.in_flight = llm.server_slots or 1
+        if warm_slots and (llm.server_slots or 0) > 1:
+            client.warmer = SlotWarmer.probe(client.session, client.config.base_url)
         return llm
 
     def identify(self) -> None:
@@ -103,7 +108,7 @@ class LLM:
             if cassette is not None:
                 Path(cassette).parent.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(use_cassette(cassette, record=record))
-            llm = cls.from_client(LLMClient(config), api)
+            llm = cls.from_client(LLMClient(config), api, warm_slots=record)
             if in_flight is not None:
                 llm.in_flight = in_flight
             yield llm

@@ -60,7 +60,7 @@ class CassetteLLMs:
             if not self.record:
                 # A replay sends nothing: skip requests' per-call proxy lookup in the environment.
                 client.session.trust_env = False
-            llm = LLM.from_client(client, self.api)
+            llm = LLM.from_client(client, self.api, warm_slots=self.record)
             if self.in_flight is not None:
                 llm.in_flight = self.in_flight
             # While recording, write the cassette after every pass: an interrupted recording

@@ -181,6 +181,11 @@ class OneItemSimulator(Simulator):
         The list stops after the first error (in text order). One at a time, nothing after it is
         sent; several in flight, texts not yet started when an error comes back are not sent.
         """
+        warmer = getattr(client, "warmer", None)
+        if warmer is not None and in_flight > 1 and len(texts) > 1 and self.api == Api.COMPLETIONS:
+            # Every prompt starts with this prefix: computed once and copied into every slot, each
+            # prediction then costs its own few tokens (vse.llm.slots). Changes no request or reply.
+            warmer.warm(simulate_one_prefix(ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, signed=ctx.signed))
         if in_flight == 1 or len(texts) <= 1:
             outcomes: list = []
             for text in texts:
