@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,11 +62,12 @@ class LLM:
     @classmethod
     def from_client(cls, client: LLMClient, api: str = Api.COMPLETIONS, *, warm_slots: bool = False) -> LLM:
         """warm_slots: on a live llama-server with several slots, compute each simulation's shared
-        prompt prefix once and copy it into every slot (`vse.llm.slots`); never on a replay."""
+        prompt prefix once and copy it into every slot (`vse.llm.slots`); never on a replay.
+        ``VSE_WARM_SLOTS=0`` in the environment turns it off (the bench's baseline)."""
         llm = cls(client, api)
         llm.identify()
         llm.in_flight = llm.server_slots or 1
-        if warm_slots and (llm.server_slots or 0) > 1:
+        if warm_slots and (llm.server_slots or 0) > 1 and os.environ.get("VSE_WARM_SLOTS", "1") != "0":
             client.warmer = SlotWarmer.probe(client.session, client.config.base_url)
         return llm
 
