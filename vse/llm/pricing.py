@@ -8,7 +8,7 @@ requests of the issue-3 recording (``bench/data/issue3-unit1089.json.gz``) the p
 server billed 2,681,743 prompt tokens, 2.880 characters a token (per request 2.78 to 3.09,
 median 2.88; fitted on the even-numbered requests it predicts the odd ones' total within 0.01 %).
 It is lower than English prose's ~4 because these prompts are lists of short class names,
-tabs and digits. ``tests/test_pricing.py`` recomputes it from the cassette.
+tabs and digits. ``tests/llm/test_pricing.py`` recomputes it from the cassette.
 
 Completion tokens are not known before the reply: the estimate uses each request's
 ``max_tokens`` as an upper bound (the recorded run used 3,274 of 3,367 allowed).

@@ -114,7 +114,7 @@ def test_validate_replays_the_power_study_from_its_cassettes(tmp_path, monkeypat
     import shutil
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     study = json.loads((repo / "results/power-study/config.json").read_text())
     cassettes = tmp_path / "cassettes" / "validate"
     shutil.copytree(repo / "cassettes/power-study", cassettes)

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from vse.core.stats import StopRule
 from vse.core.target import Target
-from vse.llm.client import Completion, TokenLogprob, Usage
 from vse.method.explain import FewShotNeuron
 from vse.method.prompts import Example, Pair
 from vse.method.score import ScoreConfig, score_target
@@ -28,6 +27,8 @@ from vse.method.simulators import (
     make_simulator,
 )
 from vse.method.simulators.numbers import UNREAD_NEGATIVE, read_value
+
+from ..llm.fakes import ScriptedClient, last_line, one_token
 
 L = math.log
 
@@ -218,24 +219,17 @@ def test_make_simulator_refuses_unknown_modes_and_apis():
 EX = (Example("7", (Pair("beagle", 6), Pair("poodle", 10)), "dogs of many breeds"),)
 
 
-class NoCalls:
-    config = type("C", (), {"model": "m"})()
-
-    def complete(self, *a, **k):
-        raise AssertionError("no LLM call expected")
-
-    chat = complete
-
-
 def test_signed_context_refused_by_echo_before_any_call():
     with pytest.raises(ValueError, match="cannot predict signed"):
-        EchoSimulator().predict(NoCalls(), SimContext("weight-label", EX, "insects", signed=True), ["kite"], seed=0)
+        EchoSimulator().predict(
+            ScriptedClient(), SimContext("weight-label", EX, "insects", signed=True), ["kite"], seed=0
+        )
 
 
 def test_list_logprobs_over_chat_refused():
     with pytest.raises(ValueError, match="list-logprobs over chat"):
         ListSimulator("chat", logprobs=True).predict(
-            NoCalls(), SimContext("weight-label", EX, "insects"), ["kite"], seed=0
+            ScriptedClient(), SimContext("weight-label", EX, "insects"), ["kite"], seed=0
         )
 
 
@@ -250,40 +244,30 @@ FEW = [FewShotNeuron(Target("m/l/1", "weight-label", TEXTS, RAW[::-1].copy(), po
 TRUE = {t: int(v) for t, v in zip(TEXTS, SIGNED.values, strict=False)}
 
 
-class SignedOracle:
+def signed_answer(prompt, kw):
     """Puts the mass on "-" for items whose true value is negative, then answers the magnitude."""
-
-    config = type("C", (), {"model": "fake"})()
-
-    def __init__(self):
-        self.calls = 0
-        self.minus_followups = 0
-
-    def complete(self, prompt, **kw):
-        self.calls += 1
-        last = prompt.rsplit("\n", 1)[1]
-        item, _, suffix = last.partition("\t")
-        v = TRUE[item]
-        if suffix == "-":
-            self.minus_followups += 1
-            top = {str(min(-v, 9)): L(0.9), "\n": L(0.1)}
-        elif suffix:
-            raise AssertionError(f"unexpected follow-up {suffix!r}")
-        elif v < 0:
-            top = {"-": L(0.9), "0": L(0.1)}
-        else:
-            top = {str(min(v, 9)): 0.0}
-        return Completion("x", [TokenLogprob("x", 0.0, top)], Usage(3, 1), "length")
+    item, _, suffix = last_line(prompt).partition("\t")
+    v = TRUE[item]
+    if suffix == "-":
+        top = {str(min(-v, 9)): L(0.9), "\n": L(0.1)}
+    elif suffix:
+        raise AssertionError(f"unexpected follow-up {suffix!r}")
+    elif v < 0:
+        top = {"-": L(0.9), "0": L(0.1)}
+    else:
+        top = {str(min(v, 9)): 0.0}
+    return one_token(top)
 
 
 def test_signed_scoring_through_the_default_one_item_simulator():
     assert SIGNED.signed and SIGNED.values.min() < 0 < SIGNED.values.max()
-    client = SignedOracle()
+    client = ScriptedClient(signed_answer, model="fake")
     config = ScoreConfig(n_items=20, n_fewshot_pairs=6, stop=StopRule(max_runs=4))
     assert config.mode == "one"  # the default simulator is the one under test
     r = score_target(client, "things", SIGNED, FEW, config, seed=0, progress=False)
     assert math.isfinite(r.mean) and r.mean > 80  # the oracle tracks the sign, so it scores high
-    assert client.minus_followups > 0  # the "-" branch was read, not approximated
+    # the "-" branch was read, not approximated
+    assert sum(last_line(prompt).partition("\t")[2] == "-" for prompt in client.prompts) > 0
     for p in r.details:
         for true, pred in zip(p.true, p.predicted, strict=False):
             if true < 0:

@@ -17,6 +17,8 @@ from vse.method.simulators.numbers import (
 )
 from vse.method.simulators.whole_list import simulate_list
 
+from ..llm.fakes import ScriptedClient
+
 TEXTS = ["kite", "jellyfish", "crash helmet"]
 CTX = SimContext("weight-label", (), "kites")
 
@@ -221,18 +223,6 @@ def test_value_slots_find_numbers_after_tabs():
     assert values[1] == pytest.approx(3.0)
 
 
-class FakeClient:
-    """Answers completions from a function of the prompt; counts calls like the real client."""
-
-    def __init__(self, answer):
-        self.answer = answer
-        self.prompts = []
-
-    def complete(self, prompt, **kw):
-        self.prompts.append((prompt, kw))
-        return self.answer(prompt, kw)
-
-
 def test_simulate_one_uses_shared_prefix_and_follows_up_on_one():
     def answer(prompt, kw):
         if prompt.endswith("kite\t"):
@@ -243,30 +233,30 @@ def test_simulate_one_uses_shared_prefix_and_follows_up_on_one():
             top = {"7": 0.0}
         return Completion("x", [TokenLogprob("x", 0.0, top)], Usage(10, 1), "length")
 
-    client = FakeClient(answer)
+    client = ScriptedClient(answer)
     sim = OneItemSimulator(ten_followup=True).predict(client, CTX, ["kite", "jellyfish"], seed=0)
-    prefix = client.prompts[0][0].removesuffix("kite\t")
-    assert [p for p, _ in client.prompts] == [prefix + "kite\t", prefix + "kite\t1", prefix + "jellyfish\t"]
-    assert all(kw["max_tokens"] == 1 and kw["logprobs"] == 20 for _, kw in client.prompts)
+    prefix = client.prompts[0].removesuffix("kite\t")
+    assert client.prompts == [prefix + "kite\t", prefix + "kite\t1", prefix + "jellyfish\t"]
+    assert all(kw["max_tokens"] == 1 and kw["logprobs"] == 20 for kw in client.fields)
     assert sim.values[0] == pytest.approx(0.6 * (0.5 * 1 + 0.5 * 10))
     assert sim.values[1] == pytest.approx(7.0)
     assert sim.calls == 3 and sim.usage == Usage(30, 3)
 
 
 def test_simulate_one_without_numbers_raises():
-    client = FakeClient(lambda p, kw: Completion("u", [TokenLogprob("unk", 0.0, {"unk": 0.0})], Usage(), "length"))
+    client = ScriptedClient(lambda p, kw: Completion("u", [TokenLogprob("unk", 0.0, {"unk": 0.0})], Usage(), "length"))
     with pytest.raises(SimulationError, match="no number"):
         OneItemSimulator().predict(client, CTX, ["kite"], seed=0)
 
 
 def test_simulate_list_retries_then_succeeds_then_gives_up():
     replies = iter(["kite\t1\n", "kite\t1\njellyfish\t2\ncrash helmet\t3\n"])
-    client = FakeClient(lambda p, kw: Completion(next(replies), [], Usage(5, 5), "stop"))
+    client = ScriptedClient(lambda p, kw: Completion(next(replies), [], Usage(5, 5), "stop"))
     sim = simulate_list(client, "P", TEXTS, logprobs=False)
     assert sim.values == [1.0, 2.0, 3.0] and sim.retries == 1 and sim.calls == 2
-    assert client.prompts[0][1]["temperature"] == 0.0 and client.prompts[1][1]["temperature"] > 0
+    assert client.fields[0]["temperature"] == 0.0 and client.fields[1]["temperature"] > 0
 
-    bad = FakeClient(lambda p, kw: Completion("nothing useful", [], Usage(), "stop"))
+    bad = ScriptedClient(lambda p, kw: Completion("nothing useful", [], Usage(), "stop"))
     with pytest.raises(SimulationError, match="attempt 3"):
         simulate_list(bad, "P", TEXTS, logprobs=False, max_retries=2)
 
@@ -274,21 +264,17 @@ def test_simulate_list_retries_then_succeeds_then_gives_up():
 def test_list_over_chat_goes_through_the_same_retry_loop():
     from vse.method.simulators import ListSimulator
 
-    class Chat:
-        def __init__(self, replies):
-            self.replies, self.calls = iter(replies), []
+    def chat(replies):
+        return ScriptedClient(Completion(text, [], Usage(7, 3), "stop") for text in replies)
 
-        def chat(self, messages, **kw):
-            self.calls.append(kw)
-            return Completion(next(self.replies), [], Usage(7, 3), "stop")
-
-    client = Chat(["no list here", "<start>kite\t1\njellyfish\t2\ncrash helmet\t3\n<end>"])
+    client = chat(["no list here", "<start>kite\t1\njellyfish\t2\ncrash helmet\t3\n<end>"])
     sim = ListSimulator("chat").predict(client, CTX, TEXTS, seed=5)
     assert sim.values == [1.0, 2.0, 3.0] and (sim.calls, sim.retries, sim.usage) == (2, 1, Usage(14, 6))
     # the request fields the recorded chat lists were sent with: no stop, no logprobs
-    assert client.calls == [
+    assert [api for api, _, _ in client.requests] == ["chat", "chat"]
+    assert client.fields == [
         {"max_tokens": 52, "temperature": 0.0, "seed": 5},
         {"max_tokens": 52, "temperature": 0.7, "seed": 6},
     ]
     with pytest.raises(SimulationError, match="attempt 3: expected 3 value lines"):
-        ListSimulator("chat").predict(Chat(["x"] * 3), CTX, TEXTS, seed=0)
+        ListSimulator("chat").predict(chat(["x"] * 3), CTX, TEXTS, seed=0)

@@ -11,6 +11,8 @@ from vse.llm.client import Completion, TokenLogprob, Usage
 from vse.method.explain import ExplainConfig, FewShotNeuron, explain
 from vse.method.score import ScoreConfig, draw_items, score_target
 
+from ..llm.fakes import ScriptedClient, one_token
+
 N = 200
 RAW = np.where(np.arange(N) % 3 == 0, np.linspace(0.0, 1.0, N), -0.1)
 TARGET = Target("m/l/5", "weight-label", tuple(f"class {i}" for i in range(N)), RAW)
@@ -22,26 +24,25 @@ FEW = [
 TRUE = {f"class {i}": int(v) for i, v in enumerate(TARGET.values)}
 
 
-class Oracle:
-    """Answers a one-item prompt with a number derived from the item's true value."""
+def oracle(f):
+    """A client that answers a one-item prompt with a number derived from the item's true value."""
+    last = None
 
-    def __init__(self, f):
-        self.f = f
-        self.calls = 0
-
-    def complete(self, prompt, **kw):
-        self.calls += 1
+    def answer(prompt, kw):
+        nonlocal last
         if prompt.endswith("\t1"):  # follow-up: is it 10?
-            top = {"0": 0.0} if self.last == 10 else {"\n": 0.0}
+            top = {"0": 0.0} if last == 10 else {"\n": 0.0}
         else:
             item = prompt.rsplit("\n", 1)[1].rstrip("\t")
-            self.last = self.f(TRUE[item])
-            top = {str(self.last)[0]: 0.0}
-        return Completion("x", [TokenLogprob("x", 0.0, top)], Usage(3, 1), "length")
+            last = f(TRUE[item])
+            top = {str(last)[0]: 0.0}
+        return one_token(top)
+
+    return ScriptedClient(answer)
 
 
 def test_perfect_simulator_scores_100_and_stops_at_the_minimum():
-    client = Oracle(lambda v: v)
+    client = oracle(lambda v: v)
     r = score_target(
         client, "x", TARGET, FEW, ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True), seed=0, progress=False
     )
@@ -53,7 +54,7 @@ def test_perfect_simulator_scores_100_and_stops_at_the_minimum():
 
 def test_inverted_simulator_scores_minus_100():
     r = score_target(
-        Oracle(lambda v: 10 - v),
+        oracle(lambda v: 10 - v),
         "x",
         TARGET,
         FEW,
@@ -67,7 +68,7 @@ def test_inverted_simulator_scores_minus_100():
 def test_noisy_simulator_hits_the_cap_and_says_so():
     rng = np.random.default_rng(1)
     r = score_target(
-        Oracle(lambda v: int(rng.integers(0, 10))),
+        oracle(lambda v: int(rng.integers(0, 10))),
         "x",
         TARGET,
         FEW,
@@ -79,13 +80,13 @@ def test_noisy_simulator_hits_the_cap_and_says_so():
 
 
 def test_failed_passes_are_recorded_not_dropped():
-    class NoNumbers(Oracle):
-        def complete(self, prompt, **kw):
-            return Completion("u", [TokenLogprob("unk", 0.0, {"unk": 0.0})], Usage(), "length")
+    no_numbers = ScriptedClient(
+        lambda p, kw: Completion("u", [TokenLogprob("unk", 0.0, {"unk": 0.0})], Usage(), "length")
+    )
 
     with pytest.raises(Exception, match="simulation passes failed"):
         score_target(
-            NoNumbers(None),
+            no_numbers,
             "x",
             TARGET,
             FEW,
@@ -97,14 +98,14 @@ def test_failed_passes_are_recorded_not_dropped():
 
 def test_passes_are_reproducible_from_the_seed():
     a = score_target(
-        Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
+        oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
     )
     b = score_target(
-        Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
+        oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
     )
     assert [p.items for p in a.details] == [p.items for p in b.details]
     c = score_target(
-        Oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=8, progress=False
+        oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=8, progress=False
     )
     assert [p.items for p in a.details] != [p.items for p in c.details]
 
@@ -122,15 +123,9 @@ def test_constant_subsets_are_redrawn():
 
 
 def test_explain_retries_empty_replies_with_new_seeds():
-    replies = iter(["", " insects in grass.\n"])
-    seen = []
-
-    class C:
-        def complete(self, prompt, **kw):
-            seen.append(kw["seed"])
-            return Completion(next(replies), [], Usage(1, 1), "stop")
-
-    e = explain(C(), TARGET, FEW, ExplainConfig(), seed=3)
+    client = ScriptedClient(Completion(text, [], Usage(1, 1), "stop") for text in ["", " insects in grass.\n"])
+    e = explain(client, TARGET, FEW, ExplainConfig(), seed=3)
+    seen = [kw["seed"] for kw in client.fields]
     assert e.text == "insects in grass" and e.calls == 2 and seen == [3, 1003]
     assert e.usage == Usage(2, 2)
 
@@ -148,7 +143,7 @@ def test_the_store_predicts_each_item_once_per_explanation():
     from vse.method.prediction_store import PredictionStore
 
     store = PredictionStore()
-    client = Oracle(lambda v: v)
+    client = oracle(lambda v: v)
     config = ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True)
     first = score_target(client, "x", TARGET, FEW, config, seed=0, store=store, progress=False)
     calls = client.calls
@@ -158,15 +153,12 @@ def test_the_store_predicts_each_item_once_per_explanation():
 
 
 def test_per_pass_fewshot_draws_change_the_prompt_prefix():
-    prompts = []
+    def prefixes(client):
+        return {prompt.rsplit("Neuron X", 1)[0] for prompt in client.prompts}
 
-    class Spy(Oracle):
-        def complete(self, prompt, **kw):
-            prompts.append(prompt.rsplit("Neuron X", 1)[0])
-            return super().complete(prompt, **kw)
-
+    spy = oracle(lambda v: v)
     score_target(
-        Spy(lambda v: v),
+        spy,
         "x",
         TARGET,
         FEW,
@@ -174,10 +166,10 @@ def test_per_pass_fewshot_draws_change_the_prompt_prefix():
         seed=0,
         progress=False,
     )
-    assert len(set(prompts)) == 3
-    prompts.clear()
+    assert len(prefixes(spy)) == 3
+    spy = oracle(lambda v: v)
     score_target(
-        Spy(lambda v: v),
+        spy,
         "x",
         TARGET,
         FEW,
@@ -185,24 +177,22 @@ def test_per_pass_fewshot_draws_change_the_prompt_prefix():
         seed=0,
         progress=False,
     )
-    assert len(set(prompts)) == 1
+    assert len(prefixes(spy)) == 1
 
 
 def test_prior_correction_subtracts_the_neutral_prediction():
     # A simulator that predicts the truth plus a large item-name bias: the bias cancels.
-    class Biased(Oracle):
-        def complete(self, prompt, **kw):
-            self.calls += 1
-            item = prompt.rsplit("\n", 1)[1].rstrip("\t")
-            bias = int(item.split()[1]) % 5
-            value = bias if "nothing in particular" in prompt else min(TRUE[item] // 2 + bias, 9)
-            return Completion("x", [TokenLogprob("x", 0.0, {str(value): 0.0})], Usage(3, 1), "length")
+    def biased(prompt, kw):
+        item = prompt.rsplit("\n", 1)[1].rstrip("\t")
+        bias = int(item.split()[1]) % 5
+        value = bias if "nothing in particular" in prompt else min(TRUE[item] // 2 + bias, 9)
+        return one_token({str(value): 0.0})
 
     plain = score_target(
-        Biased(None), "x", TARGET, FEW, ScoreConfig(n_items=40, n_fewshot_pairs=5), seed=0, progress=False
+        ScriptedClient(biased), "x", TARGET, FEW, ScoreConfig(n_items=40, n_fewshot_pairs=5), seed=0, progress=False
     )
     corrected = score_target(
-        Biased(None),
+        ScriptedClient(biased),
         "x",
         TARGET,
         FEW,

@@ -6,7 +6,6 @@ the fake LLM's calls to show a hit costs nothing and that every changed ingredie
 """
 
 import math
-from types import SimpleNamespace
 
 import pytest
 
@@ -14,6 +13,8 @@ from vse.llm.client import Completion, TokenLogprob, Usage
 from vse.method.prediction_store import PredictionStore
 from vse.method.prompts import Example, Pair
 from vse.method.simulators import OneItemSimulator, SimContext
+
+from ..llm.fakes import ScriptedClient, last_line
 
 EX = (Example("7", (Pair("beagle", 6), Pair("poodle", 10)), "dogs of many breeds"),)
 CTX = SimContext("weight-label", EX, "insects")
@@ -26,27 +27,15 @@ TOPS = {
 }
 
 
-class FakeClient:
+def _reply(prompt, kw):
+    top = TOPS[last_line(prompt).rstrip("\t")]
+    best = max(top, key=top.get)
+    return Completion(best, [TokenLogprob(best, top[best], dict(top))], Usage(10, 1), "length")
+
+
+def fake_client(model="local"):
     """Answers one-item prompts (completions or chat) from the item; counts every call."""
-
-    def __init__(self, model="local"):
-        self.config = SimpleNamespace(model=model)
-        self.calls = 0
-        self.prompts = []
-
-    def _reply(self, item):
-        self.calls += 1
-        top = TOPS[item]
-        best = max(top, key=top.get)
-        return Completion(best, [TokenLogprob(best, top[best], dict(top))], Usage(10, 1), "length")
-
-    def complete(self, prompt, **kw):
-        self.prompts.append(prompt)
-        return self._reply(prompt.rsplit("\n", 1)[1].rstrip("\t"))
-
-    def chat(self, messages, **kw):
-        self.prompts.append(messages)
-        return self._reply(messages[-1]["content"].rsplit("\n", 1)[1])
+    return ScriptedClient(_reply, model=model)
 
 
 EXPECTED = [0.2 * 3 / 0.9, 8.5, 6.0]  # expected values over the digit mass only
@@ -84,7 +73,7 @@ def test_store_key_does_not_confuse_prefix_and_item_boundaries():
 
 @pytest.mark.parametrize("api", ["completions", "chat"])
 def test_same_key_same_value_and_no_second_call(api):
-    client, store, sim = FakeClient(), PredictionStore(), OneItemSimulator(api)
+    client, store, sim = fake_client(), PredictionStore(), OneItemSimulator(api)
     first = sim.predict(client, CTX, TEXTS, seed=0, store=store)
     assert first.values == pytest.approx(EXPECTED)
     assert client.calls == 3 and first.calls == 3 and len(store) == 3
@@ -96,14 +85,14 @@ def test_same_key_same_value_and_no_second_call(api):
 
 
 def test_without_a_store_every_call_goes_to_the_llm():
-    client, sim = FakeClient(), OneItemSimulator()
+    client, sim = fake_client(), OneItemSimulator()
     sim.predict(client, CTX, TEXTS, seed=0)
     sim.predict(client, CTX, TEXTS, seed=0)
     assert client.calls == 6
 
 
 def test_a_new_item_misses_but_the_old_ones_hit():
-    client, store, sim = FakeClient(), PredictionStore(), OneItemSimulator()
+    client, store, sim = fake_client(), PredictionStore(), OneItemSimulator()
     sim.predict(client, CTX, ["kite"], seed=0, store=store)
     out = sim.predict(client, CTX, ["kite", "snail"], seed=0, store=store)
     assert client.calls == 2 and out.calls == 1
@@ -116,28 +105,28 @@ OTHER_EX = (Example("7", (Pair("beagle", 6), Pair("poodle", 9)), "dogs of many b
     "change",
     [
         pytest.param(
-            lambda: (FakeClient(), "completions", SimContext("weight-label", OTHER_EX, "insects")), id="few-shot value"
+            lambda: (fake_client(), "completions", SimContext("weight-label", OTHER_EX, "insects")), id="few-shot value"
         ),
         pytest.param(
-            lambda: (FakeClient(), "completions", SimContext("weight-label", EX + OTHER_EX, "insects")),
+            lambda: (fake_client(), "completions", SimContext("weight-label", EX + OTHER_EX, "insects")),
             id="few-shot neurons",
         ),
         pytest.param(
-            lambda: (FakeClient(), "completions", SimContext("weight-label", EX, "insects and bugs")), id="explanation"
+            lambda: (fake_client(), "completions", SimContext("weight-label", EX, "insects and bugs")), id="explanation"
         ),
         pytest.param(
-            lambda: (FakeClient(), "completions", SimContext("weight-clip", EX, "insects")), id="kind wording"
+            lambda: (fake_client(), "completions", SimContext("weight-clip", EX, "insects")), id="kind wording"
         ),
         pytest.param(
-            lambda: (FakeClient(), "completions", SimContext("weight-label", EX, "insects", signed=True)), id="signed"
+            lambda: (fake_client(), "completions", SimContext("weight-label", EX, "insects", signed=True)), id="signed"
         ),
-        pytest.param(lambda: (FakeClient("other-model"), "completions", CTX), id="model"),
-        pytest.param(lambda: (FakeClient(), "chat", CTX), id="api"),
+        pytest.param(lambda: (fake_client("other-model"), "completions", CTX), id="model"),
+        pytest.param(lambda: (fake_client(), "chat", CTX), id="api"),
     ],
 )
 def test_a_changed_prefix_model_or_api_never_hits(change):
     store = PredictionStore()
-    base = FakeClient()
+    base = fake_client()
     OneItemSimulator("completions").predict(base, CTX, TEXTS, seed=0, store=store)
     assert base.calls == 3
     client, api, ctx = change()
@@ -149,7 +138,7 @@ def test_a_changed_prefix_model_or_api_never_hits(change):
 
 def test_simulator_knobs_are_part_of_the_key():
     # ten_followup changes how a value is read, so its predictions must not be shared either.
-    store, client = PredictionStore(), FakeClient()
+    store, client = PredictionStore(), fake_client()
     OneItemSimulator(ten_followup=False).predict(client, CTX, TEXTS, seed=0, store=store)
     OneItemSimulator(ten_followup=True).predict(client, CTX, TEXTS, seed=0, store=store)
     assert store.hits == 0

@@ -25,6 +25,8 @@ from vse.method.prompts import Example, Pair
 from vse.method.score import ScoreConfig, predict_items
 from vse.method.simulators import SimulationError
 
+from ..llm.fakes import ScriptedClient, last_line
+
 EXAMPLES = (Example("unit 7", (Pair("a dog", 8), Pair("a cat", 1)), "dogs"),)
 TEXTS = [f"item {i}" for i in range(16)] + ["item 3", "item 0"]  # two repeats: predicted once each
 DELAY_S = 0.05
@@ -154,21 +156,15 @@ def test_recorded_in_flight_replays_the_same_values_with_any_in_flight(server, t
         assert (replay.calls, replay.usage) == (live.calls, live.usage)
 
 
-class Failing:
-    """A client whose replies carry no number for items named "bad ..." (thread-safe: no state)."""
+def _no_number_for_bad(prompt, kw):
+    time.sleep(0.01)
+    top = {" the": -0.1} if last_line(prompt).startswith("bad") else {"4": -0.1}
+    return Completion("4", [TokenLogprob("4", -0.1, top)], Usage(10, 1), "length")
 
-    config = None
 
-    def __init__(self):
-        self.prompts = []
-        self.lock = threading.Lock()
-
-    def complete(self, prompt, **kw):
-        with self.lock:
-            self.prompts.append(prompt)
-        time.sleep(0.01)
-        top = {" the": -0.1} if prompt.rsplit("\n", 1)[-1].startswith("bad") else {"4": -0.1}
-        return Completion("4", [TokenLogprob("4", -0.1, top)], Usage(10, 1), "length")
+def failing():
+    """A client whose replies carry no number for items named "bad ..."."""
+    return ScriptedClient(_no_number_for_bad)
 
 
 @pytest.mark.parametrize("in_flight", [1, 4])
@@ -177,25 +173,20 @@ def test_the_first_unreadable_item_in_order_is_the_error_and_only_earlier_items_
     store = PredictionStore()
     with pytest.raises(SimulationError, match="item 'bad 2'"):
         predict_items(
-            Failing(), "dogs", texts, kind="weight-label", examples=EXAMPLES, store=store, in_flight=in_flight
+            failing(), "dogs", texts, kind="weight-label", examples=EXAMPLES, store=store, in_flight=in_flight
         )
     assert len(store) == 2  # "ok 0" and "ok 1", as one after the other
 
 
 def test_in_flight_must_be_positive():
     with pytest.raises(ValueError, match="in_flight must be at least 1"):
-        predict_items(Failing(), "dogs", ["a"], kind="weight-label", examples=EXAMPLES, in_flight=0)
+        predict_items(failing(), "dogs", ["a"], kind="weight-label", examples=EXAMPLES, in_flight=0)
 
 
 def test_list_mode_takes_in_flight_and_ignores_it():
-    class Lister:
-        config = None
-
-        def complete(self, prompt, **kw):
-            return Completion("a\t3\nb\t7\n<end>", [], Usage(5, 5), "stop")
-
+    lister = ScriptedClient(lambda prompt, kw: Completion("a\t3\nb\t7\n<end>", [], Usage(5, 5), "stop"))
     sim = predict_items(
-        Lister(),
+        lister,
         "dogs",
         ["a", "b"],
         kind="weight-label",

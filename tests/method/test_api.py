@@ -15,23 +15,14 @@ from vse.method.pipeline import METHODS
 from vse.method.records import ExplanationRecord, Provenance, prompts_hash
 from vse.vision import fixtures
 
+from ..llm.fakes import ScriptedClient
+
 NEURON = "efficientnet_lite0/_conv_head/2"
 
 
-class NoCalls:
-    """A client that must not be used: any request fails the test."""
-
-    config = type("C", (), {"model": "fake-model", "base_url": "http://llm.test/v1", "timeout_s": 1})()
-
-    def _fail(self, *a, **k):
-        raise AssertionError("no LLM call expected")
-
-    complete = chat = _fail
-    session = type("S", (), {"get": _fail, "post": _fail})()
-
-
 def llm(api="completions"):
-    return LLM(NoCalls(), api, reported_model="fake-model")
+    """An LLM whose client must not be used: any request fails the test (a script-less ScriptedClient)."""
+    return LLM(ScriptedClient(), api, reported_model="fake-model")
 
 
 def test_clip_dissect_returns_the_fixture_label_without_a_call():

@@ -9,11 +9,12 @@ import json
 import re
 
 import pytest
-from atlas_helpers import CAPTIONS, EXPLANATION, fake_llm, make_probe, register_tinynet
 from click.testing import CliRunner
 
 from vse.cli.main import main
 from vse.outputs.atlas import Card, Explanation, Score, SimItem, cards_from_records, cut_reason, render_card
+
+from .atlas_helpers import CAPTIONS, EXPLANATION, fake_llm, make_probe, register_tinynet
 
 
 def _run(*args):

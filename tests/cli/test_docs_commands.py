@@ -16,7 +16,7 @@ import pytest
 
 from vse.cli.main import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 GROUP_OPTIONS = {"--help", "-h", "--version", "--debug"}
 

@@ -11,7 +11,7 @@ from vse.llm.batch import requests_from_cassette
 from vse.llm.cassettes import GzipJsonPersister, _JsonSerializer
 from vse.llm.pricing import CHARS_PER_TOKEN, CHAT_TOKENS_PER_MESSAGE, dry_run, paper_cost
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # The issue-3 recording (unit 1089, 3,190 calls), kept in bench/data/ as real traffic to measure on.
 CASSETTE = REPO / "bench/data/issue3-unit1089.json.gz"
 CONFIG = REPO / "bench/data/issue3-unit1089-config.json"

@@ -1,6 +1,6 @@
 """Chat prompt forms as exact message lists: a changed byte changes every recorded chat request.
 
-Like tests/test_prompts.py for the completion prompts, the full expected messages for a tiny
+Like tests/method/test_prompts.py for the completion prompts, the full expected messages for a tiny
 example (one few-shot neuron of 2 pairs) are written out literally, so any wording change shows
 up here and has to be made on purpose.
 """

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from vse.cli.main import main
 from vse.studies.layer_labelling import label_units
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAYER = "efficientnet_lite0/_conv_head"
 
 

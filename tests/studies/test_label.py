@@ -24,7 +24,7 @@ from vse.studies.layer_labelling import (
     shard_units,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _lines(path: Path) -> list[dict]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from atlas_helpers import CAPTIONS, label_and_build
-from browser import find_chromium, run_check
+
+from .atlas_helpers import CAPTIONS, label_and_build
+from .browser import find_chromium, run_check
 
 pytestmark = [
     pytest.mark.skipif(
@@ -117,7 +118,7 @@ def test_the_committed_report_has_a_card_for_every_recorded_neuron_and_its_image
     from vse.outputs.atlas import cards_from_records, folder_records
     from vse.outputs.report import _experiments
 
-    results = Path(__file__).resolve().parent.parent / "results"
+    results = Path(__file__).resolve().parents[2] / "results"
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
     out = json.loads(run_check(copy / "report.html", REPORT_CHECK))
@@ -134,7 +135,7 @@ def test_a_link_from_the_report_index_opens_the_folded_card(tmp_path):
     import shutil
     from pathlib import Path
 
-    results = Path(__file__).resolve().parent.parent / "results"
+    results = Path(__file__).resolve().parents[2] / "results"
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
     page = (copy / "report.html").read_text(encoding="utf-8")
