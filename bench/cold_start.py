@@ -1,0 +1,77 @@
+"""What a user waits for: one LLM-scored explanation end to end, on a freshly started local server and on a warm one.
+
+Runs `vse score` as a user does (a subprocess, its own cassette in a scratch folder, so nothing replays)
+against vse's llama-server, and times it. For each protocol and predictions-in-flight level it starts a
+fresh server (cold), scores, then scores again on the same server (warm: its slots already hold the
+few-shot prefix), once with the slot warm-up (`vse.llm.slots`) and once without it (VSE_WARM_SLOTS=0, the
+baseline), in the same run. Retry lines on stderr (the client's "retry i/n" warnings) are counted.
+
+    python bench/cold_start.py                       # the issue's command: recall-free, 8 in flight
+    python bench/cold_start.py --protocol uniform --in-flight 1 2 4 8
+
+Prints a Markdown table; measured rows only. Keep the machine quiet while it runs (2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from vse.llm.model_files import assemble_model
+from vse.llm.server import LocalServer
+
+NEURON = "efficientnet_lite0/_conv_head/555"
+EXPLANATION = "dogs, especially terriers and hounds"
+RETRY = re.compile(r"retry \d+/\d+")
+
+
+def score_once(base_url: str, protocol: str, in_flight: int, warm_slots: bool, scratch: Path) -> tuple[float, int, str]:
+    """Wall seconds, retry lines, and the score line of one `vse score` run."""
+    cassette = scratch / f"c{time.monotonic_ns()}.json.gz"
+    cmd = [
+        sys.executable, "-c", "from vse.cli.main import main; main()", "score", NEURON,
+        "--target", "weight-label", "--explanation", EXPLANATION, "--mode", "one", "--protocol", protocol,
+        "--base-url", base_url, "--in-flight", str(in_flight), "--cassette", str(cassette),
+        "--out", str(scratch / f"o{time.monotonic_ns()}.jsonl"),
+    ]  # fmt: skip
+    env = {**os.environ, "VSE_WARM_SLOTS": "1" if warm_slots else "0"}
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"vse score failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    line = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
+    return wall, len(RETRY.findall(proc.stderr)), line
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--protocol", nargs="+", default=["recall-free"])
+    ap.add_argument("--in-flight", nargs="+", type=int, default=[8])
+    ap.add_argument("--warm-up", nargs="+", choices=["on", "off"], default=["on", "off"])
+    args = ap.parse_args()
+    model = assemble_model()
+    print("| protocol | in flight | slot warm-up | server | wall s | retry lines | score |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="vse-bench-") as tmp:
+        for protocol in args.protocol:
+            for in_flight in args.in_flight:
+                for warm in args.warm_up:
+                    with LocalServer(model, port=0) as server:
+                        for state in ("cold", "warm"):
+                            wall, retries, line = score_once(
+                                server.base_url, protocol, in_flight, warm == "on", Path(tmp)
+                            )
+                            score = line.split("  ")[0]
+                            print(f"| {protocol} | {in_flight} | {warm} | {state} | {wall:.0f} | {retries} | {score} |")
+                            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
