@@ -13,6 +13,7 @@ from vse.core.stats import StopRule
 from vse.core.vocab import Api, Kind, Method, Mode, Polarity, Protocol
 from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
+from vse.outputs.experiment_notes import NOTES, PRIORITY
 from vse.studies.kind import StudyKind
 from vse.studies.matched import MatchedStudy
 from vse.studies.simulator import SimulatorName, SimulatorStudy, StudyProtocol
@@ -185,6 +186,22 @@ EXPERIMENTS: dict[str, StudyKind] = {
         SimulatorStudy(recommended=(SimulatorName.EMBEDDING, StudyProtocol.RECALL_FREE_ALL)),
     ]
 }
+
+
+def check_notes(experiments=None, notes=None, priority=None) -> None:
+    """Raise unless the report's notes (`vse.outputs.experiment_notes`) name exactly the experiments here."""
+    names = set(EXPERIMENTS if experiments is None else experiments)
+    noted = set(NOTES if notes is None else notes)
+    ranked = set(PRIORITY if priority is None else priority)
+    problems = []
+    if names - noted:
+        problems.append(f"experiments without a note: {', '.join(sorted(names - noted))}")
+    if noted - names:
+        problems.append(f"notes of no experiment: {', '.join(sorted(noted - names))}")
+    if ranked - names:
+        problems.append(f"report priority names no experiment: {', '.join(sorted(ranked - names))}")
+    if problems:
+        raise ValueError("vse/outputs/experiment_notes.py and the registry disagree: " + "; ".join(problems))
 
 
 def get_experiment(name: str) -> StudyKind:
