@@ -24,7 +24,7 @@ import click
 
 from vse.atomic import write_atomic
 from vse.cli import preflight
-from vse.core.target import parse_neuron_id
+from vse.core.target import neuron_id, parse_neuron_id
 from vse.core.vocab import Polarity, choices
 from vse.vision import activations, captions, datasets, fixtures, models, weights
 from vse.vision import dissect as D
@@ -195,7 +195,7 @@ def weight_pairs_cmd(neuron, sign, target, labels_file, top, json_out, download)
     elif labels_file:
         labels = _dissect_labels(labels_file, m.weights.shape[1], f"{model_name}/{target}")
     else:
-        labels = [f"{model_name}/{target}/{i}" for i in range(m.weights.shape[1])]
+        labels = [neuron_id(model_name, target, i) for i in range(m.weights.shape[1])]
     pairs = weights.weight_label_pairs(m, index, labels, sign)
     for lab, w in sorted(pairs, key=lambda p: -abs(p[1]))[:top]:
         click.echo(f"{w:+.5f}\t{lab}")

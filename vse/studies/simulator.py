@@ -51,7 +51,7 @@ from vse.core.discrimination import explanation_sensitivity, match
 from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import ranks
 from vse.core.stats import correlation_score
-from vse.core.target import neuron_stem
+from vse.core.target import neuron_id, neuron_stem
 from vse.core.vocab import Kind, Method
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig, shown_indices
@@ -175,7 +175,7 @@ class Pool:
 
 
 def build_pool(study: SimulatorStudy, spec: LayerSpec, layer_index: int, units: list[int], target: str, t: int) -> Pool:
-    targets = [load_target(f"{study.model}/{spec.layer}/{u}", target) for u in units]
+    targets = [load_target(neuron_id(study.model, spec.layer, u), target) for u in units]
     size = len(targets[0].texts)
     rand = np.sort(
         seeds.rng(study.seed, "pool", layer_index, t).choice(size, size=min(spec.n_random, size), replace=False)
@@ -320,7 +320,7 @@ def run_simulator_study(
     for li, spec in enumerate(study.layers):
         units = study.units(spec)
         pools = [build_pool(study, spec, li, units, target, t) for t, target in enumerate(study.targets)]
-        fewshot = {p.target: fewshot_neurons(f"{study.model}/{spec.layer}/{units[0]}", p.target) for p in pools}
+        fewshot = {p.target: fewshot_neurons(neuron_id(study.model, spec.layer, units[0]), p.target) for p in pools}
 
         def predict(llm, pool: Pool, explanation: str, items: np.ndarray, fewshot=fewshot) -> np.ndarray:
             """The explanation's predictions over the pool's whole item list, NaN outside `items`."""
@@ -344,7 +344,7 @@ def run_simulator_study(
         llm_pred = {p.target: np.full((len(units), len(p.texts)), np.nan) for p in pools}
         texts_of_layer = []
         for i, unit in enumerate(tqdm(units, desc=f"{study.name} {spec.layer}", unit="neuron", disable=not progress)):
-            neuron = f"{study.model}/{spec.layer}/{unit}"
+            neuron = neuron_id(study.model, spec.layer, unit)
             with open_llm(neuron_stem(study.model, spec.layer, unit)) as llm:
                 [rec] = explain_neuron(
                     neuron, Method.WEIGHT_LABEL, llm=llm, n=1, config=study.explain, seed=study.seed, progress=False
@@ -384,7 +384,7 @@ def run_simulator_study(
                 items = pool.item_set(StudyProtocol.RECALL_FREE, j)
                 per_unit.append(
                     {
-                        "neuron": f"{study.model}/{spec.layer}/{unit}",
+                        "neuron": neuron_id(study.model, spec.layer, unit),
                         "target": pool.target,
                         "explanation": texts_of_layer[j],
                         "recall_free_llm": round(correlation_score(llm_p[j, items], pool.truths[j, items]), 4),
