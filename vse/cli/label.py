@@ -150,8 +150,8 @@ def label_cmd(
             f"expected MODEL/LAYER, e.g. efficientnet_lite0/_conv_head: {model_layer!r}", param_hint="MODEL/LAYER"
         )
     target = target or (method if method in TARGET_KINDS else Kind.WEIGHT_LABEL.value)
-    # Inputs first (issue 20): the layer, its units, the pairs, a probe folder, the model's weights,
-    # all checked before any model runs over a probe set or any LLM call.
+    # Inputs first, so a mistake is one line and not a failure minutes in: the layer, its units, the pairs,
+    # a probe folder, the model's weights, all checked before any model runs over a probe set or any LLM call.
     kinds = preflight.kinds_for([method], [target] if score else [])
     if method == Method.WEIGHT_EXPLANATION:
         preflight.check_weight_explanation(layer)

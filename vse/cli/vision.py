@@ -121,7 +121,8 @@ def _device(value: str) -> str:
 @click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
 def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers, device, svg, out_dir, download):
     """Extract pooled activations of LAYERs on a probe set to OUT/activations_<layer>.npz (float16)."""
-    # The cheap checks first (issue 20): the probe folder, then the weights on disk, then the model.
+    # The cheap checks first, so a mistake fails in a second, not after a model load or a pass over the
+    # probe set: the probe folder, then the weights on disk, then the model.
     if probe_spec != "tuxpaint":
         preflight.check_probe(probe_spec)
     if not download:

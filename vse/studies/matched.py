@@ -95,7 +95,7 @@ def pools(study: MatchedStudy, units: list[int]) -> list[Pool]:
     for t, kind in enumerate(study.targets):
         targets = [load_target(neuron_id(study.model, study.layer, u), kind) for u in units]
         values = [x.values for x in targets]
-        # Rank as the explainer ranked (raw values; "scaled" for the studies recorded before issue 17).
+        # Rank as the explainer ranked (raw values; "scaled" for the studies recorded before the simulator study).
         order_by = values if study.explain.rank_by == "scaled" else [x.strength for x in targets]
         items, rand = build_pool(order_by, study.n_top, study.n_random, seeds.rng(study.seed, "pool", t))
         sets = [item_sets(v, items, rand, study.n_top, study.explain.n_pairs) for v in order_by]
@@ -305,7 +305,8 @@ def explanation_scores(
 
 
 def summary_json(rows: list[Comparison]) -> str:
-    """results/<study>/summary.json: the keys issue 8 names, one object per table row."""
+    """results/<study>/summary.json: one object per table row, with the keys that tell the rows apart
+    (protocol, target, method) and their statistics."""
     keys = (
         "protocol",
         "target",
