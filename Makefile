@@ -102,7 +102,7 @@ bench: venv llm-binary
 	$(BIN)/python bench/simulators.py
 	$(BIN)/python bench/extraction.py
 
-# The old server (llama-cpp-python + vse's logprobs patch) against llama-server, one run (issue 16).
+# The old server (llama-cpp-python + vse's logprobs patch) against llama-server, one run.
 bench-server: venv llm-binary $(OLD_SERVER_VENV)/.stamp
 	nice $(BIN)/python bench/server_compare.py --old-python $(OLD_SERVER_VENV)/bin/python
 

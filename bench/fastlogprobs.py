@@ -1,6 +1,6 @@
 """Run llama-cpp-python's OpenAI-compatible server with two speed fixes for logprobs.
 
-Until issue 16 this was vse's local server (``vse llm serve``); vse now runs llama.cpp's own
+Until vse moved to llama-server this was vse's local server (``vse llm serve``); vse now runs llama.cpp's own
 ``llama-server``, and this patch stays only so `bench/server_compare.py` can compare the two:
 run it with a Python that has ``llama-cpp-python[server]==0.3.36``
 (``python bench/fastlogprobs.py --model FILE ...``).

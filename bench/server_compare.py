@@ -1,7 +1,7 @@
-"""Benchmark (issue 16): the old local server against llama.cpp's llama-server, in one run.
+"""Benchmark: the old local server against llama.cpp's llama-server, in one run.
 
 - old: llama-cpp-python 0.3.36's server with vse's logprobs patch (`bench/fastlogprobs.py`), what
-  `vse llm serve` ran before issue 16; it runs under ``--old-python``, a Python that has
+  `vse llm serve` ran before vse moved to llama-server; it runs under ``--old-python``, a Python that has
   ``llama-cpp-python[server]==0.3.36`` (`make bench-server` makes such a venv: about 5 minutes of
   compiling on 2 cores);
 - new: llama.cpp's ``llama-server`` built from the same vendored source (vse's cached build, or

@@ -1,4 +1,4 @@
-"""The package's shape (issue 19): folders are the layers, few modules at the top, the contract configured."""
+"""The package's shape: folders are the layers, few modules at the top, the contract configured."""
 
 import tomllib
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""A user's runs inside the clone write nothing git would show (issue 20): cassettes of live calls go
+"""A user's runs inside the clone write nothing git would show: cassettes of live calls go
 under ./vse-runs/, the probe cache under .vse-cache/, labels under labels/, all ignored by .gitignore."""
 
 from __future__ import annotations

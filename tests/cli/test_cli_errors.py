@@ -137,7 +137,7 @@ def test_classify():
     assert json.dumps(classify(ValueError("bad")))  # plain data
 
 
-# -- missing pieces of the local server, missing modules (issue 20) -------------------------------
+# -- missing pieces of the local server, missing modules --------------------------------------------
 
 LLAMA_CPP_LOG = (
     "llama.cpp server exited with code 1 during start-up; log /home/u/.cache/vse/models/logs/server-4242.log:\n"

@@ -1,4 +1,4 @@
-"""Every `vse` command and option that README.md and docs/*.md name exists (issue 20).
+"""Every `vse` command and option that README.md and docs/*.md name exists.
 
 The markdown's code (fenced blocks and inline code spans) is searched for ``vse CMD [SUB] ... --opt``;
 each command must be in the click tree and each option on that command. An option named on its own

@@ -10,7 +10,8 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-from vse.cli.label import label_cmd, layer_width, parse_units
+from vse.cli.label import label_cmd, parse_units
+from vse.data.loader import layer_width
 from vse.llm.client import Usage
 
 
@@ -56,8 +57,9 @@ def api(monkeypatch):
         from_client=lambda client, api="completions": types.SimpleNamespace(client=client, api=api)
     )
     import vse.cli.label
+    import vse.studies.layer_labelling
 
-    monkeypatch.setattr(vse.cli.label, "pipeline", fake)  # what `vse label` calls
+    monkeypatch.setattr(vse.studies.layer_labelling, "pipeline", fake)  # what `vse label` calls
     monkeypatch.setattr(vse.cli.label, "plan", fake)  # --dry-run's plan_requests
     return fake
 

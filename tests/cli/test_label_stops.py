@@ -1,4 +1,4 @@
-"""`vse label` against an endpoint that is down, or dies mid-run, and two runs on one --out (issue 20).
+"""`vse label` against an endpoint that is down, or dies mid-run, and two runs on one --out.
 
 The label runs are real (vse.method.pipeline on the fixtures, vse's LLMClient); the server is bench.stub_server in
 its own process, killed with SIGKILL as a crash would.

@@ -1,4 +1,4 @@
-"""Inputs checked before expensive work (issue 20): a bad unit, missing weights, a bad probe folder
+"""Inputs checked before expensive work: a bad unit, missing weights, a bad probe folder
 are refused with their reason before any server starts, any model runs over a probe set, any LLM call.
 
 Everything expensive is replaced by a tripwire that fails the test if it is reached.

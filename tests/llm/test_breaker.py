@@ -1,4 +1,4 @@
-"""The retry policy's circuit breaker and its one-line retry messages (issue 20).
+"""The retry policy's circuit breaker and its one-line retry messages.
 
 Closed ports are real (a socket bound, then closed), so the connection errors are the ones urllib3
 really raises; the breaker's clock is injected where a cool-down is tested.

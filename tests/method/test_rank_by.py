@@ -1,4 +1,4 @@
-"""The explainer's display ranks by the raw values (issue 17): ties of the scaled integers no
+"""The explainer's display ranks by the raw values: ties of the scaled integers no
 longer fall back to the item index."""
 
 import numpy as np

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from vse.core.discrimination import match
+from vse.core.vocab import Protocol
 from vse.method.simulators.embedding import EmbeddingMissing, EmbeddingStore, cosine_predictions
-from vse.studies.simulator import Pool, StudyProtocol, UnitItems, sensitivity, standardise
+from vse.studies.simulator import RECALL_FREE_ALL, Pool, UnitItems, sensitivity, standardise
 
 
 def _pool(n_units=4, size=40):
@@ -28,17 +29,17 @@ def _pool(n_units=4, size=40):
 def test_recall_free_sets_never_hold_a_shown_item():
     pool = _pool()
     for j, u in enumerate(pool.units):
-        for protocol in (StudyProtocol.RECALL_FREE, StudyProtocol.RECALL_FREE_ALL, StudyProtocol.HELDOUT):
+        for protocol in (Protocol.RECALL_FREE, RECALL_FREE_ALL, Protocol.TOP_AND_RANDOM_HELDOUT):
             assert not set(pool.item_set(protocol, j)) & set(u.shown.tolist())
-        assert set(u.held.tolist()) <= set(pool.item_set(StudyProtocol.HELDOUT, j).tolist())
-        assert pool.item_set(StudyProtocol.UNIFORM, j).tolist() == pool.rand.tolist()
-        assert len(pool.item_set(StudyProtocol.RECALL_FREE_ALL, j)) == 40 - len(u.shown)
+        assert set(u.held.tolist()) <= set(pool.item_set(Protocol.TOP_AND_RANDOM_HELDOUT, j).tolist())
+        assert pool.item_set(Protocol.UNIFORM, j).tolist() == pool.rand.tolist()
+        assert len(pool.item_set(RECALL_FREE_ALL, j)) == 40 - len(u.shown)
 
 
 def test_every_compared_explanation_is_predicted_on_the_items_it_is_scored_on():
     pool = _pool(n_units=5)
     for j in range(5):
-        items = set(pool.item_set(StudyProtocol.HELDOUT, j).tolist())
+        items = set(pool.item_set(Protocol.TOP_AND_RANDOM_HELDOUT, j).tolist())
         for i in pool.compared(j, 3):
             assert items <= set(pool.needed(i, 3).tolist())
     assert pool.compared(4, 3) == [4, 0, 1]

@@ -1,9 +1,9 @@
 """``vse label MODEL/LAYER``: explain (and optionally score) every unit of a layer; see docs/labelling.md.
 
-Thin: parses options, builds the per-unit work from `vse.method.pipeline` (imported as a module: tests
-swap it for a fake), and hands it to `vse.studies.layer_labelling.label_units`, which does
-the concurrency, resume, sharding, progress bar and summary. ``--dry-run`` prices the run from
-the requests `vse.method.plan.plan_requests` says it would send (`vse.llm.pricing`), calling nothing.
+Thin: parses and checks the options, then calls `vse.studies.layer_labelling.label_layer`, which builds
+the per-unit work from `vse.method.pipeline` and runs it with concurrency, resume, sharding, a progress
+bar and a summary. ``--dry-run`` prices the run from the requests `vse.method.plan.plan_requests` says
+it would send (`vse.llm.pricing`), calling nothing.
 """
 
 from __future__ import annotations
@@ -17,16 +17,14 @@ import click
 
 from vse.cli import preflight
 from vse.core.target import neuron_id
-from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Api, Kind, Method, Mode, Protocol, choices
+from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Api, Kind, Method, Mode, choices
+from vse.data import loader
 from vse.data.loader import Source, live_pairs
 from vse.llm.client import ClientConfig, LLMClient
-from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
 from vse.llm.pricing import dry_run, paper_cost
-from vse.method import pipeline, plan
-from vse.method.score import ScoreConfig
-from vse.method.simulators.embedding import EmbeddingStore
-from vse.studies.layer_labelling import RunStopped, label_units, parse_shard, per_thread, shard_units
-from vse.vision import fixtures, models
+from vse.method import plan
+from vse.studies import layer_labelling
+from vse.studies.layer_labelling import RunStopped, parse_shard, per_thread, shard_units
 
 
 def parse_units(text: str | None, width: int | None) -> list[int]:
@@ -44,74 +42,6 @@ def parse_units(text: str | None, width: int | None) -> list[int]:
     if width is not None and b > width:
         raise ValueError(f"--units {text}: the layer has {width} units (0..{width - 1})")
     return list(range(a, b))
-
-
-def layer_width(model: str, layer: str) -> int | None:
-    """Units in the layer: from the fixtures when they hold it (numpy only), else from the model (torch)."""
-    try:
-        return int(fixtures.load_weight_label(layer, model=model)[0].shape[0])
-    except (FileNotFoundError, KeyError, ValueError):
-        pass
-    try:
-        return int(models.load_model(model).layer_width(layer))
-    except Exception:  # noqa: BLE001 - no torch, unknown model or layer: the user gives --units instead
-        return None
-
-
-def make_work(
-    model: str,
-    layer: str,
-    method: str,
-    *,
-    score: bool,
-    target: str,
-    n: int,
-    client_for,
-    api: str = Api.COMPLETIONS,
-    source=None,
-    in_flight: int | None = None,
-    embeddings=None,
-):
-    """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``.
-
-    ``embeddings``: an `EmbeddingStore`: score with the embedding simulator over every unseen item (what
-    the simulator study recommends); None: the paper's LLM simulator and Algorithm 1.
-
-    ``source``: a `vse.data.loader.Source` naming a probe folder (``--probe``), else the fixtures.
-    ``in_flight``: one-item predictions each worker sends at once (None: the server's slots)."""
-    where = {} if source is None else {"source": source}
-
-    def work(unit: int, base_url: str) -> dict:
-        client = client_for(base_url)
-        before, calls_before = client.usage, client.calls
-        neuron = neuron_id(model, layer, unit)
-        llm = pipeline.LLM.from_client(client, api)
-        if in_flight is not None:
-            llm.in_flight = in_flight
-        explanations = pipeline.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
-        record = {"unit": unit, "neuron": neuron, "method": method, "explanations": [e.to_json() for e in explanations]}
-        if score:
-            texts = [e.to_json()["explanation"] for e in explanations]
-            record["target"] = target
-            how = dict(where)
-            if embeddings is not None:
-                llm.embeddings, how["config"] = (
-                    embeddings,
-                    ScoreConfig(api=api, mode=Mode.EMBEDDING, protocol=Protocol.RECALL_FREE),
-                )
-            record["scores"] = [
-                pipeline.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json() for t in texts
-            ]
-        # The client is this thread's own (per_thread), so the difference is this unit's cost.
-        used = client.usage
-        record["usage"] = {
-            "prompt_tokens": used.prompt_tokens - before.prompt_tokens,
-            "completion_tokens": used.completion_tokens - before.completion_tokens,
-            "calls": client.calls - calls_before,
-        }
-        return record
-
-    return work
 
 
 @click.command("label")
@@ -220,8 +150,8 @@ def label_cmd(
             f"expected MODEL/LAYER, e.g. efficientnet_lite0/_conv_head: {model_layer!r}", param_hint="MODEL/LAYER"
         )
     target = target or (method if method in TARGET_KINDS else Kind.WEIGHT_LABEL.value)
-    # Inputs first (issue 20): the layer, its units, the pairs, a probe folder, the model's weights,
-    # all checked before any model runs over a probe set or any LLM call.
+    # Inputs first, so a mistake is one line and not a failure minutes in: the layer, its units, the pairs,
+    # a probe folder, the model's weights, all checked before any model runs over a probe set or any LLM call.
     kinds = preflight.kinds_for([method], [target] if score else [])
     if method == Method.WEIGHT_EXPLANATION:
         preflight.check_weight_explanation(layer)
@@ -230,7 +160,7 @@ def label_cmd(
     else:
         preflight.check_probe(probe, captions=Kind.CAPTION_ACTIVATION in kinds)
         preflight.check_weights(model)
-        width = layer_width(model, layer)
+        width = loader.layer_width(model, layer)
     try:
         shard_t = parse_shard(shard) if shard else None
         units = parse_units(units_spec, width)
@@ -260,41 +190,29 @@ def label_cmd(
         suffix = f".shard{shard_t[0]}of{shard_t[1]}" if shard_t else ""
         probe_part = f"__{probe.resolve().name}" if probe is not None else ""
         out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
-    embeddings = None
-    if score and simulator == Mode.EMBEDDING:
-        embeddings = EmbeddingStore(Path(out).with_suffix(".embeddings.npz"), record=True)
-    work = make_work(
-        model,
-        layer,
-        method,
-        score=score,
-        target=target,
-        n=n_explanations,
-        client_for=client_for,
-        api=api,
-        source=source,
-        in_flight=in_flight,
-        embeddings=embeddings,
-    )
     try:
-        # A dead endpoint (the client's circuit breaker is open), or one that refuses every request
-        # (401/403/404: key, URL, model), stops the run: it is not one unit's failure.
-        summary = label_units(
+        summary = layer_labelling.label_layer(
+            model,
+            layer,
+            method,
             units,
-            work,
-            out=Path(out),
-            workers=workers,
+            out=out,
+            client_for=client_for,
             base_urls=urls,
+            score=score,
+            target=target,
+            n=n_explanations,
+            api=api,
+            embedding_simulator=simulator == Mode.EMBEDDING,
+            source=source,
+            in_flight=in_flight,
+            workers=workers,
             shard=shard_t,
             progress=progress,
-            stop_on=(LLMEndpointDown, LLMEndpointRejected),
         )
     except RunStopped as stopped:
         stopped.resume = resume_command(click.get_current_context(), out)
         raise
-    finally:
-        if embeddings is not None:
-            embeddings.save()  # what was embedded so far serves the resumed run too
     if not progress:
         click.echo(str(summary), err=True)
     if summary.failed:

@@ -152,7 +152,7 @@ def _fixture_width(model: str, layer: str, kind: str) -> int:
     try:
         if kind == Method.CLIP_DISSECT:
             return len(fixtures.load_dissect(layer))
-        return int(loader.layer_width(model, layer, kind))
+        return int(loader.fixture_width(model, layer, kind))
     except FileNotFoundError as exc:
         if kind == Method.CLIP_DISSECT:
             raise UserError(

@@ -89,7 +89,7 @@ number of units the effect needs for p < 0.01. One cassette per unit under --cas
     default="raw",
     show_default=True,
     help="How the explainer orders a unit's top pairs: raw values, or the 0..10 integers with ties by index "
-    "(how studies recorded before issue 17 did it, e.g. the power study).",
+    "(how studies recorded before the simulator study did it, e.g. the power study).",
 )
 @llm_options
 @in_flight_option

@@ -18,40 +18,21 @@ from __future__ import annotations
 
 import json
 import sys
-import zipfile
 from pathlib import Path
 
 import click
-import numpy as np
 
 from vse.atomic import write_atomic
 from vse.cli import preflight
-from vse.core.target import parse_neuron_id
+from vse.core.target import neuron_id, parse_neuron_id
 from vse.core.vocab import Polarity, choices
-from vse.errors import UserError
 from vse.vision import activations, captions, datasets, fixtures, models, weights
 from vse.vision import dissect as D
 from vse.vision.models import VisionModelError, WeightsMissingError
 
 
-def _probe(spec: str, include_svg: bool):
-    if spec == "tuxpaint":
-        return datasets.tuxpaint(include_svg=include_svg)
-    return datasets.load_folder(spec)
-
-
 def _fail(exc: Exception):
     raise click.ClickException(str(exc)) from exc
-
-
-def _portable(path: Path) -> str:
-    """A folder as a run record keeps it: relative to the current directory when inside it, else its
-    name; never an absolute path (a user's home folder must not end up in a committed file)."""
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(Path.cwd().resolve()).as_posix() or "."
-    except ValueError:
-        return path.name
 
 
 def _say_skipped(skipped: list[dict]) -> None:
@@ -90,44 +71,8 @@ def layers_cmd(model_arg, model_opt, layer, download):
             return
     except (VisionModelError, WeightsMissingError) as exc:
         _fail(exc)
-    for name, width in _widths(loaded).items():
+    for name, width in models.layer_widths(loaded).items():
         click.echo(f"{name}\t{width}")
-
-
-def _widths(loaded) -> dict[str, str]:
-    """Every layer's width from one forward pass on the dummy input ("-" where the output is not a tensor)."""
-    import torch  # here, not at the top: `vse --help` must not load torch
-
-    names = loaded.layer_names()
-    outputs: dict[str, object] = {}
-    modules = dict(loaded.module.named_modules())
-
-    def keep(name):
-        def hook(_module, _args, out):  # returns None: a hook that returns a value replaces the output
-            outputs.setdefault(name, out)
-
-        return hook
-
-    handles = [modules[n].register_forward_hook(keep(n)) for n in names if n in modules]
-    try:
-        with torch.inference_mode():
-            loaded.module(loaded.dummy_input())
-    finally:
-        for h in handles:
-            h.remove()
-    widths = {}
-    for n in names:
-        out = outputs.get(n)
-        if n not in modules:  # an alias (e.g. an input hook): ask the model, it knows how
-            try:
-                widths[n] = str(loaded.layer_width(n))
-            except Exception:  # noqa: BLE001 - a listing must not fail on one odd layer
-                widths[n] = "-"
-        elif isinstance(out, torch.Tensor) and out.dim() >= 2:
-            widths[n] = str(out.shape[1] if out.dim() == 4 else out.shape[-1])
-        else:
-            widths[n] = "-"
-    return widths
 
 
 def _device(value: str) -> str:
@@ -176,49 +121,33 @@ def _device(value: str) -> str:
 @click.option("--download", is_flag=True, help="Allow torchvision to download missing weights.")
 def activations_cmd(model_name, probe_spec, layers, pooling, batch_size, workers, device, svg, out_dir, download):
     """Extract pooled activations of LAYERs on a probe set to OUT/activations_<layer>.npz (float16)."""
-    # The cheap checks first (issue 20): the probe folder, then the weights on disk, then the model.
+    # The cheap checks first, so a mistake fails in a second, not after a model load or a pass over the
+    # probe set: the probe folder, then the weights on disk, then the model.
     if probe_spec != "tuxpaint":
         preflight.check_probe(probe_spec)
     if not download:
         preflight.check_weights(model_name)
     try:
-        probe = _probe(probe_spec, svg)
+        probe = datasets.open_probe(probe_spec, include_svg=svg)
         loaded = models.load_model(model_name, download=download)
         for layer in layers:
             loaded.hook_point(layer)
     except (VisionModelError, WeightsMissingError, FileNotFoundError) as exc:
         _fail(exc)
-    # One pass, on --device.
-    result = activations.extract_activations(
-        loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=workers, device=device
+    run = activations.extract_run(
+        loaded,
+        probe,
+        probe_spec,
+        layers,
+        batch_size=batch_size,
+        pooling=pooling,
+        num_workers=workers,
+        device=device,
+        model=model_name,
     )
-    skipped = list(probe.skipped) + list(result.skipped)
-    _say_skipped(skipped)
-    if not result.image_ids:
-        # A (0, units) array would only make `dissect` fail later, far from the cause.
-        raise UserError(f"no readable image in {probe_spec}: {len(skipped)} skipped, nothing written")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for layer in layers:
-        activations.save_activations(out / f"activations_{layer}.npz", result, layer)
-    caps = {it.id: it.caption for it in probe.items}
-    _write_text(
-        out / "probe.json",
-        json.dumps([{"id": i, "caption": caps[i]} for i in result.image_ids], indent=1, ensure_ascii=False) + "\n",
-    )
-    record = probe.record() | {
-        "model": model_name,
-        "pooling": pooling,
-        "n_images": len(result.image_ids),
-        "layers": result.hook_points,
-    }
-    record["root"] = _portable(probe.root)
-    # The reasons quote the image paths (from PIL too): write them under the portable root.
-    for absolute in {str(probe.root), str(Path(probe.root).resolve())}:
-        skipped = [s | {"reason": str(s.get("reason", "")).replace(absolute, record["root"])} for s in skipped]
-    record["skipped"] = skipped
-    _write_text(out / "run_record.json", json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-    click.echo(f"{len(result.image_ids)} images, {len(skipped)} skipped -> {out}")
+    _say_skipped(run.skipped)
+    out = run.write(out_dir)
+    click.echo(f"{len(run.result.image_ids)} images, {len(run.skipped)} skipped -> {out}")
 
 
 def _matrix(model_name, layer, target, download):
@@ -267,7 +196,7 @@ def weight_pairs_cmd(neuron, sign, target, labels_file, top, json_out, download)
     elif labels_file:
         labels = _dissect_labels(labels_file, m.weights.shape[1], f"{model_name}/{target}")
     else:
-        labels = [f"{model_name}/{target}/{i}" for i in range(m.weights.shape[1])]
+        labels = [neuron_id(model_name, target, i) for i in range(m.weights.shape[1])]
     pairs = weights.weight_label_pairs(m, index, labels, sign)
     for lab, w in sorted(pairs, key=lambda p: -abs(p[1]))[:top]:
         click.echo(f"{w:+.5f}\t{lab}")
@@ -320,7 +249,7 @@ def weight_matrix_cmd(model_name, layer, target, out, download):
 def captions_cmd(probe_spec, blip, batch_size, svg, out):
     """Captions of a probe set: its sidecar captions, or generated by BLIP (--blip)."""
     try:
-        probe = _probe(probe_spec, svg)
+        probe = datasets.open_probe(probe_spec, include_svg=svg)
         if blip:
             caps = captions.caption_probe(probe, captions.BlipCaptioner.from_pretrained(blip, batch_size=batch_size))
         else:
@@ -371,62 +300,28 @@ def captions_cmd(probe_spec, blip, batch_size, svg, out):
 @click.option("--out", type=click.Path(dir_okay=False), required=True)
 def dissect_cmd(acts_file, captions_file, backend, clip_path, probe_spec, concepts, top_k, out):
     """CLIP-Dissect label for every unit in an activations file."""
-    if concepts != "wordfreq20k" and not Path(concepts).is_file():
+    if concepts != D.WORDFREQ and not Path(concepts).is_file():
         raise click.BadParameter(
             f"concept file {concepts} does not exist (give a word list, one per line, or 'wordfreq20k')",
             param_hint="--concepts",
         )
+    if backend == "text" and not captions_file:
+        raise click.UsageError("--backend text needs --captions")
+    if backend == "clip" and not clip_path:
+        raise click.UsageError("--backend clip needs --clip PATH")
     try:
-        data = activations.load_activations_npz(acts_file)
-    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        # np.load says "pickled data" of any file that is not an .npz: name the file and what it should be.
-        raise UserError(
-            f"{acts_file} is not an activations file written by `vse activations` "
-            f"({type(exc).__name__}: {str(exc)[:120]})"
-        ) from None
-    ids = data["image_ids"]
-    if len(ids) == 0:
-        raise UserError(f"{acts_file} holds no images: rerun `vse activations` on a folder with readable images")
-    words = D.wordfreq_concepts(20000) if concepts == "wordfreq20k" else D.read_concepts(concepts)
-    if backend == "text":
-        if not captions_file:
-            raise click.UsageError("--backend text needs --captions")
-        table = datasets.read_captions_file(Path(captions_file))
-        missing = [i for i in ids if not table.get(i)]
-        if missing:
-            raise click.ClickException(
-                f"{len(missing)} image ids have no caption in {captions_file}, e.g. {missing[:3]}"
-            )
-        sim = D.caption_similarity([table[i] for i in ids], words, progress=True)
-        backend_doc = D.TEXT_BACKEND
-    else:
-        if not clip_path:
-            raise click.UsageError("--backend clip needs --clip PATH")
-        probe = _probe(probe_spec, True)
-        by_id = {it.id: it for it in probe.items}
-        model, processor = D.load_clip(clip_path)
-        sim = D.clip_similarity([probe.open(by_id[i]) for i in ids], words, model, processor, progress=True)
-        backend_doc = f"clip: {clip_path}"
-    params = D.SoftWPMIParams(top_k=top_k)
-    labels, _ = D.dissect(sim, np.asarray(data["activations"], dtype=np.float32), words, params)
-    _write_text(
-        out,
-        json.dumps(
-            {
-                "model": data["model"],
-                "layer": data["layer"],
-                "n_images": len(ids),
-                "backend": backend_doc,
-                "concept_set": {"name": concepts, "size": len(words)},
-                "params": params.__dict__,
-                "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in labels],
-            },
-            indent=1,
-            ensure_ascii=False,
+        record = D.dissect_file(
+            acts_file,
+            concepts=concepts,
+            captions_file=captions_file if backend == "text" else None,
+            clip_path=clip_path if backend == "clip" else None,
+            probe_spec=probe_spec,
+            top_k=top_k,
         )
-        + "\n",
-    )
-    click.echo(f"{len(labels)} units labelled -> {out}", err=True)
+    except D.MissingCaptions as exc:
+        _fail(exc)
+    _write_text(out, record.dumps())
+    click.echo(f"{len(record.units)} units labelled -> {out}", err=True)
 
 
 @click.command("fixtures")

@@ -1,1 +1,1 @@
-"""The core: numpy only, no I/O, no LLM (scaling, subset strategies, protocols, Algorithm 1, seeds, vocabulary)."""
+"""The core: numpy and scipy, no I/O, no LLM (scaling, subset strategies, protocols, Algorithm 1, seeds, vocabulary)."""

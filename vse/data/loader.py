@@ -137,8 +137,22 @@ def _matrix(model: str, layer: str, kind: str) -> tuple[tuple[str, ...], np.ndar
     raise ValueError(f"unknown pair kind {kind!r}; known: {', '.join(Kind)}")
 
 
-def layer_width(model: str, layer: str, kind: str = Kind.WEIGHT_LABEL) -> int:
+def fixture_width(model: str, layer: str, kind: str = Kind.WEIGHT_LABEL) -> int:
+    """Units in the fixtures' matrix of one kind for the layer (numpy only); raises when the fixtures lack it."""
     return _matrix(model, layer, kind)[1].shape[0]
+
+
+def layer_width(model: str, layer: str) -> int | None:
+    """Units in the layer: from the fixtures when they hold it (numpy only), else from the model (torch);
+    None when neither can say (no torch, an unknown model or layer: the caller asks for the units)."""
+    try:
+        return int(fixture_width(model, layer))
+    except (FileNotFoundError, KeyError, ValueError):
+        pass
+    try:
+        return int(models.load_model(model).layer_width(layer))
+    except Exception:  # noqa: BLE001 - no torch, unknown model or layer: the user gives --units instead
+        return None
 
 
 def load_target(
@@ -209,7 +223,7 @@ def draw_neurons(model: str, layer: str, n: int, seed: int, *, exclude: Sequence
     """Evaluation units drawn at random with `seed` (stream "neurons"), never few-shot or dev units
     (nor the units in `exclude`: e.g. those an earlier study looked at while designing this one)."""
     excluded = excluded_units(model, layer) | {int(u) for u in exclude}
-    candidates = np.array([u for u in range(layer_width(model, layer)) if u not in excluded])
+    candidates = np.array([u for u in range(fixture_width(model, layer)) if u not in excluded])
     return [int(u) for u in rng(seed, "neurons").choice(candidates, size=n, replace=False)]
 
 

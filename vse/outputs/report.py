@@ -25,6 +25,7 @@ from urllib.parse import quote
 from vse.core.vocab import Polarity, Protocol
 from vse.outputs import atlas
 from vse.outputs.atlas import Card, esc
+from vse.outputs.experiment_notes import NOTES, PRIORITY, ExperimentNote
 
 REPORT = "report.html"
 IMAGES = "img"  # results/img/: the thumbnails the cards show (not an experiment)
@@ -35,61 +36,6 @@ PLOT = "scores.png"
 FOLD_ROWS = 12  # Markdown tables longer than this are folded
 CASSETTE_LINE = "Every number above replays from"  # how a table.md starts its list of cassettes (folded)
 OPEN_CARDS = 3  # a section with at most this many neurons shows its cards unfolded
-#: Sections first, in this order; every other experiment follows by name.
-PRIORITY = ("power-study", "table1-second-last-layer", "tables8-9-last-layer", "fewshot-strategies", "simulator-study")
-#: What each experiment asks, in words (numbers come from its files, never from here).
-QUESTIONS = {
-    "power-study": "Does the score tell a neuron's own explanation from the other neurons'? Matched vs mismatched "
-    "explanations under each scoring protocol, and how many neurons a difference needs.",
-    "table1-second-last-layer": "The paper's Table 1 rerun on the second-last hidden layer: "
-    "every method's explanations scored on every target, beside the paper's numbers.",
-    "tables8-9-last-layer": "The paper's Tables 8-9 rerun on the last hidden layer: every method on every target, "
-    "beside the paper's numbers.",
-    "fewshot-strategies": "The paper's Table 5: how the few-shot neurons' pairs are chosen for the simulator, over "
-    "paired runs on one unit.",
-    "all-methods-one-neuron": "Every explanation method on one unit of the second-last layer.",
-    "chat-vs-completions": "The same neuron explained and scored through the chat endpoint.",
-    "chat-vs-completions-baseline": "The same neuron through the completions endpoint "
-    "(the baseline of chat-vs-completions).",
-    "fewshot-per-pass": "The paper's per-pass few-shot draws, on the neuron and items of the baseline.",
-    "negative-one-neuron": "One unit explained and scored from what drives it down "
-    "(negative polarity, values flipped).",
-    "signed-one-neuron": "The same unit explained and scored on signed values (-10..10, both polarities).",
-}
-
-#: The paper's published scores for the rows vse reruns, transcribed from its tables (Correlation Score, %;
-#: AlexNet, GPT-3.5, best of 10 explanations): shown beside vse's as a reference for the pattern, not the level.
-PAPER = {
-    "table1-second-last-layer": (
-        "the paper's Table 1 (AlexNet's second-last hidden layer)",
-        {
-            ("clip-dissect", "caption-activation"): "0.0",
-            ("clip-dissect", "weight-label"): "3.28",
-            ("clip-dissect", "weight-clip"): "1.43",
-            ("caption-activation", "caption-activation"): "15.43",
-            ("caption-activation", "weight-label"): "31.20",
-            ("caption-activation", "weight-clip"): "6.51",
-            ("weight-label", "caption-activation"): "16.11",
-            ("weight-label", "weight-label"): "51.58",
-            ("weight-label", "weight-clip"): "8.27",
-            ("weight-clip", "caption-activation"): "5.47",
-            ("weight-clip", "weight-label"): "9.38",
-            ("weight-clip", "weight-clip"): "22.05",
-        },
-    ),
-    "tables8-9-last-layer": (
-        "the paper's Tables 8 / 9 (AlexNet's last hidden layer, neurons 489 / 150)",
-        {
-            ("clip-dissect", "weight-label"): "6.24 / -5.09",
-            ("clip-dissect", "caption-activation"): "5.63 / 1.34",
-            ("weight-label", "weight-label"): "24.65 / 23.67",
-            ("weight-label", "caption-activation"): "10.63 / 7.87",
-            ("caption-activation", "weight-label"): "17.76 / 18.60",
-            ("caption-activation", "caption-activation"): "38.04 / 13.42",
-        },
-    ),
-}
-
 # The atlas's style, then the report's own (a table of contents, plots, the summary lines).
 CSS = atlas.CSS + "\n" + atlas.asset("report.css")
 
@@ -247,9 +193,10 @@ def _facts(folder: Path, cards: list[Card]) -> str:
 
 def _paper_table(folder: Path) -> str:
     """vse's method table (uniform, the paper's protocol: best of N per cell, from methods.csv) beside the paper's."""
-    if folder.name not in PAPER or not (folder / "methods.csv").is_file():
+    note = NOTES.get(folder.name, ExperimentNote())
+    if note.paper is None or not (folder / "methods.csv").is_file():
         return ""
-    what, paper = PAPER[folder.name]
+    what, paper = note.paper
     with (folder / "methods.csv").open(encoding="utf-8", newline="") as f:
         vse = {(r["method"], r["target"]): r for r in csv.DictReader(f) if r.get("protocol") == Protocol.UNIFORM}
     methods = list(dict.fromkeys(m for m, _ in list(paper) + list(vse)))
@@ -279,7 +226,7 @@ def _paper_table(folder: Path) -> str:
 def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> tuple[str, list[Card]]:
     name = folder.name
     cards = experiment_cards(folder, source, sink)
-    question = QUESTIONS.get(name) or _first_paragraph(folder)
+    question = NOTES.get(name, ExperimentNote()).question or _first_paragraph(folder)
     parts = [f'<section id="{esc(name)}">', f"<h2>{esc(name)}</h2>"]
     if question:
         parts.append(f'<p class="summary">{esc(question)}</p>')

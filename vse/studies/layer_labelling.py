@@ -23,6 +23,10 @@ many units are done. Every record written before stays; a rerun resumes from the
 
 Sharding. ``shard=(I, N)`` keeps the units at positions ``p`` with ``p % N == I`` of ``units``,
 so N machines running the same command with I = 0..N-1 cover every unit exactly once.
+
+The work of `vse label` (`make_work`: explain a unit with `vse.method.pipeline`, score each explanation
+with ``--score``) and the whole run (`label_layer`: that work through `label_units`, stopped by a dead
+or refusing endpoint, the embeddings saved however it ends) are at the end of this module.
 """
 
 from __future__ import annotations
@@ -40,7 +44,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vse.core.target import neuron_id
+from vse.core.vocab import Api, Mode, Protocol
 from vse.errors import UserError
+from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
+from vse.method import pipeline
+from vse.method.score import ScoreConfig
+from vse.method.simulators.embedding import EmbeddingStore
 
 FAILED = "failed"
 
@@ -327,3 +337,117 @@ def label_units(
     if progress:
         print(summary, file=sys.stderr)
     return summary
+
+
+def make_work(
+    model: str,
+    layer: str,
+    method: str,
+    *,
+    score: bool,
+    target: str,
+    n: int,
+    client_for,
+    api: str = Api.COMPLETIONS,
+    source=None,
+    in_flight: int | None = None,
+    embeddings=None,
+):
+    """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``.
+
+    ``embeddings``: an `EmbeddingStore`: score with the embedding simulator over every unseen item (what
+    the simulator study recommends); None: the paper's LLM simulator and Algorithm 1.
+
+    ``source``: a `vse.data.loader.Source` naming a probe folder (``--probe``), else the fixtures.
+    ``in_flight``: one-item predictions each worker sends at once (None: the server's slots)."""
+    where = {} if source is None else {"source": source}
+
+    def work(unit: int, base_url: str) -> dict:
+        client = client_for(base_url)
+        before, calls_before = client.usage, client.calls
+        neuron = neuron_id(model, layer, unit)
+        llm = pipeline.LLM.from_client(client, api)
+        if in_flight is not None:
+            llm.in_flight = in_flight
+        explanations = pipeline.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
+        record = {"unit": unit, "neuron": neuron, "method": method, "explanations": [e.to_json() for e in explanations]}
+        if score:
+            texts = [e.to_json()["explanation"] for e in explanations]
+            record["target"] = target
+            how = dict(where)
+            if embeddings is not None:
+                llm.embeddings, how["config"] = (
+                    embeddings,
+                    ScoreConfig(api=api, mode=Mode.EMBEDDING, protocol=Protocol.RECALL_FREE),
+                )
+            record["scores"] = [
+                pipeline.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json() for t in texts
+            ]
+        # The client is this thread's own (per_thread), so the difference is this unit's cost.
+        used = client.usage
+        record["usage"] = {
+            "prompt_tokens": used.prompt_tokens - before.prompt_tokens,
+            "completion_tokens": used.completion_tokens - before.completion_tokens,
+            "calls": client.calls - calls_before,
+        }
+        return record
+
+    return work
+
+
+def label_layer(
+    model: str,
+    layer: str,
+    method: str,
+    units: Sequence[int],
+    *,
+    out: str | Path,
+    client_for: Callable[[str], Any],
+    base_urls: Sequence[str],
+    score: bool = False,
+    target: str,
+    n: int = 1,
+    api: str = Api.COMPLETIONS,
+    embedding_simulator: bool = True,
+    source=None,
+    in_flight: int | None = None,
+    workers: int = 1,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> LabelSummary:
+    """Label ``units`` of MODEL/LAYER into ``out`` (`make_work` through `label_units`).
+
+    With ``score`` and ``embedding_simulator``, the embedding simulator scores, its embeddings kept in
+    ``out`` with the suffix ``.embeddings.npz`` (saved however the run ends: they serve a resumed run).
+    A dead endpoint (the client's circuit breaker is open), or one that refuses every request
+    (401/403/404: key, URL, model), stops the run with `RunStopped`: it is not one unit's failure."""
+    embeddings = None
+    if score and embedding_simulator:
+        embeddings = EmbeddingStore(Path(out).with_suffix(".embeddings.npz"), record=True)
+    work = make_work(
+        model,
+        layer,
+        method,
+        score=score,
+        target=target,
+        n=n,
+        client_for=client_for,
+        api=api,
+        source=source,
+        in_flight=in_flight,
+        embeddings=embeddings,
+    )
+    try:
+        return label_units(
+            units,
+            work,
+            out=Path(out),
+            workers=workers,
+            base_urls=base_urls,
+            shard=shard,
+            progress=progress,
+            stop_on=(LLMEndpointDown, LLMEndpointRejected),
+        )
+    finally:
+        if embeddings is not None:
+            embeddings.save()  # what was embedded so far serves the resumed run too

@@ -24,7 +24,7 @@ from vse.core.discrimination import (
     markdown,
     score_matrix,
 )
-from vse.core.target import neuron_stem
+from vse.core.target import neuron_id, neuron_stem
 from vse.core.vocab import Kind, Method, Polarity, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig
@@ -93,9 +93,9 @@ class Pool:
 def pools(study: MatchedStudy, units: list[int]) -> list[Pool]:
     out = []
     for t, kind in enumerate(study.targets):
-        targets = [load_target(f"{study.model}/{study.layer}/{u}", kind) for u in units]
+        targets = [load_target(neuron_id(study.model, study.layer, u), kind) for u in units]
         values = [x.values for x in targets]
-        # Rank as the explainer ranked (raw values; "scaled" for the studies recorded before issue 17).
+        # Rank as the explainer ranked (raw values; "scaled" for the studies recorded before the simulator study).
         order_by = values if study.explain.rank_by == "scaled" else [x.strength for x in targets]
         items, rand = build_pool(order_by, study.n_top, study.n_random, seeds.rng(study.seed, "pool", t))
         sets = [item_sets(v, items, rand, study.n_top, study.explain.n_pairs) for v in order_by]
@@ -111,7 +111,7 @@ def explain_one(
     """The neuron's explanations by `method`: `n_explanations` of them (clip-dissect: its label)."""
     nxt = next_explanations if method == Method.WEIGHT_EXPLANATION else None
     recs = explain_neuron(
-        f"{study.model}/{study.layer}/{unit}",
+        neuron_id(study.model, study.layer, unit),
         method,
         llm=llm,
         n=study.n_for(method),
@@ -127,7 +127,7 @@ def next_layer(llm: LLM, study: MatchedStudy, units: list[int], *, progress: boo
     """vse's Weight-Label explanations of every next-layer unit the Weight-Explanation prompts
     of `units` (and of the few-shot neurons) show: recorded once for the whole study, in their
     own cassette, instead of once per neuron."""
-    neurons = [f"{study.model}/{study.layer}/{unit}" for unit in units]
+    neurons = [neuron_id(study.model, study.layer, unit) for unit in units]
     needed = sorted({u for n in neurons for u in weight_explanation_units(n, Polarity.POSITIVE, study.explain)})
     return next_layer_explanations(
         neurons[0],
@@ -146,7 +146,7 @@ def predict_pool(llm: LLM, study: MatchedStudy, pool: Pool, explanation: str) ->
         explanation,
         pool.texts,
         kind=pool.target,
-        fewshot=fewshot_neurons(f"{study.model}/{study.layer}/0", pool.target),
+        fewshot=fewshot_neurons(neuron_id(study.model, study.layer, 0), pool.target),
         config=study.score,
         rng=seeds.rng(study.seed, "fewshot"),
     )
@@ -217,7 +217,7 @@ class MatchedResult:
             # What the HTML report lists beside each neuron's top-image grid (vse.outputs.report).
             files["neurons.jsonl"] = "".join(
                 json.dumps(
-                    dict(r.to_json(), neuron=f"{study.model}/{study.layer}/{r.unit}", mean=r.to_json()["corr"]),
+                    dict(r.to_json(), neuron=neuron_id(study.model, study.layer, r.unit), mean=r.to_json()["corr"]),
                     sort_keys=True,
                 )
                 + "\n"
@@ -305,7 +305,8 @@ def explanation_scores(
 
 
 def summary_json(rows: list[Comparison]) -> str:
-    """results/<study>/summary.json: the keys issue 8 names, one object per table row."""
+    """results/<study>/summary.json: one object per table row, with the keys that tell the rows apart
+    (protocol, target, method) and their statistics."""
     keys = (
         "protocol",
         "target",

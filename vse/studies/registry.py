@@ -13,14 +13,16 @@ from vse.core.stats import StopRule
 from vse.core.vocab import Api, Kind, Method, Mode, Polarity, Protocol
 from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
+from vse.outputs.experiment_notes import NOTES, PRIORITY
 from vse.studies.kind import StudyKind
 from vse.studies.matched import MatchedStudy
-from vse.studies.simulator import SimulatorName, SimulatorStudy, StudyProtocol
+from vse.studies.simulator import RECALL_FREE_ALL, SimulatorName, SimulatorStudy
 from vse.studies.strategy import StrategyStudy
 from vse.studies.table import TableExperiment
 
-#: The experiments recorded before issue 17 ranked the shown pairs by their scaled integers
-#: (ties by index); pinned so that they keep sending the recorded requests.
+#: The experiments recorded before the simulator study ranked the shown pairs by their scaled integers
+#: (ties by index; the explainer now ranks by the raw values); pinned so that they keep sending the
+#: recorded requests.
 _SCALED = ExplainConfig(rank_by="scaled")
 
 #: Three passes of 50 uniformly drawn items (the paper's minimum), one item per call.
@@ -31,7 +33,7 @@ _THREE_PASSES = ScoreConfig(
 EXPERIMENTS: dict[str, StudyKind] = {
     e.name: e
     for e in [
-        # Issue 7: one second-last-layer neuron, every method, every target (a small Table 1).
+        # One second-last-layer neuron, every method, every target (a small Table 1).
         TableExperiment(
             name="all-methods-one-neuron",
             layer="_blocks.15",
@@ -55,7 +57,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
                 stop=StopRule(min_runs=3, max_runs=3),
             ),
         ),
-        # Issue 11: the same explain + score through /v1/completions and /v1/chat/completions.
+        # The same explain + score through /v1/completions and /v1/chat/completions.
         TableExperiment(
             name="chat-vs-completions",
             n_neurons=1,
@@ -81,7 +83,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             targets=(Kind.WEIGHT_LABEL,),
             score=_THREE_PASSES,
         ),
-        # Issue 8: the paper's per-pass few-shot draws on the same neuron and item draws as the baseline.
+        # The paper's per-pass few-shot draws on the same neuron and item draws as the baseline.
         TableExperiment(
             name="fewshot-per-pass",
             explain=_SCALED,
@@ -132,7 +134,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
                 stop=StopRule(min_runs=3, max_runs=3),
             ),
         ),
-        # Issue 9, the paper's Table 1 on the second-last hidden layer (320 channels out of _blocks.15):
+        # The paper's Table 1 on the second-last hidden layer (320 channels out of _blocks.15):
         # every method, best of 3, on all three targets, 3 neurons drawn with seed 9. Predictions on
         # shared pools (each neuron's top 6 + 30 random items per target); scored under the paper's
         # uniform protocol and the held-out one (vse.outputs.paper_tables). 15 pairs shown, held-out display.
@@ -156,7 +158,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             score=ScoreConfig(n_fewshot_pairs=25),
             figures=True,
         ),
-        # Issue 9, the paper's Tables 8-9 on the last hidden layer (1280 units out of _conv_head).
+        # The paper's Tables 8-9 on the last hidden layer (1280 units out of _conv_head).
         MatchedStudy(
             name="tables8-9-last-layer",
             n_neurons=3,
@@ -170,7 +172,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             score=ScoreConfig(n_fewshot_pairs=25),
             figures=True,
         ),
-        # Issue 9, the paper's Table 5 (App. B.2.1): how the few-shot neurons' Weight-Label pairs
+        # The paper's Table 5 (App. B.2.1): how the few-shot neurons' Weight-Label pairs
         # are picked, 10 paired runs per strategy on one last-layer neuron drawn with seed 5.
         StrategyStudy(
             name="fewshot-strategies",
@@ -178,13 +180,29 @@ EXPERIMENTS: dict[str, StudyKind] = {
             n_runs=10,
             explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
         ),
-        # Issue 8: does the score tell a neuron's own explanation from others'? 16 neurons.
+        # Does the score tell a neuron's own explanation from others'? 16 neurons.
         MatchedStudy(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
-        # Issue 17: which simulator and protocol separate explanations: 32 + 16 units, both targets.
+        # Which simulator and protocol separate explanations: 32 + 16 units, both targets.
         # The recommendation was read off its numbers after recording (README).
-        SimulatorStudy(recommended=(SimulatorName.EMBEDDING, StudyProtocol.RECALL_FREE_ALL)),
+        SimulatorStudy(recommended=(SimulatorName.EMBEDDING, RECALL_FREE_ALL)),
     ]
 }
+
+
+def check_notes(experiments=None, notes=None, priority=None) -> None:
+    """Raise unless the report's notes (`vse.outputs.experiment_notes`) name exactly the experiments here."""
+    names = set(EXPERIMENTS if experiments is None else experiments)
+    noted = set(NOTES if notes is None else notes)
+    ranked = set(PRIORITY if priority is None else priority)
+    problems = []
+    if names - noted:
+        problems.append(f"experiments without a note: {', '.join(sorted(names - noted))}")
+    if noted - names:
+        problems.append(f"notes of no experiment: {', '.join(sorted(noted - names))}")
+    if ranked - names:
+        problems.append(f"report priority names no experiment: {', '.join(sorted(ranked - names))}")
+    if problems:
+        raise ValueError("vse/outputs/experiment_notes.py and the registry disagree: " + "; ".join(problems))
 
 
 def get_experiment(name: str) -> StudyKind:

@@ -1,4 +1,4 @@
-"""The simulator study (issue 17): which simulator and protocol tell a neuron's own explanation
+"""The simulator study: which simulator and protocol tell a neuron's own explanation
 from other neurons' explanations, on enough neurons and items to say so.
 
 Design (every choice here is fixed before recording; the numbers then decide the recommendation):
@@ -51,8 +51,8 @@ from vse.core.discrimination import explanation_sensitivity, match
 from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import ranks
 from vse.core.stats import correlation_score
-from vse.core.target import neuron_stem
-from vse.core.vocab import Kind, Method
+from vse.core.target import neuron_id, neuron_stem
+from vse.core.vocab import Kind, Method, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig, shown_indices
 from vse.method.fewshot import fewshot_neurons
@@ -72,11 +72,11 @@ class SimulatorName(StrEnum):
     LLM_EMBEDDING = "llm+embedding"
 
 
-class StudyProtocol(StrEnum):
-    UNIFORM = "uniform"
-    RECALL_FREE = "recall-free"
-    RECALL_FREE_ALL = "recall-free-all"
-    HELDOUT = "top-and-random-heldout"
+#: The study's own protocol beside three of `Protocol`'s (uniform, recall-free, top-and-random-heldout):
+#: every item the explainer was never shown, for the embedding simulator only (module doc).
+RECALL_FREE_ALL = "recall-free-all"
+#: A protocol the study compares: a `Protocol` member or `RECALL_FREE_ALL`.
+StudyProtocol = Protocol | str
 
 
 @dataclass(frozen=True)
@@ -165,17 +165,17 @@ class Pool:
     def item_set(self, protocol: StudyProtocol, j: int) -> np.ndarray:
         u = self.units[j]
         unseen = np.setdiff1d(self.rand, u.shown)
-        if protocol is StudyProtocol.UNIFORM:
+        if protocol == Protocol.UNIFORM:
             return self.rand
-        if protocol is StudyProtocol.RECALL_FREE:
+        if protocol == Protocol.RECALL_FREE:
             return unseen
-        if protocol is StudyProtocol.RECALL_FREE_ALL:
+        if protocol == RECALL_FREE_ALL:
             return np.setdiff1d(np.arange(len(self.texts)), u.shown)
         return np.union1d(u.held, np.setdiff1d(unseen, u.top))
 
 
 def build_pool(study: SimulatorStudy, spec: LayerSpec, layer_index: int, units: list[int], target: str, t: int) -> Pool:
-    targets = [load_target(f"{study.model}/{spec.layer}/{u}", target) for u in units]
+    targets = [load_target(neuron_id(study.model, spec.layer, u), target) for u in units]
     size = len(targets[0].texts)
     rand = np.sort(
         seeds.rng(study.seed, "pool", layer_index, t).choice(size, size=min(spec.n_random, size), replace=False)
@@ -249,7 +249,7 @@ def rows_for(
             s = np.full((n, n), np.nan)
             for j in range(n):
                 items = pool.item_set(protocol, j)
-                who = pool.compared(j, n_compared) if protocol is StudyProtocol.HELDOUT else range(n)
+                who = pool.compared(j, n_compared) if protocol == Protocol.TOP_AND_RANDOM_HELDOUT else range(n)
                 for i in who:
                     s[i, j] = correlation_score(p[i, items], pool.truths[j, items])
             m = match(s)
@@ -320,7 +320,7 @@ def run_simulator_study(
     for li, spec in enumerate(study.layers):
         units = study.units(spec)
         pools = [build_pool(study, spec, li, units, target, t) for t, target in enumerate(study.targets)]
-        fewshot = {p.target: fewshot_neurons(f"{study.model}/{spec.layer}/{units[0]}", p.target) for p in pools}
+        fewshot = {p.target: fewshot_neurons(neuron_id(study.model, spec.layer, units[0]), p.target) for p in pools}
 
         def predict(llm, pool: Pool, explanation: str, items: np.ndarray, fewshot=fewshot) -> np.ndarray:
             """The explanation's predictions over the pool's whole item list, NaN outside `items`."""
@@ -344,7 +344,7 @@ def run_simulator_study(
         llm_pred = {p.target: np.full((len(units), len(p.texts)), np.nan) for p in pools}
         texts_of_layer = []
         for i, unit in enumerate(tqdm(units, desc=f"{study.name} {spec.layer}", unit="neuron", disable=not progress)):
-            neuron = f"{study.model}/{spec.layer}/{unit}"
+            neuron = neuron_id(study.model, spec.layer, unit)
             with open_llm(neuron_stem(study.model, spec.layer, unit)) as llm:
                 [rec] = explain_neuron(
                     neuron, Method.WEIGHT_LABEL, llm=llm, n=1, config=study.explain, seed=study.seed, progress=False
@@ -366,7 +366,7 @@ def run_simulator_study(
                 [(standardise(llm_p[i], pool.rand) + standardise(emb[i], pool.rand)) / 2 for i in range(len(units))]
             )
             both_n = (standardise(llm_n, pool.rand) + standardise(emb_neutral, pool.rand)) / 2
-            llm_protocols = (StudyProtocol.UNIFORM, StudyProtocol.RECALL_FREE, StudyProtocol.HELDOUT)
+            llm_protocols = (Protocol.UNIFORM, Protocol.RECALL_FREE, Protocol.TOP_AND_RANDOM_HELDOUT)
             rows += rows_for(SimulatorName.LLM_ONE, pool, spec.layer, llm_p, llm_n, study.n_compared, llm_protocols)
             rows += rows_for(
                 SimulatorName.EMBEDDING,
@@ -375,24 +375,24 @@ def run_simulator_study(
                 emb,
                 emb_neutral,
                 study.n_compared,
-                (*llm_protocols, StudyProtocol.RECALL_FREE_ALL),
+                (*llm_protocols, RECALL_FREE_ALL),
             )
             rows += rows_for(
                 SimulatorName.LLM_EMBEDDING, pool, spec.layer, both, both_n, study.n_compared, llm_protocols
             )
             for j, unit in enumerate(units):
-                items = pool.item_set(StudyProtocol.RECALL_FREE, j)
+                items = pool.item_set(Protocol.RECALL_FREE, j)
                 per_unit.append(
                     {
-                        "neuron": f"{study.model}/{spec.layer}/{unit}",
+                        "neuron": neuron_id(study.model, spec.layer, unit),
                         "target": pool.target,
                         "explanation": texts_of_layer[j],
                         "recall_free_llm": round(correlation_score(llm_p[j, items], pool.truths[j, items]), 4),
                         "recall_free_embedding": round(correlation_score(emb[j, items], pool.truths[j, items]), 4),
                         "recall_free_all_embedding": round(
                             correlation_score(
-                                emb[j, pool.item_set(StudyProtocol.RECALL_FREE_ALL, j)],
-                                pool.truths[j, pool.item_set(StudyProtocol.RECALL_FREE_ALL, j)],
+                                emb[j, pool.item_set(RECALL_FREE_ALL, j)],
+                                pool.truths[j, pool.item_set(RECALL_FREE_ALL, j)],
                             ),
                             4,
                         ),

@@ -32,6 +32,7 @@ from vse.core import exact, seeds
 from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import draw_outside, heldout_shown, heldout_top
 from vse.core.stats import ci_half_width, correlation_score
+from vse.core.target import neuron_id
 from vse.core.vocab import Kind, Method, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig
@@ -147,7 +148,7 @@ class StrategyResult:
 
 def run_strategy_study(study: StrategyStudy, open_llm: CassetteLLMs, *, progress: bool = True) -> StrategyResult:
     [unit] = draw_neurons(study.model, study.layer, 1, study.neuron_seed)
-    neuron = f"{study.model}/{study.layer}/{unit}"
+    neuron = neuron_id(study.model, study.layer, unit)
     with open_llm("explanation") as llm:
         [rec] = explain_neuron(
             neuron, study.method, llm=llm, n=1, config=study.explain, seed=study.seed, progress=False

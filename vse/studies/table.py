@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from vse.core.target import neuron_stem
+from vse.core.target import neuron_id, neuron_stem
 from vse.core.vocab import Polarity
 from vse.data.loader import draw_neurons
 from vse.method.pipeline import explain_neuron, score_explanation
@@ -72,7 +72,7 @@ def run_table(
     units = draw_neurons(exp.model, exp.layer, exp.n_neurons, exp.neuron_seed)
     records: list[ScoreRecord] = []
     for unit in tqdm(units, desc=exp.name, unit="neuron", disable=not progress):
-        neuron = f"{exp.model}/{exp.layer}/{unit}"
+        neuron = neuron_id(exp.model, exp.layer, unit)
         with open_llm(neuron_stem(exp.model, exp.layer, unit)) as llm:
             candidates = []
             for method in exp.methods:

@@ -16,12 +16,16 @@ as the input of ``_avg_pooling``). Pooling happens inside the hook so only ``[N,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vse.atomic import write_atomic
+from vse.errors import UserError
 
 POOLINGS = ("mean", "max")
 FLOAT16_MAX = 65504.0
@@ -247,3 +251,86 @@ def load_activations_npz(path: str | Path) -> dict[str, Any]:
             "layer": str(z["layer"]),
             "model": str(z["model"]),
         }
+
+
+def portable(path: str | Path) -> str:
+    """A folder as a run record keeps it: relative to the current directory when inside it, else its
+    name; never an absolute path (a user's home folder must not end up in a committed file)."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return path.name
+
+
+@dataclass
+class ActivationRun:
+    """One extraction over a probe set, as `vse activations` writes it (:meth:`write`).
+
+    ``probe``: the :class:`vse.vision.datasets.ProbeSet`; ``spec``: how the user named it (``--probe``);
+    ``result``: what :func:`extract_activations` returned."""
+
+    model: str
+    spec: str
+    pooling: str
+    probe: Any
+    result: ActivationResult
+
+    @property
+    def skipped(self) -> list[dict]:
+        """Images the probe set could not list and images the extraction could not read."""
+        return list(self.probe.skipped) + list(self.result.skipped)
+
+    def probe_json(self) -> list[dict]:
+        """``[{"id", "caption"}]`` of the images read, in the activations' row order."""
+        caps = {it.id: it.caption for it in self.probe.items}
+        return [{"id": i, "caption": caps[i]} for i in self.result.image_ids]
+
+    def record(self) -> dict:
+        """The run record: the probe set's record, the model, pooling, images and hook points, and every
+        skipped image, with the probe's root made portable (also inside the reasons, which quote paths)."""
+        record = self.probe.record() | {
+            "model": self.model,
+            "pooling": self.pooling,
+            "n_images": len(self.result.image_ids),
+            "layers": self.result.hook_points,
+        }
+        record["root"] = portable(self.probe.root)
+        skipped = self.skipped
+        for absolute in {str(self.probe.root), str(Path(self.probe.root).resolve())}:
+            skipped = [s | {"reason": str(s.get("reason", "")).replace(absolute, record["root"])} for s in skipped]
+        record["skipped"] = skipped
+        return record
+
+    def write(self, out: str | Path) -> Path:
+        """``activations_<layer>.npz`` per layer, ``probe.json`` and ``run_record.json`` under ``out``;
+        a run that read no image is refused (a (0, units) array would only make `dissect` fail later)."""
+        if not self.result.image_ids:
+            raise UserError(f"no readable image in {self.spec}: {len(self.skipped)} skipped, nothing written")
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for layer in self.result.activations:
+            save_activations(out / f"activations_{layer}.npz", self.result, layer)
+        write_atomic(out / "probe.json", json.dumps(self.probe_json(), indent=1, ensure_ascii=False) + "\n")
+        write_atomic(out / "run_record.json", json.dumps(self.record(), indent=1, ensure_ascii=False) + "\n")
+        return out
+
+
+def extract_run(
+    loaded,
+    probe,
+    spec: str,
+    layers: Sequence[str],
+    *,
+    batch_size: int = 32,
+    pooling: str = "mean",
+    num_workers: int = 0,
+    device: str = "cpu",
+    model: str | None = None,
+) -> ActivationRun:
+    """:func:`extract_activations` of ``layers`` on ``probe`` (named ``spec`` by the user), as a run to write;
+    ``model``: the name the record gives (default: the loaded model's)."""
+    result = extract_activations(
+        loaded, probe, layers, batch_size=batch_size, pooling=pooling, num_workers=num_workers, device=device
+    )
+    return ActivationRun(model or loaded.name, str(spec), pooling, probe, result)

@@ -260,3 +260,10 @@ def tuxpaint(
     return ProbeSet(
         "tuxpaint", root, items, excluded=excluded, background=tuple(background), pad_square=True, svg_size=svg_size
     )
+
+
+def open_probe(spec: str | Path, *, include_svg: bool = True) -> ProbeSet:
+    """The probe set a command's ``--probe`` names: ``"tuxpaint"`` (the stamps) or a folder of images."""
+    if str(spec) == "tuxpaint":
+        return tuxpaint(include_svg=include_svg)
+    return load_folder(spec)

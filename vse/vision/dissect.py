@@ -24,11 +24,17 @@ The defaults are the official ones (``top_k=100, a=10, lam=1, p_start=0.998, p_e
 
 from __future__ import annotations
 
+import json
+import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from vse.errors import UserError
+from vse.vision import datasets
+from vse.vision.activations import load_activations_npz
 
 TEXT_BACKEND = "text: caption-concept cosine, sentence-transformers all-MiniLM-L6-v2 (a stand-in for CLIP)"
 
@@ -229,3 +235,94 @@ def clip_similarity(
                 )
             )
     return (torch.cat(img_feats) @ torch.cat(txt_feats).T).numpy()
+
+
+# -- a layer's labels from an activations file ----------------------------------------------------
+WORDFREQ = "wordfreq20k"
+
+
+class MissingCaptions(UserError):
+    """Image ids of an activations file that the captions file does not caption."""
+
+
+@dataclass(frozen=True)
+class DissectRecord:
+    """What `vse dissect` writes: the labelled layer, how it was labelled, and every unit's label."""
+
+    model: str
+    layer: str
+    n_images: int
+    backend: str
+    concept_set: dict
+    params: SoftWPMIParams
+    units: tuple[UnitLabel, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model,
+            "layer": self.layer,
+            "n_images": self.n_images,
+            "backend": self.backend,
+            "concept_set": dict(self.concept_set),
+            "params": asdict(self.params),
+            "units": [{"unit": u.unit, "label": u.label, "score": round(u.score, 4)} for u in self.units],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n"
+
+
+def read_activations_file(path: str | Path) -> dict:
+    """An activations file of `vse activations` with at least one image; anything else names the file."""
+    try:
+        data = load_activations_npz(path)
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        # np.load says "pickled data" of any file that is not an .npz: name the file and what it should be.
+        raise UserError(
+            f"{path} is not an activations file written by `vse activations` ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
+    if len(data["image_ids"]) == 0:
+        raise UserError(f"{path} holds no images: rerun `vse activations` on a folder with readable images")
+    return data
+
+
+def concept_words(concepts: str) -> list[str]:
+    """``"wordfreq20k"`` (the 20k most frequent English words) or a word-list file's concepts."""
+    return wordfreq_concepts(20000) if concepts == WORDFREQ else read_concepts(concepts)
+
+
+def dissect_file(
+    acts_file: str | Path,
+    *,
+    concepts: str = WORDFREQ,
+    captions_file: str | Path | None = None,
+    clip_path: str | None = None,
+    probe_spec: str = "tuxpaint",
+    top_k: int = 100,
+    progress: bool = True,
+) -> DissectRecord:
+    """CLIP-Dissect labels of every unit of an activations file: with ``captions_file``, the text backend
+    (:func:`caption_similarity`); else CLIP from ``clip_path`` on the probe images (``probe_spec``)."""
+    data = read_activations_file(acts_file)
+    ids = data["image_ids"]
+    words = concept_words(concepts)
+    if captions_file is not None:
+        table = datasets.read_captions_file(Path(captions_file))
+        missing = [i for i in ids if not table.get(i)]
+        if missing:
+            raise MissingCaptions(f"{len(missing)} image ids have no caption in {captions_file}, e.g. {missing[:3]}")
+        sim = caption_similarity([table[i] for i in ids], words, progress=progress)
+        backend = TEXT_BACKEND
+    elif clip_path is not None:
+        probe = datasets.open_probe(probe_spec, include_svg=True)
+        by_id = {it.id: it for it in probe.items}
+        model, processor = load_clip(clip_path)
+        sim = clip_similarity([probe.open(by_id[i]) for i in ids], words, model, processor, progress=progress)
+        backend = f"clip: {clip_path}"
+    else:
+        raise ValueError("dissect_file needs captions_file (text backend) or clip_path (CLIP backend)")
+    params = SoftWPMIParams(top_k=top_k)
+    labels, _ = dissect(sim, np.asarray(data["activations"], dtype=np.float32), words, params)
+    return DissectRecord(
+        data["model"], data["layer"], len(ids), backend, {"name": concepts, "size": len(words)}, params, tuple(labels)
+    )

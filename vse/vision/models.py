@@ -150,6 +150,44 @@ def _unit_dim(t) -> int:
     return t.shape[1] if t.dim() == 4 else t.shape[-1]
 
 
+def layer_widths(loaded: LoadedModel) -> dict[str, str]:
+    """Every layer's width from one forward pass on the dummy input, in :meth:`LoadedModel.layer_names`
+    order, as text: ``"-"`` where the output is not a tensor with units (a listing must not fail on
+    one odd layer)."""
+    import torch
+
+    names = loaded.layer_names()
+    outputs: dict[str, object] = {}
+    modules = dict(loaded.module.named_modules())
+
+    def keep(name):
+        def hook(_module, _args, out):  # returns None: a hook that returns a value replaces the output
+            outputs.setdefault(name, out)
+
+        return hook
+
+    handles = [modules[n].register_forward_hook(keep(n)) for n in names if n in modules]
+    try:
+        with torch.inference_mode():
+            loaded.module(loaded.dummy_input())
+    finally:
+        for h in handles:
+            h.remove()
+    widths = {}
+    for n in names:
+        out = outputs.get(n)
+        if n not in modules:  # an alias (e.g. an input hook): ask the model, it knows how
+            try:
+                widths[n] = str(loaded.layer_width(n))
+            except Exception:  # noqa: BLE001 - a listing must not fail on one odd layer
+                widths[n] = "-"
+        elif isinstance(out, torch.Tensor) and out.dim() >= 2:
+            widths[n] = str(_unit_dim(out))
+        else:
+            widths[n] = "-"
+    return widths
+
+
 # -- registry -----------------------------------------------------------------------------------
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet class names, from torchvision's metadata (no download)."""
