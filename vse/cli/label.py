@@ -22,7 +22,7 @@ from vse.data.loader import Source, live_pairs
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
 from vse.llm.pricing import dry_run, paper_cost
-from vse.method import pipeline, plan
+from vse.method import defaults, pipeline, plan
 from vse.method.score import ScoreConfig
 from vse.method.simulators.embedding import EmbeddingStore
 from vse.studies.layer_labelling import RunStopped, label_units, parse_shard, per_thread, shard_units
@@ -95,10 +95,10 @@ def make_work(
             record["target"] = target
             how = dict(where)
             if embeddings is not None:
-                llm.embeddings, how["config"] = (
-                    embeddings,
-                    ScoreConfig(api=api, mode=Mode.EMBEDDING, protocol=Protocol.RECALL_FREE),
-                )
+                llm.embeddings = embeddings
+                how["config"] = ScoreConfig(api=api, mode=Mode.EMBEDDING, protocol=Protocol.RECALL_FREE)
+            else:
+                how["config"] = ScoreConfig(api=api, mode=Mode.ONE, protocol=Protocol.UNIFORM)
             record["scores"] = [
                 pipeline.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json() for t in texts
             ]
@@ -125,7 +125,7 @@ def make_work(
 @click.option(
     "--api",
     type=click.Choice(choices(Api)),
-    default=Api.COMPLETIONS.value,
+    default=defaults.API.value,
     show_default=True,
     help="The endpoint every call uses.",
 )
@@ -148,7 +148,7 @@ def make_work(
 @click.option(
     "--simulator",
     type=click.Choice([Mode.EMBEDDING.value, Mode.ONE.value]),
-    default=Mode.EMBEDDING.value,
+    default=defaults.SIMULATOR.value,
     show_default=True,
     help="With --score: embedding = sentence-embedding cosine over every item the explainer cannot have seen "
     "(no LLM calls; what the simulator study recommends; embeddings kept in OUT.embeddings.npz); "
@@ -161,7 +161,9 @@ def make_work(
     help="What --score simulates "
     "(default: the method's own pairs; weight-label for clip-dissect and weight-explanation).",
 )
-@click.option("--n", "n_explanations", default=1, show_default=True, help="Explanations per unit.")
+@click.option(
+    "--n", "n_explanations", default=defaults.N_EXPLANATIONS, show_default=True, help="Explanations per unit."
+)
 @click.option("--shard", default=None, metavar="I/N", help="Only units at positions p with p % N == I.")
 @click.option(
     "--base-url",

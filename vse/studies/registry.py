@@ -10,7 +10,7 @@ Experiments are data only: they never read files themselves.
 from __future__ import annotations
 
 from vse.core.stats import StopRule
-from vse.core.vocab import Api, Kind, Method, Mode, Polarity, Protocol
+from vse.core.vocab import Api, Display, FewshotDraw, Kind, Method, Mode, Polarity, Protocol, RankBy
 from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
 from vse.studies.kind import StudyKind
@@ -21,7 +21,7 @@ from vse.studies.table import TableExperiment
 
 #: The experiments recorded before issue 17 ranked the shown pairs by their scaled integers
 #: (ties by index); pinned so that they keep sending the recorded requests.
-_SCALED = ExplainConfig(rank_by="scaled")
+_SCALED = ExplainConfig(rank_by=RankBy.SCALED)
 
 #: Three passes of 50 uniformly drawn items (the paper's minimum), one item per call.
 _THREE_PASSES = ScoreConfig(
@@ -46,7 +46,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             ),
             targets=(Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP),
             # 15 pairs shown (not the paper's 25) and 40 items a pass: what this CPU records in ~25 min.
-            explain=ExplainConfig(n_pairs=15, rank_by="scaled"),
+            explain=ExplainConfig(n_pairs=15, rank_by=RankBy.SCALED),
             score=ScoreConfig(
                 mode=Mode.ONE,
                 protocol=Protocol.UNIFORM,
@@ -62,7 +62,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             neuron_seed=11,
             methods=(Method.WEIGHT_LABEL,),
             targets=(Kind.WEIGHT_LABEL,),
-            explain=ExplainConfig(api=Api.CHAT, rank_by="scaled"),
+            explain=ExplainConfig(api=Api.CHAT, rank_by=RankBy.SCALED),
             score=ScoreConfig(
                 mode=Mode.ONE,
                 api=Api.CHAT,
@@ -94,7 +94,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
                 protocol=Protocol.UNIFORM,
                 n_items=50,
                 n_fewshot_pairs=25,
-                fewshot_draw="per-pass",
+                fewshot_draw=FewshotDraw.PER_PASS,
                 stop=StopRule(min_runs=3, max_runs=3),
             ),
         ),
@@ -152,8 +152,8 @@ EXPERIMENTS: dict[str, StudyKind] = {
             targets=(Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP),
             n_top=6,
             n_random=30,
-            explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
-            score=ScoreConfig(n_fewshot_pairs=25),
+            explain=ExplainConfig(shown=Display.HELDOUT, n_pairs=15, rank_by=RankBy.SCALED),
+            score=ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25),
             figures=True,
         ),
         # Issue 9, the paper's Tables 8-9 on the last hidden layer (1280 units out of _conv_head).
@@ -166,8 +166,8 @@ EXPERIMENTS: dict[str, StudyKind] = {
             targets=(Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION),
             n_top=6,
             n_random=30,
-            explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
-            score=ScoreConfig(n_fewshot_pairs=25),
+            explain=ExplainConfig(shown=Display.HELDOUT, n_pairs=15, rank_by=RankBy.SCALED),
+            score=ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25),
             figures=True,
         ),
         # Issue 9, the paper's Table 5 (App. B.2.1): how the few-shot neurons' Weight-Label pairs
@@ -176,10 +176,10 @@ EXPERIMENTS: dict[str, StudyKind] = {
             name="fewshot-strategies",
             neuron_seed=5,
             n_runs=10,
-            explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
+            explain=ExplainConfig(shown=Display.HELDOUT, n_pairs=15, rank_by=RankBy.SCALED),
         ),
         # Issue 8: does the score tell a neuron's own explanation from others'? 16 neurons.
-        MatchedStudy(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
+        MatchedStudy(name="power-study", explain=ExplainConfig(shown=Display.HELDOUT, rank_by=RankBy.SCALED)),
         # Issue 17: which simulator and protocol separate explanations: 32 + 16 units, both targets.
         # The recommendation was read off its numbers after recording (README).
         SimulatorStudy(recommended=(SimulatorName.EMBEDDING, StudyProtocol.RECALL_FREE_ALL)),

@@ -6,7 +6,7 @@ Design (every choice here is fixed before recording; the numbers then decide the
   never a few-shot or prompt-development unit, nor one of the power study's 16 units (those were
   looked at while this study was designed: they are development units here).
 - One Weight-Label explanation per unit, written from the held-out display ranked by the raw
-  weights (`ExplainConfig(shown="heldout")`: the even raw ranks 0, 2, ..., 48 of the top 50).
+  weights (`ExplainConfig(shown=Display.HELDOUT)`: the even raw ranks 0, 2, ..., 48 of the top 50).
 - Targets: Weight-Label (the classes; the explainer saw 25 of them) and Caption-Activation (the
   700 probe captions; the explainer saw none of them).
 - Items, per (layer, target): `n_random` random items shared by all units (stream "pool"), and each
@@ -52,7 +52,7 @@ from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import ranks
 from vse.core.stats import correlation_score
 from vse.core.target import neuron_stem
-from vse.core.vocab import Kind, Method
+from vse.core.vocab import Display, Kind, Method, Mode, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig, shown_indices
 from vse.method.fewshot import fewshot_neurons
@@ -111,8 +111,10 @@ class SimulatorStudy(StudyKind):
     targets: tuple[str, ...] = (Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION)
     n_held: int = 10
     n_compared: int = 4
-    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout"))
-    score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
+    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown=Display.HELDOUT))
+    score: ScoreConfig = field(
+        default_factory=lambda: ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25)
+    )
     recommended: tuple[str, str] = ("", "")
 
     def run(self, llms: CassetteLLMs, *, progress: bool = True) -> SimulatorResult:

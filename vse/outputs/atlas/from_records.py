@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vse.atomic import read_jsonl
 from vse.core.target import parse_neuron_id
-from vse.core.vocab import Polarity
+from vse.core.vocab import USER_METHOD, Polarity
 from vse.outputs.atlas.cards import Card, Explanation, Score, SimItem, neuron_key
 
 #: The explanation length the committed experiments allowed (ExplainConfig.max_tokens when they were
@@ -66,7 +66,7 @@ class _Collector:
     def score(self, rec: Mapping) -> None:
         neuron, method = rec["neuron"], rec.get("method", "")
         polarity, text = rec.get("polarity", Polarity.POSITIVE), rec.get("explanation", "")
-        if method == "user":  # `vse score` / `vse label` name no method: the explanation's own, when it is known
+        if method == USER_METHOD:  # `vse score` / `vse label` name no method: the explanation's own, when it is known
             known = [m for (m, p, t) in self.data.get(neuron, {}) if (p, t) == (polarity, text)]
             method = known[0] if known else method
         e = self._entry(neuron, method, polarity, text)
