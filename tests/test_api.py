@@ -14,7 +14,7 @@ from vse import LLM, explain_neuron, score_explanation
 from vse.core.target import POLARITIES
 from vse.core.vocab import TARGET_KINDS
 from vse.method.pipeline import METHODS
-from vse.method.records import ExplanationRecord, Provenance, prompts_hash
+from vse.method.records import ExplanationRecord, Provenance, ScoreRecord, prompts_hash
 from vse.method.score import ScoreConfig
 from vse.method.simulators.embedding import ENCODER, EmbeddingStore
 from vse.vision import fixtures
@@ -153,3 +153,13 @@ def test_an_embedding_only_llm_refuses_an_llm_simulator(tmp_path):
     store = EmbeddingStore(tmp_path / "e.npz", record=True, encode=_letters)
     with pytest.raises(ValueError, match="only carries an embedding store"):
         score_explanation(NEURON, "dogs", "weight-label", llm=LLM.embedding_only(store), config=ScoreConfig(mode="one"))
+
+
+def test_a_score_record_round_trips_through_its_json_in_the_written_key_order(tmp_path):
+    store = EmbeddingStore(tmp_path / "e.npz", record=True, encode=_letters)
+    rec = score_explanation(NEURON, "dogs", "weight-label", llm=LLM.embedding_only(store), progress=False)
+    data = json.loads(json.dumps(rec.to_json()))
+    assert list(data)[:6] == ["neuron", "method", "explanation", "explanation_seed", "target", "polarity"]
+    assert list(data)[-2:] == ["provenance", "details"]
+    again = ScoreRecord.from_json(data)
+    assert again == rec and again.to_json() == rec.to_json()

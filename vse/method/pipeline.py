@@ -193,7 +193,8 @@ def score_explanation(
         embeddings=llm.embeddings,
     )
     prov = llm.provenance([f.target.neuron for f in fewshot], seed, simulator=config.mode, protocol=config.label)
-    return ScoreRecord(
+    return ScoreRecord.of(
+        result,
         neuron=neuron,
         method=method,
         explanation=explanation,
@@ -201,7 +202,6 @@ def score_explanation(
         target=target,
         polarity=polarity,
         provenance=prov,
-        **vars(result),
     )
 
 

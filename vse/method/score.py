@@ -42,7 +42,7 @@ from vse.method import defaults
 from vse.method.explain import FewShotNeuron
 from vse.method.prediction_store import PredictionStore
 from vse.method.prompts import Example
-from vse.method.records import PassRecord
+from vse.method.records import PassRecord, ScoreResult
 from vse.method.simulators import MODES, SimContext, Simulation, SimulationError, make_simulator
 from vse.method.simulators.embedding import EmbeddingStore
 
@@ -120,25 +120,6 @@ class ScoreConfig:
     def label(self) -> str:
         """The protocol as tables name it."""
         return self.protocol + (" (prior-corrected)" if self.prior_corrected else "")
-
-
-@dataclass
-class ScoreResult:
-    """Algorithm 1's outcome for one explanation on one target (see vse.method.records.ScoreRecord)."""
-
-    mean: float
-    half_width: float
-    passes: int
-    hit_cap: bool
-    scores: list[float]
-    accuracy: float
-    mse: float
-    mae: float
-    failed_passes: int
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    details: list[PassRecord] = field(repr=False)
 
 
 #: The paper's Algorithm 1 (App. B.2.1): one item per call, passes of uniformly drawn items.
