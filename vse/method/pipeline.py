@@ -1,9 +1,10 @@
 """The Python API: the same verbs as the command line, end to end on a neuron id.
 
->>> from vse import LLM, explain_neuron, score_explanation      # doctest: +SKIP
+>>> from vse import LLM, Mode, Protocol, ScoreConfig, explain_neuron, score_explanation  # doctest: +SKIP
+>>> paper = ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM)  # Algorithm 1 (default: embeddings)
 >>> with LLM.open("http://127.0.0.1:8765/v1", cassette="my-run.json.gz", record=True) as llm:
 ...     [rec] = explain_neuron("efficientnet_lite0/_conv_head/17", "weight-label", llm=llm)
-...     print(score_explanation("efficientnet_lite0/_conv_head/17", rec.explanation, "weight-label", llm=llm).line())
+...     print(score_explanation(rec.neuron, rec.explanation, "weight-label", llm=llm, config=paper).line())
 
 Each verb loads the neuron's pairs (`vse.data`), picks the few-shot neurons (`vse.method.fewshot`),
 and runs one step of the method: explanation (`vse.method.explain`) or Algorithm 1
