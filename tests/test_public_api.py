@@ -30,3 +30,12 @@ def test_import_vse_loads_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_configs_and_records_the_verbs_take_and_return_are_exported():
+    import vse
+    from vse.method.records import ExplanationRecord, ScoreRecord
+    from vse.method.score import ScoreConfig
+
+    assert (vse.ScoreConfig, vse.ScoreRecord, vse.ExplanationRecord) == (ScoreConfig, ScoreRecord, ExplanationRecord)
+    assert {"ExplainConfig", "StopRule", "EmbeddingStore", "Provenance"} <= set(vse.__all__)

@@ -42,7 +42,7 @@ def api(monkeypatch):
             _Rec(neuron=neuron_id, method=method, explanation=f"{method} explanation {k} of {unit}") for k in range(n)
         ]
 
-    def score_explanation(neuron_id, explanation, target, *, llm, progress=True):
+    def score_explanation(neuron_id, explanation, target, *, llm, progress=True, config=None):
         client = llm.client
         client.usage = client.usage + Usage(50, 1)
         client.calls += 1
@@ -207,9 +207,9 @@ def test_in_flight_reaches_each_workers_llm(api, tmp_path):
     seen = []
     scored = api.score_explanation
 
-    def score_explanation(neuron_id, explanation, target, *, llm, progress=True):
+    def score_explanation(neuron_id, explanation, target, *, llm, progress=True, config=None):
         seen.append(getattr(llm, "in_flight", None))
-        return scored(neuron_id, explanation, target, llm=llm, progress=progress)
+        return scored(neuron_id, explanation, target, llm=llm, progress=progress, config=config)
 
     api.score_explanation = score_explanation
     args = [

@@ -5,14 +5,18 @@ made no request.
 """
 
 import json
+import math
 
+import numpy as np
 import pytest
 
 from vse import LLM, explain_neuron, score_explanation
 from vse.core.target import POLARITIES
 from vse.core.vocab import TARGET_KINDS
 from vse.method.pipeline import METHODS
-from vse.method.records import ExplanationRecord, Provenance, prompts_hash
+from vse.method.records import ExplanationRecord, Provenance, ScoreRecord, prompts_hash
+from vse.method.score import ScoreConfig
+from vse.method.simulators.embedding import ENCODER, EmbeddingStore
 from vse.vision import fixtures
 
 from ..llm.fakes import ScriptedClient
@@ -115,3 +119,38 @@ def test_explanation_record_from_json_ignores_unknown_fields():
 def test_clip_dissect_record_round_trips():
     [rec] = explain_neuron(NEURON, "clip-dissect", llm=llm())
     assert ExplanationRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec
+
+
+def _letters(texts):
+    # A stand-in encoder (no sentence-transformers): a text's vector counts a few letters.
+    return np.array([[t.count(c) + 0.1 for c in "aeiost"] for t in texts], dtype=np.float32)
+
+
+def test_default_config_scores_with_an_embedding_store_and_no_server(tmp_path):
+    store = EmbeddingStore(tmp_path / "e.npz", record=True, encode=_letters)
+    rec = score_explanation(NEURON, "dogs", "weight-label", llm=LLM.embedding_only(store), progress=False)
+    # The defaults `vse score` uses: the embedding simulator over the recall-free items, one exact pass.
+    assert (rec.provenance.simulator, rec.provenance.protocol) == ("embedding", "recall-free")
+    assert rec.passes == 1 and rec.calls == 0 and math.isfinite(rec.mean)
+    assert rec.provenance.llm == ENCODER
+
+
+def test_default_config_without_an_embedding_store_says_how_to_open_one():
+    with pytest.raises(ValueError, match="needs an embedding store.*open_embeddings"):
+        score_explanation(NEURON, "dogs", "weight-label", llm=llm())
+
+
+def test_an_embedding_only_llm_refuses_an_llm_simulator(tmp_path):
+    store = EmbeddingStore(tmp_path / "e.npz", record=True, encode=_letters)
+    with pytest.raises(ValueError, match="only carries an embedding store"):
+        score_explanation(NEURON, "dogs", "weight-label", llm=LLM.embedding_only(store), config=ScoreConfig(mode="one"))
+
+
+def test_a_score_record_round_trips_through_its_json_in_the_written_key_order(tmp_path):
+    store = EmbeddingStore(tmp_path / "e.npz", record=True, encode=_letters)
+    rec = score_explanation(NEURON, "dogs", "weight-label", llm=LLM.embedding_only(store), progress=False)
+    data = json.loads(json.dumps(rec.to_json()))
+    assert list(data)[:6] == ["neuron", "method", "explanation", "explanation_seed", "target", "polarity"]
+    assert list(data)[-2:] == ["provenance", "details"]
+    again = ScoreRecord.from_json(data)
+    assert again == rec and again.to_json() == rec.to_json()

@@ -1,5 +1,6 @@
 """The scoring loop with a scripted client: Algorithm 1's plumbing, not an LLM's quality."""
 
+import functools
 import math
 
 import numpy as np
@@ -7,11 +8,15 @@ import pytest
 
 from vse.core.stats import StopRule
 from vse.core.target import Target
+from vse.core.vocab import Mode, Protocol
 from vse.llm.client import Completion, TokenLogprob, Usage
 from vse.method.explain import ExplainConfig, FewShotNeuron, explain
 from vse.method.score import ScoreConfig, draw_items, score_target
 
 from ..llm.fakes import ScriptedClient, one_token
+
+# These tests drive the paper's Algorithm 1 (one item per call, uniform passes), not the default simulator.
+PaperConfig = functools.partial(ScoreConfig, mode=Mode.ONE, protocol=Protocol.UNIFORM)
 
 N = 200
 RAW = np.where(np.arange(N) % 3 == 0, np.linspace(0.0, 1.0, N), -0.1)
@@ -44,7 +49,7 @@ def oracle(f):
 def test_perfect_simulator_scores_100_and_stops_at_the_minimum():
     client = oracle(lambda v: v)
     r = score_target(
-        client, "x", TARGET, FEW, ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True), seed=0, progress=False
+        client, "x", TARGET, FEW, PaperConfig(n_items=30, n_fewshot_pairs=10, split_ten=True), seed=0, progress=False
     )
     assert r.passes == 3 and not r.hit_cap
     assert r.scores == [100.0, 100.0, 100.0] and r.mean == 100.0
@@ -58,7 +63,7 @@ def test_inverted_simulator_scores_minus_100():
         "x",
         TARGET,
         FEW,
-        ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True),
+        PaperConfig(n_items=30, n_fewshot_pairs=10, split_ten=True),
         seed=0,
         progress=False,
     )
@@ -72,7 +77,7 @@ def test_noisy_simulator_hits_the_cap_and_says_so():
         "x",
         TARGET,
         FEW,
-        ScoreConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=4)),
+        PaperConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=4)),
         seed=0,
         progress=False,
     )
@@ -90,7 +95,7 @@ def test_failed_passes_are_recorded_not_dropped():
             "x",
             TARGET,
             FEW,
-            ScoreConfig(n_items=10, n_fewshot_pairs=5, max_failed_passes=1),
+            PaperConfig(n_items=10, n_fewshot_pairs=5, max_failed_passes=1),
             seed=0,
             progress=False,
         )
@@ -98,14 +103,14 @@ def test_failed_passes_are_recorded_not_dropped():
 
 def test_passes_are_reproducible_from_the_seed():
     a = score_target(
-        oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
+        oracle(lambda v: v // 2), "x", TARGET, FEW, PaperConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
     )
     b = score_target(
-        oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
+        oracle(lambda v: v // 2), "x", TARGET, FEW, PaperConfig(n_items=20, n_fewshot_pairs=10), seed=7, progress=False
     )
     assert [p.items for p in a.details] == [p.items for p in b.details]
     c = score_target(
-        oracle(lambda v: v // 2), "x", TARGET, FEW, ScoreConfig(n_items=20, n_fewshot_pairs=10), seed=8, progress=False
+        oracle(lambda v: v // 2), "x", TARGET, FEW, PaperConfig(n_items=20, n_fewshot_pairs=10), seed=8, progress=False
     )
     assert [p.items for p in a.details] != [p.items for p in c.details]
 
@@ -114,11 +119,11 @@ def test_constant_subsets_are_redrawn():
     raw = np.zeros(100)
     raw[0] = 1.0
     t = Target("m/l/2", "weight-label", tuple(map(str, range(100))), raw)
-    items, redraws = draw_items(t, ScoreConfig(n_items=10), np.random.default_rng(0))
+    items, redraws = draw_items(t, PaperConfig(n_items=10), np.random.default_rng(0))
     assert 0 in items and redraws > 0
     with pytest.raises(ValueError, match="constant values"):
         draw_items(
-            Target("m/l/3", "weight-label", ("a", "b"), np.zeros(2)), ScoreConfig(n_items=2), np.random.default_rng(0)
+            Target("m/l/3", "weight-label", ("a", "b"), np.zeros(2)), PaperConfig(n_items=2), np.random.default_rng(0)
         )
 
 
@@ -132,9 +137,9 @@ def test_explain_retries_empty_replies_with_new_seeds():
 
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="mode"):
-        ScoreConfig(mode="telepathy")
+        PaperConfig(mode="telepathy")
     with pytest.raises(ValueError):
-        ScoreConfig(fewshot_strategy="best")
+        PaperConfig(fewshot_strategy="best")
     assert math.isfinite(StopRule().half_width)
 
 
@@ -144,7 +149,7 @@ def test_the_store_predicts_each_item_once_per_explanation():
 
     store = PredictionStore()
     client = oracle(lambda v: v)
-    config = ScoreConfig(n_items=30, n_fewshot_pairs=10, split_ten=True)
+    config = PaperConfig(n_items=30, n_fewshot_pairs=10, split_ten=True)
     first = score_target(client, "x", TARGET, FEW, config, seed=0, store=store, progress=False)
     calls = client.calls
     again = score_target(client, "x", TARGET, FEW, config, seed=0, store=store, progress=False)
@@ -162,7 +167,7 @@ def test_per_pass_fewshot_draws_change_the_prompt_prefix():
         "x",
         TARGET,
         FEW,
-        ScoreConfig(n_items=10, n_fewshot_pairs=5, fewshot_draw="per-pass", stop=StopRule(max_runs=3)),
+        PaperConfig(n_items=10, n_fewshot_pairs=5, fewshot_draw="per-pass", stop=StopRule(max_runs=3)),
         seed=0,
         progress=False,
     )
@@ -173,7 +178,7 @@ def test_per_pass_fewshot_draws_change_the_prompt_prefix():
         "x",
         TARGET,
         FEW,
-        ScoreConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=3)),
+        PaperConfig(n_items=10, n_fewshot_pairs=5, stop=StopRule(max_runs=3)),
         seed=0,
         progress=False,
     )
@@ -189,14 +194,14 @@ def test_prior_correction_subtracts_the_neutral_prediction():
         return one_token({str(value): 0.0})
 
     plain = score_target(
-        ScriptedClient(biased), "x", TARGET, FEW, ScoreConfig(n_items=40, n_fewshot_pairs=5), seed=0, progress=False
+        ScriptedClient(biased), "x", TARGET, FEW, PaperConfig(n_items=40, n_fewshot_pairs=5), seed=0, progress=False
     )
     corrected = score_target(
         ScriptedClient(biased),
         "x",
         TARGET,
         FEW,
-        ScoreConfig(n_items=40, n_fewshot_pairs=5, prior_corrected=True),
+        PaperConfig(n_items=40, n_fewshot_pairs=5, prior_corrected=True),
         seed=0,
         progress=False,
     )

@@ -262,7 +262,7 @@ def signed_answer(prompt, kw):
 def test_signed_scoring_through_the_default_one_item_simulator():
     assert SIGNED.signed and SIGNED.values.min() < 0 < SIGNED.values.max()
     client = ScriptedClient(signed_answer, model="fake")
-    config = ScoreConfig(n_items=20, n_fewshot_pairs=6, stop=StopRule(max_runs=4))
+    config = ScoreConfig(mode="one", protocol="uniform", n_items=20, n_fewshot_pairs=6, stop=StopRule(max_runs=4))
     assert config.mode == "one"  # the default simulator is the one under test
     r = score_target(client, "things", SIGNED, FEW, config, seed=0, progress=False)
     assert math.isfinite(r.mean) and r.mean > 80  # the oracle tracks the sign, so it scores high

@@ -12,6 +12,7 @@ from vse.cli.preflight import check_neuron, check_writable
 from vse.core.target import neuron_stem, parse_neuron_id
 from vse.core.vocab import Method, Polarity, choices
 from vse.data.loader import Source
+from vse.method import defaults
 from vse.method.pipeline import explain_neuron
 
 
@@ -35,7 +36,7 @@ stamps). One JSONL record per explanation goes to --out, with how it was made (p
 @click.option(
     "--polarity",
     type=click.Choice(choices(Polarity)),
-    default=Polarity.POSITIVE.value,
+    default=defaults.POLARITY.value,
     show_default=True,
     help="positive: the pairs as they are; negative: flipped (what the neuron works against); both: signed -10..10.",
 )
@@ -43,7 +44,7 @@ stamps). One JSONL record per explanation goes to --out, with how it was made (p
     "--n",
     "n",
     type=click.IntRange(min=1),
-    default=1,
+    default=defaults.N_EXPLANATIONS,
     show_default=True,
     help="Explanations to draw (best of N is picked by `vse score`).",
 )

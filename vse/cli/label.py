@@ -22,7 +22,7 @@ from vse.data import loader
 from vse.data.loader import Source, live_pairs
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.pricing import dry_run, paper_cost
-from vse.method import plan
+from vse.method import defaults, plan
 from vse.studies import layer_labelling
 from vse.studies.layer_labelling import RunStopped, parse_shard, per_thread, shard_units
 
@@ -55,7 +55,7 @@ def parse_units(text: str | None, width: int | None) -> list[int]:
 @click.option(
     "--api",
     type=click.Choice(choices(Api)),
-    default=Api.COMPLETIONS.value,
+    default=defaults.API.value,
     show_default=True,
     help="The endpoint every call uses.",
 )
@@ -78,7 +78,7 @@ def parse_units(text: str | None, width: int | None) -> list[int]:
 @click.option(
     "--simulator",
     type=click.Choice([Mode.EMBEDDING.value, Mode.ONE.value]),
-    default=Mode.EMBEDDING.value,
+    default=defaults.SIMULATOR.value,
     show_default=True,
     help="With --score: embedding = sentence-embedding cosine over every item the explainer cannot have seen "
     "(no LLM calls; what the simulator study recommends; embeddings kept in OUT.embeddings.npz); "
@@ -91,7 +91,9 @@ def parse_units(text: str | None, width: int | None) -> list[int]:
     help="What --score simulates "
     "(default: the method's own pairs; weight-label for clip-dissect and weight-explanation).",
 )
-@click.option("--n", "n_explanations", default=1, show_default=True, help="Explanations per unit.")
+@click.option(
+    "--n", "n_explanations", default=defaults.N_EXPLANATIONS, show_default=True, help="Explanations per unit."
+)
 @click.option("--shard", default=None, metavar="I/N", help="Only units at positions p with p % N == I.")
 @click.option(
     "--base-url",

@@ -14,6 +14,7 @@ import click
 from vse.cli import preflight
 from vse.core.vocab import Api, choices
 from vse.llm import server
+from vse.method import defaults
 from vse.method.llm import LLM
 
 #: Where a user's live calls are recorded unless --cassette says otherwise: under the current folder's
@@ -118,7 +119,7 @@ def llm_options(f):
     f = click.option(
         "--api",
         type=click.Choice(choices(Api)),
-        default=Api.COMPLETIONS.value,
+        default=defaults.API.value,
         show_default=True,
         help="completions: plain few-shot text (best for small local models); chat: messages, for chat-only endpoints.",
     )(f)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -22,14 +21,13 @@ from vse.cli.options import (
 from vse.cli.preflight import check_neuron, check_writable
 from vse.core.stats import StopRule
 from vse.core.target import neuron_stem, parse_neuron_id
-from vse.core.vocab import TARGET_KINDS, Mode, Polarity, Protocol, choices
+from vse.core.vocab import TARGET_KINDS, USER_METHOD, Mode, Polarity, Protocol, choices
 from vse.data.loader import Source
-from vse.llm.client import ClientConfig, LLMClient
+from vse.method import defaults
 from vse.method.llm import LLM
 from vse.method.pipeline import score_explanation
 from vse.method.records import ExplanationRecord
 from vse.method.score import ScoreConfig
-from vse.method.simulators.embedding import ENCODER, EmbeddingStore
 
 
 def _embeddings_path(cassette: Path) -> Path:
@@ -37,7 +35,6 @@ def _embeddings_path(cassette: Path) -> Path:
     return cassette.with_name(cassette.name.removesuffix(".json.gz") + ".embeddings.npz")
 
 
-@contextlib.contextmanager
 def _embedding_llm(cassette: Path, replay: bool, api: str):
     """An `LLM` for the embedding simulator: no server, no calls; the embeddings are recorded next
     to the cassette (``*.embeddings.npz``) and replayed from there."""
@@ -46,12 +43,7 @@ def _embedding_llm(cassette: Path, replay: bool, api: str):
         raise click.ClickException(
             f"embedding store {path} does not exist: run the same command without --replay first"
         )
-    llm = LLM(LLMClient(ClientConfig(base_url="http://no-llm.invalid/v1", max_retries=0)), api, reported_model=ENCODER)
-    llm.embeddings = EmbeddingStore(path, record=not replay)
-    try:
-        yield llm
-    finally:
-        llm.embeddings.save()
+    return LLM.open_embeddings(path, record=not replay, api=api)
 
 
 def _explanations(explanation: str | None, from_file: Path | None, neuron: str, polarity: str) -> list[tuple]:
@@ -60,7 +52,7 @@ def _explanations(explanation: str | None, from_file: Path | None, neuron: str, 
     if (explanation is None) == (from_file is None):
         raise click.UsageError("give exactly one of --explanation TEXT or --from FILE")
     if explanation is not None:
-        return [(explanation, "user", None, polarity)]
+        return [(explanation, USER_METHOD, None, polarity)]
     todo = []
     for number, line in enumerate(from_file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -112,14 +104,14 @@ Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""
 @click.option(
     "--polarity",
     type=click.Choice(choices(Polarity)),
-    default=Polarity.POSITIVE.value,
+    default=defaults.POLARITY.value,
     show_default=True,
     help="Score on the positive, flipped or signed values.",
 )
 @click.option(
     "--protocol",
     type=click.Choice(choices(Protocol)),
-    default=Protocol.RECALL_FREE.value,
+    default=defaults.PROTOCOL.value,
     show_default=True,
     help="recall-free: every item the explainer cannot have seen, once (what the simulator study recommends); "
     "uniform: the paper's Algorithm 1.",
@@ -132,7 +124,7 @@ Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""
 @click.option(
     "--mode",
     type=click.Choice(choices(Mode)),
-    default=Mode.EMBEDDING.value,
+    default=defaults.SIMULATOR.value,
     show_default=True,
     help="Simulator. embedding: cosine of sentence embeddings, no LLM (what the simulator study recommends for "
     "comparing and selecting explanations); one: the paper's LLM simulator, one item per call, expected values.",
@@ -140,14 +132,14 @@ Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""
 @click.option(
     "--n-items",
     type=click.IntRange(min=2),
-    default=50,
+    default=defaults.N_ITEMS,
     show_default=True,
     help="Items per pass.",
 )
 @click.option(
     "--max-passes",
     type=click.IntRange(min=3),
-    default=15,
+    default=defaults.MAX_PASSES,
     show_default=True,
     help="Algorithm 1's cap on passes.",
 )

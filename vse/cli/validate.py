@@ -11,8 +11,9 @@ import click
 
 from vse.cli import preflight
 from vse.cli.options import DEFAULT_CASSETTES, endpoint, in_flight_option, llm_options
-from vse.core.vocab import Kind, Method
+from vse.core.vocab import Display, Method, RankBy, choices
 from vse.llm.client import ClientConfig
+from vse.method import defaults
 from vse.method.explain import ExplainConfig
 from vse.studies.cassette_llms import CassetteLLMs, Paths
 from vse.studies.matched import MatchedStudy, run_matched_study, summary_json
@@ -46,27 +47,27 @@ number of units the effect needs for p < 0.01. One cassette per unit under --cas
 )
 @click.option(
     "--methods",
-    default=f"{Method.WEIGHT_LABEL},{Method.CLIP_DISSECT}",
+    default=",".join(defaults.VALIDATE_METHODS),
     show_default=True,
     help="Comma-separated explanation methods.",
 )
 @click.option(
     "--targets",
-    default=f"{Kind.WEIGHT_LABEL},{Kind.CAPTION_ACTIVATION}",
+    default=",".join(defaults.VALIDATE_TARGETS),
     show_default=True,
     help="Comma-separated target kinds.",
 )
 @click.option(
     "--n-top",
     type=click.IntRange(min=2),
-    default=6,
+    default=defaults.VALIDATE_N_TOP,
     show_default=True,
     help="Top items of each unit in the pool.",
 )
 @click.option(
     "--n-random",
     type=click.IntRange(min=2),
-    default=40,
+    default=defaults.VALIDATE_N_RANDOM,
     show_default=True,
     help="Shared random items in the pool.",
 )
@@ -85,8 +86,8 @@ number of units the effect needs for p < 0.01. One cassette per unit under --cas
 )
 @click.option(
     "--rank-by",
-    type=click.Choice(["raw", "scaled"]),
-    default="raw",
+    type=click.Choice(choices(RankBy)),
+    default=defaults.RANK_BY.value,
     show_default=True,
     help="How the explainer orders a unit's top pairs: raw values, or the 0..10 integers with ties by index "
     "(how studies recorded before the simulator study did it, e.g. the power study).",
@@ -135,7 +136,7 @@ def validate(
         n_top=n_top,
         n_random=n_random,
         seed=seed,
-        explain=ExplainConfig(shown="heldout", rank_by=rank_by),
+        explain=ExplainConfig(shown=Display.HELDOUT, rank_by=rank_by),
     )
     with contextlib.ExitStack() as stack:
         if replay:

@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vse.core.scaling import as_finite_1d
+from vse.core.vocab import FewshotStrategy
 
 Strategy = Callable[[ArrayLike, int, np.random.Generator], np.ndarray]
 
@@ -181,14 +182,14 @@ def highest_ratio(values: ArrayLike, n: int, rng: np.random.Generator, top_fract
 # The named strategies of App. B.1.1/B.2.1 ("x/y" = x% non-zero, y% zero). "random-highlight"
 # is not here because it returns a pair; call random_highlight_nonzero directly.
 STRATEGIES: dict[str, Strategy] = {
-    "top": top,
-    "random": random,
-    "random-50/50": functools.partial(random_ratio, nonzero_fraction=0.5),
-    "random-75/25": functools.partial(random_ratio, nonzero_fraction=0.75),
-    "random-90/10": functools.partial(random_ratio, nonzero_fraction=0.9),
-    "highest-50/50": functools.partial(highest_ratio, top_fraction=0.5),
-    "highest-75/25": functools.partial(highest_ratio, top_fraction=0.75),
-    "highest-90/10": functools.partial(highest_ratio, top_fraction=0.9),
+    FewshotStrategy.TOP: top,
+    FewshotStrategy.RANDOM: random,
+    FewshotStrategy.RANDOM_50_50: functools.partial(random_ratio, nonzero_fraction=0.5),
+    FewshotStrategy.RANDOM_75_25: functools.partial(random_ratio, nonzero_fraction=0.75),
+    FewshotStrategy.RANDOM_90_10: functools.partial(random_ratio, nonzero_fraction=0.9),
+    FewshotStrategy.HIGHEST_50_50: functools.partial(highest_ratio, top_fraction=0.5),
+    FewshotStrategy.HIGHEST_75_25: functools.partial(highest_ratio, top_fraction=0.75),
+    FewshotStrategy.HIGHEST_90_10: functools.partial(highest_ratio, top_fraction=0.9),
 }
 
 

@@ -71,6 +71,44 @@ class Protocol(StrEnum):
     RECALL_FREE = "recall-free"
 
 
+class FewshotDraw(StrEnum):
+    """When the few-shot neurons' pairs are drawn during a scoring run."""
+
+    PER_RUN = "per-run"  # once per run: a one-item prediction depends on (explanation, item) only
+    PER_PASS = "per-pass"  # again for every pass (the paper)
+
+
+class Display(StrEnum):
+    """Which of a target's top pairs an explanation prompt shows."""
+
+    TOP = "top"  # the top pairs (the paper)
+    HELDOUT = "heldout"  # every other rank, so the rest can be scored as unseen
+
+
+class RankBy(StrEnum):
+    """How a target's "top" pairs are ordered."""
+
+    RAW = "raw"  # the raw activations or weights
+    SCALED = "scaled"  # the 0..10 integers, ties by item index (what older recordings used)
+
+
+class FewshotStrategy(StrEnum):
+    """How a few-shot neuron's pairs are picked (`vse.core.sampling.STRATEGIES`, App. B.2.1)."""
+
+    TOP = "top"
+    RANDOM = "random"
+    RANDOM_50_50 = "random-50/50"
+    RANDOM_75_25 = "random-75/25"
+    RANDOM_90_10 = "random-90/10"
+    HIGHEST_50_50 = "highest-50/50"
+    HIGHEST_75_25 = "highest-75/25"
+    HIGHEST_90_10 = "highest-90/10"
+
+
+#: The method a user's own explanation is recorded under: not a `Method` member, so that it is no
+#: choice of ``--method`` (nothing generates it).
+USER_METHOD = "user"
+
 #: Protocols that score one fixed set of items in one exact pass (no sampling, no Algorithm 1 loop).
 EXACT_PROTOCOLS: tuple[Protocol, ...] = (Protocol.ALL, Protocol.RECALL_FREE)
 

@@ -21,8 +21,9 @@ import numpy as np
 from vse.core.protocols import heldout_shown
 from vse.core.sampling import top
 from vse.core.target import Target
-from vse.core.vocab import Api, choices
+from vse.core.vocab import Api, Display, RankBy, choices
 from vse.llm.client import LLMClient, Usage
+from vse.method import defaults
 from vse.method.prompts import Example, explain_messages, explain_prompt, parse_chat_explanation, parse_explanation
 from vse.method.retry import Rejected, first_usable
 
@@ -55,17 +56,20 @@ class ExplainConfig:
     temperature: float = 0.7
     max_tokens: int = 60
     max_retries: int = 2
-    shown: str = "top"
-    api: str = "completions"
-    rank_by: str = "raw"
+    shown: Display = defaults.DISPLAY
+    api: Api = defaults.API
+    rank_by: RankBy = defaults.RANK_BY
 
     def __post_init__(self) -> None:
-        if self.shown not in ("top", "heldout"):
+        if self.shown not in choices(Display):
             raise ValueError(f"shown must be 'top' or 'heldout', got {self.shown!r}")
-        if self.rank_by not in ("raw", "scaled"):
+        if self.rank_by not in choices(RankBy):
             raise ValueError(f"rank_by must be 'raw' or 'scaled', got {self.rank_by!r}")
         if self.api not in choices(Api):
             raise ValueError(f"api {self.api!r} is not one of {choices(Api)}")
+        # Strings are accepted and stored as members; members are strings, so the JSON is the same.
+        for name, enum in (("shown", Display), ("api", Api), ("rank_by", RankBy)):
+            object.__setattr__(self, name, enum(getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -89,17 +93,17 @@ class Explanation:
 
 def shown_indices(target: Target, config: ExplainConfig) -> np.ndarray:
     """The target's pairs the explainer sees, ascending (strongest last)."""
-    values = target.strength if config.rank_by == "raw" else target.values
-    if config.shown == "heldout":
+    values = target.strength if config.rank_by == RankBy.RAW else target.values
+    if config.shown == Display.HELDOUT:
         return heldout_shown(values, config.n_pairs)
     return top(values, config.n_pairs)
 
 
-def top_examples(fewshot: Sequence[FewShotNeuron], n_pairs: int, rank_by: str = "raw") -> list[Example]:
+def top_examples(fewshot: Sequence[FewShotNeuron], n_pairs: int, rank_by: str = RankBy.RAW) -> list[Example]:
     return [
         Example(
             f.target.name,
-            f.target.pairs(top(f.target.strength if rank_by == "raw" else f.target.values, n_pairs)),
+            f.target.pairs(top(f.target.strength if rank_by == RankBy.RAW else f.target.values, n_pairs)),
             f.explanation,
         )
         for f in fewshot

@@ -24,18 +24,20 @@ from vse.llm.cassettes import use_cassette
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.server import MODEL_FILE, MODEL_SHA256, describe_server
 from vse.llm.slots import SlotWarmer
+from vse.method import defaults
 from vse.method.explain import ExplainConfig
 from vse.method.prediction_store import PredictionStore
 from vse.method.records import Provenance, prompts_hash
 from vse.method.score import ScoreConfig
-from vse.method.simulators.embedding import EmbeddingStore
+from vse.method.simulators.embedding import ENCODER, EmbeddingStore
 
 
 @dataclass
 class LLM:
     """A client plus the server's identity, for provenance.
 
-    client: the thin HTTP client (cassette-aware through `requests`).
+    client: the thin HTTP client (cassette-aware through `requests`); None for an LLM that only
+        carries the embedding simulator's store (`embedding_only`), which calls no server.
     api: "completions" or "chat" (the endpoint explanations and simulations use).
     reported_model: the model id the server reports (or the configured name).
     llm_file_sha256, server, server_slots: set when the server is vse's local llama.cpp server.
@@ -46,8 +48,8 @@ class LLM:
         (vse's llama-server), else 1; ``--in-flight`` sets it for a remote endpoint.
     """
 
-    client: LLMClient
-    api: str = Api.COMPLETIONS
+    client: LLMClient | None
+    api: Api = defaults.API
     reported_model: str = ""
     llm_file_sha256: str | None = None
     server: str | None = None
@@ -60,7 +62,28 @@ class LLM:
     embeddings: EmbeddingStore | None = None
 
     @classmethod
-    def from_client(cls, client: LLMClient, api: str = Api.COMPLETIONS, *, warm_slots: bool = False) -> LLM:
+    def embedding_only(cls, embeddings: EmbeddingStore, api: str = defaults.API) -> LLM:
+        """An LLM for the embedding simulator alone: no server and no calls, so no client.
+
+        Scoring with it needs ``ScoreConfig(mode=Mode.EMBEDDING)`` (the default); explaining needs
+        a server (`open`). Provenance names the encoder as the model.
+        """
+        return cls(None, api, reported_model=ENCODER, embeddings=embeddings)
+
+    @classmethod
+    @contextlib.contextmanager
+    def open_embeddings(cls, path: Path | str, *, record: bool = True, api: str = defaults.API) -> Iterator[LLM]:
+        """`embedding_only` around the store at ``path`` (``*.embeddings.npz``) for a block: with
+        ``record``, missing embeddings are computed and saved at the end; otherwise a text the store
+        lacks is an error."""
+        llm = cls.embedding_only(EmbeddingStore(Path(path), record=record), api)
+        try:
+            yield llm
+        finally:
+            llm.embeddings.save()
+
+    @classmethod
+    def from_client(cls, client: LLMClient, api: str = defaults.API, *, warm_slots: bool = False) -> LLM:
         """warm_slots: on a live llama-server with several slots, compute each simulation's shared
         prompt prefix once and copy it into every slot (`vse.llm.slots`); never on a replay.
         ``VSE_WARM_SLOTS=0`` in the environment turns it off (the bench's baseline)."""
@@ -73,6 +96,8 @@ class LLM:
 
     def identify(self) -> None:
         """Ask the server what it serves (GET /models); recorded in the cassette like any call."""
+        if self.client is None:
+            raise ValueError("this LLM has no client: it only carries an embedding store (LLM.embedding_only)")
         self.reported_model = self.client.config.model
         try:
             # Through the client, so the breaker, timeouts, retries and cassette misses apply as to any call.
@@ -96,7 +121,7 @@ class LLM:
         base_url: str | None = None,
         *,
         model: str | None = None,
-        api: str = Api.COMPLETIONS,
+        api: str = defaults.API,
         cassette: Path | str | None = None,
         record: bool = True,
         max_retries: int = 5,

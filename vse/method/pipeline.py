@@ -1,9 +1,10 @@
 """The Python API: the same verbs as the command line, end to end on a neuron id.
 
->>> from vse import LLM, explain_neuron, score_explanation      # doctest: +SKIP
+>>> from vse import LLM, Mode, Protocol, ScoreConfig, explain_neuron, score_explanation  # doctest: +SKIP
+>>> paper = ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM)  # Algorithm 1 (default: embeddings)
 >>> with LLM.open("http://127.0.0.1:8765/v1", cassette="my-run.json.gz", record=True) as llm:
 ...     [rec] = explain_neuron("efficientnet_lite0/_conv_head/17", "weight-label", llm=llm)
-...     print(score_explanation("efficientnet_lite0/_conv_head/17", rec.explanation, "weight-label", llm=llm).line())
+...     print(score_explanation(rec.neuron, rec.explanation, "weight-label", llm=llm, config=paper).line())
 
 Each verb loads the neuron's pairs (`vse.data`), picks the few-shot neurons (`vse.method.fewshot`),
 and runs one step of the method: explanation (`vse.method.explain`) or Algorithm 1
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from vse.core import seeds
 from vse.core.sampling import top
 from vse.core.target import POLARITIES, parse_neuron_id
-from vse.core.vocab import TARGET_KINDS, Kind, Method, Polarity, choices
+from vse.core.vocab import TARGET_KINDS, USER_METHOD, Kind, Method, Mode, Polarity, RankBy, choices
 from vse.data.loader import FIXTURES, Source, clip_dissect_label, fewshot_explanations, load_target
 from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig, explain, shown_indices
 from vse.method.fewshot import fewshot_neurons
@@ -41,6 +42,22 @@ def check_request(neuron: str, method: str, polarity: str) -> None:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     if polarity not in POLARITIES:
         raise ValueError(f"polarity {polarity!r} is not one of {POLARITIES}")
+
+
+def check_simulator(config: ScoreConfig, llm: LLM) -> None:
+    """A clear error, before any work, when the LLM cannot run the config's simulator."""
+    if config.mode == Mode.EMBEDDING and llm.embeddings is None:
+        raise ValueError(
+            "the embedding simulator (ScoreConfig's default mode) needs an embedding store: open the LLM with "
+            "`LLM.open_embeddings('scores.embeddings.npz')` (or `LLM.embedding_only(EmbeddingStore(path, "
+            "record=True))`), or score with an LLM simulator: `config=ScoreConfig(mode=Mode.ONE, "
+            "protocol=Protocol.UNIFORM)` (the paper's Algorithm 1)"
+        )
+    if config.mode != Mode.EMBEDDING and llm.client is None:
+        raise ValueError(
+            f"simulator {config.mode!s} calls an LLM, but this LLM only carries an embedding store: "
+            "open one with `LLM.open(base_url)`"
+        )
 
 
 def next_layer_explanations(
@@ -78,7 +95,9 @@ def weight_explanation_units(neuron: str, polarity: str, config: ExplainConfig) 
     units = {int(i) for i in np.asarray(shown_indices(load_target(neuron, Kind.WEIGHT_CLIP, polarity), config))}
     for u, _ in fewshot_explanations(model, layer, Kind.WEIGHT_EXPLANATION):
         t = load_target(f"{model}/{layer}/{u}", Kind.WEIGHT_CLIP, Polarity.POSITIVE)
-        units |= {int(i) for i in np.asarray(top(t.strength if config.rank_by == "raw" else t.values, config.n_pairs))}
+        units |= {
+            int(i) for i in np.asarray(top(t.strength if config.rank_by == RankBy.RAW else t.values, config.n_pairs))
+        }
     return sorted(units)
 
 
@@ -97,6 +116,10 @@ def explain_neuron(
 ) -> list[ExplanationRecord]:
     """N explanations of a neuron by one method (clip-dissect: its single label)."""
     check_request(neuron, method, polarity)
+    if llm.client is None and method != Method.CLIP_DISSECT:
+        raise ValueError(
+            "explaining calls an LLM, but this LLM only carries an embedding store: open one with LLM.open"
+        )
     # No config pinned (a new run): the new budget, a reply still cut off trimmed to its last sentence.
     # The recorded experiments pin theirs (60 tokens, untrimmed), so they keep sending the recorded requests.
     trim = config is None
@@ -140,7 +163,7 @@ def score_explanation(
     llm: LLM,
     config: ScoreConfig | None = None,
     polarity: str = Polarity.POSITIVE,
-    method: str = "user",
+    method: str = USER_METHOD,
     explanation_seed: int | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -154,6 +177,7 @@ def score_explanation(
     if polarity not in POLARITIES:
         raise ValueError(f"polarity {polarity!r} is not one of {POLARITIES}")
     config = on_llm_endpoint(config or ScoreConfig(api=llm.api), llm)
+    check_simulator(config, llm)
     scored = load_target(neuron, target, polarity, source=source)
     fewshot = fewshot_neurons(neuron, target, polarity)
     result = score_target(
@@ -170,7 +194,8 @@ def score_explanation(
         embeddings=llm.embeddings,
     )
     prov = llm.provenance([f.target.neuron for f in fewshot], seed, simulator=config.mode, protocol=config.label)
-    return ScoreRecord(
+    return ScoreRecord.of(
+        result,
         neuron=neuron,
         method=method,
         explanation=explanation,
@@ -178,7 +203,6 @@ def score_explanation(
         target=target,
         polarity=polarity,
         provenance=prov,
-        **vars(result),
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from vse.core import seeds
 from vse.core.target import parse_neuron_id
-from vse.core.vocab import Api, Kind, Method, Polarity
+from vse.core.vocab import Api, Kind, Method, Mode, Polarity, Protocol
 from vse.data.loader import load_target
 from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig, build_prompt
 from vse.method.fewshot import fewshot_neurons
@@ -102,7 +102,8 @@ def _plan_explanations(
 def _plan_scoring(
     neuron: str, target: str, *, n: int, api: str, model: str, polarity: str, sc: ScoreConfig | None, seed: int
 ) -> Iterator[tuple[str, dict]]:
-    sc = sc or ScoreConfig(api=api)
+    # The plan prices LLM calls: the paper's one-item simulator, whatever the default simulator is.
+    sc = sc or ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, api=api)
     scored = load_target(neuron, target, polarity)
     fewshot = fewshot_neurons(neuron, target, polarity)
     stand_in = fewshot[0].explanation if fewshot else "x" * 80

@@ -124,8 +124,8 @@ class PassRecord:
 
 
 @dataclass
-class ScoreRecord:
-    """One explanation scored on one target of one neuron (Algorithm 1's outcome).
+class ScoreResult:
+    """Algorithm 1's outcome for one explanation on one target (`vse.method.score.score_target`).
 
     mean, half_width: the score (100 x Pearson) and its 90% t-interval half-width over passes.
     passes: the number of successful passes; hit_cap: the pass cap ended the loop first.
@@ -134,12 +134,6 @@ class ScoreRecord:
     details: every pass (items, truth, predictions).
     """
 
-    neuron: str
-    method: str
-    explanation: str
-    explanation_seed: int | None
-    target: str
-    polarity: str
     mean: float
     half_width: float
     passes: int
@@ -152,11 +146,56 @@ class ScoreRecord:
     calls: int
     prompt_tokens: int
     completion_tokens: int
-    provenance: Provenance
     details: list[PassRecord] = field(default_factory=list, repr=False)
 
+
+#: A score record's JSON keys in the order records have always been written (readers that do not
+#: sort keys see the same lines).
+_SCORE_KEYS = (
+    "neuron",
+    "method",
+    "explanation",
+    "explanation_seed",
+    "target",
+    "polarity",
+    *(f.name for f in fields(ScoreResult) if f.name != "details"),
+    "provenance",
+    "details",
+)
+
+
+@dataclass(kw_only=True)
+class ScoreRecord(ScoreResult):
+    """One explanation scored on one target of one neuron: who and what (neuron, method,
+    explanation, its seed, target, polarity), Algorithm 1's outcome (`ScoreResult`'s fields) and
+    how it was made (provenance). Written and read as one flat JSON object (`to_json`, `from_json`).
+    """
+
+    neuron: str
+    method: str
+    explanation: str
+    explanation_seed: int | None
+    target: str
+    polarity: str
+    provenance: Provenance
+
+    @classmethod
+    def of(cls, result: ScoreResult, **identity: Any) -> ScoreRecord:
+        """``result`` with the neuron, explanation and provenance it scored (keyword arguments)."""
+        return cls(**{f.name: getattr(result, f.name) for f in fields(ScoreResult)}, **identity)
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        return {k: data[k] for k in _SCORE_KEYS}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ScoreRecord:
+        data = dict(data)
+        prov = dict(data.pop("provenance"))
+        prov["fewshot"] = tuple(prov.get("fewshot", ()))
+        details = [PassRecord(**d) for d in data.pop("details", ())]
+        names = {f.name for f in fields(cls)}
+        return cls(provenance=Provenance(**prov), details=details, **{k: v for k, v in data.items() if k in names})
 
     def line(self) -> str:
         """How the CLI prints it: score ± half-width (passes) beside Acc/MSE/MAE."""

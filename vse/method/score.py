@@ -36,12 +36,13 @@ from vse.core.protocols import PROTOCOLS, select
 from vse.core.sampling import get_strategy
 from vse.core.stats import StopRule, accuracy, correlation_score, mae, mse, run_until_confident
 from vse.core.target import Target
-from vse.core.vocab import EXACT_PROTOCOLS, Kind, Mode
+from vse.core.vocab import EXACT_PROTOCOLS, Api, FewshotDraw, FewshotStrategy, Kind, Mode, Protocol, choices
 from vse.llm.client import LLMClient, Usage
+from vse.method import defaults
 from vse.method.explain import FewShotNeuron
 from vse.method.prediction_store import PredictionStore
 from vse.method.prompts import Example
-from vse.method.records import PassRecord
+from vse.method.records import PassRecord, ScoreResult
 from vse.method.simulators import MODES, SimContext, Simulation, SimulationError, make_simulator
 from vse.method.simulators.embedding import EmbeddingStore
 
@@ -51,19 +52,21 @@ MAX_REDRAWS = 100
 NEUTRAL_EXPLANATION = "nothing in particular"
 #: The paper's few-shot strategies (App. B): weights Random 75/25, captions Highest 50/50.
 FEWSHOT_STRATEGY = {
-    Kind.CAPTION_ACTIVATION: "highest-50/50",
-    Kind.WEIGHT_LABEL: "random-75/25",
-    Kind.WEIGHT_CLIP: "random-75/25",
-    Kind.WEIGHT_EXPLANATION: "random-75/25",
+    Kind.CAPTION_ACTIVATION: FewshotStrategy.HIGHEST_50_50,
+    Kind.WEIGHT_LABEL: FewshotStrategy.RANDOM_75_25,
+    Kind.WEIGHT_CLIP: FewshotStrategy.RANDOM_75_25,
+    Kind.WEIGHT_EXPLANATION: FewshotStrategy.RANDOM_75_25,
 }
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """Knobs of explanation scoring (defaults: the paper's App. B.2.1 choices for weights).
+    """Knobs of explanation scoring (defaults: `vse.method.defaults`, shared with the commands).
 
-    mode: how predictions are read (`vse.core.vocab.Mode`). api: "completions" or "chat" (the LLM's
-        endpoint wins: `vse.method.llm.on_llm_endpoint`).
+    mode: how predictions are read (`vse.core.vocab.Mode`); the default, the embedding simulator,
+        needs an `EmbeddingStore` (`vse.method.llm.LLM.embedding_only`). The paper's Algorithm 1 is
+        ``mode=Mode.ONE, protocol=Protocol.UNIFORM``.
+    api: "completions" or "chat" (the LLM's endpoint wins: `vse.method.llm.on_llm_endpoint`).
     protocol: which items a pass predicts (vse.core.protocols.PROTOCOLS).
     prior_corrected: subtract the neutral explanation's predictions before the correlation.
     n_items: items per pass. n_shown: pairs the explainer saw (`ExplainConfig.n_pairs`), which the
@@ -76,18 +79,21 @@ class ScoreConfig:
     split_ten: one-item mode: a follow-up call splits the mass on "1" into 1 and 10 (Qwen writes
         10 as "1","0"); off by default, it doubles the calls (the simulator's ``ten_followup``, see
         vse.method.simulators.one_item; the field keeps the name recorded configs use).
+
+    Strings are accepted for the enum fields and stored as members; members are strings, so a
+    config dumps to the same JSON either way.
     """
 
-    mode: str = "one"
-    api: str = "completions"
-    protocol: str = "uniform"
+    mode: Mode = defaults.SIMULATOR
+    api: Api = defaults.API
+    protocol: Protocol = defaults.PROTOCOL
     prior_corrected: bool = False
-    n_items: int = 50
+    n_items: int = defaults.N_ITEMS
     n_shown: int = 25
     n_fewshot_pairs: int = 50
-    fewshot_strategy: str | None = None
-    fewshot_draw: str = "per-run"
-    stop: StopRule = field(default_factory=lambda: StopRule(max_runs=15))
+    fewshot_strategy: FewshotStrategy | None = None
+    fewshot_draw: FewshotDraw = defaults.FEWSHOT_DRAW
+    stop: StopRule = field(default_factory=lambda: StopRule(max_runs=defaults.MAX_PASSES))
     max_failed_passes: int = 3
     top_logprobs: int = 20
     split_ten: bool = False
@@ -97,10 +103,16 @@ class ScoreConfig:
             raise ValueError(f"simulation mode {self.mode!r} is not one of {MODES}")
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"scoring protocol {self.protocol!r} is not one of {PROTOCOLS}")
-        if self.fewshot_draw not in ("per-run", "per-pass"):
+        if self.fewshot_draw not in choices(FewshotDraw):
             raise ValueError(f"fewshot_draw must be 'per-run' or 'per-pass', got {self.fewshot_draw!r}")
         if self.fewshot_strategy is not None:
             get_strategy(self.fewshot_strategy)
+        if self.api not in choices(Api):
+            raise ValueError(f"api {self.api!r} is not one of {choices(Api)}")
+        for name, enum in (("mode", Mode), ("api", Api), ("protocol", Protocol), ("fewshot_draw", FewshotDraw)):
+            object.__setattr__(self, name, enum(getattr(self, name)))
+        if self.fewshot_strategy is not None:
+            object.__setattr__(self, "fewshot_strategy", FewshotStrategy(self.fewshot_strategy))
         if self.mode != Mode.EMBEDDING:  # the embedding simulator needs its store, given at run time
             make_simulator(self.mode, self.api)  # refuses impossible pairs (echo over chat) early
 
@@ -110,30 +122,17 @@ class ScoreConfig:
         return self.protocol + (" (prior-corrected)" if self.prior_corrected else "")
 
 
-@dataclass
-class ScoreResult:
-    """Algorithm 1's outcome for one explanation on one target (see vse.method.records.ScoreRecord)."""
-
-    mean: float
-    half_width: float
-    passes: int
-    hit_cap: bool
-    scores: list[float]
-    accuracy: float
-    mse: float
-    mae: float
-    failed_passes: int
-    calls: int
-    prompt_tokens: int
-    completion_tokens: int
-    details: list[PassRecord] = field(repr=False)
+#: The paper's Algorithm 1 (App. B.2.1): one item per call, passes of uniformly drawn items.
+PAPER = ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM)
 
 
 def fewshot_examples(
     fewshot: Sequence[FewShotNeuron], config: ScoreConfig, rng: np.random.Generator
 ) -> tuple[Example, ...]:
     kinds = {f.target.kind for f in fewshot}
-    name = config.fewshot_strategy or (FEWSHOT_STRATEGY[kinds.pop()] if len(kinds) == 1 else "random-75/25")
+    name = config.fewshot_strategy or (
+        FEWSHOT_STRATEGY[kinds.pop()] if len(kinds) == 1 else FewshotStrategy.RANDOM_75_25
+    )
     strategy = get_strategy(name)
     return tuple(
         Example(f.target.name, f.target.pairs(strategy(f.target.values, config.n_fewshot_pairs, rng)), f.explanation)
@@ -148,7 +147,7 @@ def predict_items(
     *,
     kind: str,
     examples: Sequence[Example],
-    config: ScoreConfig = ScoreConfig(),
+    config: ScoreConfig = PAPER,
     signed: bool = False,
     store: PredictionStore | None = None,
     in_flight: int = 1,
@@ -223,7 +222,11 @@ def score_target(
     themselves run one after the other (the stopping rule reads each pass's score).
     """
     store = store if store is not None else PredictionStore()
-    fixed = fewshot_examples(fewshot, config, seeds.rng(seed, "fewshot")) if config.fewshot_draw == "per-run" else None
+    fixed = (
+        fewshot_examples(fewshot, config, seeds.rng(seed, "fewshot"))
+        if config.fewshot_draw == FewshotDraw.PER_RUN
+        else None
+    )
     details: list[PassRecord] = []
     usage, calls, failed = Usage(), 0, 0
     rule = config.stop

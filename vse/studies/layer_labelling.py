@@ -380,6 +380,8 @@ def make_work(
                     embeddings,
                     ScoreConfig(api=api, mode=Mode.EMBEDDING, protocol=Protocol.RECALL_FREE),
                 )
+            else:  # `--simulator one`: the paper's LLM simulator and Algorithm 1
+                how["config"] = ScoreConfig(api=api, mode=Mode.ONE, protocol=Protocol.UNIFORM)
             record["scores"] = [
                 pipeline.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json() for t in texts
             ]

@@ -25,7 +25,7 @@ from vse.core.discrimination import (
     score_matrix,
 )
 from vse.core.target import neuron_id, neuron_stem
-from vse.core.vocab import Kind, Method, Polarity, Protocol
+from vse.core.vocab import Display, Kind, Method, Mode, Polarity, Protocol, RankBy
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig
 from vse.method.fewshot import fewshot_neurons
@@ -70,8 +70,10 @@ class MatchedStudy(MethodsStudy):
     targets: tuple[str, ...] = (Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION)
     n_top: int = 6
     n_random: int = 40
-    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout"))
-    score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
+    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown=Display.HELDOUT))
+    score: ScoreConfig = field(
+        default_factory=lambda: ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25)
+    )
     units: tuple[int, ...] = ()
     figures: bool = False
 
@@ -96,7 +98,7 @@ def pools(study: MatchedStudy, units: list[int]) -> list[Pool]:
         targets = [load_target(neuron_id(study.model, study.layer, u), kind) for u in units]
         values = [x.values for x in targets]
         # Rank as the explainer ranked (raw values; "scaled" for the studies recorded before the simulator study).
-        order_by = values if study.explain.rank_by == "scaled" else [x.strength for x in targets]
+        order_by = values if study.explain.rank_by == RankBy.SCALED else [x.strength for x in targets]
         items, rand = build_pool(order_by, study.n_top, study.n_random, seeds.rng(study.seed, "pool", t))
         sets = [item_sets(v, items, rand, study.n_top, study.explain.n_pairs) for v in order_by]
         out.append(

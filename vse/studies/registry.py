@@ -10,7 +10,7 @@ Experiments are data only: they never read files themselves.
 from __future__ import annotations
 
 from vse.core.stats import StopRule
-from vse.core.vocab import Api, Kind, Method, Mode, Polarity, Protocol
+from vse.core.vocab import Api, Display, FewshotDraw, Kind, Method, Mode, Polarity, Protocol, RankBy
 from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
 from vse.outputs.experiment_notes import NOTES, PRIORITY
@@ -23,7 +23,7 @@ from vse.studies.table import TableExperiment
 #: The experiments recorded before the simulator study ranked the shown pairs by their scaled integers
 #: (ties by index; the explainer now ranks by the raw values); pinned so that they keep sending the
 #: recorded requests.
-_SCALED = ExplainConfig(rank_by="scaled")
+_SCALED = ExplainConfig(rank_by=RankBy.SCALED)
 
 #: Three passes of 50 uniformly drawn items (the paper's minimum), one item per call.
 _THREE_PASSES = ScoreConfig(
@@ -48,7 +48,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             ),
             targets=(Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP),
             # 15 pairs shown (not the paper's 25) and 40 items a pass: what this CPU records in ~25 min.
-            explain=ExplainConfig(n_pairs=15, rank_by="scaled"),
+            explain=ExplainConfig(n_pairs=15, rank_by=RankBy.SCALED),
             score=ScoreConfig(
                 mode=Mode.ONE,
                 protocol=Protocol.UNIFORM,
@@ -64,7 +64,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             neuron_seed=11,
             methods=(Method.WEIGHT_LABEL,),
             targets=(Kind.WEIGHT_LABEL,),
-            explain=ExplainConfig(api=Api.CHAT, rank_by="scaled"),
+            explain=ExplainConfig(api=Api.CHAT, rank_by=RankBy.SCALED),
             score=ScoreConfig(
                 mode=Mode.ONE,
                 api=Api.CHAT,
@@ -96,7 +96,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
                 protocol=Protocol.UNIFORM,
                 n_items=50,
                 n_fewshot_pairs=25,
-                fewshot_draw="per-pass",
+                fewshot_draw=FewshotDraw.PER_PASS,
                 stop=StopRule(min_runs=3, max_runs=3),
             ),
         ),
@@ -154,8 +154,8 @@ EXPERIMENTS: dict[str, StudyKind] = {
             targets=(Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP),
             n_top=6,
             n_random=30,
-            explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
-            score=ScoreConfig(n_fewshot_pairs=25),
+            explain=ExplainConfig(shown=Display.HELDOUT, n_pairs=15, rank_by=RankBy.SCALED),
+            score=ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25),
             figures=True,
         ),
         # The paper's Tables 8-9 on the last hidden layer (1280 units out of _conv_head).
@@ -168,8 +168,8 @@ EXPERIMENTS: dict[str, StudyKind] = {
             targets=(Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION),
             n_top=6,
             n_random=30,
-            explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
-            score=ScoreConfig(n_fewshot_pairs=25),
+            explain=ExplainConfig(shown=Display.HELDOUT, n_pairs=15, rank_by=RankBy.SCALED),
+            score=ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25),
             figures=True,
         ),
         # The paper's Table 5 (App. B.2.1): how the few-shot neurons' Weight-Label pairs
@@ -178,10 +178,10 @@ EXPERIMENTS: dict[str, StudyKind] = {
             name="fewshot-strategies",
             neuron_seed=5,
             n_runs=10,
-            explain=ExplainConfig(shown="heldout", n_pairs=15, rank_by="scaled"),
+            explain=ExplainConfig(shown=Display.HELDOUT, n_pairs=15, rank_by=RankBy.SCALED),
         ),
         # Does the score tell a neuron's own explanation from others'? 16 neurons.
-        MatchedStudy(name="power-study", explain=ExplainConfig(shown="heldout", rank_by="scaled")),
+        MatchedStudy(name="power-study", explain=ExplainConfig(shown=Display.HELDOUT, rank_by=RankBy.SCALED)),
         # Which simulator and protocol separate explanations: 32 + 16 units, both targets.
         # The recommendation was read off its numbers after recording (README).
         SimulatorStudy(recommended=(SimulatorName.EMBEDDING, RECALL_FREE_ALL)),

@@ -6,7 +6,7 @@ Design (every choice here is fixed before recording; the numbers then decide the
   never a few-shot or prompt-development unit, nor one of the power study's 16 units (those were
   looked at while this study was designed: they are development units here).
 - One Weight-Label explanation per unit, written from the held-out display ranked by the raw
-  weights (`ExplainConfig(shown="heldout")`: the even raw ranks 0, 2, ..., 48 of the top 50).
+  weights (`ExplainConfig(shown=Display.HELDOUT)`: the even raw ranks 0, 2, ..., 48 of the top 50).
 - Targets: Weight-Label (the classes; the explainer saw 25 of them) and Caption-Activation (the
   700 probe captions; the explainer saw none of them).
 - Items, per (layer, target): `n_random` random items shared by all units (stream "pool"), and each
@@ -52,12 +52,13 @@ from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import ranks
 from vse.core.stats import correlation_score
 from vse.core.target import neuron_id, neuron_stem
-from vse.core.vocab import Kind, Method, Protocol
+from vse.core.vocab import Display, Kind, Method, Mode, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig, shown_indices
 from vse.method.fewshot import fewshot_neurons
 from vse.method.pipeline import explain_neuron
 from vse.method.predict import predict_explanation
+from vse.method.records import ExplanationRecord
 from vse.method.score import NEUTRAL_EXPLANATION, ScoreConfig
 from vse.method.simulators import SimContext
 from vse.method.simulators.embedding import EmbeddingSimulator, EmbeddingStore
@@ -111,8 +112,10 @@ class SimulatorStudy(StudyKind):
     targets: tuple[str, ...] = (Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION)
     n_held: int = 10
     n_compared: int = 4
-    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout"))
-    score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
+    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown=Display.HELDOUT))
+    score: ScoreConfig = field(
+        default_factory=lambda: ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25)
+    )
     recommended: tuple[str, str] = ("", "")
 
     def run(self, llms: CassetteLLMs, *, progress: bool = True) -> SimulatorResult:
@@ -280,18 +283,34 @@ def rows_for(
 
 
 @dataclass(frozen=True)
+class UnitScores:
+    """One unit's own explanation scored on the recall-free items, by each simulator (a line of
+    per-unit.csv; the columns are these fields, in this order)."""
+
+    neuron: str
+    target: str
+    explanation: str
+    recall_free_llm: float
+    recall_free_embedding: float
+    recall_free_all_embedding: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class SimulatorResult:
     """A simulator study's run: every explanation, the summary rows, each unit's recall-free scores."""
 
     name: str
-    explanations: list[dict]
+    explanations: list[ExplanationRecord]
     rows: list[Row]
-    per_unit: list[dict]
+    per_unit: list[UnitScores]
 
     @property
     def units(self) -> list[str]:
         """The neurons explained, as ids ("model/layer/unit"), sorted."""
-        return sorted({r["neuron"] for r in self.explanations})
+        return sorted({r.neuron for r in self.explanations})
 
     @property
     def table(self) -> str:
@@ -304,8 +323,8 @@ class SimulatorResult:
     def files(self) -> dict[str, str | bytes]:
         return {
             "summary.json": summary_json(self.rows),
-            "explanations.jsonl": "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.explanations),
-            "per-unit.csv": to_csv(self.per_unit),
+            "explanations.jsonl": "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in self.explanations),
+            "per-unit.csv": to_csv([u.to_json() for u in self.per_unit]),
         }
 
 
@@ -314,9 +333,9 @@ def run_simulator_study(
 ) -> SimulatorResult:
     """Record or replay the study. open_llm(stem) gives an LLM on that cassette;
     embeddings: the embedding simulator's store (recording or replaying)."""
-    explanations: list[dict] = []
+    explanations: list[ExplanationRecord] = []
     rows: list[Row] = []
-    per_unit: list[dict] = []
+    per_unit: list[UnitScores] = []
     for li, spec in enumerate(study.layers):
         units = study.units(spec)
         pools = [build_pool(study, spec, li, units, target, t) for t, target in enumerate(study.targets)]
@@ -349,7 +368,7 @@ def run_simulator_study(
                 [rec] = explain_neuron(
                     neuron, Method.WEIGHT_LABEL, llm=llm, n=1, config=study.explain, seed=study.seed, progress=False
                 )
-                explanations.append(rec.to_json())
+                explanations.append(rec)
                 texts_of_layer.append(rec.explanation)
                 for pool in pools:  # target by target: the few-shot prefix stays in the server's cache
                     llm_pred[pool.target][i] = predict(llm, pool, rec.explanation, pool.needed(i, study.n_compared))
@@ -382,21 +401,16 @@ def run_simulator_study(
             )
             for j, unit in enumerate(units):
                 items = pool.item_set(Protocol.RECALL_FREE, j)
+                every = pool.item_set(RECALL_FREE_ALL, j)
                 per_unit.append(
-                    {
-                        "neuron": neuron_id(study.model, spec.layer, unit),
-                        "target": pool.target,
-                        "explanation": texts_of_layer[j],
-                        "recall_free_llm": round(correlation_score(llm_p[j, items], pool.truths[j, items]), 4),
-                        "recall_free_embedding": round(correlation_score(emb[j, items], pool.truths[j, items]), 4),
-                        "recall_free_all_embedding": round(
-                            correlation_score(
-                                emb[j, pool.item_set(RECALL_FREE_ALL, j)],
-                                pool.truths[j, pool.item_set(RECALL_FREE_ALL, j)],
-                            ),
-                            4,
-                        ),
-                    }
+                    UnitScores(
+                        neuron=neuron_id(study.model, spec.layer, unit),
+                        target=pool.target,
+                        explanation=texts_of_layer[j],
+                        recall_free_llm=round(correlation_score(llm_p[j, items], pool.truths[j, items]), 4),
+                        recall_free_embedding=round(correlation_score(emb[j, items], pool.truths[j, items]), 4),
+                        recall_free_all_embedding=round(correlation_score(emb[j, every], pool.truths[j, every]), 4),
+                    )
                 )
     if study.recommended != ("", ""):
         rows = [replace(r, recommended=(r.simulator, r.protocol) == study.recommended) for r in rows]

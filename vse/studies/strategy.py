@@ -33,7 +33,7 @@ from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import draw_outside, heldout_shown, heldout_top
 from vse.core.stats import ci_half_width, correlation_score
 from vse.core.target import neuron_id
-from vse.core.vocab import Kind, Method, Protocol
+from vse.core.vocab import Display, Kind, Method, Mode, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig
 from vse.method.fewshot import fewshot_neurons
@@ -73,8 +73,10 @@ class StrategyStudy(OneLayerStudy):
     n_runs: int = 10
     n_held: int = 4
     n_random: int = 30
-    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown="heldout", n_pairs=15))
-    score: ScoreConfig = field(default_factory=lambda: ScoreConfig(n_fewshot_pairs=25))
+    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown=Display.HELDOUT, n_pairs=15))
+    score: ScoreConfig = field(
+        default_factory=lambda: ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25)
+    )
 
     def run(self, llms: CassetteLLMs, *, progress: bool = True) -> StrategyResult:
         return run_strategy_study(self, llms, progress=progress)

@@ -7,11 +7,13 @@ import csv
 import json
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from pathlib import Path
 
 from vse.atomic import read_jsonl
 from vse.core.target import parse_neuron_id
-from vse.core.vocab import Polarity
+from vse.core.vocab import USER_METHOD, Polarity
+from vse.method.records import ScoreRecord
 from vse.outputs.atlas.cards import Card, Explanation, Score, SimItem, neuron_key
 
 #: The explanation length the committed experiments allowed (ExplainConfig.max_tokens when they were
@@ -44,6 +46,27 @@ def cut_reason(rec: Mapping, max_tokens: int | None = RECORDED_MAX_TOKENS) -> st
     return ""
 
 
+def _sim_items(items, true, predicted) -> tuple[SimItem, ...]:
+    # A record is shown as it was written: lists of unequal length show the items all three have.
+    return tuple(SimItem(int(i), float(t), float(p)) for i, t, p in zip(items, true, predicted, strict=False))[
+        :N_SIM_ITEMS
+    ]
+
+
+#: A `ScoreRecord`'s JSON keys: a record with other keys is read key by key (`_Collector.loose_score`).
+_SCORE_RECORD_KEYS = frozenset(f.name for f in fields(ScoreRecord))
+
+
+def _as_score_record(rec: Mapping) -> ScoreRecord | None:
+    """``rec`` as the `ScoreRecord` it is (what `vse score`, `vse label` and the table studies write), else None."""
+    if set(rec) != _SCORE_RECORD_KEYS:
+        return None
+    try:
+        return ScoreRecord.from_json(dict(rec))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class _Collector:
     """Explanations and scores of many records, grouped per neuron and explanation, in first-seen order."""
 
@@ -64,24 +87,46 @@ class _Collector:
         e["cut"] = e["cut"] or cut_reason(rec, self.max_tokens)
 
     def score(self, rec: Mapping) -> None:
-        neuron, method = rec["neuron"], rec.get("method", "")
-        polarity, text = rec.get("polarity", Polarity.POSITIVE), rec.get("explanation", "")
-        if method == "user":  # `vse score` / `vse label` name no method: the explanation's own, when it is known
+        record = _as_score_record(rec)
+        if record is None:
+            self.loose_score(rec)
+            return
+        kept = [d for d in record.details if d.items]
+        items = _sim_items(kept[0].items, kept[0].true, kept[0].predicted) if kept else ()
+        score = Score(
+            record.target,
+            record.provenance.protocol,
+            _num(record.mean),
+            _num(record.half_width),
+            record.passes if isinstance(record.passes, int) else None,
+            bool(record.hit_cap),
+            items,
+            len(kept),
+        )
+        self._add_score(record.neuron, record.method, record.polarity, record.explanation, score)
+
+    def _add_score(self, neuron: str, method: str, polarity: str, text: str, score: Score) -> None:
+        if method == USER_METHOD:  # `vse score` / `vse label` name no method: the explanation's own, when it is known
             known = [m for (m, p, t) in self.data.get(neuron, {}) if (p, t) == (polarity, text)]
             method = known[0] if known else method
-        e = self._entry(neuron, method, polarity, text)
+        self._entry(neuron, method, polarity, text)["scores"].append(score)
+
+    def loose_score(self, rec: Mapping) -> None:
+        """A score in another shape than a `ScoreRecord` (a study's per-neuron rows), read key by key."""
+        neuron, method = rec["neuron"], rec.get("method", "")
+        polarity, text = rec.get("polarity", Polarity.POSITIVE), rec.get("explanation", "")
         prov = rec.get("provenance") if isinstance(rec.get("provenance"), Mapping) else {}
         protocol = str(rec.get("protocol") or prov.get("protocol") or "")
         details = [d for d in rec.get("details") or () if isinstance(d, Mapping) and d.get("items")]
         items: tuple[SimItem, ...] = ()
         if details:
             d = details[0]
-            # A record is shown as it was written: lists of unequal length show the items all three have.
-            items = tuple(
-                SimItem(int(i), float(t), float(p))
-                for i, t, p in zip(d["items"], d["true"], d["predicted"], strict=False)
-            )[:N_SIM_ITEMS]
-        e["scores"].append(
+            items = _sim_items(d["items"], d["true"], d["predicted"])
+        self._add_score(
+            neuron,
+            method,
+            polarity,
+            text,
             Score(
                 str(rec.get("target", "")),
                 protocol,
@@ -91,7 +136,7 @@ class _Collector:
                 bool(rec.get("hit_cap")),
                 items,
                 len(details),
-            )
+            ),
         )
 
     def add(self, rec: Mapping) -> None:
