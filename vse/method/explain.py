@@ -48,7 +48,7 @@ class ExplainConfig:
         (`vse.method.llm.on_llm_endpoint`).
     rank_by: how "top" is ordered: "raw" (the raw activations or weights; the default) or
         "scaled" (the 0..10 integers, ties broken by item index: what the experiments recorded
-        before issue 17 used, kept so their cassettes replay). On dense units most of the top 50
+        before the simulator study used, kept so their cassettes replay). On dense units most of the top 50
         scale to the same few integers, so ranking the integers orders ties by class index.
     """
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vse.core.target import parse_neuron_id
+from vse.core.target import neuron_id, parse_neuron_id
 from vse.core.vocab import Polarity
 from vse.data.loader import fewshot_explanations, load_target
 from vse.method.explain import FewShotNeuron
@@ -35,6 +35,8 @@ def fewshot_neurons(
         # they need not come from the same network.
         model, layer = FEWSHOT_FALLBACK
     return [
-        FewShotNeuron(load_target(f"{model}/{layer}/{unit}", kind, shown, next_explanations=next_explanations), text)
+        FewShotNeuron(
+            load_target(neuron_id(model, layer, unit), kind, shown, next_explanations=next_explanations), text
+        )
         for unit, text in fewshot_explanations(model, layer, kind)
     ]

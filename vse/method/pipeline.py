@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from vse.core import seeds
 from vse.core.sampling import top
-from vse.core.target import POLARITIES, parse_neuron_id
+from vse.core.target import POLARITIES, neuron_id, parse_neuron_id
 from vse.core.vocab import TARGET_KINDS, USER_METHOD, Kind, Method, Mode, Polarity, RankBy, choices
 from vse.data.loader import FIXTURES, Source, clip_dissect_label, fewshot_explanations, load_target
 from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig, explain, shown_indices
@@ -80,7 +80,7 @@ def next_layer_explanations(
     out: dict[int, str] = {}
     for unit in tqdm(sorted(set(units)), desc="explain next layer", unit="unit", leave=False, disable=not progress):
         [rec] = explain_neuron(
-            f"{model}/{nxt}/{unit}", Method.WEIGHT_LABEL, llm=llm, n=1, config=config, seed=seed, progress=False
+            neuron_id(model, nxt, unit), Method.WEIGHT_LABEL, llm=llm, n=1, config=config, seed=seed, progress=False
         )
         out[unit] = rec.explanation
         if llm.checkpoint is not None:
@@ -94,7 +94,7 @@ def weight_explanation_units(neuron: str, polarity: str, config: ExplainConfig) 
     model, layer, _ = parse_neuron_id(neuron)
     units = {int(i) for i in np.asarray(shown_indices(load_target(neuron, Kind.WEIGHT_CLIP, polarity), config))}
     for u, _ in fewshot_explanations(model, layer, Kind.WEIGHT_EXPLANATION):
-        t = load_target(f"{model}/{layer}/{u}", Kind.WEIGHT_CLIP, Polarity.POSITIVE)
+        t = load_target(neuron_id(model, layer, u), Kind.WEIGHT_CLIP, Polarity.POSITIVE)
         units |= {
             int(i) for i in np.asarray(top(t.strength if config.rank_by == RankBy.RAW else t.values, config.n_pairs))
         }

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from vse.core import seeds
-from vse.core.target import parse_neuron_id
+from vse.core.target import neuron_id, parse_neuron_id
 from vse.core.vocab import Api, Kind, Method, Mode, Polarity, Protocol
 from vse.data.loader import load_target
 from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig, build_prompt
@@ -60,7 +60,7 @@ def _plan_explanations(
         units = weight_explanation_units(neuron, polarity, config)
         for u in units:
             yield from plan_requests(
-                f"{model_name}/{NEXT_LAYER[layer]}/{u}",
+                neuron_id(model_name, NEXT_LAYER[layer], u),
                 Method.WEIGHT_LABEL,
                 n=1,
                 api=api,

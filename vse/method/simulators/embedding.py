@@ -13,7 +13,7 @@ invariant to scale and shift, so the cosine needs no mapping onto 0..10.
 Offline replay: embeddings are model output, so they are recorded like LLM replies. An
 `EmbeddingStore` is a file (``.npz``: the sha256 of each text, its unit vector as float16, the
 encoder's name) that a recording fills and a replay only reads; a text it lacks is an error that
-names the file, never a silent live computation. Replay needs numpy only (no torch).
+names the file, never a silent live computation. A replay needs no torch and no encoder.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from vse.atomic import read_jsonl
-from vse.core.target import parse_neuron_id
+from vse.core.target import neuron_id, parse_neuron_id
 from vse.core.vocab import USER_METHOD, Polarity
 from vse.method.records import ScoreRecord
 from vse.outputs.atlas.cards import Card, Explanation, Score, SimItem, neuron_key
@@ -215,7 +215,7 @@ def folder_records(folder: Path) -> list[dict]:
                 if {"unit", "method", "explanation", "target", "corr"} <= set(row):
                     records.append(
                         {
-                            "neuron": f"{model}/{layer}/{row['unit']}",
+                            "neuron": neuron_id(model, layer, row["unit"]),
                             "method": row["method"],
                             "explanation": row["explanation"],
                             "target": row["target"],
