@@ -28,6 +28,7 @@ from vse.core.vocab import (
     RankBy,
 )
 from vse.data.loader import load_target
+from vse.method.best_of import BestOfN, Candidate, best_of_n
 from vse.method.explain import ExplainConfig
 from vse.method.llm import LLM
 from vse.method.pipeline import explain_neuron, score_explanation
@@ -39,6 +40,8 @@ __all__ = [
     "LLM",
     "USER_METHOD",
     "Api",
+    "BestOfN",
+    "Candidate",
     "Display",
     "EmbeddingStore",
     "ExplainConfig",
@@ -59,6 +62,7 @@ __all__ = [
     "StopRule",
     "Target",
     "__version__",
+    "best_of_n",
     "explain_neuron",
     "load_target",
     "score_explanation",

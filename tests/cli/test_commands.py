@@ -182,3 +182,36 @@ def test_score_defaults_to_the_embedding_simulator_over_every_unseen_item(tmp_pa
     assert rec["provenance"]["simulator"] == "embedding" and rec["provenance"]["protocol"] == "recall-free"
     assert rec["passes"] == 1 and rec["half_width"] == 0.0  # one exact pass over the unseen items
     assert len(rec["details"][0]["items"]) == 1000 - 25  # every class outside the top 25 the explainer is shown
+
+
+def test_score_from_a_file_chooses_on_held_in_items_and_reports_held_out_ones(tmp_path, monkeypatch):
+    # Fair best of N: the explainer's shown items (in the records) are left out, the rest split in halves.
+    import json
+
+    import numpy as np
+
+    import vse.method.simulators.embedding as es
+    from vse.core.protocols import ranks
+    from vse.data.loader import load_target
+    from vse.method.records import ExplanationRecord, Provenance
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        es, "_live_encoder", lambda: lambda texts: np.array([[len(t), t.count("e"), 1.0] for t in texts], np.float32)
+    )
+    neuron = "efficientnet_lite0/_conv_head/5"
+    shown = tuple(sorted(ranks(load_target(neuron, "weight-label", "positive").strength)[:25].tolist()))
+    prov = Provenance("m", "completions", None, None, "h", (), 0)
+    lines = [
+        json.dumps(ExplanationRecord(neuron, "weight-label", "positive", text, k, 1, 1, 1, prov, shown=shown).to_json())
+        for k, text in enumerate(["dogs", "reptiles and eels", "kitchen tools"])
+    ]
+    (tmp_path / "e.jsonl").write_text("\n".join(lines) + "\n")
+    result = run("score", neuron, "--target", "weight-label", "--from", "e.jsonl", "--cassette", "c.json.gz",
+                 "--out", "r.jsonl")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "held-in scores (487 items, split seed 0):" in result.output
+    assert "best of 3 on the 488 held-out items:" in result.output and result.output.count("<- chosen") == 1
+    rec = json.loads((tmp_path / "r.jsonl").read_text())
+    assert rec["best_of"]["held_in_items"] == 487 and len(rec["best_of"]["candidates"]) == 3
+    assert len(rec["details"][0]["items"]) == 488 and not set(rec["details"][0]["items"]) & set(shown)

@@ -151,5 +151,6 @@ def in_flight_option(f):
         type=click.IntRange(min=1),
         default=None,
         help="One-item predictions sent at once (default: the local server's slots; 1 for an endpoint that "
-        "does not report them). Results do not depend on it.",
+        "does not report them). A replay gives the same results at any value; a live server's logits depend on "
+        "what it batches together, so two live runs may differ in the last digits of a score.",
     )(f)

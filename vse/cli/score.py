@@ -24,6 +24,7 @@ from vse.core.target import neuron_stem, parse_neuron_id
 from vse.core.vocab import TARGET_KINDS, USER_METHOD, Mode, Polarity, Protocol, choices
 from vse.data.loader import Source
 from vse.method import defaults
+from vse.method.best_of import best_of_n
 from vse.method.llm import LLM
 from vse.method.pipeline import score_explanation
 from vse.method.records import ExplanationRecord
@@ -46,13 +47,12 @@ def _embedding_llm(cassette: Path, replay: bool, api: str):
     return LLM.open_embeddings(path, record=not replay, api=api)
 
 
-def _explanations(explanation: str | None, from_file: Path | None, neuron: str, polarity: str) -> list[tuple]:
-    """(text, method, explanation seed, polarity) of each explanation to score: the one given, or each
-    record of a `vse explain` JSONL file (all of this neuron)."""
+def _explanations(explanation: str | None, from_file: Path | None, neuron: str) -> list[ExplanationRecord] | None:
+    """Each record of a `vse explain` JSONL file (all of this neuron), or None for --explanation TEXT."""
     if (explanation is None) == (from_file is None):
         raise click.UsageError("give exactly one of --explanation TEXT or --from FILE")
     if explanation is not None:
-        return [(explanation, USER_METHOD, None, polarity)]
+        return None
     todo = []
     for number, line in enumerate(from_file.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -63,7 +63,9 @@ def _explanations(explanation: str | None, from_file: Path | None, neuron: str, 
             raise click.ClickException(f"{from_file}:{number}: not a `vse explain` record ({err})") from None
         if rec.neuron != neuron:
             raise click.ClickException(f"{from_file}:{number}: explains {rec.neuron}, not {neuron}")
-        todo.append((rec.explanation, rec.method, rec.seed, rec.polarity))
+        todo.append(rec)
+    if not todo:
+        raise click.ClickException(f"{from_file}: no explanation records")
     return todo
 
 
@@ -78,9 +80,12 @@ Targets:
 Protocols (which items a pass predicts):
   uniform: random items (the paper's); top-and-random: the top half plus random (Bills et al.);
   top-and-random-heldout: only top items the explainer never saw, plus random;
-  all: every item once (exact, no interval).
+  all: every item once (exact, no interval); recall-free: every item the explainer was not shown.
 
-Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation."""
+Prints `score ± half-width (passes)` beside Acc/MSE/MAE. With --from, the file's explanations are
+candidates (best of N): the items their explainer was not shown (the records say which) are split
+by a seeded draw into held-in and held-out halves; the best candidate on the held-in half is chosen
+and its score on the held-out half is reported, so choosing does not inflate the score."""
 )
 @click.argument("neuron")
 @click.option(
@@ -99,7 +104,7 @@ Prints `score ± half-width (passes)` beside Acc/MSE/MAE for each explanation.""
     "from_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Score every record of a JSONL file that `vse explain` wrote.",
+    help="The explanations of a JSONL file that `vse explain` wrote: the fair best of them (see above).",
 )
 @click.option(
     "--polarity",
@@ -175,7 +180,7 @@ def score(
 ):
     check_neuron(neuron, targets=[target], probe=probe)
     check_writable(out)
-    todo = _explanations(explanation, from_file, neuron, polarity)
+    candidates = _explanations(explanation, from_file, neuron)
     config = ScoreConfig(
         mode=mode,
         api=api,
@@ -188,35 +193,33 @@ def score(
     cassette = cassette or DEFAULT_CASSETTES / f"{stem}__score-{target}-{polarity}-{protocol}-{api}.json.gz"
     if not replay:
         check_writable(cassette, "--cassette")
-    records = []
+    source = Source(probe) if probe else Source()
     with (
         _embedding_llm(cassette, replay, api)
         if mode == Mode.EMBEDDING
         else open_llm(base_url, model, api, cassette, replay, port, in_flight)
     ) as llm:
-        for text, method, e_seed, _pol in todo:
+        if candidates is None:
             rec = score_explanation(
                 neuron,
-                text,
+                explanation,
                 target,
                 llm=llm,
                 config=config,
                 polarity=polarity,
-                method=method,
-                explanation_seed=e_seed,
                 seed=seed,
                 progress=sys.stderr.isatty(),
-                source=Source(probe) if probe else Source(),
+                source=source,
             )
-            records.append(rec)
-            click.echo(f"{rec.line()}  [{method}] {text}")
-    if len(records) > 1:
-        best = max(records, key=lambda r: r.mean)
-        spread = ", ".join(f"{r.mean:.1f}" for r in records)
-        click.echo(
-            f"best of {len(records)}: {best.mean:.2f} ± {best.half_width:.2f} ({best.explanation}); all: {spread}"
-        )
+            click.echo(f"{rec.line()}  [{USER_METHOD}] {explanation}")
+            out_records: list = [rec]
+        else:
+            best = best_of_n(
+                candidates, target, llm=llm, config=config, seed=seed, progress=sys.stderr.isatty(), source=source
+            )
+            click.echo(best.lines())
+            out_records = [best]
     if not replay:
         where = _embeddings_path(cassette) if mode == Mode.EMBEDDING else cassette
         click.echo(f"recorded to {where} (replay: the same command with --replay)", err=True)
-    write_jsonl(out, records)
+    write_jsonl(out, out_records)

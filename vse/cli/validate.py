@@ -1,21 +1,29 @@
 """`vse validate MODEL/LAYER --units ...`: matched vs mismatched explanations, does the score tell them
-apart (`vse.studies.matched.run_matched_study`)? The name is kept for the command; it measures discrimination."""
+apart? By default with any scorer and fair best of N (`vse.studies.fair_validation`); with ``--pool``, the
+power study's shared-pool design (`vse.studies.matched.run_matched_study`). The name is kept for the
+command; it measures discrimination."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 
 import click
 
 from vse.cli import preflight
-from vse.cli.options import DEFAULT_CASSETTES, endpoint, in_flight_option, llm_options
-from vse.core.vocab import Display, Method, RankBy, choices
+from vse.cli.options import DEFAULT_CASSETTES, endpoint, in_flight_option, llm_options, open_llm
+from vse.core.discrimination import markdown
+from vse.core.target import neuron_stem
+from vse.core.vocab import Display, Method, Mode, Protocol, RankBy, choices
 from vse.llm.client import ClientConfig
 from vse.method import defaults
-from vse.method.explain import ExplainConfig
+from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig
+from vse.method.score import ScoreConfig
+from vse.method.simulators.embedding import EmbeddingStore
 from vse.studies.cassette_llms import CassetteLLMs, Paths
+from vse.studies.fair_validation import FairValidation, run_fair_validation
 from vse.studies.matched import MatchedStudy, run_matched_study, summary_json
 
 
@@ -31,13 +39,20 @@ def _units(units: str) -> tuple[int, ...]:
 
 
 @click.command(
-    help="""Matched vs mismatched: does the score tell each neuron's own explanation from the others'?
+    help="""Matched vs mismatched: does the score tell each unit's own explanation from the others'?
 
-For the given units of MODEL/LAYER, each method explains every unit (LLM methods see the even
-ranks of the top pairs, so the held-out protocol is fair), every explanation is predicted once on
-a shared item pool per target, and every protocol is read from those predictions: matched and
-mismatched means, wins, mean rank of the own explanation, paired t and Wilcoxon p-values, and the
-number of units the effect needs for p < 0.01. One cassette per unit under --cassettes."""
+\b
+By default the path `vse score` recommends, with any scorer (--simulator, --protocol): each method
+explains every unit --n times; the best candidate is chosen on held-in items and scored on the
+held-out rest (the items the explainer was not shown, split by a seeded draw); then every unit's
+chosen explanation is scored on every other unit's held-out items. Prints matched and mismatched
+means, wins, how often the own explanation ranks first, its mean rank, and paired t and Wilcoxon
+p-values. One cassette (and embedding store) under --cassettes.
+
+\b
+With --pool: the power study's design instead: every explanation predicted once by the one-item
+LLM simulator on a shared item pool per target (the explainer sees the even ranks of the top
+pairs), every protocol read from those predictions. One cassette per unit under --cassettes."""
 )
 @click.argument("model_layer", metavar="MODEL/LAYER")
 @click.option(
@@ -92,6 +107,33 @@ number of units the effect needs for p < 0.01. One cassette per unit under --cas
     help="How the explainer orders a unit's top pairs: raw values, or the 0..10 integers with ties by index "
     "(how studies recorded before the simulator study did it, e.g. the power study).",
 )
+@click.option(
+    "--simulator",
+    type=click.Choice(choices(Mode)),
+    default=defaults.SIMULATOR.value,
+    show_default=True,
+    help="How values are predicted from an explanation (embedding: no LLM; one: the paper's).",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(choices((Protocol.RECALL_FREE, Protocol.ALL, Protocol.UNIFORM))),
+    default=defaults.PROTOCOL.value,
+    show_default=True,
+    help="Which of a unit's held-out items a score uses (recall-free: all, in one exact pass).",
+)
+@click.option(
+    "--n",
+    "n_candidates",
+    type=click.IntRange(min=1),
+    default=defaults.N_EXPLANATIONS,
+    show_default=True,
+    help="Candidate explanations per unit and method; the best is chosen on held-in items.",
+)
+@click.option(
+    "--pool",
+    is_flag=True,
+    help="The power study's shared-pool design with the one-item LLM simulator (see above).",
+)
 @llm_options
 @in_flight_option
 def validate(
@@ -104,6 +146,10 @@ def validate(
     cassette_dir,
     out,
     rank_by,
+    simulator,
+    protocol,
+    n_candidates,
+    pool,
     seed,
     base_url,
     model,
@@ -125,6 +171,11 @@ def validate(
         preflight.check_weight_explanation(layer)
     preflight.check_units(name, layer, unit_list, preflight.kinds_for(method_list, target_list))
     preflight.check_writable(out)
+    if not pool:
+        return _fair(
+            name, layer, unit_list, method_list, target_list, simulator, protocol, n_candidates, rank_by,
+            seed, base_url, model, api, replay, port, in_flight, cassette_dir, out,
+        )  # fmt: skip
     study = MatchedStudy(
         name=cassette_dir.name,
         model=name,
@@ -156,3 +207,36 @@ def validate(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(summary_json(result.rows), encoding="utf-8")
+
+
+def _fair(
+    name, layer, units, methods, targets, simulator, protocol, n, rank_by,
+    seed, base_url, model, api, replay, port, in_flight, cassette_dir, out,
+) -> None:  # fmt: skip
+    """The default path: `vse.studies.fair_validation` for every method and target."""
+    config = ScoreConfig(mode=simulator, protocol=protocol, api=api)
+    # The new-run explainer (its budget, replies cut off trimmed) unless another ranking is asked for.
+    explain = (
+        None if rank_by == defaults.RANK_BY else ExplainConfig(api=api, rank_by=rank_by, max_tokens=NEW_MAX_TOKENS)
+    )
+    cassette = cassette_dir / f"{neuron_stem(name, layer, 'fair')}.json.gz"
+    if not replay:
+        preflight.check_writable(cassette, "--cassettes")
+    results = []
+    with open_llm(base_url, model, api, cassette, replay, port, in_flight) as llm:
+        if simulator == Mode.EMBEDDING:
+            llm.embeddings = EmbeddingStore(cassette.with_suffix("").with_suffix(".embeddings.npz"), record=not replay)
+        try:
+            for method in methods:
+                for target in targets:
+                    v = FairValidation(
+                        name, layer, units, method, target, n=n, score=config, explain=explain, seed=seed
+                    )
+                    results.append(run_fair_validation(v, llm, progress=sys.stderr.isatty()))
+        finally:
+            if llm.embeddings is not None:
+                llm.embeddings.save()
+    click.echo(markdown([r.row for r in results]))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([r.to_json() for r in results], indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from vse.core.scaling import as_finite_1d
-from vse.core.vocab import Protocol, choices
+from vse.core.vocab import EXACT_PROTOCOLS, Protocol, choices
 
 PROTOCOLS = choices(Protocol)
 
@@ -82,10 +82,14 @@ def select(
     *,
     n_shown: int = 25,
     strength: np.ndarray | None = None,
+    universe: np.ndarray | None = None,
 ) -> np.ndarray:
     """Indices of the items one pass predicts (order shuffled, so position never leaks the value).
 
     strength: the raw values, used by ``recall-free`` to find the top 2 x n_shown (default: values).
+    universe: the only items a pass may use (ascending), e.g. the held-in half of what the explainer
+        did not see (`vse.method.best_of`): ``recall-free`` and ``all`` then score all of them in one
+        exact pass, ``uniform`` draws among them; the top-and-random protocols refuse it.
     """
     x = as_finite_1d(values, "values")
     size = len(x)
@@ -93,6 +97,8 @@ def select(
         raise ValueError(f"scoring protocol {protocol!r} is not one of {PROTOCOLS}")
     if n < 1:
         raise ValueError(f"a pass needs at least 1 item, got {n}")
+    if universe is not None:
+        return _within(protocol, np.asarray(universe, dtype=int), n, rng)
     if protocol == Protocol.ALL:
         return np.arange(size)
     if protocol == Protocol.RECALL_FREE:
@@ -110,3 +116,12 @@ def select(
         excluded = set(order[: 2 * max(n_shown, n // 2)].tolist())
     picked = np.concatenate([top, draw_outside(size, excluded, n - len(top), rng)])
     return rng.permutation(picked.astype(int))
+
+
+def _within(protocol: str, universe: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`select` restricted to ``universe``."""
+    if protocol in EXACT_PROTOCOLS:
+        return np.sort(universe)
+    if protocol == Protocol.UNIFORM:
+        return rng.choice(np.sort(universe), size=min(n, len(universe)), replace=False)
+    raise ValueError(f"scoring protocol {protocol!r} cannot be limited to a set of items (use recall-free or uniform)")

@@ -135,6 +135,7 @@ def explain_neuron(
     target = load_target(neuron, method, polarity, next_explanations=next_explanations, source=source)
     fewshot = fewshot_neurons(neuron, method, polarity, next_explanations=next_explanations)
     prov = llm.provenance([f.target.neuron for f in fewshot], seed)
+    shown = tuple(sorted(int(i) for i in shown_indices(target, config)))
     records = []
     for k in range(n):
         e = explain(llm.client, target, fewshot, config, seed=seeds.llm_seed(seed, "explain", k), trim=trim)
@@ -150,6 +151,8 @@ def explain_neuron(
                 e.usage.completion_tokens,
                 prov,
                 cut=e.cut,
+                shown=shown,
+                display=config.shown,
             )
         )
     return records
@@ -169,8 +172,13 @@ def score_explanation(
     progress: bool = True,
     checkpoint: Callable[[], None] | None = None,
     source: Source = FIXTURES,
+    universe: np.ndarray | None = None,
 ) -> ScoreRecord:
-    """Score any explanation on a target kind of a neuron with Algorithm 1 (`vse.method.score.score_target`)."""
+    """Score any explanation on a target kind of a neuron with Algorithm 1 (`vse.method.score.score_target`).
+
+    universe: the only items the score may use (`vse.method.best_of`: what the explainer did not see,
+    or half of it); None: the protocol's own rule.
+    """
     parse_neuron_id(neuron)
     if target not in TARGET_KINDS:
         raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGET_KINDS)}")
@@ -192,6 +200,7 @@ def score_explanation(
         checkpoint=checkpoint,
         in_flight=llm.in_flight,
         embeddings=llm.embeddings,
+        universe=universe,
     )
     prov = llm.provenance([f.target.neuron for f in fewshot], seed, simulator=config.mode, protocol=config.label)
     return ScoreRecord.of(

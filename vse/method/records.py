@@ -81,6 +81,10 @@ class ExplanationRecord:
     (None for clip-dissect). calls/prompt_tokens/completion_tokens: what it cost.
     cut: "" when the reply ended on its own; "unfinished" when ``max_tokens`` stopped it mid-sentence;
     "trimmed" when it was stopped and then cut back to its last full sentence (left out of the JSON when "").
+    shown: the indices of the pairs the explainer was shown, ascending, and display: the rule that
+    picked them ("top" or "heldout"). A scorer on the same kind of pairs leaves out exactly those
+    (`vse.method.best_of`). Empty for records written before they were kept, and for clip-dissect
+    (left out of the JSON when empty, so those records read and write as they always did).
     """
 
     neuron: str
@@ -93,11 +97,16 @@ class ExplanationRecord:
     completion_tokens: int
     provenance: Provenance
     cut: str = ""
+    shown: tuple[int, ...] = ()
+    display: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        if not self.cut:
-            del data["cut"]
+        for key in ("cut", "shown", "display"):
+            if not data[key]:
+                del data[key]
+        if self.shown:
+            data["shown"] = list(self.shown)
         return data
 
     @classmethod
@@ -105,6 +114,7 @@ class ExplanationRecord:
         data = dict(data)
         prov = dict(data.pop("provenance"))
         prov["fewshot"] = tuple(prov.get("fewshot", ()))
+        data["shown"] = tuple(int(i) for i in data.get("shown", ()))
         names = {f.name for f in fields(cls)}
         return cls(provenance=Provenance(**prov), **{k: v for k, v in data.items() if k in names})
 

@@ -186,11 +186,19 @@ def predict_items(
     return simulator.predict(client, ctx, texts, seed=seed, store=store, in_flight=in_flight)
 
 
-def draw_items(target: Target, config: ScoreConfig, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """The items of one pass; redrawn while their true values are all equal."""
+def draw_items(
+    target: Target, config: ScoreConfig, rng: np.random.Generator, universe: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
+    """The items of one pass (within ``universe`` when given); redrawn while their true values are all equal."""
     for redraws in range(MAX_REDRAWS):
         idx = select(
-            config.protocol, target.values, config.n_items, rng, n_shown=config.n_shown, strength=target.strength
+            config.protocol,
+            target.values,
+            config.n_items,
+            rng,
+            n_shown=config.n_shown,
+            strength=target.strength,
+            universe=universe,
         )
         if len(np.unique(target.values[idx])) > 1:
             return idx, redraws
@@ -215,11 +223,14 @@ def score_target(
     checkpoint: Callable[[], None] | None = None,
     in_flight: int = 1,
     embeddings: EmbeddingStore | None = None,
+    universe: np.ndarray | None = None,
 ) -> ScoreResult:
     """Algorithm 1 for one explanation on one target; `checkpoint()` runs after every pass.
 
     in_flight: item predictions sent at once within a pass (`predict_items`); the passes
     themselves run one after the other (the stopping rule reads each pass's score).
+    universe: the only items passes may use (`vse.core.protocols.select`), e.g. the items the
+    explainer was not shown, or one half of them (`vse.method.best_of`).
     """
     store = store if store is not None else PredictionStore()
     fixed = (
@@ -258,7 +269,7 @@ def score_target(
         while True:
             index = len(details)
             rng = seeds.rng(seed, "pass", index)
-            items, redraws = draw_items(target, config, rng)
+            items, redraws = draw_items(target, config, rng, universe)
             examples = fixed if fixed is not None else fewshot_examples(fewshot, config, rng)
             texts = [target.texts[i] for i in items]
             true = [int(target.values[i]) for i in items]

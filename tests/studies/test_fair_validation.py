@@ -1,0 +1,42 @@
+"""vse.studies.fair_validation: every unit's fairly chosen explanation scored on every unit's held-out items."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vse.llm.client import Completion, Usage
+from vse.method.llm import LLM
+from vse.method.simulators.embedding import EmbeddingStore
+from vse.studies.fair_validation import FairValidation, run_fair_validation
+
+from ..llm.fakes import ScriptedClient
+
+
+def _letters(texts):
+    # A stand-in encoder (no sentence-transformers): a text's vector counts a few letters.
+    return np.array([[t.count(c) + 0.1 for c in "aeiost"] for t in texts], dtype=np.float32)
+
+
+def explainer(prompt, fields):
+    # An "explanation" made of the end of the prompt: the unit's strongest pairs, so units differ.
+    text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+    return Completion(" " + text[-80:].replace("\n", " ").strip() + ".", [], Usage(100, 20), "stop")
+
+
+def test_units_are_explained_chosen_fairly_and_cross_scored_on_held_out_items(tmp_path):
+    client = ScriptedClient(explainer)
+    llm = LLM(client, embeddings=EmbeddingStore(tmp_path / "e.npz", record=True, encode=_letters))
+    v = FairValidation("efficientnet_lite0", "_conv_head", (1, 2, 3), "weight-label", "weight-label", n=2)
+    result = run_fair_validation(v, llm, progress=False)
+    assert client.calls == 3 * 2  # explanations only: the embedding simulator calls no LLM
+    assert result.scores.shape == (3, 3)
+    for j, best in enumerate(result.best):
+        assert result.scores[j, j] == best.record.mean
+        assert best.held_in_items + best.held_out_items == 1000 - 25  # the 25 shown pairs left out
+        assert set(best.record.details[0].items) == set(best.held_out.tolist())
+    row = result.row
+    assert row.n_neurons == 3 and row.method == "weight-label (best of 2)" and row.protocol == "recall-free"
+    assert 1 <= row.mean_rank <= 3 and 0 <= row.wins <= 3
+    data = result.to_json()
+    assert data["units"] == [1, 2, 3] and len(data["best_of"]) == 3 and data["comparison"]["n_neurons"] == 3
+    assert "| recall-free | weight-label | weight-label (best of 2) | 3 |" in result.table

@@ -1,0 +1,168 @@
+"""Fair best of N: choose among candidate explanations on some items, report on others.
+
+The paper keeps the best of N explanations by their scores, and reporting the winner's score on the
+very items it was chosen on inflates it: the maximum of N noisy scores is biased upward (measured on
+16 private `_conv_head` units: best of 6 chosen on the reported items separated own from other
+explanations with p = 1.2e-6, the same chosen on other items p = 0.0026). So the items the explainer
+was not shown are split once, by a seeded draw, into a held-in half and a held-out half: every
+candidate is scored on the held-in half, the best of them is chosen there, and its score on the
+held-out half is what is reported. Every candidate's held-in score is kept beside the report.
+
+Which items the explainer saw comes from its records (`ExplanationRecord.shown`, when the target is
+the kind of pairs it was shown); older records without it fall back to the protocol's rule (the top
+``n_shown`` by raw value). With one candidate there is nothing to choose: it is scored on every
+unseen item.
+
+The split: ``vse.core.seeds.rng(split_seed, "held-in", unit)`` permutes the unseen items and the
+first half (rounded down) is held in. Protocols: ``recall-free`` and ``all`` score a half in one
+exact pass; ``uniform`` runs Algorithm 1 with passes drawn within it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vse.core import seeds
+from vse.core.protocols import outside, ranks
+from vse.core.target import parse_neuron_id
+from vse.data.loader import FIXTURES, Source, load_target
+from vse.method.llm import LLM
+from vse.method.pipeline import score_explanation
+from vse.method.records import ExplanationRecord, ScoreRecord
+from vse.method.score import ScoreConfig
+
+__all__ = ["BestOfN", "Candidate", "best_of_n", "split_unseen", "unseen_items"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate explanation and its score on the held-in items (None when it was the only one)."""
+
+    explanation: str
+    seed: int | None
+    held_in: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"explanation": self.explanation, "seed": self.seed, "held_in": self.held_in}
+
+
+@dataclass
+class BestOfN:
+    """The chosen candidate's score on the held-out items, and how it was chosen."""
+
+    record: ScoreRecord
+    candidates: list[Candidate]
+    chosen: int
+    split_seed: int
+    held_in_items: int
+    held_out_items: int
+    #: the items the report may use (the held-out half; every unseen item for one candidate), ascending
+    held_out: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int), repr=False)
+
+    def lines(self) -> str:
+        """How the CLI prints it: every candidate's held-in score, then the chosen one's report."""
+        r = self.record
+        if len(self.candidates) == 1:
+            return f"{r.line()}  [{r.method}] {r.explanation}  (every unseen item: {self.held_out_items})"
+        out = [f"held-in scores ({self.held_in_items} items, split seed {self.split_seed}):"]
+        for i, c in enumerate(self.candidates):
+            mark = "  <- chosen" if i == self.chosen else ""
+            out.append(f"  {c.held_in:7.2f}  {c.explanation}{mark}")
+        out.append(
+            f"best of {len(self.candidates)} on the {self.held_out_items} held-out items: "
+            f"{r.line()}  [{r.method}] {r.explanation}"
+        )
+        return "\n".join(out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.record.to_json(),
+            "best_of": {
+                "n": len(self.candidates),
+                "chosen": self.chosen,
+                "split_seed": self.split_seed,
+                "held_in_items": self.held_in_items,
+                "held_out_items": self.held_out_items,
+                "candidates": [c.to_json() for c in self.candidates],
+            },
+        }
+
+
+def unseen_items(
+    values_strength: np.ndarray, records: Sequence[ExplanationRecord], target: str, n_shown: int
+) -> np.ndarray:
+    """The items of ``target`` none of the records' explainer was shown, ascending.
+
+    records whose method is the target's kind say what they showed (`ExplanationRecord.shown`); those
+    without it are taken to have seen the ``n_shown`` strongest (the ``recall-free`` rule); a record
+    of another kind saw none of these items.
+    """
+    size = len(values_strength)
+    shown: set[int] = set()
+    for r in records:
+        if str(r.method) != str(target):
+            continue
+        shown |= set(r.shown) if r.shown else set(ranks(values_strength)[:n_shown].tolist())
+    return outside(size, shown)
+
+
+def split_unseen(unseen: np.ndarray, split_seed: int, unit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-in, held-out), each ascending: a seeded half of ``unseen`` and the rest."""
+    perm = seeds.rng(split_seed, "held-in", unit).permutation(np.asarray(unseen, dtype=int))
+    half = len(perm) // 2
+    return np.sort(perm[:half]), np.sort(perm[half:])
+
+
+def best_of_n(
+    records: Sequence[ExplanationRecord],
+    target: str,
+    *,
+    llm: LLM,
+    config: ScoreConfig | None = None,
+    split_seed: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+    source: Source = FIXTURES,
+) -> BestOfN:
+    """Choose the best of ``records`` (explanations of one neuron) on held-in items, score it on held-out ones."""
+    if not records:
+        raise ValueError("best of N needs at least one explanation")
+    neuron = records[0].neuron
+    if any(r.neuron != neuron for r in records):
+        raise ValueError(f"best of N compares explanations of one neuron; got {sorted({r.neuron for r in records})}")
+    config = config or ScoreConfig(api=llm.api)
+    polarity = records[0].polarity
+    scored = load_target(neuron, target, polarity, source=source)
+    unseen = unseen_items(scored.strength, records, target, config.n_shown)
+
+    def score(r: ExplanationRecord, universe: np.ndarray) -> ScoreRecord:
+        return score_explanation(
+            neuron,
+            r.explanation,
+            target,
+            llm=llm,
+            config=config,
+            polarity=polarity,
+            method=r.method,
+            explanation_seed=r.seed,
+            seed=seed,
+            progress=progress,
+            source=source,
+            universe=universe,
+        )
+
+    if len(records) == 1:
+        only = records[0]
+        first = [Candidate(only.explanation, only.seed, None)]
+        return BestOfN(score(only, unseen), first, 0, split_seed, 0, len(unseen), unseen)
+    held_in, held_out = split_unseen(unseen, split_seed, parse_neuron_id(neuron)[2])
+    held_in_scores = [score(r, held_in).mean for r in records]
+    chosen = int(np.argmax(held_in_scores))  # the first of equal bests
+    candidates = [Candidate(r.explanation, r.seed, s) for r, s in zip(records, held_in_scores, strict=True)]
+    return BestOfN(
+        score(records[chosen], held_out), candidates, chosen, split_seed, len(held_in), len(held_out), held_out
+    )
