@@ -14,7 +14,7 @@ help:
 	@echo "make llm-server  assemble the local Qwen2.5-Coder-1.5B GGUF, build llama-server once, serve on 127.0.0.1:$(PORT)"
 	@echo "make smoke       live smoke test against the real local LLM server"
 	@echo "make bench       benchmarks (simulator modes, activation extraction)"
-	@echo "make bench-server  the old llama-cpp-python server vs llama-server, same recorded requests"
+	@echo "make bench-server  the old llama-cpp-python server vs llama-server; one scored explanation, cold and warm"
 	@echo "make fixtures    regenerate fixtures/ from the real images and models"
 	@echo "make atlas-demo  build an atlas of every recorded neuron (build/atlas-demo/index.html)"
 	@echo "make lock        rewrite requirements/*.txt (exact versions and hashes) from pyproject.toml"
@@ -105,6 +105,7 @@ bench: venv llm-binary
 # The old server (llama-cpp-python + vse's logprobs patch) against llama-server, one run.
 bench-server: venv llm-binary $(OLD_SERVER_VENV)/.stamp
 	nice $(BIN)/python bench/server_compare.py --old-python $(OLD_SERVER_VENV)/bin/python
+	$(BIN)/python bench/cold_start.py --protocol recall-free uniform --in-flight 8
 
 fixtures: venv
 	$(BIN)/vse fixtures

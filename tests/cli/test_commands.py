@@ -132,6 +132,7 @@ def test_validate_replays_the_power_study_from_its_cassettes(tmp_path, monkeypat
         "s.json",
         "--rank-by",
         "scaled",
+        "--pool",
     )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "s.json").read_text()) == json.loads(

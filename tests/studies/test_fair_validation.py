@@ -20,7 +20,8 @@ def _letters(texts):
 def explainer(prompt, fields):
     # An "explanation" made of the end of the prompt: the unit's strongest pairs, so units differ.
     text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
-    return Completion(" " + text[-80:].replace("\n", " ").strip() + ".", [], Usage(100, 20), "stop")
+    pairs = text.rsplit("<end>", 1)[0][-80:].replace("\n", " ").strip()
+    return Completion(f" things like {pairs}.", [], Usage(100, 20), "stop")
 
 
 def test_units_are_explained_chosen_fairly_and_cross_scored_on_held_out_items(tmp_path):
