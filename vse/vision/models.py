@@ -129,6 +129,18 @@ class LoadedModel:
 
         return torch.zeros(batch, 3, self.image_size, self.image_size)
 
+    def run_dummy(self, handles: list) -> None:
+        """One forward pass of the dummy input with the given forward hooks, which are removed afterwards
+        (also when the pass fails: a hook left behind would fire on every later pass)."""
+        import torch
+
+        try:
+            with torch.inference_mode():
+                self.module(self.dummy_input())
+        finally:
+            for h in handles:
+                h.remove()
+
     def layer_width(self, layer: str) -> int:
         """Number of units of ``layer`` (channels of a feature map, features of a vector or token)."""
         if layer not in self._widths:
@@ -166,13 +178,7 @@ def layer_widths(loaded: LoadedModel) -> dict[str, str]:
 
         return hook
 
-    handles = [modules[n].register_forward_hook(keep(n)) for n in names if n in modules]
-    try:
-        with torch.inference_mode():
-            loaded.module(loaded.dummy_input())
-    finally:
-        for h in handles:
-            h.remove()
+    loaded.run_dummy([modules[n].register_forward_hook(keep(n)) for n in names if n in modules])
     widths = {}
     for n in names:
         out = outputs.get(n)

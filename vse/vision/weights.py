@@ -110,7 +110,6 @@ def select_sign(w: np.ndarray, sign: str = Polarity.POSITIVE) -> np.ndarray:
 def trace_events(loaded) -> list[tuple[str, str, object]]:
     """Events ``(kind, module name, output)`` of one dummy forward pass, in order: ``("pre", name, None)``
     before and ``("post", name, output)`` after each module call (every module, leaf or not)."""
-    import torch
 
     events: list[tuple[str, str, object]] = []
     handles = []
@@ -119,12 +118,7 @@ def trace_events(loaded) -> list[tuple[str, str, object]]:
             continue
         handles.append(m.register_forward_pre_hook(lambda _m, _a, n=name: events.append(("pre", n, None))))
         handles.append(m.register_forward_hook(lambda _m, _a, out, n=name: events.append(("post", n, out))))
-    try:
-        with torch.inference_mode():
-            loaded.module(loaded.dummy_input())
-    finally:
-        for h in handles:
-            h.remove()
+    loaded.run_dummy(handles)
     return events
 
 
