@@ -18,7 +18,6 @@ the caller writes them under the results folder.
 from __future__ import annotations
 
 import csv
-import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,6 +25,7 @@ from vse.core.vocab import Polarity, Protocol
 from vse.outputs import atlas
 from vse.outputs.atlas import Card, esc
 from vse.outputs.experiment_notes import NOTES, PRIORITY, ExperimentNote
+from vse.outputs.markdown_html import href, markdown_to_html
 
 REPORT = "report.html"
 IMAGES = "img"  # results/img/: the thumbnails the cards show (not an experiment)
@@ -34,110 +34,9 @@ IMAGES = "img"  # results/img/: the thumbnails the cards show (not an experiment
 LINKED_FIRST = ("table.md", "config.json", "results.jsonl", "summary.json", "explanations.jsonl")
 PLOT = "scores.png"
 FOLD_ROWS = 12  # Markdown tables longer than this are folded
-CASSETTE_LINE = "Every number above replays from"  # how a table.md starts its list of cassettes (folded)
 OPEN_CARDS = 3  # a section with at most this many neurons shows its cards unfolded
 # The atlas's style, then the report's own (a table of contents, plots, the summary lines).
 CSS = atlas.CSS + "\n" + atlas.asset("report.css")
-
-
-def _href(*parts: str) -> str:
-    return "/".join(quote(p) for p in parts)
-
-
-# -- a tiny Markdown subset: `| a | b |` tables, `#` headings, links and images, paragraphs ---------------
-_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
-_CODE = re.compile(r"`([^`]+)`")
-
-
-def _inline(text: str, folder: Path | None, prefix: str, embedded: set) -> str:
-    """Escape ``text``; ``[t](href)`` / ``![alt](src)`` become a link / image when the target is a file in
-    ``folder`` (so the page never points at a missing file), else they stay as text."""
-    out, pos = [], 0
-    for m in _LINK.finditer(text):
-        out.append(_code(text[pos : m.start()]))
-        bang, label, target = m.groups()
-        if folder is not None and "/" not in target and (folder / target).is_file():
-            if bang:
-                embedded.add(target)
-                out.append(f'<img class="plot" src="{esc(_href(prefix, target))}" alt="{esc(label)}">')
-            else:
-                out.append(f'<a href="{esc(_href(prefix, target))}">{esc(label)}</a>')
-        else:
-            out.append(_code(m.group(0)))
-        pos = m.end()
-    out.append(_code(text[pos:]))
-    return "".join(out)
-
-
-def _code(text: str) -> str:
-    parts = _CODE.split(text)  # odd items are inside backticks
-    return "".join(f"<code>{esc(p)}</code>" if i % 2 else esc(p) for i, p in enumerate(parts))
-
-
-def _cells(line: str) -> list[str]:
-    body = line.strip()
-    body = body[1:] if body.startswith("|") else body
-    body = body[:-1] if body.endswith("|") and not body.endswith("\\|") else body
-    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", body)]
-
-
-_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
-
-
-def markdown_to_html(
-    text: str, folder: Path | None = None, prefix: str = "", embedded: set | None = None, fold_rows: int | None = None
-) -> str:
-    """The Markdown of a ``table.md``: tables (a ``| a | b |`` header, a ``|---|`` separator, rows) become
-    ``<table>``; ``#`` lines headings (two levels down, under the experiment's own heading); other
-    lines paragraphs (consecutive lines joined). Everything is escaped. Links and images resolve
-    relative to ``folder`` and are written with the path ``prefix`` (see :func:`_inline`). Tables of more than
-    ``fold_rows`` rows are folded into a ``<details>``."""
-    embedded = set() if embedded is None else embedded
-    lines = text.splitlines()
-    out, para, i = [], [], 0
-
-    def flush():
-        if para:
-            text = "<p>" + " ".join(_inline(p, folder, prefix, embedded) for p in para) + "</p>"
-            if fold_rows is not None and para[0].startswith(CASSETTE_LINE):  # the long list of cassettes: folded
-                text = f"<details><summary>{esc(CASSETTE_LINE.rstrip(': '))}</summary>{text}</details>"
-            out.append(text)
-            para.clear()
-
-    while i < len(lines):
-        line = lines[i]
-        if line.lstrip().startswith("|") and i + 1 < len(lines) and _SEPARATOR.match(lines[i + 1]):
-            flush()
-            head = _cells(line)
-            rows = []
-            i += 2
-            while i < len(lines) and lines[i].lstrip().startswith("|"):
-                rows.append(_cells(lines[i]))
-                i += 1
-            th = "".join(f"<th>{_inline(c, folder, prefix, embedded)}</th>" for c in head)
-            trs = "".join(
-                "<tr>" + "".join(f"<td>{_inline(c, folder, prefix, embedded)}</td>" for c in r) + "</tr>\n"
-                for r in rows
-            )
-            table = f"<table>\n<thead><tr>{th}</tr></thead>\n<tbody>\n{trs}</tbody>\n</table>"
-            if fold_rows is not None and len(rows) > fold_rows:  # a long table is folded, its size said
-                table = f"<details><summary>table of {len(rows)} rows</summary>\n{table}\n</details>"
-            out.append(table)
-            continue
-        heading = re.match(r"^(#{1,6})\s+(.*)$", line)
-        if heading and folder is not None and heading.group(2).strip() == folder.name:
-            flush()  # the experiment's own name: already the section's heading
-        elif heading:
-            flush()
-            level = min(6, len(heading.group(1)) + 2)
-            out.append(f"<h{level}>{_inline(heading.group(2), folder, prefix, embedded)}</h{level}>")
-        elif line.strip():
-            para.append(line.strip())
-        else:
-            flush()
-        i += 1
-    flush()
-    return "\n".join(out)
 
 
 # -- cards ------------------------------------------------------------------------------------
@@ -244,7 +143,7 @@ def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> t
     if links:
         parts.append(
             '<p class="files">Files: '
-            + " ".join(f'<a href="{esc(_href(name, f))}">{esc(f)}</a>' for f in links)
+            + " ".join(f'<a href="{esc(href(name, f))}">{esc(f)}</a>' for f in links)
             + "</p>"
         )
     cassettes = atlas.folder_config(folder).get("cassettes") or []
@@ -259,7 +158,7 @@ def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> t
     if table.is_file():
         parts.append(markdown_to_html(table.read_text(encoding="utf-8"), folder, name, embedded, fold_rows=FOLD_ROWS))
     if (folder / PLOT).is_file() and PLOT not in embedded:
-        parts.append(f'<img class="plot" src="{esc(_href(name, PLOT))}" alt="pass scores of {esc(name)}">')
+        parts.append(f'<img class="plot" src="{esc(href(name, PLOT))}" alt="pass scores of {esc(name)}">')
     if cards:
         body = "\n".join(atlas.render_card(c, heading="h3", anchor=f"{name}/{c.slug}") for c in cards)
         opened = " open" if len(cards) <= OPEN_CARDS else ""
