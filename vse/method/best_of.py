@@ -11,7 +11,7 @@ held-out half is what is reported. Every candidate's held-in score is kept besid
 Which items the explainer saw comes from its records (`ExplanationRecord.shown`, when the target is
 the kind of pairs it was shown); older records without it fall back to the protocol's rule (the top
 ``n_shown`` by raw value). With one candidate there is nothing to choose: it is scored on every
-unseen item.
+unseen item (``uniform``: drawn from every item, as the paper does).
 
 The split: ``vse.core.seeds.rng(split_seed, "held-in", unit)`` permutes the unseen items and the
 first half (rounded down) is held in. Protocols: ``recall-free`` and ``all`` score a half in one
@@ -29,6 +29,7 @@ import numpy as np
 from vse.core import seeds
 from vse.core.protocols import outside, ranks
 from vse.core.target import parse_neuron_id
+from vse.core.vocab import EXACT_PROTOCOLS
 from vse.data.loader import FIXTURES, Source, load_target
 from vse.method.llm import LLM
 from vse.method.pipeline import score_explanation
@@ -139,7 +140,7 @@ def best_of_n(
     scored = load_target(neuron, target, polarity, source=source)
     unseen = unseen_items(scored.strength, records, target, config.n_shown)
 
-    def score(r: ExplanationRecord, universe: np.ndarray) -> ScoreRecord:
+    def score(r: ExplanationRecord, universe: np.ndarray | None) -> ScoreRecord:
         return score_explanation(
             neuron,
             r.explanation,
@@ -158,7 +159,10 @@ def best_of_n(
     if len(records) == 1:
         only = records[0]
         first = [Candidate(only.explanation, only.seed, None)]
-        return BestOfN(score(only, unseen), first, 0, split_seed, 0, len(unseen), unseen)
+        # Nothing to choose: recall-free and all score every unseen item; the paper's uniform protocol
+        # keeps drawing from every item, as the paper does.
+        universe = unseen if config.protocol in EXACT_PROTOCOLS else None
+        return BestOfN(score(only, universe), first, 0, split_seed, 0, len(unseen), unseen)
     held_in, held_out = split_unseen(unseen, split_seed, parse_neuron_id(neuron)[2])
     held_in_scores = [score(r, held_in).mean for r in records]
     chosen = int(np.argmax(held_in_scores))  # the first of equal bests
