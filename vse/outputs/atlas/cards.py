@@ -88,8 +88,22 @@ class WeightPairs:
 
 
 @dataclass(frozen=True)
+class Dead:
+    """A unit `vse label` found dead: its values are constant (``reason``, e.g. "no non-zero value on the
+    probe set"), so ``method`` explained nothing and nothing was scored."""
+
+    method: str
+    reason: str
+
+    @property
+    def text(self) -> str:
+        return f"dead: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Card:
-    """Everything shown for one neuron (see the module doc). ``notes``: what could not be shown, and why."""
+    """Everything shown for one neuron (see the module doc). ``notes``: what could not be shown, and why;
+    ``dead``: set when the unit is dead (constant values), and then it has no explanations."""
 
     neuron: str
     explanations: tuple[Explanation, ...]
@@ -98,6 +112,7 @@ class Card:
     n_probe: int = 0
     weights: tuple[WeightPairs, ...] = ()
     notes: tuple[str, ...] = ()
+    dead: Dead | None = None
 
     @property
     def polarities(self) -> tuple[str, ...]:

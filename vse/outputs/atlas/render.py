@@ -10,7 +10,7 @@ from importlib import resources
 
 from vse.core.target import parse_neuron_id
 from vse.core.vocab import Kind, Polarity
-from vse.outputs.atlas.cards import Card, Explanation, Item, Score
+from vse.outputs.atlas.cards import Card, Dead, Explanation, Item, Score
 
 
 def asset(name: str) -> str:
@@ -54,6 +54,11 @@ def polarity_badge(polarity: str) -> str:
 def cut_mark(cut: str) -> str:
     label = "trimmed" if cut.startswith("trimmed") else "cut off"
     return f'<mark class="cut" title="{esc(cut)}">{label}</mark>' if cut else ""
+
+
+def dead_mark(dead: Dead | None) -> str:
+    """The badge of a dead unit (constant values: nothing explained, nothing scored), "" otherwise."""
+    return f'<mark class="dead" title="{esc(dead.text)}">dead</mark>' if dead else ""
 
 
 def _strip(title: str, items: Sequence[Item], prefix: str, small: bool) -> str:
@@ -157,8 +162,12 @@ def render_card(
     parts = [
         f'<article class="card" id="{esc(anchor or card.slug)}" data-neuron="{esc(card.neuron)}"'
         f' data-polarity="{esc(" ".join(pols))}">',
-        f"<header><{heading}>{title}</{heading}>" + " ".join(polarity_badge(p) for p in pols) + "</header>",
+        f"<header><{heading}>{title}</{heading}>"
+        + " ".join([*(polarity_badge(p) for p in pols), *([dead_mark(card.dead)] if card.dead else [])])
+        + "</header>",
     ]
+    if card.dead:
+        parts.append(f'<p class="note dead">{esc(card.dead.text)} ({esc(card.dead.method)} explained nothing)</p>')
     columns = sorted({s.column for e in card.explanations for s in e.scores})
     head = "".join(f'<th class="num score" title="{esc(c)}">{column_head(c)}</th>' for c in columns)
     rows = []
@@ -254,6 +263,15 @@ def render_index(
         _model, _layer, unit = parse_neuron_id(card.neuron)
         link = esc(href(k, card))
         group = f"<td>{esc(groups[k])}</td>" if groups is not None else ""
+        if card.dead:  # no explanation to list: one row that says why, "dead" in every score column
+            rows.append(
+                f'<tr data-neuron="{esc(card.neuron)}" data-dead="1">{group}'
+                f'<td><a href="{link}">{esc(card.neuron)}</a></td><td class="num" data-v="{unit}">{unit}</td>'
+                f'<td></td><td class="method">{esc(card.dead.method)}</td>'
+                f'<td class="text">{dead_mark(card.dead)} {esc(card.dead.reason)}</td>'
+                + "".join('<td class="num" data-v="">dead</td>' for _ in cols)
+                + "</tr>"
+            )
         for e in card.explanations:
             by = {s.column: s for s in e.scores}
             cells = []
@@ -271,6 +289,9 @@ def render_index(
         f'<option value="score-{k}">{esc(c)}</option>' for k, c in enumerate(cols)
     )
     n_units = len({c.neuron for c in cards})  # a neuron in several experiments counts once
+    n_expl = sum(len(c.explanations) for c in cards)
+    n_dead = len({c.neuron for c in cards if c.dead})
+    dead = f", {n_dead} dead (constant values: nothing explained)" if n_dead else ""
     controls = (
         '<div class="controls"><label>Search <input id="q" type="search" placeholder="words in any column"></label>'
         f'<label>Score <select id="scol">{options}</select></label>'
@@ -293,7 +314,7 @@ def render_index(
     )
     return (
         f"<{heading}>{esc(title)}</{heading}>\n"
-        f'<p class="summary">{n_units} units, {len(rows)} explanations. {intro}</p>\n'
+        f'<p class="summary">{n_units} units, {n_expl} explanations{dead}. {intro}</p>\n'
         f"{fails}{controls}\n{table}"
     )
 
