@@ -345,6 +345,30 @@ def test_an_explained_unit_shows_its_explanations_and_is_listed_as_not_scored():
     assert failed == ["unit 2: explained, not scored: ValueError: boom"]
 
 
+def _plot_attrs(html: str) -> dict[str, str]:
+    svg = re.search(r"<svg [^>]*>", html).group(0)
+    return dict(re.findall(r'([\w-]+)="([^"]*)"', svg))
+
+
+def test_cosine_predictions_get_their_own_axis_and_llm_ones_share_0_to_10():
+    items = (SimItem(0, 10.0, 0.62, "cat"), SimItem(1, 0.0, -0.18, "car"), SimItem(2, 4.0, 0.2, "dog"))
+    cosine = Score("caption-activation", "recall-free", 40.0, None, None, False, items, 1, "embedding")
+    llm = Score("caption-activation", "uniform", 40.0, 2.0, 3, False, items[:1], 1, "one")
+    card = Card("m/l/1", (Explanation("caption-activation", "positive", "cats", "", (cosine,)),))
+    html = render_card(card)
+    attrs = _plot_attrs(html)
+    assert attrs["data-sim-axis"] == "cosine" and attrs["data-true-axis"] == "0..10"
+    assert attrs["data-sim-range"] == "-0.1800 0.6200"  # the predictions' own min..max, not 0..10
+    assert "cosine (right axis, -0.18..0.62)" in html and "true 0..10 (left axis)" in html
+    assert '<th class="num">cosine</th>' in html and ">cosine</text>" in html
+    # A negative cosine does not make the true values' axis signed.
+    assert "cat: true 10, cosine 0.62" in html
+    heights = {m[0]: float(m[1]) for m in re.findall(r'<rect x="(\d+)" y="[\d.]+" width="4" height="([\d.]+)"', html)}
+    assert heights["8"] == pytest.approx(112.0)  # the highest cosine spans the whole axis (120 - 2 x 4 pad)
+    one = render_card(Card("m/l/1", (Explanation("caption-activation", "positive", "cats", "", (llm,)),)))
+    assert "data-sim-axis" not in _plot_attrs(one) and "cat: true 10, simulated 0.62" in one
+
+
 def test_a_unit_that_never_fires_on_the_probe_set_is_dead_on_its_card(tmp_path, monkeypatch):
     """`vse label --probe` on a net whose channel 1 is 0 on every image: no LLM call for it, exit 0,
     and the atlas's card and index row say dead."""

@@ -41,6 +41,8 @@ class Score:
     mean, half_width, passes, hit_cap: Algorithm 1's outcome (None where the record has no interval).
     items: the first pass's items (true vs simulated), empty when the record keeps no passes.
     n_passes_kept: how many passes the record holds (the plot shows the first).
+    simulator: the simulation mode that predicted (``Mode``; "" when the record does not say): the
+        embedding simulator's predictions are cosines, not 0..10 values, and get their own axis.
     """
 
     target: str
@@ -51,6 +53,7 @@ class Score:
     hit_cap: bool = False
     items: tuple[SimItem, ...] = ()
     n_passes_kept: int = 0
+    simulator: str = ""
 
     @property
     def column(self) -> str:

@@ -103,6 +103,7 @@ class _Collector:
             bool(record.hit_cap),
             items,
             len(kept),
+            str(record.provenance.simulator or ""),
         )
         self._add_score(record.neuron, record.method, record.polarity, record.explanation, score)
 
@@ -137,6 +138,7 @@ class _Collector:
                 bool(rec.get("hit_cap")),
                 items,
                 len(details),
+                str(rec.get("simulator") or prov.get("simulator") or ""),
             ),
         )
 
