@@ -314,7 +314,15 @@ def test_a_dead_unit_has_a_card_and_an_index_row_that_say_so():
             "unit": 4,
             "neuron": "m/l/4",
             "explanations": [{"neuron": "m/l/4", "method": "caption-activation", "explanation": "cats"}],
-            "scores": [{"neuron": "m/l/4", "explanation": "cats", "target": "caption-activation", "mean": 30.0}],
+            "scores": [
+                {
+                    "neuron": "m/l/4",
+                    "method": "caption-activation",
+                    "explanation": "cats",
+                    "target": "caption-activation",
+                    "mean": 30.0,
+                }
+            ],
         },
     ]
     cards, failed = cards_from_records(records)

@@ -16,8 +16,8 @@ import pytest
 
 from vse.studies.layer_labelling import (
     OutputBusy,
-    done_units,
     dead_reason,
+    done_units,
     label_units,
     parse_shard,
     per_thread,

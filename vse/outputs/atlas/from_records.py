@@ -171,8 +171,7 @@ class _Collector:
         out = []
         for neuron in sorted(self.data.keys() | self.dead.keys(), key=neuron_key):
             expls = tuple(
-                Explanation(m, p, t, v["cut"], tuple(v["scores"]))
-                for (m, p, t), v in self.data.get(neuron, {}).items()
+                Explanation(m, p, t, v["cut"], tuple(v["scores"])) for (m, p, t), v in self.data.get(neuron, {}).items()
             )
             # A unit explained in one file and found dead in another (a new probe set) shows both.
             out.append(Card(neuron, expls, dead=self.dead.get(neuron)))
