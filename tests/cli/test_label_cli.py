@@ -234,3 +234,155 @@ def test_in_flight_reaches_each_workers_llm(api, tmp_path):
     seen.clear()
     assert CliRunner().invoke(label_cmd, [*args, "--out", str(tmp_path / "m.jsonl")]).exit_code == 0
     assert seen == [None, None]  # not given: the LLM keeps what the server reports (LLM.from_client)
+
+
+def _zeroed_fixtures(monkeypatch, *, zero=(), constant=()):
+    """The fixtures' caption-activation matrix with some units that never fire (all 0) or never change."""
+    from vse.data import loader
+
+    real = loader._matrix
+
+    def matrix(model, layer, kind):
+        texts, raw = real(model, layer, kind)
+        if kind == "caption-activation":
+            raw = raw.copy()
+            raw[list(zero)] = 0.0
+            raw[list(constant)] = 0.5
+        return texts, raw
+
+    monkeypatch.setattr(loader, "_matrix", matrix)
+
+
+def test_a_dead_unit_costs_no_call_and_does_not_fail_the_run(api, tmp_path, monkeypatch):
+    _zeroed_fixtures(monkeypatch, zero=[1], constant=[2])
+    out = tmp_path / "l.jsonl"
+    args = [
+        "efficientnet_lite0/_conv_head",
+        "--method",
+        "caption-activation",
+        "--units",
+        "0:4",
+        "--score",
+        "--simulator",
+        "one",
+        "--base-url",
+        "http://a/v1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    r = CliRunner().invoke(label_cmd, args)
+    assert r.exit_code == 0, r.output
+    assert "labelled 2 units" in r.output and "dead 2 (no LLM call)" in r.output and "failed 0" in r.output
+    assert api.calls[1] == api.calls[2] == 0 and api.calls[0] == api.calls[3] == 1
+    recs = {x["unit"]: x for x in _records(out)}
+    assert recs[1]["status"] == "dead" and recs[1]["dead"] == "no non-zero value on the probe set"
+    assert recs[2]["dead"] == "constant values on the probe set"
+    assert recs[1]["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "calls": 0}
+    assert "explanations" not in recs[1] and "status" not in recs[0]
+    r = CliRunner().invoke(label_cmd, args)  # a dead unit is done: the resume skips it
+    assert r.exit_code == 0 and "skipped 4" in r.output and api.calls[1] == 0
+
+
+@pytest.fixture
+def score_fails(api):
+    """`api` whose scoring raises for the units in ``api.score_fail``."""
+    api.score_fail = set()
+    scored = api.score_explanation
+
+    def score_explanation(neuron_id, explanation, target, *, llm, progress=True, config=None):
+        if int(neuron_id.rsplit("/", 1)[1]) in api.score_fail:
+            raise ValueError("every drawn set of 50 items has constant values")
+        return scored(neuron_id, explanation, target, llm=llm, progress=progress, config=config)
+
+    api.score_explanation = score_explanation
+    return api
+
+
+def test_a_scoring_failure_keeps_the_explanations_and_the_resume_only_scores(score_fails, tmp_path):
+    api = score_fails
+    out = tmp_path / "l.jsonl"
+    args = [
+        "efficientnet_lite0/_conv_head",
+        "--method",
+        "weight-label",
+        "--units",
+        "0:3",
+        "--score",
+        "--simulator",
+        "one",
+        "--n",
+        "2",
+        "--base-url",
+        "http://a/v1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    api.score_fail = {1}
+    r = CliRunner().invoke(label_cmd, args)
+    assert r.exit_code == 1 and "failed 1" in r.output
+    [kept] = [x for x in _records(out) if x["unit"] == 1]
+    assert kept["status"] == "explained" and "constant values" in kept["error"]
+    assert [e["explanation"] for e in kept["explanations"]] == [
+        "weight-label explanation 0 of 1",
+        "weight-label explanation 1 of 1",
+    ]
+    assert api.calls[1] == 1
+
+    api.score_fail = set()
+    r = CliRunner().invoke(label_cmd, args)
+    assert r.exit_code == 0 and "labelled 1 units" in r.output and "skipped 2" in r.output
+    assert api.calls[1] == 1  # no explanation call: the kept explanations were scored
+    done = _records(out)[-1]
+    assert done["unit"] == 1 and "status" not in done
+    assert [s["explanation"] for s in done["scores"]] == [e["explanation"] for e in kept["explanations"]]
+    assert done["usage"]["calls"] == 2  # the two scores only
+
+
+def test_a_plain_failure_after_an_explained_record_keeps_the_explanations(score_fails, tmp_path):
+    from vse.studies.layer_labelling import kept_explanations
+
+    out = tmp_path / "l.jsonl"
+    lines = [
+        {"unit": 1, "status": "explained", "explanations": [{"explanation": "dogs"}], "error": "x"},
+        {"unit": 1, "status": "failed", "error": "y"},
+        {"unit": 2, "status": "explained", "explanations": [{"explanation": "cats"}], "error": "x"},
+        {"unit": 2, "explanations": [{"explanation": "cats"}], "scores": []},
+    ]
+    out.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert kept_explanations(out) == {1: [{"explanation": "dogs"}]}
+
+
+def test_an_endpoint_down_while_scoring_still_stops_the_run(score_fails, tmp_path):
+    from vse.llm.errors import LLMEndpointDown
+
+    api = score_fails
+
+    def down(*args, **kwargs):
+        raise LLMEndpointDown("a:1", 5, "refused")
+
+    api.score_explanation = down
+    out = tmp_path / "l.jsonl"
+    r = CliRunner().invoke(
+        label_cmd,
+        [
+            "efficientnet_lite0/_conv_head",
+            "--method",
+            "weight-label",
+            "--units",
+            "0:2",
+            "--score",
+            "--simulator",
+            "one",
+            "--base-url",
+            "http://a/v1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    from vse.studies.layer_labelling import RunStopped
+
+    assert r.exit_code == 1 and isinstance(r.exception, RunStopped)
+    assert not out.exists() or not _records(out)  # not recorded as an explained unit: the run stopped

@@ -294,3 +294,127 @@ def test_weight_label_on_a_probe_model_shows_the_classes_it_read(tmp_path, monke
     assert all(
         f"<td>{c}</td>" in card for c in ("apple", "boat", "cat")
     )  # the tiny net's 3 classes, with their weights
+
+
+def test_a_dead_unit_has_a_card_and_an_index_row_that_say_so():
+    from vse.outputs.atlas import render_index
+
+    records = [
+        {
+            "unit": 3,
+            "neuron": "m/l/3",
+            "method": "caption-activation",
+            "target": "caption-activation",
+            "status": "dead",
+            "kind": "caption-activation",
+            "dead": "no non-zero value on the probe set",
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "calls": 0},
+        },
+        {
+            "unit": 4,
+            "neuron": "m/l/4",
+            "explanations": [{"neuron": "m/l/4", "method": "caption-activation", "explanation": "cats"}],
+            "scores": [
+                {
+                    "neuron": "m/l/4",
+                    "method": "caption-activation",
+                    "explanation": "cats",
+                    "target": "caption-activation",
+                    "mean": 30.0,
+                }
+            ],
+        },
+    ]
+    cards, failed = cards_from_records(records)
+    assert not failed and [c.neuron for c in cards] == ["m/l/3", "m/l/4"]
+    dead = cards[0]
+    assert dead.dead is not None and not dead.explanations and cards[1].dead is None
+    html = render_card(dead)
+    assert '<mark class="dead"' in html and "dead: no non-zero value on the probe set" in html
+    index = render_index(cards, href=lambda k, c: c.slug + ".html", title="t")
+    [row] = [r for r in index.splitlines() if 'data-neuron="m/l/3"' in r]
+    assert row.count('<td class="num" data-v="">dead</td>') == 1  # the one score column says dead
+    assert "2 units, 1 explanations, 1 dead" in index
+
+
+def test_an_explained_unit_shows_its_explanations_and_is_listed_as_not_scored():
+    cards, failed = cards_from_records(
+        [
+            {
+                "unit": 2,
+                "neuron": "m/l/2",
+                "status": "explained",
+                "error": "ValueError: boom",
+                "explanations": [{"neuron": "m/l/2", "method": "weight-label", "explanation": "dogs"}],
+            }
+        ]
+    )
+    assert [e.text for e in cards[0].explanations] == ["dogs"]
+    assert failed == ["unit 2: explained, not scored: ValueError: boom"]
+
+
+def _plot_attrs(html: str) -> dict[str, str]:
+    svg = re.search(r"<svg [^>]*>", html).group(0)
+    return dict(re.findall(r'([\w-]+)="([^"]*)"', svg))
+
+
+def test_cosine_predictions_get_their_own_axis_and_llm_ones_share_0_to_10():
+    items = (SimItem(0, 10.0, 0.62, "cat"), SimItem(1, 0.0, -0.18, "car"), SimItem(2, 4.0, 0.2, "dog"))
+    cosine = Score("caption-activation", "recall-free", 40.0, None, None, False, items, 1, "embedding")
+    llm = Score("caption-activation", "uniform", 40.0, 2.0, 3, False, items[:1], 1, "one")
+    card = Card("m/l/1", (Explanation("caption-activation", "positive", "cats", "", (cosine,)),))
+    html = render_card(card)
+    attrs = _plot_attrs(html)
+    assert attrs["data-sim-axis"] == "cosine" and attrs["data-true-axis"] == "0..10"
+    assert attrs["data-sim-range"] == "-0.1800 0.6200"  # the predictions' own min..max, not 0..10
+    assert "cosine (right axis, -0.18..0.62)" in html and "true 0..10 (left axis)" in html
+    assert '<th class="num">cosine</th>' in html and ">cosine</text>" in html
+    # A negative cosine does not make the true values' axis signed.
+    assert "cat: true 10, cosine 0.62" in html
+    heights = {m[0]: float(m[1]) for m in re.findall(r'<rect x="(\d+)" y="[\d.]+" width="4" height="([\d.]+)"', html)}
+    assert heights["8"] == pytest.approx(112.0)  # the highest cosine spans the whole axis (120 - 2 x 4 pad)
+    one = render_card(Card("m/l/1", (Explanation("caption-activation", "positive", "cats", "", (llm,)),)))
+    assert "data-sim-axis" not in _plot_attrs(one) and "cat: true 10, simulated 0.62" in one
+
+
+def test_a_unit_that_never_fires_on_the_probe_set_is_dead_on_its_card(tmp_path, monkeypatch):
+    """`vse label --probe` on a net whose channel 1 is 0 on every image: no LLM call for it, exit 0,
+    and the atlas's card and index row say dead."""
+    pytest.importorskip("torch")
+    import torch
+
+    from vse.vision import models
+
+    from .atlas_helpers import tiny_net
+
+    monkeypatch.chdir(tmp_path)
+    register_tinynet(monkeypatch)
+    real = models.load_model
+
+    def load_model(name="efficientnet_lite0", **kw):
+        if name != "tinynet":
+            return real(name, **kw)
+        loaded = tiny_net()
+        with torch.no_grad():  # channel 1 of conv: 0 on every image of every probe set
+            loaded.module.conv.weight[1].zero_()
+            loaded.module.conv.bias[1] = 0.0
+        return loaded
+
+    monkeypatch.setattr(models, "load_model", load_model)
+    seen = fake_llm(monkeypatch)
+    probe = make_probe(tmp_path / "shapes")
+    args = ["label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score"]
+    args += ["--simulator", "one", "--base-url", "http://llm.test/v1", "--no-progress"]
+    r = _run(*args, "--units", "1:2")
+    assert r.exit_code == 0, r.output
+    assert not seen and "dead 1 (no LLM call)" in r.output  # the dead unit alone: no call at all
+    r = _run(*args)
+    assert r.exit_code == 0 and "labelled 3 units" in r.output and "skipped 1 already done" in r.output
+    labels = tmp_path / "labels" / "tinynet__conv__caption-activation__shapes.jsonl"
+    r = _run("atlas", str(labels), "--out", str(tmp_path / "site"), "--probe", str(probe))
+    assert r.exit_code == 0, r.output
+    card = (tmp_path / "site" / "cards" / "tinynet__conv__1.html").read_text()
+    assert '<mark class="dead"' in card and "dead: no non-zero value on the probe set" in card
+    index = (tmp_path / "site" / "index.html").read_text()
+    [row] = [line for line in index.splitlines() if 'data-neuron="tinynet/conv/1"' in line]
+    assert ">dead</td>" in row and "4 units, 3 explanations, 1 dead" in index

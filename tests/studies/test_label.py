@@ -16,6 +16,7 @@ import pytest
 
 from vse.studies.layer_labelling import (
     OutputBusy,
+    dead_reason,
     done_units,
     label_units,
     parse_shard,
@@ -68,6 +69,38 @@ def test_failures_are_recorded_then_retried(tmp_path):
     assert (s.done, s.skipped, s.failed) == (2, 4, 0)
     latest = read_records(out)
     assert latest[0] == {"unit": 0, "ok": True} and latest[3] == {"unit": 3, "ok": True}
+
+
+def test_dead_units_are_done_and_counted_explained_ones_are_retried(tmp_path):
+    out = tmp_path / "l.jsonl"
+
+    def work(u, url):
+        if u == 0:
+            return {"unit": u, "status": "dead", "dead": "no non-zero value on the probe set"}
+        if u == 1:
+            return {"unit": u, "status": "explained", "explanations": [], "usage": {"prompt_tokens": 5}}
+        return {"unit": u, "usage": {"prompt_tokens": 3}}
+
+    s = label_units(range(3), work, out=out, base_urls=["a"], progress=False)
+    assert (s.done, s.dead, s.failed, s.prompt_tokens) == (1, 1, 1, 8)  # the explained unit's tokens count
+    assert "dead 1 (no LLM call)" in str(s)
+    assert done_units(out) == {0, 2}
+    s = label_units(range(3), lambda u, url: {"unit": u}, out=out, base_urls=["a"], progress=False)
+    assert (s.done, s.skipped, s.dead, s.failed) == (1, 2, 0, 0)
+
+
+def test_dead_reason_reads_the_scaled_values():
+    import numpy as np
+
+    from vse.core.target import Target
+
+    def target(raw, kind="caption-activation"):
+        return Target("m/l/0", kind, tuple("abc"), np.asarray(raw, dtype=float))
+
+    assert dead_reason(target([0, 0, 0])) == "no non-zero value on the probe set"
+    assert dead_reason(target([-1, -2, 0])) == "no positive value on the probe set"  # positive polarity: all 0
+    assert dead_reason(target([2, 2, 2], "weight-label")) == "constant values in its weight-label weights"
+    assert dead_reason(target([0, 0, 1e-3])) is None
 
 
 def test_a_record_without_its_unit_is_a_failure(tmp_path):

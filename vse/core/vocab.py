@@ -105,6 +105,14 @@ class FewshotStrategy(StrEnum):
     HIGHEST_90_10 = "highest-90/10"
 
 
+class UnitStatus(StrEnum):
+    """What a `vse label` record says of its unit; a record without a status is a finished unit."""
+
+    FAILED = "failed"  # the unit's work raised: nothing kept, retried by the next run
+    EXPLAINED = "explained"  # explained but scoring failed: the explanations are kept, the next run scores them
+    DEAD = "dead"  # constant values (e.g. never fires on the probe set): nothing to explain, no LLM call, not retried
+
+
 #: The method a user's own explanation is recorded under: not a `Method` member, so that it is no
 #: choice of ``--method`` (nothing generates it).
 USER_METHOD = "user"

@@ -12,9 +12,13 @@ partial last line ever exist (a full disk, a power cut mid-write), resuming igno
 truncates it away before appending, so it can never glue onto the next record. One process
 writes an ``out`` file at a time (an ``flock`` enforces it; give each shard its own file).
 
-Resuming. A unit whose latest record has no ``"status": "failed"`` is done and skipped. A
-failed unit (``work`` raised) is recorded as ``{"unit", "status": "failed", "error"}`` so the
+Resuming. A unit whose latest record has no ``"status"``, or ``"status": "dead"``, is done and skipped.
+A failed unit (``work`` raised) is recorded as ``{"unit", "status": "failed", "error"}`` so the
 failure is visible, and retried by the next run; `read_records` gives each unit's latest record.
+A unit explained but not scored (``"status": "explained"``: its scoring failed) keeps its explanations
+in its record: the next run scores those (`kept_explanations`) instead of paying for them again.
+A dead unit (``"status": "dead"``: its values are constant, e.g. it never fires on the probe set) is
+found before any LLM call, costs none, and does not fail the run (`UnitStatus`).
 
 Stopping. An error of a type in ``stop_on`` (the CLI passes `LLMEndpointDown`: the circuit breaker
 says the endpoint is gone) is not one unit's failure but the run's: nothing is recorded for the
@@ -44,15 +48,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vse.core.target import neuron_id
-from vse.core.vocab import Api, Mode, Protocol
+import numpy as np
+
+from vse.core.target import Target, neuron_id
+from vse.core.vocab import TARGET_KINDS, Api, Kind, Mode, Polarity, Protocol, UnitStatus
+from vse.data import loader
 from vse.errors import UserError
 from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
 from vse.method import pipeline
 from vse.method.score import ScoreConfig
 from vse.method.simulators.embedding import EmbeddingStore
 
-FAILED = "failed"
+FAILED = UnitStatus.FAILED
+#: Statuses of a unit still to do: a rerun retries it (and scores the explanations an EXPLAINED one keeps).
+UNFINISHED = frozenset({UnitStatus.FAILED, UnitStatus.EXPLAINED})
+#: An endpoint that is gone or refuses every request stops the whole run: never one unit's failure.
+STOP_ON: tuple[type[BaseException], ...] = (LLMEndpointDown, LLMEndpointRejected)
 
 
 class OutputBusy(UserError):
@@ -97,8 +108,10 @@ class RunStopped(Exception):
 class LabelSummary:
     """What one `label_units` call did.
 
-    done: units finished in this run; skipped: units already done in ``out`` before it;
-    failed: units whose ``work`` raised in this run (recorded, retried next time);
+    done: units finished in this run; skipped: units already done (or dead) in ``out`` before it;
+    failed: units not finished in this run (``work`` raised, or scoring failed with the explanations
+    kept): recorded, retried next time;
+    dead: units found dead in this run (constant values: nothing explained, no LLM call; not a failure);
     prompt_tokens, completion_tokens: summed from this run's records (``usage`` or top level), 0 if absent;
     wall_s: seconds from start to end; out: the JSONL file.
     """
@@ -110,12 +123,14 @@ class LabelSummary:
     completion_tokens: int
     wall_s: float
     out: str
+    dead: int = 0
 
     def __str__(self) -> str:
         rate = self.done / self.wall_s if self.wall_s > 0 else 0.0
         return (
-            f"labelled {self.done} units ({rate:.2f}/s), skipped {self.skipped} already done, "
-            f"failed {self.failed}; tokens: {self.prompt_tokens} prompt + {self.completion_tokens} completion; "
+            f"labelled {self.done} units ({rate:.2f}/s), dead {self.dead} (no LLM call), "
+            f"skipped {self.skipped} already done, failed {self.failed}; "
+            f"tokens: {self.prompt_tokens} prompt + {self.completion_tokens} completion; "
             f"{self.wall_s:.1f} s -> {self.out}"
         )
 
@@ -170,14 +185,29 @@ def read_records(path: str | Path) -> dict[int, dict]:
     latest: dict[int, dict] = {}
     for rec in _read_lines(Path(path))[0]:
         unit = int(rec["unit"])
-        if rec.get("status") == FAILED and unit in latest and latest[unit].get("status") != FAILED:
+        if rec.get("status") in UNFINISHED and unit in latest and latest[unit].get("status") not in UNFINISHED:
             continue  # a stale failure never hides a success
         latest[unit] = rec
     return latest
 
 
 def done_units(path: str | Path) -> set[int]:
-    return {u for u, rec in read_records(path).items() if rec.get("status") != FAILED}
+    """Units finished or dead in ``out``: the ones a rerun skips."""
+    return {u for u, rec in read_records(path).items() if rec.get("status") not in UNFINISHED}
+
+
+def kept_explanations(path: str | Path) -> dict[int, list[dict]]:
+    """The explanations kept for each unfinished unit of ``out`` (its latest ``explained`` record's), which
+    a rerun scores instead of explaining the unit again. A later plain failure (the rerun's scoring
+    crashed before writing) does not lose them: they stay until the unit is done."""
+    kept: dict[int, list[dict]] = {}
+    for rec in _read_lines(Path(path))[0]:
+        unit, status = int(rec["unit"]), rec.get("status")
+        if status == UnitStatus.EXPLAINED and isinstance(rec.get("explanations"), list):
+            kept[unit] = rec["explanations"]
+        elif status not in UNFINISHED:
+            kept.pop(unit, None)
+    return kept
 
 
 def _tokens(rec: dict) -> tuple[int, int]:
@@ -298,7 +328,7 @@ def label_units(
             finally:
                 slots.put(url)
 
-        n_done = n_failed = prompt = completion = 0
+        n_done = n_failed = n_dead = prompt = completion = 0
         bar = tqdm(total=len(todo), desc=f"label {out.name}", unit="unit", file=sys.stderr, disable=not progress)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vse-label")
         try:
@@ -318,10 +348,14 @@ def label_units(
                     rec = fut.result()
                     if rec is None:
                         continue
-                    if rec.get("status") == FAILED:
+                    status = rec.get("status")
+                    if status == UnitStatus.DEAD:
+                        n_dead += 1
+                    elif status in UNFINISHED:
                         n_failed += 1
                     else:
                         n_done += 1
+                    if status != FAILED:  # an explained unit's explanations were paid for too
                         p, c = _tokens(rec)
                         prompt, completion = prompt + p, completion + c
                     bar.update(1)
@@ -332,11 +366,31 @@ def label_units(
     finally:
         writer.close()
     if causes:
-        raise RunStopped(causes[0], done=skipped + n_done, total=len(mine), done_now=n_done, out=str(out))
-    summary = LabelSummary(n_done, skipped, n_failed, prompt, completion, time.perf_counter() - start, str(out))
+        done_now = n_done + n_dead
+        raise RunStopped(causes[0], done=skipped + done_now, total=len(mine), done_now=done_now, out=str(out))
+    summary = LabelSummary(
+        n_done, skipped, n_failed, prompt, completion, time.perf_counter() - start, str(out), dead=n_dead
+    )
     if progress:
         print(summary, file=sys.stderr)
     return summary
+
+
+def dead_reason(target: Target) -> str | None:
+    """Why a unit has nothing to explain or score, or None: its scaled values (what a prompt shows and a
+    score correlates with) are all equal, so an explanation would be read from nothing and no score exists."""
+    if len(np.unique(target.values)) > 1:
+        return None
+    where = "on the probe set" if target.kind == Kind.CAPTION_ACTIVATION else f"in its {target.kind} weights"
+    if not np.any(target.raw):
+        return f"no non-zero value {where}"
+    if target.polarity == Polarity.POSITIVE and float(np.max(target.raw)) <= 0:
+        return f"no positive value {where}"
+    return f"constant values {where}"
+
+
+def _no_usage() -> dict[str, int]:
+    return {"prompt_tokens": 0, "completion_tokens": 0, "calls": 0}
 
 
 def make_work(
@@ -352,6 +406,7 @@ def make_work(
     source=None,
     in_flight: int | None = None,
     embeddings=None,
+    kept: dict[int, list[dict]] | None = None,
 ):
     """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``.
 
@@ -359,21 +414,37 @@ def make_work(
     the simulator study recommends); None: the paper's LLM simulator and Algorithm 1.
 
     ``source``: a `vse.data.loader.Source` naming a probe folder (``--probe``), else the fixtures.
-    ``in_flight``: one-item predictions each worker sends at once (None: the server's slots)."""
+    ``in_flight``: one-item predictions each worker sends at once (None: the server's slots).
+    ``kept``: explanations an earlier run kept per unit (`kept_explanations`): scored, not made again.
+
+    Before any call, the unit's values are loaded (the method's kind, and the scored one with ``score``):
+    constant values make a ``dead`` record (`dead_reason`) and cost nothing. A scoring failure makes an
+    ``explained`` record that keeps the explanations; an error of `STOP_ON` still stops the run."""
     where = {} if source is None else {"source": source}
+    kinds = [k for k in dict.fromkeys([method, *([target] if score else [])]) if k in TARGET_KINDS]
+    kept = kept or {}
 
     def work(unit: int, base_url: str) -> dict:
+        neuron = neuron_id(model, layer, unit)
+        record: dict[str, Any] = {"unit": unit, "neuron": neuron, "method": method}
+        if score:
+            record["target"] = target
+        for kind in kinds:
+            reason = dead_reason(loader.load_target(neuron, kind, source=source or loader.FIXTURES))
+            if reason is not None:
+                return {**record, "status": UnitStatus.DEAD.value, "kind": kind, "dead": reason, "usage": _no_usage()}
         client = client_for(base_url)
         before, calls_before = client.usage, client.calls
-        neuron = neuron_id(model, layer, unit)
         llm = pipeline.LLM.from_client(client, api)
         if in_flight is not None:
             llm.in_flight = in_flight
-        explanations = pipeline.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
-        record = {"unit": unit, "neuron": neuron, "method": method, "explanations": [e.to_json() for e in explanations]}
+        if unit in kept:
+            record["explanations"] = kept[unit]
+        else:
+            explanations = pipeline.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
+            record["explanations"] = [e.to_json() for e in explanations]
         if score:
-            texts = [e.to_json()["explanation"] for e in explanations]
-            record["target"] = target
+            texts = [e["explanation"] for e in record["explanations"]]
             how = dict(where)
             if embeddings is not None:
                 llm.embeddings, how["config"] = (
@@ -382,9 +453,17 @@ def make_work(
                 )
             else:  # `--simulator one`: the paper's LLM simulator and Algorithm 1
                 how["config"] = ScoreConfig(api=api, mode=Mode.ONE, protocol=Protocol.UNIFORM)
-            record["scores"] = [
-                pipeline.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json() for t in texts
-            ]
+            try:
+                record["scores"] = [
+                    pipeline.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json()
+                    for t in texts
+                ]
+            except STOP_ON:
+                raise
+            # The explanations are paid for: keep them, so that the next run only scores.
+            except Exception as exc:  # noqa: BLE001
+                record["status"] = UnitStatus.EXPLAINED.value
+                record["error"] = f"{type(exc).__name__}: {exc}"
         # The client is this thread's own (per_thread), so the difference is this unit's cost.
         used = client.usage
         record["usage"] = {
@@ -438,6 +517,7 @@ def label_layer(
         source=source,
         in_flight=in_flight,
         embeddings=embeddings,
+        kept=kept_explanations(out),
     )
     try:
         return label_units(
@@ -448,7 +528,7 @@ def label_layer(
             base_urls=base_urls,
             shard=shard,
             progress=progress,
-            stop_on=(LLMEndpointDown, LLMEndpointRejected),
+            stop_on=STOP_ON,
         )
     finally:
         if embeddings is not None:

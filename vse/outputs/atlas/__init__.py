@@ -24,7 +24,7 @@ The package, one idea a module: `cards` (the data of a card), `from_records` (re
 the report, the command line and the tests import from ``vse.outputs.atlas``.
 """
 
-from vse.outputs.atlas.cards import Card, Explanation, Item, Score, SimItem, WeightPairs, neuron_key, slug
+from vse.outputs.atlas.cards import Card, Dead, Explanation, Item, Score, SimItem, WeightPairs, neuron_key, slug
 from vse.outputs.atlas.from_records import (
     N_SIM_ITEMS,
     RECORDED_MAX_TOKENS,
@@ -74,6 +74,7 @@ __all__ = [
     "WEIGHT_TITLES",
     "AtlasSummary",
     "Card",
+    "Dead",
     "Explanation",
     "ImageSink",
     "Item",

@@ -41,6 +41,8 @@ class Score:
     mean, half_width, passes, hit_cap: Algorithm 1's outcome (None where the record has no interval).
     items: the first pass's items (true vs simulated), empty when the record keeps no passes.
     n_passes_kept: how many passes the record holds (the plot shows the first).
+    simulator: the simulation mode that predicted (``Mode``; "" when the record does not say): the
+        embedding simulator's predictions are cosines, not 0..10 values, and get their own axis.
     """
 
     target: str
@@ -51,6 +53,7 @@ class Score:
     hit_cap: bool = False
     items: tuple[SimItem, ...] = ()
     n_passes_kept: int = 0
+    simulator: str = ""
 
     @property
     def column(self) -> str:
@@ -88,8 +91,22 @@ class WeightPairs:
 
 
 @dataclass(frozen=True)
+class Dead:
+    """A unit `vse label` found dead: its values are constant (``reason``, e.g. "no non-zero value on the
+    probe set"), so ``method`` explained nothing and nothing was scored."""
+
+    method: str
+    reason: str
+
+    @property
+    def text(self) -> str:
+        return f"dead: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Card:
-    """Everything shown for one neuron (see the module doc). ``notes``: what could not be shown, and why."""
+    """Everything shown for one neuron (see the module doc). ``notes``: what could not be shown, and why;
+    ``dead``: set when the unit is dead (constant values), and then it has no explanations."""
 
     neuron: str
     explanations: tuple[Explanation, ...]
@@ -98,6 +115,7 @@ class Card:
     n_probe: int = 0
     weights: tuple[WeightPairs, ...] = ()
     notes: tuple[str, ...] = ()
+    dead: Dead | None = None
 
     @property
     def polarities(self) -> tuple[str, ...]:

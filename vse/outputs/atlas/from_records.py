@@ -12,9 +12,9 @@ from pathlib import Path
 
 from vse.atomic import read_jsonl
 from vse.core.target import neuron_id, parse_neuron_id
-from vse.core.vocab import USER_METHOD, Polarity
+from vse.core.vocab import USER_METHOD, Polarity, UnitStatus
 from vse.method.records import ScoreRecord
-from vse.outputs.atlas.cards import Card, Explanation, Score, SimItem, neuron_key
+from vse.outputs.atlas.cards import Card, Dead, Explanation, Score, SimItem, neuron_key
 
 #: The explanation length the committed experiments allowed (ExplainConfig.max_tokens when they were
 #: recorded): a record that used all of it in one call was cut off by the model's budget.
@@ -74,6 +74,7 @@ class _Collector:
         self.max_tokens = max_tokens
         self.data: dict[str, dict[tuple[str, str, str], dict]] = {}
         self.failed: list[str] = []
+        self.dead: dict[str, Dead] = {}
 
     def _entry(self, neuron: str, method: str, polarity: str, text: str) -> dict:
         parse_neuron_id(neuron)
@@ -102,6 +103,7 @@ class _Collector:
             bool(record.hit_cap),
             items,
             len(kept),
+            str(record.provenance.simulator or ""),
         )
         self._add_score(record.neuron, record.method, record.polarity, record.explanation, score)
 
@@ -136,15 +138,23 @@ class _Collector:
                 bool(rec.get("hit_cap")),
                 items,
                 len(details),
+                str(rec.get("simulator") or prov.get("simulator") or ""),
             ),
         )
 
     def add(self, rec: Mapping) -> None:
         if not isinstance(rec, Mapping):
             return
-        if rec.get("status") == "failed":
+        status = rec.get("status")
+        if status == UnitStatus.FAILED:
             self.failed.append(f"unit {rec.get('unit')}: {rec.get('error', 'failed')}")
             return
+        if status == UnitStatus.DEAD and isinstance(rec.get("neuron"), str):
+            parse_neuron_id(rec["neuron"])
+            self.dead[rec["neuron"]] = Dead(str(rec.get("method", "")), str(rec.get("dead", "constant values")))
+            return
+        if status == UnitStatus.EXPLAINED:  # its explanations are shown below, unscored
+            self.failed.append(f"unit {rec.get('unit')}: explained, not scored: {rec.get('error', 'failed')}")
         if isinstance(rec.get("explanations"), list):  # a `vse label` record: a unit's explanations and scores
             for e in rec["explanations"]:
                 self.explanation(e)
@@ -159,11 +169,12 @@ class _Collector:
 
     def cards(self) -> list[Card]:
         out = []
-        for neuron in sorted(self.data, key=neuron_key):
+        for neuron in sorted(self.data.keys() | self.dead.keys(), key=neuron_key):
             expls = tuple(
-                Explanation(m, p, t, v["cut"], tuple(v["scores"])) for (m, p, t), v in self.data[neuron].items()
+                Explanation(m, p, t, v["cut"], tuple(v["scores"])) for (m, p, t), v in self.data.get(neuron, {}).items()
             )
-            out.append(Card(neuron, expls))
+            # A unit explained in one file and found dead in another (a new probe set) shows both.
+            out.append(Card(neuron, expls, dead=self.dead.get(neuron)))
         return out
 
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 
 from vse.core.target import parse_neuron_id
-from vse.core.vocab import Kind, Polarity
-from vse.outputs.atlas.cards import Card, Explanation, Item, Score
+from vse.core.vocab import Kind, Mode, Polarity
+from vse.outputs.atlas.cards import Card, Dead, Explanation, Item, Score
 
 
 def asset(name: str) -> str:
@@ -56,6 +56,11 @@ def cut_mark(cut: str) -> str:
     return f'<mark class="cut" title="{esc(cut)}">{label}</mark>' if cut else ""
 
 
+def dead_mark(dead: Dead | None) -> str:
+    """The badge of a dead unit (constant values: nothing explained, nothing scored), "" otherwise."""
+    return f'<mark class="dead" title="{esc(dead.text)}">dead</mark>' if dead else ""
+
+
 def _strip(title: str, items: Sequence[Item], prefix: str, small: bool) -> str:
     figs = []
     for it in items:
@@ -94,32 +99,72 @@ WEIGHT_TITLES = {
 }
 
 
+def cosine_axis(s: Score) -> tuple[float, float] | None:
+    """The own axis of a score's predictions, (low, high), when they are not 0..10 values: the embedding
+    simulator's are cosines (about -0.2..0.8), flat on a 0..10 axis, so they are drawn over their own
+    min..max. None for an LLM simulator's predictions, which share the true values' axis."""
+    if s.simulator != Mode.EMBEDDING:
+        return None
+    predicted = [it.predicted for it in s.items] or [0.0]
+    return min(predicted), max(predicted)
+
+
 def sim_plot(s: Score) -> str:
-    """One pass's items, sorted by their true value: true (blue) and simulated (orange) bars, as inline SVG."""
+    """One pass's items, sorted by their true value: true (blue) and simulated (orange) bars, as inline SVG.
+
+    LLM predictions share the true values' 0..10 axis. Cosine predictions (`cosine_axis`) get their own axis,
+    labelled on the right with its range, and the ``<svg>`` names both axes (``data-true-axis``,
+    ``data-sim-axis``, ``data-sim-range``) for whoever reads the page."""
     items = sorted(s.items, key=lambda it: (-it.true, it.index))
-    signed = any(it.true < 0 or it.predicted < 0 for it in items)
+    cosine = cosine_axis(s)
+    signed = any(it.true < 0 or (cosine is None and it.predicted < 0) for it in items)
     lo, hi = (-10.0, 10.0) if signed else (0.0, 10.0)
     w_item, h, pad = 10, 120, 4
-    width = pad * 2 + w_item * len(items)
+    right = 40 if cosine else 0  # room for the cosine axis's labels
+    width = pad * 2 + w_item * len(items) + right
 
     def y(v: float) -> float:
         return pad + (h - 2 * pad) * (hi - max(lo, min(hi, v))) / (hi - lo)
 
     y0 = y(0.0)
-    parts = [
-        f'<svg class="simplot" role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}" '
-        f'aria-label="true vs simulated values of {len(items)} items">',
-        f'<line x1="{pad}" x2="{width - pad}" y1="{y0:.1f}" y2="{y0:.1f}" stroke="#999" stroke-width="0.5"/>',
-    ]
+    if cosine is None:
+        parts = [
+            f'<svg class="simplot" role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}" '
+            f'aria-label="true vs simulated values of {len(items)} items">',
+        ]
+    else:
+        c_lo, c_hi = cosine
+        span = (c_hi - c_lo) or 1.0
+        x_axis = width - right
+        parts = [
+            f'<svg class="simplot" role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}" '
+            f'data-true-axis="{lo:g}..{hi:g}" data-sim-axis="cosine" data-sim-range="{c_lo:.4f} {c_hi:.4f}" '
+            f'aria-label="true values ({lo:g}..{hi:g}) and cosine predictions (own axis, {c_lo:.2f}..{c_hi:.2f}) '
+            f'of {len(items)} items">',
+            f'<line x1="{x_axis}" x2="{x_axis}" y1="{pad}" y2="{h - pad}" stroke="var(--sim)" stroke-width="1"/>',
+            f'<text x="{x_axis + 3}" y="{pad + 8}" font-size="9">{c_hi:.2f}</text>',
+            f'<text x="{x_axis + 3}" y="{h / 2 + 3:.1f}" font-size="9">cosine</text>',
+            f'<text x="{x_axis + 3}" y="{h - pad}" font-size="9">{c_lo:.2f}</text>',
+        ]
+    parts.append(
+        f'<line x1="{pad}" x2="{width - pad - right}" y1="{y0:.1f}" y2="{y0:.1f}" stroke="#999" stroke-width="0.5"/>'
+    )
     for k, it in enumerate(items):
         x = pad + k * w_item
-        for dx, v, color in ((0, it.true, "var(--true)"), (4, it.predicted, "var(--sim)")):
-            top, bot = sorted((y(v), y0))
-            parts.append(
-                f'<rect x="{x + dx}" y="{top:.1f}" width="4" height="{max(bot - top, 0.5):.1f}" fill="{color}">'
-                f"<title>{esc(it.text or '#' + str(it.index))}: true {it.true:g}, simulated {it.predicted:.2f}"
-                "</title></rect>"
-            )
+        tip = esc(it.text or "#" + str(it.index))
+        top, bot = sorted((y(it.true), y0))
+        parts.append(
+            f'<rect x="{x}" y="{top:.1f}" width="4" height="{max(bot - top, 0.5):.1f}" fill="var(--true)">'
+            f"<title>{tip}: true {it.true:g}, {'cosine' if cosine else 'simulated'} {it.predicted:.2f}</title></rect>"
+        )
+        if cosine is None:
+            top, bot = sorted((y(it.predicted), y0))
+        else:  # from the bottom of the cosine axis (its minimum) up to the value
+            top, bot = pad + (h - 2 * pad) * (c_hi - it.predicted) / span, float(h - pad)
+        parts.append(
+            f'<rect x="{x + 4}" y="{top:.1f}" width="4" height="{max(bot - top, 0.5):.1f}" fill="var(--sim)">'
+            f"<title>{tip}: true {it.true:g}, {'cosine' if cosine else 'simulated'} {it.predicted:.2f}</title></rect>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -129,20 +174,25 @@ def _sim_section(e: Explanation) -> str:
     for s in e.scores:
         if not s.items:
             continue
+        cosine = cosine_axis(s)
+        sim = "cosine" if cosine else "simulated"
         rows = "".join(
             f'<tr><td>{esc(it.text or "#" + str(it.index))}</td><td class="num">{it.true:g}</td>'
             f'<td class="num">{it.predicted:.2f}</td></tr>'
             for it in sorted(s.items, key=lambda it: (-it.true, it.index))
         )
+        # The LLM simulator's plot keeps its legend; a cosine plot names both of its axes.
+        legend = "true" if cosine is None else "true 0..10 (left axis)"
+        sim_legend = "simulated" if cosine is None else f"cosine (right axis, {cosine[0]:.2f}..{cosine[1]:.2f})"
         out.append(
             f'<div class="sim" data-target="{esc(s.column)}"><p>'
             f"<b>{esc(e.method)}</b> on <b>{esc(s.column)}</b>: score {esc(score_text(s))}. "
             f"Pass 1 of {s.n_passes_kept}, {len(s.items)} items, sorted by the true value:"
             '<span class="legend"><span style="background:var(--true)"></span>'
-            'true<span style="background:var(--sim)"></span>simulated</span></p>'
+            f'{legend}<span style="background:var(--sim)"></span>{sim_legend}</span></p>'
             f"{sim_plot(s)}<details><summary>the items</summary>"
             '<table><thead><tr><th>item</th><th class="num">true</th>'
-            f'<th class="num">simulated</th></tr></thead><tbody>{rows}</tbody></table></details></div>'
+            f'<th class="num">{sim}</th></tr></thead><tbody>{rows}</tbody></table></details></div>'
         )
     return "\n".join(out)
 
@@ -157,8 +207,12 @@ def render_card(
     parts = [
         f'<article class="card" id="{esc(anchor or card.slug)}" data-neuron="{esc(card.neuron)}"'
         f' data-polarity="{esc(" ".join(pols))}">',
-        f"<header><{heading}>{title}</{heading}>" + " ".join(polarity_badge(p) for p in pols) + "</header>",
+        f"<header><{heading}>{title}</{heading}>"
+        + " ".join([*(polarity_badge(p) for p in pols), *([dead_mark(card.dead)] if card.dead else [])])
+        + "</header>",
     ]
+    if card.dead:
+        parts.append(f'<p class="note dead">{esc(card.dead.text)} ({esc(card.dead.method)} explained nothing)</p>')
     columns = sorted({s.column for e in card.explanations for s in e.scores})
     head = "".join(f'<th class="num score" title="{esc(c)}">{column_head(c)}</th>' for c in columns)
     rows = []
@@ -254,6 +308,15 @@ def render_index(
         _model, _layer, unit = parse_neuron_id(card.neuron)
         link = esc(href(k, card))
         group = f"<td>{esc(groups[k])}</td>" if groups is not None else ""
+        if card.dead:  # no explanation to list: one row that says why, "dead" in every score column
+            rows.append(
+                f'<tr data-neuron="{esc(card.neuron)}" data-dead="1">{group}'
+                f'<td><a href="{link}">{esc(card.neuron)}</a></td><td class="num" data-v="{unit}">{unit}</td>'
+                f'<td></td><td class="method">{esc(card.dead.method)}</td>'
+                f'<td class="text">{dead_mark(card.dead)} {esc(card.dead.reason)}</td>'
+                + "".join('<td class="num" data-v="">dead</td>' for _ in cols)
+                + "</tr>"
+            )
         for e in card.explanations:
             by = {s.column: s for s in e.scores}
             cells = []
@@ -271,6 +334,9 @@ def render_index(
         f'<option value="score-{k}">{esc(c)}</option>' for k, c in enumerate(cols)
     )
     n_units = len({c.neuron for c in cards})  # a neuron in several experiments counts once
+    n_expl = sum(len(c.explanations) for c in cards)
+    n_dead = len({c.neuron for c in cards if c.dead})
+    dead = f", {n_dead} dead (constant values: nothing explained)" if n_dead else ""
     controls = (
         '<div class="controls"><label>Search <input id="q" type="search" placeholder="words in any column"></label>'
         f'<label>Score <select id="scol">{options}</select></label>'
@@ -293,7 +359,7 @@ def render_index(
     )
     return (
         f"<{heading}>{esc(title)}</{heading}>\n"
-        f'<p class="summary">{n_units} units, {len(rows)} explanations. {intro}</p>\n'
+        f'<p class="summary">{n_units} units, {n_expl} explanations{dead}. {intro}</p>\n'
         f"{fails}{controls}\n{table}"
     )
 
