@@ -13,14 +13,23 @@ from click.testing import CliRunner
 from vse.cli.label import label_cmd, parse_units
 from vse.data.loader import layer_width
 from vse.llm.client import Usage
+from vse.method.records import ExplanationRecord, Provenance
 
 
 class _Rec:
+    """A score record stand-in: its fields as attributes (`mean` is the score) and as JSON."""
+
     def __init__(self, **data):
         self.data = data
 
+    def __getattr__(self, name):
+        return self.data["score"] if name == "mean" else self.data[name]
+
     def to_json(self):
         return dict(self.data)
+
+
+PROV = Provenance("fake-model", "completions", None, None, "h", (), 0)
 
 
 @pytest.fixture
@@ -39,10 +48,11 @@ def api(monkeypatch):
         client.usage = client.usage + Usage(100 * n, 10 * n)
         client.calls += n
         return [
-            _Rec(neuron=neuron_id, method=method, explanation=f"{method} explanation {k} of {unit}") for k in range(n)
+            ExplanationRecord(neuron_id, method, polarity, f"{method} explanation {k} of {unit}", k, 1, 100, 10, PROV)
+            for k in range(n)
         ]
 
-    def score_explanation(neuron_id, explanation, target, *, llm, progress=True, config=None):
+    def score_explanation(neuron_id, explanation, target, *, llm, progress=True, config=None, **_how):
         client = llm.client
         client.usage = client.usage + Usage(50, 1)
         client.calls += 1
@@ -97,15 +107,15 @@ def test_label_explains_scores_and_resumes(api, tmp_path):
     assert sorted(x["unit"] for x in recs) == list(range(6))
     rec = next(x for x in recs if x["unit"] == 4)
     assert rec["neuron"] == "efficientnet_lite0/_conv_head/4" and len(rec["explanations"]) == 2
-    assert [s["explanation"] for s in rec["scores"]] == [
-        "weight-label explanation 0 of 4",
-        "weight-label explanation 1 of 4",
-    ]
-    assert rec["target"] == "weight-label" and rec["scores"][0]["score"] == 42.0
-    # per-unit usage from the thread's own client: 2 explanations + 2 scores
-    assert rec["usage"] == {"prompt_tokens": 300, "completion_tokens": 22, "calls": 4}
+    # The fair best of the 2: both scored on held-in items, the first of the equal bests on held-out ones.
+    [best] = rec["scores"]
+    assert best["explanation"] == "weight-label explanation 0 of 4" and best["score"] == 42.0
+    assert [c["held_in"] for c in best["best_of"]["candidates"]] == [42.0, 42.0] and best["best_of"]["chosen"] == 0
+    assert rec["target"] == "weight-label"
+    # per-unit usage from the thread's own client: 2 explanations + 2 held-in scores + 1 held-out score
+    assert rec["usage"] == {"prompt_tokens": 350, "completion_tokens": 23, "calls": 5}
     assert set(api.urls) == {"http://a.test/v1", "http://b.test/v1"}
-    assert "labelled 6 units" in r.output and "1800 prompt + 132 completion" in r.output
+    assert "labelled 6 units" in r.output and "2100 prompt + 138 completion" in r.output
     r = CliRunner().invoke(label_cmd, args)
     assert r.exit_code == 0 and "skipped 6" in r.output
     assert max(api.calls.values()) == 1  # nothing explained twice
@@ -207,9 +217,9 @@ def test_in_flight_reaches_each_workers_llm(api, tmp_path):
     seen = []
     scored = api.score_explanation
 
-    def score_explanation(neuron_id, explanation, target, *, llm, progress=True, config=None):
+    def score_explanation(neuron_id, explanation, target, *, llm, progress=True, config=None, **_how):
         seen.append(getattr(llm, "in_flight", None))
-        return scored(neuron_id, explanation, target, llm=llm, progress=progress, config=config)
+        return scored(neuron_id, explanation, target, llm=llm, progress=progress, config=config, **_how)
 
     api.score_explanation = score_explanation
     args = [
@@ -290,10 +300,10 @@ def score_fails(api):
     api.score_fail = set()
     scored = api.score_explanation
 
-    def score_explanation(neuron_id, explanation, target, *, llm, progress=True, config=None):
+    def score_explanation(neuron_id, explanation, target, *, llm, progress=True, config=None, **_how):
         if int(neuron_id.rsplit("/", 1)[1]) in api.score_fail:
             raise ValueError("every drawn set of 50 items has constant values")
-        return scored(neuron_id, explanation, target, llm=llm, progress=progress, config=config)
+        return scored(neuron_id, explanation, target, llm=llm, progress=progress, config=config, **_how)
 
     api.score_explanation = score_explanation
     return api
@@ -336,8 +346,9 @@ def test_a_scoring_failure_keeps_the_explanations_and_the_resume_only_scores(sco
     assert api.calls[1] == 1  # no explanation call: the kept explanations were scored
     done = _records(out)[-1]
     assert done["unit"] == 1 and "status" not in done
-    assert [s["explanation"] for s in done["scores"]] == [e["explanation"] for e in kept["explanations"]]
-    assert done["usage"]["calls"] == 2  # the two scores only
+    [best] = done["scores"]
+    assert [c["explanation"] for c in best["best_of"]["candidates"]] == [e["explanation"] for e in kept["explanations"]]
+    assert done["usage"]["calls"] == 3  # the scores only: two held-in, one held-out
 
 
 def test_a_plain_failure_after_an_explained_record_keeps_the_explanations(score_fails, tmp_path):

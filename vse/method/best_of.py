@@ -20,7 +20,7 @@ exact pass; ``uniform`` runs Algorithm 1 with passes drawn within it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,8 +128,12 @@ def best_of_n(
     seed: int = 0,
     progress: bool = True,
     source: Source = FIXTURES,
+    score_fn: Callable[..., ScoreRecord] = score_explanation,
 ) -> BestOfN:
-    """Choose the best of ``records`` (explanations of one neuron) on held-in items, score it on held-out ones."""
+    """Choose the best of ``records`` (explanations of one neuron) on held-in items, score it on held-out ones.
+
+    score_fn: how one explanation is scored (`vse.method.pipeline.score_explanation`, which callers that
+    stand in for the pipeline replace)."""
     if not records:
         raise ValueError("best of N needs at least one explanation")
     neuron = records[0].neuron
@@ -141,7 +145,7 @@ def best_of_n(
     unseen = unseen_items(scored.strength, records, target, config.n_shown)
 
     def score(r: ExplanationRecord, universe: np.ndarray | None) -> ScoreRecord:
-        return score_explanation(
+        return score_fn(
             neuron,
             r.explanation,
             target,

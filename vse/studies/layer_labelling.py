@@ -56,6 +56,8 @@ from vse.data import loader
 from vse.errors import UserError
 from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
 from vse.method import pipeline
+from vse.method.best_of import best_of_n
+from vse.method.records import ExplanationRecord
 from vse.method.score import ScoreConfig
 from vse.method.simulators.embedding import EmbeddingStore
 
@@ -408,7 +410,8 @@ def make_work(
     embeddings=None,
     kept: dict[int, list[dict]] | None = None,
 ):
-    """The per-unit work: explain the unit (``n`` explanations), score each with ``--score``.
+    """The per-unit work: explain the unit (``n`` explanations); with ``--score``, the fair best of them
+    (chosen on held-in items, reported on held-out ones) scored.
 
     ``embeddings``: an `EmbeddingStore`: score with the embedding simulator over every unseen item (what
     the simulator study recommends); None: the paper's LLM simulator and Algorithm 1.
@@ -444,7 +447,7 @@ def make_work(
             explanations = pipeline.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
             record["explanations"] = [e.to_json() for e in explanations]
         if score:
-            texts = [e["explanation"] for e in record["explanations"]]
+            candidates = [ExplanationRecord.from_json(e) for e in record["explanations"]]
             how = dict(where)
             if embeddings is not None:
                 llm.embeddings, how["config"] = (
@@ -454,10 +457,12 @@ def make_work(
             else:  # `--simulator one`: the paper's LLM simulator and Algorithm 1
                 how["config"] = ScoreConfig(api=api, mode=Mode.ONE, protocol=Protocol.UNIFORM)
             try:
-                record["scores"] = [
-                    pipeline.score_explanation(neuron, t, target, llm=llm, progress=False, **how).to_json()
-                    for t in texts
-                ]
+                # The fair best of the unit's explanations (one: scored on every unseen item), with every
+                # candidate's held-in score kept in the record (`vse.method.best_of`).
+                best = best_of_n(
+                    candidates, target, llm=llm, progress=False, score_fn=pipeline.score_explanation, **how
+                )
+                record["scores"] = [best.to_json()]
             except STOP_ON:
                 raise
             # The explanations are paid for: keep them, so that the next run only scores.
