@@ -8,7 +8,7 @@ has to parse.
 
 import pytest
 
-from vse import LLM, explain_neuron, score_explanation
+from vse import LLM, Mode, Protocol, explain_neuron, score_explanation
 from vse.core.stats import StopRule
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.server import LocalServer, assemble_model
@@ -30,7 +30,10 @@ def test_explain_and_score_against_the_real_server(base_url, api):
     assert llm.reported_model.endswith(".gguf") and llm.llm_file_sha256
     [rec] = explain_neuron(NEURON, "weight-label", llm=llm)
     assert rec.explanation and "\n" not in rec.explanation
-    config = ScoreConfig(n_items=5, n_fewshot_pairs=5, stop=StopRule(min_runs=2, max_runs=2))
+    # The paper's LLM simulator (the default, embeddings, calls no server).
+    config = ScoreConfig(
+        mode=Mode.ONE, protocol=Protocol.UNIFORM, n_items=5, n_fewshot_pairs=5, stop=StopRule(min_runs=2, max_runs=2)
+    )
     scored = score_explanation(NEURON, rec.explanation, "weight-label", llm=llm, config=config, progress=False)
     assert scored.passes == 2
     assert all(0.0 <= v <= 10.0 for p in scored.details for v in p.predicted)
