@@ -72,7 +72,7 @@ test: venv
 # compares every number with the committed files, so last-bit noise (another libm, another CPU
 # architecture) reads apart from a changed result: `vse reproduce --check`, README "Same numbers".
 # The same checks without the tests marked slow (the four cross-environment replays of every
-# experiment, about 2 minutes of the suite's 5 on 2 cores): for a quick loop while editing.
+# experiment, about 1.5 of the suite's 4 minutes on 2 cores): for a quick loop while editing.
 test-fast: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
