@@ -8,6 +8,7 @@ baseline), in the same run. Retry lines on stderr (the client's "retry i/n" warn
 
     python bench/cold_start.py                       # the issue's command: recall-free, 8 in flight
     python bench/cold_start.py --protocol uniform --in-flight 1 2 4 8
+    python bench/cold_start.py --protocol --commands validate label     # vse validate on 4 units, vse label on 8
 
 Prints a Markdown table; measured rows only. Keep the machine quiet while it runs (2 cores).
 """
@@ -50,13 +51,50 @@ def score_once(base_url: str, protocol: str, in_flight: int, warm_slots: bool, s
     return wall, len(RETRY.findall(proc.stderr)), line
 
 
+#: The other commands a user runs, as run here: the recommended path of each (embedding simulator,
+#: recall-free), with explanations from the server.
+COMMANDS = {
+    "validate": lambda url, tmp: [
+        "validate", "efficientnet_lite0/_conv_head", "--units", "1,2,3,4", "--methods", "weight-label",
+        "--targets", "weight-label", "--cassettes", str(tmp / f"v{time.monotonic_ns()}"), "--base-url", url,
+    ],
+    "label": lambda url, tmp: [
+        "label", "efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:8", "--score",
+        "--base-url", url, "--out", str(tmp / f"l{time.monotonic_ns()}.jsonl"), "--no-progress",
+    ],
+}  # fmt: skip
+
+
+def command_once(name: str, base_url: str, scratch: Path) -> tuple[float, int, str]:
+    """Wall seconds, retry lines and the last line printed, of one run of `vse <name>`."""
+    cmd = [sys.executable, "-c", "from vse.cli.main import main; main()", *COMMANDS[name](base_url, scratch)]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"vse {name} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    lines = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
+    return wall, len(RETRY.findall(proc.stderr)), lines[-1][:90] if lines else ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--protocol", nargs="+", default=["recall-free"])
+    ap.add_argument("--protocol", nargs="*", default=["recall-free"])
     ap.add_argument("--in-flight", nargs="+", type=int, default=[8])
     ap.add_argument("--warm-up", nargs="+", choices=["on", "off"], default=["on", "off"])
+    ap.add_argument("--commands", nargs="+", choices=sorted(COMMANDS), default=[])
     args = ap.parse_args()
     model = assemble_model()
+    if args.commands:
+        print("| command | server | wall s | retry lines | last line |")
+        print("|---|---|---|---|---|")
+        with tempfile.TemporaryDirectory(prefix="vse-bench-") as tmp:
+            for name in args.commands:
+                with LocalServer(model, port=0) as server:
+                    for state in ("cold", "warm"):
+                        wall, retries, line = command_once(name, server.base_url, Path(tmp))
+                        print(f"| {name} | {state} | {wall:.0f} | {retries} | {line} |")
+                        sys.stdout.flush()
     print("| protocol | in flight | slot warm-up | server | wall s | retry lines | score |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="vse-bench-") as tmp:
