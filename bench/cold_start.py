@@ -95,6 +95,8 @@ def main() -> None:
                         wall, retries, line = command_once(name, server.base_url, Path(tmp))
                         print(f"| {name} | {state} | {wall:.0f} | {retries} | {line} |")
                         sys.stdout.flush()
+    if not args.protocol:
+        return
     print("| protocol | in flight | slot warm-up | server | wall s | retry lines | score |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="vse-bench-") as tmp:
