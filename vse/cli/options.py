@@ -52,6 +52,11 @@ def endpoint(stack: contextlib.ExitStack, base_url: str | None, port: int | None
     return server.endpoint_or_local(stack, base_url, port)
 
 
+def embeddings_path(cassette: Path) -> Path:
+    """Where the embedding simulator keeps its embeddings: next to the cassette it would have used."""
+    return cassette.with_name(cassette.name.removesuffix(".json.gz") + ".embeddings.npz")
+
+
 @contextlib.contextmanager
 def open_llm(
     base_url: str | None,

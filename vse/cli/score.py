@@ -13,6 +13,7 @@ from vse.cli.options import (
     DEFAULT_CASSETTES,
     TARGET_HELP,
     bullets,
+    embeddings_path,
     in_flight_option,
     llm_options,
     open_llm,
@@ -31,15 +32,10 @@ from vse.method.records import ExplanationRecord
 from vse.method.score import ScoreConfig
 
 
-def _embeddings_path(cassette: Path) -> Path:
-    """Where the embedding simulator keeps its embeddings: next to the cassette it would have used."""
-    return cassette.with_name(cassette.name.removesuffix(".json.gz") + ".embeddings.npz")
-
-
 def _embedding_llm(cassette: Path, replay: bool, api: str):
     """An `LLM` for the embedding simulator: no server, no calls; the embeddings are recorded next
     to the cassette (``*.embeddings.npz``) and replayed from there."""
-    path = _embeddings_path(cassette)
+    path = embeddings_path(cassette)
     if replay and not path.exists():
         raise click.ClickException(
             f"embedding store {path} does not exist: run the same command without --replay first"
@@ -220,6 +216,6 @@ def score(
             click.echo(best.lines())
             out_records = [best]
     if not replay:
-        where = _embeddings_path(cassette) if mode == Mode.EMBEDDING else cassette
+        where = embeddings_path(cassette) if mode == Mode.EMBEDDING else cassette
         click.echo(f"recorded to {where} (replay: the same command with --replay)", err=True)
     write_jsonl(out, out_records)

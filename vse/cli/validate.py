@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from vse.cli import preflight
-from vse.cli.options import DEFAULT_CASSETTES, endpoint, in_flight_option, llm_options, open_llm
+from vse.cli.options import DEFAULT_CASSETTES, embeddings_path, endpoint, in_flight_option, llm_options, open_llm
 from vse.core.discrimination import markdown
 from vse.core.target import neuron_stem
 from vse.core.vocab import Display, Method, Mode, Protocol, RankBy, choices
@@ -225,7 +225,7 @@ def _fair(
     results = []
     with open_llm(base_url, model, api, cassette, replay, port, in_flight) as llm:
         if simulator == Mode.EMBEDDING:
-            llm.embeddings = EmbeddingStore(cassette.with_suffix("").with_suffix(".embeddings.npz"), record=not replay)
+            llm.embeddings = EmbeddingStore(embeddings_path(cassette), record=not replay)
         try:
             for method in methods:
                 for target in targets:

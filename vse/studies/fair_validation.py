@@ -78,7 +78,16 @@ def run_fair_validation(
             neuron, v.method, llm=llm, n=v.n, config=v.explain, seed=v.seed, progress=False, source=source
         )
         best.append(
-            best_of_n(records, v.target, llm=llm, config=v.score, split_seed=v.split_seed, seed=v.seed, progress=False)
+            best_of_n(
+                records,
+                v.target,
+                llm=llm,
+                config=v.score,
+                split_seed=v.split_seed,
+                seed=v.seed,
+                progress=False,
+                source=source,
+            )
         )
     k = len(neurons)
     scores = np.zeros((k, k))
