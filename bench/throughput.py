@@ -23,6 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from vse.llm.client import ClientConfig, LLMClient
+from vse.method.label_record import LabelRecord, UnitUsage
 from vse.studies.layer_labelling import label_units, per_thread
 
 
@@ -30,15 +31,14 @@ def make_work(calls: int, timeout_s: float = 30.0):
     """The per-unit work: ``calls`` completions through vse's client, summed usage in the record."""
     client_for = per_thread(lambda url: LLMClient(ClientConfig(base_url=url, timeout_s=timeout_s, max_retries=2)))
 
-    def work(unit: int, base_url: str) -> dict:
+    def work(unit: int, base_url: str) -> LabelRecord:
         client = client_for(base_url)
-        texts, prompt, completion = [], 0, 0
+        prompt, completion = 0, 0
         for k in range(calls):
             c = client.complete(f"Unit {unit}, call {k}: what does this neuron look for?", max_tokens=16, seed=k)
-            texts.append(c.text)
             prompt += c.usage.prompt_tokens
             completion += c.usage.completion_tokens
-        return {"unit": unit, "texts": texts, "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}
+        return LabelRecord(unit, usage=UnitUsage(prompt, completion, calls))
 
     return work
 

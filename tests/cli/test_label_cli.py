@@ -13,21 +13,7 @@ from click.testing import CliRunner
 from vse.cli.label import label_cmd, parse_units
 from vse.data.loader import layer_width
 from vse.llm.client import Usage
-from vse.method.records import ExplanationRecord, Provenance
-
-
-class _Rec:
-    """A score record stand-in: its fields as attributes (`mean` is the score) and as JSON."""
-
-    def __init__(self, **data):
-        self.data = data
-
-    def __getattr__(self, name):
-        return self.data["score"] if name == "mean" else self.data[name]
-
-    def to_json(self):
-        return dict(self.data)
-
+from vse.method.records import ExplanationRecord, Provenance, ScoreRecord
 
 PROV = Provenance("fake-model", "completions", None, None, "h", (), 0)
 
@@ -56,7 +42,11 @@ def api(monkeypatch):
         client = llm.client
         client.usage = client.usage + Usage(50, 1)
         client.calls += 1
-        return _Rec(neuron=neuron_id, explanation=explanation, target=target, score=42.0)
+        return ScoreRecord(
+            mean=42.0, half_width=0.0, passes=1, hit_cap=False, scores=[42.0], accuracy=0.5, mse=1.0, mae=1.0,
+            failed_passes=0, calls=1, prompt_tokens=50, completion_tokens=1, neuron=neuron_id, method="user",
+            explanation=explanation, explanation_seed=None, target=target, polarity="positive", provenance=PROV,
+        )  # fmt: skip
 
     def plan_requests(neuron_id, method, *, n, score, target, api="completions"):
         for _ in range(n + (3 if score else 0)):
@@ -67,9 +57,9 @@ def api(monkeypatch):
         from_client=lambda client, api="completions": types.SimpleNamespace(client=client, api=api)
     )
     import vse.cli.label
-    import vse.studies.layer_labelling
+    import vse.studies.label_work
 
-    monkeypatch.setattr(vse.studies.layer_labelling, "pipeline", fake)  # what `vse label` calls
+    monkeypatch.setattr(vse.studies.label_work, "pipeline", fake)  # what `vse label` calls
     monkeypatch.setattr(vse.cli.label, "plan", fake)  # --dry-run's plan_requests
     return fake
 
@@ -109,7 +99,7 @@ def test_label_explains_scores_and_resumes(api, tmp_path):
     assert rec["neuron"] == "efficientnet_lite0/_conv_head/4" and len(rec["explanations"]) == 2
     # The fair best of the 2: both scored on held-in items, the first of the equal bests on held-out ones.
     [best] = rec["scores"]
-    assert best["explanation"] == "weight-label explanation 0 of 4" and best["score"] == 42.0
+    assert best["explanation"] == "weight-label explanation 0 of 4" and best["mean"] == 42.0
     assert [c["held_in"] for c in best["best_of"]["candidates"]] == [42.0, 42.0] and best["best_of"]["chosen"] == 0
     assert rec["target"] == "weight-label"
     # per-unit usage from the thread's own client: 2 explanations + 2 held-in scores + 1 held-out score
@@ -354,15 +344,18 @@ def test_a_scoring_failure_keeps_the_explanations_and_the_resume_only_scores(sco
 def test_a_plain_failure_after_an_explained_record_keeps_the_explanations(score_fails, tmp_path):
     from vse.studies.layer_labelling import kept_explanations
 
+    def said(unit, text):
+        return ExplanationRecord(f"m/l/{unit}", "weight-label", "positive", text, 0, 1, 100, 10, PROV)
+
     out = tmp_path / "l.jsonl"
     lines = [
-        {"unit": 1, "status": "explained", "explanations": [{"explanation": "dogs"}], "error": "x"},
+        {"unit": 1, "status": "explained", "explanations": [said(1, "dogs").to_json()], "error": "x"},
         {"unit": 1, "status": "failed", "error": "y"},
-        {"unit": 2, "status": "explained", "explanations": [{"explanation": "cats"}], "error": "x"},
-        {"unit": 2, "explanations": [{"explanation": "cats"}], "scores": []},
+        {"unit": 2, "status": "explained", "explanations": [said(2, "cats").to_json()], "error": "x"},
+        {"unit": 2, "explanations": [said(2, "cats").to_json()], "scores": []},
     ]
     out.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    assert kept_explanations(out) == {1: [{"explanation": "dogs"}]}
+    assert kept_explanations(out) == {1: (said(1, "dogs"),)}
 
 
 def test_an_endpoint_down_while_scoring_still_stops_the_run(score_fails, tmp_path):

@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from vse.cli.main import main
+from vse.method.label_record import LabelRecord
 from vse.studies.layer_labelling import label_units
 
 REPO = Path(__file__).resolve().parents[2]
@@ -174,7 +175,7 @@ def test_two_runs_on_one_out_get_one_clear_line(tmp_path, monkeypatch):
     def slow(unit, url):
         started.set()
         release.wait(10)
-        return {"unit": unit}
+        return LabelRecord(unit)
 
     holder = threading.Thread(
         target=label_units, args=([0], slow), kwargs=dict(out=out, base_urls=["x"], progress=False)

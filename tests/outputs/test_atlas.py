@@ -12,9 +12,26 @@ import pytest
 from click.testing import CliRunner
 
 from vse.cli.main import main
+from vse.method.records import ExplanationRecord, Provenance, ScoreRecord
 from vse.outputs.atlas import Card, Explanation, Score, SimItem, cards_from_records, cut_reason, render_card
 
 from .atlas_helpers import CAPTIONS, EXPLANATION, fake_llm, make_probe, register_tinynet
+
+PROV = Provenance("m", "completions", None, None, "h", (), 0)
+
+
+def _said(neuron: str, method: str, text: str, polarity: str = "positive", completion_tokens: int = 10) -> dict:
+    """An `ExplanationRecord`'s JSON, as `vse explain` and `vse label` write it."""
+    return ExplanationRecord(neuron, method, polarity, text, 0, 1, 100, completion_tokens, PROV).to_json()
+
+
+def _scored(neuron: str, method: str, text: str, target: str, mean: float) -> dict:
+    """A `ScoreRecord`'s JSON with one exact pass and no items kept."""
+    return ScoreRecord(
+        mean=mean, half_width=0.0, passes=1, hit_cap=False, scores=[mean], accuracy=0.5, mse=1.0, mae=1.0,
+        failed_passes=0, calls=0, prompt_tokens=0, completion_tokens=0, neuron=neuron, method=method,
+        explanation=text, explanation_seed=0, target=target, polarity="positive", provenance=PROV,
+    ).to_json()  # fmt: skip
 
 
 def _run(*args):
@@ -193,12 +210,7 @@ def test_cards_group_every_record_shape_per_neuron_and_sort_units_numerically():
         "protocol": "top-and-random-heldout",
         "mean": 7.0,
     }
-    label = {
-        "unit": 9,
-        "neuron": "m/l/9",
-        "explanations": [dict(expl, neuron="m/l/9", polarity="positive")],
-        "scores": [],
-    }
+    label = {"unit": 9, "neuron": "m/l/9", "explanations": [_said("m/l/9", "weight-label", "cats")], "scores": []}
     cards, failed = cards_from_records([expl, score, study_row, label, {"unit": 4, "status": "failed", "error": "x"}])
     assert [c.neuron for c in cards] == ["m/l/2", "m/l/9", "m/l/10"]
     assert failed == ["unit 4: x"]
@@ -313,16 +325,8 @@ def test_a_dead_unit_has_a_card_and_an_index_row_that_say_so():
         {
             "unit": 4,
             "neuron": "m/l/4",
-            "explanations": [{"neuron": "m/l/4", "method": "caption-activation", "explanation": "cats"}],
-            "scores": [
-                {
-                    "neuron": "m/l/4",
-                    "method": "caption-activation",
-                    "explanation": "cats",
-                    "target": "caption-activation",
-                    "mean": 30.0,
-                }
-            ],
+            "explanations": [_said("m/l/4", "caption-activation", "cats")],
+            "scores": [_scored("m/l/4", "caption-activation", "cats", "caption-activation", 30.0)],
         },
     ]
     cards, failed = cards_from_records(records)
@@ -345,7 +349,7 @@ def test_an_explained_unit_shows_its_explanations_and_is_listed_as_not_scored():
                 "neuron": "m/l/2",
                 "status": "explained",
                 "error": "ValueError: boom",
-                "explanations": [{"neuron": "m/l/2", "method": "weight-label", "explanation": "dogs"}],
+                "explanations": [_said("m/l/2", "weight-label", "dogs")],
             }
         ]
     )

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from vse.core.vocab import UnitStatus
+from vse.method.label_record import LabelRecord, UnitUsage
+from vse.studies.label_work import dead_reason
 from vse.studies.layer_labelling import (
     OutputBusy,
-    dead_reason,
     done_units,
     label_units,
     parse_shard,
@@ -38,7 +40,7 @@ def test_labels_every_unit_once_and_resumes(tmp_path):
     out = tmp_path / "l.jsonl"
     s = label_units(
         range(10),
-        lambda u, url: {"unit": u, "usage": {"prompt_tokens": 3, "completion_tokens": 1}},
+        lambda u, url: LabelRecord(u, usage=UnitUsage(3, 1)),
         out=out,
         workers=3,
         base_urls=["a"],
@@ -47,7 +49,9 @@ def test_labels_every_unit_once_and_resumes(tmp_path):
     assert (s.done, s.skipped, s.failed, s.prompt_tokens, s.completion_tokens) == (10, 0, 0, 30, 10)
     assert sorted(r["unit"] for r in _lines(out)) == list(range(10))
     calls = []
-    s = label_units(range(12), lambda u, url: calls.append(u) or {"unit": u}, out=out, base_urls=["a"], progress=False)
+    s = label_units(
+        range(12), lambda u, url: calls.append(u) or LabelRecord(u), out=out, base_urls=["a"], progress=False
+    )
     assert (s.done, s.skipped) == (2, 10) and sorted(calls) == [10, 11]
     assert Counter(r["unit"] for r in _lines(out)) == Counter(range(12))
 
@@ -58,17 +62,17 @@ def test_failures_are_recorded_then_retried(tmp_path):
     def flaky(u, url):
         if u % 3 == 0:
             raise RuntimeError(f"server said no to {u}")
-        return {"unit": u}
+        return LabelRecord(u)
 
     s = label_units(range(6), flaky, out=out, workers=2, base_urls=["a"], progress=False)
     assert (s.done, s.failed) == (4, 2)
     failed = {r["unit"]: r for r in _lines(out) if r.get("status") == "failed"}
     assert set(failed) == {0, 3} and "server said no to 3" in failed[3]["error"]
     assert done_units(out) == {1, 2, 4, 5}
-    s = label_units(range(6), lambda u, url: {"unit": u, "ok": True}, out=out, base_urls=["a"], progress=False)
+    s = label_units(range(6), lambda u, url: LabelRecord(u, method="m"), out=out, base_urls=["a"], progress=False)
     assert (s.done, s.skipped, s.failed) == (2, 4, 0)
     latest = read_records(out)
-    assert latest[0] == {"unit": 0, "ok": True} and latest[3] == {"unit": 3, "ok": True}
+    assert latest[0] == LabelRecord(0, method="m") and latest[3] == LabelRecord(3, method="m")
 
 
 def test_dead_units_are_done_and_counted_explained_ones_are_retried(tmp_path):
@@ -76,16 +80,16 @@ def test_dead_units_are_done_and_counted_explained_ones_are_retried(tmp_path):
 
     def work(u, url):
         if u == 0:
-            return {"unit": u, "status": "dead", "dead": "no non-zero value on the probe set"}
+            return LabelRecord(u, status=UnitStatus.DEAD, dead="no non-zero value on the probe set")
         if u == 1:
-            return {"unit": u, "status": "explained", "explanations": [], "usage": {"prompt_tokens": 5}}
-        return {"unit": u, "usage": {"prompt_tokens": 3}}
+            return LabelRecord(u, status=UnitStatus.EXPLAINED, explanations=(), usage=UnitUsage(5))
+        return LabelRecord(u, usage=UnitUsage(3))
 
     s = label_units(range(3), work, out=out, base_urls=["a"], progress=False)
     assert (s.done, s.dead, s.failed, s.prompt_tokens) == (1, 1, 1, 8)  # the explained unit's tokens count
     assert "dead 1 (no LLM call)" in str(s)
     assert done_units(out) == {0, 2}
-    s = label_units(range(3), lambda u, url: {"unit": u}, out=out, base_urls=["a"], progress=False)
+    s = label_units(range(3), lambda u, url: LabelRecord(u), out=out, base_urls=["a"], progress=False)
     assert (s.done, s.skipped, s.dead, s.failed) == (1, 2, 0, 0)
 
 
@@ -104,7 +108,7 @@ def test_dead_reason_reads_the_scaled_values():
 
 
 def test_a_record_without_its_unit_is_a_failure(tmp_path):
-    s = label_units([1], lambda u, url: {"unit": 2}, out=tmp_path / "l.jsonl", base_urls=["a"], progress=False)
+    s = label_units([1], lambda u, url: LabelRecord(2), out=tmp_path / "l.jsonl", base_urls=["a"], progress=False)
     assert s.failed == 1 and s.done == 0
 
 
@@ -112,7 +116,7 @@ def test_partial_last_line_is_ignored_and_truncated(tmp_path):
     out = tmp_path / "l.jsonl"
     out.write_bytes(b'{"unit": 0}\n{"unit": 1, "text": "half a rec')
     assert done_units(out) == {0}
-    label_units(range(3), lambda u, url: {"unit": u}, out=out, base_urls=["a"], progress=False)
+    label_units(range(3), lambda u, url: LabelRecord(u), out=out, base_urls=["a"], progress=False)
     assert [r["unit"] for r in _lines(out)] == [0, 1, 2]
 
 
@@ -127,7 +131,7 @@ def test_workers_run_concurrently_and_share_base_urls(tmp_path):
         time.sleep(0.05)
         with lock:
             active[0] -= 1
-        return {"unit": u}
+        return LabelRecord(u)
 
     t = time.perf_counter()
     s = label_units(range(16), work, out=tmp_path / "l.jsonl", workers=4, base_urls=["a", "b"], progress=False)
@@ -153,14 +157,14 @@ def test_a_second_writer_on_the_same_file_is_refused(tmp_path):
     def slow(u, url):
         started.set()
         release.wait(5)
-        return {"unit": u}
+        return LabelRecord(u)
 
     t = threading.Thread(target=label_units, args=([0], slow), kwargs=dict(out=out, base_urls=["a"], progress=False))
     t.start()
     try:
         assert started.wait(5)
         with pytest.raises(OutputBusy, match="another labelling run"):
-            label_units([1], lambda u, url: {"unit": u}, out=out, base_urls=["a"], progress=False)
+            label_units([1], lambda u, url: LabelRecord(u), out=out, base_urls=["a"], progress=False)
     finally:
         release.set()
         t.join()
@@ -230,7 +234,7 @@ def test_kill_9_mid_run_then_resume(tmp_path):
         assert summary["skipped"] == n_before and summary["done"] == 80 - n_before and summary["failed"] == 0
         records = _lines(out)
         assert Counter(r["unit"] for r in records) == Counter(range(80))  # each unit exactly once
-        assert all(r["texts"] and r["usage"]["prompt_tokens"] > 0 for r in records)
+        assert all(r["usage"]["calls"] == 2 and r["usage"]["prompt_tokens"] > 0 for r in records)
     finally:
         stub.kill()
         stub.wait()

@@ -7,13 +7,25 @@ from pathlib import Path
 
 import click
 
-from vse.cli.options import DEFAULT_CASSETTES, METHOD_HELP, bullets, llm_options, open_llm, write_jsonl
+from vse.cli.options import (
+    DEFAULT_CASSETTES,
+    METHOD_HELP,
+    bullets,
+    embeddings_path,
+    in_flight_option,
+    llm_options,
+    open_llm,
+    write_jsonl,
+)
 from vse.cli.preflight import check_neuron, check_writable
 from vse.core.target import neuron_stem, parse_neuron_id
-from vse.core.vocab import Method, Polarity, choices
+from vse.core.vocab import TARGET_KINDS, Method, Polarity, choices
 from vse.data.loader import Source
 from vse.method import defaults
+from vse.method.best_of import best_of_n
 from vse.method.pipeline import explain_neuron
+from vse.method.score import ScoreConfig
+from vse.method.simulators.embedding import EmbeddingStore
 
 
 @click.command(
@@ -24,7 +36,12 @@ Methods:
 {bullets(METHOD_HELP)}
 
 Without --probe the pairs come from the committed fixtures (EfficientNet-Lite0 on the Tux Paint
-stamps). One JSONL record per explanation goes to --out, with how it was made (provenance)."""
+stamps). One JSONL record per explanation goes to --out, with how it was made (provenance).
+
+With --n above 1 the candidates are compared as `vse score --from` does, with the default scorer (the
+embedding simulator, no LLM call) on the method's own target: the items the explainer was not shown
+are split by a seeded draw; the best candidate on the held-in half is chosen and its score on the
+held-out half printed. Every candidate still goes to --out."""
 )
 @click.argument("neuron")
 @click.option(
@@ -46,7 +63,7 @@ stamps). One JSONL record per explanation goes to --out, with how it was made (p
     type=click.IntRange(min=1),
     default=defaults.N_EXPLANATIONS,
     show_default=True,
-    help="Explanations to draw (best of N is picked by `vse score`).",
+    help="Candidate explanations to draw; above 1, the best is chosen on held-in items (see above).",
 )
 @click.option(
     "--out",
@@ -55,7 +72,8 @@ stamps). One JSONL record per explanation goes to --out, with how it was made (p
     help="Append one JSONL record per explanation here.",
 )
 @llm_options
-def explain(neuron, method, polarity, n, out, seed, base_url, model, api, cassette, replay, port, probe):
+@in_flight_option
+def explain(neuron, method, polarity, n, out, seed, base_url, model, api, cassette, replay, port, probe, in_flight):
     # A malformed id, a unit out of range, missing pairs, a bad probe folder or missing weights: said
     # first, before any server starts or any model runs over the probe set.
     check_neuron(neuron, methods=[method], probe=probe)
@@ -65,22 +83,33 @@ def explain(neuron, method, polarity, n, out, seed, base_url, model, api, casset
     cassette = cassette or DEFAULT_CASSETTES / f"{stem}__explain-{method}-{polarity}-{api}.json.gz"
     if not replay:
         check_writable(cassette, "--cassette")
-    with open_llm(base_url, model, api, cassette, replay, port) as llm:
+    # The embedding scorer reads the method's own pairs, unsigned: signed (both) runs print the candidates only.
+    choose = n > 1 and method in TARGET_KINDS and polarity != Polarity.BOTH
+    store = embeddings_path(cassette)
+    if choose and replay and not store.exists():
+        raise click.ClickException(
+            f"embedding store {store} does not exist: run the same command without --replay first"
+        )
+    source = Source(probe) if probe else Source()
+    with open_llm(base_url, model, api, cassette, replay, port, in_flight) as llm:
         records = explain_neuron(
-            neuron,
-            method,
-            llm=llm,
-            n=n,
-            polarity=polarity,
-            seed=seed,
-            progress=sys.stderr.isatty(),
-            source=Source(probe) if probe else Source(),
+            neuron, method, llm=llm, n=n, polarity=polarity, seed=seed, progress=sys.stderr.isatty(), source=source
         )
-    for r in records:
-        seed_txt = "" if r.seed is None else f" (seed {r.seed})"
-        click.echo(
-            f"{r.neuron} [{r.method}, {r.polarity}]{seed_txt}: the main thing this neuron does is find {r.explanation}"
-        )
+        for r in records:
+            seed_txt = "" if r.seed is None else f" (seed {r.seed})"
+            click.echo(
+                f"{r.neuron} [{r.method}, {r.polarity}]{seed_txt}: "
+                f"the main thing this neuron does is find {r.explanation}"
+            )
+        if choose:
+            llm.embeddings = EmbeddingStore(store, record=not replay)
+            try:
+                best = best_of_n(
+                    records, method, llm=llm, config=ScoreConfig(api=api), seed=seed, progress=False, source=source
+                )
+            finally:
+                llm.embeddings.save()
+            click.echo(best.lines())
     if not replay:
         click.echo(f"recorded to {cassette} (replay: the same command with --replay)", err=True)
     write_jsonl(out, records)

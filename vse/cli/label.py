@@ -1,6 +1,6 @@
 """``vse label MODEL/LAYER``: explain (and optionally score) every unit of a layer; see docs/labelling.md.
 
-Thin: parses and checks the options, then calls `vse.studies.layer_labelling.label_layer`, which builds
+Thin: parses and checks the options, then calls `vse.studies.label_work.label_layer`, which builds
 the per-unit work from `vse.method.pipeline` and runs it with concurrency, resume, sharding, a progress
 bar and a summary. ``--dry-run`` prices the run from the requests `vse.method.plan.plan_requests` says
 it would send (`vse.llm.pricing`), calling nothing.
@@ -23,7 +23,7 @@ from vse.data.loader import Source, live_pairs
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.pricing import dry_run, paper_cost
 from vse.method import defaults, plan
-from vse.studies import layer_labelling
+from vse.studies import label_work
 from vse.studies.layer_labelling import RunStopped, parse_shard, per_thread, shard_units
 
 
@@ -193,7 +193,7 @@ def label_cmd(
         probe_part = f"__{probe.resolve().name}" if probe is not None else ""
         out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
     try:
-        summary = layer_labelling.label_layer(
+        summary = label_work.label_layer(
             model,
             layer,
             method,

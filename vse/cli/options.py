@@ -150,12 +150,13 @@ def llm_options(f):
 
 
 def in_flight_option(f):
-    """``--in-flight``: how many one-item predictions go to the server at once."""
+    """``--in-flight``: how many requests (one-item predictions, best-of-N candidates) go to the server at once."""
     return click.option(
         "--in-flight",
         type=click.IntRange(min=1),
         default=None,
-        help="One-item predictions sent at once (default: the local server's slots; 1 for an endpoint that "
+        help="Requests sent at once: one-item predictions, and the candidates of best of N (default: the local "
+        "server's slots; 1 for an endpoint that "
         "does not report them). A replay gives the same results at any value; a live server's logits depend on "
         "what it batches together, so two live runs may differ in the last digits of a score.",
     )(f)

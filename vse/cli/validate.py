@@ -19,7 +19,7 @@ from vse.core.target import neuron_stem
 from vse.core.vocab import Display, Method, Mode, Protocol, RankBy, choices
 from vse.llm.client import ClientConfig
 from vse.method import defaults
-from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig
+from vse.method.explain import ExplainConfig, new_run_config
 from vse.method.score import ScoreConfig
 from vse.method.simulators.embedding import EmbeddingStore
 from vse.studies.cassette_llms import CassetteLLMs, Paths
@@ -216,9 +216,7 @@ def _fair(
     """The default path: `vse.studies.fair_validation` for every method and target."""
     config = ScoreConfig(mode=simulator, protocol=protocol, api=api)
     # The new-run explainer (its budget, replies cut off trimmed) unless another ranking is asked for.
-    explain = (
-        None if rank_by == defaults.RANK_BY else ExplainConfig(api=api, rank_by=rank_by, max_tokens=NEW_MAX_TOKENS)
-    )
+    explain = None if rank_by == defaults.RANK_BY else new_run_config(api, rank_by=rank_by)
     cassette = cassette_dir / f"{neuron_stem(name, layer, 'fair')}.json.gz"
     if not replay:
         preflight.check_writable(cassette, "--cassettes")

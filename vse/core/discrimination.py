@@ -238,16 +238,28 @@ def _two(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
+#: What every matched-vs-mismatched table shows, of any row with these fields: the two means, the units
+#: whose own explanation wins, and how often it ranks first.
+MATCH_COLUMNS = (
+    Column("matched", lambda r: f"{r.matched_mean:.1f}"),
+    Column("mismatched", lambda r: f"{r.mismatched_mean:.1f}"),
+    Column("own > others", lambda r: f"{r.wins}/{r.n_neurons}"),
+    Column("own ranked 1st", lambda r: f"{r.rank1}"),
+)
+#: The studies' short form of the own explanation's mean rank and the p-values.
+RANK_COLUMNS = (
+    Column("mean rank", lambda r: f"{r.mean_rank:.2f}"),
+    Column("p (t, one-sided)", lambda r: f"{r.p_value:.2g}"),
+    Column("p (Wilcoxon)", lambda r: f"{r.p_wilcoxon:.2g}"),
+)
+
 #: The matched-vs-mismatched table's columns (`markdown`).
 COLUMNS = (
     Column("protocol", lambda r: r.protocol),
     Column("target", lambda r: r.target),
     Column("method", lambda r: r.method),
     Column("neurons", lambda r: f"{r.n_neurons}"),
-    Column("matched", lambda r: f"{r.matched_mean:.1f}"),
-    Column("mismatched", lambda r: f"{r.mismatched_mean:.1f}"),
-    Column("own > others", lambda r: f"{r.wins}/{r.n_neurons}"),
-    Column("own ranked 1st", lambda r: f"{r.rank1}"),
+    *MATCH_COLUMNS,
     Column("mean rank of own", lambda r: f"{r.mean_rank:.2f}"),
     Column("p (t, one-sided)", lambda r: f"{r.p_value:.4f}"),
     Column("p (Wilcoxon)", lambda r: f"{r.p_wilcoxon:.4f}"),

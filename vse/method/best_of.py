@@ -50,6 +50,10 @@ class Candidate:
     def to_json(self) -> dict[str, Any]:
         return {"explanation": self.explanation, "seed": self.seed, "held_in": self.held_in}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Candidate:
+        return cls(str(data["explanation"]), data.get("seed"), data.get("held_in"))
+
 
 @dataclass
 class BestOfN:
@@ -91,6 +95,23 @@ class BestOfN:
                 "candidates": [c.to_json() for c in self.candidates],
             },
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BestOfN:
+        """What `to_json` wrote (the held-out item indices are not written: empty). A plain `ScoreRecord`'s
+        JSON (written before best of N was fair) reads as its explanation alone."""
+        record = ScoreRecord.from_json(data)
+        how = data.get("best_of")
+        if how is None:
+            return cls(record, [Candidate(record.explanation, record.explanation_seed, None)], 0, 0, 0, 0)
+        return cls(
+            record,
+            [Candidate.from_json(c) for c in how["candidates"]],
+            int(how["chosen"]),
+            int(how["split_seed"]),
+            int(how["held_in_items"]),
+            int(how["held_out_items"]),
+        )
 
 
 def unseen_items(

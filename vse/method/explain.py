@@ -50,6 +50,8 @@ class ExplainConfig:
         "scaled" (the 0..10 integers, ties broken by item index: what the experiments recorded
         before the simulator study used, kept so their cassettes replay). On dense units most of the top 50
         scale to the same few integers, so ranking the integers orders ties by class index.
+    trim: a reply stopped by ``max_tokens`` is cut back to its last full sentence (new runs,
+        `new_run_config`); the recorded experiments keep their replies as they were.
     """
 
     n_pairs: int = 25
@@ -59,6 +61,7 @@ class ExplainConfig:
     shown: Display = defaults.DISPLAY
     api: Api = defaults.API
     rank_by: RankBy = defaults.RANK_BY
+    trim: bool = False
 
     def __post_init__(self) -> None:
         if self.shown not in choices(Display):
@@ -70,6 +73,12 @@ class ExplainConfig:
         # Strings are accepted and stored as members; members are strings, so the JSON is the same.
         for name, enum in (("shown", Display), ("api", Api), ("rank_by", RankBy)):
             object.__setattr__(self, name, enum(getattr(self, name)))
+
+
+def new_run_config(api: Api = defaults.API, **fields) -> ExplainConfig:
+    """The explainer of a new run (`vse explain`, `vse label`, `vse validate`, the API without a config, the
+    defaults study): the `NEW_MAX_TOKENS` budget and replies cut off trimmed; ``fields`` override the rest."""
+    return ExplainConfig(api=api, max_tokens=NEW_MAX_TOKENS, trim=True, **fields)
 
 
 @dataclass(frozen=True)
@@ -133,12 +142,11 @@ def explain(
     config: ExplainConfig,
     *,
     seed: int,
-    trim: bool = False,
 ) -> Explanation:
     """One explanation of `target`; an empty reply is retried with new seeds, then raises.
 
     A reply stopped by ``max_tokens`` (finish_reason "length") is marked ``cut="unfinished"``; with
-    ``trim`` it is cut back to its last full sentence when it has one (``cut="trimmed"``)."""
+    ``config.trim`` it is cut back to its last full sentence when it has one (``cut="trimmed"``)."""
     prompt = build_prompt(target, fewshot, config)
     usage, calls = Usage(), 0
 
@@ -163,7 +171,7 @@ def explain(
         cut = ""
         if reply.finish_reason == "length":
             cut = "unfinished"
-            short = trim_to_sentence(text) if trim else None
+            short = trim_to_sentence(text) if config.trim else None
             if short:
                 text, cut = short, "trimmed"
         return Explanation(text, seed=s, usage=usage, calls=calls, cut=cut)

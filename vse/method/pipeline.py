@@ -14,16 +14,25 @@ and runs one step of the method: explanation (`vse.method.explain`) or Algorithm
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from tqdm import tqdm
 
 from vse.core import seeds
 from vse.core.sampling import top
-from vse.core.target import POLARITIES, neuron_id, parse_neuron_id
-from vse.core.vocab import TARGET_KINDS, USER_METHOD, Kind, Method, Mode, Polarity, RankBy, choices
+from vse.core.target import POLARITIES, Target, neuron_id, parse_neuron_id
+from vse.core.vocab import TARGET_KINDS, USER_METHOD, Api, Display, Kind, Method, Mode, Polarity, RankBy, choices
 from vse.data.loader import FIXTURES, Source, clip_dissect_label, fewshot_explanations, load_target
-from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig, explain, shown_indices
+from vse.method.explain import (
+    ExplainConfig,
+    Explanation,
+    FewShotNeuron,
+    build_prompt,
+    explain,
+    new_run_config,
+    shown_indices,
+)
 from vse.method.fewshot import fewshot_neurons
 from vse.method.llm import LLM, on_llm_endpoint
 from vse.method.records import ExplanationRecord, ScoreRecord
@@ -76,7 +85,7 @@ def next_layer_explanations(
             f"weight-explanation needs the next layer's weights: known for {', '.join(NEXT_LAYER)}, not {layer}"
         )
     nxt = NEXT_LAYER[layer]
-    config = config or ExplainConfig()
+    config = config or ExplainConfig(shown=Display.TOP)  # a next-layer label reads its top pairs
     out: dict[int, str] = {}
     for unit in tqdm(sorted(set(units)), desc="explain next layer", unit="unit", leave=False, disable=not progress):
         [rec] = explain_neuron(
@@ -122,23 +131,26 @@ def explain_neuron(
         )
     # No config pinned (a new run): the new budget, a reply still cut off trimmed to its last sentence.
     # The recorded experiments pin theirs (60 tokens, untrimmed), so they keep sending the recorded requests.
-    trim = config is None
-    config = on_llm_endpoint(config or ExplainConfig(api=llm.api, max_tokens=NEW_MAX_TOKENS), llm)
+    config = on_llm_endpoint(config or new_run_config(llm.api), llm)
     if method == Method.CLIP_DISSECT:
         prov = llm.provenance((), seed)
         return [ExplanationRecord(neuron, method, Polarity.POSITIVE, clip_dissect_label(neuron), None, 0, 0, 0, prov)]
     if method == Method.WEIGHT_EXPLANATION and next_explanations is None:
         units = weight_explanation_units(neuron, polarity, config)
         next_explanations = next_layer_explanations(
-            neuron, llm=llm, units=units, config=ExplainConfig(rank_by=config.rank_by), seed=seed, progress=progress
+            neuron,
+            llm=llm,
+            units=units,
+            config=ExplainConfig(shown=Display.TOP, rank_by=config.rank_by),
+            seed=seed,
+            progress=progress,
         )
     target = load_target(neuron, method, polarity, next_explanations=next_explanations, source=source)
     fewshot = fewshot_neurons(neuron, method, polarity, next_explanations=next_explanations)
     prov = llm.provenance([f.target.neuron for f in fewshot], seed)
     shown = tuple(sorted(int(i) for i in shown_indices(target, config)))
     records = []
-    for k in range(n):
-        e = explain(llm.client, target, fewshot, config, seed=seeds.llm_seed(seed, "explain", k), trim=trim)
+    for e in _candidates(llm, target, fewshot, config, [seeds.llm_seed(seed, "explain", k) for k in range(n)]):
         records.append(
             ExplanationRecord(
                 neuron,
@@ -156,6 +168,27 @@ def explain_neuron(
             )
         )
     return records
+
+
+def _candidates(
+    llm: LLM, target: Target, fewshot: Sequence[FewShotNeuron], config: ExplainConfig, candidate_seeds: list[int]
+) -> list[Explanation]:
+    """One explanation per seed, in seed order. They share one prompt: with several server slots they are
+    sent together (``llm.in_flight`` at a time), the prompt computed once and copied into every slot
+    (`vse.llm.slots`), so N candidates cost about one prompt and one batched generation. The requests, and
+    so a cassette, are the same either way; a replay sends them one at a time."""
+
+    def one(s: int) -> Explanation:
+        return explain(llm.client, target, fewshot, config, seed=s)
+
+    workers = min(llm.in_flight, len(candidate_seeds))
+    if workers <= 1:
+        return [one(s) for s in candidate_seeds]
+    warmer = getattr(llm.client, "warmer", None)
+    if warmer is not None and config.api == Api.COMPLETIONS:
+        warmer.warm(build_prompt(target, fewshot, config))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vse-explain") as pool:
+        return list(pool.map(one, candidate_seeds))
 
 
 def score_explanation(

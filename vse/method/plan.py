@@ -11,7 +11,7 @@ from vse.core import seeds
 from vse.core.target import neuron_id, parse_neuron_id
 from vse.core.vocab import Api, Kind, Method, Mode, Polarity, Protocol
 from vse.data.loader import load_target
-from vse.method.explain import NEW_MAX_TOKENS, ExplainConfig, build_prompt
+from vse.method.explain import ExplainConfig, build_prompt, new_run_config
 from vse.method.fewshot import fewshot_neurons
 from vse.method.pipeline import NEXT_LAYER, check_request, weight_explanation_units
 from vse.method.prompts import TARGET_NAME, simulate_one_messages, simulate_one_prefix, simulate_one_prompt
@@ -40,7 +40,7 @@ def plan_requests(
     needs more passes. Weight-Explanation first explains the next layer's units it shows.
     """
     check_request(neuron, method, polarity)
-    config = config or ExplainConfig(api=api, max_tokens=NEW_MAX_TOKENS)
+    config = config or new_run_config(api)
     if method != Method.CLIP_DISSECT:
         yield from _plan_explanations(
             neuron, method, n=n, api=api, model=model, polarity=polarity, config=config, seed=seed

@@ -25,7 +25,14 @@ class ExperimentNote:
 
 
 #: The report's sections first, in this order; every other experiment follows by name.
-PRIORITY = ("power-study", "table1-second-last-layer", "tables8-9-last-layer", "fewshot-strategies", "simulator-study")
+PRIORITY = (
+    "power-study",
+    "table1-second-last-layer",
+    "tables8-9-last-layer",
+    "fewshot-strategies",
+    "simulator-study",
+    "defaults-study",
+)
 
 NOTES: dict[str, ExperimentNote] = {
     "power-study": ExperimentNote(
@@ -73,6 +80,10 @@ NOTES: dict[str, ExperimentNote] = {
         "paired runs on one unit."
     ),
     "simulator-study": ExperimentNote(),
+    "defaults-study": ExperimentNote(
+        question="The recommended path on 48 new units: does best of N chosen on held-in items, or the held-out "
+        "display, make the default scorer tell each unit's own explanation from the others'?"
+    ),
     "all-methods-one-neuron": ExperimentNote(question="Every explanation method on one unit of the second-last layer."),
     "chat-vs-completions": ExperimentNote(question="The same neuron explained and scored through the chat endpoint."),
     "chat-vs-completions-baseline": ExperimentNote(

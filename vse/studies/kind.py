@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from vse.core.vocab import Kind, Method
+from vse.core.vocab import Display, Kind, Method
 from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
 from vse.studies.cassette_llms import CassetteLLMs
@@ -48,7 +48,8 @@ class StudyKind(ABC):
     name: str
     model: str = "efficientnet_lite0"
     neuron_seed: int = 0
-    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    # The display is pinned: a recorded experiment keeps its requests whatever the user-facing default.
+    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown=Display.TOP))
     score: ScoreConfig = field(default_factory=ScoreConfig)
     seed: int = 0
 

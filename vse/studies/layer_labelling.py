@@ -1,7 +1,7 @@
 """Label many units of a layer: concurrent, resumable, shardable, one JSONL record per unit.
 
-`label_units` runs ``work(unit, base_url) -> record`` for every unit not yet done, on a thread
-pool, and appends each finished record to ``out`` as it completes. It knows nothing about
+`label_units` runs ``work(unit, base_url) -> LabelRecord`` (`vse.method.label_record`) for every unit
+not yet done, on a thread pool, and appends each finished record to ``out`` as it completes. It knows nothing about
 LLMs or prompts: the caller's ``work`` does the calls (one `LLMClient` per thread, see
 `per_thread`), so the same loop serves explain-only, explain+score, or anything else per unit.
 
@@ -28,9 +28,7 @@ many units are done. Every record written before stays; a rerun resumes from the
 Sharding. ``shard=(I, N)`` keeps the units at positions ``p`` with ``p % N == I`` of ``units``,
 so N machines running the same command with I = 0..N-1 cover every unit exactly once.
 
-The work of `vse label` (`make_work`: explain a unit with `vse.method.pipeline`, score each explanation
-with ``--score``) and the whole run (`label_layer`: that work through `label_units`, stopped by a dead
-or refusing endpoint, the embeddings saved however it ends) are at the end of this module.
+The work of `vse label` on one unit and the whole run through this loop are in `vse.studies.label_work`.
 """
 
 from __future__ import annotations
@@ -48,24 +46,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from vse.core.target import Target, neuron_id
-from vse.core.vocab import TARGET_KINDS, Api, Kind, Mode, Polarity, Protocol, UnitStatus
-from vse.data import loader
+from vse.core.vocab import UnitStatus
 from vse.errors import UserError
-from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
-from vse.method import pipeline
-from vse.method.best_of import best_of_n
+from vse.method.label_record import LabelRecord
 from vse.method.records import ExplanationRecord
-from vse.method.score import ScoreConfig
-from vse.method.simulators.embedding import EmbeddingStore
 
 FAILED = UnitStatus.FAILED
-#: Statuses of a unit still to do: a rerun retries it (and scores the explanations an EXPLAINED one keeps).
-UNFINISHED = frozenset({UnitStatus.FAILED, UnitStatus.EXPLAINED})
-#: An endpoint that is gone or refuses every request stops the whole run: never one unit's failure.
-STOP_ON: tuple[type[BaseException], ...] = (LLMEndpointDown, LLMEndpointRejected)
 
 
 class OutputBusy(UserError):
@@ -114,7 +100,7 @@ class LabelSummary:
     failed: units not finished in this run (``work`` raised, or scoring failed with the explanations
     kept): recorded, retried next time;
     dead: units found dead in this run (constant values: nothing explained, no LLM call; not a failure);
-    prompt_tokens, completion_tokens: summed from this run's records (``usage`` or top level), 0 if absent;
+    prompt_tokens, completion_tokens: summed from this run's records' ``usage``, 0 if absent;
     wall_s: seconds from start to end; out: the JSONL file.
     """
 
@@ -160,10 +146,11 @@ def shard_units(units: Sequence[int], shard: tuple[int, int] | None) -> list[int
     return [u for p, u in enumerate(units) if p % n == i]
 
 
-def _read_lines(path: Path) -> tuple[list[dict], int]:
+def _read_lines(path: Path) -> tuple[list[LabelRecord], int]:
     """The complete records in ``path`` and the byte length of its complete-line prefix.
 
-    A line without its newline (only possible at the end) is not a complete record and is left out.
+    A line without its newline (only possible at the end) is not a complete record and is left out;
+    a line that is not a `LabelRecord` is kept in the file and ignored here.
     """
     if not path.exists():
         return [], 0
@@ -174,47 +161,40 @@ def _read_lines(path: Path) -> tuple[list[dict], int]:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-        except ValueError:
+            data = json.loads(line)
+            if isinstance(data, dict):
+                records.append(LabelRecord.from_json(data))
+        except (ValueError, KeyError, TypeError):
             continue  # never written by label_units; kept in the file, ignored here
-        if isinstance(rec, dict) and "unit" in rec:
-            records.append(rec)
     return records, end
 
 
-def read_records(path: str | Path) -> dict[int, dict]:
+def read_records(path: str | Path) -> dict[int, LabelRecord]:
     """Each unit's latest record in a labelling JSONL (a success after a failure replaces it)."""
-    latest: dict[int, dict] = {}
+    latest: dict[int, LabelRecord] = {}
     for rec in _read_lines(Path(path))[0]:
-        unit = int(rec["unit"])
-        if rec.get("status") in UNFINISHED and unit in latest and latest[unit].get("status") not in UNFINISHED:
+        if not rec.finished and rec.unit in latest and latest[rec.unit].finished:
             continue  # a stale failure never hides a success
-        latest[unit] = rec
+        latest[rec.unit] = rec
     return latest
 
 
 def done_units(path: str | Path) -> set[int]:
     """Units finished or dead in ``out``: the ones a rerun skips."""
-    return {u for u, rec in read_records(path).items() if rec.get("status") not in UNFINISHED}
+    return {u for u, rec in read_records(path).items() if rec.finished}
 
 
-def kept_explanations(path: str | Path) -> dict[int, list[dict]]:
+def kept_explanations(path: str | Path) -> dict[int, tuple[ExplanationRecord, ...]]:
     """The explanations kept for each unfinished unit of ``out`` (its latest ``explained`` record's), which
     a rerun scores instead of explaining the unit again. A later plain failure (the rerun's scoring
     crashed before writing) does not lose them: they stay until the unit is done."""
-    kept: dict[int, list[dict]] = {}
+    kept: dict[int, tuple[ExplanationRecord, ...]] = {}
     for rec in _read_lines(Path(path))[0]:
-        unit, status = int(rec["unit"]), rec.get("status")
-        if status == UnitStatus.EXPLAINED and isinstance(rec.get("explanations"), list):
-            kept[unit] = rec["explanations"]
-        elif status not in UNFINISHED:
-            kept.pop(unit, None)
+        if rec.status == UnitStatus.EXPLAINED and rec.explanations is not None:
+            kept[rec.unit] = rec.explanations
+        elif rec.finished:
+            kept.pop(rec.unit, None)
     return kept
-
-
-def _tokens(rec: dict) -> tuple[int, int]:
-    usage = rec.get("usage") if isinstance(rec.get("usage"), dict) else rec
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
 class _Appender:
@@ -235,8 +215,8 @@ class _Appender:
             os.ftruncate(self.fd, complete)
         self.lock = threading.Lock()  # fsync ordering only; O_APPEND already makes writes whole
 
-    def append(self, record: dict) -> None:
-        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+    def append(self, record: LabelRecord) -> None:
+        line = (json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
         n = os.write(self.fd, line)
         if n != len(line):  # a regular file only writes short when the disk is full
             raise OSError(f"short write ({n} of {len(line)} bytes): disk full?")
@@ -265,7 +245,7 @@ def per_thread(factory: Callable[[str], Any]) -> Callable[[str], Any]:
 
 def label_units(
     units: Sequence[int],
-    work: Callable[[int, str], dict],
+    work: Callable[[int, str], LabelRecord],
     *,
     out: str | Path,
     workers: int = 1,
@@ -305,16 +285,16 @@ def label_units(
         stop = threading.Event()
         causes: list[BaseException] = []
 
-        def run_one(unit: int) -> dict | None:
+        def run_one(unit: int) -> LabelRecord | None:
             if stop.is_set():
                 return None  # queued before the stop: not started, not recorded
             url = slots.get()
             try:
                 try:
                     rec = work(unit, url)
-                    if not isinstance(rec, dict) or rec.get("unit") != unit:
-                        raise ValueError(f"work({unit}) must return a dict with 'unit': {unit}")
-                    if rec.get("status") == FAILED:
+                    if not isinstance(rec, LabelRecord) or rec.unit != unit:
+                        raise ValueError(f"work({unit}) must return a LabelRecord of unit {unit}")
+                    if rec.status == FAILED:
                         raise ValueError(f"work({unit}) returned a record with status 'failed'")
                 except stop_on as exc:
                     # Not this unit's failure but the run's (the endpoint is gone): record nothing.
@@ -324,7 +304,7 @@ def label_units(
                 # Any error in one unit's work (a failed call after the client's retries, an
                 # unparseable reply, a bug) is recorded against that unit, not fatal to the layer.
                 except Exception as exc:  # noqa: BLE001
-                    rec = {"unit": unit, "status": FAILED, "error": f"{type(exc).__name__}: {exc}"}
+                    rec = LabelRecord(unit, status=FAILED, error=f"{type(exc).__name__}: {exc}")
                 writer.append(rec)
                 return rec
             finally:
@@ -350,16 +330,15 @@ def label_units(
                     rec = fut.result()
                     if rec is None:
                         continue
-                    status = rec.get("status")
-                    if status == UnitStatus.DEAD:
+                    if rec.status == UnitStatus.DEAD:
                         n_dead += 1
-                    elif status in UNFINISHED:
+                    elif not rec.finished:
                         n_failed += 1
                     else:
                         n_done += 1
-                    if status != FAILED:  # an explained unit's explanations were paid for too
-                        p, c = _tokens(rec)
-                        prompt, completion = prompt + p, completion + c
+                    if rec.usage is not None:  # an explained unit's explanations were paid for too
+                        prompt += rec.usage.prompt_tokens
+                        completion += rec.usage.completion_tokens
                     bar.update(1)
                     bar.set_postfix(failed=n_failed, refresh=False)
         finally:
@@ -376,165 +355,3 @@ def label_units(
     if progress:
         print(summary, file=sys.stderr)
     return summary
-
-
-def dead_reason(target: Target) -> str | None:
-    """Why a unit has nothing to explain or score, or None: its scaled values (what a prompt shows and a
-    score correlates with) are all equal, so an explanation would be read from nothing and no score exists."""
-    if len(np.unique(target.values)) > 1:
-        return None
-    where = "on the probe set" if target.kind == Kind.CAPTION_ACTIVATION else f"in its {target.kind} weights"
-    if not np.any(target.raw):
-        return f"no non-zero value {where}"
-    if target.polarity == Polarity.POSITIVE and float(np.max(target.raw)) <= 0:
-        return f"no positive value {where}"
-    return f"constant values {where}"
-
-
-def _no_usage() -> dict[str, int]:
-    return {"prompt_tokens": 0, "completion_tokens": 0, "calls": 0}
-
-
-def make_work(
-    model: str,
-    layer: str,
-    method: str,
-    *,
-    score: bool,
-    target: str,
-    n: int,
-    client_for,
-    api: str = Api.COMPLETIONS,
-    source=None,
-    in_flight: int | None = None,
-    embeddings=None,
-    kept: dict[int, list[dict]] | None = None,
-):
-    """The per-unit work: explain the unit (``n`` explanations); with ``--score``, the fair best of them
-    (chosen on held-in items, reported on held-out ones) scored.
-
-    ``embeddings``: an `EmbeddingStore`: score with the embedding simulator over every unseen item (what
-    the simulator study recommends); None: the paper's LLM simulator and Algorithm 1.
-
-    ``source``: a `vse.data.loader.Source` naming a probe folder (``--probe``), else the fixtures.
-    ``in_flight``: one-item predictions each worker sends at once (None: the server's slots).
-    ``kept``: explanations an earlier run kept per unit (`kept_explanations`): scored, not made again.
-
-    Before any call, the unit's values are loaded (the method's kind, and the scored one with ``score``):
-    constant values make a ``dead`` record (`dead_reason`) and cost nothing. A scoring failure makes an
-    ``explained`` record that keeps the explanations; an error of `STOP_ON` still stops the run."""
-    where = {} if source is None else {"source": source}
-    kinds = [k for k in dict.fromkeys([method, *([target] if score else [])]) if k in TARGET_KINDS]
-    kept = kept or {}
-
-    def work(unit: int, base_url: str) -> dict:
-        neuron = neuron_id(model, layer, unit)
-        record: dict[str, Any] = {"unit": unit, "neuron": neuron, "method": method}
-        if score:
-            record["target"] = target
-        for kind in kinds:
-            reason = dead_reason(loader.load_target(neuron, kind, source=source or loader.FIXTURES))
-            if reason is not None:
-                return {**record, "status": UnitStatus.DEAD.value, "kind": kind, "dead": reason, "usage": _no_usage()}
-        client = client_for(base_url)
-        before, calls_before = client.usage, client.calls
-        llm = pipeline.LLM.from_client(client, api)
-        if in_flight is not None:
-            llm.in_flight = in_flight
-        if unit in kept:
-            record["explanations"] = kept[unit]
-        else:
-            explanations = pipeline.explain_neuron(neuron, method, llm=llm, n=n, progress=False, **where)
-            record["explanations"] = [e.to_json() for e in explanations]
-        if score:
-            candidates = [ExplanationRecord.from_json(e) for e in record["explanations"]]
-            how = dict(where)
-            if embeddings is not None:
-                llm.embeddings, how["config"] = (
-                    embeddings,
-                    ScoreConfig(api=api, mode=Mode.EMBEDDING, protocol=Protocol.RECALL_FREE),
-                )
-            else:  # `--simulator one`: the paper's LLM simulator and Algorithm 1
-                how["config"] = ScoreConfig(api=api, mode=Mode.ONE, protocol=Protocol.UNIFORM)
-            try:
-                # The fair best of the unit's explanations (one: scored on every unseen item), with every
-                # candidate's held-in score kept in the record (`vse.method.best_of`).
-                best = best_of_n(
-                    candidates, target, llm=llm, progress=False, score_fn=pipeline.score_explanation, **how
-                )
-                record["scores"] = [best.to_json()]
-            except STOP_ON:
-                raise
-            # The explanations are paid for: keep them, so that the next run only scores.
-            except Exception as exc:  # noqa: BLE001
-                record["status"] = UnitStatus.EXPLAINED.value
-                record["error"] = f"{type(exc).__name__}: {exc}"
-        # The client is this thread's own (per_thread), so the difference is this unit's cost.
-        used = client.usage
-        record["usage"] = {
-            "prompt_tokens": used.prompt_tokens - before.prompt_tokens,
-            "completion_tokens": used.completion_tokens - before.completion_tokens,
-            "calls": client.calls - calls_before,
-        }
-        return record
-
-    return work
-
-
-def label_layer(
-    model: str,
-    layer: str,
-    method: str,
-    units: Sequence[int],
-    *,
-    out: str | Path,
-    client_for: Callable[[str], Any],
-    base_urls: Sequence[str],
-    score: bool = False,
-    target: str,
-    n: int = 1,
-    api: str = Api.COMPLETIONS,
-    embedding_simulator: bool = True,
-    source=None,
-    in_flight: int | None = None,
-    workers: int = 1,
-    shard: tuple[int, int] | None = None,
-    progress: bool = True,
-) -> LabelSummary:
-    """Label ``units`` of MODEL/LAYER into ``out`` (`make_work` through `label_units`).
-
-    With ``score`` and ``embedding_simulator``, the embedding simulator scores, its embeddings kept in
-    ``out`` with the suffix ``.embeddings.npz`` (saved however the run ends: they serve a resumed run).
-    A dead endpoint (the client's circuit breaker is open), or one that refuses every request
-    (401/403/404: key, URL, model), stops the run with `RunStopped`: it is not one unit's failure."""
-    embeddings = None
-    if score and embedding_simulator:
-        embeddings = EmbeddingStore(Path(out).with_suffix(".embeddings.npz"), record=True)
-    work = make_work(
-        model,
-        layer,
-        method,
-        score=score,
-        target=target,
-        n=n,
-        client_for=client_for,
-        api=api,
-        source=source,
-        in_flight=in_flight,
-        embeddings=embeddings,
-        kept=kept_explanations(out),
-    )
-    try:
-        return label_units(
-            units,
-            work,
-            out=Path(out),
-            workers=workers,
-            base_urls=base_urls,
-            shard=shard,
-            progress=progress,
-            stop_on=STOP_ON,
-        )
-    finally:
-        if embeddings is not None:
-            embeddings.save()  # what was embedded so far serves the resumed run too

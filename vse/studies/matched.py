@@ -135,7 +135,7 @@ def next_layer(llm: LLM, study: MatchedStudy, units: list[int], *, progress: boo
         neurons[0],
         llm=llm,
         units=needed,
-        config=ExplainConfig(rank_by=study.explain.rank_by),
+        config=ExplainConfig(shown=Display.TOP, rank_by=study.explain.rank_by),
         seed=study.seed,
         progress=progress,
     )

@@ -14,6 +14,7 @@ from vse.core.vocab import Api, Display, FewshotDraw, Kind, Method, Mode, Polari
 from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
 from vse.outputs.experiment_notes import NOTES, PRIORITY
+from vse.studies.defaults_study import DefaultsStudy
 from vse.studies.kind import StudyKind
 from vse.studies.matched import MatchedStudy
 from vse.studies.simulator import RECALL_FREE_ALL, SimulatorName, SimulatorStudy
@@ -23,12 +24,24 @@ from vse.studies.table import TableExperiment
 #: The experiments recorded before the simulator study ranked the shown pairs by their scaled integers
 #: (ties by index; the explainer now ranks by the raw values); pinned so that they keep sending the
 #: recorded requests.
-_SCALED = ExplainConfig(rank_by=RankBy.SCALED)
+_SCALED = ExplainConfig(shown=Display.TOP, rank_by=RankBy.SCALED)
 
-#: Three passes of 50 uniformly drawn items (the paper's minimum), one item per call.
-_THREE_PASSES = ScoreConfig(
-    mode=Mode.ONE, protocol=Protocol.UNIFORM, n_items=50, n_fewshot_pairs=25, stop=StopRule(min_runs=3, max_runs=3)
-)
+
+def _three_passes(n_items: int = 50, **fields) -> ScoreConfig:
+    """Three passes of ``n_items`` uniformly drawn items (the paper's minimum), one item per call."""
+    return ScoreConfig(
+        mode=Mode.ONE,
+        protocol=Protocol.UNIFORM,
+        n_items=n_items,
+        n_fewshot_pairs=25,
+        stop=StopRule(min_runs=3, max_runs=3),
+        **fields,
+    )
+
+
+_THREE_PASSES = _three_passes()
+#: The matched studies' scoring: the paper's one-item simulator on their shared pools.
+_MATCHED = ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25)
 
 EXPERIMENTS: dict[str, StudyKind] = {
     e.name: e
@@ -48,14 +61,8 @@ EXPERIMENTS: dict[str, StudyKind] = {
             ),
             targets=(Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL, Kind.WEIGHT_CLIP),
             # 15 pairs shown (not the paper's 25) and 40 items a pass: what this CPU records in ~25 min.
-            explain=ExplainConfig(n_pairs=15, rank_by=RankBy.SCALED),
-            score=ScoreConfig(
-                mode=Mode.ONE,
-                protocol=Protocol.UNIFORM,
-                n_items=40,
-                n_fewshot_pairs=25,
-                stop=StopRule(min_runs=3, max_runs=3),
-            ),
+            explain=ExplainConfig(shown=Display.TOP, n_pairs=15, rank_by=RankBy.SCALED),
+            score=_three_passes(40),
         ),
         # The same explain + score through /v1/completions and /v1/chat/completions.
         TableExperiment(
@@ -64,15 +71,8 @@ EXPERIMENTS: dict[str, StudyKind] = {
             neuron_seed=11,
             methods=(Method.WEIGHT_LABEL,),
             targets=(Kind.WEIGHT_LABEL,),
-            explain=ExplainConfig(api=Api.CHAT, rank_by=RankBy.SCALED),
-            score=ScoreConfig(
-                mode=Mode.ONE,
-                api=Api.CHAT,
-                protocol=Protocol.UNIFORM,
-                n_items=50,
-                n_fewshot_pairs=25,
-                stop=StopRule(min_runs=3, max_runs=3),
-            ),
+            explain=ExplainConfig(shown=Display.TOP, api=Api.CHAT, rank_by=RankBy.SCALED),
+            score=_three_passes(api=Api.CHAT),
         ),
         TableExperiment(
             name="chat-vs-completions-baseline",
@@ -91,14 +91,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             neuron_seed=11,
             methods=(Method.WEIGHT_LABEL,),
             targets=(Kind.WEIGHT_LABEL,),
-            score=ScoreConfig(
-                mode=Mode.ONE,
-                protocol=Protocol.UNIFORM,
-                n_items=50,
-                n_fewshot_pairs=25,
-                fewshot_draw=FewshotDraw.PER_PASS,
-                stop=StopRule(min_runs=3, max_runs=3),
-            ),
+            score=_three_passes(fewshot_draw=FewshotDraw.PER_PASS),
         ),
         # App. C.3.2: both signs at once, scored on the signed scale by the default one-item simulator.
         TableExperiment(
@@ -109,13 +102,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             methods=(Method.WEIGHT_LABEL,),
             targets=(Kind.WEIGHT_LABEL,),
             polarity=Polarity.BOTH,
-            score=ScoreConfig(
-                mode=Mode.ONE,
-                protocol=Protocol.UNIFORM,
-                n_items=40,
-                n_fewshot_pairs=25,
-                stop=StopRule(min_runs=3, max_runs=3),
-            ),
+            score=_three_passes(40),
         ),
         # App. C.3.1: the same neuron's negative weights alone (flipped to magnitudes), explained and scored.
         TableExperiment(
@@ -126,13 +113,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             methods=(Method.WEIGHT_LABEL,),
             targets=(Kind.WEIGHT_LABEL,),
             polarity=Polarity.NEGATIVE,
-            score=ScoreConfig(
-                mode=Mode.ONE,
-                protocol=Protocol.UNIFORM,
-                n_items=40,
-                n_fewshot_pairs=25,
-                stop=StopRule(min_runs=3, max_runs=3),
-            ),
+            score=_three_passes(40),
         ),
         # The paper's Table 1 on the second-last hidden layer (320 channels out of _blocks.15):
         # every method, best of 3, on all three targets, 3 neurons drawn with seed 9. Predictions on
@@ -155,7 +136,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             n_top=6,
             n_random=30,
             explain=ExplainConfig(shown=Display.HELDOUT, n_pairs=15, rank_by=RankBy.SCALED),
-            score=ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25),
+            score=_MATCHED,
             figures=True,
         ),
         # The paper's Tables 8-9 on the last hidden layer (1280 units out of _conv_head).
@@ -169,7 +150,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
             n_top=6,
             n_random=30,
             explain=ExplainConfig(shown=Display.HELDOUT, n_pairs=15, rank_by=RankBy.SCALED),
-            score=ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25),
+            score=_MATCHED,
             figures=True,
         ),
         # The paper's Table 5 (App. B.2.1): how the few-shot neurons' Weight-Label pairs
@@ -185,6 +166,9 @@ EXPERIMENTS: dict[str, StudyKind] = {
         # Which simulator and protocol separate explanations: 32 + 16 units, both targets.
         # The recommendation was read off its numbers after recording (README).
         SimulatorStudy(recommended=(SimulatorName.EMBEDDING, RECALL_FREE_ALL)),
+        # The recommended path on 48 new units: display x best of 1/2/4/8, chosen on held-in items;
+        # picks the defaults (`vse.method.defaults`) by a rule fixed before recording.
+        DefaultsStudy(),
     ]
 }
 

@@ -47,7 +47,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vse.core import exact, seeds
-from vse.core.discrimination import explanation_sensitivity, match
+from vse.core.discrimination import MATCH_COLUMNS, RANK_COLUMNS, explanation_sensitivity, match
 from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import ranks
 from vse.core.stats import correlation_score
@@ -425,13 +425,8 @@ COLUMNS = (
     Column("layer", lambda r: r.layer),
     Column("neurons", lambda r: f"{r.n_neurons}"),
     Column("compared", lambda r: f"{r.n_compared}"),
-    Column("matched", lambda r: f"{r.matched_mean:.1f}"),
-    Column("mismatched", lambda r: f"{r.mismatched_mean:.1f}"),
-    Column("own > others", lambda r: f"{r.wins}/{r.n_neurons}"),
-    Column("own ranked 1st", lambda r: f"{r.rank1}"),
-    Column("mean rank", lambda r: f"{r.mean_rank:.2f}"),
-    Column("p (t, one-sided)", lambda r: f"{r.p_value:.2g}"),
-    Column("p (Wilcoxon)", lambda r: f"{r.p_wilcoxon:.2g}"),
+    *MATCH_COLUMNS,
+    *RANK_COLUMNS,
     Column("sensitivity", lambda r: f"{r.sensitivity:.2f}"),
     Column("corr with neutral", lambda r: f"{r.corr_with_neutral:.2f}"),
 )

@@ -64,6 +64,15 @@ class SimContext:
     signed: bool = False
 
 
+@dataclass(frozen=True)
+class Run:
+    """How one `Simulator.predict` call runs: its sampling seed, the prediction store, the calls in flight."""
+
+    seed: int = 0
+    store: PredictionStore | None = None
+    in_flight: int = 1
+
+
 class Simulator:
     """Predicts values for texts from an explanation. Subclasses declare what they support.
 
@@ -92,12 +101,24 @@ class Simulator:
 
     def predict(
         self,
-        client: LLMClient,
+        client: LLMClient | None,
         ctx: SimContext,
         texts: Sequence[str],
         *,
-        seed: int,
+        seed: int = 0,
         store: PredictionStore | None = None,
         in_flight: int = 1,
     ) -> Simulation:
+        """Values for ``texts``, in their order, from ``ctx``'s explanation (`simulate` does the work).
+
+        seed: the sampling seed of modes that sample. store: where per-item predictions are kept and
+        looked up first (per-item modes). in_flight: item predictions sent at once (one-item mode).
+        """
+        self.check(ctx)
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+        return self.simulate(client, ctx, texts, Run(seed, store, in_flight))
+
+    def simulate(self, client: LLMClient | None, ctx: SimContext, texts: Sequence[str], run: Run) -> Simulation:
+        """The simulator's own prediction, ``ctx`` already checked."""
         raise NotImplementedError

