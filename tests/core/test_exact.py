@@ -47,6 +47,25 @@ def test_fsum_and_mean_agree_with_numpy_to_rounding(x):
     assert exact.mean(x) == pytest.approx(float(np.mean(x)), rel=1e-9, abs=1e-6)
 
 
+@given(
+    st.integers(1, 6).flatmap(
+        lambda d: st.tuples(
+            st.lists(st.lists(finite, min_size=d, max_size=d), min_size=1, max_size=5),
+            st.lists(finite, min_size=d, max_size=d),
+        )
+    )
+)
+def test_dots_is_dot_row_by_row_bit_for_bit(rows_v):
+    rows, v = rows_v
+    got = exact.dots(np.array(rows), np.array(v))
+    assert got.tolist() == [exact.dot(r, v) for r in rows]
+
+
+def test_dots_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="dots of rows"):
+        exact.dots(np.zeros((2, 3)), np.zeros(4))
+
+
 def test_fsum_is_exact_where_naive_sums_are_not():
     assert exact.fsum([1e16, 1.0, -1e16]) == 1.0
     assert exact.fsum([0.1] * 10) == 1.0

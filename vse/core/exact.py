@@ -30,7 +30,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["cosine", "dot", "fsum", "mean", "norm", "pearson", "std", "var"]
+__all__ = ["cosine", "dot", "dots", "fsum", "mean", "norm", "pearson", "std", "var"]
 
 
 def _floats(x: ArrayLike | Iterable[float]) -> list[float]:
@@ -75,6 +75,18 @@ def dot(a: ArrayLike, b: ArrayLike) -> float:
     if len(x) != len(y):
         raise ValueError(f"dot of vectors of {len(x)} and {len(y)} items")
     return math.fsum(p * q for p, q in zip(x, y, strict=True))
+
+
+def dots(rows: ArrayLike, v: ArrayLike) -> np.ndarray:
+    """`dot` of every row of ``rows`` [n, d] with ``v`` [d], bit for bit, at a fraction of its cost.
+
+    The products are NumPy's elementwise ones (each correctly rounded on its own, as in `dot`; no
+    reduction, no BLAS) and each row's sum is one ``math.fsum``: the embedding simulator's cosines,
+    one per item, for hundreds of items per explanation."""
+    m, w = np.asarray(rows, dtype=np.float64), np.asarray(v, dtype=np.float64).ravel()
+    if m.ndim != 2 or m.shape[1] != len(w):
+        raise ValueError(f"dots of rows shaped {m.shape} with a vector of {len(w)} items")
+    return np.array([math.fsum(row) for row in (m * w).tolist()], dtype=np.float64)
 
 
 def norm(a: ArrayLike) -> float:

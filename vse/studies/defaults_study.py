@@ -61,6 +61,7 @@ from vse.method.simulators.embedding import EmbeddingStore, cosine_predictions
 from vse.outputs.paper_tables import to_csv
 from vse.studies.cassette_llms import CassetteLLMs
 from vse.studies.kind import StudyKind
+from vse.studies.simulator import Row as MatchRow
 
 #: Units used before this study, by layer (experiments, benchmarks, the issue's examples): never drawn.
 USED_UNITS: tuple[tuple[str, tuple[int, ...]], ...] = (
@@ -120,36 +121,17 @@ class DefaultsStudy(StudyKind):
 # ----------------------------------------------------------------------------- rows
 
 
-@dataclass(frozen=True)
-class Row:
+@dataclass(frozen=True, kw_only=True)
+class Row(MatchRow):
     """One row of summary.json: the simulator study's keys plus ``n_candidates`` and ``display``."""
 
-    simulator: str
-    protocol: str
-    target: str
-    layer: str
     display: str
     n_candidates: int
-    n_neurons: int
-    n_compared: int
-    matched_mean: float
-    mismatched_mean: float
-    wins: int
-    rank1: int
-    mean_rank: float
-    p_value: float
-    p_wilcoxon: float
-    sensitivity: float
-    corr_with_neutral: float
-    recommended: bool = False
 
     @property
     def separation(self) -> float:
         """The normalised mean rank: 0 when the own explanation always ranks first, 0.5 by chance."""
         return (self.mean_rank - 1) / (self.n_compared - 1)
-
-    def to_json(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)

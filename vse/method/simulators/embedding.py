@@ -70,6 +70,7 @@ class EmbeddingStore:
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         self._vectors: dict[str, np.ndarray] = {}
+        self._units: dict[str, np.ndarray] = {}
         self._dirty = False
         self._lock = threading.Lock()  # `vse label --workers` embeds from several threads
         if self.path.exists():
@@ -89,12 +90,16 @@ class EmbeddingStore:
         """Unit vectors [len(texts), dim], as float64 (computed from the stored float16)."""
         with self._lock:
             self._fill(texts)
-            out = (
-                np.stack([self._vectors[text_key(t)].astype(np.float64) for t in texts]) if texts else np.zeros((0, 0))
-            )
-        # Exact norms (vse.core.exact), not np.linalg: the cosines are recorded numbers.
-        norms = np.array([[exact.norm(row)] for row in out]) if len(out) else 1.0
-        return out / np.where(norms > 0, norms, 1.0)
+            return np.stack([self._unit(text_key(t)) for t in texts]) if texts else np.zeros((0, 0))
+
+    def _unit(self, key: str) -> np.ndarray:
+        """The stored vector over its exact norm (vse.core.exact, not np.linalg: the cosines are recorded
+        numbers), computed once per text: a study asks for the same item texts with every explanation."""
+        if key not in self._units:
+            v = self._vectors[key].astype(np.float64)
+            n = exact.norm(v)
+            self._units[key] = v / (n if n > 0 else 1.0)
+        return self._units[key]
 
     def _fill(self, texts: Sequence[str]) -> None:
         missing = sorted({t for t in texts if text_key(t) not in self._vectors})
@@ -135,7 +140,7 @@ class EmbeddingStore:
 def cosine_predictions(store: EmbeddingStore, explanation: str, texts: Sequence[str]) -> np.ndarray:
     """The embedding simulator's predictions: cos(explanation, item) for every text."""
     e = store.embed([explanation])[0]
-    return np.array([exact.dot(v, e) for v in store.embed(list(texts))])
+    return exact.dots(store.embed(list(texts)), e)
 
 
 class EmbeddingSimulator(Simulator):
