@@ -28,8 +28,9 @@ from vse.core.vocab import (
     RankBy,
 )
 from vse.data.loader import load_target
-from vse.method.best_of import BestOfN, Candidate, best_of_n
-from vse.method.explain import ExplainConfig
+from vse.method.best_of import BestOfN, Candidate, best_of_n, explain_best
+from vse.method.explain import ExplainConfig, new_run_config
+from vse.method.label_record import LabelRecord, UnitUsage
 from vse.method.llm import LLM
 from vse.method.pipeline import explain_neuron, score_explanation
 from vse.method.records import ExplanationRecord, PassRecord, Provenance, ScoreRecord, ScoreResult
@@ -49,6 +50,7 @@ __all__ = [
     "FewshotDraw",
     "FewshotStrategy",
     "Kind",
+    "LabelRecord",
     "Method",
     "Mode",
     "PassRecord",
@@ -61,9 +63,12 @@ __all__ = [
     "ScoreResult",
     "StopRule",
     "Target",
+    "UnitUsage",
     "__version__",
     "best_of_n",
+    "explain_best",
     "explain_neuron",
     "load_target",
+    "new_run_config",
     "score_explanation",
 ]

@@ -173,8 +173,8 @@ def test_dry_run_prices_without_calling(api):
     )
     assert r.exit_code == 0, r.output
     est = json.loads(r.output.strip().splitlines()[-1])
-    # the whole layer (320 units, width from the fixtures) x (1 explanation + 3 scoring calls)
-    assert est["calls"] == 320 * 4 and est["prompt_tokens"] == 320 * 4 * 100
+    # the whole layer (320 units, width from the fixtures) x (the default 4 explanations + the fake's 3 scoring calls)
+    assert est["calls"] == 320 * 7 and est["prompt_tokens"] == 320 * 7 * 100
     assert est["price"] == pytest.approx((est["prompt_tokens"] + est["max_completion_tokens"]) / 1000 * 0.5)
     assert "paper's formula" in r.output and not api.calls
 
@@ -230,10 +230,10 @@ def test_in_flight_reaches_each_workers_llm(api, tmp_path):
         "--no-progress",
     ]
     assert CliRunner().invoke(label_cmd, [*args, "--in-flight", "3"]).exit_code == 0
-    assert seen == [3, 3]
+    assert seen == [3] * 10  # 2 units x (the default 4 candidates on held-in items + the chosen one on held-out)
     seen.clear()
     assert CliRunner().invoke(label_cmd, [*args, "--out", str(tmp_path / "m.jsonl")]).exit_code == 0
-    assert seen == [None, None]  # not given: the LLM keeps what the server reports (LLM.from_client)
+    assert seen == [None] * 10  # not given: the LLM keeps what the server reports (LLM.from_client)
 
 
 def _zeroed_fixtures(monkeypatch, *, zero=(), constant=()):

@@ -31,12 +31,14 @@ from vse.core.protocols import outside, ranks
 from vse.core.target import parse_neuron_id
 from vse.core.vocab import EXACT_PROTOCOLS
 from vse.data.loader import FIXTURES, Source, load_target
+from vse.method import defaults
+from vse.method.explain import ExplainConfig
 from vse.method.llm import LLM
-from vse.method.pipeline import score_explanation
+from vse.method.pipeline import explain_neuron, score_explanation
 from vse.method.records import ExplanationRecord, ScoreRecord
 from vse.method.score import ScoreConfig
 
-__all__ = ["BestOfN", "Candidate", "best_of_n", "split_unseen", "unseen_items"]
+__all__ = ["BestOfN", "Candidate", "best_of_n", "explain_best", "split_unseen", "unseen_items"]
 
 
 @dataclass(frozen=True)
@@ -194,4 +196,38 @@ def best_of_n(
     candidates = [Candidate(r.explanation, r.seed, s) for r, s in zip(records, held_in_scores, strict=True)]
     return BestOfN(
         score(records[chosen], held_out), candidates, chosen, split_seed, len(held_in), len(held_out), held_out
+    )
+
+
+def explain_best(
+    neuron: str,
+    method: str,
+    *,
+    llm: LLM,
+    target: str | None = None,
+    n: int = defaults.N_EXPLANATIONS,
+    polarity: str = defaults.POLARITY,
+    explain: ExplainConfig | None = None,
+    config: ScoreConfig | None = None,
+    split_seed: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+    source: Source = FIXTURES,
+) -> BestOfN:
+    """The recommended path in one call: ``n`` candidate explanations (`explain_neuron`), the best chosen on
+    held-in items and reported on held-out ones (`best_of_n`). target: the kind scored (default: the method's
+    own pairs). config: the scorer (default `ScoreConfig()`: the embedding simulator, which needs
+    ``llm.embeddings``)."""
+    records = explain_neuron(
+        neuron, method, llm=llm, n=n, polarity=polarity, config=explain, seed=seed, progress=progress, source=source
+    )
+    return best_of_n(
+        records,
+        target or method,
+        llm=llm,
+        config=config,
+        split_seed=split_seed,
+        seed=seed,
+        progress=progress,
+        source=source,
     )

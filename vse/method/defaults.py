@@ -17,9 +17,12 @@ API = Api.COMPLETIONS
 #: Which side of the values is shown and scored.
 POLARITY = Polarity.POSITIVE
 
-# Explaining.
-#: Explanations made per neuron (``vse explain --n``, ``vse label --n``).
-N_EXPLANATIONS = 1
+# Explaining. Both chosen by the defaults study (`vse.studies.defaults_study`, results/defaults-study/): on 48
+# units nobody had looked at, best of 4 chosen on held-in items, from the top display, separated each unit's own
+# explanation from the others' best by its rule fixed before recording (p 6.1e-06 and 2.1e-06 on `_conv_head`).
+#: Candidate explanations per neuron, the best chosen on held-in items (``vse explain/label/validate --n``,
+#: `vse.method.best_of.explain_best`).
+N_EXPLANATIONS = 4
 #: Which of the target's top pairs a prompt shows, and how "top" is ordered.
 DISPLAY = Display.TOP
 RANK_BY = RankBy.RAW
