@@ -81,7 +81,6 @@ def test_the_units_are_new():
         assert not set(units) & (set(excluded[layer]) | excluded_units(STUDY.model, layer))
 
 
-@pytest.mark.skipif(not (RESULTS / "choices.csv").exists(), reason="the study is not recorded yet")
 def test_the_study_reports_what_best_of_n_through_the_api_reports():
     """One unit's best of 8 on Weight-Label, through `vse.method.best_of.best_of_n` with the default scorer
     on the study's own embeddings: the held-out score is the study's, to the last digit."""
@@ -103,7 +102,6 @@ def test_the_study_reports_what_best_of_n_through_the_api_reports():
     assert best.held_in_items == int(row["held_in_items"]) and best.held_out_items == int(row["held_out_items"])
 
 
-@pytest.mark.skipif(not (RESULTS / "summary.json").exists(), reason="the study is not recorded yet")
 def test_the_defaults_are_the_recommended_row():
     rows = json.loads((RESULTS / "summary.json").read_text())
     picked = {(r["display"], r["n_candidates"]) for r in rows if r["recommended"]}
