@@ -85,3 +85,10 @@ def test_one_candidate_is_scored_on_every_unseen_item_and_mixed_neurons_are_refu
     other = ExplanationRecord("efficientnet_lite0/_conv_head/3", "weight-label", "positive", "x", 0, 0, 0, 0, PROV)
     with pytest.raises(ValueError, match="one neuron"):
         best_of_n([record("dogs", 0), other], "weight-label", llm=llm, progress=False)
+
+
+def test_too_few_unseen_items_to_split_is_one_clear_refusal(tmp_path):
+    llm = LLM.embedding_only(EmbeddingStore(tmp_path / "e.npz", record=True, encode=_letters))
+    almost_all = [i for i in range(1000) if i not in (7, 8, 9)]  # the explainer saw all but 3 classes
+    with pytest.raises(ValueError, match=r"only 3 of the target's 1000 items were not shown.*--n 1"):
+        best_of_n([record("dogs", 0, almost_all), record("cats", 1, almost_all)], "weight-label", llm=llm)

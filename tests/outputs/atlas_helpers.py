@@ -167,6 +167,8 @@ def label_and_build(tmp_path: Path, monkeypatch) -> tuple[Path, Path, list[dict]
             "--score",
             "--simulator",
             "one",
+            "--n",
+            "1",  # 12 probe images, every one shown: nothing unseen to choose the best of several on
             "--base-url",
             "http://llm.test/v1",
             "--model",

@@ -57,6 +57,8 @@ def labelled(tmp_path, monkeypatch):
         "--score",
         "--simulator",
         "one",
+        "--n",
+        "1",  # 12 probe images, every one shown: nothing unseen to choose the best of several on
         "--base-url",
         "http://llm.test/v1",
         "--model",
@@ -92,6 +94,8 @@ def test_label_probe_explains_and_scores_every_unit_and_resumes(labelled):
         "--score",
         "--simulator",
         "one",
+        "--n",
+        "1",  # 12 probe images, every one shown: nothing unseen to choose the best of several on
         "--base-url",
         "http://llm.test/v1",
         "--model",
@@ -408,12 +412,13 @@ def test_a_unit_that_never_fires_on_the_probe_set_is_dead_on_its_card(tmp_path, 
     seen = fake_llm(monkeypatch)
     probe = make_probe(tmp_path / "shapes")
     args = ["label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score"]
-    args += ["--simulator", "one", "--base-url", "http://llm.test/v1", "--no-progress"]
+    # 12 probe images, every one shown: nothing unseen to choose the best of several on
+    args += ["--simulator", "one", "--n", "1", "--base-url", "http://llm.test/v1", "--no-progress"]
     r = _run(*args, "--units", "1:2")
     assert r.exit_code == 0, r.output
     assert not seen and "dead 1 (no LLM call)" in r.output  # the dead unit alone: no call at all
     r = _run(*args)
-    assert r.exit_code == 0 and "labelled 3 units" in r.output and "skipped 1 already done" in r.output
+    assert r.exit_code == 0 and "labelled 3 units" in r.output and "skipped 1 already done" in r.output, r.output
     labels = tmp_path / "labels" / "tinynet__conv__caption-activation__shapes.jsonl"
     r = _run("atlas", str(labels), "--out", str(tmp_path / "site"), "--probe", str(probe))
     assert r.exit_code == 0, r.output

@@ -116,6 +116,11 @@ class BestOfN:
         )
 
 
+#: The fewest unseen items best of N splits: a correlation needs at least 2 items in each half, and a half of
+#: fewer than 5 says next to nothing.
+MIN_UNSEEN = 10
+
+
 def unseen_items(
     values_strength: np.ndarray, records: Sequence[ExplanationRecord], target: str, n_shown: int
 ) -> np.ndarray:
@@ -190,6 +195,12 @@ def best_of_n(
         # keeps drawing from every item, as the paper does.
         universe = unseen if config.protocol in EXACT_PROTOCOLS else None
         return BestOfN(score(only, universe), first, 0, split_seed, 0, len(unseen), unseen)
+    if len(unseen) < MIN_UNSEEN:
+        raise ValueError(
+            f"{neuron}: best of {len(records)} chooses on items the explainer was not shown, and only "
+            f"{len(unseen)} of the target's {len(scored.values)} items were not shown: too few to split "
+            f"(at least {MIN_UNSEEN}); use one explanation (--n 1) or more items (a larger probe set)"
+        )
     held_in, held_out = split_unseen(unseen, split_seed, parse_neuron_id(neuron)[2])
     held_in_scores = [score(r, held_in).mean for r in records]
     chosen = int(np.argmax(held_in_scores))  # the first of equal bests

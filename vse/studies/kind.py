@@ -11,7 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from vse.core.vocab import Display, Kind, Method
+from vse.core.vocab import Display, Kind, Method, Mode
+from vse.core.vocab import Protocol as ItemProtocol
 from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
 from vse.studies.cassette_llms import CassetteLLMs
@@ -34,6 +35,16 @@ class StudyResult(Protocol):
 
     def files(self) -> dict[str, str | bytes]:
         """The kind's own files of results/<name>/, by file name (not config.json or table.md)."""
+
+
+def heldout_explainer() -> ExplainConfig:
+    """The matched studies' explainer: the even raw ranks of the top pairs shown, the odd ones held out."""
+    return ExplainConfig(shown=Display.HELDOUT)
+
+
+def one_item_scorer() -> ScoreConfig:
+    """The matched studies' scorer: the paper's one-item LLM simulator, 25 pairs a few-shot neuron."""
+    return ScoreConfig(mode=Mode.ONE, protocol=ItemProtocol.UNIFORM, n_fewshot_pairs=25)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,7 @@ from vse.core.discrimination import (
     score_matrix,
 )
 from vse.core.target import neuron_id, neuron_stem
-from vse.core.vocab import Display, Kind, Method, Mode, Polarity, Protocol, RankBy
+from vse.core.vocab import Display, Kind, Method, Polarity, Protocol, RankBy
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig
 from vse.method.fewshot import fewshot_neurons
@@ -44,7 +44,7 @@ from vse.outputs.paper_tables import (
     to_csv,
 )
 from vse.studies.cassette_llms import CassetteLLMs
-from vse.studies.kind import MethodsStudy
+from vse.studies.kind import MethodsStudy, heldout_explainer, one_item_scorer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,10 +70,8 @@ class MatchedStudy(MethodsStudy):
     targets: tuple[str, ...] = (Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION)
     n_top: int = 6
     n_random: int = 40
-    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown=Display.HELDOUT))
-    score: ScoreConfig = field(
-        default_factory=lambda: ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25)
-    )
+    explain: ExplainConfig = field(default_factory=heldout_explainer)
+    score: ScoreConfig = field(default_factory=one_item_scorer)
     units: tuple[int, ...] = ()
     figures: bool = False
 

@@ -15,7 +15,7 @@ from vse.method.explain import ExplainConfig
 from vse.method.score import ScoreConfig
 from vse.outputs.experiment_notes import NOTES, PRIORITY
 from vse.studies.defaults_study import DefaultsStudy
-from vse.studies.kind import StudyKind
+from vse.studies.kind import StudyKind, one_item_scorer
 from vse.studies.matched import MatchedStudy
 from vse.studies.simulator import RECALL_FREE_ALL, SimulatorName, SimulatorStudy
 from vse.studies.strategy import StrategyStudy
@@ -41,7 +41,7 @@ def _three_passes(n_items: int = 50, **fields) -> ScoreConfig:
 
 _THREE_PASSES = _three_passes()
 #: The matched studies' scoring: the paper's one-item simulator on their shared pools.
-_MATCHED = ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25)
+_MATCHED = one_item_scorer()
 
 EXPERIMENTS: dict[str, StudyKind] = {
     e.name: e

@@ -52,7 +52,7 @@ from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import ranks
 from vse.core.stats import correlation_score
 from vse.core.target import neuron_id, neuron_stem
-from vse.core.vocab import Display, Kind, Method, Mode, Protocol
+from vse.core.vocab import Kind, Method, Protocol
 from vse.data.loader import draw_neurons, load_target
 from vse.method.explain import ExplainConfig, shown_indices
 from vse.method.fewshot import fewshot_neurons
@@ -64,7 +64,7 @@ from vse.method.simulators import SimContext
 from vse.method.simulators.embedding import EmbeddingSimulator, EmbeddingStore
 from vse.outputs.paper_tables import to_csv
 from vse.studies.cassette_llms import CassetteLLMs
-from vse.studies.kind import StudyKind
+from vse.studies.kind import StudyKind, heldout_explainer, one_item_scorer
 
 
 class SimulatorName(StrEnum):
@@ -112,10 +112,8 @@ class SimulatorStudy(StudyKind):
     targets: tuple[str, ...] = (Kind.WEIGHT_LABEL, Kind.CAPTION_ACTIVATION)
     n_held: int = 10
     n_compared: int = 4
-    explain: ExplainConfig = field(default_factory=lambda: ExplainConfig(shown=Display.HELDOUT))
-    score: ScoreConfig = field(
-        default_factory=lambda: ScoreConfig(mode=Mode.ONE, protocol=Protocol.UNIFORM, n_fewshot_pairs=25)
-    )
+    explain: ExplainConfig = field(default_factory=heldout_explainer)
+    score: ScoreConfig = field(default_factory=one_item_scorer)
     recommended: tuple[str, str] = ("", "")
 
     def run(self, llms: CassetteLLMs, *, progress: bool = True) -> SimulatorResult:
