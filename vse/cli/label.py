@@ -92,7 +92,12 @@ def parse_units(text: str | None, width: int | None) -> list[int]:
     "(default: the method's own pairs; weight-label for clip-dissect and weight-explanation).",
 )
 @click.option(
-    "--n", "n_explanations", default=defaults.N_EXPLANATIONS, show_default=True, help="Explanations per unit."
+    "--n",
+    "n_explanations",
+    type=click.IntRange(min=1),
+    default=defaults.N_EXPLANATIONS,
+    show_default=True,
+    help="Candidate explanations per unit; with --score the best is chosen on held-in items (the defaults study).",
 )
 @click.option("--shard", default=None, metavar="I/N", help="Only units at positions p with p % N == I.")
 @click.option(
