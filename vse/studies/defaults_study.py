@@ -143,6 +143,7 @@ class Choice:
     display: str
     n_candidates: int
     chosen: int
+    explanation: str  # the chosen candidate's text
     held_in: float  # the chosen candidate's score on the held-in half
     held_out: float  # ... and on the held-out half (what is reported)
     held_in_items: int
@@ -194,10 +195,28 @@ class DefaultsResult:
         return ""
 
     def files(self) -> dict[str, str | bytes]:
+        display, n = self.recommended
+        # What the report and `vse atlas` show beside each unit's explanations: the recommended row's chosen
+        # explanation and its held-out score, per target.
+        picked = [c for c in self.choices if (c.display, c.n_candidates) == (display, n)]
+        neurons = [
+            {
+                "neuron": c.neuron,
+                "method": Method.WEIGHT_LABEL.value,
+                "polarity": "positive",
+                "explanation": c.explanation,
+                "target": c.target,
+                "protocol": f"recall-free, held-out half, best of {n}",
+                "simulator": "embedding",
+                "mean": c.held_out,
+            }
+            for c in picked
+        ]
         return {
             "summary.json": json.dumps([r.to_json() for r in self.rows], indent=2, sort_keys=True) + "\n",
             "explanations.jsonl": "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in self.explanations),
             "choices.csv": to_csv([c.to_json() for c in self.choices]),
+            "neurons.jsonl": "".join(json.dumps(x, sort_keys=True) + "\n" for x in neurons),
         }
 
 
@@ -293,6 +312,7 @@ def rows_for_cell(
                         display=str(display),
                         n_candidates=n,
                         chosen=chosen[j],
+                        explanation=records[u, display][chosen[j]].explanation,
                         held_in=held_in[j][chosen[j]],
                         held_out=float(s[j, j]),
                         held_in_items=len(halves[j][0]),
