@@ -284,7 +284,9 @@ def rows_for_cell(
                 rest = np.setdiff1d(out, order[:50])
                 sens.append(explanation_sensitivity(own[j], neutral, strongest, rest, out))
             rows.append(
-                Row(
+                Row.of(
+                    m,
+                    sens,
                     simulator=str(study.score.mode),
                     protocol=study.score.label,
                     target=target,
@@ -292,16 +294,6 @@ def rows_for_cell(
                     display=str(display),
                     n_candidates=n,
                     n_neurons=len(units),
-                    n_compared=m.n_compared,
-                    matched_mean=m.matched_mean,
-                    mismatched_mean=m.mismatched_mean,
-                    wins=m.wins,
-                    rank1=m.rank1,
-                    mean_rank=m.mean_rank,
-                    p_value=m.p_value,
-                    p_wilcoxon=m.p_wilcoxon,
-                    sensitivity=exact.mean([x[0] for x in sens]),
-                    corr_with_neutral=exact.mean([x[1] for x in sens]),
                 )
             )
             for j, u in enumerate(units):

@@ -47,7 +47,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vse.core import exact, seeds
-from vse.core.discrimination import MATCH_COLUMNS, RANK_COLUMNS, explanation_sensitivity, match
+from vse.core.discrimination import MATCH_COLUMNS, RANK_COLUMNS, Matched, explanation_sensitivity, match
 from vse.core.markdown import Column, markdown_table
 from vse.core.protocols import ranks
 from vse.core.stats import correlation_score
@@ -216,6 +216,24 @@ class Row:
     def to_json(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
+    @classmethod
+    def of(cls, m: Matched, sens: list[tuple[float, float]], **identity):
+        """The row of ``identity`` (simulator, protocol, target, layer, n_neurons, ...) from a comparison and
+        each unit's (lift, correlation with neutral) (`explanation_sensitivity`), averaged over the units."""
+        return cls(
+            **identity,
+            n_compared=m.n_compared,
+            matched_mean=m.matched_mean,
+            mismatched_mean=m.mismatched_mean,
+            wins=m.wins,
+            rank1=m.rank1,
+            mean_rank=m.mean_rank,
+            p_value=m.p_value,
+            p_wilcoxon=m.p_wilcoxon,
+            sensitivity=exact.mean([x[0] for x in sens]),
+            corr_with_neutral=exact.mean([x[1] for x in sens]),
+        )
+
 
 def sensitivity(own: np.ndarray, neutral: np.ndarray, pool: Pool, j: int) -> tuple[float, float]:
     """`vse.core.discrimination.explanation_sensitivity` for unit j: its held-out top items against its unseen
@@ -256,23 +274,7 @@ def rows_for(
             m = match(s)
             label = str(protocol) + (" (prior-corrected)" if corrected else "")
             out.append(
-                Row(
-                    simulator,
-                    label,
-                    pool.target,
-                    layer,
-                    n,
-                    n_compared=m.n_compared,
-                    matched_mean=m.matched_mean,
-                    mismatched_mean=m.mismatched_mean,
-                    wins=m.wins,
-                    rank1=m.rank1,
-                    mean_rank=m.mean_rank,
-                    p_value=m.p_value,
-                    p_wilcoxon=m.p_wilcoxon,
-                    sensitivity=exact.mean([x[0] for x in sens]),
-                    corr_with_neutral=exact.mean([x[1] for x in sens]),
-                )
+                Row.of(m, sens, simulator=simulator, protocol=label, target=pool.target, layer=layer, n_neurons=n)
             )
     return out
 
