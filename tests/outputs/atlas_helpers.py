@@ -144,6 +144,14 @@ def fake_llm(monkeypatch) -> list[dict]:
     return seen
 
 
+def label_args(probe: Path) -> list[str]:
+    """`vse label tinynet/conv --probe DIR --score` against the scripted server, one explanation per unit:
+    the 12 probe images are all shown, so nothing unseen is left to choose the best of several on."""
+    return ["label", "tinynet/conv", "--probe", str(probe), "--method", "caption-activation", "--score",
+            "--simulator", "one", "--n", "1", "--base-url", "http://llm.test/v1", "--model", "scripted",
+            "--no-progress"]  # fmt: skip
+
+
 def label_and_build(tmp_path: Path, monkeypatch) -> tuple[Path, Path, list[dict]]:
     """`vse label tinynet/conv --probe DIR --score` then `vse atlas`: (site folder, probe folder, requests seen)."""
     from click.testing import CliRunner
@@ -157,24 +165,7 @@ def label_and_build(tmp_path: Path, monkeypatch) -> tuple[Path, Path, list[dict]
     runner = CliRunner()
     r = runner.invoke(
         main,
-        [
-            "label",
-            "tinynet/conv",
-            "--probe",
-            str(probe),
-            "--method",
-            "caption-activation",
-            "--score",
-            "--simulator",
-            "one",
-            "--n",
-            "1",  # 12 probe images, every one shown: nothing unseen to choose the best of several on
-            "--base-url",
-            "http://llm.test/v1",
-            "--model",
-            "scripted",
-            "--no-progress",
-        ],
+        label_args(probe),
         catch_exceptions=False,
     )
     assert r.exit_code == 0, r.output

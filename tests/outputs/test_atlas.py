@@ -15,7 +15,7 @@ from vse.cli.main import main
 from vse.method.records import ExplanationRecord, Provenance, ScoreRecord
 from vse.outputs.atlas import Card, Explanation, Score, SimItem, cards_from_records, cut_reason, render_card
 
-from .atlas_helpers import CAPTIONS, EXPLANATION, fake_llm, make_probe, register_tinynet
+from .atlas_helpers import CAPTIONS, EXPLANATION, fake_llm, label_args, make_probe, register_tinynet
 
 PROV = Provenance("m", "completions", None, None, "h", (), 0)
 
@@ -47,24 +47,7 @@ def labelled(tmp_path, monkeypatch):
     register_tinynet(monkeypatch)
     seen = fake_llm(monkeypatch)
     probe = make_probe(tmp_path / "shapes")
-    r = _run(
-        "label",
-        "tinynet/conv",
-        "--probe",
-        str(probe),
-        "--method",
-        "caption-activation",
-        "--score",
-        "--simulator",
-        "one",
-        "--n",
-        "1",  # 12 probe images, every one shown: nothing unseen to choose the best of several on
-        "--base-url",
-        "http://llm.test/v1",
-        "--model",
-        "scripted",
-        "--no-progress",
-    )
+    r = _run(*label_args(probe))
     assert r.exit_code == 0, r.output
     return tmp_path, probe, seen
 
@@ -84,24 +67,7 @@ def test_label_probe_explains_and_scores_every_unit_and_resumes(labelled):
         assert any(c in p for p in item_prompts for c in CAPTIONS)
     assert all(s["body"]["model"] == "scripted" for s in seen)
     n_calls = len(seen)
-    r = _run(
-        "label",
-        "tinynet/conv",
-        "--probe",
-        str(probe),
-        "--method",
-        "caption-activation",
-        "--score",
-        "--simulator",
-        "one",
-        "--n",
-        "1",  # 12 probe images, every one shown: nothing unseen to choose the best of several on
-        "--base-url",
-        "http://llm.test/v1",
-        "--model",
-        "scripted",
-        "--no-progress",
-    )
+    r = _run(*label_args(probe))
     assert r.exit_code == 0 and "skipped 4 already done" in r.output
     assert len(seen) == n_calls  # resumed: nothing asked again
     assert list((tmp_path / ".vse-cache").glob("tinynet__conv__caption-activation__shapes-*.npz"))
