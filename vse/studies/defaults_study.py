@@ -280,7 +280,8 @@ def rows_for_cell(
             for j, t in enumerate(targets):
                 out = halves[j][1]
                 order = ranks(t.strength)
-                strongest = np.array([i for i in order if i in set(out.tolist())][: study.n_strongest], dtype=int)
+                held_out = set(out.tolist())
+                strongest = np.array([i for i in order if i in held_out][: study.n_strongest], dtype=int)
                 rest = np.setdiff1d(out, order[:50])
                 sens.append(explanation_sensitivity(own[j], neutral, strongest, rest, out))
             rows.append(
