@@ -70,7 +70,7 @@ test: venv
 
 # A replay that changes a committed result fails here (when run inside a git clone), and then
 # compares every number with the committed files, so last-bit noise (another libm, another CPU
-# architecture) reads apart from a changed result: `vse reproduce --check`, README "Same numbers".
+# architecture) reads apart from a changed result: `vse reproduce --check`, docs/setup.md "Same numbers".
 # The same checks without the tests marked slow (the four cross-environment replays of every
 # experiment, about 1.5 of the suite's 4 minutes on 2 cores): for a quick loop while editing.
 test-fast: venv
