@@ -8,10 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vse.core.protocols import ranks
+from vse.core.vocab import Unscorability
 from vse.data.loader import load_target
 from vse.method.best_of import best_of_n, split_unseen, unseen_items
 from vse.method.llm import LLM
 from vse.method.records import ExplanationRecord, Provenance
+from vse.method.score import Unscorable
 from vse.method.simulators.embedding import EmbeddingStore
 
 NEURON = "efficientnet_lite0/_conv_head/2"
@@ -89,6 +91,8 @@ def test_one_candidate_is_scored_on_every_unseen_item_and_mixed_neurons_are_refu
 
 def test_too_few_unseen_items_to_split_is_one_clear_refusal(tmp_path):
     llm = LLM.embedding_only(EmbeddingStore(tmp_path / "e.npz", record=True, encode=_letters))
-    almost_all = [i for i in range(1000) if i not in (7, 8, 9)]  # the explainer saw all but 3 classes
-    with pytest.raises(ValueError, match=r"only 3 of the target's 1000 items were not shown.*--n 1"):
+    unseen = ranks(load_target(NEURON, "weight-label").strength)[[0, 10, 500]].tolist()  # 3 different values
+    almost_all = [i for i in range(1000) if i not in unseen]  # the explainer saw all but 3 classes
+    with pytest.raises(Unscorable, match=r"only 3 of the 1000 items were not shown: too few to split.*--n 1") as err:
         best_of_n([record("dogs", 0, almost_all), record("cats", 1, almost_all)], "weight-label", llm=llm)
+    assert err.value.why == Unscorability.SPLIT

@@ -8,10 +8,10 @@ import pytest
 
 from vse.core.stats import StopRule
 from vse.core.target import Target
-from vse.core.vocab import Mode, Protocol
+from vse.core.vocab import Mode, Protocol, Unscorability
 from vse.llm.client import Completion, TokenLogprob, Usage
 from vse.method.explain import ExplainConfig, FewShotNeuron, explain
-from vse.method.score import ScoreConfig, draw_items, score_target
+from vse.method.score import ScoreConfig, Unscorable, draw_items, score_target
 
 from ..llm.fakes import ScriptedClient, one_token
 
@@ -121,10 +121,11 @@ def test_constant_subsets_are_redrawn():
     t = Target("m/l/2", "weight-label", tuple(map(str, range(100))), raw)
     items, redraws = draw_items(t, PaperConfig(n_items=10), np.random.default_rng(0))
     assert 0 in items and redraws > 0
-    with pytest.raises(ValueError, match="constant values"):
+    with pytest.raises(Unscorable, match=r"all 2 items have the same value \(0\): the unit is dead") as err:
         draw_items(
             Target("m/l/3", "weight-label", ("a", "b"), np.zeros(2)), PaperConfig(n_items=2), np.random.default_rng(0)
         )
+    assert err.value.why == Unscorability.CONSTANT
 
 
 def test_explain_retries_empty_replies_with_new_seeds():

@@ -221,7 +221,7 @@ def label_cmd(
         stopped.resume = resume_command(click.get_current_context(), out)
         raise
     if not progress:
-        click.echo(str(summary), err=True)
+        click.echo(summary.report(), err=True)
     if summary.failed:
         sys.exit(1)
 

@@ -118,10 +118,45 @@ def select(
     return rng.permutation(picked.astype(int))
 
 
+def draw_pool(
+    protocol: str,
+    values: np.ndarray,
+    n: int,
+    *,
+    n_shown: int = 25,
+    strength: np.ndarray | None = None,
+    universe: np.ndarray | None = None,
+) -> np.ndarray:
+    """Every item a pass of `select` (same arguments) can pick, ascending: what a score can correlate on.
+
+    Checked before any LLM call (`vse.method.score.check_scorable`): when these items are fewer than 2
+    or all of one value, no pass can say anything about an explanation, however often it is redrawn.
+    """
+    x = as_finite_1d(values, "values")
+    size = len(x)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"scoring protocol {protocol!r} is not one of {PROTOCOLS}")
+    if universe is not None:
+        if protocol not in (*EXACT_PROTOCOLS, Protocol.UNIFORM):
+            raise _no_universe(protocol)
+        return np.sort(np.asarray(universe, dtype=int))
+    if protocol == Protocol.RECALL_FREE:
+        return np.sort(ranks(x if strength is None else strength)[n_shown:])
+    if protocol == Protocol.TOP_AND_RANDOM_HELDOUT:
+        n = min(n, size)
+        excluded = ranks(x)[: 2 * max(n_shown, n // 2)]
+        return np.union1d(heldout_top(x, n // 2), outside(size, excluded.tolist()))
+    return np.arange(size)  # all, uniform, top-and-random: any item
+
+
 def _within(protocol: str, universe: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """`select` restricted to ``universe``."""
     if protocol in EXACT_PROTOCOLS:
         return np.sort(universe)
     if protocol == Protocol.UNIFORM:
         return rng.choice(np.sort(universe), size=min(n, len(universe)), replace=False)
-    raise ValueError(f"scoring protocol {protocol!r} cannot be limited to a set of items (use recall-free or uniform)")
+    raise _no_universe(protocol)
+
+
+def _no_universe(protocol: str) -> ValueError:
+    return ValueError(f"scoring protocol {protocol!r} cannot be limited to a set of items (use recall-free or uniform)")

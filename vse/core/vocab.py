@@ -111,6 +111,18 @@ class UnitStatus(StrEnum):
     FAILED = "failed"  # the unit's work raised: nothing kept, retried by the next run
     EXPLAINED = "explained"  # explained but scoring failed: the explanations are kept, the next run scores them
     DEAD = "dead"  # constant values (e.g. never fires on the probe set): nothing to explain, no LLM call, not retried
+    # explained, but the scoring protocol has nothing to correlate (e.g. every item the explainer did not see has
+    # one value): the explanations are kept, the reason is given in words, not retried, not a failure
+    UNSCORABLE = "unscorable"
+
+
+class Unscorability(StrEnum):
+    """Why a protocol cannot score a unit (`vse.method.score.Unscorable`); each has its own remedy."""
+
+    CONSTANT = "constant"  # every item of the target has one value: the unit is dead on these items
+    UNSEEN = "unseen"  # the items the explainer was not shown are fewer than 2, or all of one value
+    SPLIT = "split"  # best of N: too few unseen items to split in halves, or a half all of one value
+    DRAWS = "draws"  # random draws kept finding one value (a sparse unit, a sampled protocol)
 
 
 #: The method a user's own explanation is recorded under: not a `Method` member, so that it is no

@@ -16,6 +16,10 @@ unseen item (``uniform``: drawn from every item, as the paper does).
 The split: ``vse.core.seeds.rng(split_seed, "held-in", unit)`` permutes the unseen items and the
 first half (rounded down) is held in. Protocols: ``recall-free`` and ``all`` score a half in one
 exact pass; ``uniform`` runs Algorithm 1 with passes drawn within it.
+
+Before any call, `universes` checks every set of items a score will use: too few unseen items to split,
+or a set of one value only (a sparse unit on a small probe set: every unseen item is 0), raises
+`vse.method.score.Unscorable`, which says so in words and what to do.
 """
 
 from __future__ import annotations
@@ -28,17 +32,26 @@ import numpy as np
 
 from vse.core import seeds
 from vse.core.protocols import outside, ranks
-from vse.core.target import parse_neuron_id
-from vse.core.vocab import EXACT_PROTOCOLS
+from vse.core.target import Target, parse_neuron_id
+from vse.core.vocab import EXACT_PROTOCOLS, Unscorability
 from vse.data.loader import FIXTURES, Source, load_target
 from vse.method import defaults
 from vse.method.explain import ExplainConfig
 from vse.method.llm import LLM
 from vse.method.pipeline import explain_neuron, score_explanation
 from vse.method.records import ExplanationRecord, ScoreRecord
-from vse.method.score import ScoreConfig
+from vse.method.score import ScoreConfig, Unscorable, check_scorable, one_value, unseen_cause
 
-__all__ = ["BestOfN", "Candidate", "best_of_n", "explain_best", "split_unseen", "unseen_items"]
+__all__ = [
+    "BestOfN",
+    "Candidate",
+    "Universes",
+    "best_of_n",
+    "explain_best",
+    "split_unseen",
+    "universes",
+    "unseen_items",
+]
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,60 @@ def split_unseen(unseen: np.ndarray, split_seed: int, unit: int) -> tuple[np.nda
     return np.sort(perm[:half]), np.sort(perm[half:])
 
 
+#: What to do when the unseen items of several candidates cannot score (one explanation may use the shown ones).
+SEVERAL_UNSEEN = (
+    "give a larger probe set, or score one explanation with --protocol uniform, which includes the shown items"
+)
+
+
+@dataclass(frozen=True)
+class Universes:
+    """The items best of N scores on: ``unseen`` (what no candidate's explainer was shown), and with several
+    candidates its ``held_in`` and ``held_out`` halves (None with one)."""
+
+    unseen: np.ndarray
+    held_in: np.ndarray | None = None
+    held_out: np.ndarray | None = None
+
+
+def universes(
+    records: Sequence[ExplanationRecord], scored: Target, target: str, config: ScoreConfig, split_seed: int = 0
+) -> Universes:
+    """The items `best_of_n` will score ``records`` on, checked before any call: raises `Unscorable` (in words,
+    with what to do) when there are too few of them, or a set a score must use has one value only."""
+    unseen = unseen_items(scored.strength, records, target, config.n_shown)
+    size, neuron = len(scored.values), scored.neuron
+    if len(records) == 1:
+        if config.protocol in EXACT_PROTOCOLS:
+            cause = unseen_cause(len(unseen), size, scored.values[unseen])
+            if cause is not None:
+                raise Unscorable(neuron, Unscorability.UNSEEN, cause)
+        else:  # the paper's uniform protocol draws from every item
+            check_scorable(scored, config)
+        return Universes(unseen)
+    cause = unseen_cause(len(unseen), size, scored.values[unseen])
+    if cause is not None:
+        raise Unscorable(neuron, Unscorability.UNSEEN, cause, SEVERAL_UNSEEN)
+    if len(unseen) < MIN_UNSEEN:
+        raise Unscorable(
+            neuron,
+            Unscorability.SPLIT,
+            f"best of {len(records)} chooses on items the explainer was not shown, and only {len(unseen)} of the "
+            f"{size} items were not shown: too few to split into held-in and held-out halves (at least {MIN_UNSEEN})",
+        )
+    held_in, held_out = split_unseen(unseen, split_seed, parse_neuron_id(neuron)[2])
+    for name, half in (("held-in", held_in), ("held-out", held_out)):
+        values = scored.values[half]
+        if len(np.unique(values)) == 1:
+            raise Unscorable(
+                neuron,
+                Unscorability.SPLIT,
+                f"all {len(half)} {name} items (a seeded half of the {len(unseen)} the explainer did not see) "
+                f"have the same value {one_value(values)}",
+            )
+    return Universes(unseen, held_in, held_out)
+
+
 def best_of_n(
     records: Sequence[ExplanationRecord],
     target: str,
@@ -170,7 +237,8 @@ def best_of_n(
     config = config or ScoreConfig(api=llm.api)
     polarity = records[0].polarity
     scored = load_target(neuron, target, polarity, source=source)
-    unseen = unseen_items(scored.strength, records, target, config.n_shown)
+    items = universes(records, scored, target, config, split_seed)  # raises Unscorable before any call
+    unseen = items.unseen
 
     def score(r: ExplanationRecord, universe: np.ndarray | None) -> ScoreRecord:
         return score_fn(
@@ -195,13 +263,7 @@ def best_of_n(
         # keeps drawing from every item, as the paper does.
         universe = unseen if config.protocol in EXACT_PROTOCOLS else None
         return BestOfN(score(only, universe), first, 0, split_seed, 0, len(unseen), unseen)
-    if len(unseen) < MIN_UNSEEN:
-        raise ValueError(
-            f"{neuron}: best of {len(records)} chooses on items the explainer was not shown, and only "
-            f"{len(unseen)} of the target's {len(scored.values)} items were not shown: too few to split "
-            f"(at least {MIN_UNSEEN}); use one explanation (--n 1) or more items (a larger probe set)"
-        )
-    held_in, held_out = split_unseen(unseen, split_seed, parse_neuron_id(neuron)[2])
+    held_in, held_out = items.held_in, items.held_out  # several candidates: `universes` split them
     held_in_scores = [score(r, held_in).mean for r in records]
     chosen = int(np.argmax(held_in_scores))  # the first of equal bests
     candidates = [Candidate(r.explanation, r.seed, s) for r, s in zip(records, held_in_scores, strict=True)]

@@ -7,6 +7,8 @@ flat and only holds what the unit's outcome has:
 - done (no ``status``): ``explanations`` and, with ``--score``, ``scores`` (the fair best of them);
 - ``explained``: explanations kept, scoring failed (``error``); the next run scores them;
 - ``dead``: the values of ``kind`` are constant (``dead`` says how); nothing explained, no call;
+- ``unscorable``: explanations kept, but the scoring protocol has nothing to correlate on ``target``
+  (``unscorable`` says why in words and what to do: `vse.method.score.Unscorable`); final, not retried;
 - ``failed``: ``error`` only; the next run does the unit again.
 """
 
@@ -56,15 +58,16 @@ class LabelRecord:
     error: str | None = None
     kind: str | None = None  # dead: whose values are constant
     dead: str | None = None  # dead: how (`vse.studies.label_work.dead_reason`)
+    unscorable: str | None = None  # unscorable: why, and what to do (`vse.method.score.Unscorable.reason`)
 
     @property
     def finished(self) -> bool:
-        """Done or dead: a rerun skips the unit."""
+        """Done, dead or unscorable: a rerun skips the unit."""
         return self.status not in UNFINISHED
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"unit": self.unit}
-        for key in ("neuron", "method", "target", "error", "kind", "dead"):
+        for key in ("neuron", "method", "target", "error", "kind", "dead", "unscorable"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.status is not None:
@@ -85,7 +88,7 @@ class LabelRecord:
         unit = int(data.pop("unit"))
         status = data.pop("status", None)
         expl, scores, usage = data.pop("explanations", None), data.pop("scores", None), data.pop("usage", None)
-        known = {k: data.pop(k, None) for k in ("neuron", "method", "target", "error", "kind", "dead")}
+        known = {k: data.pop(k, None) for k in ("neuron", "method", "target", "error", "kind", "dead", "unscorable")}
         return cls(
             unit=unit,
             status=None if status is None else UnitStatus(status),

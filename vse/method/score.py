@@ -15,6 +15,10 @@ Choices the paper leaves open, and ours:
 - Pass i draws its items from its own generator (stream "pass", i), so a resumed recording sends
   the same requests. A drawn set whose true values are all equal says nothing about the
   explanation; it is redrawn before any LLM call and the redraw counted.
+- Before any pass, `check_scorable` looks at every item the protocol can draw from
+  (`vse.core.protocols.draw_pool`): fewer than 2 of them, or all of one value (every item the
+  explainer did not see is 0 on a sparse unit of a small probe set), and no redraw can help:
+  `Unscorable` says so in words, with what to do, before any LLM call.
 - A pass whose reply cannot be turned into values (after the simulator's own retries) is recorded
   as failed and does not count; more than ``max_failed_passes`` ends the loop with an error.
 - Prior correction: the predictions for `NEUTRAL_EXPLANATION` on the same items are subtracted
@@ -32,11 +36,22 @@ import numpy as np
 from tqdm import tqdm
 
 from vse.core import seeds
-from vse.core.protocols import PROTOCOLS, select
+from vse.core.protocols import PROTOCOLS, draw_pool, select
 from vse.core.sampling import get_strategy
 from vse.core.stats import StopRule, accuracy, correlation_score, mae, mse, run_until_confident
 from vse.core.target import Target
-from vse.core.vocab import EXACT_PROTOCOLS, Api, FewshotDraw, FewshotStrategy, Kind, Mode, Protocol, choices
+from vse.core.vocab import (
+    EXACT_PROTOCOLS,
+    Api,
+    FewshotDraw,
+    FewshotStrategy,
+    Kind,
+    Mode,
+    Protocol,
+    Unscorability,
+    choices,
+)
+from vse.errors import UserError
 from vse.llm.client import LLMClient, Usage
 from vse.method import defaults
 from vse.method.explain import FewShotNeuron
@@ -57,6 +72,97 @@ FEWSHOT_STRATEGY = {
     Kind.WEIGHT_CLIP: FewshotStrategy.RANDOM_75_25,
     Kind.WEIGHT_EXPLANATION: FewshotStrategy.RANDOM_75_25,
 }
+
+
+#: What to do about each kind of unscorable unit, in the options of `vse score` and `vse validate`
+#: (`vse label` words its own: `vse.studies.label_work.LABEL_REMEDIES`).
+REMEDIES: dict[Unscorability, str] = {
+    Unscorability.CONSTANT: "no explanation can be scored on these items: score the unit on other items "
+    "(another probe set) or another target",
+    Unscorability.UNSEEN: "give a larger probe set, or score with --protocol uniform, which includes the shown items",
+    Unscorability.SPLIT: "give a larger probe set, or score one explanation (--n 1), on every item the explainer "
+    "did not see",
+    Unscorability.DRAWS: "score with --protocol recall-free or all, which use each item once, or with more --n-items",
+}
+
+
+class Unscorable(UserError):
+    """A protocol cannot score this unit: the items a score may use are fewer than 2 or all of one value.
+
+    Not a failure of the run: `vse label` records the unit as ``unscorable`` with its explanations, `vse validate`
+    leaves it out of the paired test. ``why`` (`Unscorability`) says which items and picks the remedy; ``cause``
+    and ``remedy`` are words; ``reason`` is both (what a record keeps); ``str()`` adds the neuron.
+    """
+
+    def __init__(self, neuron: str, why: Unscorability, cause: str, remedy: str | None = None) -> None:
+        self.neuron, self.why, self.cause = neuron, Unscorability(why), cause
+        self.remedy = remedy or REMEDIES[self.why]
+        super().__init__(f"{neuron}: {self.reason}")
+
+    @property
+    def reason(self) -> str:
+        return f"{self.cause}; {self.remedy}"
+
+    def instead(self, remedies: dict[Unscorability, str]) -> Unscorable:
+        """The same cause with a command's own remedy (its own options' names), where it has one."""
+        return Unscorable(self.neuron, self.why, self.cause, remedies.get(self.why, self.remedy))
+
+
+def one_value(values: np.ndarray) -> str:
+    """How a cause names the one value a set of items has: "(0)"."""
+    return f"({int(values[0])})" if len(values) else ""
+
+
+def unseen_cause(n_unseen: int, n_items: int, values: np.ndarray) -> str | None:
+    """Why the ``n_unseen`` items the explainer did not see (of ``n_items``; their ``values``) cannot score, or None."""
+    if n_unseen == 0:
+        return f"the explainer was shown all {n_items} items: none is left that it did not see"
+    if n_unseen == 1:
+        return f"only 1 of the {n_items} items was not shown to the explainer: a correlation needs at least 2"
+    if len(np.unique(values)) == 1:
+        return f"all {n_unseen} items the explainer did not see have the same value {one_value(values)}"
+    return None
+
+
+def check_scorable(target: Target, config: ScoreConfig, universe: np.ndarray | None = None) -> None:
+    """Raise `Unscorable` when no pass of ``config.protocol`` can score ``target``: the items it can draw from
+    (`vse.core.protocols.draw_pool`, within ``universe`` when given) are fewer than 2 or all of one value.
+    Costs nothing: run before any LLM call (`score_target` does)."""
+    pool = draw_pool(
+        config.protocol,
+        target.values,
+        config.n_items,
+        n_shown=config.n_shown,
+        strength=target.strength,
+        universe=universe,
+    )
+    values = target.values[pool]
+    if len(pool) >= 2 and len(np.unique(values)) > 1:
+        return
+    size = len(target.values)
+    if universe is not None:
+        why, cause = (
+            Unscorability.UNSEEN,
+            (
+                f"the {len(pool)} items this score may use (its universe) "
+                + ("are fewer than 2" if len(pool) < 2 else f"all have the same value {one_value(values)}")
+            ),
+        )
+    elif config.protocol == Protocol.RECALL_FREE:
+        why, cause = Unscorability.UNSEEN, unseen_cause(len(pool), size, values) or ""
+    elif config.protocol == Protocol.TOP_AND_RANDOM_HELDOUT:
+        why = Unscorability.UNSEEN
+        cause = f"the {len(pool)} items {config.protocol} can draw from " + (
+            "are fewer than 2" if len(pool) < 2 else f"all have the same value {one_value(values)}"
+        )
+    else:
+        why = Unscorability.CONSTANT
+        cause = (
+            f"all {size} items have the same value {one_value(values)}: the unit is dead on them"
+            if size >= 2
+            else f"the target has {size} item(s): a correlation needs at least 2"
+        )
+    raise Unscorable(target.neuron, why, cause)
 
 
 @dataclass(frozen=True)
@@ -189,7 +295,11 @@ def predict_items(
 def draw_items(
     target: Target, config: ScoreConfig, rng: np.random.Generator, universe: np.ndarray | None = None
 ) -> tuple[np.ndarray, int]:
-    """The items of one pass (within ``universe`` when given); redrawn while their true values are all equal."""
+    """The items of one pass (within ``universe`` when given); redrawn while their true values are all equal.
+
+    Raises `Unscorable` when the protocol's items are all of one value (`check_scorable`), or when
+    ``MAX_REDRAWS`` random draws in a row were (a unit with a few non-zero items among many)."""
+    check_scorable(target, config, universe)
     for redraws in range(MAX_REDRAWS):
         idx = select(
             config.protocol,
@@ -204,9 +314,13 @@ def draw_items(
             return idx, redraws
         if config.protocol in EXACT_PROTOCOLS:
             break
-    raise ValueError(
-        f"{target.neuron}: every drawn set of {config.n_items} items has constant values; "
-        f"the neuron has {np.count_nonzero(target.values)} non-zero values"
+    pool = target.values if universe is None else target.values[np.asarray(universe, dtype=int)]
+    _, counts = np.unique(pool, return_counts=True)
+    raise Unscorable(
+        target.neuron,
+        Unscorability.DRAWS,
+        f"{MAX_REDRAWS} draws in a row of {config.n_items} of its {len(pool)} items each had one value: "
+        f"only {len(pool) - int(counts.max())} of them differ from the most common value",
     )
 
 
@@ -232,6 +346,7 @@ def score_target(
     universe: the only items passes may use (`vse.core.protocols.select`), e.g. the items the
     explainer was not shown, or one half of them (`vse.method.best_of`).
     """
+    check_scorable(target, config, universe)  # before any call: a unit no pass can score says why
     store = store if store is not None else PredictionStore()
     fixed = (
         fewshot_examples(fewshot, config, seeds.rng(seed, "fewshot"))

@@ -2,8 +2,11 @@
 and a whole layer of such units run through `vse.studies.layer_labelling.label_units`.
 
 A unit whose values are constant is found before any LLM call and recorded as ``dead`` (`dead_reason`); a
-unit whose scoring fails keeps its explanations (``explained``), which the next run scores without
-explaining again; an endpoint that is gone or refuses every request stops the run (`STOP_ON`).
+unit the scoring protocol cannot score (`vse.method.score.Unscorable`: e.g. every item the explainer did not
+see has one value) keeps its explanations and is recorded as ``unscorable`` with the reason in words
+(`LABEL_REMEDIES` says what to do in `vse label`'s options): final, not a failure; a unit whose scoring fails
+otherwise keeps its explanations (``explained``), which the next run scores without explaining again; an
+endpoint that is gone or refuses every request stops the run (`STOP_ON`).
 """
 
 from __future__ import annotations
@@ -16,19 +19,31 @@ from typing import Any
 import numpy as np
 
 from vse.core.target import Target, neuron_id
-from vse.core.vocab import TARGET_KINDS, Api, Kind, Mode, Polarity, Protocol, UnitStatus
+from vse.core.vocab import TARGET_KINDS, Api, Kind, Mode, Polarity, Protocol, UnitStatus, Unscorability
 from vse.data import loader
 from vse.llm.errors import LLMEndpointDown, LLMEndpointRejected
 from vse.method import pipeline
 from vse.method.best_of import best_of_n
 from vse.method.label_record import LabelRecord, UnitUsage
 from vse.method.records import ExplanationRecord
-from vse.method.score import ScoreConfig
+from vse.method.score import ScoreConfig, Unscorable
 from vse.method.simulators.embedding import EmbeddingStore
 from vse.studies.layer_labelling import LabelSummary, kept_explanations, label_units
 
 #: An endpoint that is gone or refuses every request stops the whole run: never one unit's failure.
 STOP_ON: tuple[type[BaseException], ...] = (LLMEndpointDown, LLMEndpointRejected)
+
+
+#: What to do about an unscorable unit, in `vse label`'s own options (`vse.method.score.REMEDIES` words them
+#: for `vse score` and `vse validate`).
+LABEL_REMEDIES: dict[Unscorability, str] = {
+    Unscorability.UNSEEN: "give a larger probe set, or score with --simulator one --n 1, whose uniform passes "
+    "include the shown items",
+    Unscorability.SPLIT: "give a larger probe set, or label with --n 1, which scores its one explanation on every "
+    "item the explainer did not see",
+    Unscorability.DRAWS: "give a larger probe set, or score with --simulator embedding, which uses each item the "
+    "explainer did not see once",
+}
 
 
 def dead_reason(target: Target) -> str | None:
@@ -71,7 +86,9 @@ def make_work(
 
     Before any call, the unit's values are loaded (the method's kind, and the scored one with ``score``):
     constant values make a ``dead`` record (`dead_reason`) and cost nothing. A scoring failure makes an
-    ``explained`` record that keeps the explanations; an error of `STOP_ON` still stops the run."""
+    ``explained`` record that keeps the explanations; an error of `STOP_ON` still stops the run. A unit the
+    protocol cannot score (`Unscorable`, found before any scoring call) makes an ``unscorable`` record that
+    keeps the explanations and says why, and what to do (`LABEL_REMEDIES`)."""
     where = {} if source is None else {"source": source}
     kinds = [k for k in dict.fromkeys([method, *([target] if score else [])]) if k in TARGET_KINDS]
     kept = kept or {}
@@ -110,6 +127,9 @@ def make_work(
                 record = replace(record, scores=(best,))
             except STOP_ON:
                 raise
+            except Unscorable as exc:  # not a failure: the unit's values leave the protocol nothing to correlate
+                reason = exc.instead(LABEL_REMEDIES).reason
+                record = replace(record, status=UnitStatus.UNSCORABLE, unscorable=reason)
             # The explanations are paid for: keep them, so that the next run only scores.
             except Exception as exc:  # noqa: BLE001
                 record = replace(record, status=UnitStatus.EXPLAINED, error=f"{type(exc).__name__}: {exc}")

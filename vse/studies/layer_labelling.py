@@ -12,13 +12,17 @@ partial last line ever exist (a full disk, a power cut mid-write), resuming igno
 truncates it away before appending, so it can never glue onto the next record. One process
 writes an ``out`` file at a time (an ``flock`` enforces it; give each shard its own file).
 
-Resuming. A unit whose latest record has no ``"status"``, or ``"status": "dead"``, is done and skipped.
+Resuming. A unit whose latest record has no ``"status"``, or ``"status": "dead"`` or ``"unscorable"``, is
+done and skipped.
 A failed unit (``work`` raised) is recorded as ``{"unit", "status": "failed", "error"}`` so the
 failure is visible, and retried by the next run; `read_records` gives each unit's latest record.
 A unit explained but not scored (``"status": "explained"``: its scoring failed) keeps its explanations
 in its record: the next run scores those (`kept_explanations`) instead of paying for them again.
 A dead unit (``"status": "dead"``: its values are constant, e.g. it never fires on the probe set) is
-found before any LLM call, costs none, and does not fail the run (`UnitStatus`).
+found before any LLM call, costs none, and does not fail the run (`UnitStatus`). An unscorable unit
+(``"status": "unscorable"``: explained, but the scoring protocol has nothing to correlate, e.g. every item the
+explainer did not see is 0) keeps its explanations and its reason in words, is final like a dead one, and does
+not fail the run either; the summary names each one.
 
 Stopping. An error of a type in ``stop_on`` (the CLI passes `LLMEndpointDown`: the circuit breaker
 says the endpoint is gone) is not one unit's failure but the run's: nothing is recorded for the
@@ -100,6 +104,8 @@ class LabelSummary:
     failed: units not finished in this run (``work`` raised, or scoring failed with the explanations
     kept): recorded, retried next time;
     dead: units found dead in this run (constant values: nothing explained, no LLM call; not a failure);
+    unscorable: units explained in this run that the protocol cannot score (not a failure), and
+    ``unscorable_units`` each one's (unit, reason in words);
     prompt_tokens, completion_tokens: summed from this run's records' ``usage``, 0 if absent;
     wall_s: seconds from start to end; out: the JSONL file.
     """
@@ -112,15 +118,30 @@ class LabelSummary:
     wall_s: float
     out: str
     dead: int = 0
+    unscorable: int = 0
+    unscorable_units: tuple[tuple[int, str], ...] = ()
 
     def __str__(self) -> str:
         rate = self.done / self.wall_s if self.wall_s > 0 else 0.0
+        unscorable = f", unscorable {self.unscorable} (explained, not scored)" if self.unscorable else ""
         return (
-            f"labelled {self.done} units ({rate:.2f}/s), dead {self.dead} (no LLM call), "
+            f"labelled {self.done} units ({rate:.2f}/s), dead {self.dead} (no LLM call){unscorable}, "
             f"skipped {self.skipped} already done, failed {self.failed}; "
             f"tokens: {self.prompt_tokens} prompt + {self.completion_tokens} completion; "
             f"{self.wall_s:.1f} s -> {self.out}"
         )
+
+    def report(self) -> str:
+        """The summary line, then one line per unscorable unit with its reason, and a last line when no unit of
+        this run could be scored (every one dead or unscorable: the probe set is too small or too narrow)."""
+        lines = [str(self)]
+        lines += [f"unit {unit} is unscorable: {reason}" for unit, reason in self.unscorable_units]
+        if self.unscorable and not self.done and not self.failed:
+            lines.append(
+                f"no unit of this run could be scored ({self.dead} dead, {self.unscorable} unscorable): the probe "
+                "set is too small or too alike for this layer; give more, and more varied, images"
+            )
+        return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -311,6 +332,7 @@ def label_units(
                 slots.put(url)
 
         n_done = n_failed = n_dead = prompt = completion = 0
+        unscorable: list[tuple[int, str]] = []
         bar = tqdm(total=len(todo), desc=f"label {out.name}", unit="unit", file=sys.stderr, disable=not progress)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vse-label")
         try:
@@ -332,6 +354,8 @@ def label_units(
                         continue
                     if rec.status == UnitStatus.DEAD:
                         n_dead += 1
+                    elif rec.status == UnitStatus.UNSCORABLE:
+                        unscorable.append((rec.unit, rec.unscorable or "no reason recorded"))
                     elif not rec.finished:
                         n_failed += 1
                     else:
@@ -347,11 +371,20 @@ def label_units(
     finally:
         writer.close()
     if causes:
-        done_now = n_done + n_dead
+        done_now = n_done + n_dead + len(unscorable)
         raise RunStopped(causes[0], done=skipped + done_now, total=len(mine), done_now=done_now, out=str(out))
     summary = LabelSummary(
-        n_done, skipped, n_failed, prompt, completion, time.perf_counter() - start, str(out), dead=n_dead
+        n_done,
+        skipped,
+        n_failed,
+        prompt,
+        completion,
+        time.perf_counter() - start,
+        str(out),
+        dead=n_dead,
+        unscorable=len(unscorable),
+        unscorable_units=tuple(sorted(unscorable)),
     )
     if progress:
-        print(summary, file=sys.stderr)
+        print(summary.report(), file=sys.stderr)
     return summary
