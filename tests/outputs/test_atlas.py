@@ -311,6 +311,43 @@ def test_a_dead_unit_has_a_card_and_an_index_row_that_say_so():
     assert "2 units, 1 explanations, 1 dead" in index
 
 
+def test_an_unscorable_unit_shows_its_explanations_with_a_badge_and_its_reason():
+    from vse.outputs.atlas import render_index
+
+    reason = "all 23 items the explainer did not see have the same value (0); give a larger probe set"
+    records = [
+        {
+            "unit": 6,
+            "neuron": "m/l/6",
+            "method": "caption-activation",
+            "target": "caption-activation",
+            "status": "unscorable",
+            "unscorable": reason,
+            "explanations": [_said("m/l/6", "caption-activation", "red squares")],
+        },
+        {
+            "unit": 7,
+            "neuron": "m/l/7",
+            "explanations": [_said("m/l/7", "caption-activation", "cats")],
+            "scores": [_scored("m/l/7", "caption-activation", "cats", "caption-activation", 30.0)],
+        },
+    ]
+    cards, failed = cards_from_records(records)
+    assert not failed  # not a failure: nothing to retry
+    unscorable = cards[0]
+    assert [e.text for e in unscorable.explanations] == ["red squares"] and cards[1].unscorable is None
+    assert unscorable.unscorable is not None and unscorable.unscorable.reason == reason
+    html = render_card(unscorable)
+    assert '<mark class="unscorable"' in html and f"unscorable on caption-activation: {reason}" in html
+    assert "unscorable" not in render_card(cards[1])
+    index = render_index(cards, href=lambda k, c: c.slug + ".html", title="t")
+    [row] = [r for r in index.splitlines() if 'data-neuron="m/l/6"' in r]
+    assert "red squares" in row and '<mark class="unscorable"' in row
+    [other] = [r for r in index.splitlines() if 'data-neuron="m/l/7"' in r]
+    assert "unscorable" not in other
+    assert "2 units, 2 explanations, 1 unscorable (explained; the protocol had nothing to correlate)" in index
+
+
 def test_an_explained_unit_shows_its_explanations_and_is_listed_as_not_scored():
     cards, failed = cards_from_records(
         [

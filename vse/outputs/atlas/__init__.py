@@ -24,7 +24,18 @@ The package, one idea a module: `cards` (the data of a card), `from_records` (re
 the report, the command line and the tests import from ``vse.outputs.atlas``.
 """
 
-from vse.outputs.atlas.cards import Card, Dead, Explanation, Item, Score, SimItem, WeightPairs, neuron_key, slug
+from vse.outputs.atlas.cards import (
+    Card,
+    Dead,
+    Explanation,
+    Item,
+    Score,
+    SimItem,
+    Unscored,
+    WeightPairs,
+    neuron_key,
+    slug,
+)
 from vse.outputs.atlas.from_records import (
     N_SIM_ITEMS,
     RECORDED_MAX_TOKENS,
@@ -75,6 +86,7 @@ __all__ = [
     "AtlasSummary",
     "Card",
     "Dead",
+    "Unscored",
     "Explanation",
     "ImageSink",
     "Item",

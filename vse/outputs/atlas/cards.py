@@ -104,9 +104,23 @@ class Dead:
 
 
 @dataclass(frozen=True)
+class Unscored:
+    """A unit `vse label` explained but could not score on ``target``: the protocol had nothing to correlate
+    (``reason``, in words, with what to do; e.g. every item the explainer did not see has one value)."""
+
+    target: str
+    reason: str
+
+    @property
+    def text(self) -> str:
+        return f"unscorable{' on ' + self.target if self.target else ''}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Card:
     """Everything shown for one neuron (see the module doc). ``notes``: what could not be shown, and why;
-    ``dead``: set when the unit is dead (constant values), and then it has no explanations."""
+    ``dead``: set when the unit is dead (constant values), and then it has no explanations;
+    ``unscorable``: set when its explanations could not be scored (`Unscored`)."""
 
     neuron: str
     explanations: tuple[Explanation, ...]
@@ -116,6 +130,7 @@ class Card:
     weights: tuple[WeightPairs, ...] = ()
     notes: tuple[str, ...] = ()
     dead: Dead | None = None
+    unscorable: Unscored | None = None
 
     @property
     def polarities(self) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from vse.core.target import neuron_id, parse_neuron_id
 from vse.core.vocab import USER_METHOD, Polarity, UnitStatus
 from vse.method.label_record import LabelRecord
 from vse.method.records import ScoreRecord
-from vse.outputs.atlas.cards import Card, Dead, Explanation, Score, SimItem, neuron_key
+from vse.outputs.atlas.cards import Card, Dead, Explanation, Score, SimItem, Unscored, neuron_key
 
 #: The explanation length the committed experiments allowed (ExplainConfig.max_tokens when they were
 #: recorded): a record that used all of it in one call was cut off by the model's budget.
@@ -76,6 +76,7 @@ class _Collector:
         self.data: dict[str, dict[tuple[str, str, str], dict]] = {}
         self.failed: list[str] = []
         self.dead: dict[str, Dead] = {}
+        self.unscorable: dict[str, Unscored] = {}
 
     def _entry(self, neuron: str, method: str, polarity: str, text: str) -> dict:
         parse_neuron_id(neuron)
@@ -155,6 +156,9 @@ class _Collector:
             parse_neuron_id(rec.neuron)
             self.dead[rec.neuron] = Dead(rec.method or "", rec.dead or "constant values")
             return
+        if rec.status == UnitStatus.UNSCORABLE and rec.neuron is not None:  # explanations shown, with why no score
+            parse_neuron_id(rec.neuron)
+            self.unscorable[rec.neuron] = Unscored(rec.target or "", rec.unscorable or "no reason recorded")
         if rec.status == UnitStatus.EXPLAINED:  # its explanations are shown below, unscored
             self.failed.append(f"unit {rec.unit}: explained, not scored: {rec.error or 'failed'}")
         for e in rec.explanations or ():
@@ -186,7 +190,7 @@ class _Collector:
                 Explanation(m, p, t, v["cut"], tuple(v["scores"])) for (m, p, t), v in self.data.get(neuron, {}).items()
             )
             # A unit explained in one file and found dead in another (a new probe set) shows both.
-            out.append(Card(neuron, expls, dead=self.dead.get(neuron)))
+            out.append(Card(neuron, expls, dead=self.dead.get(neuron), unscorable=self.unscorable.get(neuron)))
         return out
 
 

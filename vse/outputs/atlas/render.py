@@ -10,7 +10,7 @@ from importlib import resources
 
 from vse.core.target import parse_neuron_id
 from vse.core.vocab import Kind, Mode, Polarity
-from vse.outputs.atlas.cards import Card, Dead, Explanation, Item, Score
+from vse.outputs.atlas.cards import Card, Dead, Explanation, Item, Score, Unscored
 
 
 def asset(name: str) -> str:
@@ -59,6 +59,11 @@ def cut_mark(cut: str) -> str:
 def dead_mark(dead: Dead | None) -> str:
     """The badge of a dead unit (constant values: nothing explained, nothing scored), "" otherwise."""
     return f'<mark class="dead" title="{esc(dead.text)}">dead</mark>' if dead else ""
+
+
+def unscorable_mark(unscorable: Unscored | None) -> str:
+    """The badge of a unit explained but not scorable (the protocol had nothing to correlate), "" otherwise."""
+    return f'<mark class="unscorable" title="{esc(unscorable.text)}">unscorable</mark>' if unscorable else ""
 
 
 def _strip(title: str, items: Sequence[Item], prefix: str, small: bool) -> str:
@@ -208,11 +213,19 @@ def render_card(
         f'<article class="card" id="{esc(anchor or card.slug)}" data-neuron="{esc(card.neuron)}"'
         f' data-polarity="{esc(" ".join(pols))}">',
         f"<header><{heading}>{title}</{heading}>"
-        + " ".join([*(polarity_badge(p) for p in pols), *([dead_mark(card.dead)] if card.dead else [])])
+        + " ".join(
+            [
+                *(polarity_badge(p) for p in pols),
+                *([dead_mark(card.dead)] if card.dead else []),
+                *([unscorable_mark(card.unscorable)] if card.unscorable else []),
+            ]
+        )
         + "</header>",
     ]
     if card.dead:
         parts.append(f'<p class="note dead">{esc(card.dead.text)} ({esc(card.dead.method)} explained nothing)</p>')
+    if card.unscorable:
+        parts.append(f'<p class="note unscorable">{esc(card.unscorable.text)} (its explanations are kept)</p>')
     columns = sorted({s.column for e in card.explanations for s in e.scores})
     head = "".join(f'<th class="num score" title="{esc(c)}">{column_head(c)}</th>' for c in columns)
     rows = []
@@ -317,6 +330,7 @@ def render_index(
                 + "".join('<td class="num" data-v="">dead</td>' for _ in cols)
                 + "</tr>"
             )
+        unscored = f" {unscorable_mark(card.unscorable)}" if card.unscorable else ""
         for e in card.explanations:
             by = {s.column: s for s in e.scores}
             cells = []
@@ -328,7 +342,7 @@ def render_index(
                 f'<tr data-neuron="{esc(card.neuron)}">{group}<td><a href="{link}">{esc(card.neuron)}</a></td>'
                 f'<td class="num" data-v="{unit}">{unit}</td><td>{esc(e.polarity)}</td>'
                 f'<td class="method">{esc(e.method)}</td>'
-                f'<td class="text">{esc(e.text)}{cut_mark(e.cut)}</td>' + "".join(cells) + "</tr>"
+                f'<td class="text">{esc(e.text)}{cut_mark(e.cut)}{unscored}</td>' + "".join(cells) + "</tr>"
             )
     options = '<option value="">any score column</option>' + "".join(
         f'<option value="score-{k}">{esc(c)}</option>' for k, c in enumerate(cols)
@@ -337,6 +351,9 @@ def render_index(
     n_expl = sum(len(c.explanations) for c in cards)
     n_dead = len({c.neuron for c in cards if c.dead})
     dead = f", {n_dead} dead (constant values: nothing explained)" if n_dead else ""
+    n_unscorable = len({c.neuron for c in cards if c.unscorable})
+    if n_unscorable:
+        dead += f", {n_unscorable} unscorable (explained; the protocol had nothing to correlate)"
     controls = (
         '<div class="controls"><label>Search <input id="q" type="search" placeholder="words in any column"></label>'
         f'<label>Score <select id="scol">{options}</select></label>'
