@@ -1,4 +1,6 @@
-"""Every `vse` command and option that README.md and docs/*.md name exists.
+"""Every `vse` command and option that README.md and docs/**/*.md name exists; README stays a page a
+newcomer reads (at most 250 lines); every relative link in them, and every study page the report links,
+resolves to a file and, where it names one, a heading.
 
 The markdown's code (fenced blocks and inline code spans) is searched for ``vse CMD [SUB] ... --opt``;
 each command must be in the click tree and each option on that command. An option named on its own
@@ -17,7 +19,8 @@ import pytest
 from vse.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+README_MAX_LINES = 250
 GROUP_OPTIONS = {"--help", "-h", "--version", "--debug"}
 
 FENCE = re.compile(r"```[^\n]*\n(.*?)```", re.S)
@@ -135,7 +138,7 @@ def problems_in(text: str) -> list[str]:
     return sorted(set(problems))
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_command_and_option_the_docs_name_exists(doc):
     assert problems_in(doc.read_text(encoding="utf-8")) == []
 
@@ -162,3 +165,99 @@ Pass `--in-flight N` on `vse score`, `vse label` (per worker, on top of `--worke
         "`vse label` has no option --frobnicate",
         "`vse nosuch`: no such command",
     ]
+
+
+# -- links ------------------------------------------------------------------------------------------
+LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
+HTML_ANCHOR = re.compile(r"<a\s+(?:id|name)=\"([^\"]+)\"")
+
+
+def _prose(text: str) -> str:
+    """The text outside fenced blocks and inline code, where a link is a link."""
+    return SPAN.sub("", FENCE.sub("", text))
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: its text (links as their text, no code or emphasis marks), lower
+    case, every character but letters, digits, `_`, `-` and spaces dropped, spaces as `-`."""
+    text = LINK.sub(lambda m: m.group(1), heading).replace("`", "").replace("*", "")
+    text = re.sub(r"[^\w\- ]", "", text.lower())
+    return text.replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """Every anchor a Markdown page has: its headings' slugs (a repeated one gets -1, -2, ...) and any
+    `<a id=...>`."""
+    seen: dict[str, int] = {}
+    found = set(HTML_ANCHOR.findall(text))
+    for line in FENCE.sub("", text).splitlines():
+        m = HEADING.match(line)
+        if not m:
+            continue
+        s = slug(m.group(1))
+        found.add(s if s not in seen else f"{s}-{seen[s]}")
+        seen[s] = seen.get(s, 0) + 1
+    return found
+
+
+def link_problems(doc: Path, target: str) -> str | None:
+    """Why the relative link ``target`` in ``doc`` does not resolve, or None when it does."""
+    if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto: ...: not checked offline
+        return None
+    path, _, anchor = target.partition("#")
+    dest = (doc.parent / path).resolve() if path else doc
+    if not dest.exists():
+        return f"{target}: no such file"
+    if anchor:
+        if dest.is_dir() or dest.suffix != ".md":
+            return f"{target}: an anchor on something that is not a Markdown page"
+        if anchor not in anchors(dest.read_text(encoding="utf-8")):
+            return f"{target}: {dest.name} has no heading with the anchor #{anchor}"
+    return None
+
+
+def broken_links(doc: Path) -> list[str]:
+    text = _prose(doc.read_text(encoding="utf-8"))
+    return sorted({p for _, target in LINK.findall(text) if (p := link_problems(doc, target))})
+
+
+def test_readme_is_a_page_a_newcomer_reads():
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; move the detail to docs/"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_resolves(doc):
+    assert broken_links(doc) == []
+
+
+def test_the_link_check_catches_what_does_not_resolve(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "page.md").write_text(
+        "# A page\n\n## Table 2, Corr / Acc (`--probe`)\n\n## Twice\n\n## Twice\n"
+    )
+    doc = tmp_path / "README.md"
+    doc.write_text(
+        "# Top\n\n[ok](sub/page.md) [ok](sub/page.md#table-2-corr--acc---probe) [ok](sub/page.md#twice-1) "
+        "[ok](#top) [ok](sub/) [web](https://example.org/x.md#nope) `[code](nowhere.md)`\n\n"
+        "[gone](sub/nope.md) [anchor](sub/page.md#nope) [here](#nope) [dir](sub/#x)\n\n"
+        "```\n[fenced](nowhere.md)\n```\n"
+    )
+    assert broken_links(doc) == [
+        "#nope: README.md has no heading with the anchor #nope",
+        "sub/#x: an anchor on something that is not a Markdown page",
+        "sub/nope.md: no such file",
+        "sub/page.md#nope: page.md has no heading with the anchor #nope",
+    ]
+
+
+def test_the_report_links_each_experiment_to_its_study_page():
+    from vse.outputs.experiment_notes import NOTES
+    from vse.outputs.report import DOCS_FROM_REPORT
+
+    results = REPO / "results"
+    for name, note in NOTES.items():
+        assert note.docs, f"{name} has no page under docs/studies/"
+        # The report is results/report.html: resolve the link from there, as a browser does.
+        assert link_problems(results / "report.html", DOCS_FROM_REPORT + note.docs) is None, name

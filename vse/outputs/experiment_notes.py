@@ -18,11 +18,18 @@ class ExperimentNote:
 
     ``paper``: (which table, {(method, target): score}) of the paper's published scores for the rows
     vse reruns, transcribed from its tables (Correlation Score, %; AlexNet, GPT-3.5, best of 10
-    explanations): shown beside vse's as a reference for the pattern, not the level."""
+    explanations): shown beside vse's as a reference for the pattern, not the level.
+
+    ``docs``: the page (and heading anchor) under ``docs/studies/`` with the experiment's full text, its
+    design and what it found; the report links it (the tests check every link resolves)."""
 
     question: str | None = None
     paper: tuple[str, dict[tuple[str, str], str]] | None = None
+    docs: str | None = None
 
+
+#: Where the studies' full texts live, from the repository's root (the report, in results/, links ../ + this).
+STUDIES = "docs/studies/"
 
 #: The report's sections first, in this order; every other experiment follows by name.
 PRIORITY = (
@@ -36,10 +43,12 @@ PRIORITY = (
 
 NOTES: dict[str, ExperimentNote] = {
     "power-study": ExperimentNote(
+        docs=STUDIES + "power-study.md",
         question="Does the score tell a neuron's own explanation from the other neurons'? Matched vs mismatched "
-        "explanations under each scoring protocol, and how many neurons a difference needs."
+        "explanations under each scoring protocol, and how many neurons a difference needs.",
     ),
     "table1-second-last-layer": ExperimentNote(
+        docs=STUDIES + "paper-tables.md#table-1-second-last-hidden-layer",
         question="The paper's Table 1 rerun on the second-last hidden layer: "
         "every method's explanations scored on every target, beside the paper's numbers.",
         paper=(
@@ -61,6 +70,7 @@ NOTES: dict[str, ExperimentNote] = {
         ),
     ),
     "tables8-9-last-layer": ExperimentNote(
+        docs=STUDIES + "paper-tables.md#tables-8-9-last-hidden-layer",
         question="The paper's Tables 8-9 rerun on the last hidden layer: every method on every target, "
         "beside the paper's numbers.",
         paper=(
@@ -76,26 +86,38 @@ NOTES: dict[str, ExperimentNote] = {
         ),
     ),
     "fewshot-strategies": ExperimentNote(
+        docs=STUDIES + "paper-tables.md#a-strategy-study-the-papers-table-5",
         question="The paper's Table 5: how the few-shot neurons' pairs are chosen for the simulator, over "
-        "paired runs on one unit."
+        "paired runs on one unit.",
     ),
-    "simulator-study": ExperimentNote(),
+    "simulator-study": ExperimentNote(docs=STUDIES + "simulator-study.md"),
     "defaults-study": ExperimentNote(
+        docs=STUDIES + "defaults-study.md",
         question="The recommended path on 48 new units: does best of N chosen on held-in items, or the held-out "
-        "display, make the default scorer tell each unit's own explanation from the others'?"
+        "display, make the default scorer tell each unit's own explanation from the others'?",
     ),
-    "all-methods-one-neuron": ExperimentNote(question="Every explanation method on one unit of the second-last layer."),
-    "chat-vs-completions": ExperimentNote(question="The same neuron explained and scored through the chat endpoint."),
+    "all-methods-one-neuron": ExperimentNote(
+        docs=STUDIES + "other-experiments.md#every-method-on-every-target-one-neuron",
+        question="Every explanation method on one unit of the second-last layer.",
+    ),
+    "chat-vs-completions": ExperimentNote(
+        docs=STUDIES + "other-experiments.md#chat-vs-completions",
+        question="The same neuron explained and scored through the chat endpoint.",
+    ),
     "chat-vs-completions-baseline": ExperimentNote(
-        question="The same neuron through the completions endpoint (the baseline of chat-vs-completions)."
+        docs=STUDIES + "other-experiments.md#chat-vs-completions",
+        question="The same neuron through the completions endpoint (the baseline of chat-vs-completions).",
     ),
     "fewshot-per-pass": ExperimentNote(
-        question="The paper's per-pass few-shot draws, on the neuron and items of the baseline."
+        docs=STUDIES + "other-experiments.md#few-shot-draws-per-pass-as-in-the-paper",
+        question="The paper's per-pass few-shot draws, on the neuron and items of the baseline.",
     ),
     "negative-one-neuron": ExperimentNote(
-        question="One unit explained and scored from what drives it down (negative polarity, values flipped)."
+        docs=STUDIES + "paper-tables.md#app-c3-negative-weights-and-both-signs",
+        question="One unit explained and scored from what drives it down (negative polarity, values flipped).",
     ),
     "signed-one-neuron": ExperimentNote(
-        question="The same unit explained and scored on signed values (-10..10, both polarities)."
+        docs=STUDIES + "other-experiments.md#signed-both-polarities-at-once",
+        question="The same unit explained and scored on signed values (-10..10, both polarities).",
     ),
 }

@@ -1,7 +1,8 @@
 """The results report: one HTML page over a results folder, made of the atlas's parts (`vse.outputs.atlas`).
 
 Sections in order of what matters (the power study and the paper's tables first, then the rest by
-name), each with a two-line summary (what it asks; what it holds, counted from its files), its tables
+name), each with a two-line summary (what it asks; what it holds, counted from its files), a link to its
+full text under ``docs/studies/`` (relative, from ``results/``), its tables
 (long ones folded), its files and cassettes (folded), and a card for every neuron it explained or
 scored: explanations with their polarity and scores, explanations cut off by the token budget marked,
 true vs simulated values per item, the probe images (top, or bottom for negative polarity, both when
@@ -33,6 +34,7 @@ IMAGES = "img"  # results/img/: the thumbnails the cards show (not an experiment
 # folder is linked after them (sorted), except the PNGs the page shows.
 LINKED_FIRST = ("table.md", "config.json", "results.jsonl", "summary.json", "explanations.jsonl")
 PLOT = "scores.png"
+DOCS_FROM_REPORT = "../"  # from results/report.html back to the clone's root, where docs/ is
 FOLD_ROWS = 12  # Markdown tables longer than this are folded
 OPEN_CARDS = 3  # a section with at most this many neurons shows its cards unfolded
 # The atlas's style, then the report's own (a table of contents, plots, the summary lines).
@@ -125,10 +127,15 @@ def _paper_table(folder: Path) -> str:
 def _section(folder: Path, source: atlas.PairSource, sink: atlas.ImageSink) -> tuple[str, list[Card]]:
     name = folder.name
     cards = experiment_cards(folder, source, sink)
-    question = NOTES.get(name, ExperimentNote()).question or _first_paragraph(folder)
+    note = NOTES.get(name, ExperimentNote())
+    question = note.question or _first_paragraph(folder)
     parts = [f'<section id="{esc(name)}">', f"<h2>{esc(name)}</h2>"]
     if question:
         parts.append(f'<p class="summary">{esc(question)}</p>')
+    if note.docs:
+        # The report lives in results/, the studies' texts in docs/ of the same clone.
+        page = note.docs.split("#", 1)[0]
+        parts.append(f'<p class="files">In full: <a href="{esc(DOCS_FROM_REPORT + note.docs)}">{esc(page)}</a></p>')
     facts = _facts(folder, cards)
     if facts:
         parts.append(f'<p class="facts">{esc(facts)}</p>')
