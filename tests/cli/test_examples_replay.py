@@ -1,5 +1,6 @@
-"""README's recommended path, replayed offline from the committed example cassettes (recorded live from the
-local llama-server with the commands below): best of N through `vse explain` and `vse validate`."""
+"""The recommended path (docs/reference.md, "Best of N, fairly"), replayed offline from the committed
+example cassettes (recorded live from the local llama-server with the commands below): best of N through
+`vse explain` and `vse validate`."""
 
 from __future__ import annotations
 

@@ -164,7 +164,7 @@ EXPERIMENTS: dict[str, StudyKind] = {
         # Does the score tell a neuron's own explanation from others'? 16 neurons.
         MatchedStudy(name="power-study", explain=ExplainConfig(shown=Display.HELDOUT, rank_by=RankBy.SCALED)),
         # Which simulator and protocol separate explanations: 32 + 16 units, both targets.
-        # The recommendation was read off its numbers after recording (README).
+        # The recommendation was read off its numbers after recording (docs/studies/simulator-study.md).
         SimulatorStudy(recommended=(SimulatorName.EMBEDDING, RECALL_FREE_ALL)),
         # The recommended path on 48 new units: display x best of 1/2/4/8, chosen on held-in items;
         # picks the defaults (`vse.method.defaults`) by a rule fixed before recording.

@@ -101,8 +101,8 @@ class SimulatorStudy(StudyKind):
     exclude: (layer, units) never drawn (development units). targets: the pair kinds scored.
     n_held: held-out top items per unit. n_compared: explanations compared per unit under the
     held-out protocol. explain / score: the explanation and simulation knobs. seed: root of the
-    pool, few-shot and explanation seeds. recommended: the (simulator, protocol) README
-    recommends, marked in summary.json.
+    pool, few-shot and explanation seeds. recommended: the (simulator, protocol)
+    docs/studies/simulator-study.md recommends, marked in summary.json.
     """
 
     name: str = "simulator-study"
