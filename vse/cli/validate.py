@@ -23,7 +23,7 @@ from vse.method.explain import ExplainConfig, new_run_config
 from vse.method.score import ScoreConfig
 from vse.method.simulators.embedding import EmbeddingStore
 from vse.studies.cassette_llms import CassetteLLMs, Paths
-from vse.studies.fair_validation import FairValidation, run_fair_validation
+from vse.studies.fair_validation import FairValidation, run_fair_validations
 from vse.studies.matched import MatchedStudy, run_matched_study, summary_json
 
 
@@ -220,17 +220,16 @@ def _fair(
     cassette = cassette_dir / f"{neuron_stem(name, layer, 'fair')}.json.gz"
     if not replay:
         preflight.check_writable(cassette, "--cassettes")
-    results = []
     with open_llm(base_url, model, api, cassette, replay, port, in_flight) as llm:
         if simulator == Mode.EMBEDDING:
             llm.embeddings = EmbeddingStore(embeddings_path(cassette), record=not replay)
-        try:
-            for method in methods:
-                for target in targets:
-                    v = FairValidation(
-                        name, layer, units, method, target, n=n, score=config, explain=explain, seed=seed
-                    )
-                    results.append(run_fair_validation(v, llm, progress=sys.stderr.isatty()))
+        validations = [
+            FairValidation(name, layer, units, method, target, n=n, score=config, explain=explain, seed=seed)
+            for method in methods
+            for target in targets
+        ]
+        try:  # each unit explained once per method, its explanations scored on every target
+            results = run_fair_validations(validations, llm, progress=sys.stderr.isatty())
         finally:
             if llm.embeddings is not None:
                 llm.embeddings.save()

@@ -10,10 +10,15 @@ rank, and one-sided paired p-values (`vse.core.discrimination.compare`).
 Any simulator and protocol `ScoreConfig` allows: the embedding simulator costs no LLM call beyond the
 explanations; an LLM simulator costs K x K scorings of K units (recall-free: one exact pass each over
 a unit's held-out items).
+
+Several validations of the same units and method (one per target: `run_fair_validations`) share one set of
+explanations: each unit is explained once and its candidates are scored on every target, so each
+explanation request is sent once (a cassette holds it once).
 """
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,9 +31,13 @@ from vse.method.best_of import BestOfN, best_of_n
 from vse.method.explain import ExplainConfig
 from vse.method.llm import LLM
 from vse.method.pipeline import explain_neuron, score_explanation
+from vse.method.records import ExplanationRecord
 from vse.method.score import ScoreConfig
 
-__all__ = ["FairValidation", "FairValidationResult", "run_fair_validation"]
+__all__ = ["Explained", "FairValidation", "FairValidationResult", "run_fair_validation", "run_fair_validations"]
+
+#: Explanations already made, by (neuron, method, n, explain config, seed, source): what every target reuses.
+Explained = MutableMapping[tuple, list[ExplanationRecord]]
 
 
 @dataclass(frozen=True)
@@ -67,16 +76,42 @@ class FairValidationResult:
         }
 
 
-def run_fair_validation(
-    v: FairValidation, llm: LLM, *, progress: bool = True, source: Source = FIXTURES
-) -> FairValidationResult:
-    """Explain, choose fairly, cross-score and compare (see the module doc)."""
-    neurons = [neuron_id(v.model, v.layer, u) for u in v.units]
-    best: list[BestOfN] = []
-    for neuron in tqdm(neurons, desc="explain and choose", unit="unit", disable=not progress):
-        records = explain_neuron(
+def explained_once(
+    v: FairValidation, neuron: str, llm: LLM, source: Source, explained: Explained
+) -> list[ExplanationRecord]:
+    """The unit's ``v.n`` explanations: made on first use, then read from ``explained`` by every other target."""
+    key = (neuron, str(v.method), v.n, v.explain, v.seed, source)
+    if key not in explained:
+        explained[key] = explain_neuron(
             neuron, v.method, llm=llm, n=v.n, config=v.explain, seed=v.seed, progress=False, source=source
         )
+    return explained[key]
+
+
+def run_fair_validations(
+    validations: Sequence[FairValidation], llm: LLM, *, progress: bool = True, source: Source = FIXTURES
+) -> list[FairValidationResult]:
+    """`run_fair_validation` for each of ``validations`` (e.g. one per method and target) on one LLM, each
+    unit explained once per method and its explanations scored on every target."""
+    explained: Explained = {}
+    return [run_fair_validation(v, llm, progress=progress, source=source, explained=explained) for v in validations]
+
+
+def run_fair_validation(
+    v: FairValidation,
+    llm: LLM,
+    *,
+    progress: bool = True,
+    source: Source = FIXTURES,
+    explained: Explained | None = None,
+) -> FairValidationResult:
+    """Explain, choose fairly, cross-score and compare (see the module doc). explained: explanations other
+    validations made (`run_fair_validations`), reused, and this one's added."""
+    neurons = [neuron_id(v.model, v.layer, u) for u in v.units]
+    explained = {} if explained is None else explained
+    best: list[BestOfN] = []
+    for neuron in tqdm(neurons, desc="explain and choose", unit="unit", disable=not progress):
+        records = explained_once(v, neuron, llm, source, explained)
         best.append(
             best_of_n(
                 records,
