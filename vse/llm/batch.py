@@ -13,23 +13,47 @@ The Batch API answers within 24 h at half the price. The round trip:
 
 Identical requests sent more than once (e.g. repeated samples without a seed) are exported once
 per occurrence, each with its own ``custom_id``, because a cassette plays each interaction once.
+
+`vse label --batch` / ``--batch-import`` (`vse.studies.label_batch`) do the same for a whole run without
+keeping the input file: a `CollectingClient` replays the run against its cassette and holds back each
+request the cassette lacks (`BatchRequest`, named by `content_id`: its bytes and its occurrence, so the
+same command finds the same ids again), and `import_replies` pairs output lines with those by
+``custom_id``, skipping what the cassette already holds. `run_batch_locally` answers an input file
+from an OpenAI-compatible server (llama.cpp, vLLM) in the Batch API's output shape.
+
+The shapes (OpenAI's OpenAPI schema, ``BatchRequestInput`` and ``BatchRequestOutput``): an input line is
+``{"custom_id", "method": "POST", "url": "/v1/completions" | "/v1/chat/completions", "body"}``, custom ids
+unique within a batch; an output line is ``{"id", "custom_id", "response": {"status_code", "request_id",
+"body"} | null, "error": {"code", "message"} | null}``, in any order, and a request may have no line
+(an expired batch).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests as http
 from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.request import Request
 
-from vse.atomic import read_jsonl
-from vse.llm.cassettes import CASSETTE_SUFFIX, GzipJsonPersister, _JsonSerializer, scrub_request, scrub_response
-from vse.llm.client import encode_body
+from vse.atomic import read_jsonl, write_atomic
+from vse.llm.cassettes import (
+    CASSETTE_SUFFIX,
+    GzipJsonPersister,
+    _JsonSerializer,
+    scrub_request,
+    scrub_response,
+    translate_vcr_error,
+)
+from vse.llm.client import LLMClient, encode_body
+from vse.llm.errors import RequestDeferred
 
 #: The Batch API's cap on requests in one input file; larger runs are split into parts.
 MAX_REQUESTS_PER_FILE = 50_000
@@ -94,6 +118,57 @@ def _read_jsonl(paths: Sequence[str | Path]) -> list[dict]:
     return [rec for p in paths for rec in read_jsonl(p)]
 
 
+def _response(line: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """An output line as a cassette response, or None and why it cannot be replayed."""
+    error = line.get("error")
+    resp = line.get("response") or {}
+    status = int(resp.get("status_code") or 0) if isinstance(resp, Mapping) else 0
+    if error:
+        why = f"{error.get('code') or 'error'}: {error.get('message') or ''}" if isinstance(error, Mapping) else error
+        return None, str(why).strip()
+    body = resp.get("body") if isinstance(resp, Mapping) else None
+    response = {
+        "status": {"code": status, "message": "OK" if status == 200 else ""},
+        "headers": {"content-type": ["application/json"]},
+        "body": {"string": json.dumps(body, ensure_ascii=False).encode("utf-8")},
+    }
+    # Only a 200 with a usable reply may be replayed; scrub_response applies the cassettes' own rule.
+    kept = scrub_response(response) if status == 200 else None
+    if kept is not None:
+        return kept, ""
+    if status != 200:
+        detail = body.get("error") if isinstance(body, Mapping) else None
+        message = detail.get("message") if isinstance(detail, Mapping) else detail
+        return None, f"status {status}" + (f": {message}" if message else "")
+    return None, "status 200 without a usable reply (no choices)"
+
+
+def _request(url_path: str, body: bytes, base_url: str) -> Request:
+    origin = urlsplit(base_url)
+    return Request("POST", f"{origin.scheme}://{origin.netloc}{url_path}", body, {"Content-Type": "application/json"})
+
+
+def _append(cassette: Path, pairs: Sequence[tuple[Request, dict[str, Any]]]) -> None:
+    """Append (request, response) pairs to ``cassette`` (created if missing), in vse's cassette format."""
+    try:
+        old_requests, old_responses = GzipJsonPersister.load_cassette(cassette, _JsonSerializer)[:2]
+    except CassetteNotFoundError:
+        old_requests, old_responses = [], []
+    GzipJsonPersister.save_cassette(
+        cassette,
+        {
+            "requests": list(old_requests) + [scrub_request(r) for r, _ in pairs],
+            "responses": list(old_responses) + [resp for _, resp in pairs],
+        },
+        _JsonSerializer,
+    )
+
+
+def _check_cassette_name(cassette: Path) -> None:
+    if not cassette.name.endswith(CASSETTE_SUFFIX):
+        raise ValueError(f"cassette file names end in {CASSETTE_SUFFIX!r}: {cassette}")
+
+
 def import_batch_output(
     inputs: Sequence[str | Path],
     outputs: Sequence[str | Path],
@@ -110,47 +185,202 @@ def import_batch_output(
     ``missing`` (input lines with no output line).
     """
     cassette = Path(cassette)
-    if not cassette.name.endswith(CASSETTE_SUFFIX):
-        raise ValueError(f"cassette file names end in {CASSETTE_SUFFIX!r}: {cassette}")
+    _check_cassette_name(cassette)
     requests = {x["custom_id"]: x for x in _read_jsonl(inputs)}
-    origin = urlsplit(base_url)
-    new_requests, new_responses, failed, answered = [], [], 0, set()
+    pairs, failed, answered = [], 0, set()
     for line in _read_jsonl(outputs):
         cid = line.get("custom_id")
         if cid not in requests:
             raise ValueError(f"output line with custom_id {cid!r} is not in the input files")
         answered.add(cid)
-        resp = line.get("response") or {}
-        status = int(resp.get("status_code") or 0)
-        req = requests[cid]
-        response = {
-            "status": {"code": status, "message": "OK" if status == 200 else ""},
-            "headers": {"content-type": ["application/json"]},
-            "body": {"string": json.dumps(resp.get("body"), ensure_ascii=False).encode("utf-8")},
-        }
-        # Only a 200 with a usable reply may be replayed; scrub_response applies the cassettes' own rule.
-        kept = scrub_response(response) if status == 200 and not line.get("error") else None
+        kept, _why = _response(line)
         if kept is None:
             failed += 1
             continue
-        request = Request(
-            "POST",
-            f"{origin.scheme}://{origin.netloc}{req['url']}",
-            encode_body(req["body"]),
-            {"Content-Type": "application/json"},
-        )
-        new_requests.append(scrub_request(request))
-        new_responses.append(kept)
-    try:
-        old_requests, old_responses = GzipJsonPersister.load_cassette(cassette, _JsonSerializer)[:2]
-    except CassetteNotFoundError:
-        old_requests, old_responses = [], []
-    GzipJsonPersister.save_cassette(
-        cassette,
-        {"requests": list(old_requests) + new_requests, "responses": list(old_responses) + new_responses},
-        _JsonSerializer,
-    )
-    return {"imported": len(new_requests), "failed": failed, "missing": len(set(requests) - answered)}
+        req = requests[cid]
+        pairs.append((_request(req["url"], encode_body(req["body"]), base_url), kept))
+    _append(cassette, pairs)
+    return {"imported": len(pairs), "failed": failed, "missing": len(set(requests) - answered)}
+
+
+# -- a whole run's requests, collected by replaying it (vse label --batch / --batch-import) -------------
+
+
+def content_id(endpoint: str, body: bytes, occurrence: int = 0) -> str:
+    """A request's ``custom_id`` from its bytes: the same request gets the same id in every collection.
+
+    ``occurrence`` counts earlier identical requests of the run (a cassette plays each reply once,
+    so a request sent twice needs two replies). 50 characters, within the Batch API's 64."""
+    digest = hashlib.sha256(_url(endpoint).encode("utf-8") + b"\n" + body).hexdigest()[:40]
+    return f"vse-{digest}-{occurrence}"
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One POST of a run: its ``custom_id`` (`content_id`), endpoint and the exact bytes the client sends."""
+
+    custom_id: str
+    endpoint: str
+    body: bytes
+
+    def line(self) -> dict[str, Any]:
+        """The Batch API input line (``BatchRequestInput``)."""
+        return {
+            "custom_id": self.custom_id,
+            "method": "POST",
+            "url": _url(self.endpoint),
+            "body": json.loads(self.body),
+        }
+
+
+class CollectingClient(LLMClient):
+    """An `LLMClient` for a replay (inside ``use_cassette(path, record=False)``) that collects a run's requests.
+
+    Each POST the cassette answers is noted in `recorded` and replayed; each one it lacks is noted in
+    `pending` and raises `RequestDeferred` instead of going anywhere. A GET the cassette lacks (the
+    server's identity, asked best effort) stays a `CassetteMiss`. Thread-safe, like the client."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._notes = threading.Lock()
+        self._occurrences: dict[tuple[str, bytes], int] = {}
+        self.recorded: dict[str, BatchRequest] = {}
+        self.pending: dict[str, BatchRequest] = {}
+
+    def _note(self, url: str, data: bytes, into: dict[str, BatchRequest]) -> None:
+        endpoint = url[len(self.config.base_url.rstrip("/")) :].strip("/")
+        with self._notes:
+            k = self._occurrences.get((endpoint, data), 0)
+            self._occurrences[(endpoint, data)] = k + 1
+            request = BatchRequest(content_id(endpoint, data, k), endpoint, data)
+            into[request.custom_id] = request
+
+    def _request(self, url: str, data: bytes | None) -> http.Response:
+        try:
+            response = super()._request(url, data)
+        except Exception as exc:
+            if data is None or translate_vcr_error(exc) is None:
+                raise
+            self._note(url, data, self.pending)
+            raise RequestDeferred(urlsplit(url).path) from None
+        if data is not None:
+            self._note(url, data, self.recorded)
+        return response
+
+
+def write_batch_input(requests: Sequence[BatchRequest], path: str | Path) -> Path:
+    """``requests`` as one Batch API input file (one ``BatchRequestInput`` a line, sorted keys)."""
+    if len(requests) > MAX_REQUESTS_PER_FILE:
+        raise ValueError(f"{len(requests)} requests: the Batch API takes at most {MAX_REQUESTS_PER_FILE} a file")
+    text = "".join(json.dumps(r.line(), ensure_ascii=False, sort_keys=True) + "\n" for r in requests)
+    write_atomic(path, text.encode("utf-8"))
+    return Path(path)
+
+
+def read_batch_output(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Every line of Batch API output files, each checked to be a ``BatchRequestOutput`` with a
+    ``custom_id``; a bad line raises ValueError naming the file and line."""
+    lines = []
+    for p in paths:
+        for lineno, line in enumerate(read_jsonl(p), 1):
+            if not isinstance(line, dict) or not isinstance(line.get("custom_id"), str):
+                raise ValueError(f"{p}: line {lineno} is not a Batch API output line (no custom_id)")
+            if line.get("response") is None and not line.get("error"):
+                raise ValueError(f"{p}: line {lineno} ({line['custom_id']}) has neither a response nor an error")
+            lines.append(line)
+    return lines
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What `import_replies` did. imported: ids appended to the cassette; already: ids the cassette held
+    before (an output imported twice); errors: (id, why) of lines that cannot be replayed; missing: ids
+    of the run's pending requests with no output line; unknown: ids that are not this run's requests."""
+
+    cassette: Path
+    imported: tuple[str, ...]
+    already: tuple[str, ...]
+    errors: tuple[tuple[str, str], ...]
+    missing: tuple[str, ...]
+    unknown: tuple[str, ...]
+
+
+def import_replies(
+    pending: Mapping[str, BatchRequest],
+    outputs: Sequence[str | Path],
+    cassette: str | Path,
+    *,
+    recorded: Collection[str] = (),
+    base_url: str = "https://api.openai.com/v1",
+) -> ImportReport:
+    """Append to ``cassette`` the successful replies of ``outputs`` to the ``pending`` requests.
+
+    ``recorded``: ids the cassette already answers; their lines are skipped (importing twice adds
+    nothing). A line for an id met twice in ``outputs`` is imported once. Failed lines and missing
+    ones are reported, never stored: the next collection finds those requests pending again."""
+    cassette = Path(cassette)
+    _check_cassette_name(cassette)
+    lines = read_batch_output(outputs)
+    pairs, imported, already, errors, unknown = [], [], [], [], []
+    for line in lines:
+        cid = line["custom_id"]
+        if cid in recorded or cid in imported:
+            already.append(cid)
+            continue
+        if cid not in pending:
+            unknown.append(cid)
+            continue
+        kept, why = _response(line)
+        if kept is None:
+            errors.append((cid, why))
+            continue
+        req = pending[cid]
+        pairs.append((_request(_url(req.endpoint), req.body, base_url), kept))
+        imported.append(cid)
+    if pairs:
+        _append(cassette, pairs)
+    answered = {line["custom_id"] for line in lines}
+    missing = tuple(cid for cid in pending if cid not in answered)
+    failed = {cid for cid, _ in errors} - set(imported)
+    errors_left = tuple((cid, why) for cid, why in errors if cid in failed)
+    return ImportReport(cassette, tuple(imported), tuple(dict.fromkeys(already)), errors_left, missing, tuple(unknown))
+
+
+def run_batch_locally(
+    inputs: Sequence[str | Path], output: str | Path, base_url: str, *, timeout_s: float = 600.0
+) -> dict[str, int]:
+    """Answer Batch API input files from an OpenAI-compatible server (llama.cpp, vLLM), one request at a
+    time, writing its real replies to ``output`` in the Batch API's output shape (``BatchRequestOutput``).
+
+    For users without the Batch API, and for tests of the round trip on real replies. ``id`` and
+    ``request_id`` are ``local-N``: no such ids exist outside the Batch API. A connection failure becomes
+    an ``error`` line. Returns counts: ``ok`` (status 200) and ``failed``."""
+    root = base_url.rstrip("/")
+    session = http.Session()
+    out, counts = [], {"ok": 0, "failed": 0}
+    for i, line in enumerate(_read_jsonl(inputs)):
+        path = line["url"].removeprefix("/v1")
+        entry: dict[str, Any] = {"id": f"local-{i}", "custom_id": line["custom_id"], "response": None, "error": None}
+        try:
+            r = session.post(
+                root + path,
+                data=encode_body(line["body"]),
+                headers={"Content-Type": "application/json"},
+                timeout=timeout_s,
+            )
+        except http.RequestException as exc:
+            entry["error"] = {"code": "connection_error", "message": type(exc).__name__}
+        else:
+            try:
+                body = r.json()
+            except ValueError:
+                body = {"error": {"message": r.text[:200]}}
+            entry["response"] = {"status_code": r.status_code, "request_id": f"local-{i}", "body": body}
+        counts["ok" if entry["response"] and entry["response"]["status_code"] == 200 else "failed"] += 1
+        out.append(entry)
+    text = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in out)
+    write_atomic(output, text.encode("utf-8"))
+    return counts
 
 
 def requests_from_cassette(path: str | Path) -> list[tuple[str, dict[str, Any]]]:

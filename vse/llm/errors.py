@@ -117,3 +117,15 @@ class ModelAssemblyError(LLMError):
 
 class ServerStartError(LLMError):
     """The local llama.cpp server did not come up."""
+
+
+class RequestDeferred(Exception):
+    """A request held back to be sent in a Batch API file (`vse.llm.batch.CollectingClient`), not sent now.
+
+    Not an `LLMError` on purpose: nothing that handles a failed call (a retry, an unreadable prediction)
+    may treat it as one. The one-item simulator still asks for the other items of a pass, so that one
+    collection finds every request of the pass (`vse.method.simulators.one_item`)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"request to {path} held back for the Batch API")

@@ -28,6 +28,9 @@ from typing import Any
 
 #: Characters per prompt token, measured on the issue-3 recording (bench/data/) (see module doc).
 CHARS_PER_TOKEN = 2.880
+#: The Batch API's price as a share of the same requests sent one by one: OpenAI bills a batch's input
+#: and output tokens at half the synchronous rate (answers within 24 h).
+BATCH_PRICE_FACTOR = 0.5
 #: Tokens a chat template adds per message (role markers, separators); Qwen's
 #: ``<|im_start|>role\n ... <|im_end|>\n`` is 5, OpenAI documents about 4.
 CHAT_TOKENS_PER_MESSAGE = 5
@@ -57,6 +60,11 @@ class DryRun:
         if self.price is not None:
             s += f"; at {self.price_per_1k} per 1k tokens: {self.price:.2f}"
         return s
+
+    @property
+    def batch_price(self) -> float | None:
+        """The price of the same requests sent through the Batch API (`BATCH_PRICE_FACTOR`)."""
+        return None if self.price is None else self.price * BATCH_PRICE_FACTOR
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,6 +24,7 @@ from vse.core.sampling import top
 from vse.core.target import POLARITIES, Target, neuron_id, parse_neuron_id
 from vse.core.vocab import TARGET_KINDS, USER_METHOD, Api, Display, Kind, Method, Mode, Polarity, RankBy, choices
 from vse.data.loader import FIXTURES, Source, clip_dissect_label, fewshot_explanations, load_target
+from vse.llm.errors import RequestDeferred
 from vse.method.explain import (
     ExplainConfig,
     Explanation,
@@ -183,12 +184,26 @@ def _candidates(
 
     workers = min(llm.in_flight, len(candidate_seeds))
     if workers <= 1:
-        return [one(s) for s in candidate_seeds]
+        return _each_asked(one, candidate_seeds)
     warmer = getattr(llm.client, "warmer", None)
     if warmer is not None and config.api == Api.COMPLETIONS:
         warmer.warm(build_prompt(target, fewshot, config))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vse-explain") as pool:
         return list(pool.map(one, candidate_seeds))
+
+
+def _each_asked(fn: Callable[[int], Explanation], candidate_seeds: list[int]) -> list[Explanation]:
+    """``fn`` of each seed in order. A request held back for a Batch API file (`RequestDeferred`: nothing
+    was sent) does not stop the others, so one collection holds every candidate; the first is raised after."""
+    out, deferred = [], None
+    for s in candidate_seeds:
+        try:
+            out.append(fn(s))
+        except RequestDeferred as held:
+            deferred = deferred or held
+    if deferred is not None:
+        raise deferred
+    return out
 
 
 def score_explanation(

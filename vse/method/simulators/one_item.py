@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from vse.core.vocab import Api, Mode
 from vse.llm.client import LLMClient, Usage
+from vse.llm.errors import RequestDeferred
 from vse.method.prompts import TARGET_NAME, simulate_one_messages, simulate_one_prefix, simulate_one_prompt
 from vse.method.simulators.base import Run, SimContext, Simulation, SimulationError, Simulator
 from vse.method.simulators.numbers import ValueReading, read_value
@@ -181,13 +182,15 @@ class OneItemSimulator(Simulator):
                     outcomes.append(self._read(client, ctx, text))
                 except Exception as err:  # noqa: BLE001 - handed back in order, raised by `predict`
                     outcomes.append(err)
-                    break
-            return outcomes
+                    if not isinstance(err, RequestDeferred):
+                        break
+            return _first_error_last(outcomes)
         pool = ThreadPoolExecutor(max_workers=min(in_flight, len(texts)), thread_name_prefix="vse-predict")
         try:
             futures = [pool.submit(self._read, client, ctx, text) for text in texts]
             for future in as_completed(futures):
-                if future.exception() is not None:
+                # A request held back for a batch is no failure: the pass's other requests are collected too.
+                if future.exception() is not None and not isinstance(future.exception(), RequestDeferred):
                     for other in futures:
                         other.cancel()  # the queue runs in order: what is not started comes after
                     break
@@ -197,8 +200,17 @@ class OneItemSimulator(Simulator):
                     break
                 err = future.exception()  # waits for the ones still running
                 outcomes.append(err if err is not None else future.result())
-                if err is not None:
+                if err is not None and not isinstance(err, RequestDeferred):
                     break
-            return outcomes
+            return _first_error_last(outcomes)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: nothing new is sent
+
+
+def _first_error_last(outcomes: list) -> list:
+    """``outcomes`` cut after the first error, as `_read_all` promises; only `RequestDeferred` (batch
+    collection: nothing was sent) lets the texts after it be asked as well."""
+    for i, outcome in enumerate(outcomes):
+        if isinstance(outcome, BaseException):
+            return outcomes[: i + 1]
+    return outcomes
