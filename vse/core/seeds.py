@@ -9,13 +9,14 @@ sends the same requests again, and the cassette replays them).
 - ``fewshot``: the few-shot neurons' pairs shown to the simulator, drawn once per scoring run.
 - ``pass``: the items a scoring pass predicts (pass i of a run).
 - ``pool``: the shared random items of a validation study.
+- ``sanity``: the perturbed concepts of a NeuronEval sanity check (`vse.core.sanity`), case by case.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-STREAMS = {"neurons": 1, "explain": 2, "fewshot": 3, "pass": 4, "pool": 5, "held-in": 6}
+STREAMS = {"neurons": 1, "explain": 2, "fewshot": 3, "pass": 4, "pool": 5, "held-in": 6, "sanity": 7}
 
 
 def rng(seed: int, stream: str, *path: int) -> np.random.Generator:
