@@ -14,7 +14,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats as sst
 
-from vse.core.discrimination import build_pool, compare, item_sets, markdown, neurons_needed, score_matrix
+from vse.core.discrimination import (
+    auprc,
+    build_pool,
+    compare,
+    item_sets,
+    markdown,
+    meta_auprc,
+    nearest_others,
+    neurons_needed,
+    score_matrix,
+)
 from vse.core.protocols import ranks
 
 K = 8
@@ -198,3 +208,54 @@ def test_score_matrix_diagonal_from_perfect_predictions():
     # Subtracting explanation 0's predictions as the prior leaves it constant (score 0) and
     # turns explanation 1's into twice itself (the same correlations).
     np.testing.assert_allclose(score_matrix(pred, truths, sets, prior=pred[0]), [[0.0, 0.0], [-100.0, 100.0]])
+
+
+# ----------------------------------------------------------------------------- Meta-AUPRC
+
+
+def test_auprc_of_a_perfect_and_of_a_tied_score():
+    assert auprc([3.0, 2.0, 1.0, 0.0], [1, 1, 0, 0]) == 1.0
+    assert auprc([1.0, 1.0, 1.0, 1.0], [1, 0, 0, 0]) == 0.25  # one threshold: precision = prevalence
+
+
+def test_auprc_is_average_precision():
+    # Ranked: +, -, +, -: recall 1/2 at precision 1, then 1 at precision 2/3.
+    assert auprc([4.0, 3.0, 2.0, 1.0], [1, 0, 1, 0]) == pytest.approx(0.5 * 1 + 0.5 * (2 / 3))
+
+
+@given(st.lists(st.tuples(st.floats(-100, 100, allow_nan=False), st.booleans()), min_size=1, max_size=60))
+def test_auprc_is_within_0_and_1_and_ignores_the_order_of_the_pairs(pairs):
+    s = np.array([p[0] for p in pairs])
+    y = np.array([p[1] for p in pairs])
+    if not y.any():
+        with pytest.raises(ValueError, match="positive"):
+            auprc(s, y)
+        return
+    got = auprc(s, y)
+    assert 0.0 < got <= 1.0
+    order = np.arange(len(s))[::-1]
+    assert auprc(s[order], y[order]) == got
+
+
+def test_meta_auprc_perfect_floor_and_hard_negatives():
+    s = np.array([[9.0, 1.0, 2.0], [1.0, 7.0, 7.5], [0.0, 7.9, 9.0]])  # column j: unit j
+    m = meta_auprc(s, nearest=np.array([1, 2, 1]))
+    # Ranked: 9, 9 (both own: recall 2/3 at precision 1), 7.9, 7.5 (others), 7.0 (own: recall 1 at 3/5).
+    assert m.auprc == pytest.approx(2 / 3 + (1 / 3) * (3 / 5))
+    assert m.floor == pytest.approx(1 / 3)
+    # Hard pairs: own 9, 7, 9 against s[1,0] = 1, s[2,1] = 7.9, s[1,2] = 7.5: the same ranking of the own ones.
+    assert m.hard == pytest.approx(2 / 3 + (1 / 3) * (3 / 5))
+    assert meta_auprc(np.diag([3.0, 2.0]) - 1, nearest=np.array([1, 0])).hard == 1.0
+
+
+def test_meta_auprc_refuses_a_missing_diagonal_and_a_self_neighbour():
+    s = np.array([[np.nan, 1.0], [1.0, 2.0]])
+    with pytest.raises(ValueError, match="diagonal"):
+        meta_auprc(s)
+    with pytest.raises(ValueError, match="another unit"):
+        meta_auprc(np.eye(2), nearest=np.array([0, 0]))
+
+
+def test_nearest_others_never_names_itself():
+    v = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    assert nearest_others(v).tolist() == [1, 0, 1]

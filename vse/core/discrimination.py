@@ -273,3 +273,109 @@ COLUMNS = (
 
 def markdown(rows: list[Comparison]) -> str:
     return markdown_table(COLUMNS, rows)
+
+
+# ----------------------------------------------------------------------------- Meta-AUPRC
+
+
+def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the precision-recall curve as average precision: sum over the distinct scores t, from the
+    highest down, of (recall(t) - recall(t before)) x precision(t); tied scores are one threshold (a score
+    cannot order them). Exact sums; raises when there is no positive or the lengths differ."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"auprc of {s.size} scores and {y.size} labels")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("auprc needs finite scores")
+    positives = int(np.count_nonzero(y))
+    if positives == 0:
+        raise ValueError("auprc needs at least one positive")
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    terms, tp, seen, i = [], 0, 0, 0
+    while i < len(s):
+        j = i
+        while j < len(s) and s[j] == s[i]:
+            j += 1
+        gained = int(np.count_nonzero(y[i:j]))
+        tp, seen = tp + gained, j
+        if gained:
+            terms.append((gained / positives) * (tp / seen))
+        i = j
+    return exact.fsum(terms)
+
+
+def nearest_others(vectors: np.ndarray) -> np.ndarray:
+    """For each row, the index of the most similar *other* row by cosine (ties: the lower index).
+
+    NeuronEval's hard negatives: for unit j, the explanation closest to j's own one (by text embedding)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim != 2 or len(v) < 2:
+        raise ValueError(f"nearest_others needs at least 2 row vectors, got shape {v.shape}")
+    norms = np.array([exact.norm(row) for row in v])
+    unit = v / np.where(norms > 0, norms, 1.0)[:, None]
+    out = np.empty(len(v), dtype=int)
+    for i in range(len(v)):
+        cos = exact.dots(unit, unit[i])
+        cos[i] = -np.inf
+        out[i] = int(np.argmax(cos))
+    return out
+
+
+@dataclass(frozen=True)
+class MetaAUPRC:
+    """NeuronEval's second meta-evaluation of a score, on a matrix S[i, j] = explanation i scored on unit j.
+
+    auprc: how well the score picks the matched pairs (i == j) out of every pair; floor: what a score that
+    cannot tell pairs apart gets (every score tied: the share of matched pairs, 1/K). hard: the same with
+    only each unit's own explanation and its hard negative (the explanation nearest to its own one by
+    embedding, `nearest_others`), floor 0.5; None without neighbours.
+    """
+
+    n_units: int
+    auprc: float
+    floor: float
+    hard: float | None = None
+    hard_floor: float = 0.5
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def meta_auprc(scores: np.ndarray, nearest: np.ndarray | None = None) -> MetaAUPRC:
+    """Meta-AUPRC of S[i, j] (explanation i on unit j; NaN: not compared, left out); ``nearest[j]``: unit
+    j's hard-negative explanation."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] != s.shape[1] or len(s) < 2:
+        raise ValueError(f"meta_auprc needs a square score matrix of at least 2 units, got shape {s.shape}")
+    k = len(s)
+    labels = np.eye(k, dtype=bool)
+    keep = np.isfinite(s)
+    if not np.all(np.diag(keep)):
+        raise ValueError("meta_auprc needs every unit's own explanation scored (a finite diagonal)")
+    floor = k / int(np.count_nonzero(keep))
+    hard = None
+    if nearest is not None:
+        nn = np.asarray(nearest, dtype=int)
+        if len(nn) != k or np.any(nn == np.arange(k)):
+            raise ValueError("nearest must name, for each unit, another unit's explanation")
+        own = [s[j, j] for j in range(k)]
+        negative = [s[int(nn[j]), j] for j in range(k)]
+        hard = auprc(np.array(own + negative), np.array([True] * k + [False] * k))
+    return MetaAUPRC(k, auprc(s[keep], labels[keep]), floor, hard)
+
+
+#: The Meta-AUPRC table's columns (`meta_markdown`), of rows (label, MetaAUPRC).
+META_COLUMNS = (
+    Column("scorer", lambda r: r[0]),
+    Column("units", lambda r: f"{r[1].n_units}"),
+    Column("Meta-AUPRC", lambda r: f"{r[1].auprc:.3f}"),
+    Column("random floor", lambda r: f"{r[1].floor:.3f}"),
+    Column("vs nearest explanation", lambda r: "-" if r[1].hard is None else f"{r[1].hard:.3f}"),
+    Column("its floor", lambda r: f"{r[1].hard_floor:.2f}"),
+)
+
+
+def meta_markdown(rows: list[tuple[str, MetaAUPRC]]) -> str:
+    return markdown_table(META_COLUMNS, rows)
