@@ -55,6 +55,8 @@ def test_validate_n4_with_the_recommended_scorer(tmp_path):
     assert r.exit_code == 0, r.output
     row = "| recall-free | weight-label | weight-label (best of 4) | 4 | 3.9 | -0.0 | 4/4 | 3 | 1.25 | 0.0155 |"
     assert row in r.output
+    # NeuronEval's Meta-AUPRC beside the paired p: all 16 pairs (floor 1/4) and own vs nearest explanation (floor 0.5).
+    assert "| weight-label (best of 4), weight-label, recall-free | 4 | 0.579 | 0.250 | 0.950 | 0.50 |" in r.output
 
 
 def test_example_cassettes_hold_each_request_once():

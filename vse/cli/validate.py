@@ -14,7 +14,7 @@ import click
 
 from vse.cli import preflight
 from vse.cli.options import DEFAULT_CASSETTES, embeddings_path, endpoint, in_flight_option, llm_options, open_llm
-from vse.core.discrimination import markdown
+from vse.core.discrimination import markdown, meta_markdown
 from vse.core.target import neuron_stem
 from vse.core.vocab import Display, Method, Mode, Protocol, RankBy, choices
 from vse.llm.client import ClientConfig
@@ -234,6 +234,9 @@ def _fair(
             if llm.embeddings is not None:
                 llm.embeddings.save()
     click.echo(markdown([r.row for r in results]))
+    click.echo("Meta-AUPRC (NeuronEval): how well the score picks each unit's own explanation among all pairs\n")
+    metas = [(f"{r.row.method}, {r.row.target}, {r.row.protocol}", r.meta) for r in results if r.meta is not None]
+    click.echo(meta_markdown(metas))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps([r.to_json() for r in results], indent=2, sort_keys=True) + "\n", encoding="utf-8")

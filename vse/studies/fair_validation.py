@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from vse.core.discrimination import Comparison, compare, markdown
+from vse.core.discrimination import Comparison, MetaAUPRC, compare, markdown, meta_auprc, nearest_others
 from vse.core.target import neuron_id
 from vse.data.loader import FIXTURES, Source
 from vse.method.best_of import BestOfN, best_of_n
@@ -62,6 +62,7 @@ class FairValidationResult:
     best: list[BestOfN]  # per unit, in the order of `units`
     scores: np.ndarray  # S[i, j]: unit i's chosen explanation on unit j's held-out items
     row: Comparison
+    meta: MetaAUPRC | None = None  # NeuronEval's Meta-AUPRC of `scores` (`vse.core.discrimination.meta_auprc`)
 
     @property
     def table(self) -> str:
@@ -70,6 +71,7 @@ class FairValidationResult:
     def to_json(self) -> dict:
         return {
             "comparison": self.row.to_json(),
+            "meta_auprc": None if self.meta is None else self.meta.to_json(),
             "units": list(self.validation.units),
             "scores": [[round(float(s), 4) for s in row] for row in self.scores],
             "best_of": [b.to_json() for b in self.best],
@@ -146,4 +148,16 @@ def run_fair_validation(
                 universe=held_out,
             ).mean
     row = compare(scores, protocol=v.score.label, target=v.target, method=f"{v.method} (best of {v.n})")
-    return FairValidationResult(v, best, scores, row)
+    return FairValidationResult(v, best, scores, row, meta_of(scores, [b.record.explanation for b in best], llm))
+
+
+def meta_of(scores: np.ndarray, explanations: list[str], llm: LLM) -> MetaAUPRC | None:
+    """Meta-AUPRC of the cross-scores; hard negatives (each unit's nearest other explanation) when the LLM has
+    an embedding store (the embedding simulator's: it holds the explanations' vectors already). None when a
+    unit's own explanation has no score."""
+    if not all(np.isfinite(scores[j, j]) for j in range(len(scores))):
+        return None
+    nearest = None
+    if llm.embeddings is not None:
+        nearest = nearest_others(llm.embeddings.embed(explanations))
+    return meta_auprc(scores, nearest)
