@@ -390,3 +390,77 @@ def test_an_endpoint_down_while_scoring_still_stops_the_run(score_fails, tmp_pat
 
     assert r.exit_code == 1 and isinstance(r.exception, RunStopped)
     assert not out.exists() or not _records(out)  # not recorded as an explained unit: the run stopped
+
+
+def _sparse_fixtures(monkeypatch, units, keep: int):
+    """The fixtures' caption-activation matrix with ``units`` firing on their ``keep`` strongest captions only:
+    fewer than the 25 the explainer is shown, so every caption it did not see is 0."""
+    import numpy as np
+
+    from vse.data import loader
+
+    real = loader._matrix
+
+    def matrix(model, layer, kind):
+        texts, raw = real(model, layer, kind)
+        if kind == "caption-activation":
+            raw = raw.copy()
+            for u in units:
+                weak = np.argsort(-raw[u], kind="stable")[keep:]
+                raw[u, weak] = 0.0
+        return texts, raw
+
+    monkeypatch.setattr(loader, "_matrix", matrix)
+
+
+UNSCORABLE_ARGS = ["efficientnet_lite0/_conv_head", "--method", "caption-activation", "--units", "0:4", "--score",
+                   "--base-url", "http://a/v1", "--no-progress"]  # fmt: skip
+
+
+@pytest.mark.parametrize("simulator", ["embedding", "one"])
+def test_an_unscorable_unit_keeps_its_explanations_exits_0_says_why_and_is_final(api, tmp_path, monkeypatch, simulator):
+    _sparse_fixtures(monkeypatch, [3], keep=20)
+    _zeroed_fixtures(monkeypatch, zero=[1])
+    out = tmp_path / "l.jsonl"
+    args = [*UNSCORABLE_ARGS, "--simulator", simulator, "--out", str(out)]
+    r = CliRunner().invoke(label_cmd, args)
+    assert r.exit_code == 0, r.output
+    assert "labelled 2 units" in r.output and "dead 1 (no LLM call), unscorable 1 (explained, not scored)" in r.output
+    reason = (
+        "all 675 items the explainer did not see have the same value (0); give a larger probe set, or score with "
+        "--simulator one --n 1, whose uniform passes include the shown items"
+    )
+    assert f"unit 3 is unscorable: {reason}" in r.output and "failed 0" in r.output
+    recs = {x["unit"]: x for x in _records(out)}
+    assert recs[3]["status"] == "unscorable" and recs[3]["unscorable"] == reason and "error" not in recs[3]
+    assert len(recs[3]["explanations"]) == 4 and "scores" not in recs[3]  # the 4 candidates kept, none scored
+    assert recs[3]["usage"]["calls"] == 4  # the explanations only: no scoring call
+    assert "status" not in recs[0] and recs[1]["status"] == "dead"
+    r = CliRunner().invoke(label_cmd, args)  # final, like dead: the resume skips it
+    assert r.exit_code == 0 and "skipped 4" in r.output and api.calls[3] == 1, r.output
+
+
+def test_one_explanation_with_the_uniform_protocol_scores_the_sparse_unit(api, tmp_path, monkeypatch):
+    """What the remedy says: --simulator one --n 1 draws from every item, the shown ones too."""
+    _sparse_fixtures(monkeypatch, [3], keep=20)
+    out = tmp_path / "l.jsonl"
+    r = CliRunner().invoke(label_cmd, [*UNSCORABLE_ARGS, "--simulator", "one", "--n", "1", "--out", str(out)])
+    assert r.exit_code == 0 and "labelled 4 units" in r.output and "unscorable" not in r.output, r.output
+
+
+def test_an_explained_record_of_an_unscorable_unit_resumes_to_unscorable_without_explaining(api, tmp_path, monkeypatch):
+    """A record an older vse left ``explained`` ("every drawn set ... has constant values"): the rerun finds it
+    unscorable from its kept explanations, with no explanation call."""
+    _sparse_fixtures(monkeypatch, [2], keep=10)
+    out = tmp_path / "l.jsonl"
+    neuron = "efficientnet_lite0/_conv_head/2"
+    said = [ExplanationRecord(neuron, "caption-activation", "positive", "dogs", k, 1, 100, 10, PROV) for k in (0, 1)]
+    old = {"unit": 2, "neuron": neuron, "method": "caption-activation", "target": "caption-activation",
+           "status": "explained", "error": "ValueError: every drawn set of 50 items has constant values",
+           "explanations": [e.to_json() for e in said]}  # fmt: skip
+    out.write_text(json.dumps(old) + "\n")
+    args = [*UNSCORABLE_ARGS, "--units", "2:3", "--out", str(out)]
+    r = CliRunner().invoke(label_cmd, args)
+    assert r.exit_code == 0 and "unscorable 1" in r.output and api.calls[2] == 0, r.output
+    last = _records(out)[-1]
+    assert last["status"] == "unscorable" and [e["explanation"] for e in last["explanations"]] == ["dogs", "dogs"]

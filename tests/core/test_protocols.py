@@ -181,3 +181,42 @@ def test_recall_free_leaves_out_the_top_by_raw_value_and_nothing_else():
     # the top 2 by raw value are items 3 and 1 (by scaled integers, index order would pick 0 and 1)
     assert idx.tolist() == [0, 2, 4, 5, 6, 7]
     assert select("recall-free", scaled, 1, rng, n_shown=0).tolist() == list(range(8))
+
+
+# ----------------------------------------------------------------------------- draw_pool
+
+
+@given(values_st, n_st, seed_st, shown_st, st.sampled_from(PROTOCOLS))
+def test_every_selection_lies_in_the_draw_pool(values, n, seed, n_shown, protocol):
+    """What `check_scorable` looks at before any call is every item a pass can pick: no pass reaches outside it."""
+    from vse.core.protocols import draw_pool
+
+    pool = draw_pool(protocol, values, n, n_shown=n_shown)
+    assert pool.tolist() == sorted(set(pool.tolist()))  # ascending, each item once
+    for k in range(3):
+        picked = select(protocol, values, n, np.random.default_rng([seed, k]), n_shown=n_shown)
+        assert set(picked.tolist()) <= set(pool.tolist())
+    if protocol in ("all", "recall-free"):  # the exact protocols pick the whole pool
+        assert sorted(select(protocol, values, n, np.random.default_rng(seed), n_shown=n_shown)) == pool.tolist()
+
+
+@given(values_st, n_st, st.lists(st.integers(0, 119), unique=True, min_size=1, max_size=60))
+def test_a_universe_is_the_pool_and_top_and_random_refuses_one(values, n, universe):
+    from vse.core.protocols import draw_pool
+
+    universe = [u for u in universe if u < len(values)] or [0]
+    for protocol in ("all", "recall-free", "uniform"):
+        assert draw_pool(protocol, values, n, universe=np.array(universe)).tolist() == sorted(universe)
+    with pytest.raises(ValueError, match="cannot be limited"):
+        draw_pool("top-and-random", values, n, universe=np.array(universe))
+
+
+def test_the_recall_free_pool_of_a_sparse_unit_is_all_zeros():
+    """The issue's case: 20 non-zero values of 48, the top 25 shown: the 23 left are all 0."""
+    from vse.core.protocols import draw_pool
+
+    values = np.zeros(48)
+    values[np.arange(0, 40, 2)] = np.arange(1, 21) % 10 + 1  # 20 non-zero items, spread over the set
+    pool = draw_pool("recall-free", values, 50, n_shown=25)
+    assert len(pool) == 23 and not values[pool].any()
+    assert len(draw_pool("uniform", values, 50, n_shown=25)) == 48

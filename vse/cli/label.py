@@ -23,6 +23,7 @@ from vse.data.loader import Source, live_pairs
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.pricing import dry_run, paper_cost
 from vse.method import defaults, plan
+from vse.method.explain import ExplainConfig
 from vse.studies import label_work
 from vse.studies.layer_labelling import RunStopped, parse_shard, per_thread, shard_units
 
@@ -165,9 +166,19 @@ def label_cmd(
     if probe is None:
         width = preflight.check_units(model, layer, [], kinds)
     else:
-        preflight.check_probe(probe, captions=Kind.CAPTION_ACTIVATION in kinds)
+        probe_set = preflight.check_probe(probe, captions=Kind.CAPTION_ACTIVATION in kinds)
         preflight.check_weights(model)
         width = loader.layer_width(model, layer)
+        if target == Kind.CAPTION_ACTIVATION:  # a set this small leaves nothing unseen to score on: said first
+            notes = preflight.probe_size_notes(
+                len(probe_set.items),
+                n_shown=ExplainConfig().n_pairs,
+                score=score,
+                every_item=simulator == Mode.ONE and n_explanations == 1,
+                n=n_explanations,
+            )
+            for note in notes:
+                click.echo(f"vse: warning: {note}", err=True)
     try:
         shard_t = parse_shard(shard) if shard else None
         units = parse_units(units_spec, width)

@@ -18,10 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from vse.core.target import parse_neuron_id
-from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Kind, Method
+from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Kind, Method, Polarity
 from vse.data import loader
 from vse.errors import UserError
 from vse.llm import server
+from vse.method import score as scoring
+from vse.method.best_of import MIN_UNSEEN, universes
+from vse.method.records import ExplanationRecord
+from vse.method.score import ScoreConfig
 from vse.vision import datasets, fixtures, models
 
 #: The pairs each explanation method reads (weight-explanation: the weight-clip weights, named by
@@ -51,8 +55,9 @@ def kinds_for(methods: Iterable[str] = (), targets: Iterable[str] = ()) -> list[
 
 
 def check_probe(folder: str | Path, *, captions: bool = False):
-    """A probe folder that exists, can be read and holds readable images (with captions if
-    ``captions``); returns its `ProbeSet` (no image is decoded)."""
+    """A probe folder that exists, can be read and holds readable images; returns its `ProbeSet` (no image
+    is decoded). With ``captions`` (its captions are what an explainer reads): every image has a caption,
+    there are at least 2 images, and not every image has the same caption."""
     path = Path(folder)
     if not path.exists():
         raise UserError(f"probe folder {path} does not exist")
@@ -74,7 +79,63 @@ def check_probe(folder: str | Path, *, captions: bool = False):
                 f"{len(missing)} of {len(probe.items)} images in {path} have no caption (first: {missing[0]}): "
                 "add <stem>.txt sidecars, a captions.tsv or a captions.json"
             )
+        if len(probe.items) < 2:
+            raise UserError(
+                f"probe folder {path} has 1 image: a unit's values on one image cannot differ, so nothing can be "
+                "explained or scored; give at least 2 images (hundreds give explanations something to go on)"
+            )
+        texts = {it.caption for it in probe.items}
+        if len(texts) == 1:
+            raise UserError(
+                f"probe folder {path}: all {len(probe.items)} images have the same caption ({texts.pop()!r}): the "
+                "explainer reads only the captions, so nothing tells the images apart; caption each image by what "
+                "it shows"
+            )
     return probe
+
+
+def probe_size_notes(n_images: int, *, n_shown: int, score: bool, every_item: bool, n: int) -> list[str]:
+    """What a probe set of ``n_images`` means for `vse label` before any call, one line each ([] when nothing):
+    an explainer shown ``n_shown`` pairs sees every image of a set that small, so a score that leaves out
+    what it saw has nothing left (``every_item``: the scorer draws from every item, shown ones too, as
+    ``--simulator one --n 1`` does); best of ``n`` needs unseen items to choose on. Those units end
+    ``unscorable``, their explanations kept: a warning, not a refusal."""
+    if not score or every_item:
+        return []
+    unseen = max(0, n_images - n_shown)
+    if unseen < 2:
+        return [
+            f"the probe set has {n_images} images and the explainer is shown up to {n_shown}: it sees "
+            f"{'every one' if unseen == 0 else 'all but 1'}, so no unit can be scored on images it did not see "
+            "(they will be unscorable, their explanations kept); give more images, or score with "
+            "--simulator one --n 1, whose uniform passes include the shown images"
+        ]
+    if n > 1 and unseen < MIN_UNSEEN:
+        return [
+            f"the probe set has {n_images} images and the explainer is shown up to {n_shown}: the {unseen} left "
+            f"are too few to choose the best of {n} on (at least {MIN_UNSEEN}), so units will be unscorable, "
+            "their explanations kept; give more images, or label with --n 1"
+        ]
+    return []
+
+
+def check_scorable(
+    neuron: str,
+    target: str,
+    config: ScoreConfig,
+    *,
+    polarity: str = Polarity.POSITIVE,
+    source: loader.Source = loader.FIXTURES,
+    candidates: Sequence[ExplanationRecord] | None = None,
+) -> None:
+    """A unit the protocol cannot score (`vse.method.score.Unscorable`: its items leave nothing to correlate)
+    is one line before any server starts or any call is made; ``candidates``: the records best of N chooses
+    among (`vse.method.best_of.universes` checks its halves too)."""
+    scored = loader.load_target(neuron, target, polarity, source=source)
+    if candidates is None:
+        scoring.check_scorable(scored, config)
+    else:
+        universes(candidates, scored, target, config)
 
 
 def check_writable(path: str | Path | None, option: str = "--out") -> None:
@@ -236,8 +297,10 @@ __all__ = [
     "KIND_OF_METHOD",
     "check_neuron",
     "check_probe",
+    "check_scorable",
     "check_units",
     "check_weights",
     "check_writable",
     "kinds_for",
+    "probe_size_notes",
 ]

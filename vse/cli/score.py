@@ -19,7 +19,7 @@ from vse.cli.options import (
     open_llm,
     write_jsonl,
 )
-from vse.cli.preflight import check_neuron, check_writable
+from vse.cli.preflight import check_neuron, check_scorable, check_writable
 from vse.core.stats import StopRule
 from vse.core.target import neuron_stem, parse_neuron_id
 from vse.core.vocab import TARGET_KINDS, USER_METHOD, Mode, Polarity, Protocol, choices
@@ -190,6 +190,8 @@ def score(
     if not replay:
         check_writable(cassette, "--cassette")
     source = Source(probe) if probe else Source()
+    # A unit the protocol cannot score is one line now, before a server starts or a call is made.
+    check_scorable(neuron, target, config, polarity=polarity, source=source, candidates=candidates)
     with (
         _embedding_llm(cassette, replay, api)
         if mode == Mode.EMBEDDING

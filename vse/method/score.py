@@ -316,11 +316,12 @@ def draw_items(
             break
     pool = target.values if universe is None else target.values[np.asarray(universe, dtype=int)]
     _, counts = np.unique(pool, return_counts=True)
+    other = len(pool) - int(counts.max())
     raise Unscorable(
         target.neuron,
         Unscorability.DRAWS,
         f"{MAX_REDRAWS} draws in a row of {config.n_items} of its {len(pool)} items each had one value: "
-        f"only {len(pool) - int(counts.max())} of them differ from the most common value",
+        f"only {other} of them {'differs' if other == 1 else 'differ'} from the most common value",
     )
 
 
