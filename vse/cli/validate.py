@@ -234,6 +234,8 @@ def _fair(
             if llm.embeddings is not None:
                 llm.embeddings.save()
     click.echo(markdown([r.row for r in results]))
+    for line in filter(None, (r.left_out_line() for r in results)):
+        click.echo(line)
     click.echo("Meta-AUPRC (NeuronEval): how well the score picks each unit's own explanation among all pairs\n")
     metas = [(f"{r.row.method}, {r.row.target}, {r.row.protocol}", r.meta) for r in results if r.meta is not None]
     click.echo(meta_markdown(metas))

@@ -11,6 +11,9 @@ Any simulator and protocol `ScoreConfig` allows: the embedding simulator costs n
 explanations; an LLM simulator costs K x K scorings of K units (recall-free: one exact pass each over
 a unit's held-out items).
 
+A unit whose items leave the protocol nothing to correlate (`vse.method.score.Unscorable`: e.g. every item its
+explainer did not see has one value) is left out of the paired test; the result says how many, and why.
+
 Several validations of the same units and method (one per target: `run_fair_validations`) share one set of
 explanations: each unit is explained once and its candidates are scored on every target, so each
 explanation request is sent once (a cassette holds it once).
@@ -25,14 +28,15 @@ import numpy as np
 from tqdm import tqdm
 
 from vse.core.discrimination import Comparison, MetaAUPRC, compare, markdown, meta_auprc, nearest_others
-from vse.core.target import neuron_id
+from vse.core.target import neuron_id, parse_neuron_id
 from vse.data.loader import FIXTURES, Source
+from vse.errors import UserError
 from vse.method.best_of import BestOfN, best_of_n
 from vse.method.explain import ExplainConfig
 from vse.method.llm import LLM
 from vse.method.pipeline import explain_neuron, score_explanation
 from vse.method.records import ExplanationRecord
-from vse.method.score import ScoreConfig
+from vse.method.score import ScoreConfig, Unscorable
 
 __all__ = ["Explained", "FairValidation", "FairValidationResult", "run_fair_validation", "run_fair_validations"]
 
@@ -63,6 +67,13 @@ class FairValidationResult:
     scores: np.ndarray  # S[i, j]: unit i's chosen explanation on unit j's held-out items
     row: Comparison
     meta: MetaAUPRC | None = None  # NeuronEval's Meta-AUPRC of `scores` (`vse.core.discrimination.meta_auprc`)
+    #: (unit, reason) of each unit the protocol cannot score (`Unscorable`): not in `best`, `scores` or the test
+    left_out: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def units(self) -> list[int]:
+        """The units in the test (`best`'s and `scores`' order): the validation's, less those left out."""
+        return [parse_neuron_id(b.record.neuron)[2] for b in self.best]
 
     @property
     def table(self) -> str:
@@ -72,10 +83,17 @@ class FairValidationResult:
         return {
             "comparison": self.row.to_json(),
             "meta_auprc": None if self.meta is None else self.meta.to_json(),
-            "units": list(self.validation.units),
+            "units": self.units,
             "scores": [[round(float(s), 4) for s in row] for row in self.scores],
             "best_of": [b.to_json() for b in self.best],
-        }
+        } | ({"left_out": [{"unit": u, "reason": r} for u, r in self.left_out]} if self.left_out else {})
+
+    def left_out_line(self) -> str | None:
+        """How many units were left out of the paired test, and why; None when none was."""
+        if not self.left_out:
+            return None
+        which = "; ".join(f"unit {u}: {r}" for u, r in self.left_out)
+        return f"{self.row.method} on {self.row.target}: {len(self.left_out)} unscorable unit(s) left out ({which})"
 
 
 def explained_once(
@@ -112,19 +130,29 @@ def run_fair_validation(
     neurons = [neuron_id(v.model, v.layer, u) for u in v.units]
     explained = {} if explained is None else explained
     best: list[BestOfN] = []
+    left_out: list[tuple[int, str]] = []
     for neuron in tqdm(neurons, desc="explain and choose", unit="unit", disable=not progress):
         records = explained_once(v, neuron, llm, source, explained)
-        best.append(
-            best_of_n(
-                records,
-                v.target,
-                llm=llm,
-                config=v.score,
-                split_seed=v.split_seed,
-                seed=v.seed,
-                progress=False,
-                source=source,
+        try:
+            best.append(
+                best_of_n(
+                    records,
+                    v.target,
+                    llm=llm,
+                    config=v.score,
+                    split_seed=v.split_seed,
+                    seed=v.seed,
+                    progress=False,
+                    source=source,
+                )
             )
+        except Unscorable as exc:  # its items leave nothing to correlate: out of the paired test, said why
+            left_out.append((parse_neuron_id(neuron)[2], exc.reason))
+    neurons = [b.record.neuron for b in best]
+    if len(neurons) < 3:
+        raise UserError(
+            f"{v.target}: only {len(neurons)} of the {len(v.units)} units can be scored ({len(left_out)} unscorable, "
+            f"e.g. unit {left_out[0][0]}: {left_out[0][1]}); the paired test needs at least 3: choose other units"
         )
     k = len(neurons)
     scores = np.zeros((k, k))
@@ -148,7 +176,8 @@ def run_fair_validation(
                 universe=held_out,
             ).mean
     row = compare(scores, protocol=v.score.label, target=v.target, method=f"{v.method} (best of {v.n})")
-    return FairValidationResult(v, best, scores, row, meta_of(scores, [b.record.explanation for b in best], llm))
+    meta = meta_of(scores, [b.record.explanation for b in best], llm)
+    return FairValidationResult(v, best, scores, row, meta, tuple(left_out))
 
 
 def meta_of(scores: np.ndarray, explanations: list[str], llm: LLM) -> MetaAUPRC | None:
