@@ -71,6 +71,13 @@ class Protocol(StrEnum):
     RECALL_FREE = "recall-free"
 
 
+class FeatureKind(StrEnum):
+    """What a unit of a layer is besides a channel (`vse.core.target.Feature`): the prefix of its unit id."""
+
+    SAE = "sae"  # a latent of a sparse autoencoder trained on the layer (`vse sae train`)
+    DIRECTION = "dir"  # a vector in the layer's channel space (a concept vector, probe weights, a component)
+
+
 class FewshotDraw(StrEnum):
     """When the few-shot neurons' pairs are drawn during a scoring run."""
 
@@ -90,6 +97,15 @@ class RankBy(StrEnum):
 
     RAW = "raw"  # the raw activations or weights
     SCALED = "scaled"  # the 0..10 integers, ties by item index (what older recordings used)
+
+
+class Pick(StrEnum):
+    """How best of N picks among candidates on the held-in items (`vse.method.best_of.choose`)."""
+
+    HELD_IN = "held-in"  # the best held-in score on the unit's own values (the paper's best of N, made fair)
+    # the held-in score on the unit's own values minus the mean of its held-in scores on its nearest other units'
+    # values (same items): rewards the sentence true of this unit and not of its neighbours
+    SPECIFIC = "specific"
 
 
 class FewshotStrategy(StrEnum):

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from vse.core import seeds
+from vse.core import exact, seeds
 from vse.core.protocols import outside, ranks
 from vse.core.target import Target, parse_neuron_id
-from vse.core.vocab import EXACT_PROTOCOLS, Unscorability
+from vse.core.vocab import EXACT_PROTOCOLS, Pick, Unscorability
 from vse.data.loader import FIXTURES, Source, load_target
 from vse.method import defaults
 from vse.method.explain import ExplainConfig
@@ -47,7 +47,11 @@ __all__ = [
     "Candidate",
     "Universes",
     "best_of_n",
+    "centred_rows",
+    "choose",
     "explain_best",
+    "nearest_units",
+    "specificity",
     "split_unseen",
     "universes",
     "unseen_items",
@@ -211,6 +215,48 @@ def universes(
                 f"have the same value {one_value(values)}",
             )
     return Universes(unseen, held_in, held_out)
+
+
+def centred_rows(values: np.ndarray) -> np.ndarray:
+    """Each row of ``values`` [units, items] minus its exact mean, over its exact length (a constant row: zeros),
+    so that `exact.dots` of two rows is their Pearson r."""
+    out = []
+    for row in np.asarray(values, dtype=np.float64):
+        c = row - exact.mean(row)
+        n = exact.norm(c)
+        out.append(c / n if n > 0 else np.zeros_like(c))
+    return np.array(out, dtype=np.float64)
+
+
+def nearest_units(rows: np.ndarray, unit: int, k: int) -> list[int]:
+    """The ``k`` other units whose values correlate most with ``unit``'s (rows from `centred_rows`), ties by
+    the lower index: the neighbours `Pick.SPECIFIC` contrasts a candidate with."""
+    if not 0 <= unit < len(rows):
+        raise ValueError(f"unit {unit} is not one of the {len(rows)} rows")
+    r = exact.dots(rows, rows[unit]).tolist()
+    order = sorted((u for u in range(len(rows)) if u != unit), key=lambda u: (-r[u], u))
+    return order[:k]
+
+
+def specificity(own: Sequence[float], on_neighbours: Sequence[Sequence[float]]) -> list[float]:
+    """Per candidate: its held-in score on the unit's values minus the mean of its scores on the neighbours'
+    values over the same items (``on_neighbours[c]``: candidate c's score on each neighbour)."""
+    if len(own) != len(on_neighbours):
+        raise ValueError(f"{len(own)} candidates' own scores but {len(on_neighbours)} rows of neighbour scores")
+    return [o - exact.mean(n) if len(n) else o for o, n in zip(own, on_neighbours, strict=True)]
+
+
+def choose(own: Sequence[float], pick: Pick = Pick.HELD_IN, on_neighbours: Sequence[Sequence[float]] = ()) -> int:
+    """The chosen candidate's index: the best by ``pick`` (the first of equal bests)."""
+    if not own:
+        raise ValueError("nothing to choose from: no candidate scores")
+    if pick == Pick.HELD_IN:
+        key = list(own)
+    elif pick == Pick.SPECIFIC:
+        key = specificity(own, on_neighbours)
+    else:
+        raise ValueError(f"pick {pick!r} is not one of {[p.value for p in Pick]}")
+    return max(range(len(key)), key=lambda c: (key[c], -c))
 
 
 def best_of_n(

@@ -1,0 +1,96 @@
+"""Development measurement for issue 32: the specificity study's configurations (and a few more) replayed on
+the defaults study's recorded candidates (48 units already used, so development data), no LLM call.
+
+    .venv/bin/python bench/specificity_dev.py
+
+Prints, per (layer, target, configuration): own explanation ranked first, mean rank, matched score, own >
+others and p, on held-out halves (`vse.studies.specificity_study.compare_configs`, the study's own code).
+With --ceiling it also prints, per cell, what the best single direction of the embedding space can do (a
+ridge fit of the unit's held-in values on the item embeddings, scored on the held-out half): a bound on what
+any explanation text can reach under the embedding scorer. That one uses NumPy's BLAS: a development
+number, never a recorded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+
+import numpy as np
+
+from vse.core.discrimination import match
+from vse.core.stats import correlation_score
+from vse.core.target import neuron_id
+from vse.core.vocab import Display, Pick
+from vse.data.loader import load_target
+from vse.method.best_of import split_unseen, unseen_items
+from vse.method.records import ExplanationRecord
+from vse.method.simulators.embedding import EmbeddingStore
+from vse.paths import data_root
+from vse.studies.registry import EXPERIMENTS
+from vse.studies.specificity_study import CONFIGS, Config, SpecificityStudy, compare_configs
+
+T, H = Display.TOP, Display.HELDOUT
+DEV_CONFIGS = (
+    *CONFIGS,
+    Config("top-8", (T,), 8, Pick.HELD_IN),
+    Config("pooled-8+8", (T, H), 8, Pick.HELD_IN),
+    Config("pooled-8+8-specific", (T, H), 8, Pick.SPECIFIC),
+)
+
+
+def ceiling(study: SpecificityStudy, layer: str, units: list[int], target: str, records, store, lam: float) -> str:
+    ts = [load_target(neuron_id(study.model, layer, u), target) for u in units]
+    emb = store.embed(list(ts[0].texts))
+    halves = [
+        split_unseen(unseen_items(t.strength, records[u, T] + records[u, H], target, 25), study.split_seed, u)
+        for u, t in zip(units, ts, strict=True)
+    ]
+    directions = []
+    for t, (h, _) in zip(ts, halves, strict=True):
+        x = emb[h] - emb[h].mean(0)
+        y = t.values[h] - t.values[h].mean()
+        directions.append(np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y))
+    pred = [emb @ d for d in directions]
+    n = len(units)
+    s = np.array(
+        [[correlation_score(pred[i][halves[j][1]], ts[j].values[halves[j][1]]) for j in range(n)] for i in range(n)]
+    )
+    m = match(s)
+    return f"ridge ceiling (lambda {lam:g}): rank1 {m.rank1}/{n}, mean rank {m.mean_rank:.2f}, " + (
+        f"matched {m.matched_mean:.1f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ceiling", action="store_true")
+    ap.add_argument("--neighbours", type=int, default=10)
+    args = ap.parse_args()
+    dev = EXPERIMENTS["defaults-study"]
+    study = SpecificityStudy(n_candidates=8, configs=DEV_CONFIGS, n_neighbours=args.neighbours)
+    store = EmbeddingStore(data_root() / "cassettes" / dev.name / "embeddings.npz")
+    by: dict[tuple[str, str], list[ExplanationRecord]] = {}
+    with open(data_root() / "results" / dev.name / "explanations.jsonl") as f:
+        for line in f:
+            r = ExplanationRecord.from_json(json.loads(line))
+            by.setdefault((r.neuron, str(r.display)), []).append(r)
+    for layer, n in dev.layers:
+        units = dev.units(layer, n)
+        records = {(u, d): by[neuron_id(dev.model, layer, u), str(d)] for u in units for d in (T, H)}
+        for target in dev.targets:
+            rows, _ = compare_configs(replace(study), layer, units, target, records, store)
+            for r in rows:
+                print(
+                    f"{layer:10s} {target:18s} {r.config:20s} rank1 {r.rank1:2d}/{r.n_neurons} "
+                    f"mean rank {r.mean_rank:5.2f} matched {r.matched_mean:4.1f} mismatched {r.mismatched_mean:4.1f} "
+                    f"own>others {r.wins:2d} p {r.p_value:.2g} calls {r.calls_per_unit:.0f}",
+                    flush=True,
+                )
+            if args.ceiling:
+                print(f"{layer:10s} {target:18s} {ceiling(study, layer, units, target, records, store, 10.0)}")
+
+
+if __name__ == "__main__":
+    main()
