@@ -75,3 +75,20 @@ def test_recording_over_loopback_keeps_no_secrets_and_replays_without_the_server
     with use_cassette(cassette):
         assert replay.complete("xyz", max_tokens=1).text == "zyx"
         assert replay.complete("abc", max_tokens=1).text == "cba"
+
+
+@pytest.mark.live
+def test_a_repeated_request_reaches_the_server_once_and_the_cassette_once(tmp_path):
+    cassette = tmp_path / "once.json.gz"
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        client = LLMClient(ClientConfig(base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1", api_key=KEY))
+        before = len(FakeOpenAI.seen_auth)
+        with use_cassette(cassette, record=True):
+            assert [client.complete("abc", max_tokens=1).text for _ in range(3)] == ["cba"] * 3
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert len(FakeOpenAI.seen_auth) - before == 1
+    assert len(json.loads(gzip.decompress(cassette.read_bytes()))["interactions"]) == 1

@@ -11,19 +11,20 @@ Policy
   the local server's port may differ between recording and replay, and a replay must not
   need a server at all. The client writes bodies deterministically (sorted keys, fixed
   separators), so the same call gives the same bytes.
-- **Identical requests** are not collapsed (``allow_playback_repeats`` is off): each recorded
-  interaction plays back at most once, and identical requests play back in the order they were
-  recorded. So a run that sends the same body N times needs N recorded interactions; make
-  repeated samples distinct (e.g. pass a different ``seed``) so order does not matter. A retried
-  request (429 then 200) is recorded as two interactions and replays the same way. One vcrpy
-  subtlety when resuming a recording: an interaction appended earlier in the same session can
-  be played back to a later identical request instead of calling the server again.
+- **Each request once**: a request the cassette already holds is answered from it, in a recording
+  as in a replay, so a cassette never holds the same request twice and a recording never sends a
+  held request to the server again (`_answer_once`). While recording, a repeat plays the reply
+  recorded first (what its replay will return); a second identical request that was already in
+  flight when the first was stored is not stored again. Cassettes recorded before this held some
+  identical requests more than once: those copies still play back in the order they were recorded,
+  and a request sent more often than it was recorded plays its last copy again. vse's requests differ
+  wherever a different reply is wanted (each repeated sample has its own ``seed``), and a failed
+  reply is never stored (`is_good_reply`), so its retry reaches the server.
 - **Threads**: requests may be in flight from several threads at once (one-item predictions,
   `vse.method.simulators.one_item.OneItemSimulator.predict`); the cassette's bookkeeping runs under one lock
   (`_serialize_access`). Recorded interactions then lie in the order the replies came back,
   which a replay does not depend on: each is found by its request bytes, whatever the order
-  or the number in flight. Only identical requests replay in recorded order, and the predictions
-  never send two identical requests at once.
+  or the number in flight. The predictions never send two identical requests at once.
 - **Scrubbing** on the way in: request headers are cut down to ``Content-Type`` (so
   ``Authorization``, ``api-key``, ``OpenAI-Organization``, ``Cookie`` and version-bearing
   ``User-Agent`` never reach the file), and response headers to ``Content-Type`` (no
@@ -55,8 +56,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import vcr
 import vcr.patch
-from vcr.errors import CannotOverwriteExistingCassetteException
+from vcr.errors import CannotOverwriteExistingCassetteException, UnhandledHTTPRequestError
 from vcr.persisters.filesystem import CassetteNotFoundError
+from vcr.record_mode import RecordMode
 from vcr.request import Request
 from vcr.serialize import deserialize, serialize
 
@@ -223,7 +225,7 @@ class GzipJsonPersister:
 
 _REASONS = {
     "cassette_not_found": "The cassette file does not exist (or is empty).",
-    "already_played": "An identical request was recorded, but fewer times than it is sent now.",
+    "already_played": "An identical request was recorded, but fewer times than it is sent now.",  # vcrpy's own
     "no_match": "No recorded request has this body (or path).",
     "nothing_similar": "The cassette has nothing similar.",
 }
@@ -317,6 +319,38 @@ def _index_matching(cassette: Any) -> None:
     cassette._responses = _responses
 
 
+def _answer_once(cassette: Any) -> None:
+    """Make a vcrpy cassette answer every request it holds from itself, and store each request once.
+
+    vcrpy plays a held interaction only when it was loaded from the file (not when recorded in this
+    session) and only once, and a request it cannot play goes to the server and is appended again: a run
+    that sent a request twice recorded it twice. Here a held request plays its first unplayed copy, else
+    its last one again (copies exist only in cassettes recorded before), in a recording as in a replay;
+    `append` skips a request the cassette already holds. `_serialize_access` then puts all three under the
+    cassette's lock; `_index_matching` makes the look-up a hash.
+    """
+    append = cassette.append
+
+    def can_play_response_for(request: Any) -> bool:
+        return cassette.record_mode != RecordMode.ALL and any(True for _ in cassette._responses(request))
+
+    def play_response(request: Any) -> Any:
+        held = list(cassette._responses(request))
+        if not held:
+            raise UnhandledHTTPRequestError(f"the cassette ({cassette._path!r}) does not hold {request!r}")
+        index, response = next(((i, r) for i, r in held if cassette.play_counts[i] == 0), held[-1])
+        cassette.play_counts[index] += 1
+        return response
+
+    def append_once(request: Any, response: Any) -> None:
+        if not any(True for _ in cassette._responses(request)):
+            append(request, response)
+
+    cassette.can_play_response_for = can_play_response_for
+    cassette.play_response = play_response
+    cassette.append = append_once
+
+
 def _lock_of(cassette: Any) -> threading.RLock:
     """The cassette's lock (made on first use)."""
     lock = cassette.__dict__.get("_vse_lock")
@@ -374,6 +408,7 @@ def use_cassette(path: Path | str, *, record: bool = False) -> Iterator[Any]:
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(vcr.patch, "force_reset", _no_reset))
         cassette = stack.enter_context(_vcr().use_cassette(str(path), record_mode=mode, allow_playback_repeats=False))
+        _answer_once(cassette)
         _serialize_access(cassette)
         if tuple(cassette._match_on) == tuple(getattr(vcr.matchers, m) for m in MATCH_ON):
             _index_matching(cassette)
