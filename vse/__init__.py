@@ -34,7 +34,7 @@ from vse.method.label_record import LabelRecord, UnitUsage
 from vse.method.llm import LLM
 from vse.method.pipeline import explain_neuron, score_explanation
 from vse.method.records import ExplanationRecord, PassRecord, Provenance, ScoreRecord, ScoreResult
-from vse.method.score import ScoreConfig
+from vse.method.score import ScoreConfig, Unscorable
 from vse.method.simulators.embedding import EmbeddingStore
 
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "StopRule",
     "Target",
     "UnitUsage",
+    "Unscorable",
     "__version__",
     "best_of_n",
     "explain_best",

@@ -45,6 +45,16 @@ BEST = BestOfN(SCORED, [Candidate("dogs", 7, 30.0), Candidate("cats", 8, 10.0)],
         ),  # fmt: skip
         LabelRecord(
             3,
+            status=UnitStatus.UNSCORABLE,
+            neuron="m/l/3",
+            method="weight-label",
+            target="weight-label",
+            explanations=(SAID,),
+            unscorable="all 23 items the explainer did not see have the same value (0); give a larger probe set",
+            usage=UnitUsage(100, 12, 1),
+        ),  # fmt: skip
+        LabelRecord(
+            3,
             neuron="m/l/3",
             method="weight-label",
             target="weight-label",
@@ -64,6 +74,13 @@ def test_every_shape_round_trips(record):
 def test_a_dead_line_says_only_what_it_has():
     data = LabelRecord(3, status=UnitStatus.DEAD, neuron="m/l/3", method="m", kind="k", dead="d").to_json()
     assert data == {"unit": 3, "status": "dead", "neuron": "m/l/3", "method": "m", "kind": "k", "dead": "d"}
+
+
+def test_an_unscorable_line_is_final_and_keeps_its_explanations():
+    rec = LabelRecord(3, status=UnitStatus.UNSCORABLE, neuron="m/l/3", explanations=(SAID,), unscorable="why; do")
+    data = rec.to_json()
+    assert data["status"] == "unscorable" and data["unscorable"] == "why; do" and "error" not in data
+    assert rec.finished and LabelRecord.from_json(data).explanations == (SAID,)
 
 
 def test_a_plain_score_record_reads_as_a_best_of_one():
