@@ -88,3 +88,66 @@ def test_validate_on_two_targets_sends_each_explanation_request_once(tmp_path, m
     assert len(sent) == 3 * 4 and len(set(sent)) == len(sent)
     assert "| recall-free | weight-label | weight-label (best of 4) | 3 |" in r.output
     assert "| recall-free | caption-activation | weight-label (best of 4) | 3 |" in r.output
+
+
+# `vse label --batch` on a recorded example: cassettes/examples/label-batch-output.jsonl holds the answers of the
+# local llama-server (not OpenAI) to label-batch-input.jsonl, written in the Batch API's output shape by
+# bench/batch_local.py (docs/labelling.md, "The Batch API").
+BATCH_RUN = [
+    "label", "efficientnet_lite0/_conv_head", "--method", "weight-label", "--units", "0:2", "--n", "2",
+    "--model", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+]  # fmt: skip
+
+
+def test_label_batch_round_trip_from_the_recorded_output(tmp_path):
+    import json
+
+    run = [*BATCH_RUN, "--out", str(tmp_path / "labels.jsonl")]
+    cassette = tmp_path / "labels.cassette.json.gz"
+    recorded = [json.loads(x) for x in (EXAMPLES / "label-batch-output.jsonl").read_text().splitlines()]
+    assert all(x["response"]["status_code"] == 200 and x["error"] is None for x in recorded)
+
+    # 1. the run's requests are the recorded input, byte for byte
+    r = _run(*run, "--batch", str(tmp_path / "in.jsonl"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "in.jsonl").read_bytes() == (EXAMPLES / "label-batch-input.jsonl").read_bytes()
+    ids = [json.loads(x)["custom_id"] for x in (tmp_path / "in.jsonl").read_text().splitlines()]
+    assert sorted(x["custom_id"] for x in recorded) == sorted(ids) and len(ids) == 4
+
+    # 2. an output with an error line (the API's shape) and a missing line: two imported, two reported
+    failed = {"id": "local-1", "custom_id": recorded[1]["custom_id"], "response": None,
+              "error": {"code": "batch_expired", "message": "not executed before the batch expired"}}  # fmt: skip
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("".join(json.dumps(x) + "\n" for x in (recorded[0], failed, recorded[3])))
+    r = _run(*run, "--batch-import", str(partial))
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == f"imported 2 replies into {cassette} (0 already there, skipped)"
+    assert lines[1] == (
+        f"errors: 1 line(s) not imported ({recorded[1]['custom_id']}: batch_expired: not executed before the batch"
+        " expired)"
+    )
+    assert lines[2] == f"missing: 1 request(s) have no output line ({recorded[2]['custom_id']})"
+
+    # 3. the next --batch holds exactly what is left; importing the same file again adds nothing
+    r = _run(*run, "--batch", str(tmp_path / "left.jsonl"))
+    left = [json.loads(x)["custom_id"] for x in (tmp_path / "left.jsonl").read_text().splitlines()]
+    assert r.exit_code == 0 and sorted(left) == sorted([recorded[1]["custom_id"], recorded[2]["custom_id"]])
+    r = _run(*run, "--batch-import", str(partial))
+    assert r.output.splitlines()[0] == f"imported 0 replies into {cassette} (2 already there, skipped)"
+
+    # 4. the whole recorded output: the rest comes in, nothing twice; nothing left to send
+    r = _run(*run, "--batch-import", str(EXAMPLES / "label-batch-output.jsonl"))
+    assert r.output.splitlines()[0] == f"imported 2 replies into {cassette} (2 already there, skipped)"
+    r = _run(*run, "--batch", str(tmp_path / "none.jsonl"))
+    assert r.output.startswith("nothing to send") and not (tmp_path / "none.jsonl").exists()
+
+    # 5. the run itself, offline from the cassette: each explanation is the recorded reply (trimmed)
+    r = _run(*run, "--replay", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "labelled 2 units" in r.output and "failed 0" in r.output
+    texts = [x["response"]["body"]["choices"][0]["text"].strip() for x in recorded]
+    records = [json.loads(x) for x in (tmp_path / "labels.jsonl").read_text().splitlines()]
+    assert [rec["unit"] for rec in records] == [0, 1]
+    explanations = [e["explanation"] for rec in records for e in rec["explanations"]]
+    assert len(explanations) == 4 and all(any(t.startswith(e) for t in texts) for e in explanations)

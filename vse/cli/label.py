@@ -20,11 +20,12 @@ from vse.core.target import neuron_id
 from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Api, Kind, Method, Mode, choices
 from vse.data import loader
 from vse.data.loader import Source, live_pairs
+from vse.llm.cassettes import use_cassette
 from vse.llm.client import ClientConfig, LLMClient
 from vse.llm.pricing import dry_run, paper_cost
 from vse.method import defaults, plan
 from vse.method.explain import ExplainConfig
-from vse.studies import label_work
+from vse.studies import label_batch, label_work
 from vse.studies.layer_labelling import RunStopped, parse_shard, per_thread, shard_units
 
 
@@ -129,6 +130,31 @@ def parse_units(text: str | None, width: int | None) -> list[int]:
 )
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and price without calling anything.")
 @click.option("--price-per-1k-tokens", "price", type=float, default=None, help="Price for --dry-run.")
+@click.option(
+    "--batch",
+    "batch",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.jsonl",
+    help="Write the requests the run still needs as an OpenAI Batch API input file (half price, answers "
+    "within 24 h) and price them; sends nothing. See docs/labelling.md.",
+)
+@click.option(
+    "--batch-import",
+    "batch_imports",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    metavar="OUTPUT.jsonl",
+    help="Add a downloaded Batch API output file's replies to the run's cassette (repeatable; importing twice "
+    "adds nothing twice); then --batch again, or --replay.",
+)
+@click.option(
+    "--cassette",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The run's cassette for --batch, --batch-import and --replay (default: next to --out, NAME.cassette.json.gz).",
+)
+@click.option("--replay", is_flag=True, help="Run from the cassette offline (after --batch-import): no server.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm bar on stderr.")
 def label_cmd(
     model_layer,
@@ -149,6 +175,10 @@ def label_cmd(
     device,
     dry_run,
     price,
+    batch,
+    batch_imports,
+    cassette,
+    replay,
     progress,
 ):
     """Label every unit of MODEL/LAYER (or --units A:B): one JSONL record per unit, written as it finishes."""
@@ -184,6 +214,7 @@ def label_cmd(
         units = parse_units(units_spec, width)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    offline = _check_offline_options(dry_run, batch, batch_imports, replay, base_urls)
     source = None
     if probe is not None:
         source = _probe_source(model, layer, method, target if score else None, probe, device, dry_run)
@@ -201,6 +232,33 @@ def label_cmd(
             api=api,
         )
         return
+    if offline:
+        out = Path(out) if out is not None else default_out(model, layer, method, probe, shard_t)
+        cassette = cassette or label_batch.cassette_for(out)
+        if batch is not None or batch_imports:
+            _batch(
+                model,
+                layer,
+                method,
+                shard_units(units, shard_t),
+                out=out,
+                cassette=cassette,
+                batch=batch,
+                batch_imports=batch_imports,
+                llm_model=llm_model,
+                score=score,
+                llm_simulator=simulator == Mode.ONE,
+                target=target,
+                n=n_explanations,
+                api=api,
+                source=source,
+                price=price,
+            )
+            return
+        if not cassette.exists():
+            raise click.UsageError(f"--replay: no cassette {cassette}; fill it with --batch and --batch-import first")
+        base_urls = (label_batch.REPLAY_URL,)  # never contacted: the cassette answers every request
+        click.get_current_context().with_resource(use_cassette(cassette))
     # Each URL checked (and normalised) now: a bad one is one line, not a failure recorded for every unit.
     urls = [ClientConfig(base_url=u).base_url for u in base_urls] or [ClientConfig.from_env(model=llm_model).base_url]
     client_for = per_thread(lambda url: LLMClient(ClientConfig.from_env(base_url=url, model=llm_model)))
@@ -283,6 +341,42 @@ def resume_command(ctx: click.Context, out) -> str:
         else:
             words += [param.opts[0], str(value)]
     return shlex.join(words + ["--out", str(out)])
+
+
+def _check_offline_options(dry_run, batch, batch_imports, replay, base_urls) -> bool:
+    """Whether the run works from its cassette (--batch, --batch-import, --replay); one line for a clash."""
+    chosen = [name for name, on in (("--dry-run", dry_run), ("--batch", batch is not None),
+                                    ("--batch-import", bool(batch_imports)), ("--replay", replay)) if on]  # fmt: skip
+    if len(chosen) > 1:
+        raise click.UsageError(f"{' and '.join(chosen)} do different things: give one of them")
+    offline = bool(chosen) and chosen[0] != "--dry-run"
+    if offline and base_urls:
+        raise click.UsageError(f"{chosen[0]} calls no server: leave out --base-url")
+    return offline
+
+
+def default_out(model: str, layer: str, method: str, probe: Path | None, shard_t) -> Path:
+    """The label file a run writes without --out (``labels/MODEL__LAYER__METHOD[__PROBE][.shardIofN].jsonl``)."""
+    suffix = f".shard{shard_t[0]}of{shard_t[1]}" if shard_t else ""
+    probe_part = f"__{probe.resolve().name}" if probe is not None else ""
+    return Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
+
+
+def _batch(model, layer, method, units, *, out, cassette, batch, batch_imports, llm_model, price, **run) -> None:
+    """--batch / --batch-import: the run's requests collected against its cassette (`vse.studies.label_batch`),
+    then written as a Batch API input file, or paired with the output files' replies."""
+    collected = label_batch.collect(model, layer, method, units, out=out, cassette=cassette, llm_model=llm_model, **run)
+    if batch_imports:
+        try:
+            report = label_batch.import_batch(collected, batch_imports, cassette)
+        except ValueError as exc:  # a line that is not a Batch API output line, named with its file
+            raise click.ClickException(str(exc)) from None
+        lines = label_batch.import_summary(report)
+    else:
+        path, est = label_batch.write_batch(collected, batch, price)
+        lines = label_batch.batch_summary(collected, path, est, cassette, ClientConfig.from_env(model=llm_model).model)
+    for line in lines:
+        click.echo(line)
 
 
 def _dry_run(model, layer, method, units, *, n, score, target, price, api=Api.COMPLETIONS) -> None:
