@@ -172,3 +172,36 @@ def test_no_scoring_path_sums_through_blas_or_numpy_reductions():
             if found:
                 bad[path.relative_to(REPO).as_posix()] = found
     assert not bad, f"use vse.core.exact instead: {bad}"
+
+
+def _pearson_item_by_item(x, y):
+    """exact.pearson as it was written first, one Python float at a time: the bits the vectorised one must keep."""
+    a, b = [float(v) for v in x], [float(v) for v in y]
+    if len(a) < 2 or min(a) == max(a) or min(b) == max(b):
+        return None
+
+    def centred(v):
+        peak = max(abs(t) for t in v)
+        u = [t / peak for t in v]
+        m = math.fsum(u) / len(u)
+        return [t - m for t in u]
+
+    ca, cb = centred(a), centred(b)
+    denom = math.sqrt(math.fsum(p * p for p in ca) * math.fsum(q * q for q in cb))
+    if not denom > 0:
+        return None
+    return math.fsum(p * q for p, q in zip(ca, cb, strict=True)) / denom
+
+
+@given(pairs(min_size=2))
+def test_pearson_keeps_the_bits_of_the_item_by_item_loop(ab):
+    a, b = ab
+    assert exact.pearson(a, b) == _pearson_item_by_item(a, b)
+
+
+def test_pearson_keeps_the_bits_on_binary_and_sparse_vectors():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a = (rng.random(5_000) < 0.01).astype(float)
+        b = np.minimum(a + (rng.random(5_000) < 0.01), 1.0)
+        assert exact.pearson(a, b) == _pearson_item_by_item(a, b)

@@ -108,21 +108,25 @@ def pearson(x: ArrayLike, y: ArrayLike) -> float | None:
     Each side is first divided by its largest magnitude (r is invariant to it), so sums of squares
     neither overflow (values ~1e200) nor underflow (~1e-200), then centred on its exact mean.
     |r| can exceed 1 by an ulp; callers that promise [-1, 1] clip.
+
+    The elementwise steps (scaling, centring, products) are NumPy's: each is one IEEE operation per item,
+    correctly rounded like Python's own, so the bits are those of the item-by-item loop; only the sums
+    need `math.fsum`. (Several times faster over the tens of thousands of items of an exact protocol.)
     """
-    a, b = _floats(x), _floats(y)
+    a = np.asarray(x, dtype=np.float64).ravel()
+    b = np.asarray(y, dtype=np.float64).ravel()
     if len(a) != len(b):
         raise ValueError(f"pearson of vectors of {len(a)} and {len(b)} items")
-    if len(a) < 2 or min(a) == max(a) or min(b) == max(b):
+    if len(a) < 2 or a.min() == a.max() or b.min() == b.max():
         return None
     ca, cb = _centred_unit(a), _centred_unit(b)
-    denom = math.sqrt(math.fsum(p * p for p in ca) * math.fsum(q * q for q in cb))
+    denom = math.sqrt(math.fsum((ca * ca).tolist()) * math.fsum((cb * cb).tolist()))
     if not denom > 0:  # only reachable through extreme cancellation
         return None
-    return math.fsum(p * q for p, q in zip(ca, cb, strict=True)) / denom
+    return math.fsum((ca * cb).tolist()) / denom
 
 
-def _centred_unit(v: list[float]) -> list[float]:
-    peak = max(abs(a) for a in v)
-    u = [a / peak for a in v]
-    m = math.fsum(u) / len(u)
-    return [a - m for a in u]
+def _centred_unit(v: np.ndarray) -> np.ndarray:
+    u = v / np.abs(v).max()
+    m = math.fsum(u.tolist()) / len(u)
+    return u - m
