@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -54,3 +55,19 @@ def test_an_output_file_that_is_not_batch_output_is_named(tmp_path):
     r = _run("--out", str(tmp_path / "l.jsonl"), "--batch-import", str(bad))
     assert r.exit_code == 1
     assert r.output.strip() == f"Error: {bad}: line 1 (vse-x-0) has neither a response nor an error"
+
+
+def test_with_the_llm_simulator_the_next_round_holds_a_pass_of_predictions(tmp_path):
+    # Explanations imported from the recorded example (the local server's replies); the next --batch holds
+    # the one-item predictions of Algorithm 1's first pass over the first candidate, for each unit.
+    examples = Path(__file__).resolve().parents[2] / "cassettes" / "examples"
+    run = ["--model", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "--out", str(tmp_path / "l.jsonl"),
+           "--score", "--simulator", "one"]  # fmt: skip
+    assert _run(*run, "--batch-import", str(examples / "label-batch-output.jsonl")).exit_code == 0
+    r = _run(*run, "--batch", str(tmp_path / "s.jsonl"))
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert len(lines) == 100 and {x["body"]["max_tokens"] for x in lines} == {1}  # 2 units x 50 items
+    assert "(model 'qwen2.5-coder-1.5b-instruct-q4_k_m.gguf' in every body; 4 more already in" in r.output
+    r = _run(*run, "--batch", str(tmp_path / "again.jsonl"))
+    assert (tmp_path / "again.jsonl").read_bytes() == (tmp_path / "s.jsonl").read_bytes()

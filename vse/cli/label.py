@@ -3,7 +3,9 @@
 Thin: parses and checks the options, then calls `vse.studies.label_work.label_layer`, which builds
 the per-unit work from `vse.method.pipeline` and runs it with concurrency, resume, sharding, a progress
 bar and a summary. ``--dry-run`` prices the run from the requests `vse.method.plan.plan_requests` says
-it would send (`vse.llm.pricing`), calling nothing.
+it would send (`vse.llm.pricing`), calling nothing. ``--batch``, ``--batch-import`` and ``--replay`` work from
+the run's cassette (`vse.studies.label_batch`): the requests it lacks as a Batch API file, the output's replies
+into it, and the run finished offline from it.
 """
 
 from __future__ import annotations
