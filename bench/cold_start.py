@@ -6,9 +6,13 @@ fresh server (cold), scores, then scores again on the same server (warm: its slo
 few-shot prefix), once with the slot warm-up (`vse.llm.slots`) and once without it (VSE_WARM_SLOTS=0, the
 baseline), in the same run. Retry lines on stderr (the client's "retry i/n" warnings) are counted.
 
-    python bench/cold_start.py                       # the issue's command: recall-free, 8 in flight
+    python bench/cold_start.py                       # the issue's command: recall-free, the default in flight
     python bench/cold_start.py --protocol uniform --in-flight 1 2 4 8
     python bench/cold_start.py --protocol --commands validate label     # vse validate on 4 units, vse label on 8
+    python bench/cold_start.py --in-flight 8 --warm-up on --server-args="--cache-ram 8192"   # before issue 34
+
+``--in-flight default`` passes no ``--in-flight`` (what a user runs: two a slot on vse's server);
+``--server-args`` are appended to every llama-server command line (a later flag wins over vse's own).
 
 Prints a Markdown table; measured rows only. Keep the machine quiet while it runs (2 cores).
 """
@@ -32,14 +36,14 @@ EXPLANATION = "dogs, especially terriers and hounds"
 RETRY = re.compile(r"retry \d+/\d+")
 
 
-def score_once(base_url: str, protocol: str, in_flight: int, warm_slots: bool, scratch: Path) -> tuple[float, int, str]:
-    """Wall seconds, retry lines, and the score line of one `vse score` run."""
+def score_once(base_url: str, protocol: str, in_flight: str, warm_slots: bool, scratch: Path) -> tuple[float, int, str]:
+    """Wall seconds, retry lines, and the score line of one `vse score` run (in_flight "default": no flag)."""
     cassette = scratch / f"c{time.monotonic_ns()}.json.gz"
     cmd = [
         sys.executable, "-c", "from vse.cli.main import main; main()", "score", NEURON,
         "--target", "weight-label", "--explanation", EXPLANATION, "--mode", "one", "--protocol", protocol,
-        "--base-url", base_url, "--in-flight", str(in_flight), "--cassette", str(cassette),
-        "--out", str(scratch / f"o{time.monotonic_ns()}.jsonl"),
+        "--base-url", base_url, *([] if in_flight == "default" else ["--in-flight", in_flight]),
+        "--cassette", str(cassette), "--out", str(scratch / f"o{time.monotonic_ns()}.jsonl"),
     ]  # fmt: skip
     env = {**os.environ, "VSE_WARM_SLOTS": "1" if warm_slots else "0"}
     t0 = time.monotonic()
@@ -80,17 +84,22 @@ def command_once(name: str, base_url: str, scratch: Path) -> tuple[float, int, s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocol", nargs="*", default=["recall-free"])
-    ap.add_argument("--in-flight", nargs="+", type=int, default=[8])
+    ap.add_argument("--in-flight", nargs="+", default=["default"], help="numbers, or 'default' (no flag)")
+    ap.add_argument("--server-args", default="", help="appended to every llama-server command line")
     ap.add_argument("--warm-up", nargs="+", choices=["on", "off"], default=["on", "off"])
     ap.add_argument("--commands", nargs="+", choices=sorted(COMMANDS), default=[])
     args = ap.parse_args()
+    bad = [n for n in args.in_flight if n != "default" and not n.isdigit()]
+    if bad:
+        ap.error(f"--in-flight takes numbers or 'default', not {bad}")
+    extra = tuple(args.server_args.split())
     model = assemble_model()
     if args.commands:
         print("| command | server | wall s | retry lines | last line |")
         print("|---|---|---|---|---|")
         with tempfile.TemporaryDirectory(prefix="vse-bench-") as tmp:
             for name in args.commands:
-                with LocalServer(model, port=0) as server:
+                with LocalServer(model, port=0, extra_args=extra) as server:
                     for state in ("cold", "warm"):
                         wall, retries, line = command_once(name, server.base_url, Path(tmp))
                         print(f"| {name} | {state} | {wall:.0f} | {retries} | {line} |")
@@ -103,7 +112,7 @@ def main() -> None:
         for protocol in args.protocol:
             for in_flight in args.in_flight:
                 for warm in args.warm_up:
-                    with LocalServer(model, port=0) as server:
+                    with LocalServer(model, port=0, extra_args=extra) as server:
                         for state in ("cold", "warm"):
                             wall, retries, line = score_once(
                                 server.base_url, protocol, in_flight, warm == "on", Path(tmp)

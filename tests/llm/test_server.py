@@ -19,6 +19,9 @@ from vse.llm import build as bld
 from vse.llm import model_files as mf
 from vse.llm import server as srv
 from vse.llm.errors import ModelAssemblyError, ServerStartError
+from vse.method.llm import LLM
+
+from .fakes import ScriptedClient
 
 PARTS = [b"GGUF" + bytes([n]) * (1000 + n) for n in range(1, 4)]
 
@@ -157,7 +160,7 @@ def test_command_line(tmp_path):
     )
     assert server.base_url == "http://127.0.0.1:8123/v1"
     assert server.slots == 8 and server.n_ctx == 32768  # 8 slots x 4096 tokens
-    tags = "llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:8,ctx:32768"
+    tags = "llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:8,ctx:32768,in-flight:16"
     assert server.command() == [
         "/opt/llama-server",
         "-m",
@@ -176,6 +179,10 @@ def test_command_line(tmp_path):
         "8",
         "-t",
         "4",
+        "--threads-http",  # 16 in flight (a waiting request per slot) and llama-server's 2 for monitoring
+        "18",
+        "--cache-ram",  # no copy of every idle slot into host memory at each task (one a prediction)
+        "0",
         "--slot-save-path",  # a warm slot is copied into the others from here (vse.llm.slots)
         f"{tmp_path}/slots/8123/",
         "--verbose",
@@ -202,6 +209,23 @@ def test_tags_round_trip_to_provenance():
     assert name == (
         "llama.cpp llama-server 0c1e570 (" + " ".join(srv.BUILD_FLAGS) + "); 4 slots, context 16384 (4096 per slot)"
     )
+
+
+def test_the_server_says_how_many_requests_it_takes_and_the_llm_sends_that_many():
+    # A waiting request per slot keeps every batch step full; a server started by an older vse (no such
+    # tag: llama-server's default HTTP threads, slots + 2) gets its slots, a foreign one nothing.
+    build = srv.ServerBuild("0c1e570", srv.BUILD_FLAGS, 8, 32768, 16)
+    assert srv.ServerBuild.from_tags(build.tags()) == build
+    entry = {"id": srv.MODEL_FILE, "owned_by": "llamacpp", "tags": sorted(build.tags())}
+    assert srv.server_in_flight(entry) == 16
+    assert srv.describe_server(entry)[0] == srv.ServerBuild("0c1e570", srv.BUILD_FLAGS, 8, 32768).describe()
+    older = {**entry, "tags": [t for t in entry["tags"] if not t.startswith("in-flight:")]}
+    assert srv.server_in_flight(older) is None
+    assert srv.server_in_flight({"owned_by": "me"}) is None
+    for reply, in_flight in ((entry, 16), (older, 8)):
+        client = ScriptedClient(models={"data": [reply]})
+        client.config.model = "local"
+        assert LLM.from_client(client).in_flight == in_flight
 
 
 def test_user_binary_says_its_flags_are_unknown():

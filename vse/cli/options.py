@@ -155,8 +155,8 @@ def in_flight_option(f):
         "--in-flight",
         type=click.IntRange(min=1),
         default=None,
-        help="Requests sent at once: one-item predictions, and the candidates of best of N (default: the local "
-        "server's slots; 1 for an endpoint that "
-        "does not report them). A replay gives the same results at any value; a live server's logits depend on "
+        help="Requests sent at once: one-item predictions, and the candidates of best of N (default: two per "
+        "slot of the local server, so that each slot has the next one waiting; 1 for an endpoint that "
+        "does not report its slots). A replay gives the same results at any value; a live server's logits depend on "
         "what it batches together, so two live runs may differ in the last digits of a score.",
     )(f)

@@ -56,6 +56,7 @@ __all__ = [
     "BUILD_FLAGS",
     "CTX_PER_SLOT",
     "DEFAULT_SLOTS",
+    "IN_FLIGHT_PER_SLOT",
     "LEGACY_SERVER",
     "LLAMA_CPP_COMMIT",
     "LLAMA_SERVER_ENV",
@@ -97,6 +98,14 @@ log = logging.getLogger(__name__)
 #: bench/RESULTS.md). Their KV cache (32,768 tokens) takes about 0.9 GB.
 DEFAULT_SLOTS = 8
 CTX_PER_SLOT = 4096
+#: Requests vse keeps at its server per slot: one being computed, one waiting. llama-server starts a batch
+#: step as soon as one request is there; with only as many in flight as slots, every slot's next request
+#: comes back a few milliseconds after the step that answered the last one, so a step starts with the one
+#: or two that came first and the rest wait for the step after (steps of 4 on average in a model of the
+#: loop, `bench/server_loop.py`). With one more request waiting per slot, every step is full.
+IN_FLIGHT_PER_SLOT = 2
+#: HTTP threads beyond the requests in flight: llama-server's own default keeps 2 for its monitoring endpoints.
+SPARE_HTTP_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -112,11 +121,15 @@ class ServerBuild:
     flags: tuple[str, ...] | None
     slots: int
     n_ctx: int
+    #: requests it takes at once (``--threads-http`` less the spare ones); None: not said (a server started
+    #: by an older vse, whose HTTP threads are llama-server's default, slots + 2)
+    in_flight: int | None = None
 
     def tags(self) -> list[str]:
         return [f"llama.cpp:{self.commit or 'unknown'}",
                 "cmake:" + (" ".join(self.flags) if self.flags is not None else "unknown (binary not built by vse)"),
-                f"slots:{self.slots}", f"ctx:{self.n_ctx}"]  # fmt: skip
+                f"slots:{self.slots}", f"ctx:{self.n_ctx}",
+                *([f"in-flight:{self.in_flight}"] if self.in_flight is not None else [])]  # fmt: skip
 
     @classmethod
     def from_tags(cls, tags: Sequence[str]) -> ServerBuild | None:
@@ -128,7 +141,8 @@ class ServerBuild:
         commit = fields.get("llama.cpp")
         cmake = fields.get("cmake", "")
         flags = tuple(cmake.split()) if cmake.startswith("-D") else None
-        return cls(None if commit in (None, "unknown") else commit, flags, slots, n_ctx)
+        in_flight = int(fields["in-flight"]) if fields.get("in-flight", "").isdigit() else None
+        return cls(None if commit in (None, "unknown") else commit, flags, slots, n_ctx, in_flight)
 
     def describe(self) -> str:
         how = " ".join(self.flags) if self.flags is not None else "build flags unknown"
@@ -154,6 +168,15 @@ def describe_server(model_entry: Mapping[str, Any]) -> tuple[str, int | None]:
     meta = model_entry.get("meta") if isinstance(model_entry.get("meta"), Mapping) else {}
     per_slot = meta.get("n_ctx")
     return f"llama.cpp llama-server (not started by vse; build not reported; context {per_slot} per slot)", None
+
+
+def server_in_flight(model_entry: Mapping[str, Any]) -> int | None:
+    """How many requests the server behind a ``GET /v1/models`` entry takes at once, when vse started it
+    and says so (`ServerBuild.in_flight`); None otherwise."""
+    if model_entry.get("owned_by") != "llamacpp":
+        return None
+    build = ServerBuild.from_tags(model_entry.get("tags") or ())
+    return build.in_flight if build is not None else None
 
 
 # -- the server -----------------------------------------------------------------------------------
@@ -233,7 +256,12 @@ class LocalServer:
     @property
     def build(self) -> ServerBuild:
         """Commit, build flags, slots and context: what provenance names (see `describe_server`)."""
-        return ServerBuild(self.binary.commit, self.binary.flags, self.slots, self.n_ctx)
+        return ServerBuild(self.binary.commit, self.binary.flags, self.slots, self.n_ctx, self.in_flight)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests this server takes at once (`IN_FLIGHT_PER_SLOT` per slot), what its clients send."""
+        return IN_FLIGHT_PER_SLOT * self.slots
 
     def command(self) -> list[str]:
         return [
@@ -246,6 +274,13 @@ class LocalServer:
             "-c", str(self.n_ctx),
             "-np", str(self.slots),
             "-t", str(self.n_threads),
+            "--threads-http", str(self.in_flight + SPARE_HTTP_THREADS),  # a waiting request per slot (see above)
+            # No host-memory prompt cache: by default (8 GiB) llama-server copies every idle slot's state (~23 MB
+            # for a one-item prompt) into it each time a task starts, in its one loop between batch steps, so about
+            # once per one-item prediction (its source: the idle-slot loop of process_single_task). vse reuses a
+            # prefix through the slots' own caches and `vse.llm.slots` (files under --slot-save-path), which this
+            # does not touch.
+            "--cache-ram", "0",
             "--slot-save-path", f"{self.slot_dir}/",  # lets vse.llm.slots copy a warm slot into the others
             *self.extra_args,
         ]  # fmt: skip

@@ -22,7 +22,7 @@ from typing import TypeVar
 from vse.core.vocab import Api
 from vse.llm.cassettes import use_cassette
 from vse.llm.client import ClientConfig, LLMClient
-from vse.llm.server import MODEL_FILE, MODEL_SHA256, describe_server
+from vse.llm.server import MODEL_FILE, MODEL_SHA256, describe_server, server_in_flight
 from vse.llm.slots import SlotWarmer
 from vse.method import defaults
 from vse.method.explain import ExplainConfig
@@ -44,8 +44,9 @@ class LLM:
     store: the run's prediction store (shared by every score made with this LLM).
     checkpoint: saves the cassette; the scoring loop calls it after every pass while recording.
     in_flight: one-item predictions sent at once (`vse.method.score.predict_items`); results do not
-        depend on it. `from_client` sets it to the server's slots when the server reports them
-        (vse's llama-server), else 1; ``--in-flight`` sets it for a remote endpoint.
+        depend on it. `from_client` sets it to what the server says it takes (vse's llama-server: two a
+        slot, `vse.llm.server.IN_FLIGHT_PER_SLOT`), else to its slots when it reports them (a server
+        started by an older vse), else 1; ``--in-flight`` sets it for a remote endpoint.
     """
 
     client: LLMClient | None
@@ -55,6 +56,8 @@ class LLM:
     server: str | None = None
     #: the server's parallel slots when it reports them (vse's llama-server does), else None
     server_slots: int | None = None
+    #: requests the server says it takes at once (vse's llama-server: a waiting one per slot), else None
+    server_in_flight: int | None = None
     store: PredictionStore = field(default_factory=PredictionStore)
     checkpoint: Callable[[], None] | None = None  # called after every pass (recording saves there)
     in_flight: int = 1
@@ -89,7 +92,7 @@ class LLM:
         ``VSE_WARM_SLOTS=0`` in the environment turns it off (the bench's baseline)."""
         llm = cls(client, api)
         llm.identify()
-        llm.in_flight = llm.server_slots or 1
+        llm.in_flight = llm.server_in_flight or llm.server_slots or 1
         if warm_slots and (llm.server_slots or 0) > 1 and os.environ.get("VSE_WARM_SLOTS", "1") != "0":
             client.warmer = SlotWarmer.probe(client.session, client.config.base_url)
         return llm
@@ -113,6 +116,7 @@ class LLM:
             # From the recorded reply only (llama-server's tags name its build, slots and
             # context), so a replay names the server the recording used.
             self.server, self.server_slots = describe_server(entry)
+            self.server_in_flight = server_in_flight(entry)
 
     @classmethod
     @contextlib.contextmanager
