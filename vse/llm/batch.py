@@ -16,8 +16,8 @@ per occurrence, each with its own ``custom_id``, because a cassette plays each i
 
 `vse label --batch` / ``--batch-import`` (`vse.studies.label_batch`) do the same for a whole run without
 keeping the input file: a `CollectingClient` replays the run against its cassette and holds back each
-request the cassette lacks (`BatchRequest`, named by `content_id`: its bytes and its occurrence, so the
-same command finds the same ids again), and `import_replies` pairs output lines with those by
+request the cassette lacks (`BatchRequest`, named by `content_id`: its bytes, so the same command finds
+the same ids again), and `import_replies` pairs output lines with those by
 ``custom_id``, skipping what the cassette already holds. `run_batch_locally` answers an input file
 from an OpenAI-compatible server (llama.cpp, vLLM) in the Batch API's output shape.
 
@@ -206,13 +206,13 @@ def import_batch_output(
 # -- a whole run's requests, collected by replaying it (vse label --batch / --batch-import) -------------
 
 
-def content_id(endpoint: str, body: bytes, occurrence: int = 0) -> str:
+def content_id(endpoint: str, body: bytes) -> str:
     """A request's ``custom_id`` from its bytes: the same request gets the same id in every collection.
 
-    ``occurrence`` counts earlier identical requests of the run (a cassette plays each reply once,
-    so a request sent twice needs two replies). 50 characters, within the Batch API's 64."""
+    A cassette answers every copy of a request it holds from one reply (`vse.llm.cassettes`), so a run's
+    identical requests are one request of the batch. 45 characters, within the Batch API's 64."""
     digest = hashlib.sha256(_url(endpoint).encode("utf-8") + b"\n" + body).hexdigest()[:40]
-    return f"vse-{digest}-{occurrence}"
+    return f"vse-{digest}"
 
 
 @dataclass(frozen=True)
@@ -243,17 +243,14 @@ class CollectingClient(LLMClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._notes = threading.Lock()
-        self._occurrences: dict[tuple[str, bytes], int] = {}
         self.recorded: dict[str, BatchRequest] = {}
         self.pending: dict[str, BatchRequest] = {}
 
     def _note(self, url: str, data: bytes, into: dict[str, BatchRequest]) -> None:
         endpoint = url[len(self.config.base_url.rstrip("/")) :].strip("/")
+        request = BatchRequest(content_id(endpoint, data), endpoint, data)
         with self._notes:
-            k = self._occurrences.get((endpoint, data), 0)
-            self._occurrences[(endpoint, data)] = k + 1
-            request = BatchRequest(content_id(endpoint, data, k), endpoint, data)
-            into[request.custom_id] = request
+            into[request.custom_id] = request  # a request sent twice is one request of the batch
 
     def _request(self, url: str, data: bytes | None) -> http.Response:
         try:
