@@ -228,3 +228,22 @@ def test_a_sparse_unit_under_uniform_draws_says_so_in_words():
         "100 draws in a row of 10 of its 10000 items each had one value: only 1 of them differs from the most "
         "common value; score with --protocol recall-free or all, which use each item once, or with more --n-items"
     )
+
+
+def test_vse_explain_keeps_its_candidates_when_none_can_be_chosen(tmp_path, monkeypatch):
+    """`vse explain --n 2` on 12 images: the explainer saw every one, so the candidates cannot be compared; they
+    are printed and written all the same, with one warning line, and the command exits 0."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    register_tinynet(monkeypatch)
+    fake_llm(monkeypatch)
+    probe = make_probe(tmp_path / "shapes")
+    out = tmp_path / "e.jsonl"
+    r = _run("explain", "tinynet/conv/0", "--method", "caption-activation", "--n", "2", "--probe", str(probe),
+             "--base-url", "http://llm.test/v1", "--out", str(out))  # fmt: skip
+    assert r.exit_code == 0, r.output + r.stderr
+    assert (
+        "vse: warning: no best of 2 chosen: the explainer was shown all 12 items: none is left that it did not see; "
+        "the candidates above are kept, unscored; give a larger probe set to choose among them"
+    ) in r.stderr
+    assert r.output.count("the main thing this neuron does is find") == 2 and len(out.read_text().splitlines()) == 2

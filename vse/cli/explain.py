@@ -19,13 +19,16 @@ from vse.cli.options import (
 )
 from vse.cli.preflight import check_neuron, check_writable
 from vse.core.target import neuron_stem, parse_neuron_id
-from vse.core.vocab import TARGET_KINDS, Method, Polarity, choices
+from vse.core.vocab import TARGET_KINDS, Method, Polarity, Unscorability, choices
 from vse.data.loader import Source
 from vse.method import defaults
 from vse.method.best_of import best_of_n
 from vse.method.pipeline import explain_neuron
-from vse.method.score import ScoreConfig
+from vse.method.score import ScoreConfig, Unscorable
 from vse.method.simulators.embedding import EmbeddingStore
+
+#: What to do when the candidates cannot be compared (`Unscorable`): they are kept either way.
+EXPLAIN_REMEDY = "the candidates above are kept, unscored; give a larger probe set to choose among them"
 
 
 @click.command(
@@ -107,9 +110,12 @@ def explain(neuron, method, polarity, n, out, seed, base_url, model, api, casset
                 best = best_of_n(
                     records, method, llm=llm, config=ScoreConfig(api=api), seed=seed, progress=False, source=source
                 )
+                click.echo(best.lines())
+            except Unscorable as exc:  # the candidates stand (printed, written): only the choice is impossible
+                reason = exc.instead(dict.fromkeys(Unscorability, EXPLAIN_REMEDY)).reason
+                click.echo(f"vse: warning: no best of {n} chosen: {reason}", err=True)
             finally:
                 llm.embeddings.save()
-            click.echo(best.lines())
     if not replay:
         click.echo(f"recorded to {cassette} (replay: the same command with --replay)", err=True)
     write_jsonl(out, records)
