@@ -230,6 +230,7 @@ def test_every_error_class_a_user_can_cause_is_classified():
     """The project's own error classes, each with an exit status: none would reach the user as a traceback."""
     from vse.cli.errors import classify
     from vse.llm import errors as E
+    from vse.method.simulators.embedding import EmbeddingMissing
     from vse.studies.layer_labelling import OutputBusy, RunStopped
     from vse.vision.datasets import UnreadableImage
     from vse.vision.models import VisionModelError, WeightsMissingError
@@ -241,6 +242,7 @@ def test_every_error_class_a_user_can_cause_is_classified():
         E.LLMResponseError("http://h/v1", "no choices", "{}"),
         E.CassetteMiss("c.json.gz", "POST", "/v1/completions", "{}"),
         E.CassetteError("c.json.gz", "cut short"),
+        EmbeddingMissing(__import__("pathlib").Path("c.embeddings.npz"), ["a dog"]),
         E.ModelAssemblyError("part 3 is corrupt"),
         E.ServerStartError("did not start"),
         OutputBusy(__import__("pathlib").Path("o.jsonl")),
@@ -254,3 +256,18 @@ def test_every_error_class_a_user_can_cause_is_classified():
     for exc in samples:
         verdict = classify(exc)
         assert verdict is not None and verdict[0] in (1, 2) and verdict[1], exc
+
+
+def test_a_replay_whose_embedding_store_lacks_a_text_is_one_line_naming_the_store(tmp_path):
+    # The validate example recorded one target; a replay on two asks for the captions' texts, never embedded.
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).resolve().parents[2] / "cassettes" / "examples" / "validate", tmp_path / "v")
+    store = tmp_path / "v" / "efficientnet_lite0___conv_head__fair.embeddings.npz"
+    result = invoke(
+        "validate", "efficientnet_lite0/_conv_head", "--units", "1,2,3,4", "--methods", "weight-label",
+        "--targets", "weight-label,caption-activation", "--n", "4", "--cassettes", str(tmp_path / "v"), "--replay",
+    )  # fmt: skip
+    line = assert_one_clear_line(result, 1, f"embedding store {store} has no embedding for", "without --replay")
+    assert "(first: '" in line

@@ -6,7 +6,8 @@ catches the project's error classes and prints ``vse: error: <message>`` on stde
 - exit 2: bad input (`vse.errors.UserError`, any `ValueError`: an unknown experiment, layer or
   neuron id, a bad base URL, a malformed file the user named), like click's own usage errors;
 - exit 1: the environment or the LLM (`vse.llm.errors.LLMError`: an endpoint that is down, a
-  cassette miss, a damaged cassette, a local server that cannot be built or started; a labelling
+  cassette miss, a damaged cassette, a local server that cannot be built or started; a replay's
+  embedding store that lacks a text, `EmbeddingMissing`, the embeddings' cassette miss; a labelling
   run stopped by a dead endpoint, with the command that resumes it; `OSError`: a missing file, no
   permission, a full disk; an optional dependency that is not installed, named with the command
   that installs it; out of (GPU) memory).
@@ -29,6 +30,7 @@ import requests
 
 from vse.errors import UserError
 from vse.llm.errors import LLMError, ModelAssemblyError, ServerStartError
+from vse.method.simulators.embedding import EmbeddingMissing
 from vse.studies.layer_labelling import RunStopped
 
 DEBUG_KEY = "vse.debug"
@@ -75,6 +77,7 @@ INSTALL_HINTS = {
         _VISION,
     ),
     "matplotlib": "the report extras: pip install -e '.[report]'",
+    "overcomplete": "the SAE extras (vse sae train): pip install -e '.[sae]'",
     "llama_cpp": "the local LLM server: make llm-server (builds it), or name a running server with --base-url",
     **dict.fromkeys(("pytest", "hypothesis", "pytest_socket"), "the test tools: pip install -e '.[dev]'"),
 }
@@ -120,7 +123,7 @@ def _classify(exc: BaseException) -> tuple[int, str] | None:
         return EXIT_ENVIRONMENT, str(exc)
     if isinstance(exc, (ServerStartError, ModelAssemblyError)):
         return EXIT_ENVIRONMENT, _server_message(exc)
-    if isinstance(exc, LLMError):
+    if isinstance(exc, (LLMError, EmbeddingMissing)):
         return EXIT_ENVIRONMENT, str(exc)
     if isinstance(exc, ModuleNotFoundError):
         return EXIT_ENVIRONMENT, missing_module_message(exc.name, str(exc))

