@@ -236,6 +236,23 @@ def test_in_flight_reaches_each_workers_llm(api, tmp_path):
     assert seen == [None] * 10  # not given: the LLM keeps what the server reports (LLM.from_client)
 
 
+def test_in_flight_help_and_docs_say_the_default_the_local_server_takes():
+    # The default is what vse's llama-server says it takes (IN_FLIGHT_PER_SLOT a slot), not its slots: the
+    # option's help (label's own and the shared one) and docs/labelling.md say so in words.
+    from pathlib import Path
+
+    from vse.cli.options import in_flight_option
+    from vse.llm.server import IN_FLIGHT_PER_SLOT
+
+    per_slot = {1: "one", 2: "two", 3: "three", 4: "four"}[IN_FLIGHT_PER_SLOT] + " per slot"
+    shared = in_flight_option(lambda **_: None).__click_params__[0].help
+    label = next(p for p in label_cmd.params if p.name == "in_flight").help
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "labelling.md").read_text(encoding="utf-8")
+    for text in (shared, label, " ".join(docs.split())):
+        assert per_slot in text, text[:200]
+    assert "default: the local server's slots" not in label and "the slots the server reports" not in docs
+
+
 def _zeroed_fixtures(monkeypatch, *, zero=(), constant=()):
     """The fixtures' caption-activation matrix with some units that never fire (all 0) or never change."""
     from vse.data import loader

@@ -75,8 +75,9 @@ def parse_units(text: str | None, width: int | None) -> list[int]:
     "--in-flight",
     type=click.IntRange(min=1),
     default=None,
-    help="With --score: one-item predictions each worker sends at once (default: the local server's slots; "
-    "1 for an endpoint that does not report them). Results do not depend on it.",
+    help="With --score: one-item predictions each worker sends at once (default: what vse's local server says "
+    "it takes, two per slot, so each slot has its next request waiting; a server's slots when it reports only "
+    "those; 1 for an endpoint that reports neither). Results do not depend on it.",
 )
 @click.option("--score/--no-score", default=False, show_default=True, help="Also score each explanation.")
 @click.option(

@@ -133,7 +133,7 @@ class LLM:
     ) -> Iterator[LLM]:
         """An LLM for a block: with a cassette, live calls are recorded (``record``) or replayed.
 
-        in_flight: one-item predictions sent at once (None: the server's slots, else 1)."""
+        in_flight: one-item predictions sent at once (None: what the server takes, see `from_client`)."""
         config = ClientConfig.from_env(base_url=base_url, model=model, max_retries=max_retries if record else 0)
         with contextlib.ExitStack() as stack:
             if cassette is not None:

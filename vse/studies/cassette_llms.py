@@ -32,7 +32,7 @@ class CassetteLLMs:
     record: bool
     config: ClientConfig
     paths: Paths
-    in_flight: int | None = 1  # one-item predictions sent at once (None: the server's slots, see LLM.from_client)
+    in_flight: int | None = 1  # one-item predictions sent at once (None: what the server takes, LLM.from_client)
     calls: int = 0
     usage: Usage = field(default_factory=Usage)
     stems: list[str] = field(default_factory=list)  # the cassettes opened, in order (for tracing)

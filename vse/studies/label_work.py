@@ -81,7 +81,8 @@ def make_work(
     the simulator study recommends); None: the paper's LLM simulator and Algorithm 1.
 
     ``source``: a `vse.data.loader.Source` naming a probe folder (``--probe``), else the fixtures.
-    ``in_flight``: one-item predictions each worker sends at once (None: the server's slots).
+    ``in_flight``: one-item predictions each worker sends at once (None: what the server takes, two a slot
+    of vse's local server; `LLM.from_client`).
     ``kept``: explanations an earlier run kept per unit (`kept_explanations`): scored, not made again.
 
     Before any call, the unit's values are loaded (the method's kind, and the scored one with ``score``):
