@@ -85,7 +85,9 @@ def main() -> None:
                 print(
                     f"{layer:10s} {target:18s} {r.config:20s} rank1 {r.rank1:2d}/{r.n_neurons} "
                     f"mean rank {r.mean_rank:5.2f} matched {r.matched_mean:4.1f} mismatched {r.mismatched_mean:4.1f} "
-                    f"own>others {r.wins:2d} p {r.p_value:.2g} calls {r.calls_per_unit:.0f}",
+                    f"own>others {r.wins:2d} p {r.p_value:.2g} "
+                    f"Meta-AUPRC {r.meta_auprc:.3f} (hard {r.meta_auprc_hard:.3f}) "
+                    f"calls {r.calls_per_unit:.0f}",
                     flush=True,
                 )
             if args.ceiling:

@@ -45,6 +45,7 @@ def _row(layer: str, target: str, config: str, rank1: int, mean_rank: float, p: 
     return Row(
         layer=layer, target=target, config=config, n_neurons=32, n_compared=32, matched_mean=0.0,
         mismatched_mean=0.0, wins=0, rank1=rank1, mean_rank=mean_rank, p_value=p, p_wilcoxon=p,
+        meta_auprc=0.0, meta_auprc_floor=0.0, meta_auprc_hard=0.0,
         calls_per_unit=4.0, prompt_tokens_per_unit=0.0, completion_tokens_per_unit=0.0,
     )  # fmt: skip
 

@@ -33,8 +33,10 @@ Design (fixed before recording; committed before the first recorded call):
   with the unit's (`vse.method.best_of.nearest_units`, every unit of the layer, ties by index).
 - Comparison, per (layer, target, configuration): S[i, j] = unit i's chosen explanation on unit j's held-out
   half; `vse.core.discrimination.match`: matched and mismatched means, own > others, own ranked first, mean
-  rank, one-sided paired p-values; cost per unit: calls, prompt and completion tokens of the candidates the
-  configuration chooses among.
+  rank, one-sided paired p-values; Meta-AUPRC of S (`vse.core.discrimination.meta_auprc`, added to the
+  report after this design was committed and before any result was read: a measure, not part of the rule),
+  with each unit's hard negative the chosen explanation nearest to its own by embedding; cost per unit:
+  calls, prompt and completion tokens of the candidates the configuration chooses among.
 - The rule (issue 32's "done when"): the challenger is the configuration other than ``top-4`` with the most
   `_conv_head` Weight-Label units ranked first (ties: lower mean rank, then fewer calls). It becomes the
   default if, on `_conv_head` Weight-Label, its own explanation ranks first for at least ``goal_rank1`` (16)
@@ -58,7 +60,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vse.core import exact
-from vse.core.discrimination import MATCH_COLUMNS, RANK_COLUMNS, Matched, match
+from vse.core.discrimination import MATCH_COLUMNS, RANK_COLUMNS, Matched, MetaAUPRC, match, meta_auprc, nearest_others
 from vse.core.markdown import Column, markdown_table
 from vse.core.stats import correlation_score
 from vse.core.target import Target, neuron_id, neuron_stem
@@ -168,15 +170,21 @@ class Row:
     mean_rank: float
     p_value: float
     p_wilcoxon: float
+    meta_auprc: float
+    meta_auprc_floor: float
+    meta_auprc_hard: float
     calls_per_unit: float
     prompt_tokens_per_unit: float
     completion_tokens_per_unit: float
     winner: bool = False
 
     @classmethod
-    def of(cls, m: Matched, cost: tuple[float, float, float], **identity) -> Row:
+    def of(cls, m: Matched, meta: MetaAUPRC, cost: tuple[float, float, float], **identity) -> Row:
         return cls(
             **identity,
+            meta_auprc=meta.auprc,
+            meta_auprc_floor=meta.floor,
+            meta_auprc_hard=meta.hard if meta.hard is not None else float("nan"),
             n_compared=m.n_compared,
             matched_mean=m.matched_mean,
             mismatched_mean=m.mismatched_mean,
@@ -365,9 +373,12 @@ def compare_configs(
                 for i in range(len(units))
             ]
         )
+        # Meta-AUPRC's hard negative for unit j: the chosen explanation nearest to j's own by embedding.
+        nearest = nearest_others(store.embed([r.explanation for r in chosen]))
         rows.append(
             Row.of(
                 match(s),
+                meta_auprc(s, nearest),
                 cost(config, records, units),
                 layer=layer,
                 target=str(target),
@@ -419,6 +430,8 @@ COLUMNS = (
     Column("neurons", lambda r: f"{r.n_neurons}"),
     *MATCH_COLUMNS,
     *RANK_COLUMNS,
+    Column("Meta-AUPRC (floor)", lambda r: f"{r.meta_auprc:.3f} ({r.meta_auprc_floor:.3f})"),
+    Column("vs nearest", lambda r: f"{r.meta_auprc_hard:.3f}"),
     Column("calls / unit", lambda r: f"{r.calls_per_unit:.0f}"),
     Column(
         "tokens / unit (prompt + completion)",
