@@ -22,6 +22,7 @@ from vse.llm.cassettes import (
     CASSETTE_SUFFIX,
     CassetteMiss,
     GzipJsonPersister,
+    ReplaySession,
     _JsonSerializer,
     cassette_sizes,
     gzip_bytes,
@@ -187,6 +188,40 @@ def test_real_reply_with_logprobs_replays(cassette):
     with use_cassette(cassette):
         out = client.complete("Count: 1, 2, 3,", max_tokens=1, logprobs=5)
     assert [t.token for t in out.tokens] == [" ", "4", ","]
+
+
+def test_a_replay_session_answers_as_vcrpy_does(cassette):
+    # ReplaySession (what `vse reproduce` replays through) skips requests' and vcrpy's HTTP stack: the same
+    # completions, play counts and misses as a client whose requests go through the patched connection.
+    body = load_reply("completion_logprobs.json")
+    logprobs = reply("")
+    logprobs["body"]["string"] = json.dumps(body).encode()
+    pairs = [(completion_request("Hi"), reply(t)) for t in (" one", " two")]  # an older cassette's two copies
+    pairs.append((completion_request("Count: 1, 2, 3,", logprobs=5), logprobs))
+    cassette.parent.mkdir(parents=True)
+    GzipJsonPersister.save_cassette(
+        cassette,
+        {"requests": [scrub_request(r) for r, _ in pairs], "responses": [scrub_response(a) for _, a in pairs]},
+        _JsonSerializer,
+    )
+
+    def run(through_session: bool) -> tuple[list, list, str]:
+        client, _ = replay_client()
+        with use_cassette(cassette) as c:
+            if through_session:
+                client.session = ReplaySession(c)
+            outs = [client.complete("Hi", max_tokens=1) for _ in range(3)]
+            outs.append(client.complete("Count: 1, 2, 3,", max_tokens=1, logprobs=5))
+            with pytest.raises(CassetteMiss) as info:
+                client.complete("Not recorded", max_tokens=1)
+            counts = sorted(c.play_counts.items())
+        return outs, counts, str(info.value)
+
+    assert run(True) == run(False)
+    outs, counts, miss = run(True)
+    assert [o.text for o in outs[:3]] == [" one", " two", " two"] and counts == [(0, 1), (1, 2), (2, 1)]
+    assert [t.token for t in outs[3].tokens] == [" ", "4", ","] and outs[3].usage.total > 0
+    assert str(cassette) in miss and '"prompt":"Not recorded"' in miss
 
 
 def test_cassette_names_must_end_in_the_suffix(tmp_path):

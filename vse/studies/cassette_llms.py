@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vse.llm.cassettes import CASSETTE_SUFFIX, save_now, use_cassette
+from vse.llm.cassettes import CASSETTE_SUFFIX, ReplaySession, save_now, use_cassette
 from vse.llm.client import ClientConfig, LLMClient, Usage
 from vse.method.llm import LLM
 from vse.paths import data_root, results_root
@@ -56,10 +56,8 @@ class CassetteLLMs:
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         with use_cassette(path, record=self.record) as cassette:
-            client = LLMClient(self.config)
-            if not self.record:
-                # A replay sends nothing: skip requests' per-call proxy lookup in the environment.
-                client.session.trust_env = False
+            # A replay sends nothing: its requests go straight to the cassette, not through requests' stack.
+            client = LLMClient(self.config, session=None if self.record else ReplaySession(cassette))
             llm = LLM.from_client(client, self.api, warm_slots=self.record)
             if self.in_flight is not None:
                 llm.in_flight = self.in_flight
