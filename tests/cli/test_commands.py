@@ -145,6 +145,23 @@ def test_validate_needs_three_units():
     assert result.exit_code == 2 and "at least 3" in result.output
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--targets", "a,b", "unknown target 'a'"),
+        ("--targets", "weight-label,weight-label", "--targets 'weight-label,weight-label': weight-label given twice"),
+        ("--targets", "weight-label,", "--targets 'weight-label,': an empty name (a stray comma?)"),
+        ("--methods", "weight-label,clip-dissect,weight-label", "weight-label given twice"),
+    ],
+)
+def test_validate_names_a_wrong_method_or_target_before_any_call(tmp_path, option, value, says):
+    # No cassette under --cassettes and no server: the line comes from the options alone.
+    result = run("validate", "efficientnet_lite0/_conv_head", "--units", "8,9,10", option, value,
+                 "--cassettes", str(tmp_path / "v"), "--replay")  # fmt: skip
+    assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "v").exists()
+
+
 def test_score_defaults_to_the_embedding_simulator_over_every_unseen_item(tmp_path, monkeypatch):
     # What the simulator study recommends: no LLM, no server; recorded next to the cassette, replayed from there.
     import numpy as np

@@ -57,6 +57,26 @@ def test_an_output_file_that_is_not_batch_output_is_named(tmp_path):
     assert r.output.strip() == f"Error: {bad}: line 1 (vse-x-0) has neither a response nor an error"
 
 
+def test_an_empty_output_file_or_another_runs_output_is_one_line_and_writes_nothing(tmp_path):
+    examples = Path(__file__).resolve().parents[2] / "cassettes" / "examples"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    r = _run("--out", str(tmp_path / "l.jsonl"), "--batch-import", str(empty))
+    assert r.exit_code == 1
+    assert (
+        r.output.strip()
+        == f"Error: {empty}: no Batch API output line (an empty file?): give the batch's downloaded output"
+    )
+    # The recorded example answers units 0:2 with the model named; without --model the bodies (so the ids) differ.
+    recorded = examples / "label-batch-output.jsonl"
+    for other in (["--units", "2:4", "--model", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"], []):
+        r = _run("--out", str(tmp_path / "l.jsonl"), *other, "--batch-import", str(recorded))
+        assert r.exit_code == 1, r.output
+        assert r.output.startswith(f"Error: {recorded}: none of its 4 line(s) answers a request of this command")
+        assert "--model" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "l.cassette.json.gz").exists()
+
+
 def test_with_the_llm_simulator_the_next_round_holds_a_pass_of_predictions(tmp_path):
     # Explanations imported from the recorded example (the local server's replies); the next --batch holds
     # the one-item predictions of Algorithm 1's first pass over the first candidate, for each unit.

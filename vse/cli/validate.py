@@ -38,6 +38,18 @@ def _units(units: str) -> tuple[int, ...]:
     return unit_list
 
 
+def _names(option: str, text: str) -> list[str]:
+    """``"a,b"`` -> ``["a", "b"]``; an empty name (a stray comma) or one given twice is a usage error (each
+    method and target is a row of the table: twice would be the same row twice)."""
+    names = [n.strip() for n in text.split(",")]
+    if "" in names:
+        raise click.UsageError(f"{option} {text!r}: an empty name (a stray comma?)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise click.UsageError(f"{option} {text!r}: {', '.join(twice)} given twice")
+    return names
+
+
 @click.command(
     help="""Matched vs mismatched: does the score tell each unit's own explanation from the others'?
 
@@ -166,7 +178,7 @@ def validate(
     unit_list = _units(units)
     if probe is not None or cassette is not None:
         raise click.UsageError("validate works from the fixtures and writes one cassette per unit under --cassettes")
-    method_list, target_list = methods.split(","), targets.split(",")
+    method_list, target_list = _names("--methods", methods), _names("--targets", targets)
     if Method.WEIGHT_EXPLANATION in method_list:
         preflight.check_weight_explanation(layer)
     preflight.check_units(name, layer, unit_list, preflight.kinds_for(method_list, target_list))

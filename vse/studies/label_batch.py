@@ -148,9 +148,22 @@ def batch_summary(collected: Collected, path: Path | None, est: DryRun, cassette
 
 
 def import_batch(collected: Collected, outputs: Sequence[str | Path], cassette: str | Path) -> ImportReport:
-    """Append the replies of ``outputs`` to the run's pending requests to ``cassette`` (`import_replies`)."""
+    """Append the replies of ``outputs`` to the run's pending requests to ``cassette`` (`import_replies`).
+
+    Two mistakes raise ValueError (nothing is written then): output files with no line at all, and files
+    none of whose lines is this run's (another run's output, or this one's with other options), which would
+    otherwise end in a report that imported nothing and a zero exit."""
     pending = {r.custom_id: r for r in collected.pending}
-    return import_replies(pending, outputs, cassette, recorded=collected.recorded)
+    report = import_replies(pending, outputs, cassette, recorded=collected.recorded)
+    names = ", ".join(str(p) for p in outputs)
+    if not (report.imported or report.already or report.errors or report.unknown):
+        raise ValueError(f"{names}: no Batch API output line (an empty file?): give the batch's downloaded output")
+    if report.unknown and not (report.imported or report.already or report.errors):
+        raise ValueError(
+            f"{names}: none of its {len(report.unknown)} line(s) answers a request of this command: the output of "
+            "another run, or of --batch with other options (units, --n, --method, --model, --score, --api)?"
+        )
+    return report
 
 
 def _ids(ids: Sequence[str]) -> str:
