@@ -35,6 +35,19 @@ class SimItem:
 
 
 @dataclass(frozen=True)
+class Chosen:
+    """Why best of N kept an explanation: its score on the held-in items against the candidates it beat.
+
+    held_in: its own held-in score; beaten: the other candidates' held-in scores, in their order; the
+    items of each half (the score beside it is on the held-out half, which the choice never saw)."""
+
+    held_in: float
+    beaten: tuple[float, ...]
+    held_in_items: int
+    held_out_items: int
+
+
+@dataclass(frozen=True)
 class Score:
     """One explanation's score on one target under one protocol.
 
@@ -54,6 +67,7 @@ class Score:
     items: tuple[SimItem, ...] = ()
     n_passes_kept: int = 0
     simulator: str = ""
+    chosen: Chosen | None = None  # best of N: why this explanation was the one scored (None: one candidate)
 
     @property
     def column(self) -> str:

@@ -13,9 +13,10 @@ from pathlib import Path
 from vse.atomic import read_jsonl
 from vse.core.target import neuron_id, parse_neuron_id
 from vse.core.vocab import USER_METHOD, Polarity, UnitStatus
+from vse.method.best_of import BestOfN
 from vse.method.label_record import LabelRecord
 from vse.method.records import ScoreRecord
-from vse.outputs.atlas.cards import Card, Dead, Explanation, Score, SimItem, Unscored, neuron_key
+from vse.outputs.atlas.cards import Card, Chosen, Dead, Explanation, Score, SimItem, Unscored, neuron_key
 
 #: The explanation length the committed experiments allowed (ExplainConfig.max_tokens when they were
 #: recorded): a record that used all of it in one call was cut off by the model's budget.
@@ -68,6 +69,16 @@ def _as_score_record(rec: Mapping) -> ScoreRecord | None:
         return None
 
 
+def why_chosen(best: BestOfN) -> Chosen | None:
+    """A best of N's winner against the candidates it beat on the held-in items (None: one candidate, or
+    held-in scores not recorded)."""
+    scores = [c.held_in for c in best.candidates]
+    if len(scores) < 2 or any(x is None for x in scores):
+        return None
+    beaten = tuple(float(x) for i, x in enumerate(scores) if i != best.chosen)
+    return Chosen(float(scores[best.chosen]), beaten, best.held_in_items, best.held_out_items)
+
+
 class _Collector:
     """Explanations and scores of many records, grouped per neuron and explanation, in first-seen order."""
 
@@ -96,7 +107,7 @@ class _Collector:
         else:
             self.score_record(record)
 
-    def score_record(self, record: ScoreRecord) -> None:
+    def score_record(self, record: ScoreRecord, chosen: Chosen | None = None) -> None:
         kept = [d for d in record.details if d.items]
         items = _sim_items(kept[0].items, kept[0].true, kept[0].predicted) if kept else ()
         score = Score(
@@ -109,6 +120,7 @@ class _Collector:
             items,
             len(kept),
             str(record.provenance.simulator or ""),
+            chosen,
         )
         self._add_score(record.neuron, record.method, record.polarity, record.explanation, score)
 
@@ -164,7 +176,7 @@ class _Collector:
         for e in rec.explanations or ():
             self.explanation(e.to_json())
         for s in rec.scores or ():
-            self.score_record(s.record)
+            self.score_record(s.record, why_chosen(s))
 
     def add(self, rec: Mapping) -> None:
         if not isinstance(rec, Mapping):

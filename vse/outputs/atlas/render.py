@@ -42,6 +42,23 @@ def score_text(s: Score) -> str:
     return text
 
 
+def chosen_note(e: Explanation) -> str:
+    """Why best of N kept ``e``, per target it was chosen on: its held-in score against the candidates it beat."""
+    out = []
+    for s in e.scores:
+        c = s.chosen
+        if c is None:
+            continue
+        others = ", ".join(f"{x:.2f}" for x in c.beaten)
+        out.append(
+            f'<p class="note chosen" data-target="{esc(s.column)}"><b>{esc(e.method)}</b> on <b>{esc(s.column)}</b>: '
+            f"chosen from {len(c.beaten) + 1} candidates by its score on {c.held_in_items} held-in items, "
+            f"{c.held_in:.2f} against {esc(others)}; the score shown is on the other {c.held_out_items} items "
+            "(held out, never used to choose).</p>"
+        )
+    return "\n".join(out)
+
+
 def polarity_badge(polarity: str) -> str:
     meaning = {
         Polarity.POSITIVE: "explained from what drives the unit up",
@@ -250,6 +267,7 @@ def render_card(
             '<p class="note">Scores: 100 × Pearson r of simulated vs true values'
             " ± the 90% t-interval half-width (passes).</p>"
         )
+    parts += [x for x in (chosen_note(e) for e in card.explanations) if x]
     sims = "\n".join(x for x in (_sim_section(e) for e in card.explanations) if x)
     if sims:
         parts.append("<h4>True vs simulated values per item</h4>\n" + sims)
