@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from vse.core import exact
 from vse.core.discrimination import match
 from vse.core.stats import correlation_score
 from vse.core.target import neuron_id
@@ -26,7 +27,7 @@ from vse.core.vocab import Display, Pick
 from vse.data.loader import load_target
 from vse.method.best_of import split_unseen, unseen_items
 from vse.method.records import ExplanationRecord
-from vse.method.simulators.embedding import EmbeddingStore
+from vse.method.simulators.embedding import EmbeddingStore, cosine_predictions
 from vse.paths import data_root
 from vse.studies.registry import EXPERIMENTS
 from vse.studies.specificity_study import CONFIGS, Config, SpecificityStudy, compare_configs
@@ -38,6 +39,31 @@ DEV_CONFIGS = (
     Config("pooled-8+8", (T, H), 8, Pick.HELD_IN),
     Config("pooled-8+8-specific", (T, H), 8, Pick.SPECIFIC),
 )
+
+
+def bar(study: SpecificityStudy, layer: str, units: list[int], target: str, records, store, choices) -> str:
+    """What the own explanation has to beat to rank first: the best of the others' scores on its held-out half."""
+    ts = [load_target(neuron_id(study.model, layer, u), target) for u in units]
+    halves = [
+        split_unseen(unseen_items(t.strength, records[u, T] + records[u, H], target, 25), study.split_seed, u)
+        for u, t in zip(units, ts, strict=True)
+    ]
+    texts = ts[0].texts
+    chosen = [c.explanation for c in choices if c.config == "top-4"]
+    pred = [cosine_predictions(store, e, texts) for e in chosen]
+    n = len(units)
+    own, best, spread = [], [], []
+    for j in range(n):
+        out = halves[j][1]
+        col = [correlation_score(pred[i][out], ts[j].values[out]) for i in range(n)]
+        others = [x for i, x in enumerate(col) if i != j]
+        own.append(col[j])
+        best.append(max(others))
+        spread.append(exact.std(others))
+    return (
+        f"top-4: own {exact.mean(own):.1f}, best of the {n - 1} others {exact.mean(best):.1f} "
+        f"(others' SD {exact.mean(spread):.1f}), {len(halves[0][1])} held-out items"
+    )
 
 
 def ceiling(study: SpecificityStudy, layer: str, units: list[int], target: str, records, store, lam: float) -> str:
@@ -67,6 +93,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ceiling", action="store_true")
     ap.add_argument("--neighbours", type=int, default=10)
+    ap.add_argument(
+        "--split-seeds",
+        type=int,
+        default=0,
+        help="instead: rank 1 of the held-in configurations over this many held-in/held-out draws (seeds 0..N-1)",
+    )
     args = ap.parse_args()
     dev = EXPERIMENTS["defaults-study"]
     study = SpecificityStudy(n_candidates=8, configs=DEV_CONFIGS, n_neighbours=args.neighbours)
@@ -79,8 +111,23 @@ def main() -> None:
     for layer, n in dev.layers:
         units = dev.units(layer, n)
         records = {(u, d): by[neuron_id(dev.model, layer, u), str(d)] for u in units for d in (T, H)}
+        if args.split_seeds:
+            plain = replace(study, configs=tuple(c for c in DEV_CONFIGS if c.pick == Pick.HELD_IN))
+            for target in dev.targets:
+                counts: dict[str, list[int]] = {}
+                for split in range(args.split_seeds):
+                    rows, _ = compare_configs(replace(plain, split_seed=split), layer, units, target, records, store)
+                    for r in rows:
+                        counts.setdefault(r.config, []).append(r.rank1)
+                for config, c in counts.items():
+                    print(
+                        f"{layer:10s} {target:18s} {config:12s} rank1 over {len(c)} splits: "
+                        f"mean {sum(c) / len(c):.1f}, min {min(c)}, max {max(c)}",
+                        flush=True,
+                    )
+            continue
         for target in dev.targets:
-            rows, _ = compare_configs(replace(study), layer, units, target, records, store)
+            rows, choices = compare_configs(replace(study), layer, units, target, records, store)
             for r in rows:
                 print(
                     f"{layer:10s} {target:18s} {r.config:20s} rank1 {r.rank1:2d}/{r.n_neurons} "
@@ -91,6 +138,7 @@ def main() -> None:
                     flush=True,
                 )
             if args.ceiling:
+                print(f"{layer:10s} {target:18s} {bar(study, layer, units, target, records, store, choices)}")
                 print(f"{layer:10s} {target:18s} {ceiling(study, layer, units, target, records, store, 10.0)}")
 
 
