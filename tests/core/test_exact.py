@@ -61,6 +61,65 @@ def test_dots_is_dot_row_by_row_bit_for_bit(rows_v):
     assert got.tolist() == [exact.dot(r, v) for r in rows]
 
 
+any_finite = st.floats(allow_nan=False, allow_infinity=False)  # every exponent, subnormals, both zeros
+spread = st.sampled_from([1e-300, 1e-30, 2.0**-53, 1e-8, 1.0, 3.0, 2.0**52, 1e30, 1e300, 5e-324])
+
+
+def _bits(x) -> bytes:
+    return np.asarray(x, dtype=np.float64).tobytes()  # -0.0 and 0.0 differ here
+
+
+@given(
+    st.integers(1, 70).flatmap(
+        lambda d: st.lists(
+            st.lists(st.one_of(any_finite, spread, spread.map(lambda x: -x)), min_size=d, max_size=d),
+            min_size=1,
+            max_size=6,
+        )
+    )
+)
+def test_row_sums_are_fsum_of_each_row_bit_for_bit(rows):
+    # The split sums (exact._exact_row_sums) against math.fsum term by term, over every finite double:
+    # exponents far apart, cancellation, ties, subnormals, signed zeros, overflowing sums.
+    p = np.array(rows, dtype=np.float64)
+    try:
+        expected = [math.fsum(r) for r in rows]
+    except OverflowError:
+        with pytest.raises(OverflowError):
+            exact._exact_row_sums(p)
+        return
+    assert _bits(exact._exact_row_sums(p)) == _bits(expected)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        [1.0, 2.0**-53],  # a tie: rounds to even (1.0)
+        [1.0 + 2.0**-52, 2.0**-53],  # a tie: rounds to even (up)
+        [1.0, 2.0**-53, 2.0**-160],  # just above the tie
+        [1.0, 2.0**-53, -(2.0**-160)],  # just below it
+        [1e16, 1.0, -1e16],
+        [-0.0, -0.0],
+        [0.0, -0.0],
+        [1e-310, -1e-310, 5e-324],
+        [2.0**-1000, 2.0**-1060, -(2.0**-1000)],
+        [1e300, 1e300, -1e300, 1e-300],
+    ],
+)
+def test_row_sums_at_the_edges(row):
+    p = np.array([row, row[::-1]], dtype=np.float64)
+    assert _bits(exact._exact_row_sums(p)) == _bits([math.fsum(row)] * 2)
+
+
+def test_dots_over_embedding_sized_rows_are_fsum_bit_for_bit():
+    # The embedding simulator's case: 384-dim unit vectors from float16, hundreds of rows.
+    rng = np.random.default_rng(5)
+    m = rng.standard_normal((300, 384)).astype(np.float16).astype(np.float64)
+    m /= np.sqrt(np.array([exact.dot(r, r) for r in m]))[:, None]
+    v = m[7] * -1.5
+    assert _bits(exact.dots(m, v)) == _bits([math.fsum((r * v).tolist()) for r in m])
+
+
 def test_dots_refuses_mismatched_shapes():
     with pytest.raises(ValueError, match="dots of rows"):
         exact.dots(np.zeros((2, 3)), np.zeros(4))

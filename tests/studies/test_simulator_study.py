@@ -98,6 +98,18 @@ def test_embedding_store_records_then_replays_without_the_encoder(tmp_path):
     assert path.read_bytes() == first and len(calls) == 2
 
 
+def test_an_item_list_is_stacked_once_and_kept_read_only(tmp_path):
+    store = EmbeddingStore(tmp_path / "e.npz", record=True, encode=_fake_encoder([]))
+    texts = ["banana", "dog", "a cat"]
+    first = store.items(texts)
+    assert store.items(tuple(texts)) is first and not first.flags.writeable
+    assert first.tobytes() == store.embed(texts).tobytes()
+    assert cosine_predictions(store, "dog", texts).tobytes() == cosine_predictions(store, "dog", list(texts)).tobytes()
+    for i in range(12):  # a few lists are kept, not every one ever asked for
+        store.items([f"t{i}"])
+    assert store.items(texts) is not first and store.items(texts).tobytes() == first.tobytes()
+
+
 def test_replay_of_an_unknown_text_names_the_store(tmp_path):
     path = tmp_path / "e.npz"
     rec = EmbeddingStore(path, record=True, encode=_fake_encoder([]))

