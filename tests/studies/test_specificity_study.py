@@ -76,3 +76,9 @@ def test_the_rule_takes_the_most_rank1_and_needs_the_goal_and_no_worse_elsewhere
     # equal rank1 and mean rank: the cheaper one
     head = {"pooled-4+4": (17, 3.0, 1e-6), "pooled-2+2": (17, 3.0, 1e-6)}
     assert verdict(_rows(head, {}), STUDY) == ("pooled-2+2", True)
+
+
+def test_the_registry_records_this_design():
+    """Registered once its cassettes are complete (docs/studies/specificity-study.md): the same design as here."""
+    if STUDY.name in EXPERIMENTS:
+        assert EXPERIMENTS[STUDY.name] == STUDY
