@@ -96,6 +96,12 @@ NOTES: dict[str, ExperimentNote] = {
         question="The recommended path on 48 new units: does best of N chosen on held-in items, or the held-out "
         "display, make the default scorer tell each unit's own explanation from the others'?",
     ),
+    "scorer-sanity": ExperimentNote(
+        docs=STUDIES + "scorer-sanity.md",
+        question="Do vse's scorers pass NeuronEval's sanity checks (a concept with labels missing or extra must "
+        "score lower) under every protocol, prefer an exact explanation to one too broad or too narrow, and "
+        "pick each unit's own explanation (Meta-AUPRC)?",
+    ),
     "all-methods-one-neuron": ExperimentNote(
         docs=STUDIES + "other-experiments.md#every-method-on-every-target-one-neuron",
         question="Every explanation method on one unit of the second-last layer.",

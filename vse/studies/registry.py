@@ -17,6 +17,7 @@ from vse.outputs.experiment_notes import NOTES, PRIORITY
 from vse.studies.defaults_study import DefaultsStudy
 from vse.studies.kind import StudyKind, one_item_scorer
 from vse.studies.matched import MatchedStudy
+from vse.studies.scorer_sanity import ScorerSanityStudy
 from vse.studies.simulator import RECALL_FREE_ALL, SimulatorName, SimulatorStudy
 from vse.studies.strategy import StrategyStudy
 from vse.studies.table import TableExperiment
@@ -169,6 +170,9 @@ EXPERIMENTS: dict[str, StudyKind] = {
         # The recommended path on 48 new units: display x best of 1/2/4/8, chosen on held-in items;
         # picks the defaults (`vse.method.defaults`) by a rule fixed before recording.
         DefaultsStudy(),
+        # Issue 31: NeuronEval's sanity checks (missing / extra labels) for every protocol, real explanations too
+        # broad and too narrow, and Meta-AUPRC; the design in the module's doc, fixed before recording.
+        ScorerSanityStudy(),
     ]
 }
 
