@@ -18,8 +18,8 @@ from pathlib import Path
 import click
 
 from vse.cli import preflight
-from vse.core.target import neuron_id
-from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Api, Kind, Method, Mode, choices
+from vse.core.target import Feature, feature_layer, neuron_id, split_layer
+from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Api, FeatureKind, Kind, Method, Mode, choices
 from vse.data import loader
 from vse.data.loader import Source, live_pairs
 from vse.llm.cassettes import use_cassette
@@ -131,6 +131,21 @@ def parse_units(text: str | None, width: int | None) -> list[int]:
 @click.option(
     "--device", default="cpu", show_default=True, help="Where --probe activations are computed (cpu, cuda, cuda:N)."
 )
+@click.option(
+    "--sae",
+    "sae_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Label the latents of this SAE file (`vse sae train`) instead of the channels; units "
+    "MODEL/LAYER/sae:FILE/INDEX (docs/sae.md).",
+)
+@click.option(
+    "--directions",
+    "directions_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Label the directions (rows) of this .npy/.pt file instead of the channels; units MODEL/LAYER/dir:FILE/INDEX.",
+)
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and price without calling anything.")
 @click.option("--price-per-1k-tokens", "price", type=float, default=None, help="Price for --dry-run.")
 @click.option(
@@ -176,6 +191,8 @@ def label_cmd(
     out,
     probe,
     device,
+    sae_file,
+    directions_file,
     dry_run,
     price,
     batch,
@@ -190,18 +207,20 @@ def label_cmd(
         raise click.BadParameter(
             f"expected MODEL/LAYER, e.g. efficientnet_lite0/_conv_head: {model_layer!r}", param_hint="MODEL/LAYER"
         )
+    layer = _feature_layer(layer, sae_file, directions_file)
     target = target or (method if method in TARGET_KINDS else Kind.WEIGHT_LABEL.value)
     # Inputs first, so a mistake is one line and not a failure minutes in: the layer, its units, the pairs,
     # a probe folder, the model's weights, all checked before any model runs over a probe set or any LLM call.
     kinds = preflight.kinds_for([method], [target] if score else [])
     if method == Method.WEIGHT_EXPLANATION:
         preflight.check_weight_explanation(layer)
-    if probe is None:
-        width = preflight.check_units(model, layer, [], kinds)
-    else:
+    if probe is None or split_layer(layer)[1] is not None:
+        width = preflight.check_units(model, layer, [], kinds, probe=probe)
+    if probe is not None:
         probe_set = preflight.check_probe(probe, captions=Kind.CAPTION_ACTIVATION in kinds)
         preflight.check_weights(model)
-        width = loader.layer_width(model, layer)
+        if split_layer(layer)[1] is None:
+            width = loader.layer_width(model, layer)
         if target == Kind.CAPTION_ACTIVATION:  # a set this small leaves nothing unseen to score on: said first
             notes = preflight.probe_size_notes(
                 len(probe_set.items),
@@ -266,9 +285,7 @@ def label_cmd(
     urls = [ClientConfig(base_url=u).base_url for u in base_urls] or [ClientConfig.from_env(model=llm_model).base_url]
     client_for = per_thread(lambda url: LLMClient(ClientConfig.from_env(base_url=url, model=llm_model)))
     if out is None:
-        suffix = f".shard{shard_t[0]}of{shard_t[1]}" if shard_t else ""
-        probe_part = f"__{probe.resolve().name}" if probe is not None else ""
-        out = Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
+        out = default_out(model, layer, method, probe, shard_t)
     try:
         summary = label_work.label_layer(
             model,
@@ -301,6 +318,18 @@ def label_cmd(
 #: The kinds a probe folder lets vse compute with the model itself (the others need the next layer's labels).
 
 
+def _feature_layer(layer: str, sae_file: Path | None, directions_file: Path | None) -> str:
+    """``LAYER``, or ``LAYER/sae:FILE`` / ``LAYER/dir:FILE`` (`vse.core.target.feature_layer`) for --sae or
+    --directions."""
+    if sae_file is not None and directions_file is not None:
+        raise click.UsageError("--sae and --directions name different units: give one of them")
+    if sae_file is not None:
+        return feature_layer(layer, Feature(FeatureKind.SAE, sae_file.as_posix()))
+    if directions_file is not None:
+        return feature_layer(layer, Feature(FeatureKind.DIRECTION, directions_file.as_posix()))
+    return layer
+
+
 def _probe_source(model: str, layer: str, method: str, target: str | None, probe: Path, device: str, dry_run: bool):
     """The `Source` of a ``--probe`` run, its pairs computed (or read from the cache) once, here, before
     any LLM call: a probe without captions, an unknown model or layer fails now, in one line."""
@@ -317,6 +346,9 @@ def _probe_source(model: str, layer: str, method: str, target: str | None, probe
     source = Source(probe=probe, device=device)
     for kind in dict.fromkeys(k for k in (method, target) if k is not None):
         try:
+            if split_layer(layer)[1] is not None:  # a feature's pairs (they cache its layer's channels too)
+                loader.load_target(neuron_id(model, layer, 0), kind, source=source)
+                continue
             live_pairs(model, layer, kind, probe.resolve(), source.cache_dir, device)
         except (ValueError, KeyError) as exc:
             raise click.ClickException(f"--probe {probe}: {exc}") from None
@@ -362,7 +394,9 @@ def default_out(model: str, layer: str, method: str, probe: Path | None, shard_t
     """The label file a run writes without --out (``labels/MODEL__LAYER__METHOD[__PROBE][.shardIofN].jsonl``)."""
     suffix = f".shard{shard_t[0]}of{shard_t[1]}" if shard_t else ""
     probe_part = f"__{probe.resolve().name}" if probe is not None else ""
-    return Path("labels") / f"{model}__{layer.strip('_')}__{method}{probe_part}{suffix}.jsonl"
+    base, feature = split_layer(layer)
+    feature_part = f"__{feature.stem}" if feature is not None else ""
+    return Path("labels") / f"{model}__{base.strip('_')}{feature_part}__{method}{probe_part}{suffix}.jsonl"
 
 
 def _batch(model, layer, method, units, *, out, cassette, batch, batch_imports, llm_model, price, **run) -> None:

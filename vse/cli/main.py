@@ -16,6 +16,7 @@ from vse.cli.explain import explain
 from vse.cli.label import label_cmd
 from vse.cli.llm import llm
 from vse.cli.reproduce import reproduce
+from vse.cli.sae import sae_group
 from vse.cli.score import score
 from vse.cli.validate import validate
 from vse.cli.vision import register as register_vision
@@ -32,6 +33,6 @@ def main() -> None:
     """
 
 
-for command in (reproduce, llm, explain, score, validate, label_cmd, atlas_cmd):
+for command in (reproduce, llm, explain, score, validate, label_cmd, atlas_cmd, sae_group):
     main.add_command(command)
 register_vision(main)

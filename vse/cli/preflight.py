@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vse.core.target import parse_neuron_id
+from vse.core.target import Feature, parse_neuron_id, split_layer
 from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Kind, Method, Polarity
 from vse.data import loader
 from vse.errors import UserError
@@ -250,7 +250,11 @@ def check_units(
 
     Without ``probe`` the pairs come from the fixtures (numpy only); with it, the probe folder, the
     model's weights and the layer are checked, the width read from a cached matrix or one model load.
+    A feature's layer (``LAYER/sae:FILE``, ``LAYER/dir:FILE``: `check_feature`) gives the feature's width.
     """
+    base, feature = split_layer(layer)
+    if feature is not None:
+        return check_feature(model, base, feature, units, kinds, probe=probe)
     if probe is None:
         widths = [_fixture_width(model, layer, kind) for kind in kinds] or [
             _fixture_width(model, layer, Kind.WEIGHT_LABEL)
@@ -269,6 +273,27 @@ def check_units(
     bad = [u for u in units if not 0 <= u < width]
     if bad:
         raise UserError(f"unit {bad[0]} is out of range: {model}/{layer} has {width} units (0..{width - 1})")
+    return width
+
+
+def check_feature(
+    model: str, layer: str, feature: Feature, units: Sequence[int], kinds: Sequence[str], *, probe=None
+) -> int:
+    """A directions or SAE file that fits ``model/layer`` (its model and layer, its width, no NaNs), kinds it has,
+    units in range; returns its number of units. Numpy only, unless the layer is not in the fixtures."""
+    other = [k for k in kinds if k not in loader.FEATURE_KINDS]
+    if other:
+        raise UserError(
+            f"a {feature.kind.value} unit has {' and '.join(loader.FEATURE_KINDS)} pairs, not {other[0]} "
+            "(it needs the next layer's labels)"
+        )
+    if probe is not None:
+        check_probe(probe, captions=Kind.CAPTION_ACTIVATION in kinds)
+        check_weights(model)
+    width = loader.feature_width(model, layer, feature)
+    bad = [u for u in units if not 0 <= u < width]
+    if bad:
+        raise UserError(f"unit {bad[0]} is out of range: {feature.file} has {width} units (0..{width - 1})")
     return width
 
 
@@ -295,6 +320,7 @@ def check_neuron(
 
 __all__ = [
     "KIND_OF_METHOD",
+    "check_feature",
     "check_neuron",
     "check_probe",
     "check_scorable",

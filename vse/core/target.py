@@ -7,6 +7,7 @@ scaled over the *whole* list so that a subset's numbers mean the same as the ful
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,7 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from vse.core.scaling import flip_negative, scale_signed, scale_to_int
-from vse.core.vocab import Kind, Polarity, choices
+from vse.core.vocab import FeatureKind, Kind, Polarity, choices
 
 POLARITIES = choices(Polarity)
 
@@ -35,15 +36,73 @@ def check_kind(kind: str) -> Kind:
         raise ValueError(f"unknown feature kind {kind!r}; known: {', '.join(choices(Kind))}") from None
 
 
+@dataclass(frozen=True)
+class Feature:
+    """A unit space of a layer other than its channels: the latents of an SAE file or the vectors of a
+    directions file (`FeatureKind`), named by the file as the user gave it.
+
+    A unit of it has the id ``MODEL/LAYER/KIND:FILE/INDEX`` (``efficientnet_lite0/_conv_head/sae:sae.npz/17``,
+    ``efficientnet_lite0/_blocks.15/dir:concepts.npy/3``); FILE may hold ``/`` (a path), never ``:`` first.
+    """
+
+    kind: FeatureKind
+    file: str
+
+    @property
+    def spec(self) -> str:
+        """``KIND:FILE``: the part of a unit id between the layer and the index."""
+        return f"{self.kind.value}:{self.file}"
+
+    @property
+    def stem(self) -> str:
+        """A file-name-safe short name: the kind and the file's name without folders or extension."""
+        name = self.file.rsplit("/", 1)[-1].split(".", 1)[0] or "feature"
+        return f"{self.kind.value}-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def parse_feature(spec: str) -> Feature:
+    """``"sae:FILE"`` / ``"dir:FILE"`` -> `Feature`, with a clear error for anything else."""
+    kind, sep, file = spec.partition(":")
+    if not sep or not file or kind not in choices(FeatureKind):
+        raise ValueError(
+            f"{spec!r} is not a feature of a layer: expected sae:FILE (an SAE's latents) or dir:FILE (directions)"
+        )
+    return Feature(FeatureKind(kind), file)
+
+
+def split_layer(layer: str) -> tuple[str, Feature | None]:
+    """A layer as `parse_neuron_id` gives it -> (the model's layer, its feature or None for channels):
+    ``"_conv_head/sae:x.npz"`` -> ``("_conv_head", Feature(SAE, "x.npz"))``; ``"_conv_head"`` -> ``("_conv_head",
+    None)``."""
+    base, sep, rest = layer.partition("/")
+    return (base, parse_feature(rest)) if sep else (layer, None)
+
+
+def feature_layer(layer: str, feature: Feature | None) -> str:
+    """The inverse of `split_layer`: ``LAYER`` or ``LAYER/KIND:FILE`` (what `neuron_id` takes)."""
+    return layer if feature is None else f"{layer}/{feature.spec}"
+
+
 def parse_neuron_id(neuron: str) -> tuple[str, str, int]:
     """``MODEL/LAYER/INDEX`` -> (model, layer, index), with a clear error for anything else.
 
-    ``"efficientnet_lite0/_conv_head/489"`` -> ``("efficientnet_lite0", "_conv_head", 489)``.
+    ``"efficientnet_lite0/_conv_head/489"`` -> ``("efficientnet_lite0", "_conv_head", 489)``. A unit of a
+    feature (`Feature`), ``MODEL/LAYER/KIND:FILE/INDEX``, gives the layer as ``LAYER/KIND:FILE`` (`split_layer`
+    takes it apart), so that `neuron_id` builds the same id back and a stem or record never confuses latent 17
+    with channel 17.
     """
     parts = neuron.split("/")
-    if len(parts) != 3 or not all(parts) or not parts[2].isdigit():
-        raise ValueError(f"neuron id {neuron!r} is not MODEL/LAYER/INDEX (e.g. efficientnet_lite0/_conv_head/489)")
-    return parts[0], parts[1], int(parts[2])
+    example = "e.g. efficientnet_lite0/_conv_head/489 or efficientnet_lite0/_conv_head/sae:FILE/17"
+    if len(parts) < 3 or not all(parts) or not parts[-1].isdigit():
+        raise ValueError(f"neuron id {neuron!r} is not MODEL/LAYER/INDEX ({example})")
+    if len(parts) == 3:
+        return parts[0], parts[1], int(parts[2])
+    middle = "/".join(parts[2:-1])
+    try:
+        feature = parse_feature(middle)
+    except ValueError as exc:
+        raise ValueError(f"neuron id {neuron!r} is not MODEL/LAYER/INDEX nor a feature's unit: {exc}") from None
+    return parts[0], feature_layer(parts[1], feature), int(parts[-1])
 
 
 def neuron_id(model: str, layer: str, index: int) -> str:
@@ -54,9 +113,11 @@ def neuron_id(model: str, layer: str, index: int) -> str:
 def neuron_stem(model: str, layer: str, unit: int | str) -> str:
     """A file-name-safe name of a neuron, ``MODEL__LAYER__UNIT``: the stem of its cassettes and atlas card.
 
-    For a neuron id: ``neuron_stem(*parse_neuron_id(neuron))``.
+    For a neuron id: ``neuron_stem(*parse_neuron_id(neuron))``; a feature's unit is ``MODEL__LAYER__KIND-NAME__UNIT``
+    (`Feature.stem`: the file's name, not its folder, so a cassette does not depend on where the file lies).
     """
-    return f"{model}__{layer}__{unit}"
+    base, feature = split_layer(layer)
+    return f"{model}__{base}__{unit}" if feature is None else f"{model}__{base}__{feature.stem}__{unit}"
 
 
 @dataclass(frozen=True)

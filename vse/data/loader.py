@@ -8,6 +8,18 @@ Kinds:
   explanations (only the units that have one).
 - ``caption-activation``: activations on the probe images, their captions as texts.
 
+A unit may be a feature of the layer instead of a channel (`vse.core.target.Feature`, ids
+``MODEL/LAYER/sae:FILE/INDEX`` and ``MODEL/LAYER/dir:FILE/INDEX``, see docs/sae.md), with the same two
+kinds a probe folder gives:
+- a **direction** d (a row of a ``.npy``/``.pt`` file): weight-label = d . W (W: the layer's weights to the
+  classes, the eq. 1 product for an earlier layer, so a direction's weights are its channels' weights
+  mixed as it mixes them); caption-activation = d . a(image), a the channels' pooled activations, which is
+  the spatial mean of d's own map (the mean is linear);
+- a **latent** j of an SAE file (`vse.vision.sae`): weight-label = D_j . W, its dictionary atom's weights (a
+  latent adds z_j D_j to the layer); caption-activation = the spatial mean of its code, as the file keeps it
+  for the probe set it was trained on (no ``--probe``), or computed through the model for ``--probe DIR``.
+Every product is an exact dot (`vse.core.exact.dots`): the same bits on every machine.
+
 Data come from the committed fixtures (numpy only, no model), or, with a `Source` naming a probe
 folder, from any registered model computed through `vse.vision` and cached on disk under a key
 of (model, layer, kind, probe set), so a second run starts at once. Each matrix is read once per
@@ -28,10 +40,12 @@ from pathlib import Path
 import numpy as np
 
 from vse.atomic import write_atomic
+from vse.core import exact
 from vse.core.seeds import rng
-from vse.core.target import Target, parse_neuron_id
-from vse.core.vocab import Kind, Polarity
-from vse.vision import activations, datasets, fixtures, models, weights
+from vse.core.target import Feature, Target, parse_neuron_id, split_layer
+from vse.core.vocab import FeatureKind, Kind, Polarity
+from vse.errors import UserError
+from vse.vision import activations, datasets, fixtures, models, sae, weights
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,9 @@ def load_target(
     unit index; the target keeps the units that have one.
     """
     model, layer, unit = parse_neuron_id(neuron)
+    base, feature = split_layer(layer)
+    if feature is not None:
+        return _feature_target(neuron, model, base, feature, unit, kind, polarity, source)
     if source.probe is not None:
         texts, raw = _live_matrix(
             model, layer, kind, Path(source.probe).resolve(), Path(source.cache_dir), source.device
@@ -183,6 +200,106 @@ def load_target(
             raise ValueError(f"{neuron}: a weight-explanation target needs explanations of the next layer's units")
         keep = sorted(next_explanations)
         texts, values = tuple(next_explanations[j] for j in keep), values[keep]
+    return Target(neuron, kind, tuple(texts), np.asarray(values, dtype=np.float64), polarity)
+
+
+# ----------------------------------------------------------------------------- features of a layer
+
+#: The kinds a feature's unit has: both need only the layer's own channels (next-layer labels would too, but
+#: no one has asked).
+FEATURE_KINDS = (Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL)
+
+
+@cache
+def feature_file(model: str, layer: str, feature: Feature) -> sae.SaeFile | np.ndarray:
+    """The feature's file, read once and checked against ``model/layer``: an `SaeFile` (trained on this model
+    and layer, of its width) or the directions ``[n, width]``; one line (`UserError`) for anything else."""
+    width = layer_width(model, layer)
+    try:
+        if feature.kind == FeatureKind.SAE:
+            found = sae.load_sae(feature.file)
+            if (found.model, found.layer) != (model, layer):
+                raise sae.FeatureFileError(
+                    f"{feature.file} was trained on {found.model}/{found.layer}, not {model}/{layer}: "
+                    f"its units are {found.model}/{found.layer}/sae:{feature.file}/INDEX"
+                )
+            if width is not None and found.width != width:
+                raise sae.FeatureFileError(
+                    f"{feature.file}: an SAE of width {found.width}, but {model}/{layer} has {width} channels"
+                )
+            return found
+        return sae.load_directions(feature.file, width)
+    except sae.FeatureFileError as exc:
+        raise UserError(str(exc)) from None
+
+
+def feature_width(model: str, layer: str, feature: Feature) -> int:
+    """Units of the feature: the SAE's latents or the file's directions."""
+    found = feature_file(model, layer, feature)
+    return found.latents if isinstance(found, sae.SaeFile) else int(found.shape[0])
+
+
+def _channels(model: str, layer: str, kind: str, source: Source) -> tuple[tuple[str, ...], np.ndarray]:
+    """(texts, raw [channels, items]) of the layer's channels: the fixtures, or the model on the probe folder."""
+    if source.probe is not None:
+        return _live_matrix(model, layer, kind, Path(source.probe).resolve(), Path(source.cache_dir), source.device)
+    return _matrix(model, layer, kind)
+
+
+@cache
+def sae_probe_latents(
+    model: str, layer: str, feature: Feature, probe: Path, cache_dir: Path, device: str = "cpu"
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """(captions, pooled codes [latents, images]) of an SAE's latents on a probe folder, through the model
+    (spatial maps), cached on disk under the SAE file's and the probe set's identity."""
+    found = feature_file(model, layer, feature)
+    digest = hashlib.sha256(Path(feature.file).read_bytes()).hexdigest()[:16]
+    path = cache_dir / f"{model}__{layer}__sae-{digest}__{probe.name}-{_probe_key(probe)}.npz"
+    if path.exists():
+        data = np.load(path, allow_pickle=False)
+        return tuple(json.loads(str(data["texts"]))), np.asarray(data["raw"], dtype=np.float64)
+    probe_set = datasets.load_folder(probe)
+    missing = [it.id for it in probe_set.items if not it.caption]
+    if missing:
+        raise ValueError(f"{len(missing)} images of {probe} have no caption (first: {missing[0]})")
+    ids, pooled = sae.probe_latents(models.load_model(model), probe_set, found, device=device)
+    captions = {it.id: it.caption for it in probe_set.items}
+    texts, raw = tuple(captions[i] for i in ids), np.asarray(pooled, dtype=np.float64).T
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, texts=np.array(json.dumps(list(texts))), raw=raw.astype(np.float32))
+    write_atomic(path, buf.getvalue())
+    return texts, raw
+
+
+def _feature_target(
+    neuron: str, model: str, layer: str, feature: Feature, unit: int, kind: str, polarity: str, source: Source
+) -> Target:
+    """A direction's or an SAE latent's pairs (see the module docstring)."""
+    if kind not in FEATURE_KINDS:
+        raise UserError(
+            f"{neuron}: a {feature.kind.value} unit has {' and '.join(FEATURE_KINDS)} pairs, not {kind} "
+            "(it needs the next layer's labels)"
+        )
+    found = feature_file(model, layer, feature)
+    n = found.latents if isinstance(found, sae.SaeFile) else found.shape[0]
+    if not 0 <= unit < n:
+        raise UserError(f"{neuron}: unit {unit} out of range; {feature.file} has {n} units (0..{n - 1})")
+    if isinstance(found, sae.SaeFile) and kind == Kind.CAPTION_ACTIVATION:
+        if source.probe is None:
+            texts, values = found.probe_captions, found.probe_activations[:, unit]
+        else:
+            texts, raw = sae_probe_latents(
+                model, layer, feature, Path(source.probe).resolve(), Path(source.cache_dir), source.device
+            )
+            values = raw[unit]
+        return Target(neuron, kind, tuple(texts), np.asarray(values, dtype=np.float64), polarity)
+    vector = np.asarray(found.decoder[unit] if isinstance(found, sae.SaeFile) else found[unit], dtype=np.float64)
+    texts, channels = _channels(model, layer, kind, source)
+    if channels.shape[0] != vector.shape[0]:
+        raise UserError(f"{neuron}: a vector of width {vector.shape[0]}, but {layer} has {channels.shape[0]} channels")
+    # Each item's value is the vector's dot with the channels' values on it: one exact dot per item.
+    values = exact.dots(np.ascontiguousarray(channels.T), vector)
     return Target(neuron, kind, tuple(texts), np.asarray(values, dtype=np.float64), polarity)
 
 

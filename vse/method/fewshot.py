@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vse.core.target import neuron_id, parse_neuron_id
+from vse.core.target import neuron_id, parse_neuron_id, split_layer
 from vse.core.vocab import Polarity
 from vse.data.loader import fewshot_explanations, load_target
 from vse.method.explain import FewShotNeuron
@@ -28,6 +28,7 @@ def fewshot_neurons(
     signed targets see them signed (their explanations then say nothing of the negatives).
     """
     model, layer, _ = parse_neuron_id(neuron)
+    layer, _feature = split_layer(layer)  # a direction's or an SAE latent's few-shot neurons: its layer's channels
     shown = Polarity.BOTH if polarity == Polarity.BOTH else Polarity.POSITIVE
     if (model, layer) not in FEWSHOT_LAYERS:
         # No hand-labelled neurons for this layer: EfficientNet-Lite0's last hidden layer's serve
