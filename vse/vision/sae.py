@@ -427,19 +427,20 @@ def probe_latents(loaded, probe, sae: SaeFile, *, device: str = "cpu", progress:
 
 
 def cached_positions(loaded, probe, layer: str, *, cache_dir: Path, device: str = "cpu", progress: bool = True):
-    """`layer_positions`, kept under ``cache_dir`` (float16, keyed by model, layer and `probe_hash`): a second
-    training run on the same probe set starts at once."""
+    """`layer_positions` rounded to float16 and kept so under ``cache_dir`` (keyed by model, layer and
+    `probe_hash`): a second training run on the same probe set starts at once, on the same numbers."""
     stem = Path(cache_dir) / f"{loaded.name}__{layer}__positions__{probe.name}-{probe_hash(probe)}"
     maps_path, ids_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
     if maps_path.exists() and ids_path.exists():
         return json.loads(ids_path.read_text(encoding="utf-8")), np.load(maps_path).astype(np.float32)
     ids, maps = layer_positions(loaded, probe, layer, device=device, progress=progress)
+    maps = maps.astype(np.float16)  # what the cache keeps: a first run and a cached one train on the same numbers
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    np.save(buf, maps.astype(np.float16))
+    np.save(buf, maps)
     write_atomic(maps_path, buf.getvalue())
     write_atomic(ids_path, json.dumps(ids))
-    return ids, maps
+    return ids, maps.astype(np.float32)
 
 
 def train_on_probe(
