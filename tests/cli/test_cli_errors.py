@@ -271,3 +271,17 @@ def test_a_replay_whose_embedding_store_lacks_a_text_is_one_line_naming_the_stor
     )  # fmt: skip
     line = assert_one_clear_line(result, 1, f"embedding store {store} has no embedding for", "without --replay")
     assert "(first: '" in line
+
+
+def test_a_replay_without_its_embedding_store_says_how_to_record_it(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).resolve().parents[2] / "cassettes" / "examples" / "validate", tmp_path / "v")
+    store = tmp_path / "v" / "efficientnet_lite0___conv_head__fair.embeddings.npz"
+    store.unlink()
+    result = invoke(
+        "validate", "efficientnet_lite0/_conv_head", "--units", "1,2,3,4", "--methods", "weight-label",
+        "--targets", "weight-label", "--n", "4", "--cassettes", str(tmp_path / "v"), "--replay",
+    )  # fmt: skip
+    assert_one_clear_line(result, 1, f"embedding store {store} is missing", "the same command without --replay")

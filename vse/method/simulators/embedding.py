@@ -101,7 +101,10 @@ class EmbeddingStore:
                 raise ValueError(f"embedding store {self.path} is unreadable ({exc}); record it again") from None
             self._vectors = dict(zip(keys, vectors, strict=False))
         elif not self.record:
-            raise FileNotFoundError(f"embedding store {self.path} is missing: record it with `vse reproduce --record`")
+            raise FileNotFoundError(
+                f"embedding store {self.path} is missing: record it by running the same command without --replay "
+                "(a study: `vse reproduce --record`)"
+            )
 
     def __len__(self) -> int:
         return len(self._vectors)
