@@ -1,0 +1,60 @@
+"""The scorer-sanity study: its units follow its rule, its check reproduces NeuronEval's top-and-random failure,
+and its committed table says what the defaults rely on."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from vse.core.sanity import PASS_SHARE, SanityTest
+from vse.core.vocab import Protocol
+from vse.studies.registry import EXPERIMENTS
+from vse.studies.scorer_sanity import Theory, groups, name_list, text_units, theory_rows
+
+REPO = Path(__file__).resolve().parents[2]
+STUDY = EXPERIMENTS["scorer-sanity"]
+RESULTS = REPO / "results" / "scorer-sanity"
+
+
+def test_the_groups_file_names_its_source_and_every_group_is_small_enough():
+    data = json.loads((REPO / "vse" / "studies" / "data" / "imagenet_groups.json").read_text())
+    assert "Neuron_Eval" in data["source"] and "imagenet_superclass_to_ids.json" in data["source"]
+    assert all(2 <= len(g["classes"]) <= 340 for g in data["groups"].values())
+    assert data["groups"]["dog"]["name"] == "dogs" and len(data["groups"]["dog"]["classes"]) == 118
+
+
+def test_text_units_follow_the_rule():
+    units = text_units(STUDY)
+    assert len(units) >= STUDY.text_llm_units
+    kept = groups()
+    for u in units:
+        group = kept[u.group]
+        assert len(u.classes) == 4 and u.broad == group["name"]
+        assert u.exact == name_list(list(u.classes)) and u.narrow == name_list(list(u.classes[:2]))
+
+
+def test_the_check_works_top_and_random_fails_extra_labels_where_recall_free_passes():
+    small = replace(STUDY, theory=(Theory(5_000, (0.01,)),), cases=30)
+    rows = {(r.protocol, r.test): r.count for r in theory_rows(small)}
+    assert rows[(Protocol.TOP_AND_RANDOM, SanityTest.EXTRA)].decrease_share < PASS_SHARE
+    assert rows[(Protocol.TOP_AND_RANDOM, SanityTest.MISSING)].decrease_share >= PASS_SHARE
+    for test in SanityTest:
+        assert rows[(Protocol.RECALL_FREE, test)].decrease_share >= PASS_SHARE
+        assert rows[(Protocol.ALL, test)].decrease_share >= PASS_SHARE
+
+
+def _rates():
+    with open(RESULTS / "decrease_rates.csv", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_recorded_table_reproduces_neuroneval_s_failure_and_the_recommended_scorer_passes():
+    rows = [r for r in _rates() if r["setting"] == "theoretical" and r["n"] == str(STUDY.theory[0].n)]
+    share = {(r["protocol"], float(r["frequency"]), r["test"]): float(r["decrease_share"]) for r in rows}
+    for f in (0.01, 0.001):
+        assert share[(Protocol.TOP_AND_RANDOM, f, SanityTest.EXTRA)] < PASS_SHARE
+    for f in (0.1, 0.01, 0.001):
+        for test in SanityTest:
+            assert share[(Protocol.RECALL_FREE, f, test)] >= PASS_SHARE
