@@ -11,10 +11,13 @@ Nothing printed or written depends on time or machine, so a replay gives the sam
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from vse.atomic import write_atomic, write_set
@@ -92,20 +95,79 @@ def reproduce(
     paths: Paths | None = None,
     progress: bool = True,
     in_flight: int = 1,
+    workers: int | None = None,
 ) -> Iterator[tuple[str, str]]:
-    """Run every experiment in ``names`` (default: all), yielding (name, table) as each finishes,
-    then write the HTML report and its images, derived from every results folder."""
+    """Run every experiment in ``names`` (default: all), yielding (name, table) in that order as each
+    finishes, then write the HTML report and its images, derived from every results folder.
+
+    workers: processes that replay experiments side by side (default: `replay_workers`; a recording
+    always runs one experiment at a time). Each experiment's files are the same whichever process
+    writes them: nothing in a replay depends on another experiment, the process or the order.
+    """
     paths = paths or _PATHS
-    for name in names or tuple(registry.EXPERIMENTS):
-        exp = registry.get_experiment(name)
-        yield (
-            name,
-            run_experiment(
-                exp, record=record, client_config=client_config, paths=paths, progress=progress, in_flight=in_flight
-            ),
-        )
+    names = tuple(names or registry.EXPERIMENTS)
+    n = 1 if record else replay_workers(len(names)) if workers is None else workers
+    if n > 1:
+        yield from _replay_side_by_side(names, paths, n)
+    else:
+        for name in names:
+            exp = registry.get_experiment(name)
+            yield (
+                name,
+                run_experiment(
+                    exp,
+                    record=record,
+                    client_config=client_config,
+                    paths=paths,
+                    progress=progress,
+                    in_flight=in_flight,
+                ),
+            )
     for rel, data in report_files(paths.results).items():
         write_atomic(paths.results / rel, data)
+
+
+#: At most this many replay processes (each holds its experiment's cassettes, ~250 MB at most).
+MAX_REPLAY_WORKERS = 4
+
+
+def replay_workers(n_experiments: int) -> int:
+    """Processes for a replay of ``n_experiments``: one per CPU this process may use, at most
+    `MAX_REPLAY_WORKERS`; 1 where processes cannot be forked (a replay is CPU-bound Python: threads
+    would not overlap)."""
+    if not sys.platform.startswith("linux"):  # fork is Linux's default; spawn would re-import vse per process
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, n_experiments, MAX_REPLAY_WORKERS))
+
+
+def _replay_side_by_side(names: Sequence[str], paths: Paths, workers: int) -> Iterator[tuple[str, str]]:
+    """Replay ``names`` in ``workers`` forked processes, the largest cassette folders first (the
+    longest replays: started first, they do not finish alone at the end); yield in ``names``' order.
+
+    An experiment whose process fails is replayed again here, so its error is raised as a replay in
+    one process raises it (vse's errors are not all picklable; the traceback stays whole).
+    """
+    by_size = sorted(names, key=lambda name: -_folder_bytes(paths.cassettes / name))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = {name: pool.submit(_replay_or_none, name, paths) for name in by_size}
+        for name in names:
+            table = futures[name].result()
+            if table is None:
+                table = run_experiment(registry.get_experiment(name), paths=paths, progress=False)
+            yield name, table
+
+
+def _replay_or_none(name: str, paths: Paths) -> str | None:
+    """`run_experiment` in a worker process; None when it failed (the parent replays it to raise)."""
+    try:
+        return run_experiment(registry.get_experiment(name), paths=paths, progress=False)
+    except Exception:
+        return None
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.glob("*") if p.is_file()) if folder.is_dir() else 0
 
 
 def check_replay(names: Sequence[str] = (), *, against: Path, rel_tol: float = REL_TOL) -> Comparison:
@@ -131,4 +193,4 @@ def _exit_on_sigterm(signum, frame):  # pragma: no cover - exercised by hand
     sys.exit(128 + signum)
 
 
-__all__ = ["CassetteLLMs", "Paths", "check_replay", "current_paths", "reproduce", "run_experiment"]
+__all__ = ["CassetteLLMs", "Paths", "check_replay", "current_paths", "replay_workers", "reproduce", "run_experiment"]
