@@ -54,7 +54,16 @@ def test_known_values_are_stable():
     # Pinned: a change in the derivation would silently change every recorded request.
     expected = np.random.default_rng(np.random.SeedSequence([3, seeds.STREAMS["pass"], 2])).integers(0, 100, 5).tolist()
     assert seeds.rng(3, "pass", 2).integers(0, 100, 5).tolist() == expected
-    assert seeds.STREAMS == {"neurons": 1, "explain": 2, "fewshot": 3, "pass": 4, "pool": 5, "held-in": 6, "sanity": 7}
+    assert seeds.STREAMS == {
+        "neurons": 1,
+        "explain": 2,
+        "fewshot": 3,
+        "pass": 4,
+        "pool": 5,
+        "held-in": 6,
+        "sanity": 7,
+        "latents": 8,
+    }
 
 
 @given(st.integers(0, 2**32 - 1), streams, paths)

@@ -18,8 +18,9 @@ from pathlib import Path
 import click
 
 from vse.cli import preflight
-from vse.core.target import Feature, feature_layer, neuron_id, split_layer
-from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Api, FeatureKind, Kind, Method, Mode, choices
+from vse.cli.options import feature_layer_of, feature_options
+from vse.core.target import neuron_id, split_layer
+from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Api, Kind, Method, Mode, choices
 from vse.data import loader
 from vse.data.loader import Source, live_pairs
 from vse.llm.cassettes import use_cassette
@@ -131,21 +132,7 @@ def parse_units(text: str | None, width: int | None) -> list[int]:
 @click.option(
     "--device", default="cpu", show_default=True, help="Where --probe activations are computed (cpu, cuda, cuda:N)."
 )
-@click.option(
-    "--sae",
-    "sae_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Label the latents of this SAE file (`vse sae train`) instead of the channels; units "
-    "MODEL/LAYER/sae:FILE/INDEX (docs/sae.md).",
-)
-@click.option(
-    "--directions",
-    "directions_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Label the directions (rows) of this .npy/.pt file instead of the channels; units MODEL/LAYER/dir:FILE/INDEX.",
-)
+@feature_options
 @click.option("--dry-run", is_flag=True, help="Print calls, tokens and price without calling anything.")
 @click.option("--price-per-1k-tokens", "price", type=float, default=None, help="Price for --dry-run.")
 @click.option(
@@ -207,7 +194,7 @@ def label_cmd(
         raise click.BadParameter(
             f"expected MODEL/LAYER, e.g. efficientnet_lite0/_conv_head: {model_layer!r}", param_hint="MODEL/LAYER"
         )
-    layer = _feature_layer(layer, sae_file, directions_file)
+    layer = feature_layer_of(layer, sae_file, directions_file)
     target = target or (method if method in TARGET_KINDS else Kind.WEIGHT_LABEL.value)
     # Inputs first, so a mistake is one line and not a failure minutes in: the layer, its units, the pairs,
     # a probe folder, the model's weights, all checked before any model runs over a probe set or any LLM call.
@@ -316,18 +303,6 @@ def label_cmd(
 
 
 #: The kinds a probe folder lets vse compute with the model itself (the others need the next layer's labels).
-
-
-def _feature_layer(layer: str, sae_file: Path | None, directions_file: Path | None) -> str:
-    """``LAYER``, or ``LAYER/sae:FILE`` / ``LAYER/dir:FILE`` (`vse.core.target.feature_layer`) for --sae or
-    --directions."""
-    if sae_file is not None and directions_file is not None:
-        raise click.UsageError("--sae and --directions name different units: give one of them")
-    if sae_file is not None:
-        return feature_layer(layer, Feature(FeatureKind.SAE, sae_file.as_posix()))
-    if directions_file is not None:
-        return feature_layer(layer, Feature(FeatureKind.DIRECTION, directions_file.as_posix()))
-    return layer
 
 
 def _probe_source(model: str, layer: str, method: str, target: str | None, probe: Path, device: str, dry_run: bool):

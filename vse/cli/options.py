@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from vse.cli import preflight
-from vse.core.vocab import Api, choices
+from vse.core.target import Feature, feature_layer
+from vse.core.vocab import Api, FeatureKind, choices
 from vse.llm import server
 from vse.method import defaults
 from vse.method.llm import LLM
@@ -160,3 +161,36 @@ def in_flight_option(f):
         "does not report its slots). A replay gives the same results at any value; a live server's logits depend on "
         "what it batches together, so two live runs may differ in the last digits of a score.",
     )(f)
+
+
+def feature_options(f):
+    """``--sae FILE`` / ``--directions FILE``: a command over MODEL/LAYER works on the layer's SAE latents or
+    directions instead of its channels (`feature_layer_of`; docs/sae.md)."""
+    f = click.option(
+        "--directions",
+        "directions_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="The rows of this .npy/.pt file (directions in the layer's channel space) instead of the channels; "
+        "units MODEL/LAYER/dir:FILE/INDEX.",
+    )(f)
+    return click.option(
+        "--sae",
+        "sae_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="The latents of this SAE file (`vse sae train`) instead of the channels; units "
+        "MODEL/LAYER/sae:FILE/INDEX (docs/sae.md).",
+    )(f)
+
+
+def feature_layer_of(layer: str, sae_file: Path | None, directions_file: Path | None) -> str:
+    """``LAYER``, or ``LAYER/sae:FILE`` / ``LAYER/dir:FILE`` (`vse.core.target.feature_layer`) for --sae or
+    --directions."""
+    if sae_file is not None and directions_file is not None:
+        raise click.UsageError("--sae and --directions name different units: give one of them")
+    if sae_file is not None:
+        return feature_layer(layer, Feature(FeatureKind.SAE, sae_file.as_posix()))
+    if directions_file is not None:
+        return feature_layer(layer, Feature(FeatureKind.DIRECTION, directions_file.as_posix()))
+    return layer

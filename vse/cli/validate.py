@@ -13,7 +13,16 @@ from pathlib import Path
 import click
 
 from vse.cli import preflight
-from vse.cli.options import DEFAULT_CASSETTES, embeddings_path, endpoint, in_flight_option, llm_options, open_llm
+from vse.cli.options import (
+    DEFAULT_CASSETTES,
+    embeddings_path,
+    endpoint,
+    feature_layer_of,
+    feature_options,
+    in_flight_option,
+    llm_options,
+    open_llm,
+)
 from vse.core.discrimination import markdown, meta_markdown
 from vse.core.target import neuron_stem
 from vse.core.vocab import Display, Method, Mode, Protocol, RankBy, choices
@@ -146,6 +155,7 @@ pairs), every protocol read from those predictions. One cassette per unit under 
     is_flag=True,
     help="The power study's shared-pool design with the one-item LLM simulator (see above).",
 )
+@feature_options
 @llm_options
 @in_flight_option
 def validate(
@@ -171,10 +181,15 @@ def validate(
     port,
     probe,
     in_flight,
+    sae_file,
+    directions_file,
 ):
     name, sep, layer = model_layer.partition("/")
     if not sep or "/" in layer:
         raise click.UsageError(f"expected MODEL/LAYER, got {model_layer!r}")
+    layer = feature_layer_of(layer, sae_file, directions_file)
+    if pool and layer != model_layer.partition("/")[2]:
+        raise click.UsageError("--pool (the power study's design) works on channels: leave out --sae/--directions")
     unit_list = _units(units)
     if probe is not None or cassette is not None:
         raise click.UsageError("validate works from the fixtures and writes one cassette per unit under --cassettes")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STREAMS = {"neurons": 1, "explain": 2, "fewshot": 3, "pass": 4, "pool": 5, "held-in": 6, "sanity": 7}
+STREAMS = {"neurons": 1, "explain": 2, "fewshot": 3, "pass": 4, "pool": 5, "held-in": 6, "sanity": 7, "latents": 8}
 
 
 def rng(seed: int, stream: str, *path: int) -> np.random.Generator:

@@ -45,6 +45,7 @@ from vse.core.seeds import rng
 from vse.core.target import Feature, Target, parse_neuron_id, split_layer
 from vse.core.vocab import FeatureKind, Kind, Polarity
 from vse.errors import UserError
+from vse.paths import data_root
 from vse.vision import activations, datasets, fixtures, models, sae, weights
 
 
@@ -151,6 +152,11 @@ def _matrix(model: str, layer: str, kind: str) -> tuple[tuple[str, ...], np.ndar
     raise ValueError(f"unknown pair kind {kind!r}; known: {', '.join(Kind)}")
 
 
+def fixture_pairs(model: str, layer: str, kind: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """(texts, raw [units, items]) of one kind for a whole layer, from the fixtures (numpy only)."""
+    return _matrix(model, layer, kind)
+
+
 def fixture_width(model: str, layer: str, kind: str = Kind.WEIGHT_LABEL) -> int:
     """Units in the fixtures' matrix of one kind for the layer (numpy only); raises when the fixtures lack it."""
     return _matrix(model, layer, kind)[1].shape[0]
@@ -210,14 +216,25 @@ def load_target(
 FEATURE_KINDS = (Kind.CAPTION_ACTIVATION, Kind.WEIGHT_LABEL)
 
 
+def _feature_path(file: str) -> Path:
+    """A feature file as the id names it: from the current folder, else (a relative path that is not there)
+    from the checkout, so that a study's ``fixtures/...`` file is found wherever `vse reproduce` runs."""
+    path = Path(file)
+    if path.exists() or path.is_absolute():
+        return path
+    inside = data_root() / path
+    return inside if inside.exists() else path
+
+
 @cache
 def feature_file(model: str, layer: str, feature: Feature) -> sae.SaeFile | np.ndarray:
     """The feature's file, read once and checked against ``model/layer``: an `SaeFile` (trained on this model
     and layer, of its width) or the directions ``[n, width]``; one line (`UserError`) for anything else."""
     width = layer_width(model, layer)
+    path = _feature_path(feature.file)
     try:
         if feature.kind == FeatureKind.SAE:
-            found = sae.load_sae(feature.file)
+            found = sae.load_sae(path)
             if (found.model, found.layer) != (model, layer):
                 raise sae.FeatureFileError(
                     f"{feature.file} was trained on {found.model}/{found.layer}, not {model}/{layer}: "
@@ -228,7 +245,7 @@ def feature_file(model: str, layer: str, feature: Feature) -> sae.SaeFile | np.n
                     f"{feature.file}: an SAE of width {found.width}, but {model}/{layer} has {width} channels"
                 )
             return found
-        return sae.load_directions(feature.file, width)
+        return sae.load_directions(path, width)
     except sae.FeatureFileError as exc:
         raise UserError(str(exc)) from None
 
@@ -253,7 +270,7 @@ def sae_probe_latents(
     """(captions, pooled codes [latents, images]) of an SAE's latents on a probe folder, through the model
     (spatial maps), cached on disk under the SAE file's and the probe set's identity."""
     found = feature_file(model, layer, feature)
-    digest = hashlib.sha256(Path(feature.file).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(_feature_path(feature.file).read_bytes()).hexdigest()[:16]
     path = cache_dir / f"{model}__{layer}__sae-{digest}__{probe.name}-{_probe_key(probe)}.npz"
     if path.exists():
         data = np.load(path, allow_pickle=False)

@@ -1,6 +1,10 @@
 """Where a card's images and pairs come from: a probe folder (activations through the cached
 extraction of `vse.data.loader.live_pairs`, any registered model), else the committed fixtures
-(EfficientNet-Lite0 on the Tux Paint stamps, 48 px thumbnails), else none (the card says so)."""
+(EfficientNet-Lite0 on the Tux Paint stamps, 48 px thumbnails), else none (the card says so).
+
+A feature's units (``LAYER/sae:FILE``, ``LAYER/dir:FILE``) get their rows one unit at a time through
+`vse.data.loader.load_target` (`FeatureRows`), and the images of their layer's channels when the items are the
+same images in the same order (directions always; an SAE's latents when its file's probe set is the one shown)."""
 
 from __future__ import annotations
 
@@ -12,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vse.core.target import parse_neuron_id
+from vse.core.target import neuron_id, parse_neuron_id, split_layer
 from vse.core.vocab import Kind, Method, Polarity
 from vse.data import loader
 from vse.outputs.atlas.cards import Card, Item, WeightPairs
-from vse.vision import datasets, fixtures
+from vse.vision import datasets, fixtures, sae
 
 N_IMAGES = 12  # probe images per strip
 N_CLASSES = 10  # Weight-* pairs per list
@@ -55,6 +59,23 @@ class ProbeLayer:
     image: Callable[[int, ImageSink], tuple[str, str]]  # item -> (thumbnail, enlarged) paths
 
 
+class FeatureRows:
+    """A feature's values of one kind as rows ``[units, items]``, each computed when a card asks for it (a
+    dictionary has thousands of latents; an atlas shows a few)."""
+
+    def __init__(self, model: str, layer: str, kind: str, units: int, source: loader.Source) -> None:
+        self.model, self.layer, self.kind, self.source = model, layer, kind, source
+        self.texts = loader.load_target(neuron_id(model, layer, 0), kind, source=source).texts
+        self.shape = (units, len(self.texts))
+        self._rows: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, unit: int) -> np.ndarray:
+        if unit not in self._rows:
+            neuron = neuron_id(self.model, self.layer, int(unit))
+            self._rows[unit] = loader.load_target(neuron, self.kind, source=self.source).raw
+        return self._rows[unit]
+
+
 class PairSource:
     """Pairs for cards: a probe folder (any registered model, through `vse.data.loader.live_pairs`) or the
     committed fixtures. Every lookup returns None when its data are not available (e.g. no fixtures
@@ -70,10 +91,31 @@ class PairSource:
     def activations(self, model: str, layer: str) -> ProbeLayer | None:
         key = (model, layer)
         if key not in self._layers:
-            self._layers[key] = (
-                self._probe_layer(model, layer) if self.probe is not None else self._fixture_layer(model, layer)
-            )
+            if split_layer(layer)[1] is not None:
+                self._layers[key] = self._feature_layer(model, layer)
+            else:
+                self._layers[key] = (
+                    self._probe_layer(model, layer) if self.probe is not None else self._fixture_layer(model, layer)
+                )
         return self._layers[key]
+
+    def _source(self) -> loader.Source:
+        return loader.Source(self.probe, self.cache_dir, self.device)
+
+    def _feature_layer(self, model: str, layer: str) -> ProbeLayer | None:
+        """A feature's caption-activation rows with its layer's images, or None when its items are other images
+        (an SAE file's own probe set that is not the fixtures')."""
+        base, feature = split_layer(layer)
+        channels = self.activations(model, base)
+        if channels is None:
+            return None
+        found = loader.feature_file(model, base, feature)
+        if self.probe is None and isinstance(found, sae.SaeFile):
+            if list(found.probe_ids) != [p["id"] for p in fixtures.load_probe()]:
+                return None
+        units = loader.feature_width(model, base, feature)
+        rows = FeatureRows(model, layer, Kind.CAPTION_ACTIVATION, units, self._source())
+        return ProbeLayer(channels.name, rows.texts, rows, channels.image)
 
     def _fixture_layer(self, model: str, layer: str) -> ProbeLayer | None:
         if model != fixtures.DEFAULT_MODEL:
@@ -120,6 +162,14 @@ class PairSource:
         return self._kinds[key]
 
     def _pairs(self, model, layer, kind):
+        base, feature = split_layer(layer)
+        if feature is not None and kind == Kind.WEIGHT_LABEL:
+            try:
+                units = loader.feature_width(model, base, feature)
+                rows = FeatureRows(model, layer, kind, units, self._source())
+            except (FileNotFoundError, ValueError):
+                return None
+            return rows.texts, rows
         if kind == Kind.CAPTION_ACTIVATION:
             probe = self.activations(model, layer)
             return None if probe is None else (probe.texts, probe.raw)
