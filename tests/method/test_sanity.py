@@ -82,3 +82,12 @@ def test_top_and_random_fails_the_extra_labels_test_on_a_sparse_unit():
     assert got.decrease_share < 0.8
     missing = decrease_share(sanity.SanityTest.MISSING, Protocol.TOP_AND_RANDOM, 5_000, 0.01, cases=40)
     assert missing.decrease_share >= sanity.PASS_SHARE
+
+
+# Where every positive was shown to the explainer (n x f <= 25), recall-free cannot score: every case is counted
+# unscorable, none as a decrease.
+@settings(max_examples=8, deadline=None)
+@given(st.sampled_from(list(sanity.SanityTest)), st.integers(200, 2_000), st.integers(1, 25))
+def test_recall_free_never_passes_a_concept_inside_the_shown_items(test, n, k):
+    got = decrease_share(test, Protocol.RECALL_FREE, n, k / n, cases=5)
+    assert got.unscorable == got.cases and got.decreases == 0
