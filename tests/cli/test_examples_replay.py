@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from vse.cli import validate as validate_command
 from vse.cli.main import main
-from vse.llm.client import Completion, Usage
+from vse.llm.client import Completion, LLMClient, Usage
 from vse.method.llm import LLM
 from vse.method.simulators.embedding import EmbeddingStore
 
@@ -57,6 +57,48 @@ def test_validate_n4_with_the_recommended_scorer(tmp_path):
     assert row in r.output
     # NeuronEval's Meta-AUPRC beside the paired p: all 16 pairs (floor 1/4) and own vs nearest explanation (floor 0.5).
     assert "| weight-label (best of 4), weight-label, recall-free | 4 | 0.579 | 0.250 | 0.950 | 0.50 |" in r.output
+
+
+# `vse validate` on two targets (docs/reference.md): units 8-11, used by no study, recorded from the local llama-server
+# by this command without --replay (--cassettes cassettes/examples/validate-two-targets), the default embedding scorer.
+TWO_TARGETS = [
+    "validate", "efficientnet_lite0/_conv_head", "--units", "8,9,10,11", "--methods", "weight-label",
+    "--targets", "weight-label,caption-activation", "--n", "4",
+]  # fmt: skip
+#: The lines the recording printed (paired p and Meta-AUPRC per target), copied from its output.
+TWO_TARGETS_LINES = [
+    "| recall-free | weight-label | weight-label (best of 4) | 4 | 8.6 | 0.1 | 4/4 | 3 | 1.25 | 0.0319 | 0.0625 "
+    "| 6 | - | - |",
+    "| recall-free | caption-activation | weight-label (best of 4) | 4 | 7.0 | 2.1 | 3/4 | 1 | 2.00 | 0.1670 "
+    "| 0.3125 | 20 | - | - |",
+    "| weight-label (best of 4), weight-label, recall-free | 4 | 0.830 | 0.250 | 0.950 | 0.50 |",
+    "| weight-label (best of 4), caption-activation, recall-free | 4 | 0.437 | 0.250 | 0.542 | 0.50 |",
+]
+
+
+def test_validate_on_two_targets_replays_the_recorded_example_each_explanation_once(tmp_path, monkeypatch):
+    folder = EXAMPLES / "validate-two-targets"
+    cassettes = tmp_path / "validate-two-targets"
+    shutil.copytree(folder, cassettes)
+    recorded = json.loads(gzip.decompress((folder / "efficientnet_lite0___conv_head__fair.json.gz").read_bytes()))
+    posts = [i["request"]["body"] for i in recorded["interactions"] if i["request"]["method"] == "POST"]
+    assert len(posts) == 4 * 4 and len(set(posts)) == len(posts)  # 4 units x 4 candidates, once for both targets
+
+    sent = []
+    request = LLMClient._request
+
+    def counting(self, url, data):
+        if data is not None:
+            sent.append(data.decode())
+        return request(self, url, data)
+
+    monkeypatch.setattr(LLMClient, "_request", counting)
+    r = _run(*TWO_TARGETS, "--cassettes", str(cassettes), "--replay")
+    assert r.exit_code == 0, r.output
+    assert sorted(sent) == sorted(posts)  # each recorded explanation request asked for once, none other
+    lines = r.output.splitlines()
+    for line in TWO_TARGETS_LINES:
+        assert line in lines, line
 
 
 def test_example_cassettes_hold_each_request_once():
