@@ -63,3 +63,69 @@ def test_spread_gives_a_t_interval_and_quartiles():
     assert s.n == 5 and math.isclose(s.mean, 0.3) and math.isclose(s.median, 0.3)
     assert math.isclose(s.low, low, rel_tol=1e-3) and math.isclose(s.high, high, rel_tol=1e-3)
     assert (s.q1, s.q3) == (0.2, 0.4)
+
+
+def test_the_measures_from_scripted_explanations(monkeypatch, tmp_path):
+    """The whole measurement path offline: explanations scripted (a unit's are its own top captions, so the
+    own explanation should win), embeddings a letter count; every number is then checked against its meaning."""
+    import contextlib
+    from dataclasses import dataclass, replace
+
+    from vse.method.simulators.embedding import EmbeddingStore
+    from vse.studies import sae_study
+
+    @dataclass(frozen=True)
+    class Record:  # what the study reads of an explanation record
+        neuron: str
+        method: str
+        explanation: str
+
+        def to_json(self):
+            return {"neuron": self.neuron, "explanation": self.explanation}
+
+    def explain(neuron, method, *, llm, n, config, seed, progress):
+        t = sae_study.load_target(neuron, method)
+        top = np.argsort(-t.raw, kind="stable")[:3]
+        return [Record(neuron, method, ", ".join(t.texts[i] for i in top) + f" {k}") for k in range(n)]
+
+    monkeypatch.setattr(sae_study, "explain_neuron", explain)
+    monkeypatch.setattr(
+        sae_study,
+        "unseen_items",
+        lambda strength, records, kind, n_shown: np.argsort(-strength, kind="stable")[n_shown:],
+    )
+
+    class Opener:
+        folder = tmp_path
+        record = True
+
+        @contextlib.contextmanager
+        def __call__(self, stem):
+            yield None
+
+    store = EmbeddingStore(
+        tmp_path / "e.npz",
+        encode=lambda ts: np.array([[t.count(c) + 0.1 for c in "aeiostnrl"] for t in ts]),
+        record=True,
+    )
+    study = replace(SaeStudy(), n_units=4)
+    result = sae_study.run_sae_study(study, Opener(), store, progress=False)
+    assert [r.population for r in result.rows] == [CHANNELS, LATENTS]
+    for r in result.rows:
+        assert r.units == 1280 and r.drawn == 4 and r.explained == 4 - r.dead_drawn
+        assert r.score.low <= r.score.mean <= r.score.high and r.meta.floor == 0.25
+        assert 0 <= r.meta.auprc <= 1 and 1 <= r.mean_rank <= 4
+    diff, low, high, _df = result.difference
+    assert low <= diff <= high
+    assert (
+        diff == result.rows[1].score.mean - result.rows[0].score.mean
+        or abs(diff - (result.rows[1].score.mean - result.rows[0].score.mean)) < 1e-9
+    )
+    assert result.verdict.split(":")[0] in {
+        "SAE latents explain better than channels",
+        "channels explain better than SAE latents",
+        "no difference is shown between SAE latents and channels",
+    }
+    files = result.files()
+    assert set(files) == {"summary.json", "explanations.jsonl", "units.csv"}
+    assert len(result.unit_scores) == sum(r.explained for r in result.rows)

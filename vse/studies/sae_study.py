@@ -216,8 +216,8 @@ class SaeResult:
         else:
             which = "no difference is shown between SAE latents and channels"
         return (
-            f"{which}: held-out score of the chosen explanation, latents minus channels, {diff:+.3f} "
-            f"(95 % Welch interval {low:+.3f} to {high:+.3f}, df {df})."
+            f"{which}: held-out score of the chosen explanation, latents minus channels, {diff:+.1f} "
+            f"(100 x Pearson; 95 % Welch interval {low:+.1f} to {high:+.1f}, df {df})."
         )
 
     @property
@@ -352,10 +352,12 @@ COLUMNS = (
     Column("dense (all)", lambda r: f"{r.dense_all}/{r.units}"),
     Column("drawn: dead, dense", lambda r: f"{r.dead_drawn}, {r.dense_drawn} of {r.drawn}"),
     Column("explained", lambda r: f"{r.explained}"),
-    Column("held-out score, mean [95% CI]", lambda r: f"{r.score.mean:.3f} [{r.score.low:.3f}, {r.score.high:.3f}]"),
-    Column("median (IQR)", lambda r: f"{r.score.median:.3f} ({r.score.q1:.3f}-{r.score.q3:.3f})"),
-    Column("matched", lambda r: f"{r.matched_mean:.3f}"),
-    Column("mismatched", lambda r: f"{r.mismatched_mean:.3f}"),
+    Column(
+        "held-out score (100 r), mean [95% CI]", lambda r: f"{r.score.mean:.1f} [{r.score.low:.1f}, {r.score.high:.1f}]"
+    ),
+    Column("median (IQR)", lambda r: f"{r.score.median:.1f} ({r.score.q1:.1f} to {r.score.q3:.1f})"),
+    Column("matched", lambda r: f"{r.matched_mean:.1f}"),
+    Column("mismatched", lambda r: f"{r.mismatched_mean:.1f}"),
     Column("wins", lambda r: f"{r.wins}/{r.explained}"),
     Column("mean rank", lambda r: f"{r.mean_rank:.2f}"),
     Column("p", lambda r: f"{r.p_value:.2g}"),
