@@ -338,3 +338,40 @@ def test_without_build_tools_the_local_server_is_refused_before_the_model_downlo
         ["reproduce", "--record", "--experiment", "chat-vs-completions-baseline"],
     ):
         one_line(run(*args), 1, "cmake", "not found on PATH", "apt-get install", "--base-url")
+
+
+# -- a dead endpoint with a probe set: said before the probe's activations are computed ------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["label", "tinynet/conv", "--method", "caption-activation", "--score", "--no-progress"],
+        ["explain", "tinynet/conv/0", "--method", "caption-activation", "--n", "1"],
+        ["score", "tinynet/conv/0", "--target", "caption-activation", "--explanation", "red", "--mode", "one"],
+    ],
+)
+def test_a_dead_endpoint_is_named_before_the_probe_is_run(args, tmp_path, monkeypatch):
+    import requests
+
+    from vse.vision import activations
+
+    from ..outputs.atlas_helpers import make_probe, register_tinynet
+
+    register_tinynet(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    probe = make_probe(tmp_path / "probe")
+    asked = []
+
+    def refused(self, url, **kw):
+        asked.append(url)
+        raise requests.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(requests.Session, "get", refused)
+    monkeypatch.setattr(requests.Session, "post", refused)
+    monkeypatch.setattr(
+        activations, "extract_activations", lambda *a, **k: (_ for _ in ()).throw(Tripwire("extraction"))
+    )
+    result = run(*args, "--probe", str(probe), "--base-url", "http://127.0.0.1:9/v1")
+    one_line(result, 2, "endpoint http://127.0.0.1:9/v1 refused the connection", "--base-url")
+    assert asked == ["http://127.0.0.1:9/v1/models"]

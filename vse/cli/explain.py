@@ -17,7 +17,7 @@ from vse.cli.options import (
     open_llm,
     write_jsonl,
 )
-from vse.cli.preflight import check_neuron, check_writable
+from vse.cli.preflight import check_endpoint, check_neuron, check_writable
 from vse.core.target import neuron_stem, parse_neuron_id
 from vse.core.vocab import TARGET_KINDS, Method, Polarity, Unscorability, choices
 from vse.data.loader import Source
@@ -86,6 +86,8 @@ def explain(neuron, method, polarity, n, out, seed, base_url, model, api, casset
     cassette = cassette or DEFAULT_CASSETTES / f"{stem}__explain-{method}-{polarity}-{api}.json.gz"
     if not replay:
         check_writable(cassette, "--cassette")
+        if probe:
+            check_endpoint(base_url)
     # The embedding scorer reads the method's own pairs, unsigned: signed (both) runs print the candidates only.
     choose = n > 1 and method in TARGET_KINDS and polarity != Polarity.BOTH
     store = embeddings_path(cassette)

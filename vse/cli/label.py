@@ -226,6 +226,9 @@ def label_cmd(
     offline = _check_offline_options(dry_run, batch, batch_imports, replay, base_urls)
     source = None
     if probe is not None:
+        if not offline and not dry_run:  # a dead endpoint said before the probe's activations are computed
+            for url in base_urls or (None,):
+                preflight.check_endpoint(url)
         source = _probe_source(model, layer, method, target if score else None, probe, device, dry_run)
     if dry_run:
         # The embedding simulator makes no LLM call: only the explanations cost anything.

@@ -16,12 +16,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import requests
 
 from vse.core.target import Feature, parse_neuron_id, split_layer
 from vse.core.vocab import PROBE_KINDS, TARGET_KINDS, Kind, Method, Polarity
 from vse.data import loader
 from vse.errors import UserError
 from vse.llm import server
+from vse.llm.failures import describe_failure
 from vse.method import score as scoring
 from vse.method.best_of import MIN_UNSEEN, universes
 from vse.method.records import ExplanationRecord
@@ -180,6 +182,25 @@ def check_local_server() -> None:
             f"build-essential), or point vse at a llama-server you have (VSE_LLAMA_SERVER=PATH), or name a running "
             f"server with --base-url"
         )
+
+
+def check_endpoint(base_url: str | None) -> None:
+    """A named endpoint that is down is said now, before a probe set's activations (a minute or more) are
+    computed for a run that could not call it. One GET of ``/models`` with a short connect timeout: any HTTP
+    answer (even 401 or 404) counts as up; only a refused, unresolvable or silent host fails. No key is sent.
+    Without a named endpoint (the local server will be started) there is nothing to check.
+    """
+    url = base_url or os.environ.get("VSE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+    if not url:
+        return
+    try:
+        with requests.Session() as session:
+            session.get(url.rstrip("/") + "/models", timeout=(5, 30))
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise UserError(
+            f"endpoint {url} {describe_failure(exc)}: start the server or name a running one with --base-url "
+            f"(checked before the probe set's activations are computed)"
+        ) from exc
 
 
 def check_weights(model: str) -> None:

@@ -19,7 +19,7 @@ from vse.cli.options import (
     open_llm,
     write_jsonl,
 )
-from vse.cli.preflight import check_neuron, check_scorable, check_writable
+from vse.cli.preflight import check_endpoint, check_neuron, check_scorable, check_writable
 from vse.core.stats import StopRule
 from vse.core.target import neuron_stem, parse_neuron_id
 from vse.core.vocab import TARGET_KINDS, USER_METHOD, Mode, Polarity, Protocol, choices
@@ -189,6 +189,8 @@ def score(
     cassette = cassette or DEFAULT_CASSETTES / f"{stem}__score-{target}-{polarity}-{protocol}-{api}.json.gz"
     if not replay:
         check_writable(cassette, "--cassette")
+        if probe and mode != Mode.EMBEDDING:
+            check_endpoint(base_url)
     source = Source(probe) if probe else Source()
     # A unit the protocol cannot score is one line now, before a server starts or a call is made.
     check_scorable(neuron, target, config, polarity=polarity, source=source, candidates=candidates)
