@@ -9,14 +9,24 @@ import scipy.stats as st
 from hypothesis import given, settings
 from hypothesis import strategies as st_h
 
-from vse.data.loader import excluded_units
-from vse.studies.sae_study import CHANNELS, LATENTS, SaeStudy, Spread, _excluded, _shares, welch_interval
+from vse.data.loader import excluded_units, load_target
+from vse.studies.sae_study import (
+    CHANNELS,
+    LATENTS,
+    SaeStudy,
+    Spread,
+    _excluded,
+    _shares,
+    _unscorable,
+    welch_interval,
+)
 
 #: The units the module doc's draw gives (seed 33), as recorded: a change of the draw changes these.
 CHANNEL_UNITS = [638, 1189, 1210, 133, 165, 268, 178, 469, 932, 1029, 691, 189, 171, 1051, 745, 929]
 CHANNEL_UNITS += [255, 902, 699, 276, 328, 20, 592, 40, 1178, 66, 1240, 99, 855, 532, 594, 1005]
-LATENT_UNITS = [30, 34, 111, 142, 146, 158, 211, 297, 307, 328, 371, 489, 514, 517, 709, 711]
-LATENT_UNITS += [720, 736, 765, 796, 817, 833, 920, 930, 1010, 1021, 1034, 1127, 1247, 1269, 1278, 1279]
+#: The latents looked at (a seeded order, up to the 32nd scorable one): the first 32 scorable are explained.
+LATENT_ORDER_START = [395, 643, 675, 593, 947, 841, 351, 700, 671, 224, 49, 225, 299, 328, 311, 631]
+N_LATENTS_LOOKED_AT = 150
 
 
 def test_the_units_are_the_ones_drawn_before_recording():
@@ -24,7 +34,15 @@ def test_the_units_are_the_ones_drawn_before_recording():
     assert study.n_units == 32 and study.n_candidates == 4 and study.neuron_seed == 33
     populations = study.populations()
     assert populations[CHANNELS] == ("_conv_head", CHANNEL_UNITS)
-    assert populations[LATENTS] == ("_conv_head/sae:fixtures/efficientnet_lite0/sae__conv_head.npz", LATENT_UNITS)
+    layer, latents = populations[LATENTS]
+    assert layer == "_conv_head/sae:fixtures/efficientnet_lite0/sae__conv_head.npz"
+    assert latents[:16] == LATENT_ORDER_START and len(latents) == N_LATENTS_LOOKED_AT
+    scorable = [
+        u
+        for u in latents
+        if not _unscorable(study, load_target(f"efficientnet_lite0/{layer}/{u}", "caption-activation"))
+    ]
+    assert len(scorable) == 32 and scorable[-1] == latents[-1]
 
 
 def test_no_channel_was_looked_at_before():
@@ -79,6 +97,7 @@ def test_the_measures_from_scripted_explanations(monkeypatch, tmp_path):
         neuron: str
         method: str
         explanation: str
+        shown: tuple[int, ...] = ()
 
         def to_json(self):
             return {"neuron": self.neuron, "explanation": self.explanation}
@@ -89,11 +108,6 @@ def test_the_measures_from_scripted_explanations(monkeypatch, tmp_path):
         return [Record(neuron, method, ", ".join(t.texts[i] for i in top) + f" {k}") for k in range(n)]
 
     monkeypatch.setattr(sae_study, "explain_neuron", explain)
-    monkeypatch.setattr(
-        sae_study,
-        "unseen_items",
-        lambda strength, records, kind, n_shown: np.argsort(-strength, kind="stable")[n_shown:],
-    )
 
     class Opener:
         folder = tmp_path
@@ -112,9 +126,10 @@ def test_the_measures_from_scripted_explanations(monkeypatch, tmp_path):
     result = sae_study.run_sae_study(study, Opener(), store, progress=False)
     assert [r.population for r in result.rows] == [CHANNELS, LATENTS]
     for r in result.rows:
-        assert r.units == 1280 and r.drawn == 4 and r.explained == 4 - r.dead_drawn
+        assert r.units == 1280 and r.explained == r.drawn - r.dead_drawn - r.unscorable
         assert r.score.low <= r.score.mean <= r.score.high and r.meta.floor == 0.25
         assert 0 <= r.meta.auprc <= 1 and 1 <= r.mean_rank <= 4
+    assert result.rows[1].explained == 4 and result.rows[0].drawn == 4
     diff, low, high, _df = result.difference
     assert low <= diff <= high
     assert (

@@ -12,9 +12,16 @@ Design (fixed before recording; nothing below was tuned on what it measures):
   its provenance is in the file). A latent's value on an image is the spatial mean of its code, as a
   channel's is the spatial mean of its map (`vse.data.loader`).
 - Units: ``n_units`` = 32 channels drawn with ``neuron_seed`` = 33 (`draw_neurons`: never a few-shot or
-  prompt-development unit, nor one the defaults study drew or excluded) and 32 latents drawn with the same
-  seed from all 1,280 (stream "latents"). A unit whose values are constant on the probe set is dead: counted,
-  never explained (`vse.studies.label_work.dead_reason`).
+  prompt-development unit, nor one the defaults study drew or excluded; all 32 turned out scorable) and
+  the latents of a seeded order of all 1,280 (``neuron_seed``, stream "latents") up to the 32nd the scorer
+  can score. A unit whose values are constant on the probe set is dead: counted, never explained
+  (`vse.studies.label_work.dead_reason`). A unit the scorer cannot score is unscorable: counted, never
+  explained (`vse.method.best_of.universes`, checked before any call: a held-in or held-out half of the
+  items the explainer is not shown has one scaled value, e.g. a sparse unit whose unseen images all scale
+  to 0). (Amended before any latent was explained or any score computed: with a plain draw of 32 latents,
+  27 were unscorable, so a comparison would have rested on 5; the passed-over latents are counted, and the
+  whole populations' unscorable shares are reported beside the scores. The comparison is therefore of the
+  scorable latents, the denser ones, against channels.)
 - Explanations: the recommended path on Caption-Activation pairs: the new-run explainer (`new_run_config`),
   the top display, 4 candidates a unit (candidate k with the seed `llm_seed(seed, "explain", k)`), one
   cassette per unit; the same few-shot neurons (the layer's hand-labelled channels) for both kinds of unit.
@@ -25,8 +32,8 @@ Design (fixed before recording; nothing below was tuned on what it measures):
   distribution: mean with a 95 % t interval, median, quartiles); matched vs mismatched on S[i, j] = unit i's
   chosen explanation scored on unit j's held-out half (`vse.core.discrimination.match`: matched and
   mismatched means, wins, mean rank, one-sided paired p); Meta-AUPRC of S (`meta_auprc`; floor 1/K); the
-  dead and dense shares of the whole population and of the drawn units (dense: non-zero on at least
-  ``dense_share`` of the probe images).
+  dead, dense and unscorable shares of the whole population and of the units looked at (dense: non-zero on at
+  least ``dense_share`` of the probe images).
 - The verdict, by this rule: latents explain better (worse) when the 95 % Welch interval of the difference of
   mean held-out scores (latents minus channels) lies above (below) 0; otherwise no difference is shown.
   Matched-vs-mismatched and Meta-AUPRC are reported beside it, not folded into the verdict.
@@ -53,11 +60,11 @@ from vse.core.target import Feature, Target, feature_layer, neuron_id, neuron_st
 from vse.core.tquantile import t_quantile
 from vse.core.vocab import FeatureKind, Kind
 from vse.data.loader import draw_neurons, feature_file, fixture_pairs, load_target
-from vse.method.best_of import split_unseen, unseen_items
+from vse.method.best_of import universes
 from vse.method.explain import ExplainConfig, new_run_config
 from vse.method.pipeline import explain_neuron
 from vse.method.records import ExplanationRecord
-from vse.method.score import ScoreConfig
+from vse.method.score import ScoreConfig, Unscorable
 from vse.method.simulators.embedding import EmbeddingStore, cosine_predictions
 from vse.outputs.paper_tables import to_csv
 from vse.studies.cassette_llms import CassetteLLMs
@@ -101,8 +108,16 @@ class SaeStudy(StudyKind):
         """{population: (the layer its ids name, the drawn units)}."""
         channels = draw_neurons(self.model, self.layer, self.n_units, self.neuron_seed, exclude=_excluded())
         n_latents = feature_file(self.model, self.layer, Feature(FeatureKind.SAE, self.sae_file)).latents
-        drawn = rng(self.neuron_seed, "latents").choice(n_latents, size=self.n_units, replace=False)
-        return {CHANNELS: (self.layer, channels), LATENTS: (self.sae_layer, sorted(int(u) for u in drawn))}
+        order = rng(self.neuron_seed, "latents").permutation(n_latents)
+        latents: list[int] = []
+        scorable = 0
+        for u in order:  # the seeded order, up to the n_units-th latent the scorer can score
+            latents.append(int(u))
+            t = load_target(neuron_id(self.model, self.sae_layer, int(u)), Kind.CAPTION_ACTIVATION)
+            scorable += dead_reason(t) is None and not _unscorable(self, t)
+            if scorable == self.n_units:
+                break
+        return {CHANNELS: (self.layer, channels), LATENTS: (self.sae_layer, latents)}
 
     def run(self, llms: CassetteLLMs, *, progress: bool = True) -> SaeResult:
         store = EmbeddingStore(llms.folder / "embeddings.npz", record=llms.record)
@@ -153,9 +168,11 @@ class Population:
     units: int  # in the whole population (the layer's channels, the SAE's latents)
     dead_all: int
     dense_all: int
+    unscorable_all: int
     drawn: int
     dead_drawn: int
     dense_drawn: int
+    unscorable: int
     explained: int
     score: Spread
     matched_mean: float
@@ -257,6 +274,8 @@ def _population(
 ) -> tuple[Population, list[UnitScore], list[ExplanationRecord], np.ndarray]:
     targets: list[Target] = [load_target(neuron_id(study.model, layer, u), Kind.CAPTION_ACTIVATION) for u in units]
     alive = [(u, t) for u, t in zip(units, targets, strict=True) if dead_reason(t) is None]
+    unscorable = [t.neuron for _u, t in alive if _unscorable(study, t)]
+    alive = [(u, t) for u, t in alive if t.neuron not in unscorable]
     records: dict[int, list[ExplanationRecord]] = {}
     for u, t in tqdm(alive, desc=f"{study.name} {population}", unit="unit", disable=not progress):
         with llms(neuron_stem(study.model, layer, u)) as llm:
@@ -270,12 +289,7 @@ def _population(
                 progress=False,
             )
     texts = alive[0][1].texts
-    halves = [
-        split_unseen(
-            unseen_items(t.strength, records[u], Kind.CAPTION_ACTIVATION, study.score.n_shown), study.split_seed, u
-        )
-        for u, t in alive
-    ]
+    halves = [_halves(study, t, records[u]) for u, t in alive]
     truths = [t.values.astype(float) for _u, t in alive]
     own, scores = [], []
     for j, (u, _t) in enumerate(alive):
@@ -304,15 +318,21 @@ def _population(
     ]
     whole = _whole(study, layer)
     dead_all, dense_all = _shares(whole, study.dense_share)
+    unscorable_all = sum(
+        _unscorable(study, load_target(neuron_id(study.model, layer, u), Kind.CAPTION_ACTIVATION))
+        for u in range(whole.shape[0])
+    )
     dead_drawn, dense_drawn = _shares(np.array([t.raw for t in targets]), study.dense_share)
     row = Population(
         population=population,
         units=whole.shape[0],
         dead_all=dead_all,
         dense_all=dense_all,
+        unscorable_all=unscorable_all,
         drawn=len(units),
         dead_drawn=dead_drawn,
         dense_drawn=dense_drawn,
+        unscorable=len(unscorable),
         explained=k,
         score=Spread.of(np.diag(s)),
         matched_mean=m.matched_mean,
@@ -323,6 +343,30 @@ def _population(
         meta=meta_auprc(s),
     )
     return row, unit_scores, [r for u, _t in alive for r in records[u]], np.diag(s)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """An explanation not yet made, as `universes` reads one: its kind, and no items said to be shown (so the
+    explainer is taken to see the strongest, as the top display does)."""
+
+    method: str = Kind.CAPTION_ACTIVATION
+    shown: tuple[int, ...] = ()
+
+
+def _unscorable(study: SaeStudy, t: Target) -> bool:
+    """Whether best of N cannot score the unit (`universes`), known before any call."""
+    try:
+        universes([_Planned()] * study.n_candidates, t, Kind.CAPTION_ACTIVATION, study.score, study.split_seed)
+    except Unscorable:
+        return True
+    return False
+
+
+def _halves(study: SaeStudy, t: Target, records: list[ExplanationRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """(held-in, held-out) of the unit, as `vse.method.best_of` splits the items its explainer was not shown."""
+    u = universes(records, t, Kind.CAPTION_ACTIVATION, study.score, study.split_seed)
+    return u.held_in, u.held_out
 
 
 def _whole(study: SaeStudy, layer: str) -> np.ndarray:
@@ -350,7 +394,10 @@ COLUMNS = (
     Column("units", lambda r: r.population),
     Column("dead (all)", lambda r: f"{r.dead_all}/{r.units}"),
     Column("dense (all)", lambda r: f"{r.dense_all}/{r.units}"),
-    Column("drawn: dead, dense", lambda r: f"{r.dead_drawn}, {r.dense_drawn} of {r.drawn}"),
+    Column("unscorable (all)", lambda r: f"{r.unscorable_all}/{r.units}"),
+    Column(
+        "looked at: dead, dense, unscorable", lambda r: f"{r.dead_drawn}, {r.dense_drawn}, {r.unscorable} of {r.drawn}"
+    ),
     Column("explained", lambda r: f"{r.explained}"),
     Column(
         "held-out score (100 r), mean [95% CI]", lambda r: f"{r.score.mean:.1f} [{r.score.low:.1f}, {r.score.high:.1f}]"
