@@ -51,10 +51,10 @@ def train_cmd(model_layer, probe_spec, latents, k, seed, epochs, batch_size, lr,
         )
     config = sae.SaeConfig(latents=latents, k=k, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, device=device)
     out = out or Path("sae") / f"{model}__{layer.strip('_')}__d{latents}_k{k}_s{seed}.npz"
-    # Before the pass over the probe set: the library, the output, the probe, the weights, the layer, the device.
-    sae.library_version()
-    preflight.check_writable(out)
+    # Before the pass over the probe set: the probe, the output, the library, the weights, the layer, the device.
     probe = _probe(probe_spec)
+    preflight.check_writable(out)
+    sae.library_version()
     preflight.check_weights(model)
     loaded = models.load_model(model)
     loaded.hook_point(layer)  # an unknown layer lists the valid names
