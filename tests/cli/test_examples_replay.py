@@ -193,3 +193,37 @@ def test_label_batch_round_trip_from_the_recorded_output(tmp_path):
     assert [rec["unit"] for rec in records] == [0, 1]
     explanations = [e["explanation"] for rec in records for e in rec["explanations"]]
     assert len(explanations) == 4 and all(any(t.startswith(e) for t in texts) for e in explanations)
+
+
+# `vse label --sae` on a recorded example (docs/sae.md): the latents 0..7 of the committed `_conv_head` SAE,
+# explained (best of 4) by the local llama-server, recorded with the command below into
+# cassettes/examples/label-sae.json.gz (its embeddings in label-sae.embeddings.npz, its records in label-sae.jsonl).
+SAE_RUN = [
+    "label", "efficientnet_lite0/_conv_head", "--sae", "fixtures/efficientnet_lite0/sae__conv_head.npz",
+    "--units", "0:8", "--method", "caption-activation", "--score", "--no-progress",
+]  # fmt: skip
+
+
+def test_label_sae_latents_replays_the_recorded_example_and_makes_an_atlas(tmp_path):
+    cassette, out = tmp_path / "label-sae.json.gz", tmp_path / "label-sae.jsonl"
+    shutil.copy(EXAMPLES / "label-sae.json.gz", cassette)
+    shutil.copy(EXAMPLES / "label-sae.embeddings.npz", tmp_path / "label-sae.embeddings.npz")
+    r = _run(*SAE_RUN, "--out", str(out), "--cassette", str(cassette), "--replay")
+    assert r.exit_code == 0, r.output
+    replayed = {x["unit"]: x for x in map(json.loads, out.read_text().splitlines())}
+    recorded = {x["unit"]: x for x in map(json.loads, (EXAMPLES / "label-sae.jsonl").read_text().splitlines())}
+    assert sorted(replayed) == list(range(8))
+    for unit, rec in recorded.items():
+        got = replayed[unit]
+        assert (
+            got["neuron"] == f"efficientnet_lite0/_conv_head/sae:fixtures/efficientnet_lite0/sae__conv_head.npz/{unit}"
+        )
+        assert got.get("status") == rec.get("status") and got.get("unscorable") == rec.get("unscorable")
+        assert [e["explanation"] for e in got["explanations"]] == [e["explanation"] for e in rec["explanations"]]
+        assert got.get("scores") == rec.get("scores")
+    site = tmp_path / "atlas"
+    r = _run("atlas", str(out), "--out", str(site))
+    assert r.exit_code == 0, r.output
+    cards = sorted(p.name for p in (site / "cards").iterdir())
+    assert cards == [f"efficientnet_lite0___conv_head__sae-sae__conv_head__{u}.html" for u in sorted(range(8), key=str)]
+    assert any((site / "img").rglob("*.png"))  # the latents' top probe images (the fixtures' thumbnails)
