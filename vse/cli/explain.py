@@ -32,7 +32,7 @@ EXPLAIN_REMEDY = "the candidates above are kept, unscored; give a larger probe s
 
 
 @click.command(
-    help=f"""Explain a neuron (MODEL/LAYER/INDEX) in one sentence.
+    help=f"""Explain a neuron (MODEL/LAYER/INDEX, or MODEL/LAYER/sae:FILE/INDEX: see docs/sae.md) in one sentence.
 
 \b
 Methods:

@@ -66,7 +66,7 @@ def _explanations(explanation: str | None, from_file: Path | None, neuron: str) 
 
 
 @click.command(
-    help=f"""Score explanations of a neuron (MODEL/LAYER/INDEX) on a target with Algorithm 1.
+    help=f"""Score explanations of a neuron (MODEL/LAYER/INDEX, or .../sae:FILE/INDEX) on a target with Algorithm 1.
 
 \b
 Targets:
