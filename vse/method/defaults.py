@@ -28,7 +28,11 @@ DISPLAY = Display.TOP
 RANK_BY = RankBy.RAW
 
 # Scoring.
-#: The simulator and which items a pass predicts.
+#: The simulator and which items a pass predicts. Recall-free passes NeuronEval's missing- and extra-labels
+#: checks at activation frequencies 0.1, 0.01 and 0.001 (results/scorer-sanity/: 100 % decreases, n = 50,000;
+#: top-and-random and the paper's uniform 50 items fail extra labels there); where a unit's whole concept lies
+#: among the items the explainer was shown it cannot judge it (unscorable, never a pass), and `all` is the
+#: protocol that does, at the price of scoring the shown items again (docs/studies/scorer-sanity.md).
 SIMULATOR = Mode.EMBEDDING
 PROTOCOL = Protocol.RECALL_FREE
 #: Items a simulation pass predicts, and Algorithm 1's cap on passes.
