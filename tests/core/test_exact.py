@@ -264,3 +264,50 @@ def test_pearson_keeps_the_bits_on_binary_and_sparse_vectors():
         a = (rng.random(5_000) < 0.01).astype(float)
         b = np.minimum(a + (rng.random(5_000) < 0.01), 1.0)
         assert exact.pearson(a, b) == _pearson_item_by_item(a, b)
+
+
+two_values = st.tuples(
+    st.one_of(st.sampled_from([0.0, -0.0, 1.0, 10.0, -1.0, 0.1, 1e-300, 1e300]), finite),
+    st.one_of(st.sampled_from([0.0, -0.0, 1.0, 10.0, -1.0, 0.3, 5e-324, -1e300]), finite),
+).filter(lambda v: v[0] != v[1])
+
+
+@st.composite
+def two_valued_pair(draw):
+    """Two vectors of 256+ items that take two values each (a concept's labels against a binary unit's values):
+    the counted path of `exact.pearson`, with a few of one value or many, and the pattern shared or not."""
+    n = draw(st.integers(256, 3_000))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    out = []
+    for values in (draw(two_values), draw(two_values)):
+        share = draw(st.sampled_from([1 / n, 0.001, 0.01, 0.1, 0.5, 0.9, 1 - 1 / n]))
+        high = rng.random(n) < share
+        high[rng.integers(n)] = True
+        high[rng.integers(n)] = False  # both values present (or one, rarely: a constant vector is None)
+        out.append(np.where(high, values[1], values[0]))
+    if draw(st.booleans()):
+        out[1] = np.where(out[0] == out[0][0], out[1][0], out[1][1])  # the same pattern: r = +-1
+    return out[0], out[1]
+
+
+@given(two_valued_pair())
+def test_pearson_of_two_valued_vectors_counts_them_and_keeps_the_bits(ab):
+    a, b = ab
+    assert exact._two_valued(a) is not None or a.min() == a.max()
+    got = exact.pearson(a, b)
+    assert repr(got) == repr(_pearson_item_by_item(a, b))  # repr: the same bits, a zero's sign included
+    if got is not None:
+        assert repr(got) == repr(exact._pearson_general(a, b))
+
+
+def test_the_counted_path_is_taken_only_for_two_values_and_enough_items():
+    rng = np.random.default_rng(1)
+    a = (rng.random(1_000) < 0.1).astype(float)
+    assert exact._two_valued(a) is not None
+    assert exact._two_valued(a + np.arange(1_000) * 1e-3) is None  # many values: the item-by-item path
+    three = a.copy()
+    three[0] = 0.5
+    assert exact._two_valued(three) is None
+    assert exact.pearson(three, a) == _pearson_item_by_item(three, a)
+    assert exact.pearson(a[:100], a[:100][::-1]) == _pearson_item_by_item(a[:100], a[:100][::-1])

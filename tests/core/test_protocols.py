@@ -220,3 +220,56 @@ def test_the_recall_free_pool_of_a_sparse_unit_is_all_zeros():
     pool = draw_pool("recall-free", values, 50, n_shown=25)
     assert len(pool) == 23 and not values[pool].any()
     assert len(draw_pool("uniform", values, 50, n_shown=25)) == 48
+
+
+# ----------------------------------------------------------------------------- Selector: select prepared once
+
+
+def _select_as_written_first(protocol, values, n, rng, *, n_shown=25, strength=None, universe=None):
+    """`select` before `Selector` (everything redone each pass): the items and the draws a Selector must keep."""
+    from vse.core.protocols import EXACT_PROTOCOLS, Protocol, draw_outside
+
+    x = np.asarray(values, dtype=np.float64)
+    size = len(x)
+    if universe is not None:
+        universe = np.asarray(universe, dtype=int)
+        if protocol in EXACT_PROTOCOLS:
+            return np.sort(universe)
+        return rng.choice(np.sort(universe), size=min(n, len(universe)), replace=False)
+    if protocol == Protocol.ALL:
+        return np.arange(size)
+    if protocol == Protocol.RECALL_FREE:
+        return np.sort(ranks(x if strength is None else strength)[n_shown:])
+    n = min(n, size)
+    if protocol == Protocol.UNIFORM:
+        return rng.choice(size, size=n, replace=False)
+    order = ranks(x)
+    if protocol == Protocol.TOP_AND_RANDOM:
+        top = order[: n // 2]
+        excluded = set(top.tolist())
+    else:
+        top = heldout_top(x, n // 2)
+        excluded = set(order[: 2 * max(n_shown, n // 2)].tolist())
+    picked = np.concatenate([top, draw_outside(size, excluded, n - len(top), rng)])
+    return rng.permutation(picked.astype(int))
+
+
+@given(values_st, n_st, seed_st, shown_st, st.sampled_from(PROTOCOLS), st.booleans())
+def test_a_selector_draws_what_select_drew_pass_after_pass(values, n, seed, n_shown, protocol, in_universe):
+    from vse.core.protocols import Selector
+
+    universe = None
+    if in_universe:
+        if protocol not in ("all", "recall-free", "uniform"):
+            return
+        universe = np.flatnonzero(np.random.default_rng(seed).random(len(values)) < 0.5)
+    strength = values + np.linspace(0, 1e-3, len(values))  # raw values that break the scaled ties
+    selector = Selector(protocol, values, n, n_shown=n_shown, strength=strength, universe=universe)
+    mine, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+    for _ in range(4):  # one generator through several passes: the same items and the same use of it
+        got = selector.draw(mine)
+        want = _select_as_written_first(
+            protocol, values, n, theirs, n_shown=n_shown, strength=strength, universe=universe
+        )
+        assert got.tolist() == want.tolist()
+    assert mine.random() == theirs.random()

@@ -45,6 +45,41 @@ def test_oracle_score_is_score_target_with_a_simulator_that_returns_the_concept(
     assert got == pytest.approx(want.mean, abs=1e-9)
 
 
+def _oracle_as_written_first(target, concept, config, *, seed):
+    """`oracle_score` before `Oracle` (each pass checked, ranked and drawn anew): the numbers an Oracle must keep."""
+    from vse.core.stats import correlation_score, run_until_confident
+    from vse.core.vocab import EXACT_PROTOCOLS
+    from vse.method.score import Unscorable, draw_items
+
+    def one_pass(index):
+        items, _redraws = draw_items(target, config, seeds.rng(seed, "pass", index))
+        return correlation_score(concept[items], [int(v) for v in target.values[items]])
+
+    try:
+        return one_pass(0) if config.protocol in EXACT_PROTOCOLS else run_until_confident(one_pass, config.stop).mean
+    except Unscorable:
+        return None
+
+
+@pytest.mark.parametrize("protocol", list(Protocol))
+@pytest.mark.parametrize("f", [0.3, 0.05, 0.004])
+def test_one_oracle_scores_many_concepts_as_oracle_score_did_each(protocol, f):
+    # One Oracle per (target, protocol) serves every case of the study: the same bits as scoring each case anew,
+    # on a binary unit (the counted Pearson, for the exact protocols) and a graded one.
+    from vse.method.sanity import Oracle
+
+    a = sanity.theoretical_concept(2_000, f)
+    graded = a * np.arange(2_000) % 7  # a few values, not two
+    for values in (a, graded):
+        target = target_of_size(values)
+        config = ScoreConfig(protocol=protocol)
+        oracle = Oracle(target, config)
+        for k in range(4):
+            c = sanity.perturb(list(sanity.SanityTest)[k % 2], a, seeds.rng(1, "sanity", k))
+            want = _oracle_as_written_first(target, c, config, seed=k)
+            assert repr(oracle.score(c, seed=k)) == repr(want)
+
+
 def test_an_unscorable_case_is_none():
     # 4 positives, all among the 25 items the explainer was shown: recall-free has only zeros left.
     a = sanity.theoretical_concept(N, 0.01)

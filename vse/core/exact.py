@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from fractions import Fraction
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -185,6 +186,15 @@ def pearson(x: ArrayLike, y: ArrayLike) -> float | None:
         raise ValueError(f"pearson of vectors of {len(a)} and {len(b)} items")
     if len(a) < 2 or a.min() == a.max() or b.min() == b.max():
         return None
+    if len(a) >= _TWO_VALUED_FROM:
+        two_a, two_b = _two_valued(a), _two_valued(b)
+        if two_a is not None and two_b is not None:
+            return _pearson_two_valued(two_a, two_b)
+    return _pearson_general(a, b)
+
+
+def _pearson_general(a: np.ndarray, b: np.ndarray) -> float | None:
+    """`pearson` of two vectors of >= 2 items, neither constant: the item-by-item way."""
     ca, cb = _centred_unit(a), _centred_unit(b)
     denom = math.sqrt(math.fsum((ca * ca).tolist()) * math.fsum((cb * cb).tolist()))
     if not denom > 0:  # only reachable through extreme cancellation
@@ -196,3 +206,71 @@ def _centred_unit(v: np.ndarray) -> np.ndarray:
     u = v / np.abs(v).max()
     m = math.fsum(u.tolist()) / len(u)
     return u - m
+
+
+#: From this many items on, `pearson` of two vectors that each take two values (a concept's 0/1 labels, a
+#: binary unit) counts them instead of summing item by item (`_pearson_two_valued`); below it the count
+#: costs more than it saves.
+_TWO_VALUED_FROM = 256
+
+
+class _TwoValued:
+    """A vector that takes exactly two values: lo < hi, ``high`` where it is hi, and how many of each."""
+
+    __slots__ = ("hi", "high", "lo", "n_hi", "n_lo")
+
+    def __init__(self, lo: float, hi: float, high: np.ndarray) -> None:
+        self.lo, self.hi, self.high = lo, hi, high
+        self.n_hi = int(np.count_nonzero(high))  # an integer count: exact, in any order
+        self.n_lo = len(high) - self.n_hi
+
+
+def _two_valued(v: np.ndarray) -> _TwoValued | None:
+    """``v`` (not constant) as its two values and where each is, or None when it takes more than two."""
+    lo, hi = float(v.min()), float(v.max())
+    high = v == hi
+    if not np.logical_or(high, v == lo, out=np.empty(len(v), dtype=bool)).all():
+        return None
+    return _TwoValued(lo, hi, high)
+
+
+def _exact_sum(terms: list[tuple[int, float]]) -> float:
+    """The correctly rounded value of sum(count x term): what ``math.fsum`` returns for ``count`` copies of
+    each term. The sum is formed exactly as a fraction and rounded once by integer division, which Python
+    rounds correctly (to nearest, ties to even, as ``math.fsum``)."""
+    total = sum((Fraction(t) * k for k, t in terms if k), Fraction(0))
+    return total.numerator / total.denominator
+
+
+def _centred_values(v: _TwoValued) -> tuple[float, float]:
+    """`_centred_unit`'s two values for the lo and the hi items, by the same IEEE operations on each."""
+    peak = max(abs(v.lo), abs(v.hi))  # np.abs(v).max()
+    ulo, uhi = v.lo / peak, v.hi / peak
+    n = v.n_lo + v.n_hi
+    mean = _exact_sum([(v.n_lo, ulo), (v.n_hi, uhi)]) / n  # math.fsum(u) / len(u)
+    return ulo - mean, uhi - mean
+
+
+def _pearson_two_valued(a: _TwoValued, b: _TwoValued) -> float | None:
+    """`_pearson_general` of two two-valued vectors, the same bits, from four counts instead of a sum per item.
+
+    Every item's centred value is one of two floats, each computed by the same correctly rounded operations
+    as `_centred_unit` does item by item; so every product the general path sums is one of four floats
+    (two for a square), and ``math.fsum`` of them is the correctly rounded sum of count x product, which
+    `_exact_sum` forms exactly and rounds once. ``tests/core/test_exact.py`` checks the bits against
+    `_pearson_general`. (The sign of a zero never matters here: no centred value is zero-signed in a sum
+    that is exactly zero, and a zero sum is +0.0 both ways.)
+    """
+    alo, ahi = _centred_values(a)
+    blo, bhi = _centred_values(b)
+    n = a.n_lo + a.n_hi
+    hh = int(np.count_nonzero(np.logical_and(a.high, b.high)))  # both high
+    hl, lh = a.n_hi - hh, b.n_hi - hh
+    ll = n - hh - hl - lh
+    saa = _exact_sum([(a.n_lo, alo * alo), (a.n_hi, ahi * ahi)])
+    sbb = _exact_sum([(b.n_lo, blo * blo), (b.n_hi, bhi * bhi)])
+    denom = math.sqrt(saa * sbb)
+    if not denom > 0:
+        return None
+    sab = _exact_sum([(hh, ahi * bhi), (hl, ahi * blo), (lh, alo * bhi), (ll, alo * blo)])
+    return sab / denom

@@ -66,8 +66,9 @@ def among(items: np.ndarray, excluded) -> np.ndarray:
 def draw_outside(size: int, excluded, n: int, rng: np.random.Generator) -> np.ndarray:
     """Up to `n` of the indices 0..size-1 outside `excluded`, drawn without replacement (in draw order).
 
-    The one random draw of a protocol's items: a scoring pass (`select`) and a strategy-study run
-    (`vse.studies.strategy`) take theirs here. With nothing to draw, `rng` is not touched.
+    The one random draw of a protocol's items: a strategy-study run (`vse.studies.strategy`) takes its
+    here, and a scoring pass (`Selector`) the same draw from the same pool, kept between passes.
+    With nothing to draw, `rng` is not touched.
     """
     rest = outside(size, excluded)
     k = min(n, len(rest))
@@ -91,31 +92,80 @@ def select(
         did not see (`vse.method.best_of`): ``recall-free`` and ``all`` then score all of them in one
         exact pass, ``uniform`` draws among them; the top-and-random protocols refuse it.
     """
-    x = as_finite_1d(values, "values")
-    size = len(x)
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"scoring protocol {protocol!r} is not one of {PROTOCOLS}")
-    if n < 1:
-        raise ValueError(f"a pass needs at least 1 item, got {n}")
-    if universe is not None:
-        return _within(protocol, np.asarray(universe, dtype=int), n, rng)
-    if protocol == Protocol.ALL:
-        return np.arange(size)
-    if protocol == Protocol.RECALL_FREE:
-        order = ranks(x if strength is None else strength)
-        return np.sort(order[n_shown:])
-    n = min(n, size)
-    if protocol == Protocol.UNIFORM:
-        return rng.choice(size, size=n, replace=False)
-    order = ranks(x)
-    if protocol == Protocol.TOP_AND_RANDOM:
-        top = order[: n // 2]
-        excluded = set(top.tolist())
-    else:  # held out: the odd ranks of the top; nothing the explainer saw may come in at random
-        top = heldout_top(x, n // 2)
-        excluded = set(order[: 2 * max(n_shown, n // 2)].tolist())
-    picked = np.concatenate([top, draw_outside(size, excluded, n - len(top), rng)])
-    return rng.permutation(picked.astype(int))
+    return Selector(protocol, values, n, n_shown=n_shown, strength=strength, universe=universe).draw(rng)
+
+
+class Selector:
+    """`select` with the work that does not depend on the draw done once: the ranking, the top items and
+    what a random draw may pick from. ``Selector(...).draw(rng)`` is ``select(..., rng)``, the same items
+    and the same use of ``rng``; a scoring run draws many passes on one target (Algorithm 1, the sanity
+    checks' thousands of cases), and ranking 50,000 items for each pass cost more than the pass itself.
+    The arguments are `select`'s; the arrays are read once, here (do not change them afterwards).
+    """
+
+    def __init__(
+        self,
+        protocol: str,
+        values: np.ndarray,
+        n: int,
+        *,
+        n_shown: int = 25,
+        strength: np.ndarray | None = None,
+        universe: np.ndarray | None = None,
+    ) -> None:
+        x = as_finite_1d(values, "values")
+        size = len(x)
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"scoring protocol {protocol!r} is not one of {PROTOCOLS}")
+        if n < 1:
+            raise ValueError(f"a pass needs at least 1 item, got {n}")
+        self._fixed: np.ndarray | None = None  # an exact protocol's items: no draw
+        self._population: int | np.ndarray = size  # what a uniform draw picks from
+        self._top: np.ndarray | None = None  # the top-and-random protocols' fixed part
+        self._count = 0  # how many items the random draw takes
+        if universe is not None:
+            universe = np.asarray(universe, dtype=int)
+            if protocol in EXACT_PROTOCOLS:
+                self._fixed = np.sort(universe)
+            elif protocol == Protocol.UNIFORM:
+                self._population, self._count = np.sort(universe), min(n, len(universe))
+            else:
+                raise _no_universe(protocol)
+            return
+        if protocol == Protocol.ALL:
+            self._fixed = np.arange(size)
+            return
+        if protocol == Protocol.RECALL_FREE:
+            order = ranks(x if strength is None else strength)
+            self._fixed = np.sort(order[n_shown:])
+            return
+        n = min(n, size)
+        if protocol == Protocol.UNIFORM:
+            self._count = n
+            return
+        order = ranks(x)
+        if protocol == Protocol.TOP_AND_RANDOM:
+            top = order[: n // 2]
+            excluded = set(top.tolist())
+        else:  # held out: the odd ranks of the top; nothing the explainer saw may come in at random
+            top = heldout_top(x, n // 2)
+            excluded = set(order[: 2 * max(n_shown, n // 2)].tolist())
+        self._top = top
+        self._population = outside(size, excluded)  # `draw_outside`'s pool
+        self._count = min(n - len(top), len(self._population))
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """The items of one pass (a new array each time)."""
+        if self._fixed is not None:
+            return self._fixed.copy()
+        if self._top is None:  # uniform
+            return rng.choice(self._population, size=self._count, replace=False)
+        # `draw_outside`: with nothing to draw, ``rng`` is not touched.
+        drawn = (
+            rng.choice(self._population, size=self._count, replace=False) if self._count else np.array([], dtype=int)
+        )
+        picked = np.concatenate([self._top, drawn])
+        return rng.permutation(picked.astype(int))
 
 
 def draw_pool(
@@ -147,15 +197,6 @@ def draw_pool(
         excluded = ranks(x)[: 2 * max(n_shown, n // 2)]
         return np.union1d(heldout_top(x, n // 2), outside(size, excluded.tolist()))
     return np.arange(size)  # all, uniform, top-and-random: any item
-
-
-def _within(protocol: str, universe: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """`select` restricted to ``universe``."""
-    if protocol in EXACT_PROTOCOLS:
-        return np.sort(universe)
-    if protocol == Protocol.UNIFORM:
-        return rng.choice(np.sort(universe), size=min(n, len(universe)), replace=False)
-    raise _no_universe(protocol)
 
 
 def _no_universe(protocol: str) -> ValueError:

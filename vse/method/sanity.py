@@ -24,7 +24,7 @@ from vse.core import seeds
 from vse.core.stats import correlation_score, run_until_confident
 from vse.core.target import Target
 from vse.core.vocab import EXACT_PROTOCOLS
-from vse.method.score import ScoreConfig, Unscorable, draw_items
+from vse.method.score import ItemDraw, ScoreConfig, Unscorable
 
 #: The correlation score's range, max - min (NeuronEval normalises a change by it).
 SCORE_SPAN = 200.0
@@ -32,17 +32,49 @@ SCORE_SPAN = 200.0
 
 def oracle_score(target: Target, concept: np.ndarray, config: ScoreConfig, *, seed: int) -> float | None:
     """`score_target`'s mean for a simulator that predicts ``concept[i]`` for item i; None when unscorable."""
-    c = np.asarray(concept, dtype=np.float64)
-    if len(c) != len(target.values):
-        raise ValueError(f"{target.neuron}: a concept of {len(c)} items for {len(target.values)} values")
+    return Oracle(target, config).score(concept, seed=seed)
 
-    def one_pass(index: int) -> float:
-        items, _redraws = draw_items(target, config, seeds.rng(seed, "pass", index))
-        return correlation_score(c[items], [int(v) for v in target.values[items]])
 
-    try:
-        if config.protocol in EXACT_PROTOCOLS:
-            return one_pass(0)
-        return run_until_confident(one_pass, config.stop).mean
-    except Unscorable:
-        return None
+class Oracle:
+    """`oracle_score` for many concepts on one target under one config: ``Oracle(target, config).score(c,
+    seed=s)`` is ``oracle_score(target, c, config, seed=s)``. What does not depend on the concept is done
+    once, here: the scorability check and the protocol's ranking (`ItemDraw`), the true values, and an exact
+    protocol's one set of items (every pass of it is the same items, so the concept is indexed once).
+    """
+
+    def __init__(self, target: Target, config: ScoreConfig) -> None:
+        self.target, self.config = target, config
+        # score_target correlates int(value) of each item; the scaled values are integers already, so this is
+        # them as floats (+ 0.0: never a -0.0, as int() gives none).
+        self._true = np.asarray(target.values, dtype=np.float64) + 0.0
+        try:
+            self._draw: ItemDraw | None = ItemDraw(target, config)
+        except Unscorable:
+            self._draw = None
+        self._exact_items: np.ndarray | None = None
+        if self._draw is not None and config.protocol in EXACT_PROTOCOLS:
+            try:
+                self._exact_items, _redraws = self._draw.draw(seeds.rng(0, "pass", 0))  # draws nothing
+            except Unscorable:
+                self._draw = None
+            else:
+                self._exact_true = self._true[self._exact_items]
+
+    def score(self, concept: np.ndarray, *, seed: int) -> float | None:
+        c = np.asarray(concept, dtype=np.float64)
+        if len(c) != len(self.target.values):
+            raise ValueError(f"{self.target.neuron}: a concept of {len(c)} items for {len(self.target.values)} values")
+        draw = self._draw
+        if draw is None:
+            return None
+        if self._exact_items is not None:
+            return correlation_score(c[self._exact_items], self._exact_true)
+
+        def one_pass(index: int) -> float:
+            items, _redraws = draw.draw(seeds.rng(seed, "pass", index))
+            return correlation_score(c[items], self._true[items])
+
+        try:
+            return run_until_confident(one_pass, self.config.stop).mean
+        except Unscorable:
+            return None

@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vse.core import seeds
-from vse.core.protocols import PROTOCOLS, draw_pool, select
+from vse.core.protocols import PROTOCOLS, Selector, draw_pool
 from vse.core.sampling import get_strategy
 from vse.core.stats import StopRule, accuracy, correlation_score, mae, mse, run_until_confident
 from vse.core.target import Target
@@ -299,30 +299,51 @@ def draw_items(
 
     Raises `Unscorable` when the protocol's items are all of one value (`check_scorable`), or when
     ``MAX_REDRAWS`` random draws in a row were (a unit with a few non-zero items among many)."""
-    check_scorable(target, config, universe)
-    for redraws in range(MAX_REDRAWS):
-        idx = select(
+    return ItemDraw(target, config, universe).draw(rng)
+
+
+class ItemDraw:
+    """`draw_items` for many passes of one target: ``ItemDraw(target, config, universe).draw(rng)`` is
+    ``draw_items(target, config, rng, universe)``, with the check (`check_scorable`) and the protocol's
+    ranking (`vse.core.protocols.Selector`) done once, here, instead of once a pass.
+
+    Raises `Unscorable` here when no pass can score the target.
+    """
+
+    def __init__(self, target: Target, config: ScoreConfig, universe: np.ndarray | None = None) -> None:
+        check_scorable(target, config, universe)
+        self.target, self.config, self.universe = target, config, universe
+        self._values = target.values
+        self._selector = Selector(
             config.protocol,
             target.values,
             config.n_items,
-            rng,
             n_shown=config.n_shown,
             strength=target.strength,
             universe=universe,
         )
-        if len(np.unique(target.values[idx])) > 1:
-            return idx, redraws
-        if config.protocol in EXACT_PROTOCOLS:
-            break
-    pool = target.values if universe is None else target.values[np.asarray(universe, dtype=int)]
-    _, counts = np.unique(pool, return_counts=True)
-    other = len(pool) - int(counts.max())
-    raise Unscorable(
-        target.neuron,
-        Unscorability.DRAWS,
-        f"{MAX_REDRAWS} draws in a row of {config.n_items} of its {len(pool)} items each had one value: "
-        f"only {other} of them {'differs' if other == 1 else 'differ'} from the most common value",
-    )
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """(the items of one pass, how many draws before them were redrawn)."""
+        config = self.config
+        for redraws in range(MAX_REDRAWS):
+            idx = self._selector.draw(rng)
+            true = self._values[idx]
+            # At least two distinct values (the values are finite: `Target` scales them), without np.unique's sort.
+            if len(true) > 1 and true.min() != true.max():
+                return idx, redraws
+            if config.protocol in EXACT_PROTOCOLS:
+                break
+        universe, target = self.universe, self.target
+        pool = target.values if universe is None else target.values[np.asarray(universe, dtype=int)]
+        _, counts = np.unique(pool, return_counts=True)
+        other = len(pool) - int(counts.max())
+        raise Unscorable(
+            target.neuron,
+            Unscorability.DRAWS,
+            f"{MAX_REDRAWS} draws in a row of {config.n_items} of its {len(pool)} items each had one value: "
+            f"only {other} of them {'differs' if other == 1 else 'differ'} from the most common value",
+        )
 
 
 def score_target(
@@ -347,7 +368,7 @@ def score_target(
     universe: the only items passes may use (`vse.core.protocols.select`), e.g. the items the
     explainer was not shown, or one half of them (`vse.method.best_of`).
     """
-    check_scorable(target, config, universe)  # before any call: a unit no pass can score says why
+    drawer = ItemDraw(target, config, universe)  # checks first, before any call: a unit no pass can score says why
     store = store if store is not None else PredictionStore()
     fixed = (
         fewshot_examples(fewshot, config, seeds.rng(seed, "fewshot"))
@@ -385,7 +406,7 @@ def score_target(
         while True:
             index = len(details)
             rng = seeds.rng(seed, "pass", index)
-            items, redraws = draw_items(target, config, rng, universe)
+            items, redraws = drawer.draw(rng)
             examples = fixed if fixed is not None else fewshot_examples(fewshot, config, rng)
             texts = [target.texts[i] for i in items]
             true = [int(target.values[i]) for i in items]

@@ -76,7 +76,7 @@ from vse.core.vocab import EXACT_PROTOCOLS, Kind, Mode, Protocol
 from vse.data.loader import draw_neurons, excluded_units, fixture_width, load_target
 from vse.method.llm import LLM
 from vse.method.pipeline import score_explanation
-from vse.method.sanity import SCORE_SPAN, oracle_score
+from vse.method.sanity import SCORE_SPAN, Oracle
 from vse.method.score import ScoreConfig, Unscorable
 from vse.method.simulators.embedding import EmbeddingStore
 from vse.outputs.paper_tables import to_csv
@@ -196,19 +196,24 @@ def protocol_config(protocol: Protocol) -> ScoreConfig:
     return ScoreConfig(protocol=protocol)
 
 
+def base_scores(oracle: Oracle, concept: np.ndarray, cases: list[tuple[int, int]]) -> list[float | None]:
+    """s(a, c) for each case (scoring seed, perturbation index): both tests' cases share it (same concept and
+    seeds), so it is scored once. An exact protocol draws no items: one score serves every seed."""
+    if oracle.config.protocol in EXACT_PROTOCOLS:
+        return [oracle.score(concept, seed=0)] * len(cases)
+    return [oracle.score(concept, seed=seed) for seed, _k in cases]
+
+
 def case_scores(
-    target: Target, concept: np.ndarray, protocol: Protocol, test: SanityTest, cases: list[tuple[int, int]], path
-) -> tuple[list[float | None], list[float | None]]:
-    """(s(a, c), s(a, c')) for each case (scoring seed, perturbation index); perturbations from stream "sanity"."""
-    config = protocol_config(protocol)
-    fixed = oracle_score(target, concept, config, seed=0) if protocol in EXACT_PROTOCOLS else None
-    base, perturbed = [], []
+    oracle: Oracle, concept: np.ndarray, test: SanityTest, cases: list[tuple[int, int]], path
+) -> list[float | None]:
+    """s(a, c') for each case (scoring seed, perturbation index); perturbations from stream "sanity"."""
     test_index = list(SanityTest).index(test)
+    out = []
     for seed, k in cases:
         changed = sanity.perturb(test, concept, seeds.rng(0, "sanity", *path, test_index, k))
-        base.append(fixed if protocol in EXACT_PROTOCOLS else oracle_score(target, concept, config, seed=seed))
-        perturbed.append(oracle_score(target, changed, config, seed=seed))
-    return base, perturbed
+        out.append(oracle.score(changed, seed=seed))
+    return out
 
 
 def theory_rows(study: ScorerSanityStudy, *, progress: bool = False) -> list[RateRow]:
@@ -220,8 +225,10 @@ def theory_rows(study: ScorerSanityStudy, *, progress: bool = False) -> list[Rat
             target = Target(f"theory/n{theory.n}/{f_index}", Kind.WEIGHT_LABEL, texts, c)
             cases = [(k, k) for k in range(study.cases)]
             for protocol in PROTOCOLS:
+                oracle = Oracle(target, protocol_config(protocol))
+                base = base_scores(oracle, c, cases)
                 for test in SanityTest:
-                    base, pert = case_scores(target, c, protocol, test, cases, (1, t_index, f_index))
+                    pert = case_scores(oracle, c, test, cases, (1, t_index, f_index))
                     count = sanity.count_decreases(base, pert, span=SCORE_SPAN)
                     rows.append(RateRow("theoretical", theory.n, f, protocol, test, count))
     return rows
@@ -230,18 +237,19 @@ def theory_rows(study: ScorerSanityStudy, *, progress: bool = False) -> list[Rat
 def real_rows(study: ScorerSanityStudy, *, progress: bool = False) -> list[RateRow]:
     units = draw_neurons(study.model, study.layer, study.real_units, study.neuron_seed)
     rows = []
+    cases = [(k, k) for k in range(study.real_cases)]
     for k_index, kind in enumerate(study.real_kinds):
         targets = [load_target(neuron_id(study.model, study.layer, u), kind) for u in units]
         for f_index, f in enumerate(tqdm(study.real_frequencies, desc=f"real {kind}", disable=not progress)):
+            concepts = [sanity.binarise_top(target.strength, f) for target in targets]
             for protocol in PROTOCOLS:
+                oracles = [Oracle(target, protocol_config(protocol)) for target in targets]
+                bases = [base_scores(o, c, cases) for o, c in zip(oracles, concepts, strict=True)]
                 for test in SanityTest:
                     base, pert = [], []
-                    for u_index, target in enumerate(targets):
-                        c = sanity.binarise_top(target.strength, f)
-                        cases = [(k, k) for k in range(study.real_cases)]
-                        b, p = case_scores(target, c, protocol, test, cases, (2, k_index, f_index, u_index))
-                        base += b
-                        pert += p
+                    for u_index, (oracle, c) in enumerate(zip(oracles, concepts, strict=True)):
+                        base += bases[u_index]
+                        pert += case_scores(oracle, c, test, cases, (2, k_index, f_index, u_index))
                     count = sanity.count_decreases(base, pert, span=SCORE_SPAN)
                     rows.append(RateRow(f"real {kind}", len(targets[0].values), f, protocol, test, count))
     return rows
