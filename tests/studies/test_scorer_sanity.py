@@ -58,3 +58,33 @@ def test_the_recorded_table_reproduces_neuroneval_s_failure_and_the_recommended_
     for f in (0.1, 0.01, 0.001):
         for test in SanityTest:
             assert share[(Protocol.RECALL_FREE, f, test)] >= PASS_SHARE
+
+
+def test_the_meta_auprc_scores_are_score_explanation_s_bit_for_bit():
+    # The Meta-AUPRC matrix scores through `embedding_scorer` (the Oracle with the cosines as its concept);
+    # it must be the embedding simulator's score_explanation, the same bits, on every protocol.
+    import numpy as np
+
+    from vse.core.protocols import ranks
+    from vse.core.target import neuron_id
+    from vse.core.vocab import Kind, Mode
+    from vse.data.loader import draw_neurons, load_target
+    from vse.method.llm import LLM
+    from vse.method.score import ScoreConfig
+    from vse.method.simulators.embedding import EmbeddingStore
+    from vse.studies.scorer_sanity import _score, embedding_scorer
+
+    store = EmbeddingStore(REPO / "cassettes" / "scorer-sanity" / "embeddings.npz")
+    units = draw_neurons(STUDY.model, STUDY.layer, STUDY.meta_units, STUDY.neuron_seed + 1)[:2]
+    neurons = [neuron_id(STUDY.model, STUDY.layer, u) for u in units]
+    targets = [load_target(n, Kind.WEIGHT_LABEL) for n in neurons]
+    texts = [name_list([t.texts[int(i)] for i in ranks(t.strength)[:4]]) for t in targets]
+    cosines: dict = {}
+    for protocol in Protocol:
+        config = ScoreConfig(mode=Mode.EMBEDDING, protocol=protocol)
+        for neuron, target in zip(neurons, targets, strict=True):
+            score = embedding_scorer(store, target, config, cosines)
+            for text in texts:
+                want = _score(neuron, text, LLM.embedding_only(store), config, None, STUDY.seed)
+                assert repr(score(text, STUDY.seed)) == repr(want)
+                assert want is None or np.isfinite(want)

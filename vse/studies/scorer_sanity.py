@@ -59,6 +59,7 @@ predictions from the cassettes and the embeddings from ``cassettes/scorer-sanity
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -78,7 +79,7 @@ from vse.method.llm import LLM
 from vse.method.pipeline import score_explanation
 from vse.method.sanity import SCORE_SPAN, Oracle
 from vse.method.score import ScoreConfig, Unscorable
-from vse.method.simulators.embedding import EmbeddingStore
+from vse.method.simulators.embedding import EmbeddingStore, cosine_predictions
 from vse.outputs.paper_tables import to_csv
 from vse.studies.cassette_llms import CassetteLLMs
 from vse.studies.kind import OneLayerStudy, one_item_scorer
@@ -469,21 +470,49 @@ class MetaRow:
     unscorable: int  # units whose own explanation could not be scored (left out)
 
 
+def embedding_scorer(
+    store: EmbeddingStore, target: Target, config: ScoreConfig, cosines: dict | None = None
+) -> Callable[[str, int], float | None]:
+    """The embedding simulator's score of an explanation on ``target``: ``_score``'s mean, the same bits, for
+    ``(explanation, seed)``, at a fraction of its cost where many explanations meet many targets.
+
+    The embedding simulator predicts each item on its own (cos(explanation, item): `cosine_predictions`, a
+    correctly rounded sum per item, whatever else is in the pass), so score_target's passes with it are the
+    `Oracle`'s passes with those cosines as the concept: the items of every pass drawn, checked and correlated
+    by the same code, once per (target, config) instead of once per explanation and pass.
+    ``tests/studies/test_scorer_sanity.py`` checks it against `score_explanation`.
+
+    cosines: kept between calls, keyed by (explanation, item texts): the Meta-AUPRC matrix scores each
+    explanation under every protocol on targets that share their items (the 1,000 classes).
+    """
+    oracle = Oracle(target, config)
+    texts = tuple(target.texts)
+    kept = {} if cosines is None else cosines
+
+    def score(explanation: str, seed: int) -> float | None:
+        key = (explanation, texts)
+        if key not in kept:
+            kept[key] = cosine_predictions(store, explanation, texts)
+        return oracle.score(kept[key], seed=seed)
+
+    return score
+
+
 def meta_rows(study: ScorerSanityStudy, store: EmbeddingStore, *, progress=False) -> tuple[list[int], list[MetaRow]]:
     units = draw_neurons(study.model, study.layer, study.meta_units, study.neuron_seed + 1)
     neurons = [neuron_id(study.model, study.layer, u) for u in units]
     targets = [load_target(n, Kind.WEIGHT_LABEL) for n in neurons]
     texts = [name_list([t.texts[int(i)] for i in ranks(t.strength)[:4]]) for t in targets]
     nearest = nearest_others(store.embed(texts))
-    embed = LLM.embedding_only(store)
-    rows = []
+    rows, cosines = [], {}
     for protocol in tqdm(PROTOCOLS, desc="Meta-AUPRC", disable=not progress):
         config = ScoreConfig(mode=Mode.EMBEDDING, protocol=protocol)
         k = len(units)
         s = np.full((k, k), np.nan)
-        for j, neuron in enumerate(neurons):
+        for j, target in enumerate(targets):
+            score = embedding_scorer(store, target, config, cosines)
             for i, text in enumerate(texts):
-                got = _score(neuron, text, embed, config, None, study.seed)
+                got = score(text, study.seed)
                 s[i, j] = np.nan if got is None else got
         keep = [j for j in range(k) if np.isfinite(s[j, j])]
         sub = s[np.ix_(keep, keep)]
