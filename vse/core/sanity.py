@@ -88,7 +88,7 @@ def extra_labels(c: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     A concept with no negative item cannot gain labels: it is returned unchanged.
     """
     x = _binary(c)
-    positives = exact.fsum(x)
+    positives = np.count_nonzero(x)  # of 0/1 labels: exact, the integer math.fsum(x) would return as a float
     if positives >= len(x):
         return x.copy()
     p = positives / (len(x) - positives)

@@ -40,6 +40,11 @@ class Oracle:
     seed=s)`` is ``oracle_score(target, c, config, seed=s)``. What does not depend on the concept is done
     once, here: the scorability check and the protocol's ranking (`ItemDraw`), the true values, and an exact
     protocol's one set of items (every pass of it is the same items, so the concept is indexed once).
+
+    The items of pass i under seed s are a function of (target, config, s, i) alone (the draw and its redraws
+    read the true values, never the concept), so they are drawn once and kept: a sanity case scores s(a, c)
+    and s(a, c') with one seed, and both tests share the seeds. Any per-item simulator's predictions can be
+    the concept (the embedding simulator's cosines: `vse.studies.scorer_sanity.embedding_scorer`).
     """
 
     def __init__(self, target: Target, config: ScoreConfig) -> None:
@@ -59,6 +64,21 @@ class Oracle:
                 self._draw = None
             else:
                 self._exact_true = self._true[self._exact_items]
+        self._passes: dict[tuple[int, int], tuple[np.ndarray, np.ndarray] | Unscorable] = {}
+
+    def _pass(self, seed: int, index: int, draw: ItemDraw) -> tuple[np.ndarray, np.ndarray]:
+        """(items, their true values) of pass ``index`` under ``seed``; raises `Unscorable` as its draw did."""
+        key = (seed, index)
+        if key not in self._passes:
+            try:
+                items, _redraws = draw.draw(seeds.rng(seed, "pass", index))
+                self._passes[key] = (items, self._true[items])
+            except Unscorable as err:
+                self._passes[key] = err
+        got = self._passes[key]
+        if isinstance(got, Unscorable):
+            raise got.with_traceback(None)  # the kept error, without the tracebacks of its earlier raises
+        return got
 
     def score(self, concept: np.ndarray, *, seed: int) -> float | None:
         c = np.asarray(concept, dtype=np.float64)
@@ -71,8 +91,8 @@ class Oracle:
             return correlation_score(c[self._exact_items], self._exact_true)
 
         def one_pass(index: int) -> float:
-            items, _redraws = draw.draw(seeds.rng(seed, "pass", index))
-            return correlation_score(c[items], self._true[items])
+            items, true = self._pass(seed, index, draw)
+            return correlation_score(c[items], true)
 
         try:
             return run_until_confident(one_pass, self.config.stop).mean
