@@ -88,3 +88,27 @@ def test_the_meta_auprc_scores_are_score_explanation_s_bit_for_bit():
                 want = _score(neuron, text, LLM.embedding_only(store), config, None, STUDY.seed)
                 assert repr(score(text, STUDY.seed)) == repr(want)
                 assert want is None or np.isfinite(want)
+
+
+def test_the_text_level_embedding_scores_on_the_llm_s_item_sets_are_score_explanation_s():
+    # The same check where a universe limits the items (the LLM's recall-free pool) and the passes are fixed.
+    from vse.core.target import neuron_id
+    from vse.core.vocab import Kind, Mode
+    from vse.data.loader import load_target
+    from vse.method.llm import LLM
+    from vse.method.score import ScoreConfig
+    from vse.method.simulators.embedding import EmbeddingStore
+    from vse.studies.scorer_sanity import _fields, _score, embedding_scorer, llm_configs, llm_pool
+
+    store = EmbeddingStore(REPO / "cassettes" / "scorer-sanity" / "embeddings.npz")
+    unit = text_units(STUDY)[0]
+    neuron = neuron_id(STUDY.model, STUDY.layer, unit.unit)
+    target = load_target(neuron, Kind.WEIGHT_LABEL)
+    pool = llm_pool(STUDY, target)
+    for config in llm_configs(STUDY).values():
+        universe = pool if config.protocol == Protocol.RECALL_FREE else None
+        emb = ScoreConfig(**{**_fields(config), "mode": Mode.EMBEDDING})
+        score = embedding_scorer(store, target, emb, None, universe)
+        for text in unit.explanations().values():
+            want = _score(neuron, text, LLM.embedding_only(store), emb, universe, STUDY.seed)
+            assert want is not None and repr(score(text, STUDY.seed)) == repr(want)

@@ -47,13 +47,14 @@ class Oracle:
     the concept (the embedding simulator's cosines: `vse.studies.scorer_sanity.embedding_scorer`).
     """
 
-    def __init__(self, target: Target, config: ScoreConfig) -> None:
+    def __init__(self, target: Target, config: ScoreConfig, universe: np.ndarray | None = None) -> None:
+        """universe: the only items the passes may use, as `score_target`'s (None: the protocol's own rule)."""
         self.target, self.config = target, config
         # score_target correlates int(value) of each item; the scaled values are integers already, so this is
         # them as floats (+ 0.0: never a -0.0, as int() gives none).
         self._true = np.asarray(target.values, dtype=np.float64) + 0.0
         try:
-            self._draw: ItemDraw | None = ItemDraw(target, config)
+            self._draw: ItemDraw | None = ItemDraw(target, config, universe)
         except Unscorable:
             self._draw = None
         self._exact_items: np.ndarray | None = None

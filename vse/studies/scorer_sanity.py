@@ -75,7 +75,6 @@ from vse.core.stats import StopRule
 from vse.core.target import Target, neuron_id, neuron_stem
 from vse.core.vocab import EXACT_PROTOCOLS, Kind, Mode, Protocol
 from vse.data.loader import draw_neurons, excluded_units, fixture_width, load_target
-from vse.method.llm import LLM
 from vse.method.pipeline import score_explanation
 from vse.method.sanity import SCORE_SPAN, Oracle
 from vse.method.score import ScoreConfig, Unscorable
@@ -369,38 +368,25 @@ def text_scores(
     study: ScorerSanityStudy, units: list[TextUnit], llms: CassetteLLMs, store: EmbeddingStore, *, progress=False
 ) -> list[TextScore]:
     out: list[TextScore] = []
-    embed = LLM.embedding_only(store)
     llm_sets = llm_configs(study)
+    cosines: dict = {}
     for index, tu in enumerate(tqdm(units, desc="text level", unit="unit", disable=not progress)):
         neuron = neuron_id(study.model, study.layer, tu.unit)
         target = load_target(neuron, Kind.WEIGHT_LABEL)
         pool = llm_pool(study, target)
+        # The embedding simulator on every protocol, then on the LLM's two item sets (`embedding_scorer`:
+        # score_explanation's numbers, the item draws done once per unit and set, not once per explanation).
+        scorers = {
+            protocol: embedding_scorer(store, target, ScoreConfig(mode=Mode.EMBEDDING, protocol=protocol), cosines)
+            for protocol in PROTOCOLS
+        }
+        for set_label, config in llm_sets.items():
+            universe = pool if config.protocol == Protocol.RECALL_FREE else None
+            emb = ScoreConfig(**{**_fields(config), "mode": Mode.EMBEDDING})
+            scorers[set_label] = embedding_scorer(store, target, emb, cosines, universe)
         for label, text in tu.explanations().items():
-            for protocol in PROTOCOLS:
-                config = ScoreConfig(mode=Mode.EMBEDDING, protocol=protocol)
-                out.append(
-                    TextScore(
-                        tu.unit,
-                        "embedding",
-                        protocol,
-                        label,
-                        text,
-                        _score(neuron, text, embed, config, None, study.seed),
-                    )
-                )
-            for set_label, config in llm_sets.items():
-                universe = pool if config.protocol == Protocol.RECALL_FREE else None
-                emb = ScoreConfig(**{**_fields(config), "mode": Mode.EMBEDDING})
-                out.append(
-                    TextScore(
-                        tu.unit,
-                        "embedding",
-                        set_label,
-                        label,
-                        text,
-                        _score(neuron, text, embed, emb, universe, study.seed),
-                    )
-                )
+            for protocol, score in scorers.items():
+                out.append(TextScore(tu.unit, "embedding", protocol, label, text, score(text, study.seed)))
         if index >= study.text_llm_units:
             continue
         with llms(neuron_stem(study.model, study.layer, tu.unit)) as llm:
@@ -471,7 +457,11 @@ class MetaRow:
 
 
 def embedding_scorer(
-    store: EmbeddingStore, target: Target, config: ScoreConfig, cosines: dict | None = None
+    store: EmbeddingStore,
+    target: Target,
+    config: ScoreConfig,
+    cosines: dict | None = None,
+    universe: np.ndarray | None = None,
 ) -> Callable[[str, int], float | None]:
     """The embedding simulator's score of an explanation on ``target``: ``_score``'s mean, the same bits, for
     ``(explanation, seed)``, at a fraction of its cost where many explanations meet many targets.
@@ -484,8 +474,9 @@ def embedding_scorer(
 
     cosines: kept between calls, keyed by (explanation, item texts): the Meta-AUPRC matrix scores each
     explanation under every protocol on targets that share their items (the 1,000 classes).
+    universe: the only items the passes may use (`_score`'s).
     """
-    oracle = Oracle(target, config)
+    oracle = Oracle(target, config, universe)
     texts = tuple(target.texts)
     kept = {} if cosines is None else cosines
 
