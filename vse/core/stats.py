@@ -81,12 +81,18 @@ def ci_half_width(scores: ArrayLike, confidence: float = 0.90, *, ddof: int = 1)
     x = as_finite_1d(scores, "scores")
     _check_confidence(confidence)
     _check_ddof(ddof)
-    n = x.size
+    return _half_width(x.tolist(), confidence, ddof)
+
+
+def _half_width(x: list[float], confidence: float, ddof: int) -> float:
+    """`ci_half_width` of finite floats, its arguments already checked (Algorithm 1 asks after every pass)."""
+    n = len(x)
     if n < 2:
         return math.inf
     # Centring on the first score makes identical scores give exactly 0 and improves precision
     # for large, close scores; std is shift-invariant.
-    s = exact.std(x - x[0], ddof=ddof)
+    first = x[0]
+    s = exact.std([v - first for v in x], ddof=ddof)
     t = t_quantile((1.0 + confidence) / 2.0, n - 1)
     return t * s / math.sqrt(n)
 
@@ -151,19 +157,20 @@ class StopResult:
     """True iff ``runs`` reached ``max_runs`` and the half-width target was still not met."""
 
 
-def _confident(scores: list[float], rule: StopRule) -> bool:
-    return ci_half_width(scores, rule.confidence, ddof=rule.ddof) < rule.half_width
-
-
 def should_stop(scores: ArrayLike, rule: StopRule) -> bool:
     """Algorithm 1's decision: False before ``min_runs`` scores, True from ``max_runs`` on,
     otherwise whether the CI half-width is strictly below ``rule.half_width``."""
-    x = as_finite_1d(scores, "scores")
-    if x.size < rule.min_runs:
+    return _stop(as_finite_1d(scores, "scores").tolist(), rule)
+
+
+def _stop(scores: list[float], rule: StopRule) -> bool:
+    """`should_stop` for the finite floats `run_until_confident` has collected (the rule checked when made)."""
+    n = len(scores)
+    if n < rule.min_runs:
         return False
-    if x.size >= rule.max_runs:
+    if n >= rule.max_runs:
         return True
-    return _confident(x, rule)
+    return _half_width(scores, rule.confidence, rule.ddof) < rule.half_width
 
 
 def summarize(scores: ArrayLike, rule: StopRule) -> StopResult:
@@ -191,7 +198,7 @@ def run_until_confident(score_once: Callable[[int], float], rule: StopRule) -> S
     meaningless).
     """
     scores: list[float] = []
-    while not should_stop(scores, rule):
+    while not _stop(scores, rule):
         i = len(scores)
         s = float(score_once(i))
         if not math.isfinite(s):
