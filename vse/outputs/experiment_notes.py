@@ -96,6 +96,12 @@ NOTES: dict[str, ExperimentNote] = {
         question="The recommended path on 48 new units: does best of N chosen on held-in items, or the held-out "
         "display, make the default scorer tell each unit's own explanation from the others'?",
     ),
+    "sae-vs-channels": ExperimentNote(
+        docs=STUDIES + "sae-vs-channels.md",
+        question="Are a layer's SAE latents easier to explain than its channels? `_conv_head`'s channels against "
+        "the latents of an SAE trained on it (`vse sae train`), one explainer (best of 4), the default scorer: "
+        "score distribution, matched vs mismatched, Meta-AUPRC, dead and dense shares.",
+    ),
     "scorer-sanity": ExperimentNote(
         docs=STUDIES + "scorer-sanity.md",
         question="Do vse's scorers pass NeuronEval's sanity checks (a concept with labels missing or extra must "

@@ -17,6 +17,7 @@ from vse.outputs.experiment_notes import NOTES, PRIORITY
 from vse.studies.defaults_study import DefaultsStudy
 from vse.studies.kind import StudyKind, one_item_scorer
 from vse.studies.matched import MatchedStudy
+from vse.studies.sae_study import SaeStudy
 from vse.studies.scorer_sanity import ScorerSanityStudy
 from vse.studies.simulator import RECALL_FREE_ALL, SimulatorName, SimulatorStudy
 from vse.studies.strategy import StrategyStudy
@@ -173,6 +174,8 @@ EXPERIMENTS: dict[str, StudyKind] = {
         # Issue 31: NeuronEval's sanity checks (missing / extra labels) for every protocol, real explanations too
         # broad and too narrow, and Meta-AUPRC; the design in the module's doc, fixed before recording.
         ScorerSanityStudy(),
+        # Channels vs the latents of an SAE of the same layer (issue 33): 32 of each, best of 4, the default scorer.
+        SaeStudy(),
     ]
 }
 
