@@ -14,7 +14,6 @@ version exists only here, to measure against: vse trains with the library.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -88,7 +87,6 @@ def main() -> None:
         _pooled, freq, mse, r2 = sae.codes_of(maps, weights, config.k)
         dead, dense = int(np.sum(freq == 0)), int(np.sum(freq >= sae.ALWAYS_ON))
         print(f"| {name} | {seconds:.0f} | {r2:.3f} | {mse:.4f} | {dead} | {dense} |", flush=True)
-    del math
 
 
 if __name__ == "__main__":
