@@ -64,9 +64,12 @@ def test_the_units_are_new():
     """Never a few-shot or development unit, nor one that any other recorded experiment explained."""
     assert isinstance(STUDY, DefaultsStudy)
     used: dict[str, set[int]] = {}
-    for name in EXPERIMENTS:
+    # The experiments recorded before this study (the registry keeps them in the order they were added); later
+    # studies avoid this study's units themselves (their own tests say so).
+    earlier = list(EXPERIMENTS)[: list(EXPERIMENTS).index(STUDY.name)]
+    for name in earlier:
         config = REPO / "results" / name / "config.json"
-        if name == STUDY.name or not config.exists():
+        if not config.exists():
             continue
         data = json.loads(config.read_text())
         layer = data["experiment"].get("layer")

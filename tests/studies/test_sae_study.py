@@ -144,3 +144,9 @@ def test_the_measures_from_scripted_explanations(monkeypatch, tmp_path):
     files = result.files()
     assert set(files) == {"summary.json", "explanations.jsonl", "units.csv"}
     assert len(result.unit_scores) == sum(r.explained for r in result.rows)
+
+
+def test_welch_df_of_equal_spreads_and_sizes_is_exactly_2n_minus_2():
+    """Satterthwaite's df is 2(n - 1) here exactly; rounded down it must not drop to the integer below."""
+    a = np.array([0.0] * 5 + [1.0] + [0.5] * 3 + [0.75] * 3 + [0.375] * 3)
+    assert welch_interval(a, a.copy())[3] == 28

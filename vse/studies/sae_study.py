@@ -155,7 +155,9 @@ def welch_interval(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tu
     """(mean(a) - mean(b), low, high, df): the Welch t interval of a difference of means (df rounded down)."""
     va, vb = exact.var(a, ddof=1) / len(a), exact.var(b, ddof=1) / len(b)
     diff = exact.mean(a) - exact.mean(b)
-    df = int((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
+    # Welch-Satterthwaite, rounded down; the 1e-9 keeps an exact integer (equal spreads and sizes: 2(n - 1))
+    # from rounding to the one below it.
+    df = math.floor((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) + 1e-9)
     half = t_quantile(1 - (1 - confidence) / 2, df) * math.sqrt(va + vb)
     return diff, diff - half, diff + half, df
 
