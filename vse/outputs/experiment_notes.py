@@ -102,6 +102,12 @@ NOTES: dict[str, ExperimentNote] = {
         "the latents of an SAE trained on it (`vse sae train`), one explainer (best of 4), the default scorer: "
         "score distribution, matched vs mismatched, Meta-AUPRC, dead and dense shares.",
     ),
+    "specificity-study": ExperimentNote(
+        docs=STUDIES + "specificity-study.md",
+        question="Explanations that single out their unit: on 48 new units, does pooling the candidates of two "
+        "displays, or choosing for specificity against the nearest units, rank each unit's own explanation first "
+        "more often than today's best of 4?",
+    ),
     "scorer-sanity": ExperimentNote(
         docs=STUDIES + "scorer-sanity.md",
         question="Do vse's scorers pass NeuronEval's sanity checks (a concept with labels missing or extra must "

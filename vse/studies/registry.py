@@ -20,6 +20,7 @@ from vse.studies.matched import MatchedStudy
 from vse.studies.sae_study import SaeStudy
 from vse.studies.scorer_sanity import ScorerSanityStudy
 from vse.studies.simulator import RECALL_FREE_ALL, SimulatorName, SimulatorStudy
+from vse.studies.specificity_study import SpecificityStudy
 from vse.studies.strategy import StrategyStudy
 from vse.studies.table import TableExperiment
 
@@ -176,6 +177,9 @@ EXPERIMENTS: dict[str, StudyKind] = {
         ScorerSanityStudy(),
         # Channels vs the latents of an SAE of the same layer (issue 33): 32 of each, best of 4, the default scorer.
         SaeStudy(),
+        # Issue 32: does choosing among more candidates, or for specificity, single out a unit? 32 + 16 new units,
+        # both displays x best of 4; the pick rule fixed in the module's doc before recording.
+        SpecificityStudy(),
     ]
 }
 
