@@ -95,6 +95,32 @@ def test_hooks_are_removed(tiny):
     assert not h._handles and not tiny.module.proj._forward_hooks
 
 
+def test_full_fp32_turns_tf32_off_on_cuda_only_and_restores_it():
+    from vse.vision.activations import full_fp32
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with full_fp32("cpu"):
+            assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        with full_fp32("cuda:0"):  # the flags can be read and set without a GPU
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_pooled_rows_already_on_the_host_are_left_alone(tiny):
+    # Inside the hook the rows stay on the model's device (no wait for a GPU mid-pass) and to_host copies the
+    # new ones in one go (checked against the CPU on a GPU by test_cuda_matches_cpu); rows on the CPU stay put.
+    x = torch.zeros(2, 3, 8, 8)
+    with LayerHooks(tiny, ["proj"]) as h:
+        tiny.module(x)
+        stored = h.outputs["proj"][0]
+        h.to_host()
+        assert h.outputs["proj"][0] is stored
+
+
 def _random_images(folder, n, size=(40, 56)):
     g = np.random.default_rng(1)
     for k in range(n):
@@ -136,7 +162,9 @@ def test_cuda_without_a_gpu_is_a_clear_error(tiny, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu(lite0, tmp_path):
     probe = _random_images(tmp_path, 4)
-    cpu = extract_activations(lite0, probe, ["_conv_head"], batch_size=2, progress=False)
-    gpu = extract_activations(lite0, probe, ["_conv_head"], batch_size=2, num_workers=2, device="cuda", progress=False)
+    layers = ["_conv_head", "_blocks.15"]  # two layers: to_host copies them in one go and splits the columns
+    cpu = extract_activations(lite0, probe, layers, batch_size=2, progress=False)
+    gpu = extract_activations(lite0, probe, layers, batch_size=2, num_workers=2, device="cuda", progress=False)
     lite0.module.to("cpu")
-    np.testing.assert_allclose(gpu.activations["_conv_head"], cpu.activations["_conv_head"], rtol=1e-3, atol=1e-3)
+    for layer in layers:  # float32 on both (TF32 off: `full_fp32`)
+        np.testing.assert_allclose(gpu.activations[layer], cpu.activations[layer], rtol=1e-3, atol=1e-4)

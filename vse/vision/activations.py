@@ -17,7 +17,8 @@ as the input of ``_avg_pooling``). Pooling happens inside the hook so only ``[N,
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,37 @@ class LayerHooks:
 
     def _store(self, layer: str, t) -> None:
         t = t.detach()
-        self.outputs[layer].append(t if self.pooling is None else pool(t, self.pooling).float().cpu())
+        # The pooled rows stay on the model's device until the forward pass is over (`to_host`): a copy to the
+        # host here makes the CPU wait for the GPU in the middle of the pass, once per hooked layer, so it
+        # cannot queue the rest of the pass meanwhile (on an H200, 9-22% over a plain forward of
+        # EfficientNet-Lite0 with 3 hooked layers; bench/extraction.py, bench/RESULTS.md).
+        self.outputs[layer].append(t if self.pooling is None else pool(t, self.pooling).float())
+
+    def to_host(self) -> None:
+        """Move the pooled tensors stored since the last call to the CPU: after a forward pass, one copy (one
+        wait for the device) per batch for all layers together. Raw tensors (``pooling=None``) stay where the
+        model put them."""
+        if self.pooling is None:
+            return
+        import torch
+
+        pending = []  # (layer, index) of the rows still on the device, oldest first per layer
+        for layer, outs in self.outputs.items():
+            i = len(outs)
+            while i > 0 and outs[i - 1].device.type != "cpu":
+                i -= 1
+            pending += [(layer, j) for j in range(i, len(outs))]
+        if not pending:
+            return
+        tensors = [self.outputs[layer][j] for layer, j in pending]
+        host = torch.cat(tensors, dim=1).cpu() if len({t.shape[0] for t in tensors}) == 1 else None
+        start = 0
+        for (layer, j), t in zip(pending, tensors, strict=True):
+            if host is None:  # rows of different batches: one copy each
+                self.outputs[layer][j] = t.cpu()
+                continue
+            self.outputs[layer][j] = host[:, start : start + t.shape[1]]
+            start += t.shape[1]
 
     def __enter__(self) -> LayerHooks:
         modules = dict(self.loaded.module.named_modules())
@@ -87,6 +118,26 @@ class LayerHooks:
         self._handles.clear()
 
 
+@contextmanager
+def full_fp32(device) -> Iterator[None]:
+    """Convolutions and matrix products in full float32 on a CUDA ``device`` for the duration (TF32 off), then the
+    previous settings back. PyTorch lets cuDNN use TF32 (a 10-bit mantissa) for float32 convolutions on Ampere and
+    later GPUs by default: on an H200, EfficientNet-Lite0's ``_conv_head`` then differed from the CPU's by up to
+    1.3% (0.7% of the values beyond 1e-3; tests/vision/test_activations.py::test_cuda_matches_cpu). vse's
+    activations are meant to be the same numbers wherever they are computed, so they are float32 throughout."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def record_raw(loaded, layers: Sequence[str], x) -> dict[str, Any]:
     """One forward pass on the batch ``x``; the raw (unpooled) tensor of each layer."""
     import torch
@@ -101,9 +152,10 @@ def activations_on_batch(loaded, layers: Sequence[str], x, pooling: str = "mean"
     """Pooled activations ``{layer: float32 [N, units]}`` of one batch tensor."""
     import torch
 
-    with torch.inference_mode(), LayerHooks(loaded, layers, pooling) as hooks:
+    with torch.inference_mode(), full_fp32(x.device), LayerHooks(loaded, layers, pooling) as hooks:
         loaded.module(x)
         hooks.check_calls(1)
+        hooks.to_host()
     return {layer: torch.cat(outs).numpy() for layer, outs in hooks.outputs.items()}
 
 
@@ -176,7 +228,7 @@ def extract_activations(
     ``num_workers`` DataLoader processes decode and transform images while the model runs, so a
     GPU is not left waiting on PIL. ``device`` ("cpu", "cuda", "cuda:1", ...) is where the forward
     pass runs; the model is moved there (and stays), and the pooled ``[N, units]`` rows come back
-    to the CPU inside the hook, so only those small tensors cross the bus.
+    to the CPU after each batch's forward pass (`LayerHooks.to_host`), so only those small tensors cross the bus.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -198,7 +250,7 @@ def extract_activations(
     ids: list[str] = []
     skipped: list[dict] = []
     n_forwards = 0
-    with torch.inference_mode(), LayerHooks(loaded, layers, pooling) as hooks:
+    with torch.inference_mode(), full_fp32(dev), LayerHooks(loaded, layers, pooling) as hooks:
         for batch in tqdm(loader, desc=f"activations {loaded.name}", unit="batch", disable=not progress):
             good = []
             for i, tensor, err in batch:
@@ -211,6 +263,7 @@ def extract_activations(
             loaded.module(torch.stack([t for _, t in good]).to(dev, non_blocking=True))
             n_forwards += 1
             hooks.check_calls(n_forwards)
+            hooks.to_host()
             ids.extend(probe.items[i].id for i, _ in good)
     acts = {
         layer: (torch.cat(outs).numpy() if outs else np.zeros((0, 0), np.float32))
