@@ -10,9 +10,11 @@ baseline), in the same run. Retry lines on stderr (the client's "retry i/n" warn
     python bench/cold_start.py --protocol uniform --in-flight 1 2 4 8
     python bench/cold_start.py --protocol --commands validate label     # vse validate on 4 units, vse label on 8
     python bench/cold_start.py --in-flight 8 --warm-up on --server-args="--cache-ram 8192"   # before issue 34
+    python bench/cold_start.py --warm-up on --slots 8 16 --kv unified per-slot   # four servers in turn
 
 ``--in-flight default`` passes no ``--in-flight`` (what a user runs: two a slot on vse's server);
-``--server-args`` are appended to every llama-server command line (a later flag wins over vse's own).
+``--server-args`` are appended to every llama-server command line (a later flag wins over vse's own; write
+``--server-args=-x`` for one that starts with a dash).
 
 Prints a Markdown table; measured rows only. Keep the machine quiet while it runs (2 cores).
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -29,15 +32,22 @@ import time
 from pathlib import Path
 
 from vse.llm.model_files import assemble_model
-from vse.llm.server import LocalServer
+from vse.llm.server import DEFAULT_SLOTS, KV_UNIFIED, LocalServer
 
 NEURON = "efficientnet_lite0/_conv_head/555"
 EXPLANATION = "dogs, especially terriers and hounds"
 RETRY = re.compile(r"retry \d+/\d+")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def score_once(base_url: str, protocol: str, in_flight: str, warm_slots: bool, scratch: Path) -> tuple[float, int, str]:
-    """Wall seconds, retry lines, and the score line of one `vse score` run (in_flight "default": no flag)."""
+    """Wall seconds, retry lines, and the score line of one `vse score` run (in_flight "default": no flag);
+    the client's CPU seconds are read by the caller (`resource.getrusage` of the children)."""
     cassette = scratch / f"c{time.monotonic_ns()}.json.gz"
     cmd = [
         sys.executable, "-c", "from vse.cli.main import main; main()", "score", NEURON,
@@ -85,41 +95,71 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--protocol", nargs="*", default=["recall-free"])
     ap.add_argument("--in-flight", nargs="+", default=["default"], help="numbers, or 'default' (no flag)")
-    ap.add_argument("--server-args", default="", help="appended to every llama-server command line")
+    ap.add_argument(
+        "--server-args",
+        nargs="+",
+        default=[""],
+        help="appended to every llama-server command line; several: one server setting each, in turn",
+    )
+    ap.add_argument("--slots", nargs="+", type=int, default=[DEFAULT_SLOTS], help="llama-server slots (-np), in turn")
+    ap.add_argument(
+        "--kv",
+        nargs="+",
+        choices=["unified", "per-slot"],
+        default=["unified" if KV_UNIFIED else "per-slot"],
+        help="one KV cache shared by the slots (-kvu, vse's default) or one per slot, in turn",
+    )
     ap.add_argument("--warm-up", nargs="+", choices=["on", "off"], default=["on", "off"])
     ap.add_argument("--commands", nargs="+", choices=sorted(COMMANDS), default=[])
     args = ap.parse_args()
     bad = [n for n in args.in_flight if n != "default" and not n.isdigit()]
     if bad:
         ap.error(f"--in-flight takes numbers or 'default', not {bad}")
-    extra = tuple(args.server_args.split())
     model = assemble_model()
     if args.commands:
         print("| command | server | wall s | retry lines | last line |")
         print("|---|---|---|---|---|")
         with tempfile.TemporaryDirectory(prefix="vse-bench-") as tmp:
             for name in args.commands:
-                with LocalServer(model, port=0, extra_args=extra) as server:
+                with LocalServer(model, port=0, extra_args=tuple(args.server_args[0].split())) as server:
                     for state in ("cold", "warm"):
                         wall, retries, line = command_once(name, server.base_url, Path(tmp))
                         print(f"| {name} | {state} | {wall:.0f} | {retries} | {line} |")
                         sys.stdout.flush()
     if not args.protocol:
         return
-    print("| protocol | in flight | slot warm-up | server | wall s | retry lines | score |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| protocol | slots | KV cache | server args | in flight | slot warm-up | server | wall s | client CPU s "
+        "| server CPU s | retry lines | score |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    settings = [
+        (protocol, slots, kv, extra, in_flight, warm)
+        for protocol in args.protocol
+        for slots in args.slots
+        for kv in args.kv
+        for extra in args.server_args
+        for in_flight in args.in_flight
+        for warm in args.warm_up
+    ]
     with tempfile.TemporaryDirectory(prefix="vse-bench-") as tmp:
-        for protocol in args.protocol:
-            for in_flight in args.in_flight:
-                for warm in args.warm_up:
-                    with LocalServer(model, port=0, extra_args=extra) as server:
-                        for state in ("cold", "warm"):
-                            wall, retries, line = score_once(
-                                server.base_url, protocol, in_flight, warm == "on", Path(tmp)
-                            )
-                            score = line.split("  ")[0]
-                            print(f"| {protocol} | {in_flight} | {warm} | {state} | {wall:.0f} | {retries} | {score} |")
-                            sys.stdout.flush()
+        for protocol, slots, kv, extra, in_flight, warm in settings:
+            with LocalServer(
+                model, port=0, slots=slots, extra_args=tuple(extra.split()), kv_unified=kv == "unified"
+            ) as server:
+                for state in ("cold", "warm"):
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    server_before = _cpu_seconds(server.proc.pid)
+                    wall, retries, line = score_once(server.base_url, protocol, in_flight, warm == "on", Path(tmp))
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    client = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+                    server_cpu = _cpu_seconds(server.proc.pid) - server_before
+                    score = line.split("  ")[0]
+                    print(
+                        f"| {protocol} | {slots} | {kv} | {extra or '-'} | {in_flight} | {warm} | {state} | {wall:.0f} "
+                        f"| {client:.1f} | {server_cpu:.0f} | {retries} | {score} |"
+                    )
+                    sys.stdout.flush()
 
 
 if __name__ == "__main__":

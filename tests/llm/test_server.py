@@ -160,7 +160,7 @@ def test_command_line(tmp_path):
     )
     assert server.base_url == "http://127.0.0.1:8123/v1"
     assert server.slots == 8 and server.n_ctx == 32768  # 8 slots x 4096 tokens
-    tags = "llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:8,ctx:32768,in-flight:16"
+    tags = "llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:8,ctx:32768,in-flight:16,kv:unified"
     assert server.command() == [
         "/opt/llama-server",
         "-m",
@@ -177,6 +177,7 @@ def test_command_line(tmp_path):
         "32768",
         "-np",
         "8",
+        "-kvu",  # one KV cache for the slots: a batch step is one micro-batch
         "-t",
         "4",
         "--threads-http",  # 16 in flight (a waiting request per slot) and llama-server's 2 for monitoring
@@ -188,6 +189,13 @@ def test_command_line(tmp_path):
         "--verbose",
     ]
     assert "," not in " ".join(srv.BUILD_FLAGS)  # llama-server splits --tags on commas
+
+
+def test_a_kv_cache_per_slot_is_still_available():
+    binary = srv.LlamaServerBinary(Path("/opt/llama-server"), "0c1e570", srv.BUILD_FLAGS)
+    server = srv.LocalServer("/models/m.gguf", port=8123, kv_unified=False, llama_server=binary)
+    assert "-kvu" not in server.command()
+    assert "kv:unified" not in server.build.tags()
 
 
 def test_slots_set_the_context_and_must_be_positive():
@@ -226,6 +234,18 @@ def test_the_server_says_how_many_requests_it_takes_and_the_llm_sends_that_many(
         client = ScriptedClient(models={"data": [reply]})
         client.config.model = "local"
         assert LLM.from_client(client).in_flight == in_flight
+
+
+def test_a_unified_kv_cache_is_named_and_older_records_keep_their_text():
+    unified = srv.ServerBuild("0c1e570", srv.BUILD_FLAGS, 8, 32768, 16, kv_unified=True)
+    assert srv.ServerBuild.from_tags(unified.tags()) == unified
+    entry = {"id": srv.MODEL_FILE, "owned_by": "llamacpp", "tags": sorted(unified.tags())}
+    assert srv.describe_server(entry)[0] == (
+        "llama.cpp llama-server 0c1e570 (" + " ".join(srv.BUILD_FLAGS) + "); 8 slots, one KV cache of 32768 tokens "
+        "shared by the slots"
+    )
+    older = {**entry, "tags": [t for t in entry["tags"] if t != "kv:unified"]}
+    assert srv.describe_server(older)[0].endswith("; 8 slots, context 32768 (4096 per slot)")
 
 
 def test_user_binary_says_its_flags_are_unknown():
