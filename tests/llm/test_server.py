@@ -160,7 +160,7 @@ def test_command_line(tmp_path):
     )
     assert server.base_url == "http://127.0.0.1:8123/v1"
     assert server.slots == 8 and server.n_ctx == 32768  # 8 slots x 4096 tokens
-    tags = "llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:8,ctx:32768,in-flight:16,kv:unified"
+    tags = "llama.cpp:0c1e570,cmake:" + " ".join(srv.BUILD_FLAGS) + ",slots:8,ctx:32768,in-flight:16"
     assert server.command() == [
         "/opt/llama-server",
         "-m",
@@ -177,7 +177,6 @@ def test_command_line(tmp_path):
         "32768",
         "-np",
         "8",
-        "-kvu",  # one KV cache for the slots: a batch step is one micro-batch
         "-t",
         "4",
         "--threads-http",  # 16 in flight (a waiting request per slot) and llama-server's 2 for monitoring
@@ -191,11 +190,11 @@ def test_command_line(tmp_path):
     assert "," not in " ".join(srv.BUILD_FLAGS)  # llama-server splits --tags on commas
 
 
-def test_a_kv_cache_per_slot_is_still_available():
+def test_one_kv_cache_for_the_slots_can_be_asked_for():
     binary = srv.LlamaServerBinary(Path("/opt/llama-server"), "0c1e570", srv.BUILD_FLAGS)
-    server = srv.LocalServer("/models/m.gguf", port=8123, kv_unified=False, llama_server=binary)
-    assert "-kvu" not in server.command()
-    assert "kv:unified" not in server.build.tags()
+    server = srv.LocalServer("/models/m.gguf", port=8123, kv_unified=True, llama_server=binary)
+    assert server.command()[server.command().index("-np") + 2] == "-kvu"
+    assert "kv:unified" in server.build.tags()
 
 
 def test_slots_set_the_context_and_must_be_positive():

@@ -99,13 +99,11 @@ log = logging.getLogger(__name__)
 #: bench/RESULTS.md). Their KV cache (32,768 tokens) takes about 0.9 GB.
 DEFAULT_SLOTS = 8
 CTX_PER_SLOT = 4096
-#: One KV cache shared by the slots (llama-server's ``-kvu``). With a cache per slot, llama.cpp splits a batch
-#: step into micro-batches that take the same number of new tokens from consecutive slots (``split_equal``),
-#: so 8 one-item predictions of 2 to 6 new tokens each become several micro-batches, each reading every
-#: weight once: a step of 8 took 0.87-0.90 s. With one cache the step is one micro-batch (``split_simple``):
-#: 0.57-0.74 s (server logs of `bench/cold_start.py`; bench/RESULTS.md). The slots still keep their own
-#: sequences; the context (``-c``) becomes a pool they share.
-KV_UNIFIED = True
+#: One KV cache shared by the slots (llama-server's ``-kvu``) or one per slot (llama-server's default, kept).
+#: Reading llama.cpp suggested a cache per slot splits a batch step of one-item predictions into several
+#: micro-batches (``split_equal``), but interleaved runs measured no difference: median batch steps of 0.67-0.88 s
+#: either way, moving with the machine's state rather than the setting (`bench/cold_start.py --kv`, bench/RESULTS.md).
+KV_UNIFIED = False
 #: Requests vse keeps at its server per slot: one being computed, one waiting. llama-server starts a batch
 #: step as soon as one request is there; with only as many in flight as slots, every slot's next request
 #: comes back a few milliseconds after the step that answered the last one, so a step starts with the one
@@ -292,7 +290,7 @@ class LocalServer:
             "--port", str(self.port),
             "-c", str(self.n_ctx),
             "-np", str(self.slots),
-            *(["-kvu"] if self.kv_unified else []),  # one micro-batch a step (see KV_UNIFIED)
+            *(["-kvu"] if self.kv_unified else []),  # see KV_UNIFIED
             "-t", str(self.n_threads),
             "--threads-http", str(self.in_flight + SPARE_HTTP_THREADS),  # a waiting request per slot (see above)
             # No host-memory prompt cache: by default (8 GiB) llama-server copies every idle slot's state (~23 MB
