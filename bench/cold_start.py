@@ -10,7 +10,7 @@ baseline), in the same run. Retry lines on stderr (the client's "retry i/n" warn
     python bench/cold_start.py --protocol uniform --in-flight 1 2 4 8
     python bench/cold_start.py --protocol --commands validate label     # vse validate on 4 units, vse label on 8
     python bench/cold_start.py --in-flight 8 --warm-up on --server-args="--cache-ram 8192"   # before issue 34
-    python bench/cold_start.py --warm-up on --slots 8 16 --kv unified per-slot   # four servers in turn
+    python bench/cold_start.py --warm-up on --server-args "" --server-args=-kvu   # no, shared KV cache: in turn
 
 ``--in-flight default`` passes no ``--in-flight`` (what a user runs: two a slot on vse's server);
 ``--server-args`` are appended to every llama-server command line (a later flag wins over vse's own; write
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from vse.llm.model_files import assemble_model
-from vse.llm.server import DEFAULT_SLOTS, KV_UNIFIED, LocalServer
+from vse.llm.server import DEFAULT_SLOTS, LocalServer
 
 NEURON = "efficientnet_lite0/_conv_head/555"
 EXPLANATION = "dogs, especially terriers and hounds"
@@ -97,21 +97,14 @@ def main() -> None:
     ap.add_argument("--in-flight", nargs="+", default=["default"], help="numbers, or 'default' (no flag)")
     ap.add_argument(
         "--server-args",
-        nargs="+",
-        default=[""],
-        help="appended to every llama-server command line; several: one server setting each, in turn",
+        action="append",
+        help="appended to every llama-server command line; repeated: one server setting each, in turn",
     )
     ap.add_argument("--slots", nargs="+", type=int, default=[DEFAULT_SLOTS], help="llama-server slots (-np), in turn")
-    ap.add_argument(
-        "--kv",
-        nargs="+",
-        choices=["unified", "per-slot"],
-        default=["unified" if KV_UNIFIED else "per-slot"],
-        help="one KV cache shared by the slots (-kvu, vse's default) or one per slot, in turn",
-    )
     ap.add_argument("--warm-up", nargs="+", choices=["on", "off"], default=["on", "off"])
     ap.add_argument("--commands", nargs="+", choices=sorted(COMMANDS), default=[])
     args = ap.parse_args()
+    args.server_args = args.server_args or [""]
     bad = [n for n in args.in_flight if n != "default" and not n.isdigit()]
     if bad:
         ap.error(f"--in-flight takes numbers or 'default', not {bad}")
@@ -129,24 +122,21 @@ def main() -> None:
     if not args.protocol:
         return
     print(
-        "| protocol | slots | KV cache | server args | in flight | slot warm-up | server | wall s | client CPU s "
+        "| protocol | slots | server args | in flight | slot warm-up | server | wall s | client CPU s "
         "| server CPU s | retry lines | score |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     settings = [
-        (protocol, slots, kv, extra, in_flight, warm)
+        (protocol, slots, extra, in_flight, warm)
         for protocol in args.protocol
         for slots in args.slots
-        for kv in args.kv
         for extra in args.server_args
         for in_flight in args.in_flight
         for warm in args.warm_up
     ]
     with tempfile.TemporaryDirectory(prefix="vse-bench-") as tmp:
-        for protocol, slots, kv, extra, in_flight, warm in settings:
-            with LocalServer(
-                model, port=0, slots=slots, extra_args=tuple(extra.split()), kv_unified=kv == "unified"
-            ) as server:
+        for protocol, slots, extra, in_flight, warm in settings:
+            with LocalServer(model, port=0, slots=slots, extra_args=tuple(extra.split())) as server:
                 for state in ("cold", "warm"):
                     before = resource.getrusage(resource.RUSAGE_CHILDREN)
                     server_before = _cpu_seconds(server.proc.pid)
@@ -156,7 +146,7 @@ def main() -> None:
                     server_cpu = _cpu_seconds(server.proc.pid) - server_before
                     score = line.split("  ")[0]
                     print(
-                        f"| {protocol} | {slots} | {kv} | {extra or '-'} | {in_flight} | {warm} | {state} | {wall:.0f} "
+                        f"| {protocol} | {slots} | {extra or '-'} | {in_flight} | {warm} | {state} | {wall:.0f} "
                         f"| {client:.1f} | {server_cpu:.0f} | {retries} | {score} |"
                     )
                     sys.stdout.flush()

@@ -190,13 +190,6 @@ def test_command_line(tmp_path):
     assert "," not in " ".join(srv.BUILD_FLAGS)  # llama-server splits --tags on commas
 
 
-def test_one_kv_cache_for_the_slots_can_be_asked_for():
-    binary = srv.LlamaServerBinary(Path("/opt/llama-server"), "0c1e570", srv.BUILD_FLAGS)
-    server = srv.LocalServer("/models/m.gguf", port=8123, kv_unified=True, llama_server=binary)
-    assert server.command()[server.command().index("-np") + 2] == "-kvu"
-    assert "kv:unified" in server.build.tags()
-
-
 def test_slots_set_the_context_and_must_be_positive():
     binary = srv.LlamaServerBinary(Path("/x/llama-server"), None, None)
     assert srv.LocalServer("/m.gguf", slots=2, llama_server=binary).n_ctx == 8192
@@ -233,18 +226,6 @@ def test_the_server_says_how_many_requests_it_takes_and_the_llm_sends_that_many(
         client = ScriptedClient(models={"data": [reply]})
         client.config.model = "local"
         assert LLM.from_client(client).in_flight == in_flight
-
-
-def test_a_unified_kv_cache_is_named_and_older_records_keep_their_text():
-    unified = srv.ServerBuild("0c1e570", srv.BUILD_FLAGS, 8, 32768, 16, kv_unified=True)
-    assert srv.ServerBuild.from_tags(unified.tags()) == unified
-    entry = {"id": srv.MODEL_FILE, "owned_by": "llamacpp", "tags": sorted(unified.tags())}
-    assert srv.describe_server(entry)[0] == (
-        "llama.cpp llama-server 0c1e570 (" + " ".join(srv.BUILD_FLAGS) + "); 8 slots, one KV cache of 32768 tokens "
-        "shared by the slots"
-    )
-    older = {**entry, "tags": [t for t in entry["tags"] if t != "kv:unified"]}
-    assert srv.describe_server(older)[0].endswith("; 8 slots, context 32768 (4096 per slot)")
 
 
 def test_user_binary_says_its_flags_are_unknown():

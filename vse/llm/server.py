@@ -56,7 +56,6 @@ __all__ = [
     "BUILD_FLAGS",
     "CTX_PER_SLOT",
     "DEFAULT_SLOTS",
-    "KV_UNIFIED",
     "IN_FLIGHT_PER_SLOT",
     "LEGACY_SERVER",
     "LLAMA_CPP_COMMIT",
@@ -99,11 +98,9 @@ log = logging.getLogger(__name__)
 #: bench/RESULTS.md). Their KV cache (32,768 tokens) takes about 0.9 GB.
 DEFAULT_SLOTS = 8
 CTX_PER_SLOT = 4096
-#: One KV cache shared by the slots (llama-server's ``-kvu``) or one per slot (llama-server's default, kept).
-#: Reading llama.cpp suggested a cache per slot splits a batch step of one-item predictions into several
-#: micro-batches (``split_equal``), but interleaved runs measured no difference: median batch steps of 0.67-0.88 s
-#: either way, moving with the machine's state rather than the setting (`bench/cold_start.py --kv`, bench/RESULTS.md).
-KV_UNIFIED = False
+#: (Not set: one KV cache shared by the slots, llama-server's ``-kvu``. Reading llama.cpp suggested that a cache
+#: per slot splits a batch step of one-item predictions into several micro-batches (``split_equal``), but
+#: interleaved runs measured no difference: `bench/cold_start.py --server-args=-kvu`, bench/RESULTS.md.)
 #: Requests vse keeps at its server per slot: one being computed, one waiting. llama-server starts a batch
 #: step as soon as one request is there; with only as many in flight as slots, every slot's next request
 #: comes back a few milliseconds after the step that answered the last one, so a step starts with the one
@@ -130,15 +127,12 @@ class ServerBuild:
     #: requests it takes at once (``--threads-http`` less the spare ones); None: not said (a server started
     #: by an older vse, whose HTTP threads are llama-server's default, slots + 2)
     in_flight: int | None = None
-    #: one KV cache shared by the slots (`KV_UNIFIED`); False for a server started by an older vse (no such tag)
-    kv_unified: bool = False
 
     def tags(self) -> list[str]:
         return [f"llama.cpp:{self.commit or 'unknown'}",
                 "cmake:" + (" ".join(self.flags) if self.flags is not None else "unknown (binary not built by vse)"),
                 f"slots:{self.slots}", f"ctx:{self.n_ctx}",
-                *([f"in-flight:{self.in_flight}"] if self.in_flight is not None else []),
-                *(["kv:unified"] if self.kv_unified else [])]  # fmt: skip
+                *([f"in-flight:{self.in_flight}"] if self.in_flight is not None else [])]  # fmt: skip
 
     @classmethod
     def from_tags(cls, tags: Sequence[str]) -> ServerBuild | None:
@@ -151,18 +145,14 @@ class ServerBuild:
         cmake = fields.get("cmake", "")
         flags = tuple(cmake.split()) if cmake.startswith("-D") else None
         in_flight = int(fields["in-flight"]) if fields.get("in-flight", "").isdigit() else None
-        unified = fields.get("kv") == "unified"
-        return cls(None if commit in (None, "unknown") else commit, flags, slots, n_ctx, in_flight, unified)
+        return cls(None if commit in (None, "unknown") else commit, flags, slots, n_ctx, in_flight)
 
     def describe(self) -> str:
         how = " ".join(self.flags) if self.flags is not None else "build flags unknown"
-        # The text of a server without the tag stays as it was: committed records replay with it.
-        context = (
-            f"one KV cache of {self.n_ctx} tokens shared by the slots"
-            if self.kv_unified
-            else f"context {self.n_ctx} ({self.n_ctx // max(self.slots, 1)} per slot)"
+        return (
+            f"llama.cpp llama-server {self.commit or '(commit unknown)'} ({how}); "
+            f"{self.slots} slots, context {self.n_ctx} ({self.n_ctx // max(self.slots, 1)} per slot)"
         )
-        return f"llama.cpp llama-server {self.commit or '(commit unknown)'} ({how}); {self.slots} slots, {context}"
 
 
 #: What the records of the original local server (llama-cpp-python's, with vse's logprobs patch)
@@ -231,7 +221,6 @@ class LocalServer:
         slots: int = DEFAULT_SLOTS,
         extra_args: Sequence[str] = (),
         *,
-        kv_unified: bool = KV_UNIFIED,
         llama_server: Path | str | LlamaServerBinary | None = None,
         cache_dir: Path | None = None,
         log_path: Path | str | None = None,
@@ -245,7 +234,6 @@ class LocalServer:
         self.slots = slots
         self.n_ctx = n_ctx if n_ctx is not None else slots * CTX_PER_SLOT
         self.n_threads = n_threads
-        self.kv_unified = kv_unified
         self.extra_args = tuple(extra_args)
         self._binary_arg = llama_server
         self.cache_dir = cache_dir
@@ -271,9 +259,7 @@ class LocalServer:
     @property
     def build(self) -> ServerBuild:
         """Commit, build flags, slots and context: what provenance names (see `describe_server`)."""
-        return ServerBuild(
-            self.binary.commit, self.binary.flags, self.slots, self.n_ctx, self.in_flight, self.kv_unified
-        )
+        return ServerBuild(self.binary.commit, self.binary.flags, self.slots, self.n_ctx, self.in_flight)
 
     @property
     def in_flight(self) -> int:
@@ -290,7 +276,6 @@ class LocalServer:
             "--port", str(self.port),
             "-c", str(self.n_ctx),
             "-np", str(self.slots),
-            *(["-kvu"] if self.kv_unified else []),  # see KV_UNIFIED
             "-t", str(self.n_threads),
             "--threads-http", str(self.in_flight + SPARE_HTTP_THREADS),  # a waiting request per slot (see above)
             # No host-memory prompt cache: by default (8 GiB) llama-server copies every idle slot's state (~23 MB

@@ -60,9 +60,7 @@ class LayerHooks:
     def _store(self, layer: str, t) -> None:
         t = t.detach()
         # The pooled rows stay on the model's device until the forward pass is over (`to_host`): a copy to the
-        # host here makes the CPU wait for the GPU in the middle of the pass, once per hooked layer, so it
-        # cannot queue the rest of the pass meanwhile (on an H200, 9-22% over a plain forward of
-        # EfficientNet-Lite0 with 3 hooked layers; bench/extraction.py, bench/RESULTS.md).
+        # host here would make the CPU wait for the GPU in the middle of the pass, once per hooked layer.
         self.outputs[layer].append(t if self.pooling is None else pool(t, self.pooling).float())
 
     def to_host(self) -> None:
